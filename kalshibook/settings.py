@@ -1,0 +1,155 @@
+"""Typed settings, read once from ``KALSHIBOOK_*`` environment variables and passed down.
+
+Every field of every section maps to one variable: ``KALSHIBOOK_<SECTION>_<FIELD>`` (the
+``core`` section has no section prefix, e.g. ``KALSHIBOOK_DATABASE_URL``). ``Settings.from_env``
+validates everything at start and raises :class:`ConfigError` naming the bad variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import msgspec
+
+from kalshibook.errors import ConfigError
+
+PROD_REST_URL = "https://external-api.kalshi.com/trade-api/v2"
+PROD_WS_URL = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+
+
+class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = ""
+    """PostgreSQL/TimescaleDB URL (``postgresql://user:pass@host:port/db``)."""
+    log_level: str = "INFO"
+    data_dir: str = ".data"
+    """Local state: spool files, simulator truth, demo pids."""
+
+
+class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    rest_url: str = PROD_REST_URL
+    ws_url: str = PROD_WS_URL
+    key_id: str = ""
+    private_key_path: str = ""
+    rest_rate: float = 15.0
+    """REST requests per second (token bucket refill). Kalshi Basic tier ≈ 20 GETs/s."""
+    rest_burst: int = 20
+    rest_max_retries: int = 8
+    rest_timeout: float = 15.0
+    ws_silence_timeout: float = 30.0
+    """Close and reopen a socket silent for this many seconds (Kalshi pings every 10 s)."""
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+
+
+class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    orderbook_sub_size: int = 250
+    """Markets per orderbook_delta subscription."""
+    checkpoint_deltas: int = 500
+    """Write a checkpoint snapshot of a book after this many deltas ..."""
+    checkpoint_seconds: float = 300.0
+    """... or after this many seconds with at least one delta, whichever comes first."""
+    discovery_interval: float = 300.0
+    """Seconds between REST sweeps for new/changed markets."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    """Prometheus metrics + health port (0 disables)."""
+    settlement_confirm_retries: int = 8
+
+
+class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    batch_rows: int = 5000
+    batch_age: float = 0.2
+    """Flush a table's batch after this many seconds even if not full."""
+    memory_rows: int = 200_000
+    """Rows held in memory (all tables) while the database is down before spooling to disk."""
+    queue_rows: int = 50_000
+    """Bound of each per-table queue; producers wait (backpressure) when it is full."""
+    spool_dir: str = ""
+    """Directory for on-disk spool files (default: <data_dir>/spool)."""
+    retry_max: float = 5.0
+
+
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_limit: int = 1000
+    default_limit: int = 100
+    max_candles: int = 10_000
+    rate_limit_per_second: float = 50.0
+    """Requests per second per API key before 429."""
+    require_auth: bool = True
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    core: CoreSettings = msgspec.field(default_factory=CoreSettings)
+    kalshi: KalshiSettings = msgspec.field(default_factory=KalshiSettings)
+    collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
+    writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        sections: dict[str, Any] = {}
+        for section_name, section_type in get_type_hints(cls).items():
+            values: dict[str, Any] = {}
+            for field in msgspec.structs.fields(section_type):
+                var = env_var(section_name, field.name)
+                if var not in env:
+                    continue
+                values[field.name] = _parse(var, env[var], field.type)
+            sections[section_name] = section_type(**values)
+        return cls(**sections)
+
+    def require_database(self) -> str:
+        if not self.core.database_url:
+            raise ConfigError(
+                "KALSHIBOOK_DATABASE_URL is not set (e.g. postgresql://user:pass@host:5432/db; "
+                "`make db` starts a local one and writes its URL to .data/database_url)"
+            )
+        return self.core.database_url
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.writer.spool_dir or Path(self.core.data_dir) / "spool")
+
+
+def env_var(section: str, field: str) -> str:
+    prefix = "KALSHIBOOK_" if section == "core" else f"KALSHIBOOK_{section.upper()}_"
+    return prefix + field.upper()
+
+
+def all_env_vars() -> list[tuple[str, Any]]:
+    """Every variable with its default, for docs and ``.env.example``."""
+    out: list[tuple[str, Any]] = []
+    defaults = Settings()
+    for section_name in get_type_hints(Settings):
+        section = getattr(defaults, section_name)
+        for field in msgspec.structs.fields(type(section)):
+            out.append((env_var(section_name, field.name), getattr(section, field.name)))
+    return out
+
+
+def _parse(var: str, raw: str, typ: Any) -> Any:
+    text = raw.strip()
+    try:
+        if typ is bool:
+            low = text.lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true/false")
+        if typ is int:
+            return int(text)
+        if typ is float:
+            value = float(text)
+            if value != value or value < 0:  # NaN or negative
+                raise ValueError("expected a non-negative number")
+            return value
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"{var}={raw!r} is invalid: {exc}") from None

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Local PostgreSQL 15 + TimescaleDB cluster for development, tests and the demo (no Docker needed).
+#   scripts/db.sh start   install if needed, init if needed, start, print the URL
+#   scripts/db.sh stop    stop the cluster
+#   scripts/db.sh url     print the URL of a running cluster
+# The cluster lives in $KALSHIBOOK_DATA_DIR/pg (default .data/pg) and listens on 127.0.0.1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_ROOT="${KALSHIBOOK_DATA_DIR:-$ROOT/.data}"
+PGDATA="$DATA_ROOT/pg"
+URL_FILE="$DATA_ROOT/database_url"
+PG_MAJOR="${PG_MAJOR:-15}"
+BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+
+log() { printf '[db] %s\n' "$*" >&2; }
+
+as_owner() {
+  # postgres refuses to run as root: run the server as the 'postgres' OS user in that case.
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+is_running() { [ -f "$PGDATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+
+cmd_start() {
+  "$ROOT/scripts/install_timescaledb.sh"
+  mkdir -p "$DATA_ROOT"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$DATA_ROOT"; fi
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    local pw port
+    pw="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+    port="$(free_port)"
+    log "initialising cluster in $PGDATA (port $port)"
+    local pwfile; pwfile="$(mktemp)"; printf '%s\n' "$pw" >"$pwfile"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$pwfile"; fi
+    as_owner "$BIN/initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" -A scram-sha-256 \
+      --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$pwfile"
+    as_owner tee -a "$PGDATA/postgresql.conf" >/dev/null <<CONF
+# kalshibook local cluster
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PGDATA'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+# no job scheduler: the Apache edition has no policies, and an idle scheduler blocks template clones
+timescaledb.max_background_workers = 0
+max_connections = 300
+shared_buffers = 512MB
+max_locks_per_transaction = 256
+logging_collector = off
+CONF
+    printf 'postgresql://postgres:%s@127.0.0.1:%s/kalshibook\n' "$pw" "$port" >"$URL_FILE"
+  fi
+  if ! is_running; then
+    log "starting PostgreSQL"
+    as_owner "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null
+  fi
+  local url; url="$(cat "$URL_FILE")"
+  local admin="${url%/kalshibook}/postgres"
+  if ! psql "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname='kalshibook'" | grep -q 1; then
+    psql "$admin" -qc "CREATE DATABASE kalshibook" >/dev/null
+  fi
+  log "ready: $url (URL saved in $URL_FILE)"
+  echo "$url"
+}
+
+cmd_stop() {
+  if is_running; then
+    as_owner "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+    log "stopped"
+  else
+    log "not running"
+  fi
+}
+
+cmd_url() { cat "$URL_FILE"; }
+
+case "${1:-start}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  url) cmd_url ;;
+  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+esac
