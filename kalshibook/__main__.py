@@ -1,0 +1,5 @@
+import sys
+
+from kalshibook.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""`kalshibook migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from kalshibook.settings import Settings
+from kalshibook.storage import migrate
+from kalshibook.storage.urls import redact
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--revision", default="head", help="target revision (default: head)")
+    parser.add_argument(
+        "--downgrade", action="store_true", help="downgrade to --revision instead of upgrading"
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    url = settings.require_database()
+    if args.downgrade:
+        migrate.downgrade(url, args.revision)
+    else:
+        migrate.upgrade(url, args.revision)
+    print(f"{redact(url)}: schema at revision {migrate.current_revision(url)}")
+    return 0

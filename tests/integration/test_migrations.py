@@ -1,0 +1,229 @@
+"""Foundation: migrations, hypertables, constraints, the read-only role, `kalshibook migrate`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kalshibook.storage import migrate
+from kalshibook.storage.urls import with_database
+
+pytestmark = pytest.mark.db
+
+MARKET_TABLES = {
+    "series", "events", "markets", "settlements", "trades", "orderbook_snapshots",
+    "orderbook_deltas", "quotes", "market_stats", "lifecycle_events", "book_gaps",
+}
+HYPERTABLES = {
+    "trades": timedelta(days=1),
+    "orderbook_snapshots": timedelta(days=1),
+    "orderbook_deltas": timedelta(hours=6),
+    "quotes": timedelta(days=1),
+    "market_stats": timedelta(days=1),
+    "lifecycle_events": timedelta(days=7),
+    "book_gaps": timedelta(days=30),
+}
+
+SCHEMA_FINGERPRINT = [
+    """SELECT table_schema, table_name, column_name, data_type, is_nullable, column_default
+       FROM information_schema.columns WHERE table_schema IN ('market', 'private')
+       ORDER BY 1, 2, ordinal_position""",
+    """SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
+       WHERE schemaname IN ('market', 'private') ORDER BY 1, 2, 3""",
+    """SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid)
+       FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname IN ('market', 'private') ORDER BY 1, 2, 3""",
+    """SELECT table_schema, table_name, grantee, privilege_type
+       FROM information_schema.role_table_grants
+       WHERE table_schema IN ('market', 'private') AND grantee <> 'postgres' ORDER BY 1, 2, 3, 4""",
+    """SELECT h.hypertable_schema, h.hypertable_name, d.column_name, d.time_interval
+       FROM timescaledb_information.hypertables h
+       JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
+       ORDER BY 1, 2""",
+    """SELECT n.nspname, c.relname, c.relkind FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname IN ('market', 'private') AND c.relkind IN ('r', 'v', 'm', 'S')
+       ORDER BY 1, 2""",
+    """SELECT defaclnamespace::regnamespace::text, defaclobjtype, defaclacl::text
+       FROM pg_default_acl ORDER BY 1, 2""",
+]
+
+
+def fingerprint(url: str) -> list[list[tuple[object, ...]]]:
+    with psycopg.connect(url) as conn:
+        return [conn.execute(q).fetchall() for q in SCHEMA_FINGERPRINT]
+
+
+def test_up_down_up_gives_the_same_schema(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    first = fingerprint(empty_db_url)
+    assert {r[1] for r in first[5] if r[0] == "market"} >= MARKET_TABLES
+    migrate.downgrade(empty_db_url, "base")
+    with psycopg.connect(empty_db_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname IN ('market', 'private')"
+        ).fetchone()
+    assert left == (0,)
+    migrate.upgrade(empty_db_url)
+    assert fingerprint(empty_db_url) == first
+
+
+def test_every_hypertable_has_its_chunk_interval(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """SELECT h.hypertable_name, d.time_interval
+               FROM timescaledb_information.hypertables h
+               JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
+               WHERE h.hypertable_schema = 'market'"""
+        ).fetchall()
+        assert dict(rows) == HYPERTABLES
+        for table in HYPERTABLES:
+            idx = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'market' AND tablename = %s",
+                (table,),
+            ).fetchall()
+            time_col = "from_ts" if table == "book_gaps" else "ts"
+            assert any(f"(market_ticker, {time_col} DESC)" in r[0] for r in idx), table
+
+
+INSERT_TRADE = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
+                           taker_outcome_side, taker_book_side, source, received_at)
+VALUES (%s, %s, 'KXTEST-1', %s, %s, %s, 'yes', 'bid', %s, now())
+"""
+
+
+def test_constraints_reject_bad_rows(db_url: str) -> None:
+    ts = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), Decimal("1.01"), Decimal("0"), 1, "ws"))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), Decimal("-0.01"), Decimal("1"), 1, "ws"))
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), None, Decimal("0.5"), 1, "ws"))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid) "
+                "VALUES (now(), 'M', now(), 2)"
+            )
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute(
+                "INSERT INTO market.markets (ticker, event_ticker, status, raw) "
+                "VALUES ('M', NULL, 'active', '{}')"
+            )
+        # the same trade from WS (ms) and REST (µs) is one trade
+        trade_id = uuid.uuid4()
+        conn.execute(INSERT_TRADE, (ts, trade_id, Decimal("0.42"), Decimal("0.58"), 3, "ws"))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(INSERT_TRADE, (ts, trade_id, Decimal("0.42"), Decimal("0.58"), 3, "ws"))
+        rest_ts = ts + timedelta(microseconds=456)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                INSERT_TRADE, (rest_ts, trade_id, Decimal("0.42"), Decimal("0.58"), 3, "rest")
+            )
+        # ON CONFLICT DO NOTHING (the writer's dedupe path) keeps exactly one row
+        conn.execute(
+            INSERT_TRADE + " ON CONFLICT DO NOTHING",
+            (rest_ts, trade_id, Decimal("0.42"), Decimal("0.58"), 3, "rest"),
+        )
+        rows = conn.execute(
+            "SELECT ts, source, yes_price FROM market.trades WHERE trade_id = %s", (trade_id,)
+        ).fetchall()
+        assert rows == [(ts, "ws", Decimal("0.42"))]
+
+
+@pytest.fixture
+def reader_login(db_url: str) -> str:
+    role = f"kb_test_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' IN ROLE kalshibook_reader").format(
+                sql.Identifier(role)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
+    return role
+
+
+def _as(db_url: str, role: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(db_url)
+    netloc = f"{role}:pw@{parts.hostname}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def test_reader_role_reads_market_data_only(db_url: str, reader_login: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(
+            INSERT_TRADE,
+            (datetime.now(UTC), uuid.uuid4(), Decimal("0.3"), Decimal("0.7"), 1, "ws"),
+        )
+    try:
+        with psycopg.connect(_as(db_url, reader_login), autocommit=True) as conn:
+            for table in sorted(MARKET_TABLES):
+                conn.execute(sql.SQL("SELECT * FROM market.{} LIMIT 1").format(sql.Identifier(table)))
+            assert conn.execute("SELECT count(*) FROM market.trades").fetchone() == (1,)
+            denied = [
+                "INSERT INTO market.series (ticker, raw) VALUES ('X', '{}')",
+                "UPDATE market.trades SET count = 2",
+                "DELETE FROM market.trades",
+                "TRUNCATE market.trades",
+                "CREATE TABLE market.evil (x int)",
+                "CREATE TABLE public.evil (x int)",
+                "SELECT * FROM private.api_keys",
+                "SELECT * FROM private.api_usage",
+            ]
+            for stmt in denied:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(stmt)
+        # a table created later by the owner (as a later migration would) is readable too
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute("CREATE TABLE market.later_table (x int)")
+            admin.execute("CREATE VIEW market.later_view AS SELECT 1 AS x")
+        with psycopg.connect(_as(db_url, reader_login), autocommit=True) as conn:
+            conn.execute("SELECT * FROM market.later_table")
+            conn.execute("SELECT * FROM market.later_view")
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(reader_login)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader_login)))
+
+
+@pytest.mark.parametrize(
+    ("env_url", "expected"),
+    [
+        (None, "KALSHIBOOK_DATABASE_URL is not set"),
+        ("postgresql://nobody:x@127.0.0.1:1/nothing", "cannot connect"),
+        ("not a url at all", "cannot connect"),
+    ],
+)
+def test_migrate_cli_reports_bad_url_in_one_line(env_url: str | None, expected: str) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    if env_url is not None:
+        env["KALSHIBOOK_DATABASE_URL"] = env_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "kalshibook", "migrate"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert expected in lines[0]
+    assert "x@" not in lines[0]  # the password is never echoed
