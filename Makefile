@@ -1,0 +1,79 @@
+# kalshibook — operator targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KB := $(VENV)/bin/kalshibook
+DATA := .data
+DB_URL_FILE := $(DATA)/database_url
+# The database URL: KALSHIBOOK_DATABASE_URL if set, else the local cluster from `make db`.
+DB_URL = $${KALSHIBOOK_DATABASE_URL:-$$(cat $(DB_URL_FILE) 2>/dev/null)}
+PYTEST_ARGS ?=
+
+.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test bench lint typecheck sql-user api-key psql status clean
+
+help: ## list every target
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install kalshibook with dev tools
+
+db: ## install PostgreSQL 15 + TimescaleDB if needed, start the local cluster, print its URL
+	@scripts/db.sh start
+
+db-stop: ## stop the local cluster
+	@scripts/db.sh stop
+
+migrate: install ## upgrade the database schema to head
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) migrate
+
+collect: install ## run the collector daemon (needs Kalshi credentials, see .env.example)
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) collect
+
+serve: install ## run the REST API
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) serve
+
+sim: install ## run the local Kalshi simulator in the foreground
+	@$(KB) sim --port 8765 --no-auth
+
+demo: install db ## everything on this machine: DB, simulator, collector, API, a key and curl examples
+	@scripts/demo.sh start
+
+demo-stop: ## stop everything `make demo` started
+	@scripts/demo.sh stop
+
+test: install db ## run the whole test suite against a real TimescaleDB
+	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install db ## run the benchmarks and rewrite BENCHMARKS.md
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" scripts/bench.sh
+
+lint: install ## ruff
+	@$(VENV)/bin/ruff check kalshibook migrations tests bench
+	@$(VENV)/bin/ruff format --check kalshibook migrations tests bench
+
+typecheck: install ## mypy --strict
+	@$(VENV)/bin/mypy
+
+sql-user: install ## create a read-only SQL login: make sql-user NAME=alice
+	@test -n "$(NAME)" || { echo "usage: make sql-user NAME=<role name>"; exit 2; }
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) sql-user create "$(NAME)"
+
+api-key: install ## create an API key: make api-key NAME=me CREDITS=100000
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) keys create --name "$${NAME:-default}" --credits "$${CREDITS:-100000}"
+
+psql: ## open psql on the database
+	@psql "$(DB_URL)"
+
+status: install ## data freshness, gaps, sizes (non-zero exit when stale)
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) status
+
+clean: db-stop ## stop the cluster and delete .data and .venv
+	rm -rf $(DATA) $(VENV)
