@@ -24,24 +24,34 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     """PostgreSQL/TimescaleDB URL (``postgresql://user:pass@host:port/db``)."""
     log_level: str = "INFO"
+    """Python logging level: DEBUG, INFO, WARNING, ERROR."""
     data_dir: str = ".data"
     """Local state: spool files, simulator truth, demo pids."""
 
 
 class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
     rest_url: str = PROD_REST_URL
+    """Kalshi REST base URL including /trade-api/v2 (the simulator in the demo and tests)."""
     ws_url: str = PROD_WS_URL
+    """Kalshi WebSocket URL (path /trade-api/ws/v2)."""
     key_id: str = ""
+    """Kalshi API key id (UUID) sent as KALSHI-ACCESS-KEY."""
     private_key_path: str = ""
+    """PEM file of the Kalshi private key (RSA or Ed25519) used to sign requests."""
     rest_rate: float = 15.0
     """REST requests per second (token bucket refill). Kalshi Basic tier ≈ 20 GETs/s."""
     rest_burst: int = 20
+    """REST token-bucket capacity (requests that may go out back to back)."""
     rest_max_retries: int = 8
+    """Retries of a REST request answered 429 or 5xx (exponential backoff; Kalshi sends no Retry-After)."""
     rest_timeout: float = 15.0
+    """Seconds before a REST request times out."""
     ws_silence_timeout: float = 30.0
     """Close and reopen a socket silent for this many seconds (Kalshi pings every 10 s)."""
     reconnect_initial: float = 0.5
+    """First WebSocket reconnect delay in seconds (jittered, doubles per failure)."""
     reconnect_max: float = 30.0
+    """Cap of the WebSocket reconnect delay in seconds."""
 
 
 class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,13 +64,16 @@ class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     discovery_interval: float = 300.0
     """Seconds between REST sweeps for new/changed markets."""
     metrics_host: str = "127.0.0.1"
+    """Interface of the collector metrics/health HTTP server."""
     metrics_port: int = 9108
     """Prometheus metrics + health port (0 disables)."""
     settlement_confirm_retries: int = 8
+    """REST attempts to confirm a settlement after the lifecycle event."""
 
 
 class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_rows: int = 5000
+    """Flush a table's batch when it holds this many rows."""
     batch_age: float = 0.2
     """Flush a table's batch after this many seconds even if not full."""
     memory_rows: int = 200_000
@@ -70,17 +83,24 @@ class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     spool_dir: str = ""
     """Directory for on-disk spool files (default: <data_dir>/spool)."""
     retry_max: float = 5.0
+    """Cap in seconds of the backoff between database write retries."""
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
+    """Interface the API listens on."""
     port: int = 8000
+    """Port the API listens on."""
     max_limit: int = 1000
+    """Largest page size a client may ask for (`limit`)."""
     default_limit: int = 100
+    """Page size when `limit` is not given."""
     max_candles: int = 10_000
+    """Most candles one request may return."""
     rate_limit_per_second: float = 50.0
     """Requests per second per API key before 429."""
     require_auth: bool = True
+    """Require API keys (set false only for local development)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,44 @@
+"""Settings: parsing, clear errors, and docs that match the code."""
+
+from __future__ import annotations
+
+import pytest
+
+from kalshibook import settings_doc
+from kalshibook.errors import ConfigError
+from kalshibook.settings import Settings, all_env_vars
+
+
+def test_defaults_and_overrides() -> None:
+    s = Settings.from_env(
+        {"KALSHIBOOK_DATABASE_URL": "postgresql://x", "KALSHIBOOK_API_PORT": "9001",
+         "KALSHIBOOK_API_REQUIRE_AUTH": "false", "KALSHIBOOK_WRITER_BATCH_AGE": "0.5"}
+    )
+    assert s.core.database_url == "postgresql://x"
+    assert s.api.port == 9001
+    assert s.api.require_auth is False
+    assert s.writer.batch_age == 0.5
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("KALSHIBOOK_API_PORT", "eighty"), ("KALSHIBOOK_API_REQUIRE_AUTH", "maybe"),
+     ("KALSHIBOOK_WRITER_BATCH_AGE", "-1"), ("KALSHIBOOK_KALSHI_REST_RATE", "nan")],
+)
+def test_bad_values_name_the_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env({var: value})
+
+
+def test_missing_database_url_is_explained() -> None:
+    with pytest.raises(ConfigError, match="KALSHIBOOK_DATABASE_URL"):
+        Settings.from_env({}).require_database()
+
+
+def test_readme_and_env_example_match_the_code() -> None:
+    readme = (settings_doc.ROOT / "README.md").read_text()
+    assert settings_doc.render_readme(readme) == readme, "run: python -m kalshibook.settings_doc"
+    env = (settings_doc.ROOT / ".env.example").read_text()
+    assert env == settings_doc.env_example(), "run: python -m kalshibook.settings_doc"
+    for var, _ in all_env_vars():
+        assert var in readme and var in env
