@@ -120,3 +120,18 @@ class RateLimited(ApiError):
     """Too many requests for this API key."""
 
     status = 429
+
+
+class FeedDisconnected(FeedError):
+    """The Kalshi WebSocket connection is closed."""
+
+
+class WsCommandError(FeedError):
+    """Kalshi answered a WebSocket command with an error frame."""
+
+    def __init__(self, code: int, msg: str, cmd: str = "", cmd_id: int | None = None) -> None:
+        super().__init__(f"Kalshi WS {cmd or 'command'} (id {cmd_id}) failed: code {code} {msg}")
+        self.code = code
+        self.msg = msg
+        self.cmd = cmd
+        self.cmd_id = cmd_id

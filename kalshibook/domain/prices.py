@@ -1,0 +1,131 @@
+"""Exact parsing and formatting of Kalshi's fixed-point prices and counts (pure).
+
+Kalshi sends prices as dollar strings (``"0.3600"``, up to 6 dp on sub-penny grids) and counts as
+2-dp strings (``"12.50"``). Both are parsed into :class:`~decimal.Decimal`, never floats. Book math
+uses integers: prices in micro-dollars (:data:`PRICE_SCALE`) and sizes in hundredths of a contract
+(:data:`SIZE_SCALE`); the conversions are exact and refuse values off the grid.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from kalshibook.errors import ProtocolError
+
+__all__ = (
+    "PRICE_SCALE",
+    "SIZE_SCALE",
+    "cents_to_dollars",
+    "fmt_count",
+    "fmt_dollars",
+    "parse_count",
+    "parse_dollars",
+    "price_to_units",
+    "size_to_units",
+    "units_to_price",
+    "units_to_size",
+)
+
+PRICE_SCALE = 1_000_000
+"""Integer price units per dollar (micro-dollars)."""
+SIZE_SCALE = 100
+"""Integer size units per contract (hundredths)."""
+
+_PRICE_EXP = 6
+_SIZE_EXP = 2
+_CENT = Decimal("0.01")
+
+
+def _parse(v: str | int | float | Decimal | None, what: str) -> Decimal | None:
+    if v is None:
+        return None
+    if isinstance(v, Decimal):
+        d = v
+    elif isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return None
+        try:
+            d = Decimal(s)
+        except InvalidOperation:
+            raise ProtocolError(f"invalid {what} {v[:40]!r}") from None
+    elif isinstance(v, bool):
+        raise ProtocolError(f"invalid {what} {v!r} (boolean)")
+    elif isinstance(v, int | float):
+        # JSON numbers: str() gives the shortest round-trip text, e.g. 0.36 -> "0.36".
+        try:
+            d = Decimal(str(v))
+        except InvalidOperation:  # pragma: no cover - str(float) is always parseable
+            raise ProtocolError(f"invalid {what} {v!r}") from None
+    else:
+        raise ProtocolError(f"invalid {what} of type {type(v).__name__}")
+    if not d.is_finite():
+        raise ProtocolError(f"invalid {what} {v!r} (not finite)")
+    return d
+
+
+def parse_dollars(v: str | int | float | Decimal | None) -> Decimal | None:
+    """Parse a dollar amount (``"0.3600"``; JSON numbers tolerated); ``None``/``""`` -> ``None``."""
+    return _parse(v, "dollar amount")
+
+
+def parse_count(v: str | int | float | Decimal | None) -> Decimal | None:
+    """Parse a contract count (``"12.50"``; JSON numbers tolerated); ``None``/``""`` -> ``None``."""
+    return _parse(v, "count")
+
+
+def cents_to_dollars(cents: int) -> Decimal:
+    """Legacy integer cents (pre-2026 frames) to dollars: ``45`` -> ``Decimal("0.45")``."""
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise ProtocolError(f"invalid integer cents {cents!r}")
+    return Decimal(cents) * _CENT
+
+
+def _to_units(d: Decimal, exp: int, what: str) -> int:
+    if not isinstance(d, Decimal) or not d.is_finite():
+        raise ProtocolError(f"invalid {what} {d!r}")
+    scaled = d.scaleb(exp)
+    integral = scaled.to_integral_value()
+    if scaled != integral:
+        raise ProtocolError(f"{what} {d} has more than {exp} decimal places")
+    return int(integral)
+
+
+def price_to_units(price: Decimal) -> int:
+    """Dollars to integer micro-dollars, exactly (``0.36`` -> ``360000``)."""
+    return _to_units(price, _PRICE_EXP, "price")
+
+
+def units_to_price(units: int) -> Decimal:
+    """Integer micro-dollars to dollars with at least 4 dp (``360000`` -> ``Decimal("0.3600")``)."""
+    if units % 100 == 0:
+        return Decimal(units // 100).scaleb(-4)
+    return Decimal(units).scaleb(-_PRICE_EXP)
+
+
+def size_to_units(size: Decimal) -> int:
+    """Contracts to integer hundredths, exactly (``12.5`` -> ``1250``)."""
+    return _to_units(size, _SIZE_EXP, "size")
+
+
+def units_to_size(units: int) -> Decimal:
+    """Integer hundredths to contracts with 2 dp (``1250`` -> ``Decimal("12.50")``)."""
+    return Decimal(units).scaleb(-_SIZE_EXP)
+
+
+def _fmt(d: Decimal, min_dp: int) -> str:
+    if not isinstance(d, Decimal) or not d.is_finite():
+        raise ProtocolError(f"cannot format {d!r}")
+    exp = d.normalize().as_tuple().exponent
+    assert isinstance(exp, int)
+    return f"{d:.{max(min_dp, -exp)}f}"
+
+
+def fmt_dollars(d: Decimal) -> str:
+    """Kalshi-style dollar string: at least 4 dp, more if needed (``"0.3600"``, ``"0.00125"``)."""
+    return _fmt(d, 4)
+
+
+def fmt_count(d: Decimal) -> str:
+    """Kalshi-style count string: at least 2 dp (``"12.50"``)."""
+    return _fmt(d, 2)

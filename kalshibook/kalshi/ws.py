@@ -1,0 +1,707 @@
+"""Kalshi WebSocket client (asyncio I/O).
+
+One multiplexed, signed connection at a time. Usage::
+
+    ws = KalshiWebSocket(settings.kalshi, key)
+    async with contextlib.aclosing(ws.connect_forever()) as sessions:
+        async for session in sessions:               # one iteration per (re)connection
+            sids = await session.subscribe(["ticker", "trade"])   # resubscribe every time
+            async for item in session:               # data plane; ends after a Disconnected
+                ...
+
+Control plane: commands (``subscribe``, ``unsubscribe``, ``update_subscription``,
+``list_subscriptions``) send a JSON command with a fresh id and await the replies carrying that id
+(``subscribed`` / ``ok`` / ``unsubscribed`` / ``error``); those replies are consumed by the command
+and never reach the data plane. Commands may be issued from any task.
+
+Data plane: iterating a :class:`WsSession` yields, in wire order, every other decoded frame
+(:mod:`kalshibook.kalshi.messages`), plus two synthetic events:
+
+* :class:`~kalshibook.kalshi.sequencing.GapDetected` (sid, expected, got), emitted just before the
+  frame that revealed the gap. Sequence numbers are checked per sid for every frame carrying one
+  (control replies and sid-scoped errors consume numbers too). Duplicate/old frames are dropped
+  and counted (``WsStats.stale``).
+* :class:`Disconnected` (reason), always the last item of a session.
+
+Unsolicited control frames (late acks, terminal errors 10/25 on a sid) go to the data plane.
+
+Backpressure: decoded items wait in a bounded buffer (``queue_size``, default 10,000). When it is
+full the reader stops reading the socket, websockets stops reading TCP after its own small buffer,
+and the exchange sees a slow consumer (Kalshi answers with error 25 or drops the connection, which
+surfaces as a :class:`Disconnected`). ``WsStats.queue_high_water`` shows how close it came. Do not
+await a command from the only task that drains the data plane while the buffer may be full: the
+command's reply is behind the undrained frames (commands time out after ``command_timeout``).
+
+Liveness: websockets answers Kalshi's pings and sends its own (``ping_interval``). A watchdog
+closes a connection on which nothing at all (frames, pings, pongs) arrived for
+``settings.ws_silence_timeout`` seconds. ``connect_forever`` reconnects with capped, jittered
+exponential backoff (reset once a connection has delivered a frame) and raises
+:class:`~kalshibook.errors.FatalFeedError` when the exchange rejects us for good (401/403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
+from websockets.protocol import Event
+
+from kalshibook.errors import (
+    ConfigError,
+    FatalFeedError,
+    FeedDisconnected,
+    FeedError,
+    ProtocolError,
+    WsCommandError,
+)
+from kalshibook.kalshi.auth import WS_PATH, PrivateKey, signed_headers
+from kalshibook.kalshi.backoff import Backoff, classify
+from kalshibook.kalshi.messages import (
+    DecodeStats,
+    ErrorFrame,
+    Frame,
+    Ok,
+    OrderbookSnapshot,
+    Subscribed,
+    SubscriptionInfo,
+    Unsubscribed,
+    decode_frame,
+    list_subscriptions_cmd,
+    subscribe_cmd,
+    unsubscribe_cmd,
+    update_subscription_cmd,
+)
+from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
+from kalshibook.settings import KalshiSettings
+
+__all__ = ("DataItem", "Disconnected", "KalshiWebSocket", "WsSession", "WsStats")
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+UpdateAction: TypeAlias = Literal["add_markets", "delete_markets", "get_snapshot"]
+
+
+class Disconnected(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The last item of a session: the connection is gone (every book on it is suspect)."""
+
+    kind: ClassVar[str] = "disconnected"
+    epoch: int
+    reason: str
+    at: datetime
+    by_client: bool = False
+
+
+DataItem: TypeAlias = Frame | GapDetected | Disconnected
+
+
+class WsStats:
+    """Counters for metrics (cumulative over reconnects)."""
+
+    __slots__ = (
+        "commands",
+        "connect_failures",
+        "connects",
+        "decode",
+        "decode_errors",
+        "disconnects",
+        "frames",
+        "gaps",
+        "queue_high_water",
+        "silence_timeouts",
+        "stale",
+    )
+
+    def __init__(self, decode: DecodeStats | None = None) -> None:
+        self.decode = decode or DecodeStats()
+        self.connects = 0
+        self.connect_failures = 0
+        self.disconnects = 0
+        self.silence_timeouts = 0
+        self.frames = 0
+        self.decode_errors = 0
+        self.gaps = 0
+        self.stale = 0
+        self.commands = 0
+        self.queue_high_water = 0
+
+
+class _ActivityConnection(ClientConnection):
+    """Records when anything (data, ping, pong, close) last arrived, for the silence watchdog."""
+
+    last_activity: float = 0.0
+
+    def process_event(self, event: Event) -> None:
+        self.last_activity = self.loop.time()
+        super().process_event(event)
+
+
+class _EndOfStream(Exception):
+    pass
+
+
+class _Channel(Generic[_T]):
+    """Bounded single-consumer FIFO whose producer can close it with a final item."""
+
+    __slots__ = ("_closed", "_items", "_maxsize", "_not_empty", "_not_full", "high_water")
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("queue_size must be >= 1")
+        self._items: deque[_T] = deque()
+        self._maxsize = maxsize
+        self._closed = False
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+        self._not_full.set()
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._maxsize
+
+    async def put(self, item: _T) -> None:
+        while len(self._items) >= self._maxsize and not self._closed:
+            self._not_full.clear()
+            await self._not_full.wait()
+        if self._closed:
+            return
+        self._items.append(item)
+        n = len(self._items)
+        if n > self.high_water:
+            self.high_water = n
+        self._not_empty.set()
+
+    def close(self, final: _T | None = None) -> None:
+        """No more puts; ``final`` is appended past the bound so it is never lost."""
+        if self._closed:
+            return
+        if final is not None:
+            self._items.append(final)
+        self._closed = True
+        self._not_empty.set()
+        self._not_full.set()
+
+    async def get(self) -> _T:
+        while not self._items:
+            if self._closed:
+                raise _EndOfStream
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        item = self._items.popleft()
+        self._not_full.set()
+        return item
+
+
+_CONTROL: tuple[type, ...] = (Subscribed, Ok, Unsubscribed, ErrorFrame)
+
+
+class _Pending:
+    __slots__ = ("cmd", "expect", "frames", "future", "snapshot_ack")
+
+    def __init__(self, cmd: str, expect: int, snapshot_ack: bool) -> None:
+        self.cmd = cmd
+        self.expect = expect
+        self.snapshot_ack = snapshot_ack
+        self.frames: list[Frame] = []
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        if not self.future.done() and (
+            isinstance(frame, ErrorFrame) or len(self.frames) >= self.expect
+        ):
+            self.future.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+            self.future.exception()  # mark retrieved: nobody may be awaiting any more
+
+
+class WsSession:
+    """One live connection: command methods (control plane) and async iteration (data plane).
+
+    Owns a reader task and a watchdog task; :meth:`close` cancels and awaits both.
+    """
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        *,
+        epoch: int,
+        stats: WsStats,
+        clock: Callable[[], float],
+        queue_size: int,
+        command_timeout: float,
+        silence_timeout: float,
+    ) -> None:
+        self.epoch = epoch
+        self.subscriptions: dict[int, str] = {}
+        """Live sids -> channel, as acknowledged on this connection."""
+        self.frames_received = 0
+        self.disconnect_reason: str | None = None
+        self._conn = conn
+        self._stats = stats
+        self._clock = clock
+        self._command_timeout = command_timeout
+        self._silence_timeout = silence_timeout
+        self._channel: _Channel[DataItem] = _Channel(queue_size)
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._seq = SeqTracker()
+        self._by_client = False
+        self._silence_tripped = False
+        self._finished = False
+        self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop(), name=f"kalshi-ws-read-{self.epoch}")
+        if self._silence_timeout > 0:
+            self._watchdog = asyncio.create_task(
+                self._watch(), name=f"kalshi-ws-watchdog-{self.epoch}"
+            )
+
+    # ---- state -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._finished
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._channel)
+
+    def last_seq(self, sid: int) -> int | None:
+        return self._seq.last(sid)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # ---- reader ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        reason = "connection closed"
+        try:
+            while True:
+                try:
+                    raw = await self._conn.recv(decode=False)
+                except ConnectionClosedOK as exc:
+                    reason = f"closed ({_close_text(exc)})"
+                    break
+                except ConnectionClosed as exc:
+                    reason = f"connection lost ({_close_text(exc)})"
+                    break
+                self.frames_received += 1
+                self._stats.frames += 1
+                try:
+                    frame = decode_frame(raw, self._stats.decode, received_at=self._now())
+                except ProtocolError as exc:
+                    self._stats.decode_errors += 1
+                    log.warning("kalshi ws: dropped undecodable frame: %s", exc)
+                    continue
+                await self._route(frame)
+        finally:
+            if self._silence_tripped:
+                reason = f"silent for {self._silence_timeout:g} s"
+            elif self._by_client:
+                reason = "closed by client"
+            self._finish(reason)
+
+    async def _route(self, frame: Frame) -> None:
+        sid = frame.sid
+        seq = frame.seq
+        if sid is not None and seq is not None:
+            r = self._seq.observe(sid, seq)
+            if r.status == "gap":
+                self._stats.gaps += 1
+                assert r.expected is not None
+                await self._put(
+                    GapDetected(
+                        sid=sid, expected=r.expected, got=seq, received_at=frame.received_at
+                    )
+                )
+            elif r.status == "stale":
+                self._stats.stale += 1
+                log.warning(
+                    "kalshi ws: dropped stale frame sid=%s seq=%s (expected %s)",
+                    sid,
+                    seq,
+                    r.expected,
+                )
+                return
+        cls = frame.__class__
+        if cls is Subscribed and sid is not None:
+            assert isinstance(frame, Subscribed)
+            self.subscriptions[sid] = frame.channel or ""
+        elif cls is Unsubscribed and sid is not None:
+            self.subscriptions.pop(sid, None)
+            self._seq.reset(sid)
+        if frame.id is not None:
+            pending = self._pending.get(frame.id)
+            if pending is not None:
+                if cls in _CONTROL:
+                    pending.add(frame)
+                    return
+                if cls is OrderbookSnapshot and pending.snapshot_ack:
+                    pending.add(frame)  # acks get_snapshot, and is data too
+        await self._put(frame)
+
+    async def _put(self, item: DataItem) -> None:
+        await self._channel.put(item)
+        if self._channel.high_water > self._stats.queue_high_water:
+            self._stats.queue_high_water = self._channel.high_water
+
+    def _finish(self, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.disconnect_reason = reason
+        self._stats.disconnects += 1
+        exc = FeedDisconnected(f"Kalshi WebSocket {reason}")
+        for pending in self._pending.values():
+            pending.fail(exc)
+        self._channel.close(
+            Disconnected(epoch=self.epoch, reason=reason, at=self._now(), by_client=self._by_client)
+        )
+        log.info("kalshi ws: session %d ended: %s", self.epoch, reason)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._silence_timeout
+        started = loop.time()
+        while True:
+            now = loop.time()
+            if self._channel.full:
+                started = now  # backpressure: we stopped reading, the exchange is not silent
+            last = max(getattr(self._conn, "last_activity", 0.0), started)
+            idle = now - last
+            if idle >= timeout:
+                self._silence_tripped = True
+                self._stats.silence_timeouts += 1
+                log.warning("kalshi ws: nothing received for %.1f s, closing", idle)
+                await self._conn.close(code=1011, reason="silence")
+                return
+            await asyncio.sleep(max(timeout - idle, 0.05))
+
+    # ---- data plane --------------------------------------------------------------------
+
+    def __aiter__(self) -> WsSession:
+        return self
+
+    async def __anext__(self) -> DataItem:
+        try:
+            return await self._channel.get()
+        except _EndOfStream:
+            raise StopAsyncIteration from None
+
+    # ---- control plane -----------------------------------------------------------------
+
+    async def _command(
+        self,
+        cmd: str,
+        build: Callable[[int], bytes],
+        expect: int,
+        *,
+        accept_partial: bool = False,
+        snapshot_ack: bool = False,
+        wait_s: float | None = None,
+    ) -> list[Frame]:
+        if self._finished:
+            raise FeedDisconnected(f"Kalshi WebSocket {self.disconnect_reason or 'closed'}")
+        cmd_id = self._next_id
+        self._next_id += 1
+        pending = _Pending(cmd, expect, snapshot_ack)
+        self._pending[cmd_id] = pending
+        wait = self._command_timeout if wait_s is None else wait_s
+        self._stats.commands += 1
+        try:
+            try:
+                await self._conn.send(build(cmd_id), text=True)
+            except ConnectionClosed as exc:
+                raise FeedDisconnected(f"Kalshi WebSocket closed while sending {cmd}") from exc
+            try:
+                async with asyncio.timeout(wait):
+                    await pending.future
+            except TimeoutError:
+                if not (accept_partial and pending.frames):
+                    raise FeedError(
+                        f"Kalshi WS {cmd} (id {cmd_id}): no reply within {wait:g} s"
+                    ) from None
+        finally:
+            self._pending.pop(cmd_id, None)
+        for f in pending.frames:
+            if isinstance(f, ErrorFrame):
+                raise WsCommandError(f.code, f.msg, cmd, cmd_id)
+        return pending.frames
+
+    async def subscribe(
+        self,
+        channels: Sequence[str],
+        market_tickers: Sequence[str] | None = None,
+        **opts: Any,
+    ) -> dict[str, int]:
+        """Subscribe; returns ``{channel: sid}`` once every channel is acknowledged.
+
+        Raises :class:`WsCommandError` on an error reply (acks that arrive after it reach the data
+        plane as :class:`Subscribed`).
+        """
+        chans = list(dict.fromkeys(channels))
+        frames = await self._command(
+            "subscribe",
+            lambda i: subscribe_cmd(i, chans, market_tickers, **opts),
+            expect=len(chans),
+        )
+        out: dict[str, int] = {}
+        for f in frames:
+            if isinstance(f, Subscribed) and f.sid is not None:
+                out[f.channel or (chans[0] if len(chans) == 1 else "")] = f.sid
+        return out
+
+    async def unsubscribe(self, sids: Sequence[int]) -> None:
+        """Unsubscribe; waits for one ``unsubscribed`` per sid (at least one, on timeout)."""
+        sid_list = list(sids)
+        if not sid_list:
+            return
+        await self._command(
+            "unsubscribe",
+            lambda i: unsubscribe_cmd(i, sid_list),
+            expect=len(sid_list),
+            accept_partial=True,
+        )
+        for sid in sid_list:
+            self.subscriptions.pop(sid, None)
+            self._seq.reset(sid)
+
+    async def update_subscription(
+        self,
+        sid: int,
+        action: UpdateAction,
+        market_tickers: Sequence[str] | None = None,
+        **opts: Any,
+    ) -> Ok | None:
+        """``add_markets`` / ``delete_markets`` return the ``ok`` (full market list after the
+        update). ``get_snapshot`` returns when acknowledged by ``ok`` (returned) or by the first
+        requested snapshot (``None``); the snapshots themselves arrive on the data plane."""
+        frames = await self._command(
+            "update_subscription",
+            lambda i: update_subscription_cmd(i, sid, action, market_tickers, **opts),
+            expect=1,
+            snapshot_ack=action == "get_snapshot",
+        )
+        for f in frames:
+            if isinstance(f, Ok):
+                return f
+        return None
+
+    async def list_subscriptions(self) -> tuple[SubscriptionInfo, ...]:
+        frames = await self._command("list_subscriptions", list_subscriptions_cmd, expect=1)
+        for f in frames:
+            if isinstance(f, Ok):
+                return f.subscriptions or ()
+        return ()
+
+    # ---- shutdown ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection and stop the session's tasks (idempotent)."""
+        if not self._finished:
+            self._by_client = True
+        with contextlib.suppress(Exception):
+            await self._conn.close()
+        tasks = [t for t in (self._watchdog, self._reader) if t is not None]
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, Exception):
+                log.error("kalshi ws: session task failed", exc_info=r)
+        self._finish("closed by client")
+
+
+async def _ws_connect(url: str, **options: Any) -> ClientConnection:
+    return await connect(url, **options)
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "no close frame"
+    return f"code {frame.code}{' ' + frame.reason if frame.reason else ''}"
+
+
+class KalshiWebSocket:
+    """Connection manager: signs each handshake, (re)connects, and fronts the current session."""
+
+    def __init__(
+        self,
+        settings: KalshiSettings,
+        key: PrivateKey | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        key_id: str | None = None,
+        queue_size: int = 10_000,
+        command_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        decode_stats: DecodeStats | None = None,
+        connect_options: Mapping[str, Any] | None = None,
+        connector: Callable[..., Awaitable[ClientConnection]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._key = key
+        self._key_id = settings.key_id if key_id is None else key_id
+        if key is not None and not self._key_id:
+            raise ConfigError("KALSHIBOOK_KALSHI_KEY_ID is not set (needed to sign with the key)")
+        self._clock = clock
+        self._queue_size = queue_size
+        self._command_timeout = command_timeout
+        self._open_timeout = open_timeout
+        self._ping_interval = ping_interval
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._connect_options = dict(connect_options or {})
+        self._connector = connector or _ws_connect
+        self.stats = WsStats(decode_stats)
+        self.epoch = 0
+        self.session: WsSession | None = None
+
+    def handshake_headers(self) -> dict[str, str]:
+        """Signed ``KALSHI-ACCESS-*`` headers for a new upgrade (empty without a key)."""
+        if self._key is None:
+            return {}
+        path = urlsplit(self.settings.ws_url).path or WS_PATH
+        return signed_headers(
+            self._key_id, self._key, "GET", path, now_ms=int(self._clock() * 1000)
+        )
+
+    async def connect(self) -> WsSession:
+        """Open one connection (no retry). 401/403 raise :class:`FatalFeedError`."""
+        options: dict[str, Any] = {
+            "additional_headers": self.handshake_headers(),
+            "open_timeout": self._open_timeout,
+            "ping_interval": self._ping_interval,
+            "ping_timeout": 20.0,
+            "close_timeout": 2.0,
+            "max_size": 2**24,
+            "create_connection": _ActivityConnection,
+        }
+        options.update(self._connect_options)
+        try:
+            conn = await self._connector(self.settings.ws_url, **options)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise FatalFeedError(
+                    f"Kalshi rejected the WebSocket credentials (HTTP {status}); check "
+                    "KALSHIBOOK_KALSHI_KEY_ID, the private key and the environment (demo/prod)"
+                ) from exc
+            raise
+        self.epoch += 1
+        self.stats.connects += 1
+        session = WsSession(
+            conn,
+            epoch=self.epoch,
+            stats=self.stats,
+            clock=self._clock,
+            queue_size=self._queue_size,
+            command_timeout=self._command_timeout,
+            silence_timeout=self.settings.ws_silence_timeout,
+        )
+        session._start()
+        self.session = session
+        log.info("kalshi ws: connected to %s (session %d)", self.settings.ws_url, self.epoch)
+        return session
+
+    async def connect_forever(self) -> AsyncIterator[WsSession]:
+        """Yield a fresh session after every (re)connection; close it when the body moves on.
+
+        Retryable failures back off (capped, jittered); fatal ones raise :class:`FatalFeedError`.
+        Wrap in :func:`contextlib.aclosing` so an early exit closes the last session.
+        """
+        backoff = Backoff(
+            self.settings.reconnect_initial, self.settings.reconnect_max, rng=self._rng
+        )
+        while True:
+            try:
+                session = await self.connect()
+            except Exception as exc:  # classified below: retry or fatal
+                if classify(exc) == "fatal":
+                    if isinstance(exc, FatalFeedError):
+                        raise
+                    raise FatalFeedError(f"Kalshi WebSocket connect failed: {exc}") from exc
+                self.stats.connect_failures += 1
+                delay = backoff.next()
+                log.warning("kalshi ws: connect failed (%s); retrying in %.2f s", exc, delay)
+                await self._sleep(delay)
+                continue
+            try:
+                yield session
+            finally:
+                await session.close()
+                if self.session is session:
+                    self.session = None
+            if session.frames_received > 0:
+                backoff.reset()
+            delay = backoff.next()
+            log.info("kalshi ws: reconnecting in %.2f s", delay)
+            await self._sleep(delay)
+
+    # ---- delegation to the current session ---------------------------------------------
+
+    def _current(self) -> WsSession:
+        if self.session is None or self.session.closed:
+            raise FeedDisconnected("Kalshi WebSocket is not connected")
+        return self.session
+
+    async def subscribe(
+        self, channels: Sequence[str], market_tickers: Sequence[str] | None = None, **opts: Any
+    ) -> dict[str, int]:
+        return await self._current().subscribe(channels, market_tickers, **opts)
+
+    async def unsubscribe(self, sids: Sequence[int]) -> None:
+        await self._current().unsubscribe(sids)
+
+    async def update_subscription(
+        self,
+        sid: int,
+        action: UpdateAction,
+        market_tickers: Sequence[str] | None = None,
+        **opts: Any,
+    ) -> Ok | None:
+        return await self._current().update_subscription(sid, action, market_tickers, **opts)
+
+    async def list_subscriptions(self) -> tuple[SubscriptionInfo, ...]:
+        return await self._current().list_subscriptions()
+
+    def __aiter__(self) -> WsSession:
+        return self._current()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def __aenter__(self) -> KalshiWebSocket:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
