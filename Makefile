@@ -43,7 +43,7 @@ serve: install ## run the REST API
 sim: install ## run the local Kalshi simulator in the foreground
 	@$(KB) sim --port 8765 --no-auth
 
-demo: install db ## everything on this machine: DB, simulator, collector, API, a key and curl examples
+demo: install ## everything on this machine: DB, simulator, collector, API, a key and curl examples
 	@scripts/demo.sh start
 
 demo-stop: ## stop everything `make demo` started
