@@ -1,0 +1,89 @@
+"""The psycopg connection pool: created closed, opened explicitly by its owner.
+
+``make_pool`` never opens the pool (an async pool must not open in its constructor); the owner
+calls ``await pool.open(wait=True)`` and closes it. Every connection handed out is checked first
+(``AsyncConnectionPool.check_connection``), so connections broken by a database restart or a network
+cut are replaced instead of failing the next query. ``open_pool`` does both for a block and never
+closes a pool it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from kalshibook.errors import DatabaseUnavailable
+from kalshibook.settings import Settings
+from kalshibook.storage.urls import redact
+
+__all__ = ("Pool", "make_pool", "open_pool")
+
+Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[Any]]
+
+CONNECT_TIMEOUT = 5
+"""Seconds libpq waits for a TCP/auth handshake before giving up."""
+KEEPALIVES: dict[str, Any] = {
+    # Notice a dead peer (cut network, crashed host) in ~25 s instead of the kernel's hours.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def make_pool(
+    settings: Settings,
+    *,
+    min_size: int,
+    max_size: int,
+    name: str = "kalshibook",
+    timeout: float = 30.0,
+) -> Pool:
+    """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``).
+
+    ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`.
+    """
+    return AsyncConnectionPool(
+        settings.require_database(),
+        connection_class=AsyncConnection,
+        kwargs={"application_name": name, "connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES},
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        name=name,
+        timeout=timeout,
+    )
+
+
+@asynccontextmanager
+async def open_pool(
+    settings: Settings,
+    *,
+    pool: Pool | None = None,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str = "kalshibook",
+    open_timeout: float = 30.0,
+) -> AsyncIterator[Pool]:
+    """Yield ``pool`` untouched if given (its owner closes it), else a new opened pool that is
+    closed on exit. Raises :class:`DatabaseUnavailable` when no connection can be made."""
+    if pool is not None:
+        yield pool
+        return
+    own = make_pool(settings, min_size=min_size, max_size=max_size, name=name)
+    try:
+        await own.open(wait=True, timeout=open_timeout)
+    except (psycopg.OperationalError, TimeoutError) as exc:
+        await own.close()
+        url = redact(settings.require_database())
+        raise DatabaseUnavailable(f"cannot connect to {url}: {exc}") from None
+    try:
+        yield own
+    finally:
+        await own.close()

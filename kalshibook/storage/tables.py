@@ -1,0 +1,497 @@
+"""What the writer writes: one row type and one :class:`TableSpec` per table, and their SQL.
+
+Rows are :class:`~typing.NamedTuple` s whose fields are the table's columns in the COPY order
+(``migrations/versions/0001_storage_model.py``). A NamedTuple *is* a tuple, so a producer may also
+hand the writer a plain tuple in the same order; the writer never converts rows. Values:
+
+- prices, sizes, counts: :class:`~decimal.Decimal` (exact ``numeric``), never floats;
+- times: aware UTC :class:`~datetime.datetime`;
+- ``trade_id``: :class:`~uuid.UUID`;
+- jsonb columns (``yes_bids``, ``no_bids``, ``payload``, ``raw``, ...): the JSON *text* as
+  ``bytes`` (e.g. ``msgspec.json.encode(obj)`` or :meth:`OrderBook.to_json_levels`), written as is.
+
+Table modes:
+
+- ``copy``: binary ``COPY`` straight into the hypertable;
+- ``dedupe``: binary ``COPY`` into a per-connection TEMP staging table, then
+  ``INSERT … SELECT … ON CONFLICT DO NOTHING`` in the same transaction (``trades``: WS and REST
+  copies of a trade collide on ``(trade_id, ts)`` once the table's trigger has truncated ``ts`` to
+  milliseconds);
+- ``upsert``: ``INSERT … ON CONFLICT (key) DO UPDATE`` per row (reference tables, low volume).
+
+Every SQL text is a named literal constant; no SQL is built from values or at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, LiteralString, NamedTuple
+from uuid import UUID
+
+__all__ = (
+    "ALL_TABLES",
+    "BOOK_GAPS",
+    "EVENTS",
+    "LIFECYCLE_EVENTS",
+    "MARKETS",
+    "MARKET_STATS",
+    "ORDERBOOK_DELTAS",
+    "ORDERBOOK_SNAPSHOTS",
+    "QUOTES",
+    "SERIES",
+    "SETTLEMENTS",
+    "TABLES",
+    "TRADES",
+    "BookGapRow",
+    "DeltaRow",
+    "EventRow",
+    "LifecycleRow",
+    "MarketRow",
+    "MarketStatsRow",
+    "QuoteRow",
+    "SeriesRow",
+    "SettlementRow",
+    "SnapshotRow",
+    "TableSpec",
+    "TradeRow",
+    "WriteMode",
+)
+
+WriteMode = Literal["copy", "dedupe", "upsert"]
+
+
+# -- row types (field order = column order) ----------------------------------------------------
+
+
+class TradeRow(NamedTuple):
+    ts: datetime
+    trade_id: UUID
+    market_ticker: str
+    yes_price: Decimal
+    no_price: Decimal
+    count: Decimal  # type: ignore[assignment]  # the column name; shadows tuple.count
+    taker_outcome_side: str | None  # 'yes' | 'no'
+    taker_book_side: str | None  # 'bid' | 'ask'
+    is_block_trade: bool
+    source: str  # 'ws' | 'rest'
+    received_at: datetime
+
+
+class SnapshotRow(NamedTuple):
+    ts: datetime
+    market_ticker: str
+    received_at: datetime
+    source: str  # 'snapshot' | 'resync' | 'checkpoint' | 'rest'
+    epoch: int
+    sid: int | None
+    seq: int | None
+    yes_bids: bytes  # jsonb text [[price, size], ...] ascending
+    no_bids: bytes
+
+
+class DeltaRow(NamedTuple):
+    ts: datetime
+    market_ticker: str
+    received_at: datetime
+    side: str  # 'yes' | 'no'
+    price: Decimal
+    delta: Decimal  # signed, never 0
+    epoch: int
+    sid: int
+    seq: int
+
+
+class QuoteRow(NamedTuple):
+    ts: datetime
+    market_ticker: str
+    received_at: datetime
+    yes_bid: Decimal | None
+    yes_bid_size: Decimal | None
+    yes_ask: Decimal | None
+    yes_ask_size: Decimal | None
+
+
+class MarketStatsRow(NamedTuple):
+    ts: datetime
+    market_ticker: str
+    received_at: datetime
+    price: Decimal | None
+    yes_bid: Decimal | None
+    yes_ask: Decimal | None
+    yes_bid_size: Decimal | None
+    yes_ask_size: Decimal | None
+    last_trade_size: Decimal | None
+    volume: Decimal | None
+    open_interest: Decimal | None
+    dollar_volume: int | None
+    dollar_open_interest: int | None
+
+
+class LifecycleRow(NamedTuple):
+    ts: datetime
+    market_ticker: str | None
+    event_ticker: str | None
+    received_at: datetime
+    kind: str  # 'market' | 'event' | 'event_fee'
+    event_type: str
+    result: str | None
+    settlement_value: Decimal | None
+    open_ts: datetime | None
+    close_ts: datetime | None
+    determination_ts: datetime | None
+    settled_ts: datetime | None
+    sid: int | None
+    seq: int | None
+    payload: bytes  # jsonb text of the raw message
+
+
+class BookGapRow(NamedTuple):
+    from_ts: datetime
+    to_ts: datetime
+    market_ticker: str
+    reason: str  # 'disconnect' | 'seq_gap' | 'error_10' | 'error_25' | 'daemon_restart' | 'silence'
+    sid: int | None
+    detected_at: datetime
+
+
+class SeriesRow(NamedTuple):
+    ticker: str
+    title: str | None
+    category: str | None
+    frequency: str | None
+    tags: list[str] | None
+    fee_type: str | None
+    fee_multiplier: Decimal | None
+    raw: bytes
+
+
+class EventRow(NamedTuple):
+    event_ticker: str
+    series_ticker: str | None
+    title: str | None
+    sub_title: str | None
+    category: str | None
+    mutually_exclusive: bool | None
+    collateral_return_type: str | None
+    strike_date: datetime | None
+    strike_period: str | None
+    raw: bytes
+
+
+class MarketRow(NamedTuple):
+    ticker: str
+    event_ticker: str
+    series_ticker: str | None
+    market_type: str | None
+    title: str | None
+    yes_sub_title: str | None
+    no_sub_title: str | None
+    status: str
+    created_time: datetime | None
+    open_time: datetime | None
+    close_time: datetime | None
+    expected_expiration_time: datetime | None
+    latest_expiration_time: datetime | None
+    strike_type: str | None
+    floor_strike: Decimal | None
+    cap_strike: Decimal | None
+    functional_strike: str | None
+    custom_strike: bytes | None  # jsonb text
+    price_level_structure: str | None
+    price_ranges: bytes | None  # jsonb text
+    result: str | None
+    settlement_value: Decimal | None
+    raw: bytes
+
+
+class SettlementRow(NamedTuple):
+    market_ticker: str
+    event_ticker: str | None
+    series_ticker: str | None
+    result: str  # 'yes' | 'no' | 'scalar' | 'void'
+    settlement_value: Decimal | None
+    determined_at: datetime | None
+    settled_at: datetime | None
+    source: str  # 'ws' | 'rest'
+    confirmed: bool  # True for the REST confirmation
+    raw: bytes
+
+
+# -- SQL ---------------------------------------------------------------------------------------
+
+COPY_TRADES_STAGE: Final[LiteralString] = (
+    "COPY pg_temp.kalshibook_trades_stage (ts, trade_id, market_ticker, yes_price, no_price, "
+    "count, taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+CREATE_TRADES_STAGE: Final[LiteralString] = (
+    "CREATE TEMP TABLE IF NOT EXISTS kalshibook_trades_stage "
+    "(LIKE market.trades INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+MERGE_TRADES: Final[LiteralString] = (
+    "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, "
+    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
+    "SELECT ts, trade_id, market_ticker, yes_price, no_price, count, "
+    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at "
+    "FROM pg_temp.kalshibook_trades_stage "
+    "ON CONFLICT (trade_id, ts) DO NOTHING"
+)
+COPY_ORDERBOOK_SNAPSHOTS: Final[LiteralString] = (
+    "COPY market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq, "
+    "yes_bids, no_bids) FROM STDIN (FORMAT BINARY)"
+)
+COPY_ORDERBOOK_DELTAS: Final[LiteralString] = (
+    "COPY market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch, "
+    "sid, seq) FROM STDIN (FORMAT BINARY)"
+)
+COPY_QUOTES: Final[LiteralString] = (
+    "COPY market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask, "
+    "yes_ask_size) FROM STDIN (FORMAT BINARY)"
+)
+COPY_MARKET_STATS: Final[LiteralString] = (
+    "COPY market.market_stats (ts, market_ticker, received_at, price, yes_bid, yes_ask, "
+    "yes_bid_size, yes_ask_size, last_trade_size, volume, open_interest, dollar_volume, "
+    "dollar_open_interest) FROM STDIN (FORMAT BINARY)"
+)
+COPY_LIFECYCLE_EVENTS: Final[LiteralString] = (
+    "COPY market.lifecycle_events (ts, market_ticker, event_ticker, received_at, kind, "
+    "event_type, result, settlement_value, open_ts, close_ts, determination_ts, settled_ts, sid, "
+    "seq, payload) FROM STDIN (FORMAT BINARY)"
+)
+COPY_BOOK_GAPS: Final[LiteralString] = (
+    "COPY market.book_gaps (from_ts, to_ts, market_ticker, reason, sid, detected_at) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+
+# Reference upserts. A non-null new value wins, a null never erases a known one; ``raw`` is merged
+# (new keys win) so fields seen by one source (WS) and not another (REST) are all kept.
+UPSERT_SERIES: Final[LiteralString] = """
+INSERT INTO market.series AS t
+    (ticker, title, category, frequency, tags, fee_type, fee_multiplier, raw)
+VALUES (%s, %s, %s, %s, %s, %s, %s, convert_from(%s, 'UTF8')::jsonb)
+ON CONFLICT (ticker) DO UPDATE SET
+    title = COALESCE(EXCLUDED.title, t.title),
+    category = COALESCE(EXCLUDED.category, t.category),
+    frequency = COALESCE(EXCLUDED.frequency, t.frequency),
+    tags = COALESCE(EXCLUDED.tags, t.tags),
+    fee_type = COALESCE(EXCLUDED.fee_type, t.fee_type),
+    fee_multiplier = COALESCE(EXCLUDED.fee_multiplier, t.fee_multiplier),
+    raw = t.raw || EXCLUDED.raw,
+    updated_at = now()
+"""
+UPSERT_EVENTS: Final[LiteralString] = """
+INSERT INTO market.events AS t
+    (event_ticker, series_ticker, title, sub_title, category, mutually_exclusive,
+     collateral_return_type, strike_date, strike_period, raw)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, convert_from(%s, 'UTF8')::jsonb)
+ON CONFLICT (event_ticker) DO UPDATE SET
+    series_ticker = COALESCE(EXCLUDED.series_ticker, t.series_ticker),
+    title = COALESCE(EXCLUDED.title, t.title),
+    sub_title = COALESCE(EXCLUDED.sub_title, t.sub_title),
+    category = COALESCE(EXCLUDED.category, t.category),
+    mutually_exclusive = COALESCE(EXCLUDED.mutually_exclusive, t.mutually_exclusive),
+    collateral_return_type = COALESCE(EXCLUDED.collateral_return_type, t.collateral_return_type),
+    strike_date = COALESCE(EXCLUDED.strike_date, t.strike_date),
+    strike_period = COALESCE(EXCLUDED.strike_period, t.strike_period),
+    raw = t.raw || EXCLUDED.raw,
+    updated_at = now()
+"""
+UPSERT_MARKETS: Final[LiteralString] = """
+INSERT INTO market.markets AS t
+    (ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, no_sub_title, status,
+     created_time, open_time, close_time, expected_expiration_time, latest_expiration_time,
+     strike_type, floor_strike, cap_strike, functional_strike, custom_strike,
+     price_level_structure, price_ranges, result, settlement_value, raw)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+        convert_from(%s, 'UTF8')::jsonb, %s, convert_from(%s, 'UTF8')::jsonb, %s, %s,
+        convert_from(%s, 'UTF8')::jsonb)
+ON CONFLICT (ticker) DO UPDATE SET
+    event_ticker = EXCLUDED.event_ticker,
+    series_ticker = COALESCE(EXCLUDED.series_ticker, t.series_ticker),
+    market_type = COALESCE(EXCLUDED.market_type, t.market_type),
+    title = COALESCE(EXCLUDED.title, t.title),
+    yes_sub_title = COALESCE(EXCLUDED.yes_sub_title, t.yes_sub_title),
+    no_sub_title = COALESCE(EXCLUDED.no_sub_title, t.no_sub_title),
+    status = EXCLUDED.status,
+    created_time = COALESCE(EXCLUDED.created_time, t.created_time),
+    open_time = COALESCE(EXCLUDED.open_time, t.open_time),
+    close_time = COALESCE(EXCLUDED.close_time, t.close_time),
+    expected_expiration_time = COALESCE(EXCLUDED.expected_expiration_time,
+                                        t.expected_expiration_time),
+    latest_expiration_time = COALESCE(EXCLUDED.latest_expiration_time, t.latest_expiration_time),
+    strike_type = COALESCE(EXCLUDED.strike_type, t.strike_type),
+    floor_strike = COALESCE(EXCLUDED.floor_strike, t.floor_strike),
+    cap_strike = COALESCE(EXCLUDED.cap_strike, t.cap_strike),
+    functional_strike = COALESCE(EXCLUDED.functional_strike, t.functional_strike),
+    custom_strike = COALESCE(EXCLUDED.custom_strike, t.custom_strike),
+    price_level_structure = COALESCE(EXCLUDED.price_level_structure, t.price_level_structure),
+    price_ranges = COALESCE(EXCLUDED.price_ranges, t.price_ranges),
+    result = COALESCE(EXCLUDED.result, t.result),
+    settlement_value = COALESCE(EXCLUDED.settlement_value, t.settlement_value),
+    raw = t.raw || EXCLUDED.raw,
+    updated_at = now()
+"""
+# Settlements: the WS lifecycle row comes first (confirmed = false); the REST confirmation
+# (confirmed = true) overwrites result, value and source. A WS row never overrides a confirmed one;
+# times only fill in. Confirmation keeps REST's raw market; WS payloads are merged.
+UPSERT_SETTLEMENTS: Final[LiteralString] = """
+INSERT INTO market.settlements AS t
+    (market_ticker, event_ticker, series_ticker, result, settlement_value, determined_at,
+     settled_at, source, confirmed, raw)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, convert_from(%s, 'UTF8')::jsonb)
+ON CONFLICT (market_ticker) DO UPDATE SET
+    event_ticker = COALESCE(EXCLUDED.event_ticker, t.event_ticker),
+    series_ticker = COALESCE(EXCLUDED.series_ticker, t.series_ticker),
+    result = CASE WHEN t.confirmed AND NOT EXCLUDED.confirmed THEN t.result
+                  ELSE EXCLUDED.result END,
+    settlement_value = CASE WHEN t.confirmed AND NOT EXCLUDED.confirmed THEN t.settlement_value
+                            ELSE COALESCE(EXCLUDED.settlement_value, t.settlement_value) END,
+    determined_at = COALESCE(EXCLUDED.determined_at, t.determined_at),
+    settled_at = COALESCE(EXCLUDED.settled_at, t.settled_at),
+    source = CASE WHEN t.confirmed AND NOT EXCLUDED.confirmed THEN t.source
+                  ELSE EXCLUDED.source END,
+    confirmed = t.confirmed OR EXCLUDED.confirmed,
+    raw = CASE WHEN EXCLUDED.confirmed THEN EXCLUDED.raw
+               WHEN t.confirmed THEN t.raw
+               ELSE t.raw || EXCLUDED.raw END,
+    updated_at = now()
+"""
+
+
+# -- specs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """How one table is written. ``columns`` are the row type's fields, in order."""
+
+    name: str
+    """Table name in schema ``market``; also the writer's queue key."""
+    row_type: type[tuple[Any, ...]]
+    pg_types: tuple[str, ...]
+    """PostgreSQL type per column, for ``Copy.set_types`` (binary COPY applies no casts)."""
+    mode: WriteMode
+    write_sql: LiteralString
+    """``copy``/``dedupe``: the COPY statement; ``upsert``: the parametrised upsert."""
+    stage_sql: LiteralString | None = None
+    """``dedupe``: creates the TEMP staging table (once per connection)."""
+    merge_sql: LiteralString | None = None
+    """``dedupe``: moves the staged rows into the table, skipping duplicates."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        fields: tuple[str, ...] = self.row_type._fields  # type: ignore[attr-defined]
+        return fields
+
+    @property
+    def jsonb_columns(self) -> tuple[int, ...]:
+        return tuple(i for i, t in enumerate(self.pg_types) if t == "jsonb")
+
+
+_ALIASES: Final = {"ts": "timestamptz", "num": "numeric"}
+
+
+def _types(spec: str) -> tuple[str, ...]:
+    """``"ts text num"`` -> ``("timestamptz", "text", "numeric")``."""
+    return tuple(_ALIASES.get(t, t) for t in spec.split())
+
+
+TRADES: Final = TableSpec(
+    name="trades",
+    row_type=TradeRow,
+    pg_types=_types("ts uuid text num num num text text bool text ts"),
+    mode="dedupe",
+    write_sql=COPY_TRADES_STAGE,
+    stage_sql=CREATE_TRADES_STAGE,
+    merge_sql=MERGE_TRADES,
+)
+ORDERBOOK_SNAPSHOTS: Final = TableSpec(
+    name="orderbook_snapshots",
+    row_type=SnapshotRow,
+    pg_types=_types("ts text ts text int8 int4 int8 jsonb jsonb"),
+    mode="copy",
+    write_sql=COPY_ORDERBOOK_SNAPSHOTS,
+)
+ORDERBOOK_DELTAS: Final = TableSpec(
+    name="orderbook_deltas",
+    row_type=DeltaRow,
+    pg_types=_types("ts text ts text num num int8 int4 int8"),
+    mode="copy",
+    write_sql=COPY_ORDERBOOK_DELTAS,
+)
+QUOTES: Final = TableSpec(
+    name="quotes",
+    row_type=QuoteRow,
+    pg_types=_types("ts text ts num num num num"),
+    mode="copy",
+    write_sql=COPY_QUOTES,
+)
+MARKET_STATS: Final = TableSpec(
+    name="market_stats",
+    row_type=MarketStatsRow,
+    pg_types=_types("ts text ts num num num num num num num num int8 int8"),
+    mode="copy",
+    write_sql=COPY_MARKET_STATS,
+)
+LIFECYCLE_EVENTS: Final = TableSpec(
+    name="lifecycle_events",
+    row_type=LifecycleRow,
+    pg_types=_types("ts text text ts text text text num ts ts ts ts int4 int8 jsonb"),
+    mode="copy",
+    write_sql=COPY_LIFECYCLE_EVENTS,
+)
+BOOK_GAPS: Final = TableSpec(
+    name="book_gaps",
+    row_type=BookGapRow,
+    pg_types=_types("ts ts text text int4 ts"),
+    mode="copy",
+    write_sql=COPY_BOOK_GAPS,
+)
+SERIES: Final = TableSpec(
+    name="series",
+    row_type=SeriesRow,
+    pg_types=_types("text text text text text[] text num jsonb"),
+    mode="upsert",
+    write_sql=UPSERT_SERIES,
+)
+EVENTS: Final = TableSpec(
+    name="events",
+    row_type=EventRow,
+    pg_types=_types("text text text text text bool text ts text jsonb"),
+    mode="upsert",
+    write_sql=UPSERT_EVENTS,
+)
+MARKETS: Final = TableSpec(
+    name="markets",
+    row_type=MarketRow,
+    pg_types=_types(
+        "text text text text text text text text ts ts ts ts ts "
+        "text num num text jsonb text jsonb text num jsonb"
+    ),
+    mode="upsert",
+    write_sql=UPSERT_MARKETS,
+)
+SETTLEMENTS: Final = TableSpec(
+    name="settlements",
+    row_type=SettlementRow,
+    pg_types=_types("text text text text num ts ts text bool jsonb"),
+    mode="upsert",
+    write_sql=UPSERT_SETTLEMENTS,
+)
+
+ALL_TABLES: Final[tuple[TableSpec, ...]] = (
+    ORDERBOOK_DELTAS,
+    QUOTES,
+    TRADES,
+    MARKET_STATS,
+    ORDERBOOK_SNAPSHOTS,
+    LIFECYCLE_EVENTS,
+    BOOK_GAPS,
+    SERIES,
+    EVENTS,
+    MARKETS,
+    SETTLEMENTS,
+)
+TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in ALL_TABLES}

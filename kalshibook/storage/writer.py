@@ -1,0 +1,967 @@
+"""The collector's database writer: bounded queues, batched binary COPY, outage spooling.
+
+Producers hand rows to one bounded queue per table (:mod:`kalshibook.storage.tables` defines the
+tables, row types and SQL)::
+
+    async with Writer(settings, pool) as w:
+        await w.put("orderbook_deltas", DeltaRow(...))   # waits while the queue is full
+        w.put_nowait("quotes", QuoteRow(...))            # raises WriterFull instead of waiting
+        await w.upsert_markets([MarketRow(...)])
+        await w.drain()                                   # everything put so far is committed
+
+Inside, two supervised coroutines share the state (one event loop, no locks):
+
+* **intake** cuts a table's queue into a batch when it holds ``batch_rows`` rows or its oldest row
+  is ``batch_age`` seconds old. While the database keeps up, a table has at most one batch in
+  flight, so a slow database fills the queue and blocks producers: backpressure, counted in
+  :meth:`Writer.stats`. While the database is down (or spooled batches of the table are still
+  being replayed) intake keeps cutting so producers never block: batches stay in memory up to
+  ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
+  (``<seq>-<table>.spool``, msgpack; lexical order = arrival order).
+* **flush** writes batches oldest first, one transaction each: binary ``COPY``; for ``dedupe``
+  tables ``COPY`` into a TEMP staging table + ``INSERT … ON CONFLICT DO NOTHING``; for reference
+  tables an upsert per row. A connection or server failure is retried with capped, jittered
+  backoff (``retry_max``) and the batch stays at the head of its table, so per-table order is
+  kept. A spool file is deleted only after its batch committed. Rows the database rejects as
+  invalid (data or constraint errors) are isolated by bisection and written, with the error, to
+  ``<spool_dir>/rejected/<table>.jsonl`` instead of wedging the writer.
+
+On start, spool files left by a previous process are replayed first (crash recovery). ``close()``
+(and ``async with`` exit) drains with a timeout and spools whatever is still in memory, so nothing
+handed to the writer is lost. A spool file committed just before a crash but not yet deleted is
+replayed again on the next start (at-least-once for that one batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import msgspec
+import psycopg
+from psycopg import AsyncConnection, pq
+from psycopg.adapt import Buffer, Dumper
+
+from kalshibook.errors import StorageError
+from kalshibook.settings import Settings
+from kalshibook.storage.pool import Pool
+from kalshibook.storage.tables import (
+    ALL_TABLES,
+    TABLES,
+    EventRow,
+    MarketRow,
+    SeriesRow,
+    SettlementRow,
+    TableSpec,
+)
+
+__all__ = (
+    "LATENCY_BUCKETS",
+    "LatencyHistogram",
+    "TableStats",
+    "Writer",
+    "WriterClosed",
+    "WriterFull",
+    "WriterStats",
+)
+
+log = logging.getLogger(__name__)
+
+Row = Sequence[Any]
+"""A row: a tuple (or the table's NamedTuple) in column order."""
+
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the batch-latency histogram; a final +Inf bucket is implied."""
+SPOOL_SUFFIX: Final = ".spool"
+SPOOL_VERSION: Final = 1
+_YIELD_EVERY: Final = 1000
+"""Rows written between two yields to the event loop during a COPY."""
+_BACKOFF_INITIAL: Final = 0.05
+
+
+class WriterFull(StorageError):
+    """A writer queue is full: the database is not keeping up."""
+
+
+class WriterClosed(StorageError):
+    """The writer is closed, or its flush task failed."""
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+class LatencyHistogram(msgspec.Struct, frozen=True, kw_only=True):
+    """Prometheus-style histogram: ``counts[i]`` = batches with latency <= ``bounds[i]``
+    (cumulative), ``count`` = all batches (the +Inf bucket)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    count: int
+    sum: float
+
+
+class TableStats(msgspec.Struct, frozen=True, kw_only=True):
+    queue_depth: int
+    queue_limit: int
+    rows_put: int
+    rows_written: int
+    """Rows committed (for dedupe tables: rows actually inserted)."""
+    rows_duplicate: int
+    """Rows skipped as duplicates (dedupe tables)."""
+    rows_rejected: int
+    """Rows the database refused as invalid, kept in ``rejected/<table>.jsonl``."""
+    rows_held: int
+    """Rows cut from the queue and held in memory, not yet committed."""
+    batches_pending: int
+    """Batches waiting to be written, in memory or spooled."""
+    producer_waits: int
+    """Times a producer found the queue full and waited (backpressure)."""
+    producer_blocked_seconds: float
+
+
+class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
+    tables: dict[str, TableStats]
+    database_up: bool
+    held_rows: int
+    memory_rows: int
+    spool_files_pending: int
+    spooled_batches_total: int
+    replayed_batches_total: int
+    spool_errors: int
+    retries: int
+    batches_written: int
+    batch_latency_last: float | None
+    batch_latency: LatencyHistogram
+    last_error: str | None
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "last", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+        self.last: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.last = seconds
+        self.count += 1
+        self.sum += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += 1
+                break
+
+    def snapshot(self) -> LatencyHistogram:
+        cumulative: list[int] = []
+        total = 0
+        for n in self.buckets:
+            total += n
+            cumulative.append(total)
+        return LatencyHistogram(
+            bounds=LATENCY_BUCKETS, counts=tuple(cumulative), count=self.count, sum=self.sum
+        )
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+
+class _JsonTextDumper(Dumper):
+    """jsonb in binary COPY from JSON text we already have (bytes or str): version byte + text."""
+
+    format = pq.Format.BINARY
+    oid = psycopg.postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> Buffer:
+        text: bytes = obj.encode() if isinstance(obj, str) else obj
+        return b"\x01" + text
+
+
+class _Queue:
+    __slots__ = (
+        "blocked_seconds",
+        "first_at",
+        "limit",
+        "ncols",
+        "rows",
+        "rows_put",
+        "space",
+        "spec",
+        "trigger",
+        "waits",
+    )
+
+    def __init__(self, spec: TableSpec, limit: int, trigger: int) -> None:
+        self.spec = spec
+        self.rows: list[Row] = []
+        self.first_at = 0.0
+        """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
+        self.limit = limit
+        self.trigger = trigger
+        self.ncols = len(spec.columns)
+        self.space = asyncio.Event()
+        self.rows_put = 0
+        self.waits = 0
+        self.blocked_seconds = 0.0
+
+
+class _Batch:
+    __slots__ = ("done", "live", "n", "path", "rows", "seq", "spec")
+
+    def __init__(
+        self,
+        seq: int,
+        spec: TableSpec,
+        rows: list[Row] | None,
+        n: int,
+        *,
+        live: bool,
+        path: Path | None = None,
+    ) -> None:
+        self.seq = seq
+        self.spec = spec
+        self.rows = rows
+        """The rows when held in memory; None when they are in the spool file ``path``."""
+        self.n = n
+        self.path = path
+        self.done = 0
+        """Rows at the front already committed or rejected (after a partial, bisected write)."""
+        self.live = live
+        """Put by this process (False: recovered from a previous process's spool)."""
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """The rows are at fault (retrying the same rows cannot succeed)."""
+    if isinstance(exc, psycopg.Error):
+        return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+    return isinstance(exc, TypeError | ValueError | OverflowError)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """The database or the network is at fault: hold the rows and retry."""
+    return isinstance(exc, psycopg.Error | OSError | TimeoutError) and not _is_data_error(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _spool_name(seq: int, table: str) -> str:
+    return f"{seq:016d}-{table}{SPOOL_SUFFIX}"
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    spec.name: msgspec.msgpack.Decoder(
+        tuple[int, str, list[spec.row_type]],  # type: ignore[name-defined]
+        strict=False,
+    )
+    for spec in ALL_TABLES
+}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+# -- the writer --------------------------------------------------------------------------------
+
+
+class Writer:
+    """Batches rows per table into the database; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: Pool,
+        *,
+        spool_dir: Path | str | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        ws = settings.writer
+        if ws.batch_rows < 1 or ws.queue_rows < 1 or ws.memory_rows < 0 or ws.batch_age <= 0:
+            raise StorageError(
+                "writer settings need batch_rows >= 1, queue_rows >= 1, memory_rows >= 0 and "
+                "batch_age > 0"
+            )
+        self._pool = pool
+        self._batch_rows = ws.batch_rows
+        self._batch_age = ws.batch_age
+        self._memory_rows = ws.memory_rows
+        self._retry_max = max(ws.retry_max, 0.01)
+        self._connect_timeout = max(1.0, self._retry_max)
+        self._spool_dir = Path(spool_dir) if spool_dir is not None else settings.spool_dir
+        self._close_timeout = close_timeout
+        trigger = min(ws.batch_rows, ws.queue_rows)
+        self._queues: dict[str, _Queue] = {
+            spec.name: _Queue(spec, ws.queue_rows, trigger) for spec in ALL_TABLES
+        }
+        self._backlog: dict[str, deque[_Batch]] = {spec.name: deque() for spec in ALL_TABLES}
+        self._disk: dict[str, int] = dict.fromkeys(TABLES, 0)
+        """Spooled batches per table (files pending)."""
+        self._held_rows = 0
+        self._recovered_pending = 0
+        self._seq = 0
+        self._down = False
+        self._draining = 0
+        self._open = True
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._wake = asyncio.Event()
+        """Intake: a queue may be due, or the flusher finished a batch."""
+        self._work = asyncio.Event()
+        """Flush: a batch was added to a backlog."""
+        self._progress = asyncio.Event()
+        """Drain: a batch finished."""
+        self._staged: dict[str, weakref.WeakSet[AsyncConnection[Any]]] = {
+            spec.name: weakref.WeakSet() for spec in ALL_TABLES if spec.stage_sql
+        }
+        self._spool_retry_at = 0.0
+        # counters
+        self._written = dict.fromkeys(TABLES, 0)
+        self._duplicate = dict.fromkeys(TABLES, 0)
+        self._rejected = dict.fromkeys(TABLES, 0)
+        self._done = dict.fromkeys(TABLES, 0)
+        """Live rows committed or rejected, per table (for drain)."""
+        self._retries = 0
+        self._batches_written = 0
+        self._spooled_total = 0
+        self._replayed_total = 0
+        self._spool_errors = 0
+        self._latency = _Histogram()
+        self._last_error: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Writer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load leftover spool files (replayed first) and start the flush task."""
+        if self._task is not None or self._closed:
+            raise WriterClosed("the writer was already started")
+        await asyncio.to_thread(self._recover_spool)
+        self._task = asyncio.create_task(self._run(), name="kalshibook-writer")
+        self._task.add_done_callback(self._on_task_done)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The flush task, for a supervisor that watches its children."""
+        return self._task
+
+    async def drain(self) -> None:
+        """Wait until every row put before this call is committed (and spool files left by a
+        previous process are replayed). Bound it with ``asyncio.timeout`` if needed: rows not
+        written yet stay queued, held or spooled."""
+        self._check_open()
+        if self._task is None:
+            raise WriterClosed("the writer is not started")
+        targets = {name: q.rows_put for name, q in self._queues.items()}
+        self._draining += 1
+        self._wake.set()
+        try:
+            while not self._drained(targets):
+                self._progress.clear()
+                await self._progress.wait()
+                self._check_failed()
+        finally:
+            self._draining -= 1
+
+    async def close(self) -> None:
+        """Drain (up to the close timeout), stop the flush task, spool what is left in memory.
+
+        Raises :class:`WriterClosed` if the flush task had failed.
+        """
+        if self._closed:
+            return
+        try:
+            if self._task is not None and not self._task.done():
+                try:
+                    async with asyncio.timeout(self._close_timeout):
+                        await self.drain()
+                except TimeoutError:
+                    log.warning(
+                        "writer: not drained after %.1f s; spooling the rest to %s",
+                        self._close_timeout,
+                        self._spool_dir,
+                    )
+        finally:
+            self._open = False
+            self._closed = True
+            try:
+                await self._stop_task()
+            finally:
+                # Synchronous on purpose: runs to the end even if we are being cancelled.
+                self._spool_everything()
+                self._wake_everyone()
+        if self._error is not None:
+            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+
+    async def _stop_task(self) -> None:
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():  # we were cancelled ourselves, not (only) the task
+                raise
+        except Exception:  # noqa: BLE001, S110 - recorded by _on_task_done, raised by close()
+            pass
+
+    # -- producers --------------------------------------------------------------------------
+
+    async def put(self, table: str, row: Row) -> None:
+        """Queue ``row`` for ``table``; waits while the table's queue is full (backpressure)."""
+        q = self._queues.get(table)
+        if q is None:
+            raise StorageError(f"the writer has no table {table!r}")
+        rows = q.rows
+        if len(rows) < q.limit and self._open and len(row) == q.ncols:
+            if not rows:
+                q.first_at = time.monotonic()
+                self._wake.set()
+            rows.append(row)
+            q.rows_put += 1
+            if len(rows) == q.trigger:
+                self._wake.set()
+            return
+        await self._put_slow(q, row)
+
+    def put_nowait(self, table: str, row: Row) -> None:
+        """Queue ``row`` for ``table`` or raise :class:`WriterFull` at once."""
+        q = self._queues.get(table)
+        if q is None:
+            raise StorageError(f"the writer has no table {table!r}")
+        rows = q.rows
+        if len(rows) < q.limit and self._open and len(row) == q.ncols:
+            if not rows:
+                q.first_at = time.monotonic()
+                self._wake.set()
+            rows.append(row)
+            q.rows_put += 1
+            if len(rows) == q.trigger:
+                self._wake.set()
+            return
+        self._check_open()
+        self._check_row(q, row)
+        self._wake.set()
+        raise WriterFull(
+            f"the writer queue of {table} is full ({q.limit} rows): the database is not "
+            "keeping up; use `await put()` to wait"
+        )
+
+    async def put_many(self, table: str, rows: Iterable[Row]) -> None:
+        """:meth:`put` for several rows of one table, in order."""
+        for row in rows:
+            await self.put(table, row)
+
+    async def upsert_series(self, rows: Iterable[SeriesRow]) -> None:
+        """Insert or update series (a null never erases a known value; ``raw`` is merged)."""
+        await self.put_many("series", rows)
+
+    async def upsert_events(self, rows: Iterable[EventRow]) -> None:
+        """Insert or update events (a null never erases a known value; ``raw`` is merged)."""
+        await self.put_many("events", rows)
+
+    async def upsert_markets(self, rows: Iterable[MarketRow]) -> None:
+        """Insert or update markets (a null never erases a known value; ``raw`` is merged)."""
+        await self.put_many("markets", rows)
+
+    async def upsert_settlement(self, row: SettlementRow) -> None:
+        """Record a settlement: the WS lifecycle row first (``confirmed=False``), then the REST
+        confirmation (``source='rest', confirmed=True``) which sets the value for good."""
+        await self.put("settlements", row)
+
+    async def _put_slow(self, q: _Queue, row: Row) -> None:
+        self._check_open()
+        self._check_row(q, row)
+        q.waits += 1
+        started = time.monotonic()
+        try:
+            while len(q.rows) >= q.limit:
+                q.space.clear()
+                self._wake.set()
+                await q.space.wait()
+                self._check_open()
+        finally:
+            q.blocked_seconds += time.monotonic() - started
+        if not q.rows:
+            q.first_at = time.monotonic()
+            self._wake.set()
+        q.rows.append(row)
+        q.rows_put += 1
+        if len(q.rows) >= q.trigger:
+            self._wake.set()
+
+    @staticmethod
+    def _check_row(q: _Queue, row: Row) -> None:
+        if len(row) != q.ncols:
+            raise StorageError(
+                f"a {q.spec.name} row has {q.ncols} values {q.spec.columns}, got {len(row)}"
+            )
+
+    def _check_failed(self) -> None:
+        if self._error is not None:
+            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+
+    def _check_open(self) -> None:
+        self._check_failed()
+        if not self._open:
+            raise WriterClosed("the writer is closed")
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def stats(self) -> WriterStats:
+        tables: dict[str, TableStats] = {}
+        for name, q in self._queues.items():
+            backlog = self._backlog[name]
+            tables[name] = TableStats(
+                queue_depth=len(q.rows),
+                queue_limit=q.limit,
+                rows_put=q.rows_put,
+                rows_written=self._written[name],
+                rows_duplicate=self._duplicate[name],
+                rows_rejected=self._rejected[name],
+                rows_held=sum(b.n - b.done for b in backlog if b.rows is not None),
+                batches_pending=len(backlog),
+                producer_waits=q.waits,
+                producer_blocked_seconds=q.blocked_seconds,
+            )
+        return WriterStats(
+            tables=tables,
+            database_up=not self._down,
+            held_rows=self._held_rows,
+            memory_rows=self._memory_rows,
+            spool_files_pending=sum(self._disk.values()),
+            spooled_batches_total=self._spooled_total,
+            replayed_batches_total=self._replayed_total,
+            spool_errors=self._spool_errors,
+            retries=self._retries,
+            batches_written=self._batches_written,
+            batch_latency_last=self._latency.last,
+            batch_latency=self._latency.snapshot(),
+            last_error=self._last_error,
+        )
+
+    # -- the flush task ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._intake_loop(), name="kalshibook-writer-intake")
+            tg.create_task(self._flush_loop(), name="kalshibook-writer-flush")
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                    exc = exc.exceptions[0]
+                self._error = exc
+                self._open = False
+                log.error("writer: flush task failed: %s", _describe(exc), exc_info=exc)
+        self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        for q in self._queues.values():
+            q.space.set()
+        self._progress.set()
+
+    def _drained(self, targets: dict[str, int]) -> bool:
+        if self._recovered_pending:
+            return False
+        return all(self._done[name] >= n for name, n in targets.items())
+
+    async def _intake_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            timeout: float | None = None
+            for name, q in self._queues.items():
+                if not q.rows:
+                    continue
+                behind = self._down or self._disk[name] > 0
+                if self._backlog[name] and not behind:
+                    continue  # one batch in flight: let the queue fill (backpressure)
+                n = len(q.rows)
+                age_left = q.first_at + self._batch_age - now
+                if n < q.trigger and age_left > 0 and not self._draining:
+                    timeout = age_left if timeout is None else min(timeout, age_left)
+                    continue
+                if not behind:
+                    self._cut(q)
+                    continue
+                while n > 0 and q.rows:  # outage or replay: take everything that is due
+                    n -= await self._cut_behind(q, now)
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    def _take(self, q: _Queue) -> list[Row]:
+        if len(q.rows) <= self._batch_rows:
+            rows = q.rows
+            q.rows = []
+        else:
+            rows = q.rows[: self._batch_rows]
+            del q.rows[: self._batch_rows]
+        q.space.set()
+        return rows
+
+    def _cut(self, q: _Queue) -> _Batch:
+        rows = self._take(q)
+        self._seq += 1
+        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True)
+        self._held_rows += batch.n
+        self._backlog[q.spec.name].append(batch)
+        self._work.set()
+        return batch
+
+    async def _cut_behind(self, q: _Queue, now: float) -> int:
+        """Cut one batch while behind: in memory up to ``memory_rows``, else to a spool file."""
+        n = min(len(q.rows), self._batch_rows)
+        if self._held_rows + n <= self._memory_rows or now < self._spool_retry_at:
+            return self._cut(q).n
+        rows = self._take(q)
+        self._seq += 1
+        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True)
+        try:
+            batch.path = await asyncio.to_thread(self._write_spool, batch.seq, q.spec, rows)
+        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            self._spool_errors += 1
+            self._spool_retry_at = time.monotonic() + 5.0
+            log.error(
+                "writer: cannot spool a %s batch to %s (%s); holding it in memory",
+                q.spec.name,
+                self._spool_dir,
+                _describe(exc),
+            )
+            self._held_rows += batch.n
+        else:
+            batch.rows = None
+            self._disk[q.spec.name] += 1
+            self._spooled_total += 1
+        self._backlog[q.spec.name].append(batch)
+        self._work.set()
+        return batch.n
+
+    def _next_batch(self) -> _Batch | None:
+        best: _Batch | None = None
+        for backlog in self._backlog.values():
+            if backlog and (best is None or backlog[0].seq < best.seq):
+                best = backlog[0]
+        return best
+
+    async def _flush_loop(self) -> None:
+        failures = 0
+        while True:
+            self._work.clear()
+            batch = self._next_batch()
+            if batch is None:
+                await self._work.wait()
+                continue
+            try:
+                await self._write_batch(batch)
+            except Exception as exc:
+                if not _is_retryable(exc):
+                    raise
+                failures += 1
+                self._retries += 1
+                self._last_error = _describe(exc)
+                if not self._down:
+                    self._down = True
+                    self._wake.set()
+                    log.warning(
+                        "writer: database write failed (%s); holding rows in memory "
+                        "(up to %d) then spooling to %s, retrying",
+                        self._last_error,
+                        self._memory_rows,
+                        self._spool_dir,
+                    )
+                delay = min(self._retry_max, _BACKOFF_INITIAL * 2 ** min(failures - 1, 30))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            if self._down:
+                self._down = False
+                log.warning(
+                    "writer: database writes recovered after %d retries; %d spooled batches "
+                    "to replay",
+                    failures,
+                    sum(self._disk.values()),
+                )
+            failures = 0
+            await self._finish(batch)
+
+    async def _finish(self, batch: _Batch) -> None:
+        name = batch.spec.name
+        head = self._backlog[name].popleft()
+        assert head is batch
+        if batch.rows is not None:
+            self._held_rows -= batch.n
+        elif batch.path is not None:
+            self._disk[name] -= 1
+            self._replayed_total += 1
+            try:
+                await asyncio.to_thread(batch.path.unlink)
+            except OSError as exc:
+                log.error(
+                    "writer: cannot delete replayed spool file %s (%s): it will be replayed "
+                    "again on the next start",
+                    batch.path,
+                    _describe(exc),
+                )
+        if batch.live:
+            self._done[name] += batch.n
+        else:
+            self._recovered_pending -= 1
+        self._batches_written += 1
+        self._progress.set()
+        self._wake.set()
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        rows = batch.rows
+        if rows is None:
+            assert batch.path is not None
+            try:
+                rows = await asyncio.to_thread(self._read_spool, batch.path, batch.spec)
+            except (OSError, ValueError, msgspec.DecodeError) as exc:
+                await self._quarantine(batch, exc)
+                return
+            batch.n = len(rows)
+        started = time.perf_counter()
+        async with self._pool.connection(timeout=self._connect_timeout) as conn:
+            await self._prepare(conn, batch.spec)
+            await self._write_isolating(conn, batch, rows)
+        self._latency.observe(time.perf_counter() - started)
+
+    async def _prepare(self, conn: AsyncConnection[Any], spec: TableSpec) -> None:
+        if spec.stage_sql is None:
+            return
+        staged = self._staged[spec.name]
+        if conn in staged:
+            return
+        async with conn.transaction():
+            await conn.execute(spec.stage_sql)
+        staged.add(conn)
+
+    async def _write_isolating(
+        self, conn: AsyncConnection[Any], batch: _Batch, rows: list[Row]
+    ) -> None:
+        """Write ``rows[batch.done:]``; bisect around rows the database refuses as invalid."""
+        spec = batch.spec
+        pending = [(batch.done, len(rows))]
+        while pending:
+            lo, hi = pending.pop()
+            part = rows if lo == 0 and hi == len(rows) else rows[lo:hi]
+            try:
+                inserted = await self._write_rows(conn, spec, part)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    staged = self._staged.get(spec.name)
+                    if staged is not None:
+                        staged.discard(conn)  # a new session may be needed: stage again
+                    raise
+                if hi - lo == 1:
+                    await self._reject(spec, part[0], exc)
+                    batch.done = hi
+                else:
+                    mid = (lo + hi) // 2
+                    pending.append((mid, hi))
+                    pending.append((lo, mid))
+                continue
+            batch.done = hi
+            self._written[spec.name] += inserted
+            self._duplicate[spec.name] += len(part) - inserted
+
+    async def _write_rows(
+        self, conn: AsyncConnection[Any], spec: TableSpec, rows: Sequence[Row]
+    ) -> int:
+        """One transaction; returns the rows inserted."""
+        async with conn.transaction(), conn.cursor() as cur:
+            if spec.mode == "upsert":
+                await cur.executemany(spec.write_sql, rows)
+                return len(rows)
+            if spec.jsonb_columns:
+                cur.adapters.register_dumper(None, _JsonTextDumper)
+            async with cur.copy(spec.write_sql) as copy:
+                copy.set_types(spec.pg_types)
+                write = copy.write_row
+                i = 0
+                for row in rows:
+                    await write(row)
+                    i += 1
+                    if i == _YIELD_EVERY:
+                        i = 0
+                        await asyncio.sleep(0)
+            if spec.merge_sql is None:
+                return len(rows)
+            await cur.execute(spec.merge_sql)
+            return cur.rowcount
+
+    async def _reject(self, spec: TableSpec, row: Row, exc: BaseException) -> None:
+        self._rejected[spec.name] += 1
+        reason = _describe(exc)
+        log.error("writer: %s row rejected by the database (%s): %r", spec.name, reason, row)
+        line = msgspec.json.encode(
+            {"table": spec.name, "error": reason, "row": [_json_safe(v) for v in row]}
+        )
+        try:
+            await asyncio.to_thread(self._append_rejected, spec.name, line)
+        except OSError as e:
+            log.error("writer: cannot record the rejected row: %s", _describe(e))
+
+    async def _quarantine(self, batch: _Batch, exc: BaseException) -> None:
+        """A spool file that cannot be read: move it aside, never delete it."""
+        assert batch.path is not None
+        log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, _describe(exc))
+        self._spool_errors += 1
+        target = self._spool_dir / "rejected" / batch.path.name
+        try:
+            await asyncio.to_thread(self._move, batch.path, target)
+        except OSError as e:
+            log.error("writer: cannot move %s aside: %s", batch.path, _describe(e))
+        batch.path = None  # nothing to delete when the flush loop finishes the batch
+        self._disk[batch.spec.name] -= 1
+
+    # -- spool files (run in threads) -------------------------------------------------------
+
+    def _write_spool(self, seq: int, spec: TableSpec, rows: Sequence[Row]) -> Path:
+        data = _encoder.encode((SPOOL_VERSION, spec.name, rows))
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spool_dir / _spool_name(seq, spec.name)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        self._fsync_dir()
+        return path
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self._spool_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_spool(path: Path, spec: TableSpec) -> list[Row]:
+        version, table, rows = _decoders[spec.name].decode(path.read_bytes())
+        if version != SPOOL_VERSION or table != spec.name:
+            raise ValueError(f"spool file for {table!r} version {version}, expected {spec.name!r}")
+        out: list[Row] = rows
+        return out
+
+    def _append_rejected(self, table: str, line: bytes) -> None:
+        directory = self._spool_dir / "rejected"
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / f"{table}.jsonl").open("ab") as f:
+            f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    @staticmethod
+    def _move(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.replace(dst)
+
+    def _recover_spool(self) -> None:
+        """Queue leftover spool files (oldest first) ahead of everything else."""
+        directory = self._spool_dir
+        if not directory.is_dir():
+            return
+        for tmp in directory.glob(f"*{SPOOL_SUFFIX}.tmp"):
+            log.warning("writer: removing incomplete spool file %s", tmp)
+            tmp.unlink(missing_ok=True)
+        last = 0
+        found = 0
+        for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")):
+            seq_text, _, table = path.name.removesuffix(SPOOL_SUFFIX).partition("-")
+            spec = TABLES.get(table)
+            if spec is None or not seq_text.isdigit():
+                log.error("writer: ignoring unknown spool file %s", path)
+                continue
+            seq = int(seq_text)
+            last = max(last, seq)
+            self._backlog[table].append(_Batch(seq, spec, None, 0, live=False, path=path))
+            self._disk[table] += 1
+            self._recovered_pending += 1
+            found += 1
+        self._seq = max(self._seq, last)
+        if found:
+            log.warning("writer: replaying %d spool files left in %s", found, directory)
+
+    def _spool_everything(self) -> None:
+        """On close: every batch still in memory, then every queued row, to spool files."""
+        count = 0
+        rows_total = 0
+        for name, backlog in self._backlog.items():
+            spec = TABLES[name]
+            for batch in backlog:
+                if batch.rows is None:
+                    continue
+                rows = batch.rows[batch.done :]
+                if rows:
+                    self._spool_sync(batch.seq, spec, rows)
+                    count += 1
+                    rows_total += len(rows)
+                self._held_rows -= batch.n
+                batch.rows = None
+            backlog.clear()
+        for q in self._queues.values():
+            while q.rows:
+                rows = self._take(q)
+                self._seq += 1
+                self._spool_sync(self._seq, q.spec, rows)
+                count += 1
+                rows_total += len(rows)
+        if count:
+            log.warning(
+                "writer: spooled %d rows in %d batches to %s; they are written on the next start",
+                rows_total,
+                count,
+                self._spool_dir,
+            )
+
+    def _spool_sync(self, seq: int, spec: TableSpec, rows: Sequence[Row]) -> None:
+        try:
+            self._write_spool(seq, spec, rows)
+        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            log.critical(
+                "writer: LOST %d %s rows: cannot spool them to %s (%s)",
+                len(rows),
+                spec.name,
+                self._spool_dir,
+                _describe(exc),
+            )
+        else:
+            self._spooled_total += 1
