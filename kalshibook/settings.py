@@ -43,7 +43,7 @@ class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
     rest_burst: int = 20
     """REST token-bucket capacity (requests that may go out back to back)."""
     rest_max_retries: int = 8
-    """Retries of a REST request answered 429 or 5xx (exponential backoff; Kalshi sends no Retry-After)."""
+    """Retries of a REST request answered 429 or 5xx (backoff; Kalshi sends no Retry-After)."""
     rest_timeout: float = 15.0
     """Seconds before a REST request times out."""
     ws_silence_timeout: float = 30.0

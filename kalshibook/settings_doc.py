@@ -72,6 +72,12 @@ def env_example() -> str:
         if doc:
             out.append(f"# {doc}")
         out.append(f"{var}={default}")
+    out += [
+        "",
+        "# compose.yaml only: the TimescaleDB password and the host port it is published on.",
+        "POSTGRES_PASSWORD=change-me",
+        "KALSHIBOOK_DB_PORT=5432",
+    ]
     return "\n".join(out) + "\n"
 
 

@@ -63,8 +63,8 @@ def server_url() -> Iterator[str]:
     )
     if proc.returncode != 0:
         pytest.exit(
-            "no test database: KALSHIBOOK_TEST_DATABASE_URL is unset, no Docker engine answers, and "
-            f"scripts/db.sh start failed:\n{proc.stderr.strip()[-2000:]}",
+            "no test database: KALSHIBOOK_TEST_DATABASE_URL is unset, no Docker engine answers, "
+            f"and scripts/db.sh start failed:\n{proc.stderr.strip()[-2000:]}",
             returncode=3,
         )
     yield with_database(proc.stdout.strip().splitlines()[-1], "postgres")

@@ -13,13 +13,21 @@ import pytest
 from psycopg import sql
 
 from kalshibook.storage import migrate
-from kalshibook.storage.urls import with_database
 
 pytestmark = pytest.mark.db
 
 MARKET_TABLES = {
-    "series", "events", "markets", "settlements", "trades", "orderbook_snapshots",
-    "orderbook_deltas", "quotes", "market_stats", "lifecycle_events", "book_gaps",
+    "series",
+    "events",
+    "markets",
+    "settlements",
+    "trades",
+    "orderbook_snapshots",
+    "orderbook_deltas",
+    "quotes",
+    "market_stats",
+    "lifecycle_events",
+    "book_gaps",
 }
 HYPERTABLES = {
     "trades": timedelta(days=1),
@@ -175,7 +183,9 @@ def test_reader_role_reads_market_data_only(db_url: str, reader_login: str) -> N
     try:
         with psycopg.connect(_as(db_url, reader_login), autocommit=True) as conn:
             for table in sorted(MARKET_TABLES):
-                conn.execute(sql.SQL("SELECT * FROM market.{} LIMIT 1").format(sql.Identifier(table)))
+                conn.execute(
+                    sql.SQL("SELECT * FROM market.{} LIMIT 1").format(sql.Identifier(table))
+                )
             assert conn.execute("SELECT count(*) FROM market.trades").fetchone() == (1,)
             denied = [
                 "INSERT INTO market.series (ticker, raw) VALUES ('X', '{}')",
@@ -219,7 +229,11 @@ def test_migrate_cli_reports_bad_url_in_one_line(env_url: str | None, expected: 
         env["KALSHIBOOK_DATABASE_URL"] = env_url
     proc = subprocess.run(
         [sys.executable, "-m", "kalshibook", "migrate"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr

@@ -11,8 +11,12 @@ from kalshibook.settings import Settings, all_env_vars
 
 def test_defaults_and_overrides() -> None:
     s = Settings.from_env(
-        {"KALSHIBOOK_DATABASE_URL": "postgresql://x", "KALSHIBOOK_API_PORT": "9001",
-         "KALSHIBOOK_API_REQUIRE_AUTH": "false", "KALSHIBOOK_WRITER_BATCH_AGE": "0.5"}
+        {
+            "KALSHIBOOK_DATABASE_URL": "postgresql://x",
+            "KALSHIBOOK_API_PORT": "9001",
+            "KALSHIBOOK_API_REQUIRE_AUTH": "false",
+            "KALSHIBOOK_WRITER_BATCH_AGE": "0.5",
+        }
     )
     assert s.core.database_url == "postgresql://x"
     assert s.api.port == 9001
@@ -22,8 +26,12 @@ def test_defaults_and_overrides() -> None:
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("KALSHIBOOK_API_PORT", "eighty"), ("KALSHIBOOK_API_REQUIRE_AUTH", "maybe"),
-     ("KALSHIBOOK_WRITER_BATCH_AGE", "-1"), ("KALSHIBOOK_KALSHI_REST_RATE", "nan")],
+    [
+        ("KALSHIBOOK_API_PORT", "eighty"),
+        ("KALSHIBOOK_API_REQUIRE_AUTH", "maybe"),
+        ("KALSHIBOOK_WRITER_BATCH_AGE", "-1"),
+        ("KALSHIBOOK_KALSHI_REST_RATE", "nan"),
+    ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match=var):
@@ -41,4 +49,5 @@ def test_readme_and_env_example_match_the_code() -> None:
     env = (settings_doc.ROOT / ".env.example").read_text()
     assert env == settings_doc.env_example(), "run: python -m kalshibook.settings_doc"
     for var, _ in all_env_vars():
-        assert var in readme and var in env
+        assert var in readme
+        assert var in env

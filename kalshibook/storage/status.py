@@ -1,0 +1,776 @@
+"""What ``kalshibook status`` reports: collector health, database, freshness, gaps and sizes.
+
+Three steps, kept apart so the middle one is pure:
+
+1. I/O: :func:`probe_collector` (``GET /health`` of the collector with a short timeout) and
+   :func:`read_database` (a handful of fast catalogue and index queries);
+2. :func:`assess`: turns what was read into a :class:`Report` with a verdict (``problems`` and
+   ``exit_code``) — no I/O, tested with literals;
+3. :func:`render_text` / :func:`encode_json`: the human table and the machine document.
+
+Cheap by construction, so it can run every minute from cron on a large database:
+
+- freshness of a channel is the newest ``received_at`` among its 1,000 newest rows by exchange
+  time (an ordered scan of the ``ts`` index over the newest chunks, never a full scan; the same
+  rule as the API's ``/v1/status``);
+- row counts are exact (``count(*)``) for hypertables whose heap is at most
+  :data:`EXACT_COUNT_MAX_BYTES`, and TimescaleDB's ``approximate_row_count`` (statistics) above
+  that;
+- sizes come from ``hypertable_detailed_size``; compression from ``hypertable_compression_stats``
+  on the Community edition only (the Apache edition has no compression);
+- candle relations are continuous aggregates on the Community edition (the size shown is that of
+  their materialisation hypertable) and plain views on the Apache edition (no storage at all).
+
+Every query that depends on the edition runs in its own transaction and degrades to a note on
+error, so one missing function never hides the rest of the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, LiteralString
+
+import httpx
+import msgspec
+import psycopg
+from psycopg import sql
+
+from kalshibook.errors import SchemaError
+
+__all__ = (
+    "CHANNELS",
+    "EXIT_COLLECTOR",
+    "EXIT_OK",
+    "EXIT_STALE",
+    "Channel",
+    "CollectorState",
+    "DatabaseState",
+    "DbSnapshot",
+    "GapReason",
+    "Gaps",
+    "Relation",
+    "Report",
+    "assess",
+    "collector_health_url",
+    "encode_json",
+    "probe_collector",
+    "read_database",
+    "render_text",
+)
+
+EXIT_OK: Final = 0
+"""Healthy."""
+EXIT_STALE: Final = 3
+"""The freshest channel (or a ``--channel`` named one) is older than ``--stale-after``, or empty."""
+EXIT_COLLECTOR: Final = 4
+"""``--require-collector`` and the collector's ``/health`` is unreachable or not healthy."""
+# 1 (database unreachable, schema missing) and 2 (bad configuration) come from the error tree.
+
+CHANNELS: Final = (
+    "trades",
+    "orderbook_deltas",
+    "orderbook_snapshots",
+    "quotes",
+    "market_stats",
+    "lifecycle_events",
+)
+"""Hypertables the collector writes continuously, in display order."""
+
+EXACT_COUNT_MAX_BYTES: Final = 64 * 1024 * 1024
+"""Hypertables (and materialisations) whose heap is at most this big are counted exactly."""
+
+FRESHNESS_SAMPLE: Final = 1000
+"""Rows, newest by exchange time, among which the newest ``received_at`` is taken."""
+
+APACHE = "apache"
+COMMUNITY = "timescale"
+APACHE_COMPRESSION = "n/a (apache edition)"
+VIEW_NOTE = "view (computed on read)"
+CAGG_NOTE = "rows and size of the materialization; the newest buckets are computed on read"
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+DATABASE_INFO: LiteralString = """
+SELECT now(),
+       current_database(),
+       split_part(current_setting('server_version'), ' ', 1),
+       (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
+       current_setting('timescaledb.license', true),
+       to_regnamespace('market') IS NOT NULL AND to_regclass('market.trades') IS NOT NULL,
+       to_regclass('public.alembic_version') IS NOT NULL
+"""
+"""``now`` (the clock every age is measured with), names and versions, and whether the schema
+exists (``to_reg*`` return NULL instead of raising)."""
+
+SCHEMA_REVISION: LiteralString = "SELECT version_num FROM public.alembic_version LIMIT 1"
+
+FRESHNESS: LiteralString = """
+SELECT 'trades', (SELECT max(received_at) FROM (SELECT received_at FROM market.trades
+                                                ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.trades)
+UNION ALL
+SELECT 'orderbook_deltas', (SELECT max(received_at) FROM (SELECT received_at
+                                                          FROM market.orderbook_deltas
+                                                          ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.orderbook_deltas)
+UNION ALL
+SELECT 'orderbook_snapshots', (SELECT max(received_at) FROM (SELECT received_at
+                                                             FROM market.orderbook_snapshots
+                                                             ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.orderbook_snapshots)
+UNION ALL
+SELECT 'quotes', (SELECT max(received_at) FROM (SELECT received_at FROM market.quotes
+                                                ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.quotes)
+UNION ALL
+SELECT 'market_stats', (SELECT max(received_at) FROM (SELECT received_at FROM market.market_stats
+                                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.market_stats)
+UNION ALL
+SELECT 'lifecycle_events', (SELECT max(received_at) FROM (SELECT received_at
+                                                          FROM market.lifecycle_events
+                                                          ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.lifecycle_events)
+"""
+"""Per channel: newest ``received_at`` among the 1,000 newest rows by ``ts`` (index scan of the
+newest chunks) and the newest exchange time ``ts``."""
+
+GAPS: LiteralString = """
+SELECT reason, count(*), count(DISTINCT market_ticker)
+FROM market.book_gaps
+WHERE to_ts >= %(since)s AND from_ts <= %(now)s
+GROUP BY GROUPING SETS ((reason), ())
+ORDER BY reason NULLS FIRST
+"""
+"""Gaps overlapping ``[since, now]``: one total row (``reason`` NULL) then one row per reason."""
+
+HYPERTABLES: LiteralString = """
+SELECT h.hypertable_name, h.compression_enabled,
+       s.table_bytes, s.index_bytes, s.toast_bytes, s.total_bytes
+FROM timescaledb_information.hypertables h
+CROSS JOIN LATERAL hypertable_detailed_size(
+    format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass) s
+WHERE h.hypertable_schema = 'market'
+ORDER BY h.hypertable_name
+"""
+
+CANDLE_RELATIONS: LiteralString = """
+SELECT c.relname, c.relkind::text,
+       ca.materialization_hypertable_schema, ca.materialization_hypertable_name
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN timescaledb_information.continuous_aggregates ca
+       ON ca.view_schema = n.nspname AND ca.view_name = c.relname
+WHERE n.nspname = 'market' AND c.relname LIKE 'candles\\_%' AND c.relkind IN ('v', 'm')
+ORDER BY c.relname
+"""
+"""Views and materialized views of ``market`` named ``candles_*``; for continuous aggregates
+(Community edition) also their materialisation hypertable."""
+
+CAGG_HYPERTABLES: LiteralString = """
+SELECT ca.view_name, s.table_bytes, s.index_bytes, s.toast_bytes, s.total_bytes
+FROM timescaledb_information.continuous_aggregates ca
+CROSS JOIN LATERAL hypertable_detailed_size(
+    format('%I.%I', ca.materialization_hypertable_schema,
+           ca.materialization_hypertable_name)::regclass) s
+WHERE ca.view_schema = 'market'
+"""
+
+CAGG_LAST_REFRESH: LiteralString = """
+SELECT j.hypertable_name, max(js.last_successful_finish)
+FROM timescaledb_information.jobs j
+JOIN timescaledb_information.job_stats js ON js.job_id = j.job_id
+WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+GROUP BY j.hypertable_name
+"""
+"""Last successful refresh per materialisation hypertable (Community edition job statistics)."""
+
+COMPRESSION_STATS: LiteralString = """
+SELECT coalesce(sum(total_chunks), 0)::bigint,
+       coalesce(sum(number_compressed_chunks), 0)::bigint,
+       sum(before_compression_total_bytes)::bigint,
+       sum(after_compression_total_bytes)::bigint
+FROM hypertable_compression_stats(%s::regclass)
+"""
+
+APPROXIMATE_ROWS: LiteralString = "SELECT approximate_row_count(%s::regclass)"
+
+
+# -- report types ---------------------------------------------------------------------------------
+
+
+class CollectorState(msgspec.Struct, kw_only=True):
+    url: str | None
+    """The ``/health`` URL probed (None when the metrics server is disabled)."""
+    state: str
+    """``ok`` (2xx), ``unhealthy`` (any other HTTP status), ``unreachable`` or ``disabled``."""
+    http_status: int | None = None
+    body: Any = None
+    """The health document as JSON when it parses, else its text (truncated)."""
+    error: str | None = None
+
+
+class DatabaseState(msgspec.Struct, kw_only=True):
+    url: str
+    """Redacted URL (no password)."""
+    reachable: bool
+    database: str | None = None
+    server_version: str | None = None
+    timescaledb_version: str | None = None
+    edition: str | None = None
+    """``timescaledb.license``: ``timescale`` (Community) or ``apache``."""
+    schema_revision: str | None = None
+    error: str | None = None
+
+
+class Channel(msgspec.Struct, kw_only=True):
+    channel: str
+    last_received_at: datetime | None
+    last_ts: datetime | None
+    """Newest exchange time in the channel."""
+    age_seconds: float | None = None
+    """``checked_at − last_received_at``."""
+    state: str = "empty"
+    """``fresh`` (age ≤ --stale-after), ``old`` or ``empty``."""
+
+
+class GapReason(msgspec.Struct, kw_only=True):
+    reason: str
+    gaps: int
+    markets: int
+
+
+class Gaps(msgspec.Struct, kw_only=True):
+    window_hours: float
+    since: datetime
+    count: int
+    markets: int
+    by_reason: list[GapReason]
+
+
+class Relation(msgspec.Struct, kw_only=True):
+    name: str
+    kind: str
+    """``hypertable``, ``continuous aggregate``, ``view`` or ``materialized view``."""
+    rows: int | None = None
+    rows_exact: bool = False
+    table_bytes: int | None = None
+    index_bytes: int | None = None
+    toast_bytes: int | None = None
+    total_bytes: int | None = None
+    compression: str | None = None
+    """Human summary: ``n/a (apache edition)``, ``not enabled``, ``4.2x (12/30 chunks)``, ..."""
+    compression_ratio: float | None = None
+    """Uncompressed / compressed bytes of the compressed chunks."""
+    last_refresh: datetime | None = None
+    """Continuous aggregates: last successful policy refresh."""
+    note: str | None = None
+
+
+class DbSnapshot(msgspec.Struct, kw_only=True):
+    """Everything :func:`read_database` read; input of :func:`assess`."""
+
+    database: DatabaseState
+    now: datetime
+    channels: list[Channel]
+    gaps: Gaps
+    hypertables: list[Relation]
+    candles: list[Relation]
+
+
+class Report(msgspec.Struct, kw_only=True):
+    checked_at: datetime | None
+    healthy: bool
+    exit_code: int
+    problems: list[str]
+    stale_after_seconds: float
+    collector: CollectorState
+    database: DatabaseState
+    channels: list[Channel] = msgspec.field(default_factory=list)
+    gaps: Gaps | None = None
+    hypertables: list[Relation] = msgspec.field(default_factory=list)
+    candles: list[Relation] = msgspec.field(default_factory=list)
+
+
+# -- collector ------------------------------------------------------------------------------------
+
+
+def collector_health_url(host: str, port: int) -> str | None:
+    """``http://host:port/health``; a wildcard bind address is probed on loopback."""
+    if port == 0:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/health"
+
+
+def probe_collector(url: str | None, *, timeout: float = 2.0) -> CollectorState:
+    """``GET url`` once; never raises."""
+    if url is None:
+        return CollectorState(
+            url=None, state="disabled", error="KALSHIBOOK_COLLECTOR_METRICS_PORT=0"
+        )
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        return CollectorState(url=url, state="unreachable", error=reason)
+    body: Any
+    try:
+        body = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        body = response.text.strip()[:500]
+    state = "ok" if response.is_success else "unhealthy"
+    return CollectorState(url=url, state=state, http_status=response.status_code, body=body)
+
+
+# -- database -------------------------------------------------------------------------------------
+
+
+def _optional(
+    conn: psycopg.Connection[Any], query: LiteralString | sql.Composed, params: Any = None
+) -> Any:
+    """Rows of ``query`` in its own transaction, or the error text (edition-dependent SQL)."""
+    try:
+        with conn.transaction():
+            return conn.execute(query, params).fetchall()
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()
+        return text[0] if text else type(exc).__name__
+
+
+def _row_count(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    table_bytes: int | None,
+    toast_bytes: int | None,
+) -> tuple[int | None, bool]:
+    """Exact count for small tables, TimescaleDB's statistics-based estimate above.
+
+    Compressed chunks keep their data in TOAST, hence heap + TOAST as the measure of size.
+    """
+    stored = None if table_bytes is None else table_bytes + (toast_bytes or 0)
+    if stored is not None and stored <= EXACT_COUNT_MAX_BYTES:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        counted = _optional(conn, query)
+        if not isinstance(counted, str) and counted:
+            return int(counted[0][0]), True
+    rows = _optional(conn, APPROXIMATE_ROWS, (f'"{schema}"."{table}"',))
+    if isinstance(rows, str) or not rows or rows[0][0] is None:
+        return None, False
+    estimate = int(rows[0][0])
+    if estimate <= 0:  # big heap, no statistics yet (ANALYZE has not run)
+        return None, False
+    return estimate, False
+
+
+def _compression(
+    conn: psycopg.Connection[Any], edition: str | None, table: str, enabled: bool
+) -> tuple[str, float | None]:
+    if edition != COMMUNITY:
+        return APACHE_COMPRESSION, None
+    if not enabled:
+        return "not enabled", None
+    rows = _optional(conn, COMPRESSION_STATS, (f'market."{table}"',))
+    if isinstance(rows, str):
+        return f"unavailable ({rows})", None
+    total, compressed, before, after = rows[0] if rows else (0, 0, None, None)
+    if not compressed:
+        return f"enabled, 0/{total} chunks compressed", None
+    if not before or not after:
+        return f"enabled, {compressed}/{total} chunks compressed", None
+    ratio = before / after
+    return f"{ratio:.1f}x ({compressed}/{total} chunks)", ratio
+
+
+def _candle_sort_key(name: str) -> tuple[int, str, int, str]:
+    """trades, quotes, stats (the order of the migration), then 1m, 1h, 1d."""
+    base, _, level = name.rpartition("_")
+    source = {"candles_trades": 0, "candles_quotes": 1, "candles_stats": 2}.get(base, 9)
+    return source, base, {"1m": 0, "1h": 1, "1d": 2}.get(level, 9), level
+
+
+def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timedelta) -> DbSnapshot:
+    """Read everything the report needs. ``conn`` must be in autocommit mode.
+
+    Raises :class:`SchemaError` when the database is not migrated.
+    """
+    info = conn.execute(DATABASE_INFO).fetchone()
+    assert info is not None
+    now, dbname, server_version, ts_version, edition, has_schema, has_alembic = info
+    if ts_version is None:
+        raise SchemaError(
+            f"{url}: the timescaledb extension is not installed in database {dbname!r} "
+            "(run `kalshibook migrate`)"
+        )
+    if not has_schema:
+        raise SchemaError(
+            f"{url}: no kalshibook schema in database {dbname!r} (run `kalshibook migrate`)"
+        )
+    revision = None
+    if has_alembic:
+        row = conn.execute(SCHEMA_REVISION).fetchone()
+        revision = None if row is None else str(row[0])
+    database = DatabaseState(
+        url=url,
+        reachable=True,
+        database=str(dbname),
+        server_version=str(server_version),
+        timescaledb_version=str(ts_version),
+        edition=None if edition is None else str(edition),
+        schema_revision=revision,
+    )
+
+    channels = [
+        Channel(channel=str(name), last_received_at=received, last_ts=ts)
+        for name, received, ts in conn.execute(FRESHNESS).fetchall()
+    ]
+
+    since = now - gap_window
+    total_gaps, total_markets = 0, 0
+    reasons: list[GapReason] = []
+    for reason, gaps, markets in conn.execute(GAPS, {"since": since, "now": now}).fetchall():
+        if reason is None:
+            total_gaps, total_markets = int(gaps), int(markets)
+        else:
+            reasons.append(GapReason(reason=str(reason), gaps=int(gaps), markets=int(markets)))
+    gaps_summary = Gaps(
+        window_hours=gap_window.total_seconds() / 3600,
+        since=since,
+        count=total_gaps,
+        markets=total_markets,
+        by_reason=reasons,
+    )
+
+    hypertables: list[Relation] = []
+    order = {name: i for i, name in enumerate(CHANNELS)}
+    found = sorted(conn.execute(HYPERTABLES).fetchall(), key=lambda r: (order.get(r[0], 99), r[0]))
+    for name, enabled, table_b, index_b, toast_b, total_b in found:
+        rows, exact = _row_count(conn, "market", str(name), table_b, toast_b)
+        compression, ratio = _compression(conn, database.edition, str(name), bool(enabled))
+        hypertables.append(
+            Relation(
+                name=str(name),
+                kind="hypertable",
+                rows=rows,
+                rows_exact=exact,
+                table_bytes=table_b,
+                index_bytes=index_b,
+                toast_bytes=toast_b,
+                total_bytes=total_b,
+                compression=compression,
+                compression_ratio=ratio,
+            )
+        )
+
+    return DbSnapshot(
+        database=database,
+        now=now,
+        channels=channels,
+        gaps=gaps_summary,
+        hypertables=hypertables,
+        candles=_read_candles(conn, database.edition),
+    )
+
+
+def _read_candles(conn: psycopg.Connection[Any], edition: str | None) -> list[Relation]:
+    relations = conn.execute(CANDLE_RELATIONS).fetchall()
+    sizes: dict[str, tuple[int, int, int, int]] = {}
+    refreshed: dict[str, datetime | None] = {}
+    size_error: str | None = None
+    if any(mat_name is not None for _n, _k, _s, mat_name in relations):
+        got = _optional(conn, CAGG_HYPERTABLES)
+        if isinstance(got, str):
+            size_error = got
+        else:
+            sizes = {str(r[0]): (r[1], r[2], r[3], r[4]) for r in got}
+        jobs = _optional(conn, CAGG_LAST_REFRESH)
+        if not isinstance(jobs, str):
+            refreshed = {str(r[0]): r[1] for r in jobs}
+    out: list[Relation] = []
+    for name, relkind, mat_schema, mat_name in relations:
+        name = str(name)
+        if mat_name is not None:
+            rel = Relation(
+                name=name, kind="continuous aggregate", last_refresh=refreshed.get(str(mat_name))
+            )
+            if name in sizes:
+                rel.table_bytes, rel.index_bytes, rel.toast_bytes, rel.total_bytes = sizes[name]
+                rel.rows, rel.rows_exact = _row_count(
+                    conn, str(mat_schema), str(mat_name), rel.table_bytes, rel.toast_bytes
+                )
+                rel.note = CAGG_NOTE
+            else:
+                rel.note = f"size unavailable ({size_error})" if size_error else None
+            out.append(rel)
+        elif relkind == "m":
+            got = _optional(
+                conn,
+                "SELECT pg_total_relation_size(%s::regclass), pg_relation_size(%s::regclass)",
+                (f'market."{name}"', f'market."{name}"'),
+            )
+            rel = Relation(name=name, kind="materialized view")
+            if not isinstance(got, str) and got:
+                rel.total_bytes, rel.table_bytes = int(got[0][0]), int(got[0][1])
+            out.append(rel)
+        else:
+            note = VIEW_NOTE if edition != COMMUNITY else f"{VIEW_NOTE}; not a continuous aggregate"
+            out.append(Relation(name=name, kind="view", note=note))
+    out.sort(key=lambda r: _candle_sort_key(r.name))
+    return out
+
+
+# -- verdict --------------------------------------------------------------------------------------
+
+
+def assess(
+    snapshot: DbSnapshot,
+    collector: CollectorState,
+    *,
+    stale_after: float,
+    required_channels: tuple[str, ...] = (),
+    require_collector: bool = False,
+) -> Report:
+    """The report and its verdict (pure).
+
+    Exit code :data:`EXIT_STALE` when every channel is empty ("no data yet"), when the freshest
+    channel is older than ``stale_after`` seconds, or when a channel of ``required_channels`` is
+    empty or older than that; else :data:`EXIT_COLLECTOR` when ``require_collector`` and the
+    collector is not ``ok``; else :data:`EXIT_OK`. Channels not named in ``required_channels``
+    may be old on their own (a quiet lifecycle channel is normal) without failing the check.
+    """
+    problems: list[str] = []
+    exit_code = EXIT_OK
+    channels: list[Channel] = []
+    for ch in snapshot.channels:
+        if ch.last_received_at is None:
+            channels.append(msgspec.structs.replace(ch, age_seconds=None, state="empty"))
+            continue
+        age = (snapshot.now - ch.last_received_at).total_seconds()
+        state = "fresh" if age <= stale_after else "old"
+        channels.append(msgspec.structs.replace(ch, age_seconds=age, state=state))
+
+    with_data = [c for c in channels if c.age_seconds is not None]
+    if not with_data:
+        problems.append(
+            "no data yet: every channel is empty (is `kalshibook collect` running and "
+            "writing to this database?)"
+        )
+        exit_code = EXIT_STALE
+    else:
+        freshest = min(with_data, key=lambda c: c.age_seconds or 0.0)
+        assert freshest.age_seconds is not None
+        if freshest.age_seconds > stale_after:
+            problems.append(
+                f"stale: the newest data ({freshest.channel}) was received "
+                f"{format_age(freshest.age_seconds)} ago, more than --stale-after {stale_after:g} s"
+            )
+            exit_code = EXIT_STALE
+    by_name = {c.channel: c for c in channels}
+    for name in required_channels:
+        required = by_name.get(name)
+        if required is None or required.age_seconds is None:
+            problems.append(f"channel {name}: no data yet")
+            exit_code = EXIT_STALE
+        elif required.age_seconds > stale_after:
+            problems.append(
+                f"channel {name}: last received {format_age(required.age_seconds)} ago, more than "
+                f"--stale-after {stale_after:g} s"
+            )
+            exit_code = EXIT_STALE
+    if require_collector and collector.state != "ok":
+        detail = collector.error or (
+            f"HTTP {collector.http_status}" if collector.http_status else collector.state
+        )
+        problems.append(f"collector {collector.state}: {detail}")
+        if exit_code == EXIT_OK:
+            exit_code = EXIT_COLLECTOR
+    return Report(
+        checked_at=snapshot.now,
+        healthy=exit_code == EXIT_OK,
+        exit_code=exit_code,
+        problems=problems,
+        stale_after_seconds=stale_after,
+        collector=collector,
+        database=snapshot.database,
+        channels=channels,
+        gaps=snapshot.gaps,
+        hypertables=snapshot.hypertables,
+        candles=snapshot.candles,
+    )
+
+
+def unreachable_report(
+    database: DatabaseState, collector: CollectorState, *, stale_after: float, exit_code: int
+) -> Report:
+    """The report when the database could not be read (for ``--json``)."""
+    return Report(
+        checked_at=None,
+        healthy=False,
+        exit_code=exit_code,
+        problems=[f"database: {database.error}"],
+        stale_after_seconds=stale_after,
+        collector=collector,
+        database=database,
+    )
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def format_age(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h`` (negative ages show as 0 s)."""
+    s = max(0, math.floor(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_rows(rel: Relation) -> str:
+    if rel.rows is None:
+        return "-" if rel.kind in ("view", "materialized view") else "unknown"
+    return f"{rel.rows:,}" if rel.rows_exact else f"~{rel.rows:,}"
+
+
+def _ts(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _collector_line(c: CollectorState) -> str:
+    if c.state == "disabled":
+        return "disabled (KALSHIBOOK_COLLECTOR_METRICS_PORT=0)"
+    head = f"{c.state} ({c.url}"
+    head += f", HTTP {c.http_status})" if c.http_status is not None else ")"
+    if c.error:
+        return f"{head}: {c.error}"
+    if isinstance(c.body, dict):
+        parts = [f"{k}={_scalar(v)}" for k, v in c.body.items()]
+        return f"{head}: {' '.join(parts)}" if parts else head
+    if c.body not in (None, ""):
+        return f"{head}: {_scalar(c.body)}"
+    return head
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value.replace("\n", " ")[:200]
+    if isinstance(value, (int, float)) or value is None:
+        return str(value).lower() if value is None else str(value)
+    return msgspec.json.encode(value).decode()[:200]
+
+
+def _table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], indent: str = "  "
+) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return (indent + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def render_text(report: Report) -> str:
+    """The human report (plain text, fixed-width columns)."""
+    db = report.database
+    lines = [f"kalshibook status at {_ts(report.checked_at)}"]
+    lines.append(f"collector  {_collector_line(report.collector)}")
+    if db.reachable:
+        edition = {COMMUNITY: "community", APACHE: "apache"}.get(db.edition or "", db.edition)
+        lines.append(
+            f"database   reachable ({db.url}): PostgreSQL {db.server_version}, TimescaleDB "
+            f"{db.timescaledb_version} {edition} edition, schema revision "
+            f"{db.schema_revision or 'unknown'}"
+        )
+    else:
+        lines.append(f"database   unreachable ({db.url}): {db.error}")
+
+    if report.channels:
+        lines.append("")
+        lines.append(f"freshness (stale after {report.stale_after_seconds:g} s)")
+        rows = [
+            (
+                c.channel,
+                _ts(c.last_received_at),
+                "-" if c.age_seconds is None else format_age(c.age_seconds),
+                _ts(c.last_ts),
+                c.state,
+            )
+            for c in report.channels
+        ]
+        lines += _table(("channel", "last received", "age", "newest exchange ts", "state"), rows)
+
+    if report.gaps is not None:
+        g = report.gaps
+        window = f"{g.window_hours:g} h"
+        lines.append("")
+        if g.count == 0:
+            lines.append(f"gaps (last {window}): none")
+        else:
+            reasons = ", ".join(
+                f"{r.reason} {r.gaps} ({r.markets} market{'s' if r.markets != 1 else ''})"
+                for r in g.by_reason
+            )
+            lines.append(
+                f"gaps (last {window}): {g.count} gap{'s' if g.count != 1 else ''} in "
+                f"{g.markets} market{'s' if g.markets != 1 else ''} - {reasons}"
+            )
+
+    relations = report.hypertables + report.candles
+    if relations:
+        lines.append("")
+        lines.append("storage")
+        rows = []
+        for r in relations:
+            if r.kind == "view":
+                detail = r.note or VIEW_NOTE
+            elif r.kind == "continuous aggregate":
+                detail = f"last refresh {_ts(r.last_refresh)}" if r.last_refresh else ""
+                if r.rows is None and r.note:
+                    detail = "; ".join(x for x in (detail, r.note) if x)
+            else:
+                detail = r.compression or ""
+            size = "-" if r.kind == "view" else format_bytes(r.total_bytes)
+            rows.append((r.name, r.kind, format_rows(r), size, detail))
+        lines += _table(("relation", "kind", "rows", "size", "compression / notes"), rows)
+        total = sum(r.total_bytes or 0 for r in relations)
+        lines.append(f"  total on disk: {format_bytes(total)}")
+        if any(r.kind == "continuous aggregate" for r in relations):
+            lines.append(f"  continuous aggregates: {CAGG_NOTE}")
+
+    lines.append("")
+    if report.problems:
+        for p in report.problems:
+            lines.append(f"PROBLEM: {p}")
+    lines.append(f"verdict: {'OK' if report.healthy else 'NOT OK'} (exit {report.exit_code})")
+    return "\n".join(lines) + "\n"
+
+
+def encode_json(report: Report) -> bytes:
+    """The report as one JSON document (times RFC 3339, sizes in bytes, ages in seconds)."""
+    return msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
