@@ -150,16 +150,18 @@ PY
     fi
 
     say "waiting for data to arrive"
+    local since; since="$(($(date +%s) - 5))"
     local ticker="" waited=0
     while [ -z "$ticker" ]; do
       alive collector || { tail -30 "$STATE/collector.log" >&2; stop_all; die "the collector exited"; }
-      ticker="$(curl -fsS -H "Authorization: Bearer $api_key" "$api_url/v1/trades?limit=1" 2>/dev/null \
-        | "$PY" -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d[0]["market_ticker"] if d else "")' 2>/dev/null || true)"
+      ticker="$(curl -fsS -H "Authorization: Bearer $api_key" "$api_url/v1/trades?limit=1&start=$since" 2>/dev/null \
+        | "$PY" -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d[0]["ticker"] if d else "")' 2>/dev/null || true)"
       [ -n "$ticker" ] && break
       waited=$((waited + 1))
       [ "$waited" -ge 120 ] && { stop_all; die "no trades recorded after 120 s (see $STATE/collector.log)"; }
       local stats; stats="$(psql "$DB_URL" -tAc "SELECT (SELECT count(*) FROM market.markets) || ' markets, ' || (SELECT count(*) FROM market.orderbook_deltas) || ' book deltas, ' || (SELECT count(*) FROM market.trades) || ' trades'" 2>/dev/null || echo '…')"
-      printf '\r[demo] recorded so far: %s   ' "$stats"
+      if [ -t 1 ]; then printf '\r[demo] recorded so far: %s   ' "$stats"
+      elif [ $((waited % 5)) -eq 1 ]; then printf '[demo] recorded so far: %s\n' "$stats"; fi
       sleep 1
     done
     printf '\n'
