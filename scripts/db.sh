@@ -3,13 +3,19 @@
 #   scripts/db.sh start   install if needed, init if needed, start, print the URL
 #   scripts/db.sh stop    stop the cluster
 #   scripts/db.sh url     print the URL of a running cluster
+#   scripts/db.sh status  exit 0 when the cluster is running
 # The cluster lives in $KALSHIBOOK_DATA_DIR/pg (default .data/pg) and listens on 127.0.0.1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_ROOT="${KALSHIBOOK_DATA_DIR:-$ROOT/.data}"
-PGDATA="$DATA_ROOT/pg"
 URL_FILE="$DATA_ROOT/database_url"
+PGDATA="$DATA_ROOT/pg"
+# Run as root with the project somewhere the postgres user cannot reach (e.g. under /root):
+# keep the cluster in postgres's home instead, one per project directory.
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DATA_ROOT/.." 2>/dev/null; then
+  PGDATA="/var/lib/postgresql/kalshibook-$(printf '%s' "$DATA_ROOT" | md5sum | cut -c1-12)/pg"
+fi
 PG_MAJOR="${PG_MAJOR:-15}"
 BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 
@@ -17,7 +23,7 @@ log() { printf '[db] %s\n' "$*" >&2; }
 
 as_owner() {
   # postgres refuses to run as root: run the server as the 'postgres' OS user in that case.
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {
@@ -32,7 +38,10 @@ is_running() { [ -f "$PGDATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$PG
 cmd_start() {
   "$ROOT/scripts/install_timescaledb.sh"
   mkdir -p "$DATA_ROOT"
-  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$DATA_ROOT"; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$DATA_ROOT"
+    mkdir -p "$(dirname "$PGDATA")" && chown postgres: "$(dirname "$PGDATA")"
+  fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     local pw port
     pw="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
@@ -87,5 +96,6 @@ case "${1:-start}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   url) cmd_url ;;
-  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+  status) is_running ;;
+  *) echo "usage: $0 start|stop|url|status" >&2; exit 2 ;;
 esac

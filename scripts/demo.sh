@@ -77,7 +77,7 @@ cmd_start() {
   else
     stop_all >/dev/null 2>&1 || true
     local url_file="$ROOT/.data/database_url"
-    if [ ! -f "$ROOT/.data/pg/postmaster.pid" ]; then touch "$STATE/started_db"; fi
+    if ! "$ROOT/scripts/db.sh" status; then touch "$STATE/started_db"; fi
     say "database: local PostgreSQL + TimescaleDB (scripts/db.sh)"
     "$ROOT/scripts/db.sh" start >/dev/null
     local base_url; base_url="$(cat "$url_file")"
