@@ -1,0 +1,487 @@
+"""API benchmark: a 1,000-row trades page and the book at an instant, against a constant route.
+
+    python bench/bench_api.py [--database-url URL] [--deltas 1000000 10000000] [--duration 10]
+
+What it does, on this machine, over loopback:
+
+1. creates a scratch database on the server of ``--database-url`` (default
+   ``KALSHIBOOK_DATABASE_URL``, else ``.data/database_url``), migrates it and fills it with
+   generated rows (``generate_series``): ``--trades`` trades of one market, and an order-book
+   history of one market with a snapshot, N deltas (1 every 100 ms) and a checkpoint snapshot
+   every ``--checkpoint-every`` deltas, as the collector writes them;
+2. runs the API (``create_app``, auth on, a real key: every request is authenticated and charged)
+   and a minimal Litestar app returning a constant, each in its own uvicorn process;
+3. drives them with ``wrk`` (or an httpx load generator when wrk is not installed): requests/s,
+   p50 and p99 latency, and the ratio to the constant route;
+4. measures the order book at the end of the history for each N, with the checkpoints and then
+   without them (deleted), which shows that checkpoints bound the replay;
+5. rewrites its section of BENCHMARKS.md between ``<!-- bench:api -->`` and ``<!-- /bench:api -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from kalshibook.storage.urls import with_database  # noqa: E402
+
+BENCH_MD = ROOT / "BENCHMARKS.md"
+START, END = "<!-- bench:api -->", "<!-- /bench:api -->"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BOOK = "BENCH-BOOK"
+TRADES = "BENCH-TRADES"
+DELTA_STEP = timedelta(milliseconds=100)
+LEVELS = 49
+
+# -- data ----------------------------------------------------------------------------------------
+
+SEED_REFERENCE = """
+INSERT INTO market.series (ticker, raw) VALUES ('BENCH', '{}');
+INSERT INTO market.events (event_ticker, series_ticker, raw) VALUES ('BENCH-EV', 'BENCH', '{}');
+INSERT INTO market.markets (ticker, event_ticker, series_ticker, status, raw)
+VALUES ('BENCH-TRADES', 'BENCH-EV', 'BENCH', 'active', '{}'),
+       ('BENCH-BOOK', 'BENCH-EV', 'BENCH', 'active', '{}');
+"""
+
+SEED_TRADES = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
+                           taker_outcome_side, taker_book_side, source, received_at)
+SELECT %(t0)s + i * interval '250 milliseconds', gen_random_uuid(), 'BENCH-TRADES',
+       (1 + i %% 99) / 100.0, 1 - (1 + i %% 99) / 100.0, 1 + (i %% 1000) / 100.0,
+       CASE WHEN i %% 2 = 0 THEN 'yes' ELSE 'no' END, 'bid', 'ws',
+       %(t0)s + i * interval '250 milliseconds'
+FROM generate_series(0, %(n)s::bigint - 1) AS i
+"""
+
+SEED_BOOK_SNAPSHOT = """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (%(t0)s, 'BENCH-BOOK', %(t0)s, 'snapshot', 1, 1, 1, %(levels)s::jsonb, %(levels)s::jsonb)
+"""
+
+# Delta k (seq k + 2) belongs to pair k/2: +1.00 then -1.00 at one level, so the book after an
+# even number of deltas equals the first snapshot, which is what the checkpoints then store.
+SEED_DELTAS = """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT %(t0)s + k * %(step)s, 'BENCH-BOOK', %(t0)s + k * %(step)s,
+       CASE WHEN (k / 2) %% 2 = 0 THEN 'yes' ELSE 'no' END,
+       (1 + (k / 4) %% 49) / 100.0,
+       CASE WHEN k %% 2 = 0 THEN 1.00 ELSE -1.00 END,
+       1, 1, k + 2
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS k
+"""
+
+SEED_CHECKPOINTS = """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+SELECT %(t0)s + (s - 2) * %(step)s, 'BENCH-BOOK', %(t0)s + (s - 2) * %(step)s, 'checkpoint',
+       1, 1, s, %(levels)s::jsonb, %(levels)s::jsonb
+FROM generate_series(%(every)s::bigint + 1, %(n)s::bigint + 1, %(every)s::bigint) AS s
+"""
+
+DROP_CHECKPOINTS = """
+DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
+"""
+
+
+def levels_json() -> str:
+    return "[" + ",".join(f"[{(i + 1) / 100:.2f},100.00]" for i in range(LEVELS)) + "]"
+
+
+def default_url() -> str:
+    url = os.environ.get("KALSHIBOOK_DATABASE_URL")
+    if url:
+        return url
+    path = ROOT / ".data" / "database_url"
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit("no database: set KALSHIBOOK_DATABASE_URL or run `make db`")
+
+
+def create_database(server_url: str, name: str) -> str:
+    admin = with_database(server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    from kalshibook.storage import migrate
+
+    migrate.upgrade(url)
+    return url
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+def serve(kind: str, port: int, url: str) -> None:
+    """Child process: run the API or the constant app under uvicorn."""
+    import logging
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING)
+    app: Any
+    if kind == "api":
+        from kalshibook.api.app import create_app
+        from kalshibook.settings import ApiSettings, CoreSettings, Settings
+
+        settings = Settings(
+            core=CoreSettings(database_url=url),
+            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000),
+        )
+        app = create_app(settings)
+    else:
+        from litestar import Litestar, get
+
+        @get("/constant", sync_to_thread=False)
+        def constant() -> dict[str, bool]:
+            return {"ok": True}
+
+        app = Litestar([constant])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+class Server:
+    def __init__(self, kind: str, url: str) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                kind,
+                "--port",
+                str(self.port),
+                "--database-url",
+                url,
+            ],
+            cwd=ROOT,
+        )
+        probe = "/health" if kind == "api" else "/constant"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + probe, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"{kind} server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    tool: str
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> Result:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    return Result(rps, p50, p99, total, errors, f"wrk -t1 -c{connections}")
+
+
+async def _httpx_load(
+    url: str, headers: dict[str, str], duration: float, connections: int
+) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                r = await client.get(url)
+                latencies.append((time.perf_counter() - t) * 1000)
+                errors += r.status_code >= 300
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100)
+    return Result(
+        len(latencies) / elapsed, q[49], q[98], len(latencies), errors, f"httpx x{connections}"
+    )
+
+
+def load(url: str, headers: dict[str, str], duration: int, connections: int) -> Result:
+    if shutil.which("wrk"):
+        return run_wrk(url, headers, duration, connections)
+    return asyncio.run(_httpx_load(url, headers, duration, connections))
+
+
+def sequential(
+    url: str, headers: dict[str, str], n: int
+) -> tuple[list[float], dict[str, Any], int]:
+    """``n`` requests one after the other: latencies (ms), the last body and status."""
+    times: list[float] = []
+    body: dict[str, Any] = {}
+    status = 0
+    with httpx.Client(headers=headers, timeout=600) as client:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.get(url)
+            times.append((time.perf_counter() - t) * 1000)
+            status, body = r.status_code, r.json()
+            if status != 200:
+                break
+    return times, body, status
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def write_section(text: str) -> None:
+    section = f"{START}\n{text.rstrip()}\n{END}"
+    if BENCH_MD.exists():
+        current = BENCH_MD.read_text()
+        if START in current and END in current:
+            before, rest = current.split(START, 1)
+            after = rest.split(END, 1)[1]
+            BENCH_MD.write_text(before + section + after)
+            return
+        BENCH_MD.write_text(current.rstrip() + "\n\n" + section + "\n")
+    else:
+        BENCH_MD.write_text("# kalshibook benchmarks\n\n" + section + "\n")
+
+
+def fmt(r: Result) -> str:
+    return f"{r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--deltas", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--trades", type=int, default=200_000)
+    p.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--keep", action="store_true", help="keep the scratch database")
+    p.add_argument("--serve", choices=["api", "constant"], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    url = args.database_url or default_url()
+    if args.serve:
+        serve(args.serve, args.port, url)
+        return 0
+
+    sizes = sorted(set(args.deltas))
+    db_name = f"kb_bench_api_{os.getpid()}"
+    print(f"scratch database {db_name}", flush=True)
+    bench_url = create_database(url, db_name)
+    servers: list[Server] = []
+    try:
+        from kalshibook.api.auth import create_key
+
+        with psycopg.connect(bench_url, autocommit=True) as conn:
+            pg = conn.execute("SHOW server_version").fetchone()
+            ts_version = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            ).fetchone()
+            pg_text = pg[0] if pg else "?"
+            ts_text = ts_version[0] if ts_version else "?"
+            server_version = f"PostgreSQL {pg_text}, TimescaleDB {ts_text}"
+            conn.execute(SEED_REFERENCE)
+            t = time.perf_counter()
+            conn.execute(SEED_TRADES, {"t0": T0, "n": args.trades})
+            conn.execute(SEED_BOOK_SNAPSHOT, {"t0": T0, "levels": levels_json()})
+            conn.execute("ANALYZE")
+            print(f"{args.trades:,} trades in {time.perf_counter() - t:.1f} s", flush=True)
+        key = create_key(bench_url, name="bench", credits=10**15).key
+        auth = {"Authorization": f"Bearer {key}"}
+
+        api = Server("api", bench_url)
+        servers.append(api)
+        constant = Server("constant", bench_url)
+        servers.append(constant)
+
+        d, c = args.duration, args.connections
+        base = load(f"{constant.base}/constant", {}, d, c)
+        print(f"constant: {fmt(base)}", flush=True)
+        trades_start = (T0 + timedelta(minutes=60)).isoformat().replace("+00:00", "Z")
+        trades_url = f"{api.base}/v1/markets/{TRADES}/trades?limit=1000&start={trades_start}"
+        check = httpx.get(trades_url, headers=auth, timeout=30).json()
+        assert len(check["data"]) == 1000, "the trades page must hold 1,000 rows"
+        trades = load(trades_url, auth, d, c)
+        print(f"trades page: {fmt(trades)}", flush=True)
+
+        book_rows: list[str] = []
+        headline: Result | None = None
+        loaded = 0
+        with psycopg.connect(bench_url, autocommit=True) as conn:
+            for n in sizes:
+                t = time.perf_counter()
+                conn.execute(
+                    SEED_DELTAS,
+                    {"t0": T0, "step": DELTA_STEP, "first": loaded, "last": n - 1},
+                )
+                conn.execute(DROP_CHECKPOINTS)
+                conn.execute(
+                    SEED_CHECKPOINTS,
+                    {
+                        "t0": T0,
+                        "step": DELTA_STEP,
+                        "every": args.checkpoint_every,
+                        "n": n,
+                        "levels": levels_json(),
+                    },
+                )
+                conn.execute("VACUUM ANALYZE market.orderbook_deltas")
+                conn.execute("VACUUM ANALYZE market.orderbook_snapshots")
+                loaded = n
+                print(f"{n:,} deltas loaded in {time.perf_counter() - t:.1f} s", flush=True)
+                # the worst instant for the checkpointed replay: the last delta before the last
+                # checkpoint (every - 1 deltas to replay); the no-checkpoint replay is ~n there
+                every = args.checkpoint_every
+                last_cp = 1 + every * (n // every)
+                k = max(0, last_cp - 3)
+                at = (T0 + k * DELTA_STEP).isoformat().replace("+00:00", "Z")
+                book_url = f"{api.base}/v1/markets/{BOOK}/orderbook?at={at}"
+                _, body, status = sequential(book_url, auth, 1)
+                assert status == 200, body
+                replayed_cp = body["data"]["deltas_applied"]
+                with_cp = load(book_url, auth, d, c)
+                headline = headline or with_cp
+                print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
+                conn.execute(DROP_CHECKPOINTS)
+                times, body, status = sequential(book_url, auth, 3 if n <= 2_000_000 else 1)
+                no_cp = statistics.median(times)
+                if status == 200:
+                    replayed = f"{body['data']['deltas_applied']:,}"
+                    outcome = f"{no_cp:,.0f} (n={len(times)})"
+                else:  # e.g. the API's 30 s statement timeout: a 503 problem
+                    replayed = f"~{n:,}"
+                    outcome = f"HTTP {status} after {no_cp:,.0f} ({body.get('detail', '')})"
+                print(f"book @ {n:,} without checkpoints: {outcome}", flush=True)
+                book_rows.append(
+                    f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
+                    f"{with_cp.p99_ms:.2f} | {replayed} | {outcome} |"
+                )
+                conn.execute(
+                    SEED_CHECKPOINTS,
+                    {
+                        "t0": T0,
+                        "step": DELTA_STEP,
+                        "every": args.checkpoint_every,
+                        "n": n,
+                        "levels": levels_json(),
+                    },
+                )
+        assert headline is not None
+        for r in (base, trades, headline):
+            if r.errors:
+                raise SystemExit(f"{r.errors} non-2xx responses during a load run")
+    finally:
+        for server in servers:
+            server.stop()
+        if not args.keep:
+            drop_database(url, db_name)
+
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    machine += f", {server_version}"
+    every = args.checkpoint_every
+    run = " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "## API (`bench/bench_api.py`)",
+        "",
+        f"Loopback, one uvicorn worker per server process, load by {base.tool} for {d} s per "
+        f"row, on {machine}; load generator, API and PostgreSQL share the machine. The API runs "
+        "with auth on: each request is authenticated with a real key and charged (one "
+        "`UPDATE … RETURNING` plus a usage row). Generated data: "
+        f"{args.trades:,} trades in one market; an order-book history of one market with one "
+        f"delta every 100 ms and a checkpoint snapshot every {every} deltas.",
+        f"Run: `python bench/bench_api.py {run}` ({datetime.now(UTC):%Y-%m-%d}).",
+        "",
+        "| route | req/s | p50 ms | p99 ms | vs constant |",
+        "|---|---:|---:|---:|---:|",
+        f"| minimal Litestar route returning a constant | {fmt(base)} | 1.00 |",
+        f"| `GET /v1/markets/{{ticker}}/trades?limit=1000` (1,000-row page) | {fmt(trades)} "
+        f"| {trades.rps / base.rps:.3f} |",
+        f"| `GET /v1/markets/{{ticker}}/orderbook?at=` ({sizes[0]:,} deltas in history, "
+        f"checkpoints) | {fmt(headline)} | {headline.rps / base.rps:.3f} |",
+        "",
+        "Order book at an instant near the end of the history, just before the last checkpoint: "
+        f"the worst case with checkpoints ({every} - 1 deltas to replay), nearly the whole "
+        "history without them (checkpoints deleted, a few sequential requests):",
+        "",
+        "| deltas in history | replayed (checkpoints) | req/s | p50 ms | p99 ms "
+        "| replayed (no checkpoints) | latency ms, no checkpoints |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *book_rows,
+        "",
+        "With checkpoints the latency does not depend on the length of the history (at most "
+        f"{every} deltas are replayed); without them every request replays the whole history "
+        "since the last snapshot, linearly in its length.",
+    ]
+    text = "\n".join(lines) + "\n"
+    write_section(text)
+    print(f"wrote the api section of {BENCH_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

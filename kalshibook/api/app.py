@@ -1,0 +1,172 @@
+"""The Litestar application factory.
+
+``create_app(settings, pool=None)``: the lifespan opens its own psycopg pool (``open=False``,
+``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes it on
+shutdown; a pool passed in is used as is and never closed. Every handler of
+:data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
+``/schema`` (``/schema/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from kalshibook.api.context import request_context
+from kalshibook.api.cursors import CursorCodec
+from kalshibook.api.deps import provide_conn, provide_settings
+from kalshibook.api.middleware import ApiMiddleware, Services
+from kalshibook.api.problems import exception_handlers
+from kalshibook.api.routes import ROUTE_HANDLERS
+from kalshibook.errors import DatabaseUnavailable
+from kalshibook.settings import Settings
+from kalshibook.storage.urls import redact
+
+if TYPE_CHECKING:
+    from litestar.types import Message, Scope
+
+__all__ = ("OPENAPI_PATH", "create_app", "make_pool")
+
+OPENAPI_PATH = "/schema"
+POOL_MIN_SIZE = 2
+POOL_MAX_SIZE = 16
+POOL_TIMEOUT = 10.0
+"""Seconds a request waits for a free connection before a 503."""
+CONNECTION_OPTIONS = (
+    "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout=30000"
+    " -c synchronous_commit=off"
+)
+"""UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold away; no query over 30 s.
+The API's only writes are credit charges and usage rows: they commit without waiting for the WAL
+flush (a server crash could forget the last fraction of a second of charges, never corrupt them)."""
+
+DESCRIPTION = """\
+Kalshi market data recorded by kalshibook: the series > event > market hierarchy, trades,
+settlements, order books at any instant, raw book deltas and data-quality information.
+
+* **Auth**: `Authorization: Bearer kb_<prefix>_<secret>`; each request spends the credits listed
+  per endpoint; the balance comes back in `X-Credits-Remaining`. 401 missing/unknown/revoked key,
+  402 out of credits, 429 rate limited.
+* **Lists** return `{data, next_cursor, has_more, request_id, response_time}`; pass `next_cursor`
+  back as `cursor` until it is null. `limit` is bounded.
+* **Times**: RFC 3339 or Unix seconds; ranges are `[start, end)`; responses are RFC 3339 UTC.
+* **Numbers**: prices are exact dollar strings (`"0.4200"`), sizes exact count strings (`"12.50"`).
+* **Errors**: RFC 9457 `application/problem+json` with `parameter` naming the bad parameter.
+"""
+
+
+def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -> Any:
+    """A closed pool for the API (open it with ``await pool.open(wait=True)``)."""
+    return AsyncConnectionPool(
+        settings.require_database(),
+        min_size=POOL_MIN_SIZE,
+        max_size=POOL_MAX_SIZE,
+        timeout=POOL_TIMEOUT,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={
+            "autocommit": True,
+            "options": CONNECTION_OPTIONS,
+            "application_name": application_name,
+        },
+        name="kalshibook-api",
+    )
+
+
+def _cursor_secret(settings: Settings, pool: AsyncConnectionPool[Any] | None) -> bytes:
+    """Cursors are signed with a key derived from the database URL (incl. its password): every API
+    process of one deployment agrees on it without another secret to distribute."""
+    material = settings.core.database_url
+    if not material and pool is not None and isinstance(pool.conninfo, str):
+        material = pool.conninfo
+    return hmac.new(b"kalshibook cursors", material.encode(), hashlib.sha256).digest()
+
+
+async def _add_request_id(message: Message, scope: Scope) -> None:
+    if message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_context(
+            scope
+        ).request_id
+
+
+def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None) -> Litestar:
+    services = Services(settings, openapi_path=OPENAPI_PATH)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None]:
+        if pool is not None:
+            services.pool = pool
+            try:
+                yield
+            finally:
+                services.pool = None  # injected: the caller closes it
+            return
+        own = make_pool(settings)
+        try:
+            await own.open(wait=True, timeout=POOL_TIMEOUT)
+        except PoolTimeout:
+            await own.close()
+            raise DatabaseUnavailable(
+                f"the API cannot connect to {redact(settings.require_database())} "
+                f"within {POOL_TIMEOUT:g} s"
+            ) from None
+        services.pool = own
+        try:
+            yield
+        finally:
+            services.pool = None
+            await own.close()
+
+    openapi = OpenAPIConfig(
+        title="kalshibook",
+        version="1.0",
+        description=DESCRIPTION,
+        path=OPENAPI_PATH,
+        render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="kb_<prefix>_<secret>",
+                    description="API key from `kalshibook keys create`",
+                )
+            }
+        ),
+        tags=[
+            Tag(name="reference", description="series, events, markets (1 credit)"),
+            Tag(name="trades", description="trade history (2 credits)"),
+            Tag(name="settlements", description="resolutions (1 credit)"),
+            Tag(name="order book", description="book at an instant (5), raw deltas (2)"),
+            Tag(name="data quality", description="gaps and freshness (0 credits, key needed)"),
+            Tag(name="ops", description="health and metrics (no key)"),
+        ],
+        create_examples=False,
+    )
+    return Litestar(
+        route_handlers=list(ROUTE_HANDLERS),
+        dependencies={
+            "conn": Provide(provide_conn),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+        },
+        middleware=[ApiMiddleware],
+        exception_handlers=exception_handlers(),
+        before_send=[_add_request_id],
+        lifespan=[lifespan],
+        openapi_config=openapi,
+        state=State(
+            {"services": services, "cursor_codec": CursorCodec(_cursor_secret(settings, pool))}
+        ),
+        debug=False,
+    )

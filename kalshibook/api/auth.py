@@ -1,0 +1,153 @@
+"""API-key authentication, per-key rate limiting and credit charging.
+
+Contract: a request to a priced route sends ``Authorization: Bearer kb_<prefix>_<secret>``; the
+route's cost is declared on its handler as ``opt={"cost": N}`` (``opt={"public": True}`` for
+routes that need no key). Order of checks: key shape → known prefix → constant-time comparison
+of the secret's hash → rate limit (in-process token bucket per key) → one atomic ``UPDATE`` that
+spends the credits. Failures: 401 (missing, unknown or revoked key), 429 (rate), 402 (credits).
+Keys for tests and tools come from :func:`create_key` (``kalshibook keys create`` on the CLI).
+Secrets are never logged; only the public prefix may appear in messages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from kalshibook.errors import PaymentRequired, RateLimited, Unauthorized
+from kalshibook.storage import api_keys
+from kalshibook.storage.api_keys import IssuedKey, create_key
+
+__all__ = (
+    "Authenticator",
+    "Charge",
+    "IssuedKey",
+    "KeyRateLimited",
+    "OutOfCredits",
+    "TokenBucket",
+    "create_key",
+)
+
+_MAX_CACHED_KEYS = 10_000
+
+
+class TokenBucket:
+    """``rate`` tokens per second, holding at most ``capacity``; starts full."""
+
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = now
+
+    def take(self, now: float, amount: float = 1.0) -> float:
+        """Take ``amount`` tokens: 0.0 if granted, else the seconds until they would be."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return 0.0
+        return (amount - self.tokens) / self.rate if self.rate > 0 else float("inf")
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.updated) * self.rate >= self.capacity
+
+
+class KeyRateLimited(RateLimited):
+    """Too many requests for this API key."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OutOfCredits(PaymentRequired):
+    """The API key has no credits left."""
+
+    def __init__(self, message: str, *, credits_remaining: int) -> None:
+        super().__init__(message)
+        self.credits_remaining = credits_remaining
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    key_id: int
+    cost: int
+    remaining: int
+
+
+class Authenticator:
+    def __init__(self, rate_per_second: float) -> None:
+        self.rate = rate_per_second
+        self.capacity = max(1.0, rate_per_second)
+        self._buckets: dict[int, TokenBucket] = {}
+        self._keys: dict[str, tuple[int, bytes]] = {}
+        """prefix → (key id, secret hash): immutable facts, so safe to cache; revocation and
+        credits are checked by the charging UPDATE on every request."""
+
+    def _rate_limit(self, key_id: int) -> None:
+        now = time.monotonic()
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_CACHED_KEYS:
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
+            bucket = self._buckets[key_id] = TokenBucket(self.rate, self.capacity, now)
+        wait = bucket.take(now)
+        if wait > 0:
+            raise KeyRateLimited(
+                f"more than {self.rate:g} requests per second with this API key; "
+                f"retry in {wait:.2f} s",
+                retry_after=wait,
+            )
+
+    async def authorize(
+        self, conn: AsyncConnection[Any], authorization: str | None, cost: int
+    ) -> Charge:
+        """Authenticate the ``Authorization`` header value and spend ``cost`` credits."""
+        if not authorization:
+            raise Unauthorized(
+                "missing API key: send the header `Authorization: Bearer kb_<prefix>_<secret>` "
+                "(create one with `kalshibook keys create`)",
+                parameter="Authorization",
+            )
+        scheme, _, token = authorization.strip().partition(" ")
+        parsed = api_keys.parse_key(token.strip()) if scheme.lower() == "bearer" else None
+        if parsed is None:
+            raise Unauthorized(
+                "malformed Authorization header: expected `Bearer kb_<prefix>_<secret>`",
+                parameter="Authorization",
+            )
+        prefix, secret = parsed
+        known = self._keys.get(prefix)
+        if known is None:
+            known = await api_keys.lookup(conn, prefix)
+            if known is None:
+                raise Unauthorized("unknown API key", parameter="Authorization")
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            self._keys[prefix] = known
+        key_id, stored_hash = known
+        if not hmac.compare_digest(stored_hash, api_keys.hash_secret(secret)):
+            raise Unauthorized("unknown API key", parameter="Authorization")
+        self._rate_limit(key_id)
+        remaining = await api_keys.charge(conn, key_id, cost)
+        if remaining is not None:
+            return Charge(key_id=key_id, cost=cost, remaining=remaining)
+        state = await api_keys.key_state(conn, key_id)
+        if state is None:
+            self._keys.pop(prefix, None)
+            raise Unauthorized("unknown API key", parameter="Authorization")
+        credits, revoked = state
+        if revoked:
+            raise Unauthorized(f"API key {prefix} was revoked", parameter="Authorization")
+        raise OutOfCredits(
+            f"API key {prefix} has {credits} credits left and this request costs {cost}; "
+            f"top up with `kalshibook keys topup {prefix} --credits N`",
+            credits_remaining=credits,
+        )

@@ -1,0 +1,46 @@
+"""Per-request context kept in the ASGI scope: request id, start time, the request's connection."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection
+
+__all__ = ("RequestContext", "request_context")
+
+_STATE_KEY = "kalshibook.ctx"
+_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    conn: AsyncConnection[Any] | None = None
+    """The connection the auth middleware checked out; handlers reuse it."""
+    credits_remaining: int | None = None
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+
+def _incoming_request_id(scope: Any) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _INCOMING_ID.match(text) else None
+    return None
+
+
+def request_context(scope: Any) -> RequestContext:
+    """The request's context, created on first use (a valid incoming X-Request-ID is kept)."""
+    state = scope.setdefault("state", {})
+    ctx = state.get(_STATE_KEY)
+    if ctx is None:
+        ctx = RequestContext(request_id=_incoming_request_id(scope) or uuid.uuid4().hex)
+        state[_STATE_KEY] = ctx
+    return ctx  # type: ignore[no-any-return]

@@ -1,0 +1,116 @@
+"""Dependencies and helpers shared by the route modules.
+
+Handlers declare ``conn: AsyncConnection[Any]`` to get the request's database connection (the one
+the auth middleware checked out, or a fresh one from the pool on public routes) and use
+:func:`page` / :func:`one` for the envelope fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from psycopg import AsyncConnection
+
+from kalshibook.api.context import request_context
+from kalshibook.api.cursors import CursorCodec
+from kalshibook.api.middleware import Services
+from kalshibook.domain.prices import fmt_count, fmt_dollars
+from kalshibook.errors import BadRequest
+from kalshibook.settings import Settings
+
+__all__ = (
+    "Conn",
+    "SettingsDep",
+    "count_str",
+    "cursor_codec",
+    "dollars_str",
+    "envelope_meta",
+    "num_str",
+    "parse_tickers",
+    "provide_conn",
+    "provide_settings",
+    "services_of",
+    "split_page",
+)
+
+T = TypeVar("T")
+
+Conn = NamedDependency[AsyncConnection[Any]]
+"""Handler parameter ``conn: Conn``: the request's database connection (autocommit)."""
+SettingsDep = NamedDependency[Settings]
+"""Handler parameter ``settings: SettingsDep``: the application's settings."""
+
+
+def services_of(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+async def provide_conn(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncConnection[Any]]:
+    ctx = request_context(request.scope)
+    if ctx.conn is not None:
+        yield ctx.conn
+        return
+    async with services_of(request.app.state).require_pool().connection() as conn:
+        yield conn
+
+
+def provide_settings(state: State) -> Settings:
+    return services_of(state).settings
+
+
+def cursor_codec(request: Request[Any, Any, Any]) -> CursorCodec:
+    codec: CursorCodec = request.app.state.cursor_codec
+    return codec
+
+
+def envelope_meta(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """``request_id`` and ``response_time`` for an envelope."""
+    ctx = request_context(request.scope)
+    return {"request_id": ctx.request_id, "response_time": ctx.elapsed_ms()}
+
+
+def dollars_str(value: Decimal | None) -> str | None:
+    return None if value is None else fmt_dollars(value)
+
+
+def count_str(value: Decimal | None) -> str | None:
+    return None if value is None else fmt_count(value)
+
+
+def num_str(value: Decimal | None) -> str | None:
+    """A plain exact number (strikes, multipliers): no exponent, no trailing zeros."""
+    if value is None:
+        return None
+    return format(value.normalize(), "f")
+
+
+def split_page(
+    rows: list[T],
+    limit: int,
+    codec: CursorCodec,
+    kind: str,
+    key: Any,
+) -> tuple[list[T], str | None, bool]:
+    """Rows fetched with ``LIMIT limit + 1`` → ``(page, next_cursor, has_more)``."""
+    if len(rows) <= limit:
+        return rows, None, False
+    page = rows[:limit]
+    return page, codec.encode(kind, key(page[-1])), True
+
+
+def parse_tickers(value: str | None, name: str = "tickers", maximum: int = 100) -> list[str] | None:
+    """A comma-separated ticker list (``A,B``); ``None`` when absent."""
+    if value is None:
+        return None
+    items = [t.strip() for t in value.split(",")]
+    if not items or any(not t or len(t) > 200 for t in items):
+        raise BadRequest(f"{name} must be a comma-separated list of tickers", parameter=name)
+    if len(items) > maximum:
+        raise BadRequest(f"{name}: at most {maximum} tickers per request", parameter=name)
+    return list(dict.fromkeys(items))

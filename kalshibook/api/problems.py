@@ -1,0 +1,154 @@
+"""Every error → an RFC 9457 ``application/problem+json`` response, mapped in one place.
+
+Handlers raise the domain errors of :mod:`kalshibook.errors`; Litestar's own exceptions
+(validation, unknown route, wrong method) and database outages are translated here too, so no
+error leaves the API in another shape, and bad input never becomes a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import psycopg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from psycopg_pool import PoolTimeout
+
+from kalshibook.api.auth import KeyRateLimited, OutOfCredits
+from kalshibook.api.context import request_context
+from kalshibook.api.schemas import Problem
+from kalshibook.errors import ApiError, KalshibookError, Unauthorized
+
+__all__ = ("PROBLEM_MEDIA_TYPE", "exception_handlers", "problem_response")
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "urn:kalshibook:problem:"
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    402: "out-of-credits",
+    404: "not-found",
+    405: "method-not-allowed",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    *,
+    parameter: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[Problem]:
+    ctx = request_context(request.scope)
+    body = Problem(
+        type=TYPE_BASE + _SLUGS.get(status, str(status)),
+        title=_title(status),
+        status=status,
+        detail=detail,
+        instance=request.scope.get("path", ""),
+        request_id=ctx.request_id,
+        parameter=parameter,
+    )
+    return Response(
+        body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {})
+    )
+
+
+def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="kalshibook"'
+    if isinstance(exc, KeyRateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if isinstance(exc, OutOfCredits):
+        headers["X-Credits-Remaining"] = str(exc.credits_remaining)
+    return problem_response(
+        request, exc.status, exc.message, parameter=exc.parameter, headers=headers
+    )
+
+
+def _kalshibook_error(request: Request[Any, Any, Any], exc: KalshibookError) -> Response[Problem]:
+    if exc.status >= 500:
+        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
+    return problem_response(request, exc.status, exc.message)
+
+
+def _validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    details = [e for e in extra if isinstance(e, Mapping)]
+    if details:
+        first = details[0]
+        key = str(first.get("key") or "") or None
+        message = str(first.get("message") or "invalid value")
+        detail = f"{key}: {message}" if key else message
+        if len(details) > 1:
+            detail += f" (and {len(details) - 1} more invalid parameters)"
+        return problem_response(request, 400, detail, parameter=key)
+    return problem_response(request, 400, exc.detail or "invalid request")
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    scope: dict[str, Any] = dict(request.scope)
+    if status == 404 and "route_handler" not in scope:
+        detail = f"no endpoint at {scope.get('path', '')}; the API is described at /schema"
+    else:
+        detail = exc.detail or _title(status)
+    headers = {k: v for k, v in (exc.headers or {}).items() if isinstance(v, str)}
+    if status >= 500:
+        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
+    return problem_response(request, status, detail, headers=headers)
+
+
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    rid = request_context(request.scope).request_id
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        log.warning("request %s: query cancelled (timeout)", rid)
+        return problem_response(
+            request, 503, "the query took too long; narrow the time range or lower `limit`"
+        )
+    log.warning("request %s: database unavailable: %s", rid, type(exc).__name__)
+    return problem_response(
+        request, 503, "the database is unavailable; retry later", headers={"Retry-After": "5"}
+    )
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    rid = request_context(request.scope).request_id
+    log.exception("request %s failed", rid, exc_info=exc)
+    return problem_response(
+        request, 500, f"internal error; report request id {rid} to the operators"
+    )
+
+
+def exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
+    return {
+        ApiError: _api_error,
+        KalshibookError: _kalshibook_error,
+        ValidationException: _validation_error,
+        HTTPException: _http_error,
+        PoolTimeout: _database_error,
+        psycopg.OperationalError: _database_error,
+        psycopg.errors.QueryCanceled: _database_error,
+        Exception: _internal_error,
+    }

@@ -1,0 +1,375 @@
+"""Candles (3 credits): ``GET /v1/markets/{ticker}/candles?interval=1m|1h|1d&start=&end=&fill=``.
+
+Every candle carries kalshibook's flat fields and Kalshi's ``MarketCandlestick`` fields
+(``end_period_ts``, ``yes_bid{…_dollars}``, ``yes_ask{…}``, ``price{…}``, ``volume_fp``,
+``open_interest_fp``), so code written for Kalshi's candlesticks reads ``data`` unchanged.
+Semantics (periods, carried state, fill, VWAP rounding): :mod:`kalshibook.domain.candles`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final
+
+from litestar import Request, get
+from litestar.openapi.spec import Example
+from litestar.params import Parameter
+from msgspec import Meta
+
+from kalshibook.api import docs
+from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
+from kalshibook.api.docs import TickerPath, priced, responses
+from kalshibook.api.params import parse_time
+from kalshibook.api.schemas import (
+    Base,
+    Count,
+    Dollars,
+    NextCursor,
+    RequestId,
+    ResponseTime,
+)
+from kalshibook.domain.candles import (
+    Candle,
+    Interval,
+    count_periods,
+    period_end,
+    period_floor,
+)
+from kalshibook.domain.prices import fmt_count, fmt_dollars
+from kalshibook.errors import BadRequest
+from kalshibook.storage.candles import read_candles
+
+__all__ = ("HANDLERS", "CandleOut", "CandlePage", "candle_out", "candles_handler")
+
+INTERVALS: Final[dict[str, Interval]] = {
+    "1m": "1m", "1": "1m",
+    "1h": "1h", "60": "1h",
+    "1d": "1d", "1440": "1d",
+}
+"""Our names, and Kalshi's ``period_interval`` minutes as aliases."""
+_TRUE: Final = {"true", "1", "yes"}
+_FALSE: Final = {"false", "0", "no"}
+
+# --- response -----------------------------------------------------------------------------------
+
+
+class KalshiQuoteOHLC(Base):
+    """Kalshi's ``yes_bid`` / ``yes_ask`` object."""
+
+    open_dollars: Dollars | None
+    low_dollars: Dollars | None
+    high_dollars: Dollars | None
+    close_dollars: Dollars | None
+
+
+class KalshiPrice(Base):
+    """Kalshi's ``price`` object (trades). ``min``/``max`` are null, as in every Kalshi sample."""
+
+    open_dollars: Dollars | None
+    low_dollars: Dollars | None
+    high_dollars: Dollars | None
+    close_dollars: Dollars | None
+    mean_dollars: Annotated[str | None, Meta(description="VWAP, rounded half-even to 6 dp")]
+    previous_dollars: Annotated[str | None, Meta(description="last trade before the period")]
+    min_dollars: None = None
+    max_dollars: None = None
+
+
+class CandleOut(Base):
+    start: Annotated[datetime, Meta(description="period start (inclusive)")]
+    end: Annotated[
+        datetime,
+        Meta(description="period end (exclusive); 1d periods end at New York midnight"),
+    ]
+    open: Dollars | None
+    high: Dollars | None
+    low: Dollars | None
+    close: Dollars | None
+    volume: Count
+    vwap: Annotated[str | None, Meta(description="volume-weighted price, half-even to 6 dp")]
+    trade_count: int
+    taker_yes_volume: Count
+    taker_no_volume: Count
+    previous: Annotated[str | None, Meta(description="last trade price before the period")]
+    yes_bid_open: Annotated[str | None, Meta(description="best YES bid carried into the period")]
+    yes_bid_high: Dollars | None
+    yes_bid_low: Dollars | None
+    yes_bid_close: Dollars | None
+    yes_ask_open: Annotated[str | None, Meta(description="best YES ask carried into the period")]
+    yes_ask_high: Dollars | None
+    yes_ask_low: Dollars | None
+    yes_ask_close: Dollars | None
+    open_interest: Annotated[
+        str | None, Meta(description="last open interest at or before the period end")
+    ]
+    # Kalshi's MarketCandlestick
+    end_period_ts: Annotated[int, Meta(description="Unix seconds of `end` (Kalshi's label)")]
+    yes_bid: KalshiQuoteOHLC
+    yes_ask: KalshiQuoteOHLC
+    price: KalshiPrice
+    volume_fp: Count
+    open_interest_fp: Count | None
+
+
+class CandlePage(Base):
+    data: list[CandleOut]
+    next_cursor: NextCursor
+    has_more: bool
+    request_id: RequestId
+    response_time: ResponseTime
+    ticker: str
+    interval: Annotated[str, Meta(description="1m, 1h or 1d")]
+
+
+class _Formatter:
+    """fmt_dollars / fmt_count memoised per request: carried prices repeat across candles (equal
+    Decimals always format alike, so the value is a safe key)."""
+
+    __slots__ = ("_counts", "_dollars")
+
+    def __init__(self) -> None:
+        self._dollars: dict[Decimal, str] = {}
+        self._counts: dict[Decimal, str] = {}
+
+    def dollars(self, value: Decimal | None) -> str | None:
+        if value is None:
+            return None
+        out = self._dollars.get(value)
+        if out is None:
+            out = self._dollars[value] = fmt_dollars(value)
+        return out
+
+    def count(self, value: Decimal) -> str:
+        out = self._counts.get(value)
+        if out is None:
+            out = self._counts[value] = fmt_count(value)
+        return out
+
+
+def candle_out(c: Candle, fmt: _Formatter | None = None) -> CandleOut:
+    f = fmt or _Formatter()
+    d = f.dollars
+    bid = KalshiQuoteOHLC(
+        open_dollars=d(c.yes_bid_open),
+        low_dollars=d(c.yes_bid_low),
+        high_dollars=d(c.yes_bid_high),
+        close_dollars=d(c.yes_bid_close),
+    )
+    ask = KalshiQuoteOHLC(
+        open_dollars=d(c.yes_ask_open),
+        low_dollars=d(c.yes_ask_low),
+        high_dollars=d(c.yes_ask_high),
+        close_dollars=d(c.yes_ask_close),
+    )
+    o, h, lo, cl, vwap, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.vwap), d(c.previous)
+    volume = f.count(c.volume)
+    oi = None if c.open_interest is None else f.count(c.open_interest)
+    return CandleOut(
+        start=c.start,
+        end=c.end,
+        open=o,
+        high=h,
+        low=lo,
+        close=cl,
+        volume=volume,
+        vwap=vwap,
+        trade_count=c.trade_count,
+        taker_yes_volume=f.count(c.taker_yes_volume),
+        taker_no_volume=f.count(c.taker_no_volume),
+        previous=prev,
+        yes_bid_open=bid.open_dollars,
+        yes_bid_high=bid.high_dollars,
+        yes_bid_low=bid.low_dollars,
+        yes_bid_close=bid.close_dollars,
+        yes_ask_open=ask.open_dollars,
+        yes_ask_high=ask.high_dollars,
+        yes_ask_low=ask.low_dollars,
+        yes_ask_close=ask.close_dollars,
+        open_interest=oi,
+        end_period_ts=int(c.end.timestamp()),
+        yes_bid=bid,
+        yes_ask=ask,
+        price=KalshiPrice(
+            open_dollars=o,
+            low_dollars=lo,
+            high_dollars=h,
+            close_dollars=cl,
+            mean_dollars=vwap,
+            previous_dollars=prev,
+        ),
+        volume_fp=volume,
+        open_interest_fp=oi,
+    )
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+
+def parse_interval(value: str | None) -> Interval:
+    if value is None:
+        raise BadRequest("interval is required: 1m, 1h or 1d", parameter="interval")
+    interval = INTERVALS.get(value.strip().lower())
+    if interval is None:
+        raise BadRequest(
+            f"interval {value!r} is not supported: use 1m, 1h or 1d (or Kalshi's 1, 60, 1440)",
+            parameter="interval",
+        )
+    return interval
+
+
+def parse_fill(value: str | None) -> bool:
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"fill must be true or false, got {value!r}", parameter="fill")
+
+
+def candle_window(
+    interval: Interval, start: str | None, end: str | None, now: datetime, max_candles: int
+) -> tuple[datetime, datetime]:
+    """``(start, end)`` of the request, ``end`` clamped to the end of the current period.
+
+    Periods are selected by their start in ``[floor(start), end)``; ``end`` defaults to now.
+    """
+    if start is None:
+        raise BadRequest(
+            "start is required (RFC 3339 or Unix seconds); candles cover [start, end)",
+            parameter="start",
+        )
+    t0 = parse_time(start, "start")
+    t1 = parse_time(end, "end") if end is not None else now
+    if t1 <= t0:
+        if end is None:
+            raise BadRequest("start is in the future (end defaults to now)", parameter="start")
+        raise BadRequest("end must be after start (ranges are [start, end))", parameter="end")
+    t1 = min(t1, period_end(period_floor(now, interval), interval))
+    n = count_periods(t0, t1, interval)
+    if n > max_candles:
+        raise BadRequest(
+            f"[start, end) spans {n} {interval} periods; at most {max_candles} candles per "
+            "request: narrow the range or use a larger interval",
+            parameter="end",
+        )
+    return t0, t1
+
+
+# --- handler ------------------------------------------------------------------------------------
+
+IntervalParam = Annotated[
+    str | None,
+    Parameter(
+        description="candle width: 1m, 1h or 1d (1d = New York day); Kalshi's 1, 60, 1440 too",
+        examples=[Example(value="1h")],
+    ),
+]
+CandleStartParam = Annotated[
+    str | None,
+    Parameter(
+        description="required; RFC 3339 or Unix seconds; aligned down to the period containing it",
+        examples=[Example(value="2026-01-15T00:00:00Z")],
+    ),
+]
+CandleEndParam = Annotated[
+    str | None,
+    Parameter(
+        description="exclusive bound on period starts: RFC 3339 or Unix seconds; default now",
+        examples=[Example(value="2026-01-16T00:00:00Z")],
+    ),
+]
+FillParam = Annotated[
+    str | None,
+    Parameter(
+        description="true: every period, also those without any trade/quote/stats row "
+        "(null prices, volume 0, bid/ask/OI/previous carried), like Kalshi; default false: "
+        "periods without any recorded row are omitted",
+        examples=[Example(value="false")],
+    ),
+]
+
+_EXAMPLE_T0 = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)
+_EXAMPLE_CANDLE = CandleOut(
+    start=_EXAMPLE_T0,
+    end=datetime(2026, 1, 15, 16, 0, tzinfo=UTC),
+    open="0.4200", high="0.4500", low="0.4100", close="0.4400",
+    volume="120.00", vwap="0.4325", trade_count=9,
+    taker_yes_volume="80.00", taker_no_volume="40.00", previous="0.4100",
+    yes_bid_open="0.4100", yes_bid_high="0.4400", yes_bid_low="0.4000", yes_bid_close="0.4300",
+    yes_ask_open="0.4300", yes_ask_high="0.4600", yes_ask_low="0.4200", yes_ask_close="0.4500",
+    open_interest="1520.00",
+    end_period_ts=int(datetime(2026, 1, 15, 16, 0, tzinfo=UTC).timestamp()),
+    yes_bid=KalshiQuoteOHLC(
+        open_dollars="0.4100", low_dollars="0.4000", high_dollars="0.4400", close_dollars="0.4300"
+    ),
+    yes_ask=KalshiQuoteOHLC(
+        open_dollars="0.4300", low_dollars="0.4200", high_dollars="0.4600", close_dollars="0.4500"
+    ),
+    price=KalshiPrice(
+        open_dollars="0.4200", low_dollars="0.4100", high_dollars="0.4500", close_dollars="0.4400",
+        mean_dollars="0.4325", previous_dollars="0.4100",
+    ),
+    volume_fp="120.00",
+    open_interest_fp="1520.00",
+)
+CANDLE_PAGE_EXAMPLE = CandlePage(
+    data=[_EXAMPLE_CANDLE],
+    next_cursor=None,
+    has_more=False,
+    request_id="4f6c1b0e2d3a4c5b8e9f0a1b2c3d4e5f",
+    response_time=3.1,
+    ticker=docs.EXAMPLE_MARKET,
+    interval="1h",
+)
+
+
+@get(
+    "/v1/markets/{ticker:str}/candles",
+    summary="Candles of one market (1m, 1h, 1d)",
+    description=(
+        "Periods whose start is in `[start, end)` (`start` aligned down to its period). 1m/1h "
+        "periods are UTC; 1d periods run New York midnight to midnight (23 or 25 h on DST days). "
+        "Prices from trades (`mean` = VWAP), bid/ask OHLC from top-of-book quotes with the state "
+        "carried into each period as its open, open interest = last value at or before the "
+        "period end. Each candle has kalshibook's flat fields and Kalshi's candlestick fields. "
+        "At most `max_candles` (10,000) periods per request; the period in progress is included."
+    ),
+    tags=["candles"],
+    responses=responses(
+        CandlePage, CANDLE_PAGE_EXAMPLE, errors=(400, 401, 402, 404, 429, 503)
+    ),
+    name="candles",
+    **priced(3),
+)
+async def candles_handler(
+    request: Request[Any, Any, Any],
+    conn: Conn,
+    settings: SettingsDep,
+    ticker: TickerPath,
+    interval: IntervalParam = None,
+    start: CandleStartParam = None,
+    end: CandleEndParam = None,
+    fill: FillParam = None,
+) -> CandlePage:
+    now = datetime.now(UTC)
+    if not ticker or len(ticker) > 200 or any(ord(ch) < 32 for ch in ticker):
+        raise BadRequest("ticker is not a market ticker", parameter="ticker")
+    width = parse_interval(interval)
+    with_fill = parse_fill(fill)
+    t0, t1 = candle_window(width, start, end, now, settings.api.max_candles)
+    candles = await read_candles(conn, ticker, width, t0, t1, fill=with_fill, until=now)
+    fmt = _Formatter()
+    return CandlePage(
+        data=[candle_out(c, fmt) for c in candles],
+        next_cursor=None,
+        has_more=False,
+        ticker=ticker,
+        interval=width,
+        **envelope_meta(request),
+    )
+
+
+HANDLERS: list[Any] = [candles_handler]

@@ -1,0 +1,137 @@
+"""Data status (0 credits, key needed), health and Prometheus metrics (public)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
+from psycopg_pool import PoolTimeout
+
+from kalshibook.api import docs
+from kalshibook.api import schemas as s
+from kalshibook.api.deps import Conn, envelope_meta, services_of
+from kalshibook.api.docs import priced, responses
+from kalshibook.storage import reads
+
+__all__ = ("HANDLERS",)
+
+CHANNELS = {
+    "trades": "trade",
+    "orderbook_snapshots": "orderbook_delta",
+    "orderbook_deltas": "orderbook_delta",
+    "quotes": "orderbook_delta (derived)",
+    "market_stats": "ticker",
+    "lifecycle_events": "market_lifecycle_v2",
+    "book_gaps": "gap detection",
+}
+HEALTH_TIMEOUT = 3.0
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
+METRICS_EXAMPLE = """\
+# TYPE kalshibook_api_requests_total counter
+kalshibook_api_requests_total{route="/v1/trades",method="GET",status="200"} 1234
+# TYPE kalshibook_api_credits_spent_total counter
+kalshibook_api_credits_spent_total{route="/v1/trades"} 2468
+"""
+
+
+@get(
+    "/v1/status",
+    summary="Data freshness and coverage",
+    description="Freshness per table (newest received_at, lag), time span and approximate "
+    "size, plus counts of the reference data and of recent gaps.",
+    tags=["data quality"],
+    responses=responses(s.StatusOne, docs.STATUS_ONE, errors=(401, 429, 503)),
+    **priced(0),
+)
+async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
+    now = datetime.now(UTC)
+    channels = await reads.status_channels(conn)
+    coverage, by_status = await reads.status_coverage(conn)
+    data = s.Status(
+        now=now,
+        channels=[
+            s.ChannelFreshness(
+                table=c.table,
+                channel=CHANNELS.get(c.table, c.table),
+                last_received_at=c.last_received_at,
+                last_ts=c.last_ts,
+                first_ts=c.first_ts,
+                lag_seconds=None
+                if c.last_received_at is None
+                else round((now - c.last_received_at).total_seconds(), 3),
+                approx_rows=max(0, int(c.approx_rows)),
+            )
+            for c in channels
+        ],
+        coverage=s.Coverage(
+            series=coverage.series,
+            events=coverage.events,
+            markets=coverage.markets,
+            markets_by_status=by_status,
+            settlements=coverage.settlements,
+            gaps_last_24h=coverage.gaps_last_24h,
+        ),
+    )
+    return s.StatusOne(data=data, **envelope_meta(request))
+
+
+@get(
+    "/health",
+    summary="Liveness and database probe",
+    tags=["ops"],
+    opt={"public": True},
+    responses={
+        200: ResponseSpec(
+            s.Health,
+            description="the API and its database answer",
+            examples=[Example(summary="up", value=s.Health(status="ok", database=True))],
+            generate_examples=False,
+        ),
+        503: ResponseSpec(
+            s.Health,
+            description="the database does not answer",
+            examples=[
+                Example(summary="down", value=s.Health(status="unavailable", database=False))
+            ],
+            generate_examples=False,
+        ),
+    },
+)
+async def health(state: State) -> Response[s.Health]:
+    pool = services_of(state).require_pool()
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            async with pool.connection(timeout=HEALTH_TIMEOUT) as conn:
+                await reads.probe(conn)
+    except (psycopg.Error, PoolTimeout, TimeoutError):
+        return Response(s.Health(status="unavailable", database=False), status_code=503)
+    return Response(s.Health(status="ok", database=True), status_code=200)
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["ops"],
+    opt={"public": True},
+    media_type=METRICS_MEDIA_TYPE,
+    responses={
+        200: ResponseSpec(
+            str,
+            description="Prometheus text exposition format",
+            media_type=METRICS_MEDIA_TYPE,
+            examples=[Example(summary="excerpt", value=METRICS_EXAMPLE)],
+            generate_examples=False,
+        )
+    },
+)
+async def metrics(state: State) -> str:
+    return services_of(state).metrics.render()
+
+
+HANDLERS = [status, health, metrics]

@@ -1,0 +1,290 @@
+"""Candle reads for the API and the refresh of candle aggregates after late trades.
+
+Reads go to the candle relations of migration 0002 (continuous aggregates on the Community edition,
+plain views on Apache) through fixed, parameterised queries chosen by interval, plus three
+index-friendly look-ups of the state before the range (``ORDER BY ts DESC LIMIT 1`` on the
+``(market_ticker, ts DESC)`` index of each hypertable). Assembly is pure: kalshibook.domain.candles.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, LiteralString
+
+import msgspec
+from psycopg import AsyncConnection, AsyncCursor
+
+from kalshibook.domain.candles import (
+    Candle,
+    CarriedIn,
+    Interval,
+    QuoteBucket,
+    StatsBucket,
+    TradeBucket,
+    assemble,
+    period_ceil,
+    period_floor,
+)
+from kalshibook.errors import NotFound, StorageError
+
+__all__ = (
+    "CANDLE_CHAIN",
+    "CandleData",
+    "fetch_candle_data",
+    "market_exists",
+    "read_candles",
+    "refresh_candles",
+)
+
+AConn = AsyncConnection[Any]
+
+# --- reads --------------------------------------------------------------------------------------
+
+# One fixed query per source and interval (the relation is never spliced into SQL).
+TRADES_SQL: Final[dict[Interval, LiteralString]] = {
+    "1m": """
+SELECT bucket, open, high, low, close, volume, notional, trade_count,
+       taker_yes_volume, taker_no_volume
+FROM market.candles_trades_1m
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1h": """
+SELECT bucket, open, high, low, close, volume, notional, trade_count,
+       taker_yes_volume, taker_no_volume
+FROM market.candles_trades_1h
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1d": """
+SELECT bucket, open, high, low, close, volume, notional, trade_count,
+       taker_yes_volume, taker_no_volume
+FROM market.candles_trades_1d
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+}
+QUOTES_SQL: Final[dict[Interval, LiteralString]] = {
+    "1m": """
+SELECT bucket, yes_bid_high, yes_bid_low, yes_bid_close, yes_ask_high, yes_ask_low, yes_ask_close
+FROM market.candles_quotes_1m
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1h": """
+SELECT bucket, yes_bid_high, yes_bid_low, yes_bid_close, yes_ask_high, yes_ask_low, yes_ask_close
+FROM market.candles_quotes_1h
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1d": """
+SELECT bucket, yes_bid_high, yes_bid_low, yes_bid_close, yes_ask_high, yes_ask_low, yes_ask_close
+FROM market.candles_quotes_1d
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+}
+STATS_SQL: Final[dict[Interval, LiteralString]] = {
+    "1m": """
+SELECT bucket, open_interest
+FROM market.candles_stats_1m
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1h": """
+SELECT bucket, open_interest
+FROM market.candles_stats_1h
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+    "1d": """
+SELECT bucket, open_interest
+FROM market.candles_stats_1d
+WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+""",
+}
+
+# The state before the range: the newest row before ``start``, on the (market_ticker, ts DESC)
+# index. ``since`` bounds the search so that plan-time chunk exclusion keeps only the chunks of the
+# last day: planning the unbounded query touches every chunk (tens of ms after a year of data).
+# Only when that day has no row is the unbounded search (since = -infinity) run.
+LAST_TRADE_BEFORE: Final = """
+SELECT yes_price FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+ORDER BY ts DESC LIMIT 1
+"""
+LAST_QUOTE_BEFORE: Final = """
+SELECT yes_bid, yes_ask FROM market.quotes
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+ORDER BY ts DESC LIMIT 1
+"""
+LAST_OPEN_INTEREST_BEFORE: Final = """
+SELECT open_interest FROM market.market_stats
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+  AND open_interest IS NOT NULL
+ORDER BY ts DESC LIMIT 1
+"""
+CARRY_SEARCH_WINDOW: Final = timedelta(days=1)
+_NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MARKET_EXISTS: Final = """
+SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.quotes WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.market_stats WHERE market_ticker = %(ticker)s)
+"""
+
+
+class CandleData(msgspec.Struct, frozen=True):
+    """The rows one candle request needs (aggregates of the range + the state before it)."""
+
+    trades: list[TradeBucket]
+    quotes: list[QuoteBucket]
+    stats: list[StatsBucket]
+    carried: CarriedIn
+
+    @property
+    def empty(self) -> bool:
+        c = self.carried
+        return not (self.trades or self.quotes or self.stats) and (
+            c.last_price is None and c.yes_bid is None and c.yes_ask is None
+            and c.open_interest is None
+        )
+
+
+async def _last_before(
+    cur: AsyncCursor[Any], query: LiteralString, ticker: str, start: datetime
+) -> tuple[Any, ...] | None:
+    """The newest row before ``start``: the last day first, then all of history."""
+    for since in (start - CARRY_SEARCH_WINDOW, _NO_LOWER_BOUND):
+        await cur.execute(query, {"ticker": ticker, "start": start, "since": since})
+        row = await cur.fetchone()
+        if row is not None:
+            return tuple(row)
+    return None
+
+
+async def fetch_candle_data(
+    conn: AConn, ticker: str, interval: Interval, start: datetime, end: datetime
+) -> CandleData:
+    """Aggregate rows with bucket in ``[start, end)`` and the state before ``start``.
+
+    ``start`` must be a period boundary of ``interval`` (see ``period_floor``).
+    """
+    params = {"ticker": ticker, "start": start, "end": end}
+    async with conn.cursor() as cur:
+        await cur.execute(TRADES_SQL[interval], params)
+        trades = [
+            TradeBucket(
+                bucket=r[0], open=r[1], high=r[2], low=r[3], close=r[4], volume=r[5],
+                notional=r[6], trade_count=int(r[7]), taker_yes_volume=r[8],
+                taker_no_volume=r[9],
+            )
+            for r in await cur.fetchall()
+        ]
+        await cur.execute(QUOTES_SQL[interval], params)
+        quotes = [
+            QuoteBucket(
+                bucket=r[0], yes_bid_high=r[1], yes_bid_low=r[2], yes_bid_close=r[3],
+                yes_ask_high=r[4], yes_ask_low=r[5], yes_ask_close=r[6],
+            )
+            for r in await cur.fetchall()
+        ]
+        await cur.execute(STATS_SQL[interval], params)
+        stats = [StatsBucket(bucket=r[0], open_interest=r[1]) for r in await cur.fetchall()]
+
+        trade_row = await _last_before(cur, LAST_TRADE_BEFORE, ticker, start)
+        quote_row = await _last_before(cur, LAST_QUOTE_BEFORE, ticker, start)
+        oi_row = await _last_before(cur, LAST_OPEN_INTEREST_BEFORE, ticker, start)
+    carried = CarriedIn(
+        last_price=trade_row[0] if trade_row else None,
+        yes_bid=quote_row[0] if quote_row else None,
+        yes_ask=quote_row[1] if quote_row else None,
+        open_interest=oi_row[0] if oi_row else None,
+    )
+    return CandleData(trades, quotes, stats, carried)
+
+
+async def market_exists(conn: AConn, ticker: str) -> bool:
+    """True when the market is in ``market.markets`` or has any trade, quote or stats row."""
+    async with conn.cursor() as cur:
+        await cur.execute(MARKET_EXISTS, {"ticker": ticker})
+        row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def read_candles(
+    conn: AConn,
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    fill: bool,
+    until: datetime | None = None,
+) -> list[Candle]:
+    """Candles of ``ticker`` for the periods starting in ``[period_floor(start), end)``.
+
+    Raises NotFound when the market is unknown. ``until`` (normally now) stops ``fill`` from
+    inventing periods that have not started yet.
+    """
+    first = period_floor(start, interval)
+    data = await fetch_candle_data(conn, ticker, interval, first, end)
+    if data.empty and not await market_exists(conn, ticker):
+        raise NotFound(
+            f"market {ticker!r} is unknown: no market record and no recorded trade, quote or "
+            "ticker update; check the ticker (GET /v1/markets lists them)",
+            parameter="ticker",
+        )
+    return assemble(
+        interval, first, end, trades=data.trades, quotes=data.quotes, stats=data.stats,
+        carried=data.carried, fill=fill, until=until,
+    )
+
+
+# --- refresh ------------------------------------------------------------------------------------
+
+# Chain order: each level after the one it is built from (1d reads 1h reads 1m).
+CANDLE_CHAIN: Final[tuple[tuple[str, Interval], ...]] = (
+    ("market.candles_trades_1m", "1m"),
+    ("market.candles_quotes_1m", "1m"),
+    ("market.candles_stats_1m", "1m"),
+    ("market.candles_trades_1h", "1h"),
+    ("market.candles_quotes_1h", "1h"),
+    ("market.candles_stats_1h", "1h"),
+    ("market.candles_trades_1d", "1d"),
+    ("market.candles_quotes_1d", "1d"),
+    ("market.candles_stats_1d", "1d"),
+)
+
+CONTINUOUS_AGGREGATES: Final = """
+SELECT view_schema || '.' || view_name FROM timescaledb_information.continuous_aggregates
+WHERE view_schema = 'market'
+"""
+REFRESH: Final = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
+
+
+async def refresh_candles(conn: AConn, start: datetime, end: datetime) -> list[str]:
+    """Re-materialise every candle continuous aggregate over ``[start, end)``, in chain order.
+
+    Each level's window is widened to its own bucket boundaries (a refresh only recomputes buckets
+    lying entirely inside the window). On the Apache edition the candle relations are plain views,
+    always current: nothing to do. ``conn`` must be in autocommit mode
+    (``refresh_continuous_aggregate`` cannot run inside a transaction). Returns the relations
+    refreshed.
+    """
+    if end <= start:
+        raise ValueError("refresh window is empty: end must be after start")
+    if not conn.autocommit:
+        raise StorageError("refresh_candles needs an autocommit connection")
+    async with conn.cursor() as cur:
+        await cur.execute(CONTINUOUS_AGGREGATES)
+        caggs = {str(r[0]) for r in await cur.fetchall()}
+        done: list[str] = []
+        for name, level in CANDLE_CHAIN:
+            if name not in caggs:
+                continue
+            window = (period_floor(start, level), period_ceil(end, level))
+            await cur.execute(REFRESH, (name, *window))
+            done.append(name)
+    return done

@@ -1,0 +1,62 @@
+"""`kalshibook refresh-candles --start … [--end …]`: fold late trades into the candle aggregates.
+
+Use after a REST backfill that inserted trades (or quotes/stats) older than the refresh policies'
+windows (3 h for 1m, 2 days for 1h, 7 days for 1d). Every candle continuous aggregate is refreshed
+over the window in chain order (1m, then 1h, then 1d). On the Apache edition the candle relations
+are plain views, always current, and the command only says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+
+import psycopg
+
+from kalshibook.api.params import parse_time
+from kalshibook.errors import ApiError, ConfigError, DatabaseUnavailable
+from kalshibook.settings import Settings
+from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.urls import redact
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--start", required=True,
+        help="window start: RFC 3339 (2026-03-01T00:00:00Z) or Unix seconds",
+    )
+    parser.add_argument("--end", default=None, help="window end (exclusive; default: now)")
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    try:
+        start = parse_time(str(args.start), "--start")
+        end = parse_time(str(args.end), "--end") if args.end is not None else datetime.now(UTC)
+    except ApiError as exc:
+        raise ConfigError(exc.message) from None
+    if end <= start:
+        raise ConfigError("--end must be after --start")
+    return start, end
+
+
+async def _refresh(url: str, start: datetime, end: datetime) -> list[str]:
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {reason}") from None
+    async with conn:
+        return await refresh_candles(conn, start, end)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.require_database()
+    start, end = _window(args)
+    done = asyncio.run(_refresh(url, start, end))
+    window = f"[{start.isoformat()}, {end.isoformat()})"
+    if done:
+        print(f"refreshed {len(done)} candle aggregates over {window}: {', '.join(done)}")
+    else:
+        print("candle relations are plain views on this TimescaleDB edition: always current")
+    return 0

@@ -1,0 +1,758 @@
+"""Read queries used by the API: named SQL constants with parameters, typed rows.
+
+No SQL here is built from strings at run time. Optional filters use the pattern
+``(%(x)s::type IS NULL OR col = %(x)s)``; the API's connections run with
+``plan_cache_mode = force_custom_plan`` so the planner folds the unused branches away and keeps
+index and chunk exclusion. Keyset pagination: each listing orders by a unique key and resumes with
+a row comparison ``(k1, k2) > (%(c1)s, %(c2)s)``, so a walk returns every row exactly once even
+while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only signals ``has_more``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from psycopg import AsyncConnection
+from psycopg.rows import args_row
+
+from kalshibook.domain.book import OrderBook
+from kalshibook.errors import BookError
+
+__all__ = (
+    "BookAt",
+    "ChannelRow",
+    "CoverageRow",
+    "DeltaRow",
+    "EventRow",
+    "GapRow",
+    "MarketRow",
+    "SeriesRow",
+    "SettlementRow",
+    "SnapshotInfo",
+    "TradeRow",
+    "book_at",
+)
+
+Conn = AsyncConnection[Any]
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+class SeriesRow(NamedTuple):
+    ticker: str
+    title: str | None
+    category: str | None
+    frequency: str | None
+    tags: list[str] | None
+    fee_type: str | None
+    fee_multiplier: Decimal | None
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class EventRow(NamedTuple):
+    event_ticker: str
+    series_ticker: str | None
+    title: str | None
+    sub_title: str | None
+    category: str | None
+    mutually_exclusive: bool | None
+    collateral_return_type: str | None
+    strike_date: datetime | None
+    strike_period: str | None
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class MarketRow(NamedTuple):
+    ticker: str
+    event_ticker: str
+    series_ticker: str | None
+    market_type: str | None
+    title: str | None
+    yes_sub_title: str | None
+    no_sub_title: str | None
+    status: str
+    created_time: datetime | None
+    open_time: datetime | None
+    close_time: datetime | None
+    expected_expiration_time: datetime | None
+    latest_expiration_time: datetime | None
+    strike_type: str | None
+    floor_strike: Decimal | None
+    cap_strike: Decimal | None
+    functional_strike: str | None
+    custom_strike: Any
+    price_level_structure: str | None
+    price_ranges: Any
+    result: str | None
+    settlement_value: Decimal | None
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class TradeRow(NamedTuple):
+    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``)."""
+
+    ts: datetime
+    trade_id: str
+    market_ticker: str
+    yes_price: str
+    no_price: str
+    contracts: str
+    taker_outcome_side: str | None
+    taker_book_side: str | None
+    is_block_trade: bool
+    source: str
+
+
+class SettlementRow(NamedTuple):
+    market_ticker: str
+    event_ticker: str | None
+    series_ticker: str | None
+    result: str
+    settlement_value: Decimal | None
+    determined_at: datetime | None
+    settled_at: datetime | None
+    source: str
+    confirmed: bool
+
+
+class DeltaRow(NamedTuple):
+    ts: datetime
+    side: str
+    price: Decimal
+    delta: Decimal
+    epoch: int
+    sid: int
+    seq: int
+    received_at: datetime
+
+
+class GapRow(NamedTuple):
+    market_ticker: str
+    from_ts: datetime
+    to_ts: datetime
+    reason: str
+    sid: int | None
+    detected_at: datetime
+
+
+class ChannelRow(NamedTuple):
+    table: str
+    last_received_at: datetime | None
+    last_ts: datetime | None
+    first_ts: datetime | None
+    approx_rows: int
+
+
+class CoverageRow(NamedTuple):
+    series: int
+    events: int
+    markets: int
+    settlements: int
+    gaps_last_24h: int
+
+
+# -- reference data ------------------------------------------------------------------------------
+
+LIST_SERIES = """
+SELECT ticker, title, category, frequency, tags, fee_type, fee_multiplier, first_seen_at,
+       updated_at
+FROM market.series
+WHERE (%(category)s::text IS NULL OR category = %(category)s::text)
+  AND (%(after)s::text IS NULL OR ticker > %(after)s::text)
+ORDER BY ticker
+LIMIT %(limit)s
+"""
+
+GET_SERIES = """
+SELECT ticker, title, category, frequency, tags, fee_type, fee_multiplier, first_seen_at,
+       updated_at
+FROM market.series
+WHERE ticker = %(ticker)s
+"""
+
+LIST_EVENTS = """
+SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, e.mutually_exclusive,
+       e.collateral_return_type, e.strike_date, e.strike_period, e.first_seen_at, e.updated_at
+FROM market.events e
+WHERE (%(series)s::text IS NULL OR e.series_ticker = %(series)s::text)
+  AND (%(statuses)s::text[] IS NULL OR EXISTS (
+        SELECT 1 FROM market.markets m
+        WHERE m.event_ticker = e.event_ticker AND m.status = ANY(%(statuses)s::text[])))
+  AND (%(after)s::text IS NULL OR e.event_ticker > %(after)s::text)
+ORDER BY e.event_ticker
+LIMIT %(limit)s
+"""
+
+GET_EVENT = """
+SELECT event_ticker, series_ticker, title, sub_title, category, mutually_exclusive,
+       collateral_return_type, strike_date, strike_period, first_seen_at, updated_at
+FROM market.events
+WHERE event_ticker = %(event)s
+"""
+
+SERIES_EVENTS = """
+SELECT event_ticker, series_ticker, title, sub_title, category, mutually_exclusive,
+       collateral_return_type, strike_date, strike_period, first_seen_at, updated_at
+FROM market.events
+WHERE series_ticker = %(series)s
+ORDER BY event_ticker
+"""
+
+LIST_MARKETS = """
+SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
+       m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
+       m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
+       m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
+       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at
+FROM market.markets m
+WHERE (%(event)s::text IS NULL OR m.event_ticker = %(event)s::text)
+  AND (%(series)s::text IS NULL OR m.series_ticker = %(series)s::text
+       OR m.event_ticker IN (SELECT event_ticker FROM market.events
+                             WHERE series_ticker = %(series)s::text))
+  AND (%(statuses)s::text[] IS NULL OR m.status = ANY(%(statuses)s::text[]))
+  AND (%(after)s::text IS NULL OR m.ticker > %(after)s::text)
+ORDER BY m.ticker
+LIMIT %(limit)s
+"""
+
+GET_MARKET = """
+SELECT ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, no_sub_title,
+       status, created_time, open_time, close_time, expected_expiration_time,
+       latest_expiration_time, strike_type, floor_strike, cap_strike, functional_strike,
+       custom_strike, price_level_structure, price_ranges, result, settlement_value,
+       first_seen_at, updated_at
+FROM market.markets
+WHERE ticker = %(ticker)s
+"""
+
+EVENT_MARKETS = """
+SELECT ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, no_sub_title,
+       status, created_time, open_time, close_time, expected_expiration_time,
+       latest_expiration_time, strike_type, floor_strike, cap_strike, functional_strike,
+       custom_strike, price_level_structure, price_ranges, result, settlement_value,
+       first_seen_at, updated_at
+FROM market.markets
+WHERE event_ticker = %(event)s
+ORDER BY ticker
+"""
+
+MARKET_KNOWN = """
+SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+"""
+
+# -- trades and settlements ----------------------------------------------------------------------
+
+LIST_TRADES = """
+SELECT t.ts, t.trade_id::text AS trade_id, t.market_ticker,
+       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
+           AS yes_price,
+       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
+           AS no_price,
+       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
+       t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
+FROM market.trades t
+WHERE (%(tickers)s::text[] IS NULL OR t.market_ticker = ANY(%(tickers)s::text[]))
+  AND (%(event)s::text IS NULL OR t.market_ticker IN (
+        SELECT ticker FROM market.markets WHERE event_ticker = %(event)s::text))
+  AND (%(series)s::text IS NULL OR t.market_ticker IN (
+        SELECT ticker FROM market.markets
+        WHERE series_ticker = %(series)s::text
+           OR event_ticker IN (SELECT event_ticker FROM market.events
+                               WHERE series_ticker = %(series)s::text)))
+  AND (%(start)s::timestamptz IS NULL OR t.ts >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR t.ts < %(end)s::timestamptz)
+  AND (%(c_ts)s::timestamptz IS NULL
+       OR (t.ts, t.trade_id) > (%(c_ts)s::timestamptz, %(c_id)s::uuid))
+ORDER BY t.ts, t.trade_id
+LIMIT %(limit)s
+"""
+"""Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
+:func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
+page then needs no Decimal work in Python."""
+
+LIST_SETTLEMENTS = """
+SELECT s.market_ticker, s.event_ticker, s.series_ticker, s.result, s.settlement_value,
+       s.determined_at, s.settled_at, s.source, s.confirmed
+FROM market.settlements s
+WHERE (%(event)s::text IS NULL OR s.event_ticker = %(event)s::text)
+  AND (%(series)s::text IS NULL OR s.series_ticker = %(series)s::text)
+  AND (%(result)s::text IS NULL OR s.result = %(result)s::text)
+  AND (%(start)s::timestamptz IS NULL OR s.settled_at >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR s.settled_at < %(end)s::timestamptz)
+  AND (%(c_tk)s::text IS NULL
+       OR (%(c_ts)s::timestamptz IS NULL AND s.settled_at IS NULL
+           AND s.market_ticker > %(c_tk)s::text)
+       OR (%(c_ts)s::timestamptz IS NOT NULL
+           AND (s.settled_at IS NULL
+                OR (s.settled_at, s.market_ticker) > (%(c_ts)s::timestamptz, %(c_tk)s::text))))
+ORDER BY s.settled_at NULLS LAST, s.market_ticker
+LIMIT %(limit)s
+"""
+
+GET_SETTLEMENT = """
+SELECT market_ticker, event_ticker, series_ticker, result, settlement_value, determined_at,
+       settled_at, source, confirmed
+FROM market.settlements
+WHERE market_ticker = %(ticker)s
+"""
+
+# -- order book ----------------------------------------------------------------------------------
+
+BOOK_BASE = """
+WITH snap AS (
+    SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
+    FROM market.orderbook_snapshots
+    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s
+    ORDER BY ts DESC
+    LIMIT 1
+)
+SELECT snap.ts, snap.epoch, snap.seq, snap.source, snap.yes_bids, snap.no_bids,
+       gap.from_ts, gap.to_ts, gap.reason
+FROM (SELECT 1) AS one
+LEFT JOIN snap ON true
+LEFT JOIN LATERAL (
+    SELECT g.from_ts, g.to_ts, g.reason
+    FROM market.book_gaps g
+    WHERE g.market_ticker = %(ticker)s
+      AND g.from_ts <= %(at)s
+      AND (g.to_ts > %(at)s OR g.from_ts > COALESCE(snap.ts, '-infinity'::timestamptz))
+    ORDER BY g.from_ts DESC
+    LIMIT 1
+) AS gap ON true
+"""
+"""The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
+containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
+keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found."""
+
+BOOK_DELTAS = """
+SELECT side, (price * 1000000)::bigint, (delta * 100)::bigint, ts, seq
+FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s
+  AND epoch = %(epoch)s
+  AND ts >= %(from_ts)s AND ts <= %(at)s
+  AND seq > %(after_seq)s
+ORDER BY seq
+"""
+"""Deltas of the snapshot's epoch after its seq with ``ts <= at``; ``from_ts`` only bounds the
+chunks scanned (a slack before the snapshot time absorbs clock differences)."""
+
+FIRST_SNAPSHOT_AFTER = """
+SELECT ts FROM market.orderbook_snapshots
+WHERE market_ticker = %(ticker)s AND ts > %(at)s
+ORDER BY ts
+LIMIT 1
+"""
+
+LIST_DELTAS = """
+SELECT ts, side, price, delta, epoch, sid, seq, received_at
+FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s
+  AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR ts < %(end)s::timestamptz)
+  AND (%(c_ts)s::timestamptz IS NULL
+       OR (ts, epoch, seq) > (%(c_ts)s::timestamptz, %(c_epoch)s::bigint, %(c_seq)s::bigint))
+ORDER BY ts, epoch, seq
+LIMIT %(limit)s
+"""
+
+LIST_GAPS = """
+SELECT market_ticker, from_ts, to_ts, reason, sid, detected_at
+FROM market.book_gaps
+WHERE market_ticker = %(ticker)s
+  AND (%(start)s::timestamptz IS NULL OR to_ts > %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR from_ts < %(end)s::timestamptz)
+  AND (%(c_from)s::timestamptz IS NULL
+       OR (from_ts, detected_at, to_ts, reason)
+          > (%(c_from)s::timestamptz, %(c_det)s::timestamptz, %(c_to)s::timestamptz,
+             %(c_reason)s::text))
+ORDER BY from_ts, detected_at, to_ts, reason
+LIMIT %(limit)s
+"""
+"""Gaps overlapping ``[start, end)``."""
+
+# -- data quality --------------------------------------------------------------------------------
+
+STATUS_CHANNELS = """
+SELECT 'trades' AS "table",
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.trades
+                                      ORDER BY ts DESC LIMIT 1000) r) AS last_received_at,
+       (SELECT max(ts) FROM market.trades) AS last_ts,
+       (SELECT min(ts) FROM market.trades) AS first_ts,
+       approximate_row_count('market.trades') AS approx_rows
+UNION ALL
+SELECT 'orderbook_snapshots',
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.orderbook_snapshots
+                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.orderbook_snapshots),
+       (SELECT min(ts) FROM market.orderbook_snapshots),
+       approximate_row_count('market.orderbook_snapshots')
+UNION ALL
+SELECT 'orderbook_deltas',
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.orderbook_deltas
+                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.orderbook_deltas),
+       (SELECT min(ts) FROM market.orderbook_deltas),
+       approximate_row_count('market.orderbook_deltas')
+UNION ALL
+SELECT 'quotes',
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.quotes
+                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.quotes), (SELECT min(ts) FROM market.quotes),
+       approximate_row_count('market.quotes')
+UNION ALL
+SELECT 'market_stats',
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.market_stats
+                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.market_stats), (SELECT min(ts) FROM market.market_stats),
+       approximate_row_count('market.market_stats')
+UNION ALL
+SELECT 'lifecycle_events',
+       (SELECT max(received_at) FROM (SELECT received_at FROM market.lifecycle_events
+                                      ORDER BY ts DESC LIMIT 1000) r),
+       (SELECT max(ts) FROM market.lifecycle_events),
+       (SELECT min(ts) FROM market.lifecycle_events),
+       approximate_row_count('market.lifecycle_events')
+UNION ALL
+SELECT 'book_gaps',
+       (SELECT max(detected_at) FROM (SELECT detected_at FROM market.book_gaps
+                                      ORDER BY from_ts DESC LIMIT 1000) r),
+       (SELECT max(from_ts) FROM market.book_gaps), (SELECT min(from_ts) FROM market.book_gaps),
+       approximate_row_count('market.book_gaps')
+"""
+"""Freshness per table: the newest ``received_at`` among the 1,000 newest rows by exchange time
+(an index scan, never a full scan), the time span and TimescaleDB's approximate row count."""
+
+STATUS_COVERAGE = """
+SELECT (SELECT count(*) FROM market.series) AS series,
+       (SELECT count(*) FROM market.events) AS events,
+       (SELECT count(*) FROM market.markets) AS markets,
+       (SELECT count(*) FROM market.settlements) AS settlements,
+       (SELECT count(*) FROM market.book_gaps
+        WHERE from_ts > now() - interval '24 hours') AS gaps_last_24h
+"""
+
+MARKETS_BY_STATUS = """
+SELECT status, count(*) FROM market.markets GROUP BY status ORDER BY status
+"""
+
+HEALTH_PROBE = "SELECT 1"
+
+
+# -- functions -----------------------------------------------------------------------------------
+
+
+async def list_series(
+    conn: Conn, *, category: str | None, after: str | None, limit: int
+) -> list[SeriesRow]:
+    async with conn.cursor(row_factory=args_row(SeriesRow)) as cur:
+        await cur.execute(LIST_SERIES, {"category": category, "after": after, "limit": limit})
+        return await cur.fetchall()
+
+
+async def get_series(conn: Conn, ticker: str) -> SeriesRow | None:
+    async with conn.cursor(row_factory=args_row(SeriesRow)) as cur:
+        await cur.execute(GET_SERIES, {"ticker": ticker})
+        return await cur.fetchone()
+
+
+async def series_events(conn: Conn, series: str) -> list[EventRow]:
+    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
+        await cur.execute(SERIES_EVENTS, {"series": series})
+        return await cur.fetchall()
+
+
+async def list_events(
+    conn: Conn, *, series: str | None, statuses: list[str] | None, after: str | None, limit: int
+) -> list[EventRow]:
+    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
+        await cur.execute(
+            LIST_EVENTS, {"series": series, "statuses": statuses, "after": after, "limit": limit}
+        )
+        return await cur.fetchall()
+
+
+async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
+    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
+        await cur.execute(GET_EVENT, {"event": event_ticker})
+        return await cur.fetchone()
+
+
+async def event_markets(conn: Conn, event_ticker: str) -> list[MarketRow]:
+    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
+        await cur.execute(EVENT_MARKETS, {"event": event_ticker})
+        return await cur.fetchall()
+
+
+async def list_markets(
+    conn: Conn,
+    *,
+    event: str | None,
+    series: str | None,
+    statuses: list[str] | None,
+    after: str | None,
+    limit: int,
+) -> list[MarketRow]:
+    params = {"event": event, "series": series, "statuses": statuses, "after": after}
+    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
+        await cur.execute(LIST_MARKETS, {**params, "limit": limit})
+        return await cur.fetchall()
+
+
+async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
+    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
+        await cur.execute(GET_MARKET, {"ticker": ticker})
+        return await cur.fetchone()
+
+
+async def market_known(conn: Conn, ticker: str) -> bool:
+    """True when the market is in ``market.markets`` or has any book or trade data."""
+    cur = await conn.execute(MARKET_KNOWN, {"ticker": ticker})
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def list_trades(
+    conn: Conn,
+    *,
+    tickers: list[str] | None,
+    event: str | None,
+    series: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, uuid.UUID | str] | None,
+    limit: int,
+) -> list[TradeRow]:
+    params = {
+        "tickers": tickers,
+        "event": event,
+        "series": series,
+        "start": start,
+        "end": end,
+        "c_ts": after[0] if after else None,
+        "c_id": after[1] if after else None,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=args_row(TradeRow)) as cur:
+        await cur.execute(LIST_TRADES, params)
+        return await cur.fetchall()
+
+
+async def list_settlements(
+    conn: Conn,
+    *,
+    event: str | None,
+    series: str | None,
+    result: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime | None, str] | None,
+    limit: int,
+) -> list[SettlementRow]:
+    params = {
+        "event": event,
+        "series": series,
+        "result": result,
+        "start": start,
+        "end": end,
+        "c_ts": after[0] if after else None,
+        "c_tk": after[1] if after else None,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=args_row(SettlementRow)) as cur:
+        await cur.execute(LIST_SETTLEMENTS, params)
+        return await cur.fetchall()
+
+
+async def get_settlement(conn: Conn, ticker: str) -> SettlementRow | None:
+    async with conn.cursor(row_factory=args_row(SettlementRow)) as cur:
+        await cur.execute(GET_SETTLEMENT, {"ticker": ticker})
+        return await cur.fetchone()
+
+
+async def list_deltas(
+    conn: Conn,
+    *,
+    ticker: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, int, int] | None,
+    limit: int,
+) -> list[DeltaRow]:
+    params = {
+        "ticker": ticker,
+        "start": start,
+        "end": end,
+        "c_ts": after[0] if after else None,
+        "c_epoch": after[1] if after else None,
+        "c_seq": after[2] if after else None,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=args_row(DeltaRow)) as cur:
+        await cur.execute(LIST_DELTAS, params)
+        return await cur.fetchall()
+
+
+async def list_gaps(
+    conn: Conn,
+    *,
+    ticker: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, datetime, datetime, str] | None,
+    limit: int,
+) -> list[GapRow]:
+    params = {
+        "ticker": ticker,
+        "start": start,
+        "end": end,
+        "c_from": after[0] if after else None,
+        "c_det": after[1] if after else None,
+        "c_to": after[2] if after else None,
+        "c_reason": after[3] if after else None,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=args_row(GapRow)) as cur:
+        await cur.execute(LIST_GAPS, params)
+        return await cur.fetchall()
+
+
+async def status_channels(conn: Conn) -> list[ChannelRow]:
+    async with conn.cursor(row_factory=args_row(ChannelRow)) as cur:
+        await cur.execute(STATUS_CHANNELS)
+        return await cur.fetchall()
+
+
+async def status_coverage(conn: Conn) -> tuple[CoverageRow, dict[str, int]]:
+    async with conn.cursor(row_factory=args_row(CoverageRow)) as cur:
+        await cur.execute(STATUS_COVERAGE)
+        coverage = await cur.fetchone()
+    assert coverage is not None
+    cur2 = await conn.execute(MARKETS_BY_STATUS)
+    by_status = {str(status): int(n) for status, n in await cur2.fetchall()}
+    return coverage, by_status
+
+
+async def probe(conn: Conn) -> None:
+    await conn.execute(HEALTH_PROBE)
+
+
+# -- order book at an instant --------------------------------------------------------------------
+
+DELTA_SLACK = timedelta(minutes=1)
+"""How far before a snapshot's time its first deltas may be stamped (exchange vs local clock)."""
+SNAPSHOT_WINDOW = timedelta(days=1)
+"""Look for the latest snapshot in this window first (checkpoints come every few minutes while a
+book moves), then over the whole history: planning stays independent of the history's length."""
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_SEQ = -(2**63)
+_ONE_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    ts: datetime
+    source: str
+    epoch: int
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LastEvent:
+    kind: str
+    ts: datetime
+    epoch: int
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BookAt:
+    """The book of one market at an instant, and how much to trust it."""
+
+    ticker: str
+    at: datetime
+    book: OrderBook
+    snapshot: SnapshotInfo | None
+    last_event: LastEvent | None
+    deltas_applied: int
+    gap: tuple[datetime | None, datetime | None, str] | None
+    """``(from_ts, to_ts, reason)`` when the book is incomplete."""
+
+    @property
+    def complete(self) -> bool:
+        return self.gap is None
+
+
+async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = True) -> BookAt:
+    """Rebuild the book at ``at``: latest snapshot at/before it, then its epoch's later deltas.
+
+    ``inclusive=False`` gives the book just before ``at`` (events with ``ts < at`` only).
+    """
+    upper = at if inclusive else at - _ONE_US
+    params = {"ticker": ticker, "at": upper, "since": upper - SNAPSHOT_WINDOW}
+    cur = await conn.execute(BOOK_BASE, params)
+    row = await cur.fetchone()
+    assert row is not None  # the query always returns exactly one row
+    if row[0] is None:  # no snapshot in the window: search the whole history
+        cur = await conn.execute(BOOK_BASE, {**params, "since": _EARLIEST})
+        row = await cur.fetchone()
+        assert row is not None
+    snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
+    gap = None if gap_reason is None else (gap_from, gap_to, str(gap_reason))
+    if snap_ts is None:
+        cur = await conn.execute(FIRST_SNAPSHOT_AFTER, {"ticker": ticker, "at": upper})
+        first = await cur.fetchone()
+        return BookAt(
+            ticker=ticker,
+            at=at,
+            book=OrderBook(),
+            snapshot=None,
+            last_event=None,
+            deltas_applied=0,
+            gap=gap or (None, None if first is None else first[0], "no_snapshot"),
+        )
+    try:
+        book = OrderBook.from_rows(yes_json, no_json)
+    except BookError:
+        book = OrderBook()
+        gap = gap or (snap_ts, None, "invalid_snapshot")
+    snapshot = SnapshotInfo(ts=snap_ts, source=str(source), epoch=int(epoch), seq=seq)
+    params = {
+        "ticker": ticker,
+        "epoch": epoch,
+        "at": upper,
+        "from_ts": snap_ts - DELTA_SLACK if seq is not None else snap_ts + _ONE_US,
+        "after_seq": seq if seq is not None else _MIN_SEQ,
+    }
+    cur = await conn.execute(BOOK_DELTAS, params)
+    deltas = await cur.fetchall()
+    apply = book.apply_delta_units
+    for side, price, delta, ts, _seq in deltas:
+        try:
+            apply(side, price, delta)
+        except BookError:
+            # Stored deltas that do not fit the book (a level going negative): skip the delta
+            # (the book is left unchanged) and flag the result instead of guessing.
+            gap = gap or (ts, None, "inconsistent_deltas")
+    if deltas:
+        last = deltas[-1]
+        last_event = LastEvent(kind="delta", ts=last[3], epoch=int(epoch), seq=int(last[4]))
+    else:
+        last_event = LastEvent(kind="snapshot", ts=snap_ts, epoch=int(epoch), seq=seq)
+    return BookAt(
+        ticker=ticker,
+        at=at,
+        book=book,
+        snapshot=snapshot,
+        last_event=last_event,
+        deltas_applied=len(deltas),
+        gap=gap,
+    )

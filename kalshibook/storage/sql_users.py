@@ -1,0 +1,159 @@
+"""Read-only SQL login roles for power users.
+
+``create_sql_user`` makes a ``LOGIN`` role ``IN ROLE kalshibook_reader`` (SELECT on the ``market``
+schema only; ``private`` stays invisible) with a generated password, read-only default
+transactions, a statement timeout, a connection limit and CONNECT on the database. The password
+is sent to the server as a SCRAM-SHA-256 verifier computed here, so the plain text never reaches
+the server (nor its statement log); it is returned once to be shown to the user.
+
+Limits of the model: ``default_transaction_read_only`` and ``statement_timeout`` are per-role
+defaults a user can change inside their own session; what actually protects the data is that the
+role holds no privilege but ``SELECT`` on ``market`` (writes fail with ``permission denied``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import Connection, sql
+
+from kalshibook.errors import BadRequest, NotFound
+
+__all__ = ("READER_ROLE", "SqlUser", "create_sql_user", "drop_sql_user", "scram_verifier")
+
+READER_ROLE = "kalshibook_reader"
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TIMEOUT = re.compile(r"^(\d{1,9})\s*(ms|s|min|h)?$")
+RESERVED = {READER_ROLE, "postgres", "public", "pg_signal_backend"}
+SCRAM_ITERATIONS = 4096
+
+ROLE_INFO = """
+SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls,
+       pg_has_role(r.oid, %(reader)s, 'MEMBER')
+FROM pg_roles r WHERE r.rolname = %(name)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SqlUser:
+    name: str
+    database: str
+    statement_timeout: str
+    connection_limit: int
+    password: str = field(repr=False)
+
+
+def validate_role_name(name: str) -> str:
+    if not ROLE_NAME.match(name) or name.startswith("pg_") or name in RESERVED:
+        raise BadRequest(
+            f"invalid role name {name!r}: use lower-case letters, digits and _, starting with a "
+            "letter or _, at most 63 characters (not pg_*, not a reserved name)",
+            "name",
+        )
+    return name
+
+
+def normalise_timeout(value: str) -> str:
+    """``30s``, ``500ms``, ``2min``, ``1h`` or milliseconds → PostgreSQL's text form."""
+    m = TIMEOUT.match(value.strip())
+    if not m or int(m.group(1)) == 0:
+        raise BadRequest(
+            f"invalid statement timeout {value!r}: use e.g. 500ms, 30s, 2min (must be > 0)",
+            "statement_timeout",
+        )
+    return f"{int(m.group(1))}{m.group(2) or 'ms'}"
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802 / 7677)."""
+    salt = salt or secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode("ascii")
+
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def create_sql_user(
+    conn: Connection[Any],
+    name: str,
+    *,
+    statement_timeout: str = "30s",
+    connection_limit: int = 5,
+) -> SqlUser:
+    """Create a read-only login role; the returned password is the only copy."""
+    validate_role_name(name)
+    timeout = normalise_timeout(statement_timeout)
+    if not 1 <= connection_limit <= 1000:
+        raise BadRequest("connection limit must be between 1 and 1000", "connection_limit")
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+        raise BadRequest(f"role {name!r} already exists", "name")
+    password = secrets.token_urlsafe(24)
+    database = conn.info.dbname
+    role = sql.Identifier(name)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {} IN ROLE {}").format(
+                role,
+                sql.Literal(scram_verifier(password)),
+                sql.Literal(connection_limit),
+                sql.Identifier(READER_ROLE),
+            )
+        )
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(role, sql.Literal(timeout))
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
+                role, sql.Literal("10min")
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
+        )
+    return SqlUser(
+        name=name,
+        database=database,
+        statement_timeout=timeout,
+        connection_limit=connection_limit,
+        password=password,
+    )
+
+
+def drop_sql_user(conn: Connection[Any], name: str) -> None:
+    """Drop a role made by :func:`create_sql_user` (refuses any other role)."""
+    validate_role_name(name)
+    row = conn.execute(ROLE_INFO, {"name": name, "reader": READER_ROLE}).fetchone()
+    if row is None:
+        raise NotFound(f"no role {name!r}", "name")
+    privileged, is_reader = row
+    if privileged or not is_reader:
+        raise BadRequest(f"role {name!r} is not a kalshibook read-only SQL user", "name")
+    role = sql.Identifier(name)
+    with conn.transaction():
+        # privileges granted to the role in this database (CONNECT, ...), then the role itself
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        conn.execute(
+            sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+                sql.Identifier(conn.info.dbname), role
+            )
+        )
+        try:
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            raise BadRequest(
+                f"role {name!r} still has privileges elsewhere: {exc.diag.message_detail}",
+                "name",
+            ) from None

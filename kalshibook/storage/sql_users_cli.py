@@ -1,0 +1,47 @@
+"""`kalshibook sql-user create NAME | drop NAME`: read-only SQL login roles."""
+
+from __future__ import annotations
+
+import argparse
+
+import psycopg
+
+from kalshibook.settings import Settings
+from kalshibook.storage.sql_users import create_sql_user, drop_sql_user
+from kalshibook.storage.urls import redact
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="create a read-only login role (password shown once)")
+    create.add_argument("name", help="role name: [a-z_][a-z0-9_]{0,62}")
+    create.add_argument(
+        "--statement-timeout", default="30s", help="per-statement limit, e.g. 30s, 500ms, 2min"
+    )
+    create.add_argument("--connection-limit", type=int, default=5, help="concurrent sessions")
+    drop = sub.add_parser("drop", help="drop a role made by `sql-user create`")
+    drop.add_argument("name")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.require_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        if args.action == "create":
+            user = create_sql_user(
+                conn,
+                args.name,
+                statement_timeout=args.statement_timeout,
+                connection_limit=args.connection_limit,
+            )
+            info = conn.info
+            print(f"created read-only role {user.name} on {redact(url)}")
+            print(f"  password (shown once): {user.password}")
+            print(
+                f"  connect: psql 'postgresql://{user.name}@{info.host}:{info.port}/"
+                f"{user.database}'  (statement timeout {user.statement_timeout}, "
+                f"at most {user.connection_limit} connections)"
+            )
+            return 0
+        drop_sql_user(conn, args.name)
+        print(f"dropped role {args.name}")
+        return 0

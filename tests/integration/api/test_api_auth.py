@@ -1,0 +1,200 @@
+"""API keys, credits, rate limits, usage, and keeping secrets out of logs and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import psycopg
+import pytest
+from api_support import B45, api_settings, assert_problem
+from litestar.testing import AsyncTestClient
+
+from kalshibook import cli
+from kalshibook.api.app import create_app
+from kalshibook.api.auth import create_key
+from kalshibook.storage import api_keys
+
+pytestmark = [pytest.mark.db, pytest.mark.asyncio(loop_scope="session")]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_missing_malformed_unknown_and_revoked_keys(seeded_rw_url: str) -> None:
+    issued = create_key(seeded_rw_url, name="alice", credits=100)
+    prefix = issued.prefix
+    async with AsyncTestClient(app=create_app(api_settings(seeded_rw_url))) as client:
+        r = await client.get("/v1/markets")
+        body = assert_problem(r, 401, "Authorization")
+        assert "Bearer" in r.headers["www-authenticate"]
+        assert "keys create" in body["detail"]
+        for header in ("Basic abc", "Bearer", "Bearer kb_nothex!_x", f"Token {issued.key}"):
+            assert_problem(
+                await client.get("/v1/markets", headers={"Authorization": header}),
+                401,
+                "Authorization",
+            )
+        unknown = "kb_0123abcd_" + "A" * 43
+        assert_problem(
+            await client.get("/v1/markets", headers=bearer(unknown)), 401, "Authorization"
+        )
+        wrong_secret = f"kb_{prefix}_" + "B" * 43
+        assert_problem(
+            await client.get("/v1/markets", headers=bearer(wrong_secret)), 401, "Authorization"
+        )
+        r = await client.get("/v1/markets", headers=bearer(issued.key))
+        assert r.status_code == 200
+        assert r.headers["x-credits-remaining"] == "99"
+        # revocation takes effect on the next request, even with the key cached
+        api_keys.revoke_key(seeded_rw_url, prefix)
+        body = assert_problem(
+            await client.get("/v1/markets", headers=bearer(issued.key)), 401, "Authorization"
+        )
+        assert "revoked" in body["detail"]
+        # public routes need no key
+        for path in ("/health", "/metrics", "/schema/openapi.json"):
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_credits_costs_and_usage(seeded_rw_url: str) -> None:
+    issued = create_key(seeded_rw_url, name="bob", credits=7)
+    async with AsyncTestClient(app=create_app(api_settings(seeded_rw_url))) as client:
+        client.headers.update(bearer(issued.key))
+        r = await client.get(f"/v1/markets/{B45}/orderbook")  # 5 credits
+        assert r.status_code == 200
+        assert r.headers["x-credits-remaining"] == "2"
+        r = await client.get("/v1/trades", params={"limit": 1})  # 2 credits
+        assert r.headers["x-credits-remaining"] == "0"
+        r = await client.get("/v1/markets")  # 1 credit: none left
+        body = assert_problem(r, 402, None)
+        assert r.headers["x-credits-remaining"] == "0"
+        assert f"keys topup {issued.prefix}" in body["detail"]
+        # 0-credit routes still work with an empty balance
+        assert (await client.get("/v1/status")).status_code == 200
+        assert (await client.get(f"/v1/markets/{B45}/gaps")).status_code == 200
+        assert api_keys.topup_key(seeded_rw_url, issued.prefix, 1) == 1
+        r = await client.get("/v1/markets")
+        assert r.status_code == 200
+        assert r.headers["x-credits-remaining"] == "0"
+        metrics = (await client.get("/metrics")).text
+    assert 'kalshibook_api_credits_spent_total{route="/v1/markets/{ticker}/orderbook"} 5' in metrics
+    assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 1' in metrics
+    with psycopg.connect(seeded_rw_url) as conn:
+        rows = conn.execute(
+            "SELECT endpoint, cost, status FROM private.api_usage ORDER BY id"
+        ).fetchall()
+        credits = conn.execute(
+            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
+        ).fetchone()
+    assert rows == [
+        ("/v1/markets/{ticker}/orderbook", 5, 200),
+        ("/v1/trades", 2, 200),
+        ("/v1/status", 0, 200),
+        ("/v1/markets/{ticker}/gaps", 0, 200),
+        ("/v1/markets", 1, 200),
+    ]
+    assert credits == (0,)
+
+
+async def test_concurrent_requests_spend_exactly_the_balance(seeded_rw_url, live_server_factory):
+    """50 concurrent requests on a 10-credit key through a real uvicorn server and pool."""
+    issued = create_key(seeded_rw_url, name="burst", credits=10)
+    server = live_server_factory(api_settings(seeded_rw_url))
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+        responses = await asyncio.gather(
+            *(client.get("/v1/markets", headers=bearer(issued.key)) for _ in range(50))
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 10, statuses
+    assert statuses.count(402) == 40, statuses
+    remaining = sorted(
+        int(r.headers["x-credits-remaining"]) for r in responses if r.status_code == 200
+    )
+    assert remaining == list(range(10))
+    with psycopg.connect(seeded_rw_url) as conn:
+        assert conn.execute(
+            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT count(*), sum(cost) FROM private.api_usage").fetchone() == (
+            10,
+            10,
+        )
+
+
+async def test_rate_limit_per_key(seeded_rw_url: str) -> None:
+    issued = create_key(seeded_rw_url, name="fast", credits=1000)
+    other = create_key(seeded_rw_url, name="other", credits=1000)
+    settings = api_settings(seeded_rw_url, rate_limit_per_second=5.0)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        results = [await client.get("/v1/series", headers=bearer(issued.key)) for _ in range(12)]
+        statuses = [r.status_code for r in results]
+        assert statuses[:5] == [200] * 5
+        assert 429 in statuses
+        limited = next(r for r in results if r.status_code == 429)
+        assert_problem(limited, 429, None)
+        assert int(limited.headers["retry-after"]) >= 1
+        # another key has its own bucket
+        assert (await client.get("/v1/series", headers=bearer(other.key))).status_code == 200
+    with psycopg.connect(seeded_rw_url) as conn:
+        (credits,) = conn.execute(
+            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
+        ).fetchone()
+    assert credits == 1000 - statuses.count(200)  # rate-limited requests are not charged
+
+
+async def test_keys_cli_and_secrets_never_logged_or_stored(
+    seeded_rw_url, monkeypatch, capsys, caplog, live_server_factory
+) -> None:
+    monkeypatch.setenv("KALSHIBOOK_DATABASE_URL", seeded_rw_url)
+    caplog.set_level(logging.DEBUG)
+    assert cli.main(["keys", "create", "--name", "carol", "--credits", "50"]) == 0
+    out = capsys.readouterr().out
+    key = out.strip().splitlines()[-1]
+    prefix, secret = api_keys.parse_key(key) or ("", "")
+    assert prefix
+    assert secret
+    assert cli.main(["keys", "topup", prefix, "--credits", "25"]) == 0
+    assert f"{prefix}: 75 credits" in capsys.readouterr().out
+
+    server = live_server_factory(api_settings(seeded_rw_url))
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/v1/series", headers=bearer(key))).status_code == 200
+        bad = f"kb_{prefix}_" + secret[::-1]
+        assert (await client.get("/v1/series", headers=bearer(bad))).status_code == 401
+
+    assert cli.main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert prefix in listing
+    assert "carol" in listing
+    assert "74" in listing
+    assert cli.main(["keys", "revoke", prefix]) == 0
+    assert cli.main(["keys", "revoke", "ffffffff"]) == 1
+    assert cli.main(["keys", "topup", prefix, "--credits", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "revoked" in captured.out
+    assert "no API key with prefix 'ffffffff'" in captured.err
+
+    for text in (caplog.text, captured.out, captured.err, listing):
+        assert secret not in text
+        assert secret[::-1] not in text
+    with psycopg.connect(seeded_rw_url) as conn:
+        rows = conn.execute("SELECT k::text FROM private.api_keys k").fetchall()
+        usage = conn.execute("SELECT u::text FROM private.api_usage u").fetchall()
+        stored = conn.execute(
+            "SELECT key_hash FROM private.api_keys WHERE prefix = %s", (prefix,)
+        ).fetchone()
+    for (row,) in rows + usage:
+        assert secret not in row
+    assert stored == (api_keys.hash_secret(secret),)
+
+
+async def test_auth_disabled_for_local_dev(seeded_url: str) -> None:
+    settings = api_settings(seeded_url, require_auth=False)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        r = await client.get("/v1/markets")
+        assert r.status_code == 200
+        assert "x-credits-remaining" not in r.headers

@@ -1,0 +1,108 @@
+"""Series, events, markets: contents, filters, pagination, 404s and bad input (real database)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from api_support import B45, B47, J16, ORPHAN, RAIN, SEED, assert_problem, walk
+
+pytestmark = [pytest.mark.db, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_series_walk_and_detail(client) -> None:
+    rows = await walk(client, "/v1/series", limit=5)
+    assert [r["ticker"] for r in rows] == sorted(SEED.series)
+    assert rows[0]["fee_multiplier"] == "1.5"
+    only = await walk(client, "/v1/series", limit=50, category="Other")
+    assert {r["ticker"] for r in only} == {s for s in SEED.series if not s.startswith("KX")}
+
+    r = await client.get("/v1/series/KXHIGHNY")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"data", "request_id", "response_time"}
+    assert body["data"]["ticker"] == "KXHIGHNY"
+    assert [e["event_ticker"] for e in body["data"]["events"]] == [
+        "KXHIGHNY-26JAN15",
+        "KXHIGHNY-26JAN16",
+    ]
+    assert_problem(await client.get("/v1/series/NOPE"), 404, "ticker")
+
+
+async def test_events_filters_and_detail(client) -> None:
+    rows = await walk(client, "/v1/events", limit=2)
+    assert [r["event_ticker"] for r in rows] == sorted(SEED.events)
+    rows = await walk(client, "/v1/events", limit=2, series_ticker="KXHIGHNY")
+    assert [r["event_ticker"] for r in rows] == ["KXHIGHNY-26JAN15", "KXHIGHNY-26JAN16"]
+    # status: events with a market in that status (open -> active)
+    rows = await walk(client, "/v1/events", limit=10, status="open")
+    assert [r["event_ticker"] for r in rows] == ["KXHIGHNY-26JAN15"]
+    rows = await walk(client, "/v1/events", limit=10, status="settled")
+    assert [r["event_ticker"] for r in rows] == ["KXHIGHNY-26JAN15"]
+    rows = await walk(client, "/v1/events", limit=10, status="paused")
+    assert [r["event_ticker"] for r in rows] == ["ORPHAN-EV"]
+
+    r = await client.get("/v1/events/KXHIGHNY-26JAN15")
+    assert r.status_code == 200
+    assert [m["ticker"] for m in r.json()["data"]["markets"]] == [B45, B47]
+    assert_problem(await client.get("/v1/events/NOPE-EV"), 404, "event_ticker")
+    assert_problem(await client.get("/v1/events?status=bogus"), 400, "status")
+
+
+async def test_markets_filters_and_detail(client) -> None:
+    rows = await walk(client, "/v1/markets", limit=2)
+    assert [r["ticker"] for r in rows] == sorted(SEED.markets)
+    by = {
+        "event_ticker": ("KXHIGHNY-26JAN15", [B45, B47]),
+        "series_ticker": ("KXHIGHNY", [B45, B47, J16]),  # J16 only through its event's series
+    }
+    for param, (value, expected) in by.items():
+        rows = await walk(client, "/v1/markets", limit=2, **{param: value})
+        assert [r["ticker"] for r in rows] == expected, param
+    for status, expected in {
+        "open": [B45],
+        "active": [B45],
+        "settled": [B47],
+        "finalized": [B47],
+        "unopened": [J16],
+        "closed": [RAIN],
+        "paused": [ORPHAN],
+        "determined": [],
+    }.items():
+        rows = await walk(client, "/v1/markets", limit=3, status=status)
+        assert [r["ticker"] for r in rows] == expected, status
+    rows = await walk(client, "/v1/markets", limit=3, series_ticker="KXHIGHNY", status="open")
+    assert [r["ticker"] for r in rows] == [B45]
+
+    r = await client.get(f"/v1/markets/{B45}")
+    assert r.status_code == 200
+    m = r.json()["data"]
+    assert m["ticker"] == B45
+    assert m["status"] == "active"
+    assert m["floor_strike"] == "44"
+    assert m["cap_strike"] == "45.5"
+    assert m["price_ranges"] == [{"start": "0.0000", "end": "1.0000", "step": "0.0100"}]
+    assert_problem(await client.get("/v1/markets/NO-SUCH-MARKET"), 404, "ticker")
+
+
+@pytest.mark.parametrize("path", ["/v1/series", "/v1/events", "/v1/markets"])
+async def test_bad_input_on_lists(client, path: str) -> None:
+    assert_problem(await client.get(path, params={"limit": "abc"}), 400, "limit")
+    assert_problem(await client.get(path, params={"limit": 0}), 400, "limit")
+    assert_problem(await client.get(path, params={"limit": 1001}), 400, "limit")
+    assert_problem(await client.get(path, params={"limit": -5}), 400, "limit")
+    assert_problem(await client.get(path, params={"cursor": "not-a-cursor"}), 400, "cursor")
+    assert_problem(await client.get(path, params={"cursor": ""}), 400, "cursor")
+    # a real cursor, tampered
+    r = await client.get(path, params={"limit": 1})
+    cursor = r.json()["next_cursor"]
+    raw = bytearray(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    raw[len(raw) // 2] ^= 0x01
+    tampered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    assert_problem(await client.get(path, params={"cursor": tampered}), 400, "cursor")
+    # a cursor of another endpoint
+    other = "/v1/series" if path != "/v1/series" else "/v1/events"
+    foreign = (await client.get(other, params={"limit": 1})).json()["next_cursor"]
+    assert_problem(await client.get(path, params={"cursor": foreign}), 400, "cursor")
+    if path != "/v1/series":
+        assert_problem(await client.get(path, params={"status": "bogus"}), 400, "status")
