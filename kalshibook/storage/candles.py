@@ -108,7 +108,7 @@ ORDER BY bucket
 # The state before the range: the newest row before ``start``, on the (market_ticker, ts DESC)
 # index. ``since`` bounds the search so that plan-time chunk exclusion keeps only the chunks of the
 # last day: planning the unbounded query touches every chunk (tens of ms after a year of data).
-# Only when that day has no row is the unbounded search (since = -infinity) run.
+# Only when that day has no row is the search repeated over all history (since = 1970).
 LAST_TRADE_BEFORE: Final = """
 SELECT yes_price FROM market.trades
 WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
