@@ -19,12 +19,21 @@ from kalshibook.settings import Settings
 
 # name -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "migrate": ("kalshibook.storage.migrate_cli", "upgrade the database schema to the newest revision"),
-    "collect": ("kalshibook.collector.cli", "run the collector daemon (Kalshi WS + REST -> TimescaleDB)"),
+    "migrate": (
+        "kalshibook.storage.migrate_cli",
+        "upgrade the database schema to the newest revision",
+    ),
+    "collect": (
+        "kalshibook.collector.cli",
+        "run the collector daemon (Kalshi WS + REST -> TimescaleDB)",
+    ),
     "serve": ("kalshibook.api.cli", "run the REST API"),
     "keys": ("kalshibook.api.keys_cli", "create, list, revoke and top up API keys"),
     "sql-user": ("kalshibook.storage.sql_users_cli", "create or drop read-only SQL login roles"),
-    "status": ("kalshibook.storage.status_cli", "data freshness, gaps and sizes (non-zero if stale)"),
+    "status": (
+        "kalshibook.storage.status_cli",
+        "data freshness, gaps and sizes (non-zero if stale)",
+    ),
     "refresh-candles": ("kalshibook.storage.candles_cli", "refresh candle aggregates for a window"),
     "sim": ("kalshibook.sim.cli", "run the local Kalshi-protocol exchange simulator"),
 }

@@ -54,7 +54,7 @@ class ProtocolError(FeedError):
     """A frame or response does not follow Kalshi's protocol."""
 
 
-class SequenceGap(FeedError):  # noqa: N818 - a domain event, not only an error
+class SequenceGap(FeedError):
     """A subscription skipped one or more sequence numbers."""
 
     def __init__(self, sid: int, expected: int, got: int) -> None:
