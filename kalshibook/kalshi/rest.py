@@ -222,7 +222,8 @@ class KalshiRest:
                         self._key_id,
                         self._key,
                         "GET",
-                        request.url.path,
+                        # sign the path as sent (percent-encoded), without the query string
+                        request.url.raw_path.split(b"?", 1)[0].decode("ascii"),
                         now_ms=int(self._clock() * 1000),
                     )
                 )
