@@ -1,0 +1,113 @@
+"""``kalshibook collect``: run the collector daemon until SIGTERM/SIGINT (exit 0 after a drain)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import msgspec
+import psycopg
+
+from kalshibook.collector.logs import configure_logging
+from kalshibook.collector.service import Collector
+from kalshibook.errors import DatabaseUnavailable, SchemaError
+from kalshibook.kalshi.auth import PrivateKey, load_private_key
+from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.ws import KalshiWebSocket
+from kalshibook.settings import Settings
+from kalshibook.storage.pool import make_pool
+from kalshibook.storage.urls import redact
+from kalshibook.storage.writer import Writer
+
+__all__ = ("add_arguments", "run", "signal_handlers")
+
+log = logging.getLogger("kalshibook.collector")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="connect without signing (only for a local simulator started with --no-auth)",
+    )
+
+
+@contextlib.contextmanager
+def signal_handlers(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM/SIGINT call ``on_stop`` while inside the block; previous handlers come back."""
+    installed: list[signal.Signals] = []
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, on_stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _load_key(settings: Settings, no_auth: bool) -> PrivateKey | None:
+    if no_auth:
+        return None
+    return load_private_key(settings.kalshi.private_key_path)
+
+
+async def _check_schema(url: str) -> None:
+    try:
+        async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
+            cur = await conn.execute("SELECT to_regclass('market.orderbook_deltas')")
+            row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}") from None
+    if row is None or row[0] is None:
+        raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
+
+
+async def main(settings: Settings, *, no_auth: bool = False) -> int:
+    key = _load_key(settings, no_auth)
+    url = settings.require_database()
+    await _check_schema(url)
+    pool = make_pool(settings, min_size=1, max_size=4, name="kalshibook-collector")
+    try:
+        await pool.open(wait=True, timeout=30.0)
+    except (psycopg.OperationalError, TimeoutError) as exc:
+        await pool.close()
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}") from None
+    try:
+        async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, key) as rest:
+            ws = KalshiWebSocket(settings.kalshi, key)
+            collector = Collector(settings, pool, writer, rest=rest, ws=ws)
+            loop = asyncio.get_running_loop()
+            with signal_handlers(loop, collector.stop):
+                shown = msgspec.to_builtins(settings)
+                shown["core"]["database_url"] = redact(url)
+                log.debug("settings %s", msgspec.json.encode(shown).decode())
+                log.info(
+                    "collector starting ws=%s rest=%s database=%s",
+                    settings.kalshi.ws_url,
+                    settings.kalshi.rest_url,
+                    redact(url),
+                )
+                await collector.run()
+    finally:
+        await pool.close()
+    log.info("collector exited cleanly")
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    redactor = configure_logging(settings.core.log_level)
+    if settings.kalshi.key_id:
+        redactor.add_secret(settings.kalshi.key_id)
+    password = urlsplit(settings.core.database_url).password
+    if password:
+        redactor.add_secret(password)
+    return asyncio.run(main(settings, no_auth=bool(getattr(args, "no_auth", False))))

@@ -1,0 +1,100 @@
+"""Structured (``key=value``) log lines for the daemon, with secrets scrubbed.
+
+Nothing in kalshibook logs a key or a signature on purpose; this is the second line of defence
+against a library that does at DEBUG level (``websockets`` logs handshake headers, for example):
+every record passes :class:`RedactingFilter`, which removes PEM blocks, the values of the
+``KALSHI-ACCESS-*`` headers and any registered secret string before the line is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+__all__ = ("KeyValueFormatter", "RedactingFilter", "configure_logging")
+
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
+_HEADER = re.compile(
+    r"(KALSHI-ACCESS-(?:KEY|SIGNATURE|TIMESTAMP)['\"]?\s*[:=,]\s*['\"]?)([^\s'\",}]+)",
+    re.I,
+)
+_REDACTED = "[REDACTED]"
+_QUIET = ("websockets", "httpx", "httpcore", "hpack", "asyncio")
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from the formatted message (and from exception text)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 8]
+
+    def add_secret(self, secret: str) -> None:
+        if secret and len(secret) >= 8:
+            self.secrets.append(secret)
+
+    def scrub(self, text: str) -> str:
+        if "-----BEGIN" in text:
+            text = _PEM.sub(_REDACTED, text)
+        if "KALSHI-ACCESS" in text.upper():
+            text = _HEADER.sub(lambda m: m.group(1) + _REDACTED, text)
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, _REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        clean = self.scrub(message)
+        if clean != message or record.args:
+            record.msg = clean
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.scrub(text)
+            record.exc_info = None
+            record.msg = f"{record.msg}\n{record.exc_text}"
+            record.exc_text = None
+        return True
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=… level=… logger=… msg="…"`` (one line; the message keeps its own key=value pairs)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        msg = record.getMessage().replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        line = f'ts={ts} level={record.levelname} logger={record.name} msg="{msg}"'
+        if record.exc_info:
+            exc = self.formatException(record.exc_info).replace("\n", "\\n").replace('"', "'")
+            line += f' exc="{exc}"'
+        return line
+
+
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Route every log record through one redacting ``key=value`` handler on stderr.
+
+    Third-party protocol loggers stay at INFO or above whatever ``level`` is: their DEBUG output
+    includes raw handshake headers.
+    """
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    handler.setFormatter(KeyValueFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _QUIET:
+        lg = logging.getLogger(name)
+        if lg.getEffectiveLevel() < logging.INFO:
+            lg.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request
+    return redactor

@@ -1,0 +1,342 @@
+"""Prometheus metrics for the collector and a tiny asyncio HTTP server for ``/metrics`` and
+``/health`` (no extra dependencies).
+
+The hot path only touches plain ``dict``/``int`` state: counters are ``dict[labels, float]``
+incremented in place, gauges are read from callbacks at scrape time, and the summary keeps a
+bounded ring of recent samples (quantiles are computed when scraped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Final
+
+__all__ = (
+    "Counter",
+    "Gauge",
+    "Metrics",
+    "MetricsServer",
+    "Registry",
+    "Summary",
+)
+
+log = logging.getLogger(__name__)
+
+Labels = tuple[str, ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt_labels(names: tuple[str, ...], values: Labels, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _fmt_value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v))
+
+
+class _Metric:
+    kind: str = "untyped"
+
+    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
+        self.name = name
+        self.help = help_text
+        self.labelnames: tuple[str, ...] = tuple(labelnames)
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def samples(self) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def render(self) -> list[str]:
+        return self.header() + self.samples()
+
+
+class Counter(_Metric):
+    """A monotonically increasing counter. ``values`` may be incremented directly on hot paths."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
+        super().__init__(name, help_text, labelnames)
+        self.values: dict[Labels, float] = {}
+        if not self.labelnames:
+            self.values[()] = 0.0
+
+    def inc(self, amount: float = 1.0, *labels: str) -> None:
+        v = self.values
+        v[labels] = v.get(labels, 0.0) + amount
+
+    def get(self, *labels: str) -> float:
+        return self.values.get(labels, 0.0)
+
+    def total(self) -> float:
+        return sum(self.values.values())
+
+    def samples(self) -> list[str]:
+        return [
+            f"{self.name}{_fmt_labels(self.labelnames, k)} {_fmt_value(v)}"
+            for k, v in sorted(self.values.items())
+        ]
+
+
+class Gauge(_Metric):
+    """A value read at scrape time from a callback returning ``{labels: value}`` or a number."""
+
+    kind = "gauge"
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        fn: Callable[[], float | dict[Labels, float]],
+        labelnames: Iterable[str] = (),
+    ) -> None:
+        super().__init__(name, help_text, labelnames)
+        self.fn = fn
+
+    def samples(self) -> list[str]:
+        try:
+            got = self.fn()
+        except Exception:
+            log.exception("metric=%s gauge callback failed", self.name)
+            return []
+        if isinstance(got, dict):
+            return [
+                f"{self.name}{_fmt_labels(self.labelnames, k)} {_fmt_value(v)}"
+                for k, v in sorted(got.items())
+            ]
+        return [f"{self.name} {_fmt_value(float(got))}"]
+
+
+class Summary(_Metric):
+    """Count, sum and quantiles of the last ``window`` observations (per label set)."""
+
+    kind = "summary"
+    QUANTILES: Final = (0.5, 0.9, 0.99)
+
+    def __init__(
+        self, name: str, help_text: str, labelnames: Iterable[str] = (), window: int = 4096
+    ) -> None:
+        super().__init__(name, help_text, labelnames)
+        self.window = window
+        self._rings: dict[Labels, list[float]] = {}
+        self._pos: dict[Labels, int] = {}
+        self._count: dict[Labels, int] = {}
+        self._sum: dict[Labels, float] = {}
+
+    def observe(self, value: float, *labels: str) -> None:
+        ring = self._rings.get(labels)
+        if ring is None:
+            ring = self._rings[labels] = []
+            self._pos[labels] = 0
+            self._count[labels] = 0
+            self._sum[labels] = 0.0
+        if len(ring) < self.window:
+            ring.append(value)
+        else:
+            pos = self._pos[labels]
+            ring[pos] = value
+            self._pos[labels] = (pos + 1) % self.window
+        self._count[labels] += 1
+        self._sum[labels] += value
+
+    def count(self, *labels: str) -> int:
+        return self._count.get(labels, 0)
+
+    def quantile(self, q: float, *labels: str) -> float:
+        ring = self._rings.get(labels)
+        if not ring:
+            return math.nan
+        ordered = sorted(ring)
+        idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+        return ordered[idx]
+
+    def samples(self) -> list[str]:
+        out: list[str] = []
+        for labels in sorted(self._rings):
+            ring = sorted(self._rings[labels])
+            for q in self.QUANTILES:
+                idx = min(len(ring) - 1, max(0, math.ceil(q * len(ring)) - 1))
+                lbl = _fmt_labels(self.labelnames, labels, f'quantile="{q}"')
+                out.append(f"{self.name}{lbl} {_fmt_value(ring[idx])}")
+            base = _fmt_labels(self.labelnames, labels)
+            out.append(f"{self.name}_sum{base} {_fmt_value(self._sum[labels])}")
+            out.append(f"{self.name}_count{base} {self._count[labels]}")
+        return out
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._metrics: list[_Metric] = []
+
+    def add(self, metric: _Metric) -> None:
+        self._metrics.append(metric)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for m in self._metrics:
+            lines.extend(m.render())
+        return "\n".join(lines) + "\n"
+
+
+class Metrics:
+    """Every metric the collector exports (``kalshibook_collector_*``)."""
+
+    def __init__(self) -> None:
+        p = "kalshibook_collector_"
+        self.registry = Registry()
+        self.decode_errors = Counter(p + "decode_errors_total", "frames that failed to decode")
+        self.lag = Summary(
+            p + "lag_seconds", "receive time minus exchange time of data frames", ["type"]
+        )
+        self.gaps = Counter(p + "gaps_total", "book_gaps rows written", ["reason"])
+        self.seq_gaps = Counter(p + "seq_gaps_total", "sequence gaps detected", ["channel"])
+        self.reconnects = Counter(
+            p + "reconnects_total", "WebSocket (re)connections after the first"
+        )
+        self.resubscribes = Counter(p + "resubscribes_total", "subscriptions renewed", ["reason"])
+        self.snapshots_requested = Counter(
+            p + "snapshot_requests_total", "get_snapshot commands sent"
+        )
+        self.rest_requests = Counter(p + "rest_requests_total", "REST requests", ["kind"])
+        self.rest_retries = Counter(p + "rest_retries_total", "REST retries (all causes)")
+        self.rest_429 = Counter(p + "rest_429_total", "REST 429 answers")
+        self.backfilled_trades = Counter(p + "backfill_trades_total", "trades fetched by backfill")
+        self.settlements_confirmed = Counter(
+            p + "settlements_confirmed_total", "settlements confirmed over REST"
+        )
+        self.work_dropped = Counter(
+            p + "work_coalesced_total", "background work items merged into pending ones", ["queue"]
+        )
+        self.checkpoints = Counter(p + "checkpoints_total", "checkpoint snapshots written")
+        for m in (
+            self.decode_errors,
+            self.lag,
+            self.gaps,
+            self.seq_gaps,
+            self.reconnects,
+            self.resubscribes,
+            self.snapshots_requested,
+            self.rest_requests,
+            self.rest_retries,
+            self.rest_429,
+            self.backfilled_trades,
+            self.settlements_confirmed,
+            self.work_dropped,
+            self.checkpoints,
+        ):
+            self.registry.add(m)
+
+    def add_gauge(
+        self,
+        name: str,
+        help_text: str,
+        fn: Callable[[], float | dict[Labels, float]],
+        labelnames: Iterable[str] = (),
+    ) -> Gauge:
+        g = Gauge("kalshibook_collector_" + name, help_text, fn, labelnames)
+        self.registry.add(g)
+        return g
+
+    def add(self, metric: _Metric) -> None:
+        self.registry.add(metric)
+
+    def render(self) -> str:
+        return self.registry.render()
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus text 0.0.4) and ``GET /health`` (JSON; 200 or 503).
+
+    Deliberately minimal: one request per connection, ``Connection: close``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        render: Callable[[], str],
+        health: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._render = render
+        self._health = health
+        self._server: asyncio.Server | None = None
+
+    @property
+    def bound_port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        log.info("metrics server listening host=%s port=%d", self.host, self.bound_port)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        if self._server is None:
+            await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5.0)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+                return
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = request_line.split()
+            method = parts[0] if parts else ""
+            path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+            if method not in ("GET", "HEAD"):
+                status, ctype, body = "405 Method Not Allowed", "text/plain", "method not allowed\n"
+            elif path == "/metrics":
+                status, ctype, body = "200 OK", "text/plain; version=0.0.4", self._render()
+            elif path == "/health":
+                ok, detail = self._health()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype, body = "application/json", detail + "\n"
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", "not found\n"
+            data = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            if method != "HEAD":
+                writer.write(data)
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
