@@ -34,6 +34,7 @@ __all__ = (
     "market_exists",
     "read_candles",
     "refresh_candles",
+    "refresh_window",
 )
 
 AConn = AsyncConnection[Any]
@@ -261,17 +262,41 @@ CONTINUOUS_AGGREGATES: Final = """
 SELECT view_schema || '.' || view_name FROM timescaledb_information.continuous_aggregates
 WHERE view_schema = 'market'
 """
+# The database's clock, the one the refresh policies use.
+DB_NOW: Final = "SELECT now()"
 REFRESH: Final = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
+
+
+def refresh_window(
+    start: datetime, end: datetime, level: Interval, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The window ``refresh_candles`` gives the ``level`` aggregates, or None when there is none.
+
+    - Every level gets the same window, ``[start, end)`` widened to New York midnights (which are
+      also whole UTC hours and minutes): the 1h level then only reads 1m rows that were refreshed
+      just before it, and the 1d level 1h rows, even for hours/days only partly inside
+      ``[start, end)``. A refresh only recomputes what changed since the last refresh (docs:
+      Refresh continuous aggregates, "Manually refresh"), so the wider windows cost little.
+    - The window never reaches into the bucket still in progress at ``now``: materialising it
+      would move the cagg's watermark to that bucket's end, and real-time aggregation only adds
+      raw data *after* the watermark, so the bucket would then show the rows of the refresh time
+      until a policy re-materialises it (up to a day for 1d). TimescaleDB docs, "Troubleshoot
+      continuous aggregates: watermark is in the future"; timescale/timescaledb#3877.
+    """
+    lo = period_floor(start, "1d")
+    hi = min(period_ceil(end, "1d"), period_floor(now, level))
+    return (lo, hi) if lo < hi else None
 
 
 async def refresh_candles(conn: AConn, start: datetime, end: datetime) -> list[str]:
     """Re-materialise every candle continuous aggregate over ``[start, end)``, in chain order.
 
-    Each level's window is widened to its own bucket boundaries (a refresh only recomputes buckets
-    lying entirely inside the window). On the Apache edition the candle relations are plain views,
-    always current: nothing to do. ``conn`` must be in autocommit mode
-    (``refresh_continuous_aggregate`` cannot run inside a transaction). Returns the relations
-    refreshed.
+    Windows are aligned as :func:`refresh_window` says (a refresh only recomputes buckets lying
+    entirely inside its window, and never the bucket in progress: real-time aggregation serves
+    that one). On the Apache edition the candle relations are plain views, always current:
+    nothing to do. ``conn`` must be in autocommit mode (``refresh_continuous_aggregate`` runs
+    several transactions and refuses a transaction block). Returns the relations refreshed (a
+    level whose window lies inside its bucket in progress is skipped).
     """
     if end <= start:
         raise ValueError("refresh window is empty: end must be after start")
@@ -281,10 +306,18 @@ async def refresh_candles(conn: AConn, start: datetime, end: datetime) -> list[s
         await cur.execute(CONTINUOUS_AGGREGATES)
         caggs = {str(r[0]) for r in await cur.fetchall()}
         done: list[str] = []
+        if not caggs:
+            return done
+        await cur.execute(DB_NOW)
+        row = await cur.fetchone()
+        assert row is not None
+        now: datetime = row[0]
         for name, level in CANDLE_CHAIN:
             if name not in caggs:
                 continue
-            window = (period_floor(start, level), period_ceil(end, level))
+            window = refresh_window(start, end, level, now)
+            if window is None:
+                continue
             await cur.execute(REFRESH, (name, *window))
             done.append(name)
     return done

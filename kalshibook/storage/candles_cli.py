@@ -2,8 +2,9 @@
 
 Use after a REST backfill that inserted trades (or quotes/stats) older than the refresh policies'
 windows (3 h for 1m, 2 days for 1h, 7 days for 1d). Every candle continuous aggregate is refreshed
-over the window in chain order (1m, then 1h, then 1d). On the Apache edition the candle relations
-are plain views, always current, and the command only says so.
+over the window in chain order (1m, then 1h, then 1d), widened to New York midnights and stopped
+at the bucket still in progress (real-time aggregation serves it). On the Apache edition the candle
+relations are plain views, always current, and the command only says so.
 """
 
 from __future__ import annotations
@@ -40,23 +41,30 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def _refresh(url: str, start: datetime, end: datetime) -> list[str]:
+async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str], str]:
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {reason}") from None
     async with conn:
-        return await refresh_candles(conn, start, end)
+        done = await refresh_candles(conn, start, end)
+        row = await (await conn.execute("SHOW timescaledb.license")).fetchone()
+    return done, (str(row[0]) if row else "")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     start, end = _window(args)
-    done = asyncio.run(_refresh(url, start, end))
+    done, edition = asyncio.run(_refresh(url, start, end))
     window = f"[{start.isoformat()}, {end.isoformat()})"
     if done:
         print(f"refreshed {len(done)} candle aggregates over {window}: {', '.join(done)}")
-    else:
+    elif edition == "apache":
         print("candle relations are plain views on this TimescaleDB edition: always current")
+    else:
+        print(
+            f"no candle aggregate refreshed: {window} lies in buckets still in progress, "
+            "which are computed on read (real-time aggregation)"
+        )
     return 0

@@ -40,9 +40,16 @@ Both headers wrap the very same body constants below, so the two editions cannot
 
 Late rows older than a policy's window (e.g. after a long REST backfill) are folded in by
 ``kalshibook refresh-candles --start … --end …`` (kalshibook.storage.candles.refresh_candles).
+On the Community edition that command must also be run once, from the first row, when this
+migration is applied to a database that already holds trades/quotes/stats: a real-time cagg shows
+materialised rows below its watermark and raw rows above it, so once the first policy run has
+moved the watermark to "now", history that no refresh covered is not shown (``upgrade`` logs a
+warning with the exact command).
 """
 
 from __future__ import annotations
+
+import logging
 
 from alembic import op
 from sqlalchemy import text
@@ -55,6 +62,33 @@ depends_on = None
 SCHEMA = "market"
 COMMUNITY = "timescale"
 APACHE = "apache"
+
+# --- continuous-aggregate rules these bodies follow (TimescaleDB 2.19, Community edition) --------
+# Checked by tests/unit/test_candles_migration_sql.py; sources are TimescaleDB's docs and the query
+# validation in tsl/src/continuous_aggs/common.c (cagg_validate_query, caggtimebucket_validate) and
+# create.c (mattablecolumninfo_addentry).
+# - One hypertable or one continuous aggregate in FROM; no window functions, DISTINCT, LIMIT, CTE,
+#   subquery, set operation or grouping sets (cagg_query_supported). Aggregates in finalized caggs
+#   (the only format since 2.7) are not restricted further; plain first/last/min/max/sum/count are
+#   used anyway, so rolling a level up is exact.
+# - GROUP BY holds exactly one time_bucket, on the time dimension column of the source: ``ts`` for
+#   a hypertable, the parent's ``bucket`` for a cagg on a cagg ("use the time-bucketed column from
+#   the existing continuous aggregate as your time column", docs: Hierarchical continuous
+#   aggregates). ``bucket`` is the first column at every level, so it is the same attribute in the
+#   parent's view and in its materialisation hypertable, which is what the check compares.
+# - Every function and operator must be IMMUTABLE ("only immutable functions supported in
+#   continuous aggregate view"), time_bucket with a time zone name included (all checked on the
+#   server, through the Apache views, by tests/integration/test_candles_migration.py).
+# - Hierarchical levels (docs: Hierarchical continuous aggregates, "Restrictions"; common.c): the
+#   bucket must be >= and a multiple of the parent's (1 h = 60 x 1 min; 1 day = 24 x 1 h, a day
+#   counted as 24 h); a fixed-width bucket may not sit on a variable-width one, the reverse is
+#   allowed; origins and offsets must be equal (all default here). A bucket with a time zone counts
+#   as variable-width ("Historically, we treat all buckets with timezones as variable"), so the New
+#   York day must be the top level; the parent needs no time zone (there is no time-zone equality
+#   check), and 1h UTC buckets nest in New York days since New York's UTC offsets are whole hours.
+# - Real-time aggregation recurses through the stack as long as every level is real-time (docs:
+#   Hierarchical continuous aggregates, "Use real-time aggregation ..."): all levels are
+#   materialized_only = false.
 
 # --- trades -------------------------------------------------------------------------------------
 
@@ -199,18 +233,33 @@ CANDLE_RELATIONS: tuple[tuple[str, str, str], ...] = (
 #   materialised once its last hour has been materialised by the 1h policy (lag 15 min + one
 #   schedule of 15 min < 3 h); the 7-day start re-folds a week of late invalidations.
 # In every level the unmaterialised tail is served in real time (materialized_only = false).
+# TimescaleDB's checks (tsl/src/bgw_policy/continuous_aggregate_api.c, validate_window_size):
+# start_offset > end_offset, and end_offset + 2 x bucket width <= start_offset ("policy refresh
+# window too small"). Offsets are converted with a day = 24 h (a month = 30 days); a
+# variable-width bucket's width is taken from its interval (a day = 24 h, a month = 31 days in the
+# versions read), so the 1d level needs 2 days and has 6 days 21 h, ample even if a version padded
+# time-zone buckets; whole days are not required. Any positive end_offset keeps the bucket in
+# progress out of the refresh, which only materialises buckets lying wholly inside its window
+# (docs: Refresh continuous aggregates); materialising that bucket would move the watermark past
+# it and stop real-time aggregation there (docs: Troubleshoot continuous aggregates, "watermark
+# is in the future").
 POLICIES: dict[str, tuple[str, str, str]] = {
     "1m": ("3 hours", "1 minute", "1 minute"),
     "1h": ("2 days", "15 minutes", "15 minutes"),
     "1d": ("7 days", "3 hours", "1 hour"),
 }
 
+# materialized_only = false: real-time aggregation is off by default since TimescaleDB 2.13
+# (docs: Real-time aggregates). WITH NO DATA: only WITH DATA refreshes at creation, which runs its
+# own transactions and errors inside a transaction block (create.c refreshes only when
+# !skipData; timescale/timescaledb#2389); the policies do the first materialisation.
 COMMUNITY_HEADER = (
     "CREATE MATERIALIZED VIEW market.{name}\n"
     "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS"
 )
 COMMUNITY_FOOTER = "WITH NO DATA"
 APACHE_HEADER = "CREATE VIEW market.{name} AS"
+# add_continuous_aggregate_policy only inserts a job row: fine inside the migration's transaction.
 POLICY_SQL = (
     "SELECT add_continuous_aggregate_policy('market.{name}', "
     "start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}', "
@@ -231,7 +280,12 @@ def candle_ddl(edition: str) -> list[str]:
         else:
             statements.append(f"{APACHE_HEADER.format(name=name)}{body}")
         # Default privileges from 0001 cover objects created by the role that ran 0001; grant
-        # explicitly too, in case this migration runs as another role.
+        # explicitly too, in case this migration runs as another role. On a cagg, GRANT is
+        # propagated to its materialisation hypertable and internal views
+        # (timescale/timescaledb#2436; default privileges are copied too since 2.8, #4555/#4580).
+        # Every level must be granted, not only the one a reader queries: the real-time part of
+        # a level calls cagg_watermark() of the level below (through its view), and that function
+        # checks SELECT on that cagg for the *calling* user (src/ts_catalog/continuous_agg.c).
         statements.append(GRANT_SQL.format(name=name))
     if edition == COMMUNITY:
         for name, level, _body in CANDLE_RELATIONS:
@@ -246,18 +300,39 @@ WHERE view_schema = 'market' AND view_name = :name
 """
 
 
+# The oldest source row (NULL on an empty database); min(ts) walks the hypertables' ts index.
+FIRST_SOURCE_ROW = """
+SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
+             (SELECT min(ts) FROM market.market_stats))
+"""
+
+log = logging.getLogger("alembic.runtime.migration")
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     edition = bind.execute(text("SELECT current_setting('timescaledb.license')")).scalar_one()
     for statement in candle_ddl(str(edition)):
         op.execute(statement)
+    if edition == COMMUNITY:
+        first = bind.execute(text(FIRST_SOURCE_ROW)).scalar_one()
+        if first is not None:
+            # Cannot be done here: refresh_continuous_aggregate refuses a transaction block.
+            log.warning(
+                "continuous aggregates created empty over existing data: run `kalshibook "
+                "refresh-candles --start %s` once, or the history older than the refresh "
+                "policies' windows (3 h for 1m) is not shown once they first run",
+                first.isoformat(),
+            )
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     for name, _level, _body in reversed(CANDLE_RELATIONS):
         # Decided per relation, not by the current license: what was created is what is dropped.
-        # Dropping a continuous aggregate also removes its refresh policy.
+        # Reverse chain order: a cagg another one is built on cannot be dropped first. DROP
+        # MATERIALIZED VIEW on a cagg also removes its refresh policy and materialisation (docs:
+        # DROP MATERIALIZED VIEW (continuous aggregate)); DROP VIEW is refused on a cagg.
         is_cagg = bind.execute(text(IS_CAGG), {"name": name}).scalar_one()
         kind = "MATERIALIZED VIEW" if is_cagg else "VIEW"
         op.execute(f"DROP {kind} IF EXISTS market.{name}")

@@ -85,6 +85,55 @@ def test_aggregates_used_are_parallelisable_and_bucketing_is_immutable(db_url: s
         assert volatility == [("i",), ("i",)]
 
 
+def test_every_function_and_operator_of_the_bodies_is_immutable(db_url: str) -> None:
+    """Cagg creation refuses any mutable function ("only immutable functions supported in
+    continuous aggregate view", tsl/src/continuous_aggs/create.c): each body becomes a temporary
+    view whose rewrite-rule dependencies list the extension functions it uses (dependencies on
+    built-in objects are not recorded, so the built-ins the bodies use are checked by name)."""
+    spec = importlib.util.spec_from_file_location("migration_0002_volatility", MIGRATION)
+    assert spec is not None
+    assert spec.loader is not None
+    mig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mig)
+    with psycopg.connect(db_url) as conn:
+        for name, _level, body in mig.CANDLE_RELATIONS:
+            conn.execute(
+                sql.SQL("CREATE TEMP VIEW {} AS ").format(sql.Identifier(f"vol_{name}"))
+                + sql.SQL(body)  # a fixed constant of the migration, not input
+            )
+        rows = conn.execute(
+            """
+            SELECT DISTINCT p.oid::regprocedure::text, p.provolatile
+            FROM pg_class v
+            JOIN pg_rewrite r ON r.ev_class = v.oid
+            JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+            LEFT JOIN pg_operator o
+                   ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
+            JOIN pg_proc p
+              ON (d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid) OR p.oid = o.oprcode
+            WHERE v.relpersistence = 't' AND v.relname LIKE 'vol\\_candles\\_%'
+            """
+        ).fetchall()
+        builtin = conn.execute(
+            """
+            SELECT p.oid::regprocedure::text, p.provolatile FROM pg_proc p
+            WHERE p.pronamespace = 'pg_catalog'::regnamespace
+              AND (p.proname IN ('sum', 'min', 'max', 'count')
+                   OR p.oid IN ('numeric_mul(numeric, numeric)'::regprocedure,
+                                'texteq(text, text)'::regprocedure,
+                                'int8(numeric)'::regprocedure))
+            """
+        ).fetchall()
+        conn.rollback()
+    used = dict(rows)
+    assert any(f.startswith("time_bucket(") for f in used)  # the dependencies were found
+    assert any(f.startswith("first(") for f in used)
+    assert {f: v for f, v in used.items() if v != "i"} == {}
+    # sum/min/max/count (every overload), numeric *, text =, ::bigint of a numeric
+    assert len(builtin) > 10
+    assert {f: v for f, v in builtin if v != "i"} == {}
+
+
 @pytest.fixture
 def reader_url(db_url: str):
     role = f"kb_test_candles_{uuid.uuid4().hex[:8]}"

@@ -2,19 +2,27 @@
 
 CI only has the Apache edition, where the same SELECT bodies run as plain views (see
 tests/integration/test_candles_migration.py). The continuous-aggregate statements cannot run here,
-so they are checked against TimescaleDB 2.19's documented rules: WITH NO DATA, real-time
-(materialized_only = false), chain order, one source per level, GROUP BY time_bucket + ticker,
-only first/last/min/max/sum/count, no window functions/joins/DISTINCT/ORDER BY/FILTER, policies
-whose window spans at least two buckets.
+so they are checked against TimescaleDB 2.19's documented rules and the checks of its source
+(tsl/src/continuous_aggs/common.c, tsl/src/bgw_policy/continuous_aggregate_api.c; the migration's
+comments cite each): WITH NO DATA, real-time (materialized_only = false), chain order, one source
+per level, GROUP BY time_bucket + ticker, only first/last/min/max/sum/count, no window
+functions/joins/DISTINCT/ORDER BY/FILTER, hierarchical bucket widths (>= and a multiple of the
+parent, no fixed-width bucket on a variable-width one, same origin/offset), policies whose window
+spans at least two buckets computed the way TimescaleDB computes it, grants on every level, and
+the downgrade's drop order.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import logging
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 
@@ -198,3 +206,170 @@ def test_downgrade_order_is_reverse_chain_order() -> None:
     for source in SOURCES:
         idx = [order.index(f"candles_{source}_{lvl}") for lvl in LEVELS]
         assert idx == sorted(idx)  # created in chain order; downgrade walks reversed(...)
+
+
+# --- hierarchical rules (common.c cagg_validate_query; docs: Hierarchical continuous aggregates) --
+
+BUCKET_CALL = re.compile(
+    r"time_bucket\(INTERVAL '(\d+) (minute|hour|day)', (\w+)(?:, '([^']+)')?\)"
+)
+
+
+def _bucket(name: str) -> tuple[timedelta, str, str | None]:
+    """(width with a day counted as 24 h, time column, time zone) of the level's time_bucket."""
+    m = BUCKET_CALL.search(_body(name))
+    assert m is not None, name
+    n, unit, column, tz = m.groups()
+    return _interval(f"{n} {unit}"), column, tz
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_hierarchical_bucket_widths_follow_timescaledb_rules(source: str) -> None:
+    levels = [f"candles_{source}_{lvl}" for lvl in LEVELS]
+    buckets = [_bucket(name) for name in levels]
+    assert buckets[0][1] == "ts"  # the hypertable's time dimension column
+    for (parent_width, _c, parent_tz), (width, column, tz) in itertools.pairwise(buckets):
+        # the parent's time column is its bucket (first column, same attno in its mat table)
+        assert column == "bucket"
+        # "should be greater or equal than" / "should be multiple of" the parent's width
+        assert width >= parent_width
+        assert width % parent_width == timedelta(0)
+        # no fixed-width bucket on top of a variable-width (time zone) one
+        assert parent_tz is None or tz is not None
+    # only the top level is variable-width; its zone is a real IANA name, not an offset string
+    assert [tz for _w, _c, tz in buckets[:-1]] == [None, None]
+    tz = buckets[-1][2]
+    assert tz in available_timezones()
+    # every UTC offset of that zone is a whole number of hours, so 1h UTC buckets nest in its days
+    zone = ZoneInfo(tz)
+    t = datetime(2020, 1, 1, tzinfo=UTC)
+    while t < datetime(2031, 1, 1, tzinfo=UTC):
+        offset = t.astimezone(zone).utcoffset()
+        assert offset is not None
+        assert offset % timedelta(hours=1) == timedelta(0)
+        t += timedelta(days=7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_time_bucket_has_no_origin_or_offset(name: str) -> None:
+    # origins/offsets must be equal along a hierarchy ("different bucket origin/offset values"):
+    # all levels use the defaults, so at most (width, column, time zone) is passed
+    call = re.search(r"time_bucket\(([^)]*)\)", _body(name))
+    assert call is not None
+    args = [a.strip() for a in call.group(1).split(",")]
+    assert len(args) <= 3
+    assert not any("=>" in a for a in args)
+
+
+def test_no_statement_needs_to_run_outside_a_transaction() -> None:
+    # the migration runs in one transaction: no refresh, no WITH DATA, no compression at creation
+    for stmt in COMMUNITY + APACHE:
+        upper = stmt.upper()
+        assert "REFRESH" not in upper, stmt
+        assert "TIMESCALEDB.COMPRESS" not in upper, stmt
+        assert not upper.startswith("CALL"), stmt
+
+
+# --- policies, the way validate_window_size computes them ----------------------------------------
+
+
+def _policies() -> dict[str, tuple[int, timedelta, timedelta, timedelta]]:
+    pattern = re.compile(
+        r"SELECT add_continuous_aggregate_policy\('market\.(\w+)', "
+        r"start_offset => INTERVAL '([^']+)', end_offset => INTERVAL '([^']+)', "
+        r"schedule_interval => INTERVAL '([^']+)'\)"
+    )
+    out = {}
+    for i, stmt in enumerate(COMMUNITY):
+        m = pattern.fullmatch(stmt)
+        if m:
+            start, end, schedule = (_interval(g) for g in m.groups()[1:])
+            out[m.group(1)] = (i, start, end, schedule)
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_policy_passes_timescaledb_window_check_with_margin(name: str) -> None:
+    _pos, start, end, _schedule = _policies()[name]
+    width, _column, tz = _bucket(name)
+    # check_valid_interval_values: "start interval should be greater than end interval"
+    assert start > end
+    # validate_window_size: end_offset + 2 * bucket_width <= start_offset, a day being 24 h
+    assert end + 2 * width <= start
+    if tz is not None:
+        # still true with a 25-hour DST day, or were a version to pad a time-zone bucket by 2 days
+        assert end + 2 * (width + timedelta(days=2)) <= start
+
+
+# --- grants (#2436, #4555/#4580; cagg_watermark checks SELECT for the calling user) --------------
+
+
+def test_each_level_is_granted_right_after_creation_on_both_editions() -> None:
+    for statements, creates in ((COMMUNITY, COMMUNITY_CREATES), (APACHE, APACHE_CREATES)):
+        for name, (pos, _body) in creates.items():
+            assert statements[pos + 1] == f"GRANT SELECT ON market.{name} TO kalshibook_reader"
+
+
+# --- upgrade/downgrade with a stand-in for alembic's op ------------------------------------------
+
+
+class _Bind:
+    def __init__(self, edition: str, first_row: datetime | None, caggs: set[str]) -> None:
+        self.edition, self.first_row, self.caggs = edition, first_row, caggs
+        self.queries: list[str] = []
+
+    def execute(self, clause: Any, params: dict[str, str] | None = None) -> SimpleNamespace:
+        sql = str(clause)
+        self.queries.append(sql)
+        if "timescaledb.license" in sql:
+            value: Any = self.edition
+        elif "min(ts)" in sql:
+            value = self.first_row
+        elif "continuous_aggregates" in sql:
+            assert params is not None
+            value = int(params["name"] in self.caggs)
+        else:  # pragma: no cover - an unexpected query
+            raise AssertionError(sql)
+        return SimpleNamespace(scalar_one=lambda: value)
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, step: str, bind: _Bind) -> list[str]:
+    executed: list[str] = []
+    fake_op = SimpleNamespace(get_bind=lambda: bind, execute=executed.append)
+    monkeypatch.setattr(mig, "op", fake_op)
+    getattr(mig, step)()
+    return executed
+
+
+def test_downgrade_drops_in_reverse_chain_order_with_the_right_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    community = _run(monkeypatch, "downgrade", _Bind("timescale", None, set(NAMES)))
+    order = [name for name, _lvl, _body in mig.CANDLE_RELATIONS]
+    assert community == [f"DROP MATERIALIZED VIEW IF EXISTS market.{n}" for n in reversed(order)]
+    for source in SOURCES:  # a level is dropped before the one it is built on
+        idx = [
+            community.index(f"DROP MATERIALIZED VIEW IF EXISTS market.candles_{source}_{lvl}")
+            for lvl in LEVELS
+        ]
+        assert idx == sorted(idx, reverse=True)
+    apache = _run(monkeypatch, "downgrade", _Bind("apache", None, set()))
+    assert apache == [f"DROP VIEW IF EXISTS market.{n}" for n in reversed(order)]
+
+
+def test_upgrade_warns_when_caggs_are_created_over_existing_data(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+        executed = _run(monkeypatch, "upgrade", _Bind("timescale", first, set()))
+    assert executed == COMMUNITY
+    assert "refresh-candles --start 2026-03-01T12:00:00+00:00" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+        _run(monkeypatch, "upgrade", _Bind("timescale", None, set()))  # empty database
+        bind = _Bind("apache", first, set())
+        assert _run(monkeypatch, "upgrade", bind) == APACHE
+    assert caplog.text == ""
+    assert not any("min(ts)" in q for q in bind.queries)  # plain views: always current
