@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -12,6 +15,7 @@ from kalshibook.errors import DatabaseUnavailable, SchemaError
 from kalshibook.storage.urls import redact
 
 ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 
 CHECK_TIMESCALEDB = """
 SELECT (SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb') AS available,
@@ -49,9 +53,49 @@ def preflight(url: str) -> None:
         )
 
 
+CANDLES_REVISION = "0002"
+EDITION = "SELECT current_setting('timescaledb.license')"
+FIRST_SOURCE_ROW = """
+SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
+             (SELECT min(ts) FROM market.market_stats))
+"""
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     preflight(url)
+    before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
+    after = current_revision(url)
+    if (before is None or before < CANDLES_REVISION) and (after or "") >= CANDLES_REVISION:
+        materialise_candle_history(url)
+
+
+def materialise_candle_history(url: str) -> None:
+    """After the candle aggregates are created over existing data, materialise that history.
+
+    Continuous aggregates are created ``WITH NO DATA`` (creation runs in the migration's
+    transaction); real-time aggregation only covers rows after the last materialised bucket, so
+    once the first policy run materialises the recent window, older history would disappear from
+    the candles. ``refresh_continuous_aggregate`` refuses a transaction block, hence here, after
+    the migration committed. Nothing to do on the Apache edition (plain views) or with no data.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        edition_row = conn.execute(EDITION).fetchone()
+        if edition_row is None or edition_row[0] != "timescale":
+            return
+        first_row = conn.execute(FIRST_SOURCE_ROW).fetchone()
+    if first_row is None or first_row[0] is None:
+        return
+    first: datetime = first_row[0]
+    log.info("materialising candle history from %s", first.isoformat())
+    asyncio.run(_refresh_all(url, first))
+
+
+async def _refresh_all(url: str, first: datetime) -> None:
+    from kalshibook.storage.candles import refresh_candles
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await refresh_candles(conn, first, datetime.now(UTC) + timedelta(days=1))
 
 
 def downgrade(url: str, revision: str) -> None:

@@ -319,9 +319,11 @@ def upgrade() -> None:
         if first is not None:
             # Cannot be done here: refresh_continuous_aggregate refuses a transaction block.
             log.warning(
-                "continuous aggregates created empty over existing data: run `kalshibook "
-                "refresh-candles --start %s` once, or the history older than the refresh "
-                "policies' windows (3 h for 1m) is not shown once they first run",
+                "continuous aggregates created empty over existing data: `kalshibook migrate` "
+                "materialises the history right after this migration; if you ran alembic "
+                "directly, run `kalshibook refresh-candles --start %s` once, or the history "
+                "older than the refresh policies' windows (3 h for 1m) is not shown once they "
+                "first run",
                 first.isoformat(),
             )
 
