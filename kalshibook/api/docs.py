@@ -24,8 +24,10 @@ __all__ = (
     "AtParam",
     "CursorParam",
     "EndParam",
+    "EventFilter",
     "EventTickerPath",
     "LimitParam",
+    "SeriesFilter",
     "StartParam",
     "TickerPath",
     "priced",
@@ -147,6 +149,14 @@ SettledTickerPath = Annotated[
 ]
 SeriesTickerPath = Annotated[
     str, Parameter(description="series ticker", examples=[Example(value=EXAMPLE_SERIES)])
+]
+SeriesFilter = Annotated[
+    str | None,
+    Parameter(description="series ticker", examples=[Example(value=EXAMPLE_SERIES)]),
+]
+EventFilter = Annotated[
+    str | None,
+    Parameter(description="event ticker", examples=[Example(value=EXAMPLE_EVENT)]),
 ]
 
 # -- example bodies ------------------------------------------------------------------------------

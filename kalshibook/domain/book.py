@@ -15,7 +15,7 @@ returns the new :class:`Quote` exactly when the top of book changed (the collect
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Literal, NamedTuple
 
@@ -75,32 +75,42 @@ _price_cache: dict[Decimal, int] = {}
 _size_cache: dict[Decimal, int] = {}
 
 
+def _units_miss(
+    cache: dict[Decimal, int],
+    value: Decimal,
+    to_units: Callable[[Decimal], int],
+    what: str,
+    check: Callable[[int], bool] | None = None,
+) -> int:
+    """The cache-miss path of :func:`_price_units` / :func:`_size_units`: convert, validate, and
+    memoise while the cache has room."""
+    try:
+        units = to_units(value)
+    except KalshibookError as exc:
+        raise BookError(f"invalid {what} {value!r}: {exc}") from None
+    if check is not None and not check(units):
+        raise BookError(f"{what} {value} is outside [0, 1]")
+    if len(cache) < _CACHE_MAX:
+        cache[value] = units
+    return units
+
+
+def _price_in_range(units: int) -> bool:
+    return 0 <= units <= PRICE_SCALE
+
+
 def _price_units(price: Decimal) -> int:
     units = _price_cache.get(price)
     if units is not None:
         return units
-    try:
-        units = price_to_units(price)
-    except KalshibookError as exc:
-        raise BookError(f"invalid price {price!r}: {exc}") from None
-    if units < 0 or units > PRICE_SCALE:
-        raise BookError(f"price {price} is outside [0, 1]")
-    if len(_price_cache) < _CACHE_MAX:
-        _price_cache[price] = units
-    return units
+    return _units_miss(_price_cache, price, price_to_units, "price", _price_in_range)
 
 
 def _size_units(size: Decimal) -> int:
     units = _size_cache.get(size)
     if units is not None:
         return units
-    try:
-        units = size_to_units(size)
-    except KalshibookError as exc:
-        raise BookError(f"invalid size {size!r}: {exc}") from None
-    if len(_size_cache) < _CACHE_MAX:
-        _size_cache[size] = units
-    return units
+    return _units_miss(_size_cache, size, size_to_units, "size")
 
 
 def _check_side(side: str) -> None:

@@ -48,7 +48,7 @@ from kalshibook.kalshi.messages import (
 )
 from kalshibook.settings import KalshiSettings
 
-__all__ = ("KalshiRest", "RestStats", "TokenBucket")
+__all__ = ("KalshiClientBase", "KalshiRest", "RestStats", "TokenBucket")
 
 _T = TypeVar("_T")
 Timestamp = int | datetime
@@ -154,7 +154,38 @@ def _seg(v: str) -> str:
     return quote(v, safe="")
 
 
-class KalshiRest:
+class KalshiClientBase:
+    """What the REST and WebSocket clients share: settings, the signing key, the clock, the
+    backoff's random source and the sleep function."""
+
+    def __init__(
+        self,
+        settings: KalshiSettings,
+        key: PrivateKey | None,
+        key_id: str | None,
+        clock: Callable[[], float],
+        rng: random.Random | None,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self._key = key
+        self._key_id = settings.key_id if key_id is None else key_id
+        if key is not None and not self._key_id:
+            raise ConfigError("KALSHIBOOK_KALSHI_KEY_ID is not set (needed to sign with the key)")
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    def _signed_get_headers(self, key: PrivateKey, path: str) -> dict[str, str]:
+        """``KALSHI-ACCESS-*`` headers of a GET of ``path``, signed now."""
+        return signed_headers(self._key_id, key, "GET", path, now_ms=int(self._clock() * 1000))
+
+    def _backoff(self) -> Backoff:
+        """A fresh retry/reconnect backoff from the settings."""
+        return Backoff(self.settings.reconnect_initial, self.settings.reconnect_max, rng=self._rng)
+
+
+class KalshiRest(KalshiClientBase):
     """Async context manager around an :class:`httpx.AsyncClient` on ``settings.rest_url``."""
 
     def __init__(
@@ -169,15 +200,8 @@ class KalshiRest:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings
-        self._key = key
-        self._key_id = settings.key_id if key_id is None else key_id
-        if key is not None and not self._key_id:
-            raise ConfigError("KALSHIBOOK_KALSHI_KEY_ID is not set (needed to sign with the key)")
+        super().__init__(settings, key, key_id, clock, rng, sleep)
         self._transport = transport
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
         self.bucket = bucket or TokenBucket(settings.rest_rate, settings.rest_burst, sleep=sleep)
         self.stats = RestStats()
         self._client: httpx.AsyncClient | None = None
@@ -209,22 +233,17 @@ class KalshiRest:
         if client is None:
             raise RuntimeError("KalshiRest must be used as 'async with KalshiRest(...)'")
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        backoff = Backoff(
-            self.settings.reconnect_initial, self.settings.reconnect_max, rng=self._rng
-        )
+        backoff = self._backoff()
         attempt = 0
         while True:
             self.stats.throttled_s += await self.bucket.acquire()
             request = client.build_request("GET", path, params=query)
             if self._key is not None:
                 request.headers.update(
-                    signed_headers(
-                        self._key_id,
+                    self._signed_get_headers(
                         self._key,
-                        "GET",
                         # sign the path as sent (percent-encoded), without the query string
                         request.url.raw_path.split(b"?", 1)[0].decode("ascii"),
-                        now_ms=int(self._clock() * 1000),
                     )
                 )
             self.stats.requests += 1

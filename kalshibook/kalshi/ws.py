@@ -58,15 +58,14 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.protocol import Event
 
 from kalshibook.errors import (
-    ConfigError,
     FatalFeedError,
     FeedDisconnected,
     FeedError,
     ProtocolError,
     WsCommandError,
 )
-from kalshibook.kalshi.auth import WS_PATH, PrivateKey, signed_headers
-from kalshibook.kalshi.backoff import Backoff, classify
+from kalshibook.kalshi.auth import WS_PATH, PrivateKey
+from kalshibook.kalshi.backoff import classify
 from kalshibook.kalshi.messages import (
     DecodeStats,
     ErrorFrame,
@@ -82,6 +81,7 @@ from kalshibook.kalshi.messages import (
     unsubscribe_cmd,
     update_subscription_cmd,
 )
+from kalshibook.kalshi.rest import KalshiClientBase
 from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
 from kalshibook.settings import KalshiSettings
 
@@ -205,6 +205,16 @@ class _Channel(Generic[_T]):
         item = self._items.popleft()
         self._not_full.set()
         return item
+
+    def take_nowait(self, n: int) -> list[_T]:
+        """Up to ``n`` buffered items, without waiting (empty when none is buffered)."""
+        items = self._items
+        k = min(n, len(items))
+        if not k:
+            return []
+        out = [items.popleft() for _ in range(k)]
+        self._not_full.set()
+        return out
 
 
 _CONTROL: tuple[type, ...] = (Subscribed, Ok, Unsubscribed, ErrorFrame)
@@ -404,6 +414,12 @@ class WsSession:
     def __aiter__(self) -> WsSession:
         return self
 
+    def take_nowait(self, n: int = 256) -> list[DataItem]:
+        """Up to ``n`` data-plane items already buffered, in order, without waiting: lets a hot
+        consumer loop skip one ``await`` per item. Use ``async for``/``__anext__`` when it
+        returns nothing (that also ends the iteration after the :class:`Disconnected`)."""
+        return self._channel.take_nowait(n)
+
     async def __anext__(self) -> DataItem:
         try:
             return await self._channel.get()
@@ -447,7 +463,7 @@ class WsSession:
             self._pending.pop(cmd_id, None)
         for f in pending.frames:
             if isinstance(f, ErrorFrame):
-                raise WsCommandError(f.code, f.msg, cmd, cmd_id)
+                raise WsCommandError(f.code, f.msg, cmd, cmd_id, f.market_tickers)
         return pending.frames
 
     async def subscribe(
@@ -546,7 +562,7 @@ def _close_text(exc: ConnectionClosed) -> str:
     return f"code {frame.code}{' ' + frame.reason if frame.reason else ''}"
 
 
-class KalshiWebSocket:
+class KalshiWebSocket(KalshiClientBase):
     """Connection manager: signs each handshake, (re)connects, and fronts the current session."""
 
     def __init__(
@@ -566,18 +582,11 @@ class KalshiWebSocket:
         connect_options: Mapping[str, Any] | None = None,
         connector: Callable[..., Awaitable[ClientConnection]] | None = None,
     ) -> None:
-        self.settings = settings
-        self._key = key
-        self._key_id = settings.key_id if key_id is None else key_id
-        if key is not None and not self._key_id:
-            raise ConfigError("KALSHIBOOK_KALSHI_KEY_ID is not set (needed to sign with the key)")
-        self._clock = clock
+        super().__init__(settings, key, key_id, clock, rng, sleep)
         self._queue_size = queue_size
         self._command_timeout = command_timeout
         self._open_timeout = open_timeout
         self._ping_interval = ping_interval
-        self._rng = rng or random.Random()
-        self._sleep = sleep
         self._connect_options = dict(connect_options or {})
         self._connector = connector or _ws_connect
         self.stats = WsStats(decode_stats)
@@ -589,9 +598,7 @@ class KalshiWebSocket:
         if self._key is None:
             return {}
         path = urlsplit(self.settings.ws_url).path or WS_PATH
-        return signed_headers(
-            self._key_id, self._key, "GET", path, now_ms=int(self._clock() * 1000)
-        )
+        return self._signed_get_headers(self._key, path)
 
     async def connect(self) -> WsSession:
         """Open one connection (no retry). 401/403 raise :class:`FatalFeedError`."""
@@ -637,9 +644,7 @@ class KalshiWebSocket:
         Retryable failures back off (capped, jittered); fatal ones raise :class:`FatalFeedError`.
         Wrap in :func:`contextlib.aclosing` so an early exit closes the last session.
         """
-        backoff = Backoff(
-            self.settings.reconnect_initial, self.settings.reconnect_max, rng=self._rng
-        )
+        backoff = self._backoff()
         while True:
             try:
                 session = await self.connect()

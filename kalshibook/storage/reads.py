@@ -11,10 +11,11 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, LiteralString, NamedTuple, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.rows import args_row
@@ -38,6 +39,7 @@ __all__ = (
 )
 
 Conn = AsyncConnection[Any]
+_R = TypeVar("_R")
 
 # -- rows ----------------------------------------------------------------------------------------
 
@@ -450,46 +452,71 @@ HEALTH_PROBE = "SELECT 1"
 # -- functions -----------------------------------------------------------------------------------
 
 
-async def list_series(
-    conn: Conn, *, category: str | None, after: str | None, limit: int
-) -> list[SeriesRow]:
-    async with conn.cursor(row_factory=args_row(SeriesRow)) as cur:
-        await cur.execute(LIST_SERIES, {"category": category, "after": after, "limit": limit})
+async def _fetch_all(
+    conn: Conn,
+    row: Callable[..., _R],
+    query: LiteralString,
+    params: Mapping[str, Any] | None = None,
+) -> list[_R]:
+    """Every row of one of the constant queries above, built by ``row``."""
+    async with conn.cursor(row_factory=args_row(row)) as cur:
+        await cur.execute(query, params)
         return await cur.fetchall()
 
 
-async def get_series(conn: Conn, ticker: str) -> SeriesRow | None:
-    async with conn.cursor(row_factory=args_row(SeriesRow)) as cur:
-        await cur.execute(GET_SERIES, {"ticker": ticker})
+async def _fetch_one(
+    conn: Conn,
+    row: Callable[..., _R],
+    query: LiteralString,
+    params: Mapping[str, Any] | None = None,
+) -> _R | None:
+    """The first row of one of the constant queries above, or ``None``."""
+    async with conn.cursor(row_factory=args_row(row)) as cur:
+        await cur.execute(query, params)
         return await cur.fetchone()
 
 
+def _keyset(names: tuple[str, ...], after: Sequence[Any] | None) -> dict[str, Any]:
+    """The cursor parameters of a keyset listing: ``names`` bound to the parts of ``after`` (all
+    ``None`` on the first page)."""
+    if not after:
+        return dict.fromkeys(names)
+    return dict(zip(names, after, strict=True))
+
+
+async def list_series(
+    conn: Conn, *, category: str | None, after: str | None, limit: int
+) -> list[SeriesRow]:
+    return await _fetch_all(
+        conn, SeriesRow, LIST_SERIES, {"category": category, "after": after, "limit": limit}
+    )
+
+
+async def get_series(conn: Conn, ticker: str) -> SeriesRow | None:
+    return await _fetch_one(conn, SeriesRow, GET_SERIES, {"ticker": ticker})
+
+
 async def series_events(conn: Conn, series: str) -> list[EventRow]:
-    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
-        await cur.execute(SERIES_EVENTS, {"series": series})
-        return await cur.fetchall()
+    return await _fetch_all(conn, EventRow, SERIES_EVENTS, {"series": series})
 
 
 async def list_events(
     conn: Conn, *, series: str | None, statuses: list[str] | None, after: str | None, limit: int
 ) -> list[EventRow]:
-    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
-        await cur.execute(
-            LIST_EVENTS, {"series": series, "statuses": statuses, "after": after, "limit": limit}
-        )
-        return await cur.fetchall()
+    return await _fetch_all(
+        conn,
+        EventRow,
+        LIST_EVENTS,
+        {"series": series, "statuses": statuses, "after": after, "limit": limit},
+    )
 
 
 async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
-    async with conn.cursor(row_factory=args_row(EventRow)) as cur:
-        await cur.execute(GET_EVENT, {"event": event_ticker})
-        return await cur.fetchone()
+    return await _fetch_one(conn, EventRow, GET_EVENT, {"event": event_ticker})
 
 
 async def event_markets(conn: Conn, event_ticker: str) -> list[MarketRow]:
-    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
-        await cur.execute(EVENT_MARKETS, {"event": event_ticker})
-        return await cur.fetchall()
+    return await _fetch_all(conn, MarketRow, EVENT_MARKETS, {"event": event_ticker})
 
 
 async def list_markets(
@@ -502,15 +529,11 @@ async def list_markets(
     limit: int,
 ) -> list[MarketRow]:
     params = {"event": event, "series": series, "statuses": statuses, "after": after}
-    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
-        await cur.execute(LIST_MARKETS, {**params, "limit": limit})
-        return await cur.fetchall()
+    return await _fetch_all(conn, MarketRow, LIST_MARKETS, {**params, "limit": limit})
 
 
 async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
-    async with conn.cursor(row_factory=args_row(MarketRow)) as cur:
-        await cur.execute(GET_MARKET, {"ticker": ticker})
-        return await cur.fetchone()
+    return await _fetch_one(conn, MarketRow, GET_MARKET, {"ticker": ticker})
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
@@ -537,13 +560,10 @@ async def list_trades(
         "series": series,
         "start": start,
         "end": end,
-        "c_ts": after[0] if after else None,
-        "c_id": after[1] if after else None,
+        **_keyset(("c_ts", "c_id"), after),
         "limit": limit,
     }
-    async with conn.cursor(row_factory=args_row(TradeRow)) as cur:
-        await cur.execute(LIST_TRADES, params)
-        return await cur.fetchall()
+    return await _fetch_all(conn, TradeRow, LIST_TRADES, params)
 
 
 async def list_settlements(
@@ -563,19 +583,14 @@ async def list_settlements(
         "result": result,
         "start": start,
         "end": end,
-        "c_ts": after[0] if after else None,
-        "c_tk": after[1] if after else None,
+        **_keyset(("c_ts", "c_tk"), after),
         "limit": limit,
     }
-    async with conn.cursor(row_factory=args_row(SettlementRow)) as cur:
-        await cur.execute(LIST_SETTLEMENTS, params)
-        return await cur.fetchall()
+    return await _fetch_all(conn, SettlementRow, LIST_SETTLEMENTS, params)
 
 
 async def get_settlement(conn: Conn, ticker: str) -> SettlementRow | None:
-    async with conn.cursor(row_factory=args_row(SettlementRow)) as cur:
-        await cur.execute(GET_SETTLEMENT, {"ticker": ticker})
-        return await cur.fetchone()
+    return await _fetch_one(conn, SettlementRow, GET_SETTLEMENT, {"ticker": ticker})
 
 
 async def list_deltas(
@@ -591,14 +606,10 @@ async def list_deltas(
         "ticker": ticker,
         "start": start,
         "end": end,
-        "c_ts": after[0] if after else None,
-        "c_epoch": after[1] if after else None,
-        "c_seq": after[2] if after else None,
+        **_keyset(("c_ts", "c_epoch", "c_seq"), after),
         "limit": limit,
     }
-    async with conn.cursor(row_factory=args_row(DeltaRow)) as cur:
-        await cur.execute(LIST_DELTAS, params)
-        return await cur.fetchall()
+    return await _fetch_all(conn, DeltaRow, LIST_DELTAS, params)
 
 
 async def list_gaps(
@@ -614,27 +625,18 @@ async def list_gaps(
         "ticker": ticker,
         "start": start,
         "end": end,
-        "c_from": after[0] if after else None,
-        "c_det": after[1] if after else None,
-        "c_to": after[2] if after else None,
-        "c_reason": after[3] if after else None,
+        **_keyset(("c_from", "c_det", "c_to", "c_reason"), after),
         "limit": limit,
     }
-    async with conn.cursor(row_factory=args_row(GapRow)) as cur:
-        await cur.execute(LIST_GAPS, params)
-        return await cur.fetchall()
+    return await _fetch_all(conn, GapRow, LIST_GAPS, params)
 
 
 async def status_channels(conn: Conn) -> list[ChannelRow]:
-    async with conn.cursor(row_factory=args_row(ChannelRow)) as cur:
-        await cur.execute(STATUS_CHANNELS)
-        return await cur.fetchall()
+    return await _fetch_all(conn, ChannelRow, STATUS_CHANNELS)
 
 
 async def status_coverage(conn: Conn) -> tuple[CoverageRow, dict[str, int]]:
-    async with conn.cursor(row_factory=args_row(CoverageRow)) as cur:
-        await cur.execute(STATUS_COVERAGE)
-        coverage = await cur.fetchone()
+    coverage = await _fetch_one(conn, CoverageRow, STATUS_COVERAGE)
     assert coverage is not None
     cur2 = await conn.execute(MARKETS_BY_STATUS)
     by_status = {str(status): int(n) for status, n in await cur2.fetchall()}

@@ -437,35 +437,14 @@ class Writer:
 
     async def put(self, table: str, row: Row) -> None:
         """Queue ``row`` for ``table``; waits while the table's queue is full (backpressure)."""
-        q = self._queues.get(table)
-        if q is None:
-            raise StorageError(f"the writer has no table {table!r}")
-        rows = q.rows
-        if len(rows) < q.limit and self._open and len(row) == q.ncols:
-            if not rows:
-                q.first_at = time.monotonic()
-                self._wake.set()
-            rows.append(row)
-            q.rows_put += 1
-            if len(rows) == q.trigger:
-                self._wake.set()
-            return
-        await self._put_slow(q, row)
+        q = self._put_fast(table, row)
+        if q is not None:
+            await self._put_slow(q, row)
 
     def put_nowait(self, table: str, row: Row) -> None:
         """Queue ``row`` for ``table`` or raise :class:`WriterFull` at once."""
-        q = self._queues.get(table)
+        q = self._put_fast(table, row)
         if q is None:
-            raise StorageError(f"the writer has no table {table!r}")
-        rows = q.rows
-        if len(rows) < q.limit and self._open and len(row) == q.ncols:
-            if not rows:
-                q.first_at = time.monotonic()
-                self._wake.set()
-            rows.append(row)
-            q.rows_put += 1
-            if len(rows) == q.trigger:
-                self._wake.set()
             return
         self._check_open()
         self._check_row(q, row)
@@ -496,6 +475,25 @@ class Writer:
         """Record a settlement: the WS lifecycle row first (``confirmed=False``), then the REST
         confirmation (``source='rest', confirmed=True``) which sets the value for good."""
         await self.put("settlements", row)
+
+    def _put_fast(self, table: str, row: Row) -> _Queue | None:
+        """The fast path of :meth:`put` and :meth:`put_nowait`: queue ``row`` when the writer is
+        open, the row has the table's width and the queue has room (``None``); otherwise queue
+        nothing and return the table's queue for the caller's slow path."""
+        q = self._queues.get(table)
+        if q is None:
+            raise StorageError(f"the writer has no table {table!r}")
+        rows = q.rows
+        if len(rows) < q.limit and self._open and len(row) == q.ncols:
+            if not rows:
+                q.first_at = time.monotonic()
+                self._wake.set()
+            rows.append(row)
+            q.rows_put += 1
+            if len(rows) == q.trigger:
+                self._wake.set()
+            return None
+        return q
 
     async def _put_slow(self, q: _Queue, row: Row) -> None:
         self._check_open()

@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import Conn, SettingsDep, cursor_codec, envelope_meta, split_page
+from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
 from kalshibook.api.docs import (
     AtParam,
     CursorParam,
@@ -22,7 +22,8 @@ from kalshibook.api.docs import (
     priced,
     responses,
 )
-from kalshibook.api.params import parse_limit, parse_range, parse_time
+from kalshibook.api.params import parse_range, parse_time
+from kalshibook.api.routes._paging import Pager
 from kalshibook.domain.prices import (
     PRICE_SCALE,
     fmt_count,
@@ -187,15 +188,14 @@ async def deltas(
         Parameter(description="include the starting book (needs `start`)"),
     ] = False,
 ) -> s.DeltaPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
+    pager = Pager(request, settings, limit, "deltas")
     t0, t1 = parse_range(start, end)
     if with_book and t0 is None and cursor is None:
         raise BadRequest("with_book=true needs `start`", parameter="start")
-    codec = cursor_codec(request)
-    after = (
-        codec.decode(cursor, "deltas", tuple[datetime, int, int]) if cursor is not None else None
+    after = pager.after(cursor, tuple[datetime, int, int])
+    rows = await reads.list_deltas(
+        conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
-    rows = await reads.list_deltas(conn, ticker=ticker, start=t0, end=t1, after=after, limit=n + 1)
     book = None
     if with_book and after is None and t0 is not None:
         result = await reads.book_at(conn, ticker, t0, inclusive=False)
@@ -204,16 +204,7 @@ async def deltas(
             await _require_known(conn, ticker)
     elif not rows and after is None:
         await _require_known(conn, ticker)
-    page, next_cursor, has_more = split_page(
-        rows, n, codec, "deltas", lambda r: (r.ts, r.epoch, r.seq)
-    )
-    return s.DeltaPage(
-        data=[delta_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        book=book,
-        **envelope_meta(request),
-    )
+    return pager.page(s.DeltaPage, rows, delta_out, lambda r: (r.ts, r.epoch, r.seq), book=book)
 
 
 @get(
@@ -234,25 +225,16 @@ async def gaps(
     limit: LimitParam = None,
     cursor: CursorParam = None,
 ) -> s.GapPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
+    pager = Pager(request, settings, limit, "gaps")
     t0, t1 = parse_range(start, end)
-    codec = cursor_codec(request)
-    after = (
-        codec.decode(cursor, "gaps", tuple[datetime, datetime, datetime, str])
-        if cursor is not None
-        else None
+    after = pager.after(cursor, tuple[datetime, datetime, datetime, str])
+    rows = await reads.list_gaps(
+        conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
-    rows = await reads.list_gaps(conn, ticker=ticker, start=t0, end=t1, after=after, limit=n + 1)
     if not rows and after is None:
         await _require_known(conn, ticker)
-    page, next_cursor, has_more = split_page(
-        rows, n, codec, "gaps", lambda r: (r.from_ts, r.detected_at, r.to_ts, r.reason)
-    )
-    return s.GapPage(
-        data=[gap_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
+    return pager.page(
+        s.GapPage, rows, gap_out, lambda r: (r.from_ts, r.detected_at, r.to_ts, r.reason)
     )
 
 

@@ -10,25 +10,19 @@ from litestar.params import Parameter
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import (
-    Conn,
-    SettingsDep,
-    cursor_codec,
-    dollars_str,
-    envelope_meta,
-    num_str,
-    split_page,
-)
+from kalshibook.api.deps import Conn, SettingsDep, dollars_str, envelope_meta, num_str
 from kalshibook.api.docs import (
     CursorParam,
+    EventFilter,
     EventTickerPath,
     LimitParam,
+    SeriesFilter,
     SeriesTickerPath,
     TickerPath,
     priced,
     responses,
 )
-from kalshibook.api.params import parse_limit
+from kalshibook.api.routes._paging import Pager
 from kalshibook.errors import NotFound
 from kalshibook.storage import reads
 
@@ -67,14 +61,6 @@ StatusParam = Annotated[
         "market status (active, finalized, ...)",
         examples=[Example(value="open")],
     ),
-]
-SeriesFilter = Annotated[
-    str | None,
-    Parameter(description="series ticker", examples=[Example(value=docs.EXAMPLE_SERIES)]),
-]
-EventFilter = Annotated[
-    str | None,
-    Parameter(description="event ticker", examples=[Example(value=docs.EXAMPLE_EVENT)]),
 ]
 
 
@@ -147,19 +133,12 @@ async def list_series(
         Parameter(description="exact category", examples=[Example(value="Climate and Weather")]),
     ] = None,
 ) -> s.SeriesPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
-    codec = cursor_codec(request)
-    after = codec.decode(cursor, "series", tuple[str]) if cursor is not None else None
+    pager = Pager(request, settings, limit, "series")
+    after = pager.after(cursor, tuple[str])
     rows = await reads.list_series(
-        conn, category=category, after=after[0] if after else None, limit=n + 1
+        conn, category=category, after=after[0] if after else None, limit=pager.fetch
     )
-    page, next_cursor, has_more = split_page(rows, n, codec, "series", lambda r: (r.ticker,))
-    return s.SeriesPage(
-        data=[series_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
-    )
+    return pager.page(s.SeriesPage, rows, series_out, lambda r: (r.ticker,))
 
 
 @get(
@@ -201,23 +180,16 @@ async def list_events(
     series_ticker: SeriesFilter = None,
     status: StatusParam = None,
 ) -> s.EventPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
-    codec = cursor_codec(request)
-    after = codec.decode(cursor, "events", tuple[str]) if cursor is not None else None
+    pager = Pager(request, settings, limit, "events")
+    after = pager.after(cursor, tuple[str])
     rows = await reads.list_events(
         conn,
         series=series_ticker,
         statuses=_statuses(status),
         after=after[0] if after else None,
-        limit=n + 1,
+        limit=pager.fetch,
     )
-    page, next_cursor, has_more = split_page(rows, n, codec, "events", lambda r: (r.event_ticker,))
-    return s.EventPage(
-        data=[event_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
-    )
+    return pager.page(s.EventPage, rows, event_out, lambda r: (r.event_ticker,))
 
 
 @get(
@@ -255,24 +227,17 @@ async def list_markets(
     series_ticker: SeriesFilter = None,
     status: StatusParam = None,
 ) -> s.MarketPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
-    codec = cursor_codec(request)
-    after = codec.decode(cursor, "markets", tuple[str]) if cursor is not None else None
+    pager = Pager(request, settings, limit, "markets")
+    after = pager.after(cursor, tuple[str])
     rows = await reads.list_markets(
         conn,
         event=event_ticker,
         series=series_ticker,
         statuses=_statuses(status),
         after=after[0] if after else None,
-        limit=n + 1,
+        limit=pager.fetch,
     )
-    page, next_cursor, has_more = split_page(rows, n, codec, "markets", lambda r: (r.ticker,))
-    return s.MarketPage(
-        data=[market_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
-    )
+    return pager.page(s.MarketPage, rows, market_out, lambda r: (r.ticker,))
 
 
 @get(

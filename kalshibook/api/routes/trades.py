@@ -12,39 +12,25 @@ from litestar.params import Parameter
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import (
-    Conn,
-    SettingsDep,
-    cursor_codec,
-    dollars_str,
-    envelope_meta,
-    parse_tickers,
-    split_page,
-)
+from kalshibook.api.deps import Conn, SettingsDep, dollars_str, envelope_meta, parse_tickers
 from kalshibook.api.docs import (
     CursorParam,
     EndParam,
+    EventFilter,
     LimitParam,
+    SeriesFilter,
     SettledTickerPath,
     StartParam,
     TickerPath,
     priced,
     responses,
 )
-from kalshibook.api.params import parse_limit, parse_range
+from kalshibook.api.params import parse_range
+from kalshibook.api.routes._paging import Pager
 from kalshibook.errors import NotFound
 from kalshibook.storage import reads
 
 __all__ = ("HANDLERS",)
-
-SeriesFilter = Annotated[
-    str | None,
-    Parameter(description="series ticker", examples=[Example(value=docs.EXAMPLE_SERIES)]),
-]
-EventFilter = Annotated[
-    str | None,
-    Parameter(description="event ticker", examples=[Example(value=docs.EXAMPLE_EVENT)]),
-]
 
 
 def trade_out(row: reads.TradeRow) -> s.Trade:
@@ -90,12 +76,9 @@ async def _trades_page(
     cursor: str | None,
     known_ticker: str | None = None,
 ) -> s.TradePage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
+    pager = Pager(request, settings, limit, "trades")
     t0, t1 = parse_range(start, end)
-    codec = cursor_codec(request)
-    after = (
-        codec.decode(cursor, "trades", tuple[datetime, uuid.UUID]) if cursor is not None else None
-    )
+    after = pager.after(cursor, tuple[datetime, uuid.UUID])
     rows = await reads.list_trades(
         conn,
         tickers=tickers,
@@ -104,7 +87,7 @@ async def _trades_page(
         start=t0,
         end=t1,
         after=after,
-        limit=n + 1,
+        limit=pager.fetch,
     )
     if (
         not rows
@@ -113,13 +96,7 @@ async def _trades_page(
         and not await reads.market_known(conn, known_ticker)
     ):
         raise NotFound(f"unknown market ticker {known_ticker!r}", parameter="ticker")
-    page, next_cursor, has_more = split_page(rows, n, codec, "trades", lambda r: (r.ts, r.trade_id))
-    return s.TradePage(
-        data=[trade_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
-    )
+    return pager.page(s.TradePage, rows, trade_out, lambda r: (r.ts, r.trade_id))
 
 
 @get(
@@ -219,14 +196,9 @@ async def list_settlements(
     limit: LimitParam = None,
     cursor: CursorParam = None,
 ) -> s.SettlementPage:
-    n = parse_limit(limit, default=settings.api.default_limit, maximum=settings.api.max_limit)
+    pager = Pager(request, settings, limit, "settlements")
     t0, t1 = parse_range(start, end)
-    codec = cursor_codec(request)
-    after = (
-        codec.decode(cursor, "settlements", tuple[datetime | None, str])
-        if cursor is not None
-        else None
-    )
+    after = pager.after(cursor, tuple[datetime | None, str])
     rows = await reads.list_settlements(
         conn,
         event=event_ticker,
@@ -235,16 +207,10 @@ async def list_settlements(
         start=t0,
         end=t1,
         after=after,
-        limit=n + 1,
+        limit=pager.fetch,
     )
-    page, next_cursor, has_more = split_page(
-        rows, n, codec, "settlements", lambda r: (r.settled_at, r.market_ticker)
-    )
-    return s.SettlementPage(
-        data=[settlement_out(r) for r in page],
-        next_cursor=next_cursor,
-        has_more=has_more,
-        **envelope_meta(request),
+    return pager.page(
+        s.SettlementPage, rows, settlement_out, lambda r: (r.settled_at, r.market_ticker)
     )
 
 
