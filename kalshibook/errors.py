@@ -129,9 +129,18 @@ class FeedDisconnected(FeedError):
 class WsCommandError(FeedError):
     """Kalshi answered a WebSocket command with an error frame."""
 
-    def __init__(self, code: int, msg: str, cmd: str = "", cmd_id: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        msg: str,
+        cmd: str = "",
+        cmd_id: int | None = None,
+        market_tickers: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(f"Kalshi WS {cmd or 'command'} (id {cmd_id}) failed: code {code} {msg}")
         self.code = code
         self.msg = msg
         self.cmd = cmd
         self.cmd_id = cmd_id
+        self.market_tickers = market_tickers
+        """Markets the error names (e.g. unknown tickers of a subscribe), when Kalshi says."""
