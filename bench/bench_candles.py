@@ -64,8 +64,19 @@ COPY_TRADES = (
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
     "FROM STDIN (FORMAT BINARY)"
 )
-TRADE_TYPES = ["timestamptz", "uuid", "text", "numeric", "numeric", "numeric", "text", "text",
-               "bool", "text", "timestamptz"]
+TRADE_TYPES = [
+    "timestamptz",
+    "uuid",
+    "text",
+    "numeric",
+    "numeric",
+    "numeric",
+    "text",
+    "text",
+    "bool",
+    "text",
+    "timestamptz",
+]
 COPY_QUOTES = (
     "COPY market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask, "
     "yes_ask_size) FROM STDIN (FORMAT BINARY)"
@@ -119,9 +130,9 @@ def per_day(total: int, rnd: random.Random) -> list[int]:
     return counts
 
 
-def day_events(n: int, day: int, cum: list[float], rnd: random.Random) -> Iterator[
-    tuple[datetime, int]
-]:
+def day_events(
+    n: int, day: int, cum: list[float], rnd: random.Random
+) -> Iterator[tuple[datetime, int]]:
     """``n`` (time, market index) pairs in time order within ``day``."""
     base = YEAR_START + timedelta(days=day)
     offsets = sorted(rnd.randrange(MS_PER_DAY) for _ in range(n))
@@ -142,8 +153,12 @@ def load(url: str, trades: int, markets: int, seed: int) -> None:
     loaded = 0
     with psycopg.connect(url, autocommit=False) as conn:
         for day, (nt, nq, ns) in enumerate(
-            zip(per_day(trades, rnd), per_day(trades // 2, rnd), per_day(trades // 10, rnd),
-                strict=True)
+            zip(
+                per_day(trades, rnd),
+                per_day(trades // 2, rnd),
+                per_day(trades // 10, rnd),
+                strict=True,
+            )
         ):
             with conn.cursor() as cur:
                 with cur.copy(COPY_TRADES) as copy:
@@ -153,28 +168,51 @@ def load(url: str, trades: int, markets: int, seed: int) -> None:
                         price[m] = p
                         size = rnd.choice(SIZES)
                         volume[m] += int(size)
-                        copy.write_row((
-                            ts, uuid.UUID(int=rnd.getrandbits(128)), names[m], PRICES[p],
-                            PRICES[100 - p], size, rnd.choice(("yes", "no")),
-                            rnd.choice(("bid", "ask")), False, "ws", received,
-                        ))
+                        copy.write_row(
+                            (
+                                ts,
+                                uuid.UUID(int=rnd.getrandbits(128)),
+                                names[m],
+                                PRICES[p],
+                                PRICES[100 - p],
+                                size,
+                                rnd.choice(("yes", "no")),
+                                rnd.choice(("bid", "ask")),
+                                False,
+                                "ws",
+                                received,
+                            )
+                        )
                 with cur.copy(COPY_QUOTES) as copy:
                     copy.set_types(QUOTE_TYPES)
                     for ts, m in day_events(nq, day, cum, rnd):
                         p = price[m]
                         bid = PRICES[p - 1] if rnd.random() > 0.02 else None
-                        copy.write_row((
-                            ts, names[m], received, bid, rnd.choice(SIZES),
-                            PRICES[min(100, p + 1)], rnd.choice(SIZES),
-                        ))
+                        copy.write_row(
+                            (
+                                ts,
+                                names[m],
+                                received,
+                                bid,
+                                rnd.choice(SIZES),
+                                PRICES[min(100, p + 1)],
+                                rnd.choice(SIZES),
+                            )
+                        )
                 with cur.copy(COPY_STATS) as copy:
                     copy.set_types(STATS_TYPES)
                     for ts, m in day_events(ns, day, cum, rnd):
                         oi[m] = max(0, oi[m] + rnd.randint(-50, 60))
-                        copy.write_row((
-                            ts, names[m], received, PRICES[price[m]], Decimal(volume[m]),
-                            Decimal(oi[m]),
-                        ))
+                        copy.write_row(
+                            (
+                                ts,
+                                names[m],
+                                received,
+                                PRICES[price[m]],
+                                Decimal(volume[m]),
+                                Decimal(oi[m]),
+                            )
+                        )
             conn.commit()
             loaded += nt
             if day % 60 == 59:
@@ -215,12 +253,20 @@ async def time_endpoint(
     async with AsyncTestClient(app=create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         path = f"/v1/markets/{ticker}/candles"
-        params = {"interval": interval, "start": wins[0][0].isoformat(),
-                  "end": wins[0][1].isoformat(), "fill": "true"}
+        params = {
+            "interval": interval,
+            "start": wins[0][0].isoformat(),
+            "end": wins[0][1].isoformat(),
+            "fill": "true",
+        }
         await client.get(path, params=params)  # warm-up (pool, plans)
         for start, end in wins:
-            params = {"interval": interval, "start": start.isoformat(), "end": end.isoformat(),
-                      "fill": "true"}
+            params = {
+                "interval": interval,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "fill": "true",
+            }
             t = time.perf_counter()
             r = await client.get(path, params=params)
             samples.append((time.perf_counter() - t) * 1000)
@@ -230,8 +276,9 @@ async def time_endpoint(
     return samples, returned
 
 
-def time_raw(url: str, ticker: str, query: LiteralString,
-             wins: list[tuple[datetime, datetime]]) -> tuple[list[float], int]:
+def time_raw(
+    url: str, ticker: str, query: LiteralString, wins: list[tuple[datetime, datetime]]
+) -> tuple[list[float], int]:
     samples: list[float] = []
     rows = 0
     with psycopg.connect(url, autocommit=True) as conn:
@@ -245,6 +292,7 @@ def time_raw(url: str, ticker: str, query: LiteralString,
 
 def server_facts(url: str) -> dict[str, str]:
     with psycopg.connect(url, autocommit=True) as conn:
+
         def one(q: LiteralString) -> str:
             row = conn.execute(q).fetchone()
             return "" if row is None else str(row[0])
@@ -276,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--reuse", action="store_true",
-                        help="use the scratch database as left by --keep (no reload)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use the scratch database as left by --keep (no reload)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -297,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     try:
         if not (exists and args.reuse):
-            print(f"loading {args.trades:,} trades over {args.markets:,} markets into "
-                  f"{redact(url)} ...", flush=True)
+            print(
+                f"loading {args.trades:,} trades over {args.markets:,} markets into "
+                f"{redact(url)} ...",
+                flush=True,
+            )
             migrate.upgrade(url)
             t = time.perf_counter()
             load(url, args.trades, args.markets, args.seed)

@@ -45,16 +45,29 @@ async def _wait_ready(path: Path, proc: subprocess.Popen[bytes]) -> str:
     return hostport
 
 
-async def measure(rate: float, markets: int, seconds: float,
-                  truth: bool = False) -> tuple[float, bool]:
+async def measure(
+    rate: float, markets: int, seconds: float, truth: bool = False
+) -> tuple[float, bool]:
     """Frames per second received at ``rate``, and whether the stream had no gap/error."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready"
         extra = ["--truth", str(Path(tmp) / "truth.jsonl")] if truth else []
         proc = subprocess.Popen(  # noqa: ASYNC220, S603 - our own module, fixed arguments
-            [sys.executable, "-m", "kalshibook.sim", "--no-auth", "--rate", str(rate),
-             "--markets", str(markets), "--ready-file", str(ready), "--lifetime", "3600",
-             *extra],
+            [
+                sys.executable,
+                "-m",
+                "kalshibook.sim",
+                "--no-auth",
+                "--rate",
+                str(rate),
+                "--markets",
+                str(markets),
+                "--ready-file",
+                str(ready),
+                "--lifetime",
+                "3600",
+                *extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -71,8 +84,11 @@ async def _read(hostport: str, seconds: float) -> tuple[float, bool]:
     cursor = ""
     async with httpx.AsyncClient(base_url=f"http://{hostport}/trade-api/v2") as client:
         while True:
-            page = (await client.get("/markets", params={"status": "open", "limit": 1000,
-                                                         "cursor": cursor})).json()
+            page = (
+                await client.get(
+                    "/markets", params={"status": "open", "limit": 1000, "cursor": cursor}
+                )
+            ).json()
             tickers += [m["ticker"] for m in page["markets"]]
             cursor = page["cursor"]
             if not cursor:
@@ -80,11 +96,19 @@ async def _read(hostport: str, seconds: float) -> tuple[float, bool]:
     decode = msgspec.json.Decoder(_Head).decode
     whole = True
     last: dict[int, int] = {}
-    async with connect(f"ws://{hostport}/trade-api/ws/v2", max_size=None,
-                       max_queue=None) as ws:
-        await ws.send(msgspec.json.encode({"id": 1, "cmd": "subscribe", "params": {
-            "channels": ["orderbook_delta", "ticker", "trade", "market_lifecycle_v2"],
-            "market_tickers": tickers}}))
+    async with connect(f"ws://{hostport}/trade-api/ws/v2", max_size=None, max_queue=None) as ws:
+        await ws.send(
+            msgspec.json.encode(
+                {
+                    "id": 1,
+                    "cmd": "subscribe",
+                    "params": {
+                        "channels": ["orderbook_delta", "ticker", "trade", "market_lifecycle_v2"],
+                        "market_tickers": tickers,
+                    },
+                }
+            )
+        )
         n = 0
         start = time.perf_counter()
         counting_from = start + 1.0  # warm-up
@@ -115,19 +139,28 @@ async def _read(hostport: str, seconds: float) -> tuple[float, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kalshibook.sim.bench",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rate", type=float, action="append",
-                        help="frames/s to ask for (repeatable; default 20000 50000 80000)")
+    parser = argparse.ArgumentParser(
+        prog="python -m kalshibook.sim.bench",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="frames/s to ask for (repeatable; default 20000 50000 80000)",
+    )
     parser.add_argument("--markets", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--truth", action="store_true", help="also write ground truth")
     args = parser.parse_args(argv)
     for rate in args.rate or [20_000.0, 50_000.0, 80_000.0]:
         got, whole = asyncio.run(measure(rate, args.markets, args.seconds, args.truth))
-        print(f"asked {rate:>9,.0f}/s  received {got:>9,.0f} frames/s  "
-              f"{'contiguous' if whole else 'GAP/ERROR/STALL'}  "
-              f"({os.cpu_count()} CPUs{', with truth' if args.truth else ''})", flush=True)
+        print(
+            f"asked {rate:>9,.0f}/s  received {got:>9,.0f} frames/s  "
+            f"{'contiguous' if whole else 'GAP/ERROR/STALL'}  "
+            f"({os.cpu_count()} CPUs{', with truth' if args.truth else ''})",
+            flush=True,
+        )
     return 0
 
 

@@ -78,62 +78,144 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.description = DESCRIPTION
     net = parser.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
-    net.add_argument("--port", type=_port, default=0,
-                     help="port for REST and WebSocket; 0 picks a free one and prints it "
-                          "(default: %(default)s)")
-    net.add_argument("--ready-file", metavar="PATH",
-                     help='write "host:port" to PATH once listening (removed on exit)')
+    net.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="port for REST and WebSocket; 0 picks a free one and prints it (default: %(default)s)",
+    )
+    net.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help='write "host:port" to PATH once listening (removed on exit)',
+    )
 
     mkt = parser.add_argument_group("market model")
     mkt.add_argument("--seed", type=_seed, default=1, help="random seed (default: %(default)s)")
-    mkt.add_argument("--markets", type=_positive_int, default=50, metavar="N",
-                     help="open markets at start (default: %(default)s)")
-    mkt.add_argument("--rate", type=_seconds, default=200.0, metavar="FRAMES_PER_S",
-                     help="data frames per second across all channels (default: %(default)s)")
-    mkt.add_argument("--lifetime", type=_seconds, default=600.0, metavar="SECONDS",
-                     help="trading life of a market on the compressed clock "
-                          "(default: %(default)s)")
-    mkt.add_argument("--new-markets-per-min", type=_seconds, default=None, metavar="N",
-                     help="new markets per minute (default: steady state, markets*60/lifetime)")
-    mkt.add_argument("--truth", metavar="PATH",
-                     help="write ground truth (JSON Lines: trades, books, lifecycle, "
-                          "settlements, catalogue) to PATH")
+    mkt.add_argument(
+        "--markets",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="open markets at start (default: %(default)s)",
+    )
+    mkt.add_argument(
+        "--rate",
+        type=_seconds,
+        default=200.0,
+        metavar="FRAMES_PER_S",
+        help="data frames per second across all channels (default: %(default)s)",
+    )
+    mkt.add_argument(
+        "--lifetime",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="trading life of a market on the compressed clock (default: %(default)s)",
+    )
+    mkt.add_argument(
+        "--new-markets-per-min",
+        type=_seconds,
+        default=None,
+        metavar="N",
+        help="new markets per minute (default: steady state, markets*60/lifetime)",
+    )
+    mkt.add_argument(
+        "--truth",
+        metavar="PATH",
+        help="write ground truth (JSON Lines: trades, books, lifecycle, "
+        "settlements, catalogue) to PATH",
+    )
 
     auth = parser.add_argument_group("authentication")
-    auth.add_argument("--public-key", type=_key, action="append", default=[],
-                      metavar="KEY_ID=PATH",
-                      help="accept requests signed by this key id with the public (or private) "
-                           "key PEM at PATH; repeatable")
-    auth.add_argument("--no-auth", action="store_true",
-                      help="do not verify KALSHI-ACCESS-* signature headers")
-    auth.add_argument("--auth-window", type=_seconds, default=60.0, metavar="SECONDS",
-                      help="largest accepted clock difference of KALSHI-ACCESS-TIMESTAMP "
-                           "(default: %(default)s)")
-    auth.add_argument("--heartbeat", type=_seconds, default=10.0, metavar="SECONDS",
-                      help="seconds between server pings; 0 = none (default: %(default)s)")
+    auth.add_argument(
+        "--public-key",
+        type=_key,
+        action="append",
+        default=[],
+        metavar="KEY_ID=PATH",
+        help="accept requests signed by this key id with the public (or private) "
+        "key PEM at PATH; repeatable",
+    )
+    auth.add_argument(
+        "--no-auth", action="store_true", help="do not verify KALSHI-ACCESS-* signature headers"
+    )
+    auth.add_argument(
+        "--auth-window",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="largest accepted clock difference of KALSHI-ACCESS-TIMESTAMP (default: %(default)s)",
+    )
+    auth.add_argument(
+        "--heartbeat",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between server pings; 0 = none (default: %(default)s)",
+    )
 
     faults = parser.add_argument_group("faults (0 = off)")
-    faults.add_argument("--drop-every", type=_seconds, default=0.0, metavar="SECONDS",
-                        help="abruptly close every WebSocket every SECONDS")
-    faults.add_argument("--skip-seq-every", type=_positive_int, default=0, metavar="N",
-                        help="skip one seq number every N sequenced frames per connection")
-    faults.add_argument("--malformed-every", type=_positive_int, default=0, metavar="N",
-                        help="send a malformed (truncated JSON) frame every N data frames")
-    faults.add_argument("--error-every", type=_seconds, default=0.0, metavar="SECONDS",
-                        help="fail one subscription per connection with --error-code every "
-                             "SECONDS")
-    faults.add_argument("--error-code", type=int, choices=(10, 25), default=10,
-                        help="terminal error code for --error-every: 10 channel error, "
-                             "25 buffer overflow (default: %(default)s)")
-    faults.add_argument("--rest-429-burst", type=_positive_int, default=0, metavar="N",
-                        help='answer N REST requests with 429 {"error":"too many requests"} '
-                             "every --rest-429-every")
-    faults.add_argument("--rest-429-every", type=_seconds, default=0.0, metavar="SECONDS",
-                        help="period of --rest-429-burst")
-    faults.add_argument("--stall-every", type=_seconds, default=0.0, metavar="SECONDS",
-                        help="stop sending anything for --stall-for every SECONDS")
-    faults.add_argument("--stall-for", type=_seconds, default=0.0, metavar="SECONDS",
-                        help="length of each stall")
+    faults.add_argument(
+        "--drop-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="abruptly close every WebSocket every SECONDS",
+    )
+    faults.add_argument(
+        "--skip-seq-every",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="skip one seq number every N sequenced frames per connection",
+    )
+    faults.add_argument(
+        "--malformed-every",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="send a malformed (truncated JSON) frame every N data frames",
+    )
+    faults.add_argument(
+        "--error-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="fail one subscription per connection with --error-code every SECONDS",
+    )
+    faults.add_argument(
+        "--error-code",
+        type=int,
+        choices=(10, 25),
+        default=10,
+        help="terminal error code for --error-every: 10 channel error, "
+        "25 buffer overflow (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--rest-429-burst",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help='answer N REST requests with 429 {"error":"too many requests"} every --rest-429-every',
+    )
+    faults.add_argument(
+        "--rest-429-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="period of --rest-429-burst",
+    )
+    faults.add_argument(
+        "--stall-every",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop sending anything for --stall-for every SECONDS",
+    )
+    faults.add_argument(
+        "--stall-for", type=_seconds, default=0.0, metavar="SECONDS", help="length of each stall"
+    )
 
 
 def _config(args: argparse.Namespace) -> SimConfig:
@@ -181,8 +263,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     try:
         config = _config(args)
         return asyncio.run(_serve(config))
@@ -190,8 +273,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"{prog}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"{prog}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 0

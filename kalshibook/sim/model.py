@@ -363,8 +363,16 @@ def _trade_ts(r: TradeRec) -> int:
 _THEMES: Final[tuple[tuple[str, str, str, str, str, float, float, str], ...]] = (
     # prefix, category, title, frequency, kind, base, step, unit
     ("HIGHNY", "Climate and Weather", "Highest temperature in NYC", "daily", "between", 62, 2, "°"),
-    ("HIGHCHI", "Climate and Weather", "Highest temperature in Chicago", "daily", "between", 55,
-     2, "°"),
+    (
+        "HIGHCHI",
+        "Climate and Weather",
+        "Highest temperature in Chicago",
+        "daily",
+        "between",
+        55,
+        2,
+        "°",
+    ),
     ("BTCD", "Crypto", "Bitcoin price today at 5pm", "daily", "greater", 95000, 500, "$"),
     ("ETH", "Crypto", "Ethereum price range", "hourly", "between", 3500, 25, "$"),
     ("INXD", "Financials", "S&P 500 daily close", "daily", "between", 6000, 25, ""),
@@ -374,8 +382,16 @@ _THEMES: Final[tuple[tuple[str, str, str, str, str, float, float, str], ...]] = 
     ("MENTION", "Mentions", "What will be said at the briefing", "weekly", "binary", 0, 0, ""),
     ("SENATE", "Politics", "Senate vote passes", "custom", "binary", 0, 0, ""),
     ("GDP", "Economics", "GDP growth this quarter", "quarterly", "greater", 2.0, 0.5, "%"),
-    ("RAIN", "Climate and Weather", "Rain in Seattle this month", "monthly", "between", 3.0, 0.5,
-     " in"),
+    (
+        "RAIN",
+        "Climate and Weather",
+        "Rain in Seattle this month",
+        "monthly",
+        "between",
+        3.0,
+        0.5,
+        " in",
+    ),
 )
 
 _SCHEDULE_ACTIVATE: Final = 0
@@ -428,8 +444,8 @@ class Exchange:
         self.settlement_ms = int(min(60_000.0, max(1_000.0, self.lifetime_ms * 0.01)))
         rate = cfg.new_markets_per_min
         self.new_per_ms = (
-            (cfg.markets * 60.0 / (self.lifetime_ms / 1000.0) if rate is None else rate) / 60_000.0
-        )
+            cfg.markets * 60.0 / (self.lifetime_ms / 1000.0) if rate is None else rate
+        ) / 60_000.0
         self.series: dict[str, Series] = {}
         self.events: dict[str, Event] = {}
         self.markets: dict[str, Market] = {}
@@ -642,19 +658,34 @@ class Exchange:
                 unit = s.unit
                 k0 = _label(strikes[0], unit)
                 self._add_market(
-                    ev, f"{ticker}-T{_ticker_strike(strikes[0])}", "less", None, strikes[0],
-                    f"{k0} or below", f"Above {k0}",
+                    ev,
+                    f"{ticker}-T{_ticker_strike(strikes[0])}",
+                    "less",
+                    None,
+                    strikes[0],
+                    f"{k0} or below",
+                    f"Above {k0}",
                 )
                 for a, b in itertools.pairwise(strikes):
                     fa, fb = _label(a, unit), _label(b, unit)
                     self._add_market(
-                        ev, f"{ticker}-B{_ticker_strike(a)}", "between", a, b,
-                        f"{fa} to {fb}", f"Not {fa} to {fb}",
+                        ev,
+                        f"{ticker}-B{_ticker_strike(a)}",
+                        "between",
+                        a,
+                        b,
+                        f"{fa} to {fb}",
+                        f"Not {fa} to {fb}",
                     )
                 kn = _label(strikes[-1], unit)
                 self._add_market(
-                    ev, f"{ticker}-T{_ticker_strike(strikes[-1])}", "greater", strikes[-1], None,
-                    f"{kn} or above", f"Below {kn}",
+                    ev,
+                    f"{ticker}-T{_ticker_strike(strikes[-1])}",
+                    "greater",
+                    strikes[-1],
+                    None,
+                    f"{kn} or above",
+                    f"Below {kn}",
                 )
             else:
                 count = rng.randint(3, 8)
@@ -663,8 +694,13 @@ class Exchange:
                     k = lo + i * step
                     fk = _label(k, s.unit)
                     self._add_market(
-                        ev, f"{ticker}-T{_ticker_strike(k)}", "greater", k, None,
-                        f"Above {fk}", f"{fk} or below",
+                        ev,
+                        f"{ticker}-T{_ticker_strike(k)}",
+                        "greater",
+                        k,
+                        None,
+                        f"Above {fk}",
+                        f"{fk} or below",
                     )
         return ev
 
@@ -799,8 +835,14 @@ class Exchange:
             m.status = "active"
             m.updated_ms = ev.updated_ms
             if out is not None:
-                out.append(Emit(LIFECYCLE, m.ticker, at, {"market_ticker": m.ticker,
-                                                          "event_type": "activated"}))
+                out.append(
+                    Emit(
+                        LIFECYCLE,
+                        m.ticker,
+                        at,
+                        {"market_ticker": m.ticker, "event_type": "activated"},
+                    )
+                )
             if not m.illiquid:
                 self._seed_book(m, at, out)
                 m.live_pos = len(self._live)
@@ -837,9 +879,16 @@ class Exchange:
         for m in ev.markets:
             m.updated_ms = at
             out.append(
-                Emit(LIFECYCLE, m.ticker, at, {"market_ticker": m.ticker,
-                                               "close_ts": new_close // 1000,
-                                               "event_type": "close_date_updated"})
+                Emit(
+                    LIFECYCLE,
+                    m.ticker,
+                    at,
+                    {
+                        "market_ticker": m.ticker,
+                        "close_ts": new_close // 1000,
+                        "event_type": "close_date_updated",
+                    },
+                )
             )
         self._push(new_close, _SCHEDULE_CLOSE, ev)
 
@@ -855,8 +904,9 @@ class Exchange:
                 for p in sorted(book):
                     size = book.pop(p)
                     self._emit_delta(m, side, p, -size, at, out)
-            out.append(Emit(CLOSED, m.ticker, at, {"market_ticker": m.ticker,
-                                                   "close_ts": at // 1000}))
+            out.append(
+                Emit(CLOSED, m.ticker, at, {"market_ticker": m.ticker, "close_ts": at // 1000})
+            )
             m.quotes.append(QuoteRec(at, 0, UNIT))
         self._push(at + self.determination_ms, _SCHEDULE_DETERMINE, ev)
 
@@ -902,13 +952,18 @@ class Exchange:
             m.updated_ms = at
             assert m.settlement_value is not None
             out.append(
-                Emit(LIFECYCLE, m.ticker, at, {
-                    "market_ticker": m.ticker,
-                    "determination_ts": at // 1000,
-                    "result": m.result,
-                    "settlement_value": PRICE_STR[m.settlement_value],
-                    "event_type": "determined",
-                })
+                Emit(
+                    LIFECYCLE,
+                    m.ticker,
+                    at,
+                    {
+                        "market_ticker": m.ticker,
+                        "determination_ts": at // 1000,
+                        "result": m.result,
+                        "settlement_value": PRICE_STR[m.settlement_value],
+                        "event_type": "determined",
+                    },
+                )
             )
         self._push(at + self.settlement_ms, _SCHEDULE_SETTLE, ev)
 
@@ -919,9 +974,14 @@ class Exchange:
         for m in ev.markets:
             m.status = "finalized"
             m.updated_ms = at
-            out.append(Emit(LIFECYCLE, m.ticker, at, {"market_ticker": m.ticker,
-                                                      "settled_ts": at // 1000,
-                                                      "event_type": "settled"}))
+            out.append(
+                Emit(
+                    LIFECYCLE,
+                    m.ticker,
+                    at,
+                    {"market_ticker": m.ticker, "settled_ts": at // 1000, "event_type": "settled"},
+                )
+            )
 
     # --- market activity --------------------------------------------------------------------------
 
@@ -957,8 +1017,9 @@ class Exchange:
             return rng.randint(1, 5_000)
         return _TRADE_SIZES[rng.randrange(len(_TRADE_SIZES))] * 100
 
-    def _emit_delta(self, m: Market, side: str, price: int, delta: int, now: int,
-                    out: list[Emit]) -> None:
+    def _emit_delta(
+        self, m: Market, side: str, price: int, delta: int, now: int, out: list[Emit]
+    ) -> None:
         self.cid += 1
         m.changes += 1
         out.append(
@@ -1107,8 +1168,16 @@ class Exchange:
         self._record_trade(m, now, price, count, self.rng.random() < 0.5, True, out)
         return 1
 
-    def _record_trade(self, m: Market, now: int, yes_price: int, count: int, buy_yes: bool,
-                      block: bool, out: list[Emit]) -> None:
+    def _record_trade(
+        self,
+        m: Market,
+        now: int,
+        yes_price: int,
+        count: int,
+        buy_yes: bool,
+        block: bool,
+        out: list[Emit],
+    ) -> None:
         rng = self.rng
         self.trade_n += 1
         trade_id = self._uuid()

@@ -69,7 +69,10 @@ class TruthWriter:
 
     def _line_obj(self, kind: str, ts: int, obj: dict[str, Any]) -> bytes:
         return b'{"k":"%s","ts":%d,"%s":%s}\n' % (
-            kind.encode(), ts, kind.encode(), self._enc.encode(obj)
+            kind.encode(),
+            ts,
+            kind.encode(),
+            self._enc.encode(obj),
         )
 
     def _checkpoint(self, m: Market, ts: int) -> None:
@@ -78,8 +81,13 @@ class TruthWriter:
         no = [[PRICE_STR[p], size_str(s)] for p, s in sorted(m.no.items())]
         self._f.write(
             b'{"k":"book","ts":%d,"cid":%d,"t":%s,"yes":%s,"no":%s}\n'
-            % (ts, self._ex.cid, self._enc.encode(m.ticker), self._enc.encode(yes),
-               self._enc.encode(no))
+            % (
+                ts,
+                self._ex.cid,
+                self._enc.encode(m.ticker),
+                self._enc.encode(yes),
+                self._enc.encode(no),
+            )
         )
 
     def record(self, out: list[Emit], bodies: list[bytes]) -> None:
@@ -90,15 +98,19 @@ class TruthWriter:
         for e, body in zip(out, bodies, strict=True):
             kind = e.kind
             if kind == DELTA:
-                w(b'{"k":"orderbook_delta","ts":%d,"cid":%d,"t":"%s","msg":%s}\n'
-                  % (e.ts_ms, e.cid, e.ticker.encode(), body))
+                w(
+                    b'{"k":"orderbook_delta","ts":%d,"cid":%d,"t":"%s","msg":%s}\n'
+                    % (e.ts_ms, e.cid, e.ticker.encode(), body)
+                )
                 touched[e.ticker] = None
                 continue
             if kind == EVENT_LIFECYCLE:
                 ev = ex.events[e.ticker]
                 w(self._line_obj("event", e.ts_ms, event_json(ev, ex, False)))
-            w(b'{"k":"%s","ts":%d,"t":"%s","msg":%s}\n'
-              % (kind.encode(), e.ts_ms, e.ticker.encode(), body))
+            w(
+                b'{"k":"%s","ts":%d,"t":"%s","msg":%s}\n'
+                % (kind.encode(), e.ts_ms, e.ticker.encode(), body)
+            )
             if kind == LIFECYCLE:
                 et = e.msg.get("event_type")
                 if et == "created":
@@ -108,15 +120,20 @@ class TruthWriter:
                 elif et == "settled":
                     m = ex.markets[e.ticker]
                     assert m.settlement_value is not None
-                    w(self._enc.encode({
-                        "k": "settlement",
-                        "ts": e.ts_ms,
-                        "t": m.ticker,
-                        "result": m.result,
-                        "settlement_value": PRICE_STR[m.settlement_value],
-                        "determined_ts": m.event.determined_ms,
-                        "settled_ts": m.event.settled_ms,
-                    }) + b"\n")
+                    w(
+                        self._enc.encode(
+                            {
+                                "k": "settlement",
+                                "ts": e.ts_ms,
+                                "t": m.ticker,
+                                "result": m.result,
+                                "settlement_value": PRICE_STR[m.settlement_value],
+                                "determined_ts": m.event.determined_ms,
+                                "settled_ts": m.event.settled_ms,
+                            }
+                        )
+                        + b"\n"
+                    )
         now = ex.now_ms
         for t in fresh:
             self._checkpoint(ex.markets[t], now)

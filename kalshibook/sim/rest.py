@@ -55,8 +55,9 @@ class RestError(Exception):
         self.message = message
 
     def body(self) -> bytes:
-        return _encoder.encode({"error": {"code": self.code, "message": self.message,
-                                          "details": ""}})
+        return _encoder.encode(
+            {"error": {"code": self.code, "message": self.message, "details": ""}}
+        )
 
 
 def _bad(message: str) -> RestError:
@@ -288,10 +289,16 @@ def _get_markets(ex: Exchange, q: Query) -> dict[str, Any]:
         if lo is not None or hi is not None:
             families[fam] = (lo, hi)
     if len(families) > 1:
-        raise _bad("timestamp filters of different families cannot be combined: "
-                   + ", ".join(sorted(families)))
-    allowed = {"created": ("unopened", "open"), "close": ("closed",),
-               "settled": ("settled",), "updated": ()}
+        raise _bad(
+            "timestamp filters of different families cannot be combined: "
+            + ", ".join(sorted(families))
+        )
+    allowed = {
+        "created": ("unopened", "open"),
+        "close": ("closed",),
+        "settled": ("settled",),
+        "updated": (),
+    }
     for fam in families:
         if status and status not in allowed[fam]:
             raise _bad(f"min/max_{fam}_ts cannot be combined with status={status}")
@@ -310,7 +317,7 @@ def _get_markets(ex: Exchange, q: Query) -> dict[str, Any]:
         ev = ex.events.get(event_ticker)
         candidates = ev.markets if ev is not None else []
     else:  # resume right after the cursor: market_list[i].index == i
-        candidates = ex.market_list[after + 1:] if after is not None else ex.market_list
+        candidates = ex.market_list[after + 1 :] if after is not None else ex.market_list
 
     def keep(m: Market) -> bool:
         if statuses is not None and m.status not in statuses:
@@ -321,8 +328,12 @@ def _get_markets(ex: Exchange, q: Query) -> dict[str, Any]:
             return False
         for fam, (lo, hi) in families.items():
             ev = m.event
-            at = {"created": ev.created_ms, "close": ev.close_ms,
-                  "settled": ev.settled_ms, "updated": m.updated_ms}[fam] // 1000
+            at = {
+                "created": ev.created_ms,
+                "close": ev.close_ms,
+                "settled": ev.settled_ms,
+                "updated": m.updated_ms,
+            }[fam] // 1000
             if fam == "settled" and not ev.settled_ms:
                 return False
             if (lo is not None and at < lo) or (hi is not None and at > hi):
@@ -363,7 +374,7 @@ def _get_events(ex: Exchange, q: Query) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     last = -1
     more = False
-    for ev in ex.event_list[after + 1:] if after is not None else ex.event_list:
+    for ev in ex.event_list[after + 1 :] if after is not None else ex.event_list:
         if statuses is not None and ev.status not in statuses:
             continue
         if series_ticker is not None and ev.series_ticker != series_ticker:
@@ -442,8 +453,9 @@ def _ny_offset_ms(ts_ms: int) -> int:
     return int(off.total_seconds() * 1000) if off is not None else 0
 
 
-def candles(ex: Exchange, m: Market, start_ts: int, end_ts: int, interval: int,
-            now_ms: int) -> list[dict[str, Any]]:
+def candles(
+    ex: Exchange, m: Market, start_ts: int, end_ts: int, interval: int, now_ms: int
+) -> list[dict[str, Any]]:
     """Kalshi-shaped candles whose end lies in ``[start_ts, end_ts]`` (seconds).
 
     Every period from the market's open to the last completed period is returned (gap-free:
@@ -537,8 +549,12 @@ def _p(v: int | None) -> str | None:
 
 
 def _ohlc(o: int | None, h: int | None, low: int | None, c: int | None) -> dict[str, Any]:
-    return {"close_dollars": _p(c), "high_dollars": _p(h), "low_dollars": _p(low),
-            "open_dollars": _p(o)}
+    return {
+        "close_dollars": _p(c),
+        "high_dollars": _p(h),
+        "low_dollars": _p(low),
+        "open_dollars": _p(o),
+    }
 
 
 def _get_candles(ex: Exchange, series: str, ticker: str, q: Query, now_ms: int) -> dict[str, Any]:
@@ -566,7 +582,7 @@ def handle(ex: Exchange, path: str, q: Query, now_ms: int) -> tuple[int, bytes]:
 def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
     if not path.startswith(REST_PREFIX + "/"):
         raise _not_found("endpoint")
-    parts = [p for p in path[len(REST_PREFIX):].split("/") if p]
+    parts = [p for p in path[len(REST_PREFIX) :].split("/") if p]
     n = len(parts)
     head = parts[0] if parts else ""
     if head == "markets":
@@ -578,8 +594,11 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             tickers = _list(q, "tickers") or []
             if len(tickers) > 100:
                 raise _bad("at most 100 tickers")
-            books = [{"ticker": t, "orderbook_fp": orderbook_json(ex.markets[t], 0)}
-                     for t in tickers if t in ex.markets]
+            books = [
+                {"ticker": t, "orderbook_fp": orderbook_json(ex.markets[t], 0)}
+                for t in tickers
+                if t in ex.markets
+            ]
             return {"orderbooks": books}
         if n == 2:
             m = ex.markets.get(parts[1])
@@ -600,8 +619,10 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             if ev is None:
                 raise _not_found(f"event {parts[1]}")
             nested = _bool(q, "with_nested_markets")
-            return {"event": event_json(ev, ex, nested),
-                    "markets": [market_json(m, ex) for m in ev.markets]}
+            return {
+                "event": event_json(ev, ex, nested),
+                "markets": [market_json(m, ex) for m in ev.markets],
+            }
     elif head == "series":
         if n == 1:
             return _get_series_list(ex, q)
@@ -615,19 +636,35 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             return _get_candles(ex, parts[1], parts[3], q, now_ms)
     elif head == "historical" and n == 2 and parts[1] == "cutoff":
         cutoff = rfc3339_s(ex.config.start_ms - 30 * 86_400_000)
-        return {"market_positions_last_updated_ts": cutoff, "market_settled_ts": cutoff,
-                "orders_updated_ts": cutoff, "trades_created_ts": cutoff}
+        return {
+            "market_positions_last_updated_ts": cutoff,
+            "market_settled_ts": cutoff,
+            "orders_updated_ts": cutoff,
+            "trades_created_ts": cutoff,
+        }
     elif head == "exchange" and n == 2 and parts[1] == "status":
-        return {"exchange_active": True, "exchange_estimated_resume_time": None,
-                "trading_active": True}
+        return {
+            "exchange_active": True,
+            "exchange_estimated_resume_time": None,
+            "trading_active": True,
+        }
     elif head == "exchange" and n == 2 and parts[1] == "schedule":
         return {"schedule": {"maintenance_windows": [], "standard_hours": []}}
     raise _not_found("endpoint")
 
 
 ROUTES_DOC: Final[tuple[str, ...]] = (
-    "/markets", "/markets/{ticker}", "/markets/{ticker}/orderbook", "/markets/orderbooks",
-    "/markets/trades", "/events", "/events/{event_ticker}", "/series", "/series/{ticker}",
-    "/series/{series}/markets/{ticker}/candlesticks", "/historical/cutoff", "/exchange/status",
+    "/markets",
+    "/markets/{ticker}",
+    "/markets/{ticker}/orderbook",
+    "/markets/orderbooks",
+    "/markets/trades",
+    "/events",
+    "/events/{event_ticker}",
+    "/series",
+    "/series/{ticker}",
+    "/series/{series}/markets/{ticker}/candlesticks",
+    "/historical/cutoff",
+    "/exchange/status",
     "/exchange/schedule",
 )

@@ -157,8 +157,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
 class _Sub:
     __slots__ = ("channel", "markets", "seq", "sequenced", "sid", "skip_ack")
 
-    def __init__(self, sid: int, channel: str, markets: dict[str, None] | None,
-                 skip_ack: bool) -> None:
+    def __init__(
+        self, sid: int, channel: str, markets: dict[str, None] | None, skip_ack: bool
+    ) -> None:
         self.sid = sid
         self.channel = channel
         self.markets = markets
@@ -255,8 +256,7 @@ class _Session:
             frame["msg"] = msg
         self.send(frame)
 
-    def error(self, cmd_id: int | None, code: int, sub: _Sub | None = None,
-              **extra: Any) -> None:
+    def error(self, cmd_id: int | None, code: int, sub: _Sub | None = None, **extra: Any) -> None:
         msg: dict[str, Any] = {"code": code, "msg": ERROR_TEXT.get(code, "Error")}
         msg.update(extra)
         if sub is not None:
@@ -271,11 +271,15 @@ class _Session:
         body = _encode(self.server.model.snapshot_msg(m))
         sub.seq += 1
         if cmd_id:
-            self.queue(b'{"id":%d,"type":"orderbook_snapshot","sid":%d,"seq":%d,"msg":%s}'
-                       % (cmd_id, sub.sid, sub.seq, body))
+            self.queue(
+                b'{"id":%d,"type":"orderbook_snapshot","sid":%d,"seq":%d,"msg":%s}'
+                % (cmd_id, sub.sid, sub.seq, body)
+            )
         else:
-            self.queue(b'{"type":"orderbook_snapshot","sid":%d,"seq":%d,"msg":%s}'
-                       % (sub.sid, sub.seq, body))
+            self.queue(
+                b'{"type":"orderbook_snapshot","sid":%d,"seq":%d,"msg":%s}'
+                % (sub.sid, sub.seq, body)
+            )
 
     def flush(self) -> None:
         if not self.pending or self.closed:
@@ -320,17 +324,20 @@ class SimServer:
     ``stall``) act immediately and deterministically.
     """
 
-    def __init__(self, config: SimConfig | None = None, *,
-                 keys: Mapping[str, PublicKey] | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, *, keys: Mapping[str, PublicKey] | None = None
+    ) -> None:
         self.config = cfg = config or SimConfig()
         if cfg.error_code not in (10, 25):
             raise ConfigError(f"error code must be 10 or 25, got {cfg.error_code}")
-        self._keys: dict[str, PublicKey] = {k: load_public_key(v)
-                                            for k, v in cfg.public_keys.items()}
+        self._keys: dict[str, PublicKey] = {
+            k: load_public_key(v) for k, v in cfg.public_keys.items()
+        }
         self._keys.update(keys or {})
         if not cfg.no_auth and not self._keys:
-            raise ConfigError("no public key configured: give --public-key KEY_ID=PATH "
-                              "(repeatable) or --no-auth")
+            raise ConfigError(
+                "no public key configured: give --public-key KEY_ID=PATH (repeatable) or --no-auth"
+            )
         self._model: Exchange | None = None
         self._server: Server | None = None
         self._sessions: list[_Session] = []
@@ -402,17 +409,21 @@ class SimServer:
         self._loop = asyncio.get_running_loop()
         host = "127.0.0.1" if cfg.host == "localhost" else cfg.host
         self.host = host
-        self._model = Exchange(ModelConfig(
-            seed=cfg.seed,
-            markets=cfg.markets,
-            lifetime_s=cfg.lifetime,
-            new_markets_per_min=cfg.new_markets_per_min,
-            start_ms=_wall_ms(),
-            trade_history=cfg.trade_history,
-        ))
+        self._model = Exchange(
+            ModelConfig(
+                seed=cfg.seed,
+                markets=cfg.markets,
+                lifetime_s=cfg.lifetime,
+                new_markets_per_min=cfg.new_markets_per_min,
+                start_ms=_wall_ms(),
+                trade_history=cfg.trade_history,
+            )
+        )
         if cfg.truth_path:
             self._truth = TruthWriter(
-                cfg.truth_path, self._model, checkpoint_every=cfg.truth_checkpoint_every,
+                cfg.truth_path,
+                self._model,
+                checkpoint_every=cfg.truth_checkpoint_every,
                 meta=msgspec.to_builtins(cfg),
             )
         self._server = await serve(
@@ -434,11 +445,14 @@ class SimServer:
         if cfg.drop_every > 0:
             self._spawn(self._every(cfg.drop_every, self.drop_all), "drop")
         if cfg.error_every > 0:
-            self._spawn(self._every(cfg.error_every, lambda: self.send_error(cfg.error_code)),
-                        "error")
+            self._spawn(
+                self._every(cfg.error_every, lambda: self.send_error(cfg.error_code)), "error"
+            )
         if cfg.rest_429_every > 0 and cfg.rest_429_burst > 0:
-            self._spawn(self._every(cfg.rest_429_every,
-                                    lambda: self.start_429_burst(cfg.rest_429_burst)), "429")
+            self._spawn(
+                self._every(cfg.rest_429_every, lambda: self.start_429_burst(cfg.rest_429_burst)),
+                "429",
+            )
         if cfg.stall_every > 0 and cfg.stall_for > 0:
             self._spawn(self._every(cfg.stall_every, lambda: self.stall(cfg.stall_for)), "stall")
         if cfg.ready_file:
@@ -769,8 +783,11 @@ class SimServer:
 
     def _markets_param(self, params: dict[str, Any]) -> tuple[list[str] | None, str | None]:
         """Market tickers named by ``market_ticker(s)``/``market_id(s)``: (tickers, error)."""
-        given = [k for k in ("market_ticker", "market_tickers", "market_id", "market_ids")
-                 if params.get(k) not in (None, "", [])]
+        given = [
+            k
+            for k in ("market_ticker", "market_tickers", "market_id", "market_ids")
+            if params.get(k) not in (None, "", [])
+        ]
         if not given:
             return None, None
         if len(given) > 1:
@@ -840,8 +857,11 @@ class SimServer:
                 for t in sub.markets:
                     sess.snapshot(sub, model.markets[t], None)
             elif sub.channel == "ticker" and initial_ticker:
-                targets = (list(sub.markets) if sub.markets is not None
-                           else [m.ticker for m in model.market_list if m.status == "active"])
+                targets = (
+                    list(sub.markets)
+                    if sub.markets is not None
+                    else [m.ticker for m in model.market_list if m.status == "active"]
+                )
                 for t in targets:
                     sess.push(TICKER, sub, _encode(model.ticker_msg(model.markets[t])))
         sess.rebuild_routes()
@@ -923,8 +943,9 @@ class SimServer:
             for t in tickers:
                 sub.markets.pop(t, None)
         sess.rebuild_routes()
-        sess.send_scoped(sub, "ok", cmd_id,
-                         None if sub.skip_ack else {"market_tickers": list(sub.markets)})
+        sess.send_scoped(
+            sub, "ok", cmd_id, None if sub.skip_ack else {"market_tickers": list(sub.markets)}
+        )
         if sub.channel == ORDERBOOK:
             for t in added:
                 sess.snapshot(sub, model.markets[t], None)
@@ -934,16 +955,17 @@ class SimServer:
 
 
 def _auth_body(message: str) -> bytes:
-    return _encode({"error": {"code": "authentication_error", "message": message,
-                              "details": ""}})
+    return _encode({"error": {"code": "authentication_error", "message": message, "details": ""}})
 
 
 def _response(status: int, body: bytes) -> Response:
-    headers = Headers([
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))),
-        ("Connection", "close"),
-    ])
+    headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
     return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 

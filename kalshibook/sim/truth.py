@@ -191,8 +191,9 @@ class Truth:
             assert ln.msg is not None
             m = ln.msg
             log = self._log(ln.t)
-            log.deltas.append((ln.cid, ln.ts, m["side"] == "yes", _p(m["price_dollars"]),
-                               _s(m["delta_fp"])))
+            log.deltas.append(
+                (ln.cid, ln.ts, m["side"] == "yes", _p(m["price_dollars"]), _s(m["delta_fp"]))
+            )
             log.delta_cids.append(ln.cid)
         elif k == "book":
             log = self._log(ln.t)
@@ -334,8 +335,11 @@ class Truth:
         """``(ts, kind, msg)`` of lifecycle frames (and ``closed`` records), oldest first."""
         if ticker is None:
             return list(self._lifecycle)
-        return [x for x in self._lifecycle
-                if x[2].get("market_ticker", x[2].get("event_ticker")) == ticker]
+        return [
+            x
+            for x in self._lifecycle
+            if x[2].get("market_ticker", x[2].get("event_ticker")) == ticker
+        ]
 
     def ticker_updates(self, ticker: str | None = None) -> list[tuple[int, dict[str, Any]]]:
         """``(ts, msg)`` of ticker frames (volume, open interest, ...), oldest first."""
@@ -360,8 +364,9 @@ def _apply(book: dict[int, int], price: int, delta: int) -> None:
         raise ValueError(f"truth delta makes level {price} negative ({new})")
 
 
-def _book_state(ticker: str, ts: int, cid: int, yes: dict[int, int],
-                no: dict[int, int]) -> BookState:
+def _book_state(
+    ticker: str, ts: int, cid: int, yes: dict[int, int], no: dict[int, int]
+) -> BookState:
     return BookState(
         ticker=ticker,
         ts=ts,

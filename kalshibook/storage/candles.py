@@ -148,7 +148,9 @@ class CandleData(msgspec.Struct, frozen=True):
     def empty(self) -> bool:
         c = self.carried
         return not (self.trades or self.quotes or self.stats) and (
-            c.last_price is None and c.yes_bid is None and c.yes_ask is None
+            c.last_price is None
+            and c.yes_bid is None
+            and c.yes_ask is None
             and c.open_interest is None
         )
 
@@ -177,8 +179,15 @@ async def fetch_candle_data(
         await cur.execute(TRADES_SQL[interval], params)
         trades = [
             TradeBucket(
-                bucket=r[0], open=r[1], high=r[2], low=r[3], close=r[4], volume=r[5],
-                notional=r[6], trade_count=int(r[7]), taker_yes_volume=r[8],
+                bucket=r[0],
+                open=r[1],
+                high=r[2],
+                low=r[3],
+                close=r[4],
+                volume=r[5],
+                notional=r[6],
+                trade_count=int(r[7]),
+                taker_yes_volume=r[8],
                 taker_no_volume=r[9],
             )
             for r in await cur.fetchall()
@@ -186,8 +195,13 @@ async def fetch_candle_data(
         await cur.execute(QUOTES_SQL[interval], params)
         quotes = [
             QuoteBucket(
-                bucket=r[0], yes_bid_high=r[1], yes_bid_low=r[2], yes_bid_close=r[3],
-                yes_ask_high=r[4], yes_ask_low=r[5], yes_ask_close=r[6],
+                bucket=r[0],
+                yes_bid_high=r[1],
+                yes_bid_low=r[2],
+                yes_bid_close=r[3],
+                yes_ask_high=r[4],
+                yes_ask_low=r[5],
+                yes_ask_close=r[6],
             )
             for r in await cur.fetchall()
         ]
@@ -238,8 +252,15 @@ async def read_candles(
             parameter="ticker",
         )
     return assemble(
-        interval, first, end, trades=data.trades, quotes=data.quotes, stats=data.stats,
-        carried=data.carried, fill=fill, until=until,
+        interval,
+        first,
+        end,
+        trades=data.trades,
+        quotes=data.quotes,
+        stats=data.stats,
+        carried=data.carried,
+        fill=fill,
+        until=until,
     )
 
 

@@ -24,7 +24,8 @@ from kalshibook.storage.urls import redact
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--start", required=True,
+        "--start",
+        required=True,
         help="window start: RFC 3339 (2026-03-01T00:00:00Z) or Unix seconds",
     )
     parser.add_argument("--end", default=None, help="window end (exclusive; default: now)")

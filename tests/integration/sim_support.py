@@ -65,23 +65,31 @@ class Signer(httpx.Auth):
         self.key = private_key(kind)
 
     def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
-        request.headers.update(signed_headers(self.key_id, self.key, request.method,
-                                              request.url.path))
+        request.headers.update(
+            signed_headers(self.key_id, self.key, request.method, request.url.path)
+        )
         yield request
 
 
 @contextlib.asynccontextmanager
 async def rest_client(sim: SimServer, signed: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.rest_url, auth=Signer() if signed else None,
-                                 timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=sim.rest_url, auth=Signer() if signed else None, timeout=10
+    ) as client:
         yield client
 
 
 @contextlib.asynccontextmanager
 async def ws_client(sim: SimServer, signed: bool = True) -> AsyncIterator[ClientConnection]:
     headers = ws_headers() if signed and not sim.config.no_auth else None
-    async with connect(sim.ws_url, additional_headers=headers, max_size=None, max_queue=None,
-                       open_timeout=5, close_timeout=2) as ws:
+    async with connect(
+        sim.ws_url,
+        additional_headers=headers,
+        max_size=None,
+        max_queue=None,
+        open_timeout=5,
+        close_timeout=2,
+    ) as ws:
         yield ws
 
 

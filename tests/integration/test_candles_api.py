@@ -29,8 +29,14 @@ VALUES (%s, %s, %s, %s, 1 - %s, %s, %s, 'bid', 'ws', now())
 """
 
 
-def trade(conn: psycopg.Connection, ts: datetime, price: str, count: str, side: str = "yes",
-          ticker: str = TICKER) -> None:
+def trade(
+    conn: psycopg.Connection,
+    ts: datetime,
+    price: str,
+    count: str,
+    side: str = "yes",
+    ticker: str = TICKER,
+) -> None:
     p, n = Decimal(price), Decimal(count)
     conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), ticker, p, p, n, side))
 
@@ -70,10 +76,19 @@ async def test_a_committed_trade_is_visible_at_once(api: tuple[AsyncTestClient[A
     assert r.headers["X-Credits-Remaining"] == "997"  # 3 credits
     body = r.json()
     assert set(body) == {
-        "data", "next_cursor", "has_more", "request_id", "response_time", "ticker", "interval"
+        "data",
+        "next_cursor",
+        "has_more",
+        "request_id",
+        "response_time",
+        "ticker",
+        "interval",
     }
     assert (body["ticker"], body["interval"], body["next_cursor"], body["has_more"]) == (
-        TICKER, "1h", None, False
+        TICKER,
+        "1h",
+        None,
+        False,
     )
     assert body["request_id"] == r.headers["X-Request-ID"]
     [c] = body["data"]  # 15:00 has no row at all: omitted without fill
@@ -81,23 +96,48 @@ async def test_a_committed_trade_is_visible_at_once(api: tuple[AsyncTestClient[A
     assert c == {
         "start": "2026-03-08T14:00:00Z",
         "end": "2026-03-08T15:00:00Z",
-        "open": "0.4200", "high": "0.4500", "low": "0.4200", "close": "0.4400",
-        "volume": "20.00", "vwap": vwap, "trade_count": 3,
-        "taker_yes_volume": "17.50", "taker_no_volume": "2.50",
+        "open": "0.4200",
+        "high": "0.4500",
+        "low": "0.4200",
+        "close": "0.4400",
+        "volume": "20.00",
+        "vwap": vwap,
+        "trade_count": 3,
+        "taker_yes_volume": "17.50",
+        "taker_no_volume": "2.50",
         "previous": None,
-        "yes_bid_open": "0.4100", "yes_bid_high": "0.4300", "yes_bid_low": "0.4100",
+        "yes_bid_open": "0.4100",
+        "yes_bid_high": "0.4300",
+        "yes_bid_low": "0.4100",
         "yes_bid_close": "0.4300",
-        "yes_ask_open": "0.4300", "yes_ask_high": "0.4600", "yes_ask_low": "0.4300",
+        "yes_ask_open": "0.4300",
+        "yes_ask_high": "0.4600",
+        "yes_ask_low": "0.4300",
         "yes_ask_close": "0.4600",
         "open_interest": "1520.00",
         "end_period_ts": int(datetime(2026, 3, 8, 15, tzinfo=UTC).timestamp()),
-        "yes_bid": {"open_dollars": "0.4100", "low_dollars": "0.4100",
-                    "high_dollars": "0.4300", "close_dollars": "0.4300"},
-        "yes_ask": {"open_dollars": "0.4300", "low_dollars": "0.4300",
-                    "high_dollars": "0.4600", "close_dollars": "0.4600"},
-        "price": {"open_dollars": "0.4200", "low_dollars": "0.4200", "high_dollars": "0.4500",
-                  "close_dollars": "0.4400", "mean_dollars": vwap,
-                  "previous_dollars": None, "min_dollars": None, "max_dollars": None},
+        "yes_bid": {
+            "open_dollars": "0.4100",
+            "low_dollars": "0.4100",
+            "high_dollars": "0.4300",
+            "close_dollars": "0.4300",
+        },
+        "yes_ask": {
+            "open_dollars": "0.4300",
+            "low_dollars": "0.4300",
+            "high_dollars": "0.4600",
+            "close_dollars": "0.4600",
+        },
+        "price": {
+            "open_dollars": "0.4200",
+            "low_dollars": "0.4200",
+            "high_dollars": "0.4500",
+            "close_dollars": "0.4400",
+            "mean_dollars": vwap,
+            "previous_dollars": None,
+            "min_dollars": None,
+            "max_dollars": None,
+        },
         "volume_fp": "20.00",
         "open_interest_fp": "1520.00",
     }
@@ -111,7 +151,9 @@ async def test_a_committed_trade_is_visible_at_once(api: tuple[AsyncTestClient[A
     assert r.status_code == 200, r.text
     second = r.json()["data"][1]
     assert (second["open"], second["previous"], second["yes_bid"]["open_dollars"]) == (
-        "0.5000", "0.4400", "0.4300"
+        "0.5000",
+        "0.4400",
+        "0.4300",
     )
 
 
@@ -156,9 +198,7 @@ async def test_fill_returns_every_period_up_to_now(api: tuple[AsyncTestClient[An
     assert len(data) == 6  # 5 whole minutes and the one in progress
     assert [c["volume_fp"] for c in data].count("1.00") == 1
     assert all(c["previous"] == "0.6100" for c in data[3:])
-    r = await client.get(
-        f"/v1/markets/{TICKER}/candles", params={"interval": "1m", "start": start}
-    )
+    r = await client.get(f"/v1/markets/{TICKER}/candles", params={"interval": "1m", "start": start})
     assert [c["close"] for c in r.json()["data"]] == ["0.6100"]
 
 
@@ -170,13 +210,19 @@ async def test_fill_returns_every_period_up_to_now(api: tuple[AsyncTestClient[An
         ({"interval": "1h"}, 400, "start"),
         ({"interval": "1h", "start": "yesterday"}, 400, "start"),
         ({"interval": "1h", "start": "2026-03-08T00:00:00"}, 400, "start"),  # no offset
-        ({"interval": "1h", "start": "2026-03-08T00:00:00Z", "end": "2026-03-07T00:00:00Z"},
-         400, "end"),
+        (
+            {"interval": "1h", "start": "2026-03-08T00:00:00Z", "end": "2026-03-07T00:00:00Z"},
+            400,
+            "end",
+        ),
         ({"interval": "1h", "start": "2099-01-01T00:00:00Z"}, 400, "start"),
         ({"interval": "1h", "start": "2026-03-08T00:00:00Z", "fill": "maybe"}, 400, "fill"),
         # 10,001 minutes: one past the maximum
-        ({"interval": "1m", "start": "2026-01-01T00:00:00Z", "end": "2026-01-07T22:41:00Z"},
-         400, "end"),
+        (
+            {"interval": "1m", "start": "2026-01-01T00:00:00Z", "end": "2026-01-07T22:41:00Z"},
+            400,
+            "end",
+        ),
     ],
 )
 async def test_bad_parameters_are_problems_naming_the_parameter(
@@ -200,8 +246,12 @@ async def test_exactly_max_candles_is_allowed(api: tuple[AsyncTestClient[Any], s
         trade(conn, datetime(2026, 1, 3, tzinfo=UTC), "0.3000", "1.00")
     r = await client.get(
         f"/v1/markets/{TICKER}/candles",
-        params={"interval": "1m", "start": "2026-01-01T00:00:00Z", "end": "2026-01-07T22:40:00Z",
-                "fill": "true"},
+        params={
+            "interval": "1m",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-07T22:40:00Z",
+            "fill": "true",
+        },
     )
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == 10_000

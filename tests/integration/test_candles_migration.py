@@ -53,7 +53,8 @@ def test_candle_relations_exist_with_the_same_columns_at_every_level(db_url: str
             cols = [_columns(conn, f"candles_{source}_{lvl}") for lvl in ("1m", "1h", "1d")]
             assert cols[0] == cols[1] == cols[2], source
             assert cols[0][:2] == [
-                ("bucket", "timestamp with time zone"), ("market_ticker", "text")
+                ("bucket", "timestamp with time zone"),
+                ("market_ticker", "text"),
             ]
             assert all(t != "double precision" for _c, t in cols[0])  # exact numerics only
 

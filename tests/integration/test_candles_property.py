@@ -198,9 +198,11 @@ def check_candles(
     expected = []
     for ps, pe in ref_periods(interval, start, end):
         inside = [t for t in trades if ps <= t.ts < pe]
-        has_row = inside or [q for q in quotes if ps <= q.ts < pe] or [
-            s for s in all_stats if ps <= s.ts < pe
-        ]
+        has_row = (
+            inside
+            or [q for q in quotes if ps <= q.ts < pe]
+            or [s for s in all_stats if ps <= s.ts < pe]
+        )
         if fill or has_row:
             expected.append((ps, pe))
     # stats rows with a NULL open interest still make a period non-empty
@@ -271,8 +273,9 @@ VALUES (%s, %s, now(), %s)
 """
 
 
-def insert(conn: psycopg.Connection, trades: list[TradeRow], quotes: list[QuoteRow],
-           stats: list[StatsRow]) -> None:
+def insert(
+    conn: psycopg.Connection, trades: list[TradeRow], quotes: list[QuoteRow], stats: list[StatsRow]
+) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             INSERT_TRADE,
@@ -296,7 +299,13 @@ async def read_all(url: str, s: Scenario, ticker: str) -> dict[tuple[str, bool],
         for interval, (start, end) in windows(s).items():
             for fill in (False, True):
                 out[(interval, fill)] = await read_candles(
-                    conn, ticker, interval, start, end, fill=fill, until=FAR_FUTURE  # type: ignore[arg-type]
+                    conn,
+                    ticker,
+                    interval,
+                    start,
+                    end,
+                    fill=fill,
+                    until=FAR_FUTURE,  # type: ignore[arg-type]
                 )
     return out
 
@@ -324,6 +333,7 @@ def test_candles_equal_an_independent_reference(shared_db: str, s: Scenario) -> 
         insert(conn, s.late_trades, s.late_quotes, s.late_stats)
     late = [*s.late_trades, *s.late_quotes, *s.late_stats]
     if late:
+
         async def refresh() -> list[str]:
             async with await psycopg.AsyncConnection.connect(shared_db, autocommit=True) as c:
                 return await refresh_candles(

@@ -43,7 +43,11 @@ def _cli(db_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
         env["KALSHIBOOK_DATABASE_URL"] = db_url
     return subprocess.run(
         [sys.executable, "-m", "kalshibook", "refresh-candles", *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 

@@ -86,14 +86,14 @@ def client_settings(sim: SimServer, key_id: str = KEY_ID, **over: Any) -> Kalshi
 
 
 def websocket(sim: SimServer, key: PrivateKey | None, key_id: str = KEY_ID) -> KalshiWebSocket:
-    return KalshiWebSocket(client_settings(sim, key_id), key, key_id=key_id,
-                           command_timeout=5.0, open_timeout=5.0)
+    return KalshiWebSocket(
+        client_settings(sim, key_id), key, key_id=key_id, command_timeout=5.0, open_timeout=5.0
+    )
 
 
 def book_tickers(sim: SimServer, n: int) -> list[str]:
     """``n`` open markets with a book on both sides (the model trades open markets only)."""
-    return [m.ticker for m in sim.model.market_list
-            if m.status == "active" and m.yes and m.no][:n]
+    return [m.ticker for m in sim.model.market_list if m.status == "active" and m.yes and m.no][:n]
 
 
 @functools.cache
@@ -162,8 +162,11 @@ class Replica:
 
     def replayed(self, points: int = 10, markets: int = 3) -> bool:
         """Every snapshot in, and ``points`` confirmed points over ``markets`` markets."""
-        return (self.have_all_snapshots and len(self.points) >= points
-                and len(self.confirmed_markets()) >= markets)
+        return (
+            self.have_all_snapshots
+            and len(self.points) >= points
+            and len(self.confirmed_markets()) >= markets
+        )
 
     def confirmed_markets(self, since: int = 0) -> set[str]:
         return {t for t, ts, _ in self.points if ts > since}
@@ -247,10 +250,12 @@ async def test_subscribe_all_channels_and_books_replay_to_the_truth(tmp_path: Pa
                 reader = Reader(session, replica)
 
                 def enough(reader: Reader = reader, replica: Replica = replica) -> bool:
-                    return (replica.replayed(points=30, markets=4)
-                            and reader.kinds["Trade"] > 0
-                            and reader.kinds["Ticker"] > 0
-                            and reader.kinds["MarketLifecycle"] > 0)
+                    return (
+                        replica.replayed(points=30, markets=4)
+                        and reader.kinds["Trade"] > 0
+                        and reader.kinds["Ticker"] > 0
+                        and reader.kinds["MarketLifecycle"] > 0
+                    )
 
                 await reader.run(enough, within=10)
                 break
@@ -300,10 +305,10 @@ async def test_seq_gap_is_detected_and_healed_with_get_snapshot(tmp_path: Path) 
 
                 # Healing from the consuming task is fine at this rate (the buffer is far from
                 # full, so the get_snapshot reply is not stuck behind undrained frames).
-                async def heal(gap: GapDetected, session: WsSession = session,
-                               acks: list[Any] = acks) -> None:
-                    acks.append(await session.update_subscription(gap.sid, "get_snapshot",
-                                                                  tickers))
+                async def heal(
+                    gap: GapDetected, session: WsSession = session, acks: list[Any] = acks
+                ) -> None:
+                    acks.append(await session.update_subscription(gap.sid, "get_snapshot", tickers))
 
                 reader.on_gap = heal
                 sim.skip_seq(1)
@@ -312,10 +317,16 @@ async def test_seq_gap_is_detected_and_healed_with_get_snapshot(tmp_path: Path) 
                 gap = reader.gaps[0]
                 assert (gap.sid, gap.got) == (sid, gap.expected + 1)
 
-                def healed(r: Replica = replica, want: Counter[str] = before + Counter(tickers),
-                           since: int = healed_from) -> bool:
-                    return (r.snapshots == want and len(r.confirmed_markets(since)) >= 3
-                            and sum(1 for p in r.points if p[1] > since) >= 10)
+                def healed(
+                    r: Replica = replica,
+                    want: Counter[str] = before + Counter(tickers),
+                    since: int = healed_from,
+                ) -> bool:
+                    return (
+                        r.snapshots == want
+                        and len(r.confirmed_markets(since)) >= 3
+                        and sum(1 for p in r.points if p[1] > since) >= 10
+                    )
 
                 await reader.run(healed, within=10)
                 break
@@ -430,8 +441,9 @@ async def test_bad_or_missing_credentials_are_refused(tmp_path: Path) -> None:
             assert getattr(getattr(cause, "response", None), "status_code", None) == 401, what
             assert (ws.stats.connects, ws.stats.connect_failures) == (0, 0), what
         # A stale timestamp (clock skew beyond the server's window) is refused too.
-        skewed = KalshiWebSocket(client_settings(sim), good, clock=lambda: 1_000_000.0,
-                                 open_timeout=5.0)
+        skewed = KalshiWebSocket(
+            client_settings(sim), good, clock=lambda: 1_000_000.0, open_timeout=5.0
+        )
         with pytest.raises(FatalFeedError):
             await _connect_once(skewed)
 
@@ -464,8 +476,7 @@ async def test_bad_or_missing_credentials_are_refused(tmp_path: Path) -> None:
 
 
 async def test_get_markets_pages_through_5000_markets_exactly_once() -> None:
-    async with SimServer(SimConfig(markets=5000, autopump=False,
-                                   public_keys=keys_config())) as sim:
+    async with SimServer(SimConfig(markets=5000, autopump=False, public_keys=keys_config())) as sim:
         rate, burst, page = 10.0, 1, 250
         settings = client_settings(sim, rest_rate=rate, rest_burst=burst)
         catalogue = set(sim.model.markets)
@@ -490,11 +501,11 @@ async def test_get_markets_pages_through_5000_markets_exactly_once() -> None:
 
 
 async def test_429_bursts_are_retried_transparently() -> None:
-    async with SimServer(SimConfig(markets=300, autopump=False,
-                                   public_keys=keys_config())) as sim:
+    async with SimServer(SimConfig(markets=300, autopump=False, public_keys=keys_config())) as sim:
         catalogue = set(sim.model.markets)
-        settings = client_settings(sim, rest_rate=0.0, rest_max_retries=5,
-                                   reconnect_initial=0.01, reconnect_max=0.05)
+        settings = client_settings(
+            sim, rest_rate=0.0, rest_max_retries=5, reconnect_initial=0.01, reconnect_max=0.05
+        )
         async with KalshiRest(settings, private_key("rsa")) as rest:
             async with asyncio.timeout(10):
                 # A burst before the first page ...
@@ -515,8 +526,9 @@ async def test_429_bursts_are_retried_transparently() -> None:
             assert rest.stats.http_errors == 0
 
         # A burst longer than the retry budget ends in an error, not a hang.
-        settings = client_settings(sim, rest_rate=0.0, rest_max_retries=2,
-                                   reconnect_initial=0.01, reconnect_max=0.05)
+        settings = client_settings(
+            sim, rest_rate=0.0, rest_max_retries=2, reconnect_initial=0.01, reconnect_max=0.05
+        )
         async with KalshiRest(settings, private_key("rsa")) as rest:
             sim.start_429_burst(10)
             with pytest.raises(KalshiHTTPError) as info:
@@ -556,4 +568,3 @@ async def test_ed25519_key_end_to_end(tmp_path: Path) -> None:
         truth = sim.load_truth()
         assert sim.stats["auth_rejected"] == 0
     assert len(replica.verify(truth)) >= 3
-

@@ -21,10 +21,28 @@ from kalshibook.sim import load_truth
 from kalshibook.sim.cli import add_arguments, main
 
 FLAGS = [
-    "--host", "--port", "--seed", "--markets", "--rate", "--lifetime", "--new-markets-per-min",
-    "--public-key", "--no-auth", "--truth", "--ready-file", "--drop-every", "--skip-seq-every",
-    "--malformed-every", "--error-every", "--error-code", "--rest-429-burst", "--rest-429-every",
-    "--stall-every", "--stall-for", "--heartbeat", "--auth-window",
+    "--host",
+    "--port",
+    "--seed",
+    "--markets",
+    "--rate",
+    "--lifetime",
+    "--new-markets-per-min",
+    "--public-key",
+    "--no-auth",
+    "--truth",
+    "--ready-file",
+    "--drop-every",
+    "--skip-seq-every",
+    "--malformed-every",
+    "--error-every",
+    "--error-code",
+    "--rest-429-burst",
+    "--rest-429-every",
+    "--stall-every",
+    "--stall-for",
+    "--heartbeat",
+    "--auth-window",
 ]
 
 
@@ -75,12 +93,14 @@ def test_bad_flags_give_one_line(argv: list[str], capsys: pytest.CaptureFixture[
 
 
 def test_bad_flag_in_a_subprocess_has_no_traceback() -> None:
-    proc = subprocess.run(sim_cmd("--markets", "many"), capture_output=True, text=True,
-                          timeout=30, check=False)
+    proc = subprocess.run(
+        sim_cmd("--markets", "many"), capture_output=True, text=True, timeout=30, check=False
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "kalshibook sim: error: argument --markets: expected a whole number, got 'many' "
-        "(see --help)"]
+        "(see --help)"
+    ]
 
 
 def read_ready(path: Path) -> str:
@@ -109,11 +129,35 @@ async def test_run_with_keys_truth_and_fault_flags(tmp_path: Path) -> None:
     from sim_support import KEY_ID, ws_headers
 
     proc = subprocess.Popen(  # noqa: ASYNC220
-        sim_cmd("--port", "0", "--seed", "3", "--markets", "30", "--rate", "3000",
-                "--public-key", f"{KEY_ID}={pub}", "--truth", str(truth),
-                "--ready-file", str(ready), "--skip-seq-every", "40", "--malformed-every", "60",
-                "--drop-every", "0.8", "--rest-429-burst", "1", "--rest-429-every", "0.3"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        sim_cmd(
+            "--port",
+            "0",
+            "--seed",
+            "3",
+            "--markets",
+            "30",
+            "--rate",
+            "3000",
+            "--public-key",
+            f"{KEY_ID}={pub}",
+            "--truth",
+            str(truth),
+            "--ready-file",
+            str(ready),
+            "--skip-seq-every",
+            "40",
+            "--malformed-every",
+            "60",
+            "--drop-every",
+            "0.8",
+            "--rest-429-burst",
+            "1",
+            "--rest-429-every",
+            "0.3",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         hostport = await wait_file(ready, proc)
@@ -132,10 +176,21 @@ async def test_run_with_keys_truth_and_fault_flags(tmp_path: Path) -> None:
         tickers = [m["ticker"] for m in markets]
         frames, bad = [], 0
         closed = False
-        async with connect(f"ws://{hostport}/trade-api/ws/v2", additional_headers=ws_headers(),
-                           max_queue=None) as ws:
-            await ws.send(msgspec.json.encode({"id": 1, "cmd": "subscribe", "params": {
-                "channels": ["orderbook_delta", "trade"], "market_tickers": tickers}}).decode())
+        async with connect(
+            f"ws://{hostport}/trade-api/ws/v2", additional_headers=ws_headers(), max_queue=None
+        ) as ws:
+            await ws.send(
+                msgspec.json.encode(
+                    {
+                        "id": 1,
+                        "cmd": "subscribe",
+                        "params": {
+                            "channels": ["orderbook_delta", "trade"],
+                            "market_tickers": tickers,
+                        },
+                    }
+                ).decode()
+            )
             try:
                 async with asyncio.timeout(3):
                     async for raw in ws:
@@ -162,8 +217,12 @@ async def test_run_with_keys_truth_and_fault_flags(tmp_path: Path) -> None:
 
 def test_python_dash_m_runs_and_stops_cleanly(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
-    proc = subprocess.Popen(sim_cmd("--no-auth", "--ready-file", str(ready), "--markets", "5"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        sim_cmd("--no-auth", "--ready-file", str(ready), "--markets", "5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 15
         while not ready.exists() and time.monotonic() < deadline:
@@ -185,8 +244,13 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = subprocess.run(sim_cmd("--no-auth", "--port", str(port)), capture_output=True,
-                              text=True, timeout=30, check=False)
+        proc = subprocess.run(
+            sim_cmd("--no-auth", "--port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"kalshibook sim: error: cannot listen on 127.0.0.1:{port}")

@@ -18,9 +18,17 @@ from kalshibook.sim import SimServer
 
 async def subscribe_books(sim: SimServer, ws: ClientConnection, n: int = 10) -> dict[str, int]:
     tickers = [m.ticker for m in sim.model.market_list if m.status == "active"][:n]
-    await send(ws, {"id": 1, "cmd": "subscribe",
-                    "params": {"channels": ["orderbook_delta", "trade", "ticker"],
-                               "market_tickers": tickers}})
+    await send(
+        ws,
+        {
+            "id": 1,
+            "cmd": "subscribe",
+            "params": {
+                "channels": ["orderbook_delta", "trade", "ticker"],
+                "market_tickers": tickers,
+            },
+        },
+    )
     sids: dict[str, int] = {}
     while len(sids) < 3:
         f = await recv(ws)
@@ -119,8 +127,12 @@ async def test_terminal_error_now(code: int) -> None:
         last = max(f["seq"] for f in before if f.get("sid") == book)
         assert sim.send_error(code) == 1
         err = await recv(ws)
-        assert err == {"type": "error", "sid": book, "seq": last + 1,
-                       "msg": {"code": code, "msg": err["msg"]["msg"]}}
+        assert err == {
+            "type": "error",
+            "sid": book,
+            "seq": last + 1,
+            "msg": {"code": code, "msg": err["msg"]["msg"]},
+        }
         for _ in range(10):
             sim.step(100)
         after = await recv_all(ws)
@@ -128,8 +140,14 @@ async def test_terminal_error_now(code: int) -> None:
         assert all(f["sid"] != book for f in after), "the failed subscription is gone"
         # Resubscribing gives a new sid whose seq starts again.
         t = next(m.ticker for m in sim.model.market_list if m.status == "active")
-        await send(ws, {"id": 9, "cmd": "subscribe",
-                        "params": {"channels": ["orderbook_delta"], "market_ticker": t}})
+        await send(
+            ws,
+            {
+                "id": 9,
+                "cmd": "subscribe",
+                "params": {"channels": ["orderbook_delta"], "market_ticker": t},
+            },
+        )
         ack = await recv(ws)
         assert ack["msg"]["sid"] not in sids.values()
         assert (await recv(ws))["seq"] == 1
@@ -185,8 +203,12 @@ async def test_periodic_drop() -> None:
 
 
 async def test_periodic_skip_and_malformed() -> None:
-    async with running_sim(no_auth=True, autopump=True, rate=3000, skip_seq_every=50,
-                           malformed_every=70) as sim, ws_client(sim) as ws:
+    async with (
+        running_sim(
+            no_auth=True, autopump=True, rate=3000, skip_seq_every=50, malformed_every=70
+        ) as sim,
+        ws_client(sim) as ws,
+    ):
         await subscribe_books(sim, ws, 30)
         frames, bad = decode_ok(await read_for(ws, 0.6))
         data = [f for f in frames if f["type"] in ("orderbook_delta", "trade", "ticker")]
@@ -197,8 +219,10 @@ async def test_periodic_skip_and_malformed() -> None:
 
 
 async def test_periodic_error() -> None:
-    async with running_sim(no_auth=True, autopump=True, rate=500, error_every=0.2,
-                           error_code=25) as sim, ws_client(sim) as ws:
+    async with (
+        running_sim(no_auth=True, autopump=True, rate=500, error_every=0.2, error_code=25) as sim,
+        ws_client(sim) as ws,
+    ):
         await subscribe_books(sim, ws)
         frames, _ = decode_ok(await read_for(ws, 0.5))
         errors = [f for f in frames if f["type"] == "error"]
@@ -207,8 +231,7 @@ async def test_periodic_error() -> None:
 
 
 async def test_periodic_429() -> None:
-    async with running_sim(rest_429_burst=2, rest_429_every=0.2) as sim, \
-            rest_client(sim) as client:
+    async with running_sim(rest_429_burst=2, rest_429_every=0.2) as sim, rest_client(sim) as client:
         await asyncio.sleep(0.25)
         codes = [(await client.get("/exchange/status")).status_code for _ in range(3)]
         assert codes == [429, 429, 200]
@@ -217,8 +240,10 @@ async def test_periodic_429() -> None:
 
 
 async def test_periodic_stall() -> None:
-    async with running_sim(no_auth=True, autopump=True, rate=2000, stall_every=0.3,
-                           stall_for=0.25) as sim, ws_client(sim) as ws:
+    async with (
+        running_sim(no_auth=True, autopump=True, rate=2000, stall_every=0.3, stall_for=0.25) as sim,
+        ws_client(sim) as ws,
+    ):
         await subscribe_books(sim, ws)
         loop = asyncio.get_running_loop()
         arrivals: list[float] = []

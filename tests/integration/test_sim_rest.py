@@ -19,8 +19,9 @@ FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kalshi
 LIVE = FIXTURES / "rest_post_migration_live_samples_2026-08-24.json"
 
 
-async def all_pages(client: httpx.AsyncClient, path: str, key: str,
-                    **params: Any) -> tuple[list[dict[str, Any]], int]:
+async def all_pages(
+    client: httpx.AsyncClient, path: str, key: str, **params: Any
+) -> tuple[list[dict[str, Any]], int]:
     items: list[dict[str, Any]] = []
     cursor = ""
     pages = 0
@@ -48,7 +49,8 @@ async def test_pagination_returns_every_market_of_5000_exactly_once() -> None:
         assert len(r.json()["markets"]) == 100
         open_markets, _ = await all_pages(client, "/markets", "markets", limit=777, status="open")
         assert {m["ticker"] for m in open_markets} == {
-            m.ticker for m in sim.model.market_list if m.status == "active"}
+            m.ticker for m in sim.model.market_list if m.status == "active"
+        }
         assert all(m["status"] == "active" for m in open_markets)
 
 
@@ -58,8 +60,7 @@ async def test_market_filters_and_errors() -> None:
         ev = next(e for e in model.event_list if len(e.markets) > 2 and e.status == "open")
         r = await client.get("/markets", params={"event_ticker": ev.event_ticker})
         assert [m["ticker"] for m in r.json()["markets"]] == [m.ticker for m in ev.markets]
-        r = await client.get("/markets", params={"series_ticker": ev.series_ticker,
-                                                 "limit": 1000})
+        r = await client.get("/markets", params={"series_ticker": ev.series_ticker, "limit": 1000})
         assert {m["event_ticker"] for m in r.json()["markets"]} >= {ev.event_ticker}
         assert all(m["event_ticker"].startswith(ev.series_ticker) for m in r.json()["markets"])
         some = [m.ticker for m in ev.markets[:2]]
@@ -78,8 +79,13 @@ async def test_market_filters_and_errors() -> None:
         r = await client.get("/markets", params={"max_close_ts": now_s, "limit": 1000})
         assert {m["ticker"] for m in r.json()["markets"]} == set(settled)
         bads: list[dict[str, str | int]] = [
-            {"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"status": "bogus"}, {"cursor": "!!"},
-            {"min_close_ts": 1, "min_created_ts": 1}, {"status": "settled", "min_created_ts": 1},
+            {"limit": 0},
+            {"limit": 1001},
+            {"limit": "x"},
+            {"status": "bogus"},
+            {"cursor": "!!"},
+            {"min_close_ts": 1, "min_created_ts": 1},
+            {"status": "settled", "min_created_ts": 1},
         ]
         for bad in bads:
             r = await client.get("/markets", params=bad)
@@ -101,24 +107,28 @@ async def test_events_series_and_exchange() -> None:
         assert pages > 1
         assert any(e["series_ticker"] == "" for e in events), "events without a series"
         assert (await client.get("/events", params={"limit": 201})).status_code == 400
-        nested = (await client.get("/events", params={"with_nested_markets": "true",
-                                                      "limit": 3})).json()["events"]
+        nested = (
+            await client.get("/events", params={"with_nested_markets": "true", "limit": 3})
+        ).json()["events"]
         assert all(e["markets"] for e in nested)
         ev = model.event_list[3]
-        one = (await client.get(f"/events/{ev.event_ticker}",
-                                params={"with_nested_markets": "true"})).json()
+        one = (
+            await client.get(f"/events/{ev.event_ticker}", params={"with_nested_markets": "true"})
+        ).json()
         assert one["event"]["event_ticker"] == ev.event_ticker
         assert [m["ticker"] for m in one["event"]["markets"]] == [m.ticker for m in ev.markets]
         assert (await client.get("/events/NOPE")).status_code == 404
         open_events = (await client.get("/events", params={"status": "open"})).json()["events"]
         assert {e["event_ticker"] for e in open_events} <= {
-            e.event_ticker for e in model.event_list if e.status == "open"}
+            e.event_ticker for e in model.event_list if e.status == "open"
+        }
 
         series = (await client.get("/series")).json()["series"]
         assert [s["ticker"] for s in series] == list(model.series)
         s0 = series[0]
-        single = (await client.get(f"/series/{s0['ticker']}",
-                                   params={"include_volume": "true"})).json()["series"]
+        single = (
+            await client.get(f"/series/{s0['ticker']}", params={"include_volume": "true"})
+        ).json()["series"]
         assert single["ticker"] == s0["ticker"]
         assert "volume_fp" in single
         cat = (await client.get("/series", params={"category": s0["category"]})).json()
@@ -126,8 +136,12 @@ async def test_events_series_and_exchange() -> None:
 
         assert (await client.get("/exchange/status")).json()["trading_active"] is True
         cutoff = (await client.get("/historical/cutoff")).json()
-        assert set(cutoff) == {"market_settled_ts", "trades_created_ts", "orders_updated_ts",
-                               "market_positions_last_updated_ts"}
+        assert set(cutoff) == {
+            "market_settled_ts",
+            "trades_created_ts",
+            "orders_updated_ts",
+            "market_positions_last_updated_ts",
+        }
         assert (await client.get("/nothing/here")).status_code == 404
 
 
@@ -143,16 +157,27 @@ async def test_trades_newest_first_paginated_and_filtered() -> None:
         times = [t["created_time"] for t in trades]
         assert times == sorted(times, reverse=True)
         t0 = trades[0]
-        assert set(t0) == {"count_fp", "created_time", "is_block_trade", "no_price_dollars",
-                           "taker_book_side", "taker_outcome_side", "taker_side", "ticker",
-                           "trade_id", "yes_price_dollars"}
+        assert set(t0) == {
+            "count_fp",
+            "created_time",
+            "is_block_trade",
+            "no_price_dollars",
+            "taker_book_side",
+            "taker_outcome_side",
+            "taker_side",
+            "ticker",
+            "trade_id",
+            "yes_price_dollars",
+        }
         ticker = t0["ticker"]
         mine, _ = await all_pages(client, "/markets/trades", "trades", ticker=ticker, limit=5)
         assert [t["trade_id"] for t in mine] == [
-            r.trade_id for r in reversed(model.trades.all(ticker))]
+            r.trade_id for r in reversed(model.trades.all(ticker))
+        ]
         first_s = model.trades.all()[0].ts_ms // 1000
-        r = await client.get("/markets/trades", params={"min_ts": first_s, "max_ts": first_s,
-                                                        "limit": 1000})
+        r = await client.get(
+            "/markets/trades", params={"min_ts": first_s, "max_ts": first_s, "limit": 1000}
+        )
         assert r.json()["trades"]
         assert all(t["created_time"] for t in r.json()["trades"])
 
@@ -174,14 +199,16 @@ async def test_orderbook_and_candlesticks() -> None:
         market = (await client.get(f"/markets/{m.ticker}")).json()["market"]
         assert Decimal(market["yes_bid_dollars"]) == yes[-1][0]
         assert Decimal(market["yes_ask_dollars"]) == 1 - no[-1][0]
-        many = (await client.get("/markets/orderbooks",
-                                 params={"tickers": [m.ticker, "NOPE"]})).json()
+        many = (
+            await client.get("/markets/orderbooks", params={"tickers": [m.ticker, "NOPE"]})
+        ).json()
         assert [b["ticker"] for b in many["orderbooks"]] == [m.ticker]
 
         path = f"/series/{m.series_ticker}/markets/{m.ticker}/candlesticks"
         now = int(time.time())
-        r = await client.get(path, params={"start_ts": now - 3600, "end_ts": now + 60,
-                                           "period_interval": 1})
+        r = await client.get(
+            path, params={"start_ts": now - 3600, "end_ts": now + 60, "period_interval": 1}
+        )
         assert r.status_code == 200, r.text
         candles = r.json()["candlesticks"]
         assert candles
@@ -230,13 +257,20 @@ async def test_signature_required_and_checked() -> None:
             key = private_key()
             wrong = signed_headers(KEY_ID, key, "GET", "/trade-api/v2/events")
             assert (await anon.get("/markets", headers=wrong)).status_code == 401
-            stale = signed_headers(KEY_ID, key, "GET", "/trade-api/v2/markets",
-                                   now_ms=int(time.time() * 1000) - 3_600_000)
+            stale = signed_headers(
+                KEY_ID,
+                key,
+                "GET",
+                "/trade-api/v2/markets",
+                now_ms=int(time.time() * 1000) - 3_600_000,
+            )
             assert (await anon.get("/markets", headers=stale)).status_code == 401
             unknown = signed_headers("who", key, "GET", "/trade-api/v2/markets")
             assert (await anon.get("/markets", headers=unknown)).status_code == 401
-            garbage = {**signed_headers(KEY_ID, key, "GET", "/trade-api/v2/markets"),
-                       "KALSHI-ACCESS-SIGNATURE": "not base64!"}
+            garbage = {
+                **signed_headers(KEY_ID, key, "GET", "/trade-api/v2/markets"),
+                "KALSHI-ACCESS-SIGNATURE": "not base64!",
+            }
             assert (await anon.get("/markets", headers=garbage)).status_code == 401
         for auth in (Signer(KEY_ID, "rsa"), Signer(ED_KEY_ID, "ed25519")):
             async with httpx.AsyncClient(base_url=sim.rest_url, auth=auth) as client:

@@ -28,8 +28,7 @@ ALL = ["orderbook_delta", "ticker", "trade", "market_lifecycle_v2"]
 
 
 def open_tickers(sim: SimServer, n: int) -> list[str]:
-    return [m.ticker for m in sim.model.market_list
-            if m.status == "active" and m.yes and m.no][:n]
+    return [m.ticker for m in sim.model.market_list if m.status == "active" and m.yes and m.no][:n]
 
 
 async def subscribe(ws: Any, cmd_id: int, channels: list[str], **params: Any) -> dict[str, int]:
@@ -45,9 +44,11 @@ async def subscribe(ws: Any, cmd_id: int, channels: list[str], **params: Any) ->
 
 async def test_handshake_requires_a_valid_signature() -> None:
     async with running_sim() as sim:
-        for headers in (None,
-                        {**ws_headers(), "KALSHI-ACCESS-SIGNATURE": "AAAA"},
-                        ws_headers(now_ms=1_000)):
+        for headers in (
+            None,
+            {**ws_headers(), "KALSHI-ACCESS-SIGNATURE": "AAAA"},
+            ws_headers(now_ms=1_000),
+        ):
             with pytest.raises(InvalidStatus) as info:
                 async with connect(sim.ws_url, additional_headers=headers):
                     pass
@@ -102,10 +103,12 @@ async def test_subscribe_acks_snapshots_then_contiguous_deltas() -> None:
                 del side[price]
         for t in tickers:
             model = sim.model.markets[t]
-            assert books[t]["yes"] == {Decimal(p) / 10_000: Decimal(s) / 100
-                                       for p, s in model.yes.items()}
-            assert books[t]["no"] == {Decimal(p) / 10_000: Decimal(s) / 100
-                                      for p, s in model.no.items()}
+            assert books[t]["yes"] == {
+                Decimal(p) / 10_000: Decimal(s) / 100 for p, s in model.yes.items()
+            }
+            assert books[t]["no"] == {
+                Decimal(p) / 10_000: Decimal(s) / 100 for p, s in model.no.items()
+            }
 
 
 async def test_frames_have_kalshi_2026_shapes() -> None:
@@ -134,7 +137,9 @@ async def test_frames_have_kalshi_2026_shapes() -> None:
         trade = seen["trade"]["msg"]
         assert Decimal(trade["yes_price_dollars"]) + Decimal(trade["no_price_dollars"]) == 1
         assert {trade["taker_outcome_side"], trade["taker_book_side"]} in (
-            {"yes", "bid"}, {"no", "ask"})
+            {"yes", "bid"},
+            {"no", "ask"},
+        )
 
 
 async def test_get_snapshot_on_the_same_seq_stream() -> None:
@@ -145,9 +150,18 @@ async def test_get_snapshot_on_the_same_seq_stream() -> None:
         sim.step(100)
         before = await recv_all(ws)
         book_sid = sids["orderbook_delta"]
-        await send(ws, {"id": 7, "cmd": "update_subscription",
-                        "params": {"sids": [book_sid], "market_tickers": tickers[:2],
-                                   "action": "get_snapshot"}})
+        await send(
+            ws,
+            {
+                "id": 7,
+                "cmd": "update_subscription",
+                "params": {
+                    "sids": [book_sid],
+                    "market_tickers": tickers[:2],
+                    "action": "get_snapshot",
+                },
+            },
+        )
         snaps = await recv_all(ws)
         assert [s["type"] for s in snaps] == ["orderbook_snapshot"] * 2
         assert all(s["id"] == 7 and s["sid"] == book_sid for s in snaps)
@@ -158,9 +172,18 @@ async def test_get_snapshot_on_the_same_seq_stream() -> None:
         assert snaps[0]["msg"] == json.loads(json.dumps(sim.model.snapshot_msg(m)))
         # get_snapshot on the trade sid: error 13, which consumes a seq of that sid.
         trade_seq = max((f["seq"] for f in before if f["sid"] == sids["trade"]), default=0)
-        await send(ws, {"id": 8, "cmd": "update_subscription",
-                        "params": {"sid": sids["trade"], "market_tickers": tickers,
-                                   "action": "get_snapshot"}})
+        await send(
+            ws,
+            {
+                "id": 8,
+                "cmd": "update_subscription",
+                "params": {
+                    "sid": sids["trade"],
+                    "market_tickers": tickers,
+                    "action": "get_snapshot",
+                },
+            },
+        )
         err = await recv(ws)
         assert err["type"] == "error"
         assert err["msg"]["code"] == 13
@@ -174,30 +197,52 @@ async def test_update_add_delete_list_and_unsubscribe() -> None:
         sids = await subscribe(ws, 1, ["orderbook_delta", "ticker"], market_tickers=[a])
         sid = sids["orderbook_delta"]
         assert (await recv(ws))["seq"] == 1
-        await send(ws, {"id": 2, "cmd": "update_subscription",
-                        "params": {"sid": sid, "market_tickers": [b, c], "action": "add_markets"}})
+        await send(
+            ws,
+            {
+                "id": 2,
+                "cmd": "update_subscription",
+                "params": {"sid": sid, "market_tickers": [b, c], "action": "add_markets"},
+            },
+        )
         ok = await recv(ws)
-        assert ok == {"id": 2, "type": "ok", "sid": sid, "seq": 2,
-                      "msg": {"market_tickers": [a, b, c]}}
+        assert ok == {
+            "id": 2,
+            "type": "ok",
+            "sid": sid,
+            "seq": 2,
+            "msg": {"market_tickers": [a, b, c]},
+        }
         snaps = [await recv(ws), await recv(ws)]
         assert [s["msg"]["market_ticker"] for s in snaps] == [b, c]
         assert [s["seq"] for s in snaps] == [3, 4]
-        await send(ws, {"id": 3, "cmd": "update_subscription",
-                        "params": {"sids": [sid], "market_ticker": a,
-                                   "action": "delete_markets"}})
+        await send(
+            ws,
+            {
+                "id": 3,
+                "cmd": "update_subscription",
+                "params": {"sids": [sid], "market_ticker": a, "action": "delete_markets"},
+            },
+        )
         ok = await recv(ws)
         assert ok["msg"] == {"market_tickers": [b, c]}
         assert ok["seq"] == 5
         for _ in range(20):
             sim.step(100)
         frames = await recv_all(ws)
-        assert not [f for f in frames if f["type"] == "orderbook_delta"
-                    and f["msg"]["market_ticker"] == a]
+        assert not [
+            f for f in frames if f["type"] == "orderbook_delta" and f["msg"]["market_ticker"] == a
+        ]
         await send(ws, {"id": 4, "cmd": "list_subscriptions"})
         listed = await recv(ws)
-        assert listed == {"id": 4, "type": "ok", "msg": [
-            {"channel": "orderbook_delta", "sid": sid},
-            {"channel": "ticker", "sid": sids["ticker"]}]}
+        assert listed == {
+            "id": 4,
+            "type": "ok",
+            "msg": [
+                {"channel": "orderbook_delta", "sid": sid},
+                {"channel": "ticker", "sid": sids["ticker"]},
+            ],
+        }
         await send(ws, {"id": 5, "cmd": "unsubscribe", "params": {"sids": [sid]}})
         unsub = await recv(ws)
         assert unsub["type"] == "unsubscribed"
@@ -213,8 +258,9 @@ async def test_update_add_delete_list_and_unsubscribe() -> None:
 async def test_initial_ticker_snapshot_and_all_market_channels() -> None:
     async with running_sim(markets=20) as sim, ws_client(sim) as ws:
         tickers = open_tickers(sim, 2)
-        sid = (await subscribe(ws, 1, ["ticker"], market_tickers=tickers,
-                               send_initial_snapshot=True))["ticker"]
+        sid = (
+            await subscribe(ws, 1, ["ticker"], market_tickers=tickers, send_initial_snapshot=True)
+        )["ticker"]
         first = [await recv(ws), await recv(ws)]
         assert [f["msg"]["market_ticker"] for f in first] == tickers
         assert all(f["sid"] == sid and "seq" not in f for f in first)
@@ -226,8 +272,10 @@ async def test_initial_ticker_snapshot_and_all_market_channels() -> None:
 
 
 async def test_lifecycle_channel() -> None:
-    async with running_sim(markets=10, lifetime=2, new_markets_per_min=300) as sim, \
-            ws_client(sim) as ws:
+    async with (
+        running_sim(markets=10, lifetime=2, new_markets_per_min=300) as sim,
+        ws_client(sim) as ws,
+    ):
         sid = (await subscribe(ws, 1, ["market_lifecycle_v2"]))["market_lifecycle_v2"]
         now = sim.model.now_ms
         for i in range(1, 60):
@@ -240,10 +288,18 @@ async def test_lifecycle_channel() -> None:
         assert types == {"market_lifecycle_v2", "event_lifecycle"}
         events = {f["msg"]["event_type"] for f in frames if f["type"] == "market_lifecycle_v2"}
         assert {"created", "activated", "determined", "settled"} <= events
-        created = next(f["msg"] for f in frames if f["type"] == "market_lifecycle_v2"
-                       and f["msg"]["event_type"] == "created")
-        assert {"open_ts", "close_ts", "additional_metadata", "price_level_structure",
-                "price_ranges"} <= set(created)
+        created = next(
+            f["msg"]
+            for f in frames
+            if f["type"] == "market_lifecycle_v2" and f["msg"]["event_type"] == "created"
+        )
+        assert {
+            "open_ts",
+            "close_ts",
+            "additional_metadata",
+            "price_level_structure",
+            "price_ranges",
+        } <= set(created)
         assert created["additional_metadata"]["event_ticker"]
 
 
@@ -256,18 +312,34 @@ async def test_lifecycle_channel() -> None:
         ({"id": 1, "cmd": "subscribe", "params": {"channels": []}}, 3),
         ({"id": 1, "cmd": "subscribe", "params": {"channels": ["fills_v9"]}}, 8),
         ({"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}, 14),
-        ({"id": 1, "cmd": "subscribe",
-          "params": {"channels": ["ticker"], "market_tickers": ["NOPE-1"]}}, 11),
-        ({"id": 1, "cmd": "subscribe",
-          "params": {"channels": ["ticker"], "market_ticker": "A", "market_tickers": ["B"]}}, 11),
-        ({"id": 1, "cmd": "subscribe",
-          "params": {"channels": ["trade"], "use_yes_price": True}}, 11),
+        (
+            {
+                "id": 1,
+                "cmd": "subscribe",
+                "params": {"channels": ["ticker"], "market_tickers": ["NOPE-1"]},
+            },
+            11,
+        ),
+        (
+            {
+                "id": 1,
+                "cmd": "subscribe",
+                "params": {"channels": ["ticker"], "market_ticker": "A", "market_tickers": ["B"]},
+            },
+            11,
+        ),
+        (
+            {"id": 1, "cmd": "subscribe", "params": {"channels": ["trade"], "use_yes_price": True}},
+            11,
+        ),
         ({"id": 1, "cmd": "unsubscribe", "params": {}}, 4),
         ({"id": 1, "cmd": "unsubscribe", "params": {"sids": [99]}}, 7),
         ({"id": 1, "cmd": "update_subscription", "params": {"action": "add_markets"}}, 12),
         ({"id": 1, "cmd": "update_subscription", "params": {"sids": [1, 2]}}, 12),
-        ({"id": 1, "cmd": "update_subscription",
-          "params": {"sid": 42, "action": "add_markets"}}, 7),
+        (
+            {"id": 1, "cmd": "update_subscription", "params": {"sid": 42, "action": "add_markets"}},
+            7,
+        ),
     ],
 )
 async def test_error_codes(cmd: dict[str, Any], code: int) -> None:
@@ -283,8 +355,7 @@ async def test_error_codes(cmd: dict[str, Any], code: int) -> None:
 async def test_sid_scoped_error_codes() -> None:
     async with running_sim(markets=10, no_auth=True) as sim, ws_client(sim) as ws:
         t = open_tickers(sim, 1)[0]
-        sids = await subscribe(ws, 1, ["orderbook_delta", "market_lifecycle_v2"],
-                               market_ticker=t)
+        sids = await subscribe(ws, 1, ["orderbook_delta", "market_lifecycle_v2"], market_ticker=t)
         await recv_all(ws)
         book = sids["orderbook_delta"]
         cases: list[tuple[dict[str, Any], int]] = [
@@ -292,8 +363,14 @@ async def test_sid_scoped_error_codes() -> None:
             ({"sid": book, "action": "explode"}, 13),
             ({"sid": book, "action": "add_markets"}, 14),
             ({"sid": book, "action": "add_markets", "market_tickers": ["NOPE-1"]}, 11),
-            ({"sid": sids["market_lifecycle_v2"], "action": "add_markets",
-              "market_tickers": [t]}, 13),
+            (
+                {
+                    "sid": sids["market_lifecycle_v2"],
+                    "action": "add_markets",
+                    "market_tickers": [t],
+                },
+                13,
+            ),
         ]
         for n, (params, code) in enumerate(cases, start=10):
             await send(ws, {"id": n, "cmd": "update_subscription", "params": params})
@@ -308,10 +385,16 @@ async def test_sid_scoped_error_codes() -> None:
 async def test_many_subscriptions_stay_independent() -> None:
     async with running_sim(markets=60, no_auth=True) as sim, ws_client(sim) as ws:
         tickers = open_tickers(sim, 40)
-        shards = [tickers[i:i + 10] for i in range(0, 40, 10)]
+        shards = [tickers[i : i + 10] for i in range(0, 40, 10)]
         for i, shard in enumerate(shards):
-            await send(ws, {"id": i + 1, "cmd": "subscribe",
-                            "params": {"channels": ["orderbook_delta"], "market_tickers": shard}})
+            await send(
+                ws,
+                {
+                    "id": i + 1,
+                    "cmd": "subscribe",
+                    "params": {"channels": ["orderbook_delta"], "market_tickers": shard},
+                },
+            )
         for _ in range(20):
             sim.step(200)
         frames = await recv_all(ws)
@@ -328,8 +411,10 @@ async def test_many_subscriptions_stay_independent() -> None:
 
 
 async def test_autopump_rate() -> None:
-    async with running_sim(markets=50, no_auth=True, autopump=True, rate=2000) as sim, \
-            ws_client(sim) as ws:
+    async with (
+        running_sim(markets=50, no_auth=True, autopump=True, rate=2000) as sim,
+        ws_client(sim) as ws,
+    ):
         tickers = [m.ticker for m in sim.model.market_list if m.status == "active"]
         await subscribe(ws, 1, ALL, market_tickers=tickers)
         frames = await recv_all_for(ws, 1.0)

@@ -30,19 +30,33 @@ def utc(*args: int) -> datetime:
 
 def trade(bucket: datetime, o: str, h: str, lo: str, c: str, vol: str, notional: str, n: int = 1):
     return TradeBucket(
-        bucket=bucket, open=D(o), high=D(h), low=D(lo), close=D(c), volume=D(vol),
-        notional=D(notional), trade_count=n,
+        bucket=bucket,
+        open=D(o),
+        high=D(h),
+        low=D(lo),
+        close=D(c),
+        volume=D(vol),
+        notional=D(notional),
+        trade_count=n,
     )
 
 
-def quote(bucket: datetime, bid: tuple[str | None, str | None, str | None],
-          ask: tuple[str | None, str | None, str | None]) -> QuoteBucket:
+def quote(
+    bucket: datetime,
+    bid: tuple[str | None, str | None, str | None],
+    ask: tuple[str | None, str | None, str | None],
+) -> QuoteBucket:
     def d(x: str | None) -> Decimal | None:
         return None if x is None else D(x)
 
     return QuoteBucket(
-        bucket=bucket, yes_bid_high=d(bid[0]), yes_bid_low=d(bid[1]), yes_bid_close=d(bid[2]),
-        yes_ask_high=d(ask[0]), yes_ask_low=d(ask[1]), yes_ask_close=d(ask[2]),
+        bucket=bucket,
+        yes_bid_high=d(bid[0]),
+        yes_bid_low=d(bid[1]),
+        yes_bid_close=d(bid[2]),
+        yes_ask_high=d(ask[0]),
+        yes_ask_low=d(ask[1]),
+        yes_ask_close=d(ask[2]),
     )
 
 
@@ -126,7 +140,9 @@ M = timedelta(minutes=1)
 
 def test_carried_quote_opens_the_period_and_counts_in_high_low() -> None:
     candles = assemble(
-        "1m", T0, T0 + 3 * M,
+        "1m",
+        T0,
+        T0 + 3 * M,
         trades=[],
         quotes=[quote(T0 + M, ("0.45", "0.41", "0.41"), ("0.50", "0.47", "0.50"))],
         stats=[],
@@ -137,14 +153,23 @@ def test_carried_quote_opens_the_period_and_counts_in_high_low() -> None:
     first, second, third = candles
     # no quote change in the first minute: the carried state is open, high, low and close
     assert (first.yes_bid_open, first.yes_bid_high, first.yes_bid_low, first.yes_bid_close) == (
-        D("0.44"), D("0.44"), D("0.44"), D("0.44"),
+        D("0.44"),
+        D("0.44"),
+        D("0.44"),
+        D("0.44"),
     )
     # the carried open (0.52) is above every ask quoted in the minute: it is the high
     assert (second.yes_ask_open, second.yes_ask_high, second.yes_ask_low, second.yes_ask_close) == (
-        D("0.52"), D("0.52"), D("0.47"), D("0.50"),
+        D("0.52"),
+        D("0.52"),
+        D("0.47"),
+        D("0.50"),
     )
     assert (second.yes_bid_open, second.yes_bid_high, second.yes_bid_low, second.yes_bid_close) == (
-        D("0.44"), D("0.45"), D("0.41"), D("0.41"),
+        D("0.44"),
+        D("0.45"),
+        D("0.41"),
+        D("0.41"),
     )
     # the next minute opens at the previous close
     assert (third.yes_bid_open, third.yes_ask_open) == (D("0.41"), D("0.50"))
@@ -153,7 +178,9 @@ def test_carried_quote_opens_the_period_and_counts_in_high_low() -> None:
 
 def test_an_empty_book_side_is_null_and_ignored_by_high_low() -> None:
     candles = assemble(
-        "1m", T0, T0 + 2 * M,
+        "1m",
+        T0,
+        T0 + 2 * M,
         trades=[],
         # the bid side emptied during the minute (last quote has no bid)
         quotes=[quote(T0, ("0.40", "0.40", None), ("0.60", "0.55", "0.55"))],
@@ -163,22 +190,31 @@ def test_an_empty_book_side_is_null_and_ignored_by_high_low() -> None:
     )
     first, second = candles
     assert (first.yes_bid_open, first.yes_bid_high, first.yes_bid_low, first.yes_bid_close) == (
-        D("0.38"), D("0.40"), D("0.38"), None,
+        D("0.38"),
+        D("0.40"),
+        D("0.38"),
+        None,
     )
     assert (first.yes_ask_open, first.yes_ask_high, first.yes_ask_low, first.yes_ask_close) == (
-        None, D("0.60"), D("0.55"), D("0.55"),
+        None,
+        D("0.60"),
+        D("0.55"),
+        D("0.55"),
     )
     assert (second.yes_bid_open, second.yes_bid_high, second.yes_bid_low) == (None, None, None)
 
 
 def test_previous_is_the_last_trade_before_the_period() -> None:
     candles = assemble(
-        "1m", T0, T0 + 4 * M,
+        "1m",
+        T0,
+        T0 + 4 * M,
         trades=[
             trade(T0, "0.30", "0.35", "0.30", "0.34", "10", "3.20", 2),
             trade(T0 + 2 * M, "0.36", "0.36", "0.33", "0.33", "4", "1.35", 3),
         ],
-        quotes=[], stats=[],
+        quotes=[],
+        stats=[],
         carried=CarriedIn(last_price=D("0.29")),
         fill=True,
     )
@@ -210,10 +246,15 @@ def test_fill_false_omits_periods_without_any_source_row() -> None:
 
 def test_stats_row_without_open_interest_keeps_the_carried_value() -> None:
     candles = assemble(
-        "1h", T0, T0 + timedelta(hours=2),
-        trades=[], quotes=[],
-        stats=[StatsBucket(bucket=T0, open_interest=None),
-               StatsBucket(bucket=T0 + timedelta(hours=1), open_interest=D("12.50"))],
+        "1h",
+        T0,
+        T0 + timedelta(hours=2),
+        trades=[],
+        quotes=[],
+        stats=[
+            StatsBucket(bucket=T0, open_interest=None),
+            StatsBucket(bucket=T0 + timedelta(hours=1), open_interest=D("12.50")),
+        ],
         carried=CarriedIn(open_interest=D("3")),
     )
     assert [c.open_interest for c in candles] == [D("3"), D("12.50")]
@@ -222,8 +263,15 @@ def test_stats_row_without_open_interest_keeps_the_carried_value() -> None:
 def test_fill_stops_at_until_and_labels_daily_periods_by_new_york_days() -> None:
     start = utc(2026, 3, 7, 5)  # New York midnight, 2026-03-07
     candles = assemble(
-        "1d", start, utc(2026, 3, 20), trades=[], quotes=[], stats=[],
-        carried=CarriedIn(last_price=D("0.5")), fill=True, until=utc(2026, 3, 9, 12),
+        "1d",
+        start,
+        utc(2026, 3, 20),
+        trades=[],
+        quotes=[],
+        stats=[],
+        carried=CarriedIn(last_price=D("0.5")),
+        fill=True,
+        until=utc(2026, 3, 9, 12),
     )
     assert [(c.start, c.end) for c in candles] == [
         (utc(2026, 3, 7, 5), utc(2026, 3, 8, 5)),
@@ -235,8 +283,12 @@ def test_fill_stops_at_until_and_labels_daily_periods_by_new_york_days() -> None
 
 def test_start_inside_a_period_selects_that_period() -> None:
     candles = assemble(
-        "1h", T0 + 30 * M, T0 + 61 * M,
-        trades=[trade(T0, "0.1", "0.1", "0.1", "0.1", "1", "0.1")], quotes=[], stats=[],
+        "1h",
+        T0 + 30 * M,
+        T0 + 61 * M,
+        trades=[trade(T0, "0.1", "0.1", "0.1", "0.1", "1", "0.1")],
+        quotes=[],
+        stats=[],
         carried=CarriedIn(),
     )
     assert [c.start for c in candles] == [T0]
@@ -245,11 +297,32 @@ def test_start_inside_a_period_selects_that_period() -> None:
 
 def test_rows_outside_the_range_or_off_the_grid_are_rejected() -> None:
     with pytest.raises(ValueError, match="not a 1m period"):
-        assemble("1m", T0, T0 + M, trades=[trade(T0 + M, *["0.1"] * 6)], quotes=[], stats=[],
-                 carried=CarriedIn())
+        assemble(
+            "1m",
+            T0,
+            T0 + M,
+            trades=[trade(T0 + M, *["0.1"] * 6)],
+            quotes=[],
+            stats=[],
+            carried=CarriedIn(),
+        )
     with pytest.raises(ValueError, match="not a 1h period"):
-        assemble("1h", T0, T0 + 2 * M, trades=[trade(T0 + M, *["0.1"] * 6)], quotes=[],
-                 stats=[], carried=CarriedIn())
+        assemble(
+            "1h",
+            T0,
+            T0 + 2 * M,
+            trades=[trade(T0 + M, *["0.1"] * 6)],
+            quotes=[],
+            stats=[],
+            carried=CarriedIn(),
+        )
     with pytest.raises(ValueError, match="two rows"):
-        assemble("1m", T0, T0 + M, trades=[trade(T0, *["0.1"] * 6)] * 2, quotes=[], stats=[],
-                 carried=CarriedIn())
+        assemble(
+            "1m",
+            T0,
+            T0 + M,
+            trades=[trade(T0, *["0.1"] * 6)] * 2,
+            quotes=[],
+            stats=[],
+            carried=CarriedIn(),
+        )

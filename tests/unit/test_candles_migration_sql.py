@@ -60,7 +60,7 @@ def _creates(statements: list[str], header: str) -> dict[str, tuple[int, str]]:
     for i, stmt in enumerate(statements):
         m = re.match(header, stmt)
         if m:
-            out[m.group(1)] = (i, stmt[m.end():])
+            out[m.group(1)] = (i, stmt[m.end() :])
     return out
 
 
@@ -121,9 +121,23 @@ def test_bodies_follow_the_cagg_rules(name: str) -> None:
     body = _body(name)
     upper = body.upper()
     for forbidden in (
-        "TIME_BUCKET_GAPFILL", " OVER ", "OVER(", " JOIN ", "DISTINCT", "ORDER BY", "LIMIT",
-        "FILTER", "WITH RECURSIVE", "(SELECT", "UNION", "HAVING", "NOW()", "RANDOM(",
-        "CURRENT_", "LOCF", "INTERPOLATE",
+        "TIME_BUCKET_GAPFILL",
+        " OVER ",
+        "OVER(",
+        " JOIN ",
+        "DISTINCT",
+        "ORDER BY",
+        "LIMIT",
+        "FILTER",
+        "WITH RECURSIVE",
+        "(SELECT",
+        "UNION",
+        "HAVING",
+        "NOW()",
+        "RANDOM(",
+        "CURRENT_",
+        "LOCF",
+        "INTERPOLATE",
     ):
         assert forbidden not in upper, (name, forbidden)
     assert len(re.findall(r"\bFROM\b", upper)) == 1

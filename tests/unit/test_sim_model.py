@@ -154,8 +154,9 @@ def test_deltas_replay_to_the_model_books_and_trades_cross_the_book() -> None:
                     assert price == max(yes)
                     assert parse_price(t["yes_price_dollars"]) == price
                 assert t["taker_side"] == t["taker_outcome_side"]
-                assert (parse_price(t["yes_price_dollars"]) + parse_price(t["no_price_dollars"])
-                        == UNIT)
+                assert (
+                    parse_price(t["yes_price_dollars"]) + parse_price(t["no_price_dollars"]) == UNIT
+                )
                 trades += 1
             pending_trade = None
             apply(book, price, delta)
@@ -172,9 +173,21 @@ def test_ticker_frames_match_the_book() -> None:
             continue
         m = e.msg
         assert set(m) == {
-            "market_id", "market_ticker", "price_dollars", "yes_bid_dollars", "yes_ask_dollars",
-            "volume_fp", "open_interest_fp", "dollar_volume", "dollar_open_interest",
-            "yes_bid_size_fp", "yes_ask_size_fp", "last_trade_size_fp", "ts", "ts_ms", "time",
+            "market_id",
+            "market_ticker",
+            "price_dollars",
+            "yes_bid_dollars",
+            "yes_ask_dollars",
+            "volume_fp",
+            "open_interest_fp",
+            "dollar_volume",
+            "dollar_open_interest",
+            "yes_bid_size_fp",
+            "yes_ask_size_fp",
+            "last_trade_size_fp",
+            "ts",
+            "ts_ms",
+            "time",
         }
         assert parse_price(m["yes_bid_dollars"]) < parse_price(m["yes_ask_dollars"])
     market = ex.market_list[0]
@@ -199,13 +212,20 @@ def test_fractional_sizes_and_snapshot_absent_sides() -> None:
 
 # --- lifecycle -----------------------------------------------------------------------------------
 
-ORDER = {"created": 0, "activated": 1, "close_date_updated": 2, "closed": 3, "determined": 4,
-         "settled": 5}
+ORDER = {
+    "created": 0,
+    "activated": 1,
+    "close_date_updated": 2,
+    "closed": 3,
+    "determined": 4,
+    "settled": 5,
+}
 
 
 def test_lifecycle_order_and_resolution() -> None:
-    ex = Exchange(ModelConfig(seed=21, markets=30, lifetime_s=3, new_markets_per_min=120,
-                              start_ms=START))
+    ex = Exchange(
+        ModelConfig(seed=21, markets=30, lifetime_s=3, new_markets_per_min=120, start_ms=START)
+    )
     out = run(ex, 300, 5, dt_ms=50)  # 15 s of exchange time: several full lives
     seen: dict[str, list[tuple[int, str]]] = defaultdict(list)
     events_announced = set()
@@ -215,8 +235,12 @@ def test_lifecycle_order_and_resolution() -> None:
         last_ts = e.ts_ms
         if e.kind == EVENT_LIFECYCLE:
             events_announced.add(e.ticker)
-            assert set(e.msg) >= {"event_ticker", "title", "series_ticker",
-                                  "collateral_return_type"}
+            assert set(e.msg) >= {
+                "event_ticker",
+                "title",
+                "series_ticker",
+                "collateral_return_type",
+            }
         elif e.kind == LIFECYCLE:
             seen[e.ticker].append((e.ts_ms, e.msg["event_type"]))
         elif e.kind == CLOSED:
@@ -259,16 +283,22 @@ def test_determined_and_settled_frames_match_kalshi_shapes() -> None:
     ex = Exchange(ModelConfig(seed=2, markets=10, lifetime_s=1, start_ms=START))
     out = run(ex, 100, 0, dt_ms=100)
     det = next(e.msg for e in out if e.kind == LIFECYCLE and e.msg["event_type"] == "determined")
-    assert set(det) == {"market_ticker", "determination_ts", "result", "settlement_value",
-                        "event_type"}
+    assert set(det) == {
+        "market_ticker",
+        "determination_ts",
+        "result",
+        "settlement_value",
+        "event_type",
+    }
     assert det["settlement_value"] in ("1.0000", "0.0000")
     settled = next(e.msg for e in out if e.kind == LIFECYCLE and e.msg["event_type"] == "settled")
     assert set(settled) == {"market_ticker", "settled_ts", "event_type"}
 
 
 def test_new_markets_appear_over_time() -> None:
-    ex = Exchange(ModelConfig(seed=8, markets=10, lifetime_s=600, new_markets_per_min=60,
-                              start_ms=START))
+    ex = Exchange(
+        ModelConfig(seed=8, markets=10, lifetime_s=600, new_markets_per_min=60, start_ms=START)
+    )
     before = len(ex.market_list)
     out = run(ex, 100, 0, dt_ms=100)  # 10 s -> about 10 new markets
     created = [e for e in out if e.kind == LIFECYCLE and e.msg["event_type"] == "created"]
@@ -304,8 +334,7 @@ def test_trade_log_pages_newest_first_and_trims() -> None:
 
 
 @pytest.mark.parametrize(
-    ("units", "text"), [(0, "0.00"), (1, "0.01"), (1250, "12.50"), (-5400, "-54.00"),
-                        (-7, "-0.07")]
+    ("units", "text"), [(0, "0.00"), (1, "0.01"), (1250, "12.50"), (-5400, "-54.00"), (-7, "-0.07")]
 )
 def test_size_strings(units: int, text: str) -> None:
     assert size_str(units) == text

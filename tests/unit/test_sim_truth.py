@@ -28,8 +28,9 @@ def same(book: BookState, m: Market) -> bool:
 
 
 def test_truth_round_trip(tmp_path: Path) -> None:
-    ex = Exchange(ModelConfig(seed=5, markets=30, lifetime_s=4, new_markets_per_min=60,
-                              start_ms=START))
+    ex = Exchange(
+        ModelConfig(seed=5, markets=30, lifetime_s=4, new_markets_per_min=60, start_ms=START)
+    )
     path = tmp_path / "truth.jsonl"
     writer = TruthWriter(path, ex, checkpoint_every=25)
     enc = msgspec.json.encode

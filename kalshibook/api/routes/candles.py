@@ -43,9 +43,12 @@ from kalshibook.storage.candles import read_candles
 __all__ = ("HANDLERS", "CandleOut", "CandlePage", "candle_out", "candles_handler")
 
 INTERVALS: Final[dict[str, Interval]] = {
-    "1m": "1m", "1": "1m",
-    "1h": "1h", "60": "1h",
-    "1d": "1d", "1440": "1d",
+    "1m": "1m",
+    "1": "1m",
+    "1h": "1h",
+    "60": "1h",
+    "1d": "1d",
+    "1440": "1d",
 }
 """Our names, and Kalshi's ``period_interval`` minutes as aliases."""
 _TRUE: Final = {"true", "1", "yes"}
@@ -295,11 +298,24 @@ _EXAMPLE_T0 = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)
 _EXAMPLE_CANDLE = CandleOut(
     start=_EXAMPLE_T0,
     end=datetime(2026, 1, 15, 16, 0, tzinfo=UTC),
-    open="0.4200", high="0.4500", low="0.4100", close="0.4400",
-    volume="120.00", vwap="0.4325", trade_count=9,
-    taker_yes_volume="80.00", taker_no_volume="40.00", previous="0.4100",
-    yes_bid_open="0.4100", yes_bid_high="0.4400", yes_bid_low="0.4000", yes_bid_close="0.4300",
-    yes_ask_open="0.4300", yes_ask_high="0.4600", yes_ask_low="0.4200", yes_ask_close="0.4500",
+    open="0.4200",
+    high="0.4500",
+    low="0.4100",
+    close="0.4400",
+    volume="120.00",
+    vwap="0.4325",
+    trade_count=9,
+    taker_yes_volume="80.00",
+    taker_no_volume="40.00",
+    previous="0.4100",
+    yes_bid_open="0.4100",
+    yes_bid_high="0.4400",
+    yes_bid_low="0.4000",
+    yes_bid_close="0.4300",
+    yes_ask_open="0.4300",
+    yes_ask_high="0.4600",
+    yes_ask_low="0.4200",
+    yes_ask_close="0.4500",
     open_interest="1520.00",
     end_period_ts=int(datetime(2026, 1, 15, 16, 0, tzinfo=UTC).timestamp()),
     yes_bid=KalshiQuoteOHLC(
@@ -309,8 +325,12 @@ _EXAMPLE_CANDLE = CandleOut(
         open_dollars="0.4300", low_dollars="0.4200", high_dollars="0.4600", close_dollars="0.4500"
     ),
     price=KalshiPrice(
-        open_dollars="0.4200", low_dollars="0.4100", high_dollars="0.4500", close_dollars="0.4400",
-        mean_dollars="0.4325", previous_dollars="0.4100",
+        open_dollars="0.4200",
+        low_dollars="0.4100",
+        high_dollars="0.4500",
+        close_dollars="0.4400",
+        mean_dollars="0.4325",
+        previous_dollars="0.4100",
     ),
     volume_fp="120.00",
     open_interest_fp="1520.00",
@@ -338,9 +358,7 @@ CANDLE_PAGE_EXAMPLE = CandlePage(
         "At most `max_candles` (10,000) periods per request; the period in progress is included."
     ),
     tags=["candles"],
-    responses=responses(
-        CandlePage, CANDLE_PAGE_EXAMPLE, errors=(400, 401, 402, 404, 429, 503)
-    ),
+    responses=responses(CandlePage, CANDLE_PAGE_EXAMPLE, errors=(400, 401, 402, 404, 429, 503)),
     name="candles",
     **priced(3),
 )
