@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -241,3 +243,68 @@ def test_migrate_cli_reports_bad_url_in_one_line(env_url: str | None, expected: 
     assert len(lines) == 1, proc.stderr
     assert expected in lines[0]
     assert "x@" not in lines[0]  # the password is never echoed
+
+
+@pytest.fixture
+def server_without_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster that does not preload timescaledb."""
+    import os
+    import shutil
+    import socket
+
+    bindir = Path("/usr/lib/postgresql/15/bin")
+    if not (bindir / "initdb").exists():
+        pytest.skip("PostgreSQL 15 server binaries not installed")
+    root = os.geteuid() == 0
+    base = Path("/tmp") / f"kb_plain_pg_{uuid.uuid4().hex[:8]}"
+    base.mkdir()
+    data = base / "data"
+
+    def as_owner(*cmd: str) -> None:
+        full = ["runuser", "-u", "postgres", "--", *cmd] if root else list(cmd)
+        subprocess.run(full, check=True, capture_output=True, cwd="/")
+
+    if root:
+        shutil.chown(base, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_owner(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
+    as_owner(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(base / "log"),
+        "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_owner(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_migrate_cli_reports_a_server_without_timescaledb(server_without_timescaledb: str) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    env["KALSHIBOOK_DATABASE_URL"] = server_without_timescaledb
+    proc = subprocess.run(
+        [sys.executable, "-m", "kalshibook", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "timescaledb" in lines[0]
+    with psycopg.connect(server_without_timescaledb) as conn:  # nothing was created
+        assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
