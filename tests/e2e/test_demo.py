@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from kalshibook.storage.urls import with_database
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,57 @@ def _group_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "kalshibook"), "status", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_make_help_lists_every_target() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = {
+        line.split(":", 1)[0]
+        for line in makefile.splitlines()
+        if line and not line[0].isspace() and "## " in line and ":" in line
+    }
+    phony = set(next(ln for ln in makefile.splitlines() if ln.startswith(".PHONY:")).split()[1:])
+    required = {
+        "install",
+        "db",
+        "db-stop",
+        "migrate",
+        "collect",
+        "serve",
+        "demo",
+        "demo-stop",
+        "test",
+        "bench",
+        "lint",
+        "typecheck",
+        "sql-user",
+        "api-key",
+        "psql",
+        "status",
+    }
+    assert required <= targets
+    assert phony <= targets | {"help"}
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    listed = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert listed == targets
 
 
 def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> None:
@@ -79,6 +132,18 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
         assert all(t["ticker"] == trades["data"][0]["ticker"] for t in trades["data"])
         assert any(c["volume"] != "0.00" for c in candles["data"]), "no candle with trades"
         assert book["data"]["yes_bids"] or book["data"]["no_bids"], "empty order book"
+        # `kalshibook status` sees the demo's data and its collector: exit 0
+        demo_env = dict(
+            line.split("=", 1) for line in (state / "env").read_text().splitlines() if "=" in line
+        )
+        status_env = env | {
+            "KALSHIBOOK_DATABASE_URL": with_database(server_url, db_name),
+            "KALSHIBOOK_COLLECTOR_METRICS_PORT": demo_env["METRICS_PORT"],
+        }
+        status = _status(status_env, "--require-collector", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        assert report, "empty status report"
         # a second run is fast and reuses everything (no duplicate processes or keys)
         again = subprocess.run(
             ["make", "--no-print-directory", "demo"],
@@ -99,5 +164,10 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
     for name, pid in pids.items():
         assert not _group_alive(pid), f"{name} (pid {pid}) left running"
     assert not list(state.glob("*.pid"))
+    # with the daemon stopped past the threshold, status fails (for cron / monitoring)
+    time.sleep(4)
+    stale = _status(status_env, "--stale-after", "3")
+    assert stale.returncode == 3, stale.stdout + stale.stderr
+    assert _status(status_env, "--require-collector").returncode != 0
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
