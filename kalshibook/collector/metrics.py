@@ -18,6 +18,7 @@ from typing import Final
 __all__ = (
     "Counter",
     "Gauge",
+    "Histogram",
     "Metrics",
     "MetricsServer",
     "Registry",
@@ -97,7 +98,10 @@ class Counter(_Metric):
 
 
 class Gauge(_Metric):
-    """A value read at scrape time from a callback returning ``{labels: value}`` or a number."""
+    """A value read at scrape time from a callback returning ``{labels: value}`` or a number.
+
+    ``kind="counter"`` renders it as a counter (a cumulative count kept elsewhere, e.g. by the
+    WebSocket client or the writer)."""
 
     kind = "gauge"
 
@@ -107,9 +111,11 @@ class Gauge(_Metric):
         help_text: str,
         fn: Callable[[], float | dict[Labels, float]],
         labelnames: Iterable[str] = (),
+        kind: str = "gauge",
     ) -> None:
         super().__init__(name, help_text, labelnames)
         self.fn = fn
+        self.kind = kind
 
     def samples(self) -> list[str]:
         try:
@@ -182,6 +188,29 @@ class Summary(_Metric):
         return out
 
 
+class Histogram(_Metric):
+    """A histogram read at scrape time: ``fn() -> (bounds, cumulative counts, count, sum)``."""
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        fn: Callable[[], tuple[tuple[float, ...], tuple[int, ...], int, float]],
+    ) -> None:
+        super().__init__(name, help_text)
+        self.fn = fn
+
+    def samples(self) -> list[str]:
+        bounds, counts, count, total = self.fn()
+        out = [f'{self.name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(bounds, counts, strict=True)]
+        out.append(f'{self.name}_bucket{{le="+Inf"}} {count}')
+        out.append(f"{self.name}_sum {_fmt_value(total)}")
+        out.append(f"{self.name}_count {count}")
+        return out
+
+
 class Registry:
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
@@ -251,7 +280,9 @@ class Metrics:
         fn: Callable[[], float | dict[Labels, float]],
         labelnames: Iterable[str] = (),
     ) -> Gauge:
-        g = Gauge("kalshibook_collector_" + name, help_text, fn, labelnames)
+        """A gauge; names ending in ``_total`` are rendered as counters."""
+        kind = "counter" if name.endswith("_total") else "gauge"
+        g = Gauge("kalshibook_collector_" + name, help_text, fn, labelnames, kind)
         self.registry.add(g)
         return g
 

@@ -475,11 +475,13 @@ class Router:
     def _on_disconnected(self, d: Disconnected) -> None:
         now = d.at
         if not self.stopping:
+            # The silence watchdog closed the socket: the gap's reason says so.
+            reason = "silence" if d.reason.startswith("silent") else "disconnect"
             for mk in self._mk.values():
                 if mk.mb is None or mk.sid is None:
                     continue
                 # One ordered stream: everything before the last frame received arrived.
-                self._open_gap(mk, self.xclock, "disconnect", mk.sid)
+                self._open_gap(mk, self.xclock, reason, mk.sid)
             self._trade_gap(self._trade_last_ts)
             self.effects.rediscover()
             for mk in self._mk.values():

@@ -43,7 +43,7 @@ import msgspec
 import psycopg
 
 from kalshibook.collector.catalog import Catalog
-from kalshibook.collector.metrics import Metrics, MetricsServer
+from kalshibook.collector.metrics import Histogram, Metrics, MetricsServer
 from kalshibook.collector.reference import (
     event_row,
     market_row,
@@ -176,6 +176,22 @@ def merge_windows(windows: Iterable[tuple[datetime, datetime]]) -> list[tuple[da
     return out
 
 
+class _CachedStats:
+    """``writer.stats()`` computed at most once per scrape (many gauges read it)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._at = 0.0
+        self._stats: Any = None
+
+    def stats(self) -> Any:
+        now = time.monotonic()
+        if self._stats is None or now - self._at > 0.05:
+            self._stats = self._writer.stats()
+            self._at = now
+        return self._stats
+
+
 def _closed(session: WsSession) -> bool:
     return session.closed
 
@@ -295,7 +311,9 @@ class Collector:
         ws_task = self._tasks.get("ws")
         session = self._session
         if session is not None:
-            await session.close()
+            await session.close()  # the loop handles what was buffered, then the disconnect
+        elif ws_task is not None:
+            ws_task.cancel()  # between connections: nothing to finish
         if ws_task is not None and not ws_task.done():
             try:
                 async with asyncio.timeout(5.0):
@@ -418,18 +436,30 @@ class Collector:
                     return
 
     async def _consume(self, session: WsSession) -> None:
+        """The hot loop: items -> router -> writer. Buffered items are taken in bulk (one await
+        per burst, not per frame); rows go to the writer without awaiting unless its queue is
+        full (backpressure)."""
         router = self.router
         handle = router.handle
         writer = self.writer
         put_nowait = writer.put_nowait
+        take = session.take_nowait
         clock = time.monotonic
-        n = 0
-        async for item in session:
-            try:
-                handle(item)
-            except Exception:
-                self.metrics.decode_errors.inc()
-                log.exception("router failed on item type=%s", type(item).__name__)
+        while True:
+            items = take(512)
+            if not items:
+                self._last_frame_wall = clock()
+                try:
+                    items = [await anext(session)]
+                except StopAsyncIteration:
+                    break
+            for item in items:
+                try:
+                    handle(item)
+                except Exception:  # one bad frame must not stop the recorder
+                    self.metrics.decode_errors.inc()
+                    log.exception("router failed on item type=%s", type(item).__name__)
+            # Rows of the whole burst, in order (per-table order is what the writer keeps).
             out = router.out
             if out:
                 router.out = []
@@ -438,10 +468,6 @@ class Collector:
                         put_nowait(table, row)
                     except WriterFull:
                         await writer.put(table, row)
-            n += 1
-            if n >= 64:
-                n = 0
-                self._last_frame_wall = clock()
         self._last_frame_wall = clock()
 
     # ------------------------------------------------------------------------------------------
@@ -554,15 +580,18 @@ class Collector:
             log.warning(
                 "orderbook subscribe failed shard=%d code=%d: %s", shard.index, exc.code, exc.msg
             )
-            bad = set(self._bad_tickers(exc))
-            if bad:
-                self.plan.remove(bad)
-                if shard.markets:
-                    sids = await session.subscribe([ORDERBOOK], list(shard.markets))
-                else:
-                    return
-            else:
-                raise
+            bad = set(exc.market_tickers) & set(shard.markets)
+            if not bad:
+                # Nothing to drop: leave the shard unsubscribed on this connection (the next
+                # connection retries it) and let discovery re-check the markets' states.
+                log.error("orderbook shard left unsubscribed shard=%d", shard.index)
+                self.work.rediscover()
+                return
+            self.plan.remove(bad)
+            log.warning("markets refused by the exchange dropped: %s", ",".join(sorted(bad)))
+            if not shard.markets:
+                return
+            sids = await session.subscribe([ORDERBOOK], list(shard.markets))
         sid = sids.get(ORDERBOOK)
         if sid is None and len(sids) == 1:
             sid = next(iter(sids.values()))
@@ -574,10 +603,6 @@ class Collector:
                 sid,
                 len(shard.markets),
             )
-
-    def _bad_tickers(self, exc: WsCommandError) -> list[str]:
-        # Markets Kalshi refused (unknown/closed): the error message lists them when it can.
-        return [t for t in self.plan.markets if t in exc.msg]
 
     async def _update(self, session: WsSession, sid: int, action: Any, tickers: list[str]) -> None:
         log.debug("update_subscription sid=%d action=%s markets=%d", sid, action, len(tickers))
@@ -938,8 +963,8 @@ class Collector:
         m = self.metrics
         ws = self.ws
         rest = self.rest
-        writer = self.writer
         router = self.router
+        writer = _CachedStats(self.writer)
 
         def frames() -> dict[tuple[str, ...], float]:
             d = ws.stats.decode
@@ -1046,10 +1071,17 @@ class Collector:
             "batches committed",
             lambda: float(writer.stats().batches_written),
         )
-        m.add_gauge(
-            "writer_batch_latency_seconds_sum",
-            "total batch write time",
-            lambda: writer.stats().batch_latency.sum,
+
+        def latency() -> tuple[tuple[float, ...], tuple[int, ...], int, float]:
+            h = writer.stats().batch_latency
+            return h.bounds, h.counts, h.count, h.sum
+
+        m.add(
+            Histogram(
+                "kalshibook_collector_writer_batch_latency_seconds",
+                "time to write and commit one batch",
+                latency,
+            )
         )
         m.add_gauge(
             "writer_batch_latency_seconds_last",

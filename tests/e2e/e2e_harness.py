@@ -122,10 +122,10 @@ async def run_daemon(
 
 
 async def wait_for(
-    predicate: Any, timeout: float = 30.0, what: str = "condition", why: Any = None
+    predicate: Any, limit: float = 30.0, what: str = "condition", why: Any = None
 ) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not predicate():
         if loop.time() > deadline:
             detail = f": {why()}" if why is not None else ""
@@ -145,8 +145,8 @@ def subscribed(d: Daemon) -> bool:
     return all(books.is_ready(t) for t in c.plan.markets)
 
 
-async def wait_subscribed(d: Daemon, timeout: float = 30.0) -> None:
-    await wait_for(lambda: subscribed(d), timeout, "the daemon to subscribe every open market")
+async def wait_subscribed(d: Daemon, limit: float = 30.0) -> None:
+    await wait_for(lambda: subscribed(d), limit, "the daemon to subscribe every open market")
 
 
 async def drive(
@@ -187,8 +187,17 @@ def busy(d: Daemon, last_ms: int) -> str:
     if x is None or ms(x) < last_ms:
         return f"xclock {x} < {last_ms}"
     w = c.work
-    for name in ("adds", "removes", "snapshots", "resubscribe_sids", "windows", "confirms",
-                 "enrich_markets", "enrich_events", "final_books"):
+    for name in (
+        "adds",
+        "removes",
+        "snapshots",
+        "resubscribe_sids",
+        "windows",
+        "confirms",
+        "enrich_markets",
+        "enrich_events",
+        "final_books",
+    ):
         if getattr(w, name):
             return f"work {name}: {list(getattr(w, name))[:3]}"
     if c.router.dirty_count():
@@ -203,18 +212,20 @@ def idle(d: Daemon, last_ms: int) -> bool:
     return not busy(d, last_ms)
 
 
-async def settle(d: Daemon, sim: SimServer, last_ms: int, timeout: float = 60.0) -> None:
+async def settle(d: Daemon, sim: SimServer, last_ms: int, limit: float = 60.0) -> None:
     """Wait until the daemon has consumed everything and its background work is done; then a
     final discovery sweep makes ``markets`` current (closed markets have no lifecycle frame)."""
     # A last timestamped frame stamps pending snapshots.
-    await wait_for(lambda: idle(d, last_ms), timeout, "the daemon to catch up",
-                   lambda: busy(d, last_ms))
+    await wait_for(
+        lambda: idle(d, last_ms), limit, "the daemon to catch up", lambda: busy(d, last_ms)
+    )
     c = d.collector
     done = c.discoveries
     c.work.rediscover()
-    await wait_for(lambda: c.discoveries > done, timeout, "the final discovery")
-    await wait_for(lambda: idle(d, last_ms), timeout, "settlement confirmations",
-                   lambda: busy(d, last_ms))
+    await wait_for(lambda: c.discoveries > done, limit, "the final discovery")
+    await wait_for(
+        lambda: idle(d, last_ms), limit, "settlement confirmations", lambda: busy(d, last_ms)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +330,7 @@ class Stored:
         snaps = [s for s in self.snapshots.get(ticker, ()) if s[0] <= t]
         if not snaps:
             return None
-        ts0, epoch, seq, yes, no, _ = max(snaps, key=lambda s: (s[0], s[1], s[2]))
+        _ts0, epoch, seq, yes, no, _ = max(snaps, key=lambda s: (s[0], s[1], s[2]))
         yes, no = dict(yes), dict(no)
         for dseq, dts, is_yes, price, delta in self.deltas.get((ticker, epoch), ()):
             if dseq <= seq or dts > t:
@@ -477,14 +488,17 @@ def check_quotes_outside_gaps(stored: Stored, truth: Truth, end_ms: int) -> int:
             expected = []
             for q in changes:
                 if lo < q.ts < hi:
-                    top = tuple(_n(v) for v in (q.yes_bid, q.yes_bid_size, q.yes_ask,
-                                                q.yes_ask_size))
+                    top = tuple(
+                        _n(v) for v in (q.yes_bid, q.yes_bid_size, q.yes_ask, q.yes_ask_size)
+                    )
                     if top != state:
                         expected.append(top)
                         state = top
             if ours != expected:
-                bad.append(f"{ticker}({lo},{hi}) ours={ours[:4]} want={expected[:4]} "
-                           f"gaps={gaps} first={qs[:2]}")
+                bad.append(
+                    f"{ticker}({lo},{hi}) ours={ours[:4]} want={expected[:4]} "
+                    f"gaps={gaps} first={qs[:2]}"
+                )
             total += len(ours)
     assert not bad, f"quotes differ in {len(bad)} windows, e.g. {bad[:2]}"
     return total
@@ -509,8 +523,14 @@ def check_trades(db_url: str, truth: Truth, since_ms: int | None = None) -> int:
     for t in want:
         r = by_id[t.trade_id][0]
         if (ms(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8]) != (
-            t.ts, t.ticker, t.yes_price, t.no_price, t.count, t.taker_outcome_side,
-            t.taker_book_side, t.is_block_trade,
+            t.ts,
+            t.ticker,
+            t.yes_price,
+            t.no_price,
+            t.count,
+            t.taker_outcome_side,
+            t.taker_book_side,
+            t.is_block_trade,
         ):
             wrong.append(t.trade_id)
     assert not wrong, f"{len(wrong)} trades differ, e.g. {wrong[:3]}"
@@ -576,7 +596,7 @@ def check_reference(db_url: str, sim: SimServer, truth: Truth) -> tuple[int, int
             for r in conn.execute("SELECT ticker, title, category, frequency FROM market.series")
         }
     # Every market that traded (had a book) during the run is stored.
-    live = {t for t in truth.tickers()} | {t.ticker for t in truth.trades()}
+    live = set(truth.tickers()) | {t.ticker for t in truth.trades()}
     live &= set(model.markets)
     missing = sorted(live - set(markets))
     assert not missing, f"{len(missing)} markets not stored, e.g. {missing[:5]}"
@@ -602,7 +622,10 @@ def check_reference(db_url: str, sim: SimServer, truth: Truth) -> tuple[int, int
     for e, (se, title, me, cat) in events.items():
         ev = model.events[e]
         assert (se, title, me, cat) == (
-            ev.series_ticker or None, ev.title, ev.mutually_exclusive, ev.category
+            ev.series_ticker or None,
+            ev.title,
+            ev.mutually_exclusive,
+            ev.category,
         ), e
     needed_events = {v[0] for v in markets.values()}
     assert needed_events <= set(events), sorted(needed_events - set(events))[:5]

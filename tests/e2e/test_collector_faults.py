@@ -4,6 +4,7 @@ and REST 429 bursts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,21 +54,30 @@ async def scenario(
     collector: dict[str, Any] | None = None,
     writer: dict[str, Any] | None = None,
     frames_per_step: int = 12,
+    pause: float = 0.002,
 ) -> Run:
     cfg = SimConfig(
-        no_auth=True, markets=markets, lifetime=30.0, autopump=False, heartbeat=1.0,
+        no_auth=True,
+        markets=markets,
+        lifetime=30.0,
+        autopump=False,
+        heartbeat=1.0,
         truth_path=str(tmp_path / "truth.jsonl"),
     )
     async with SimServer(cfg) as sim:
         start = sim.model.now_ms
         settings = settings_for(
-            settings_db_url or db_url, tmp_path / "data", sim,
-            collector={"orderbook_sub_size": 40, **(collector or {})}, writer=writer,
+            settings_db_url or db_url,
+            tmp_path / "data",
+            sim,
+            collector={"orderbook_sub_size": 40, **(collector or {})},
+            writer=writer,
         )
         async with run_daemon(settings) as daemon:
             hook = None if every is None else (lambda t: every(sim, daemon, t))
-            last = await drive(sim, seconds, step_ms=20, frames_per_step=frames_per_step,
-                               every=hook)
+            last = await drive(
+                sim, seconds, step_ms=20, frames_per_step=frames_per_step, every=hook, pause=pause
+            )
             await settle(daemon, sim, last)
             await daemon.stop()
         truth = sim.load_truth()
@@ -109,11 +119,15 @@ async def test_socket_dropped_repeatedly(db_url: str, tmp_path: Path) -> None:
     check_all(db_url, run)
     with psycopg.connect(db_url) as conn:
         rest_trades = conn.execute(
-            "SELECT count(*) FROM market.trades WHERE source = 'rest'").fetchone()
+            "SELECT count(*) FROM market.trades WHERE source = 'rest'"
+        ).fetchone()
         resyncs = conn.execute(
-            "SELECT count(*) FROM market.orderbook_snapshots WHERE source = 'resync'").fetchone()
-    assert rest_trades is not None and rest_trades[0] > 0
-    assert resyncs is not None and resyncs[0] > 0
+            "SELECT count(*) FROM market.orderbook_snapshots WHERE source = 'resync'"
+        ).fetchone()
+    assert rest_trades is not None
+    assert rest_trades[0] > 0
+    assert resyncs is not None
+    assert resyncs[0] > 0
 
 
 async def test_injected_seq_gap(db_url: str, tmp_path: Path) -> None:
@@ -129,13 +143,16 @@ async def test_injected_seq_gap(db_url: str, tmp_path: Path) -> None:
     m = run.daemon.collector.metrics
     assert m.seq_gaps.total() >= 5
     gaps = gap_rows(db_url)
-    assert gaps and {g[3] for g in gaps} == {"seq_gap"}
+    assert gaps
+    assert {g[3] for g in gaps} == {"seq_gap"}
     assert m.snapshots_requested.total() > 0
     check_all(db_url, run)
     with psycopg.connect(db_url) as conn:
         resyncs = conn.execute(
-            "SELECT count(*) FROM market.orderbook_snapshots WHERE source = 'resync'").fetchone()
-    assert resyncs is not None and resyncs[0] > 0
+            "SELECT count(*) FROM market.orderbook_snapshots WHERE source = 'resync'"
+        ).fetchone()
+    assert resyncs is not None
+    assert resyncs[0] > 0
 
 
 async def test_malformed_frames_are_counted_and_skipped(db_url: str, tmp_path: Path) -> None:
@@ -152,7 +169,8 @@ async def test_malformed_frames_are_counted_and_skipped(db_url: str, tmp_path: P
     assert ws_stats.decode_errors >= len(sent)
     assert "ws_decode_errors_total" in run.daemon.collector.metrics.render()
     assert gap_rows(db_url) == []  # a malformed frame consumes no seq: nothing is lost
-    assert run.daemon.task.done() and run.daemon.task.exception() is None
+    assert run.daemon.task.done()
+    assert run.daemon.task.exception() is None
     check_all(db_url, run)
 
 
@@ -171,33 +189,44 @@ async def test_terminal_errors_resubscribe(db_url: str, tmp_path: Path) -> None:
     check_all(db_url, run)
 
 
-async def test_database_outage_spools_and_loses_nothing(
-    db_url: str, tmp_path: Path
-) -> None:
+async def test_database_outage_spools_and_loses_nothing(db_url: str, tmp_path: Path) -> None:
     parts = urlsplit(db_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     proxied = urlunsplit(
-        (parts.scheme, parts.netloc.replace(f":{parts.port}", f":{proxy.port}"), parts.path,
-         parts.query, parts.fragment)
+        (
+            parts.scheme,
+            parts.netloc.replace(f":{parts.port}", f":{proxy.port}"),
+            parts.path,
+            parts.query,
+            parts.fragment,
+        )
     )
-    phases: list[str] = []
+    cut_at: list[float] = []
 
     def every(sim: SimServer, daemon: Any, t: int) -> None:
-        steps = len(phases)
-        phases.append("")
-        if steps == 150:
+        # cut the database for 3 s of wall time, a few seconds into the run
+        now = time.monotonic()
+        if not cut_at and t - sim.model.config.start_ms > 3000:
             proxy.cut()
-        elif steps == 450:
+            cut_at.append(now)
+        elif len(cut_at) == 1 and now - cut_at[0] > 3.0:
             proxy.restore()
+            cut_at.append(now)
 
     try:
         run = await scenario(
-            db_url, tmp_path, seconds=16.0, every=every, settings_db_url=proxied,
-            writer={"memory_rows": 2000, "batch_rows": 500, "retry_max": 0.3},
+            db_url,
+            tmp_path,
+            seconds=16.0,
+            every=every,
+            settings_db_url=proxied,
+            writer={"memory_rows": 1000, "batch_rows": 500, "retry_max": 0.3},
+            pause=0.008,  # ~8 s of wall time: the 3 s outage falls inside the run
         )
     finally:
         await proxy.close()
+    assert len(cut_at) == 2, "the outage did not happen"
     stats = run.daemon.writer.stats()
     assert stats.spooled_batches_total > 0, "the outage never outlasted the memory bound"
     assert stats.replayed_batches_total > 0
@@ -211,9 +240,7 @@ async def test_database_outage_spools_and_loses_nothing(
     check_all(db_url, run)
 
 
-async def test_rest_429_bursts_slow_work_but_nothing_fails(
-    db_url: str, tmp_path: Path
-) -> None:
+async def test_rest_429_bursts_slow_work_but_nothing_fails(db_url: str, tmp_path: Path) -> None:
     bursts: list[int] = []
 
     def every(sim: SimServer, daemon: Any, t: int) -> None:

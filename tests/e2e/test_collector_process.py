@@ -54,10 +54,25 @@ class SimProcess:
         self.truth = tmp / "truth.jsonl"
         self.log = (tmp / "sim.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kalshibook", "sim", "--no-auth", "--port", "0",
-             "--ready-file", str(self.ready), "--truth", str(self.truth), "--heartbeat", "1",
-             *args],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "kalshibook",
+                "sim",
+                "--no-auth",
+                "--port",
+                "0",
+                "--ready-file",
+                str(self.ready),
+                "--truth",
+                str(self.truth),
+                "--heartbeat",
+                "1",
+                *args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         deadline = time.monotonic() + 30
         while not self.ready.exists():
@@ -92,7 +107,10 @@ def _daemon(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[byte
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "kalshibook", "collect", *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
 
@@ -102,7 +120,9 @@ def _count(db_url: str, sql: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _wait_rows(db_url: str, sql: str, n: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_rows(
+    db_url: str, sql: str, n: int, proc: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while _count(db_url, sql) < n:
         assert proc.poll() is None, "the daemon exited"
@@ -130,8 +150,12 @@ def test_sigkill_and_restart(db_url: str, tmp_path: Path, sim_process: SimProces
     restarted_ms = _now_ms()
     second = _daemon(env, log, "--no-auth")
     try:
-        _wait_rows(db_url, "SELECT count(*) FROM market.book_gaps WHERE reason = 'daemon_restart'",
-                   1, second)
+        _wait_rows(
+            db_url,
+            "SELECT count(*) FROM market.book_gaps WHERE reason = 'daemon_restart'",
+            1,
+            second,
+        )
         _wait_rows(db_url, "SELECT count(*) FROM market.trades WHERE source = 'rest'", 1, second)
         time.sleep(2.0)
     finally:
@@ -142,18 +166,22 @@ def test_sigkill_and_restart(db_url: str, tmp_path: Path, sim_process: SimProces
 
     with psycopg.connect(db_url) as conn:
         first_trade, last_trade = conn.execute(
-            "SELECT min(ts), max(ts) FROM market.trades WHERE source = 'ws'").fetchone()
+            "SELECT min(ts), max(ts) FROM market.trades WHERE source = 'ws'"
+        ).fetchone()
         gaps = conn.execute(
             "SELECT market_ticker, from_ts, to_ts FROM market.book_gaps "
-            "WHERE reason = 'daemon_restart'").fetchall()
+            "WHERE reason = 'daemon_restart'"
+        ).fetchall()
         booked = conn.execute(
-            "SELECT DISTINCT market_ticker FROM market.orderbook_snapshots "
-            "WHERE received_at < %s", (datetime.fromtimestamp(killed_ms / 1000, UTC),)).fetchall()
+            "SELECT DISTINCT market_ticker FROM market.orderbook_snapshots WHERE received_at < %s",
+            (datetime.fromtimestamp(killed_ms / 1000, UTC),),
+        ).fetchall()
     # every market that had a book before the kill and is still trading got a gap covering the
     # downtime
     assert gaps
     for ticker, a, b in gaps:
-        assert ms(a) <= killed_ms and ms(b) >= restarted_ms, (ticker, a, b)
+        assert ms(a) <= killed_ms, (ticker, a, b)
+        assert ms(b) >= restarted_ms, (ticker, a, b)
     open_markets = {t for t, m in _sim_markets(truth).items() if m}
     covered = {g[0] for g in gaps}
     missing = {r[0] for r in booked} & open_markets - covered
@@ -162,7 +190,8 @@ def test_sigkill_and_restart(db_url: str, tmp_path: Path, sim_process: SimProces
     # including those of the downtime (backfilled over REST)
     n = check_trades_window(db_url, truth, ms(first_trade) + 1, ms(last_trade))
     downtime = [t for t in truth.trades() if killed_ms <= t.ts <= restarted_ms]
-    assert downtime and n > len(downtime)
+    assert downtime
+    assert n > len(downtime)
     stored = load_stored(db_url)
     check_books(stored, truth, ms(first_trade), ms(last_trade), n=100)
 
@@ -174,9 +203,9 @@ def _sim_markets(truth: Any) -> dict[str, bool]:
         t = msg.get("market_ticker")
         if t is None:
             continue
-        if kind == "market_lifecycle_v2" and msg.get("event_type") in ("determined", "settled"):
-            out[t] = False
-        elif kind == "closed":
+        if (
+            kind == "market_lifecycle_v2" and msg.get("event_type") in ("determined", "settled")
+        ) or kind == "closed":
             out[t] = False
     for t in truth.tickers():
         out.setdefault(t, True)
@@ -194,11 +223,17 @@ def check_trades_window(db_url: str, truth: Any, lo: int, hi: int) -> int:
     return len(want)
 
 
-def test_sigterm_drains_and_checkpoints(db_url: str, tmp_path: Path,
-                                        sim_process: SimProcess) -> None:
-    env = _env(db_url, tmp_path / "data", sim_process.rest, sim_process.ws,
-               KALSHIBOOK_COLLECTOR_CHECKPOINT_DELTAS="100000",
-               KALSHIBOOK_COLLECTOR_CHECKPOINT_SECONDS="3600")
+def test_sigterm_drains_and_checkpoints(
+    db_url: str, tmp_path: Path, sim_process: SimProcess
+) -> None:
+    env = _env(
+        db_url,
+        tmp_path / "data",
+        sim_process.rest,
+        sim_process.ws,
+        KALSHIBOOK_COLLECTOR_CHECKPOINT_DELTAS="100000",
+        KALSHIBOOK_COLLECTOR_CHECKPOINT_SECONDS="3600",
+    )
     log = tmp_path / "daemon.log"
     proc = _daemon(env, log, "--no-auth")
     try:
@@ -210,18 +245,22 @@ def test_sigterm_drains_and_checkpoints(db_url: str, tmp_path: Path,
         code = proc.wait(30)
     text = log.read_text()
     assert code == 0, text[-3000:]
-    assert "collector stopped" in text and "drained=True" in text, text[-2000:]
+    assert "collector stopped" in text, text[-2000:]
+    assert "drained=True" in text, text[-2000:]
     sim_process.stop()
     truth = load_truth(sim_process.truth)
     with psycopg.connect(db_url) as conn:
         checkpoints = conn.execute(
             "SELECT count(*), min(received_at) FROM market.orderbook_snapshots "
-            "WHERE source = 'checkpoint'").fetchone()
+            "WHERE source = 'checkpoint'"
+        ).fetchone()
         booked = conn.execute(
-            "SELECT count(DISTINCT market_ticker) FROM market.orderbook_deltas").fetchone()
-        first_trade = conn.execute(
-            "SELECT min(ts) FROM market.trades").fetchone()
-    assert checkpoints is not None and booked is not None and first_trade is not None
+            "SELECT count(DISTINCT market_ticker) FROM market.orderbook_deltas"
+        ).fetchone()
+        first_trade = conn.execute("SELECT min(ts) FROM market.trades").fetchone()
+    assert checkpoints is not None
+    assert booked is not None
+    assert first_trade is not None
     # one shutdown checkpoint per clean book that changed (thresholds were out of reach)
     assert checkpoints[0] >= booked[0] > 0
     assert ms(checkpoints[1]) >= stop_ms - 50
@@ -252,18 +291,34 @@ async def test_secrets_never_logged(db_url: str, tmp_path: Path) -> None:
     key_path = tmp_path / "kalshi.pem"
     key_path.write_bytes(private_pem)
     key_id = "2f6a1c1e-5f7e-4b8a-9c3d-7e2a9b1c0d4e"
-    cfg = SimConfig(markets=30, rate=400.0, lifetime=30.0, heartbeat=1.0,
-                    public_keys={key_id: public_pem.decode()})
+    cfg = SimConfig(
+        markets=30,
+        rate=400.0,
+        lifetime=30.0,
+        heartbeat=1.0,
+        public_keys={key_id: public_pem.decode()},
+    )
     async with RecordingSim(cfg) as sim:
-        env = _env(db_url, tmp_path / "data", sim.rest_url, sim.ws_url,
-                   KALSHIBOOK_LOG_LEVEL="DEBUG",
-                   KALSHIBOOK_KALSHI_KEY_ID=key_id,
-                   KALSHIBOOK_KALSHI_PRIVATE_KEY_PATH=str(key_path))
+        env = _env(
+            db_url,
+            tmp_path / "data",
+            sim.rest_url,
+            sim.ws_url,
+            KALSHIBOOK_LOG_LEVEL="DEBUG",
+            KALSHIBOOK_KALSHI_KEY_ID=key_id,
+            KALSHIBOOK_KALSHI_PRIVATE_KEY_PATH=str(key_path),
+        )
         log_path = tmp_path / "daemon.log"
         with log_path.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kalshibook", "collect", env=env, stdout=out,
-                stderr=subprocess.STDOUT, cwd=ROOT,
+                sys.executable,
+                "-m",
+                "kalshibook",
+                "collect",
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
             try:
                 await wait_for(lambda: sim.sessions >= 1, 30, "the daemon to connect")

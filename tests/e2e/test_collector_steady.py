@@ -28,12 +28,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
 
 async def test_steady_state_matches_ground_truth(db_url: str, tmp_path: Path) -> None:
     cfg = SimConfig(
-        no_auth=True, markets=220, lifetime=40.0, autopump=False, heartbeat=1.0,
+        no_auth=True,
+        markets=220,
+        lifetime=40.0,
+        autopump=False,
+        heartbeat=1.0,
         truth_path=str(tmp_path / "truth.jsonl"),
     )
     async with SimServer(cfg) as sim:
         start_ms = sim.model.now_ms
-        settings = settings_for(db_url, tmp_path / "data", sim, collector={"orderbook_sub_size": 50})
+        settings = settings_for(
+            db_url, tmp_path / "data", sim, collector={"orderbook_sub_size": 50}
+        )
         async with run_daemon(settings) as daemon:
             assert len(daemon.collector.plan) >= 200
             assert len(daemon.collector.plan.shards) >= 4
@@ -54,12 +60,20 @@ async def test_steady_state_matches_ground_truth(db_url: str, tmp_path: Path) ->
     assert check_quotes(stored, truth) > 1000
     assert check_settlements(db_url, truth) > 10
     markets, events, series = check_reference(db_url, sim, truth)
-    assert markets >= 200 and events > 10 and series >= 1
+    assert markets >= 200
+    assert events > 10
+    assert series >= 1
     with psycopg.connect(db_url) as conn:
-        sources = dict(conn.execute(
-            "SELECT source, count(*) FROM market.orderbook_snapshots GROUP BY 1").fetchall())
+        sources = dict(
+            conn.execute(
+                "SELECT source, count(*) FROM market.orderbook_snapshots GROUP BY 1"
+            ).fetchall()
+        )
         lifecycle = conn.execute("SELECT count(*) FROM market.lifecycle_events").fetchone()
         stats = conn.execute("SELECT count(*) FROM market.market_stats").fetchone()
-    assert sources.get("snapshot", 0) >= 200 and sources.get("checkpoint", 0) > 0, sources
-    assert lifecycle is not None and lifecycle[0] > 100
-    assert stats is not None and stats[0] > 1000
+    assert sources.get("snapshot", 0) >= 200, sources
+    assert sources.get("checkpoint", 0) > 0, sources
+    assert lifecycle is not None
+    assert lifecycle[0] > 100
+    assert stats is not None
+    assert stats[0] > 1000
