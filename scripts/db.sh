@@ -13,7 +13,7 @@ URL_FILE="$DATA_ROOT/database_url"
 PGDATA="$DATA_ROOT/pg"
 # Run as root with the project somewhere the postgres user cannot reach (e.g. under /root):
 # keep the cluster in postgres's home instead, one per project directory.
-if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DATA_ROOT/.." 2>/dev/null; then
+if [ "$(id -u)" -eq 0 ] && ! (cd / && runuser -u postgres -- test -x "$(dirname "$DATA_ROOT")") 2>/dev/null; then
   PGDATA="/var/lib/postgresql/kalshibook-$(printf '%s' "$DATA_ROOT" | md5sum | cut -c1-12)/pg"
 fi
 PG_MAJOR="${PG_MAJOR:-15}"
