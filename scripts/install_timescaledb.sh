@@ -12,7 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 log() { printf '[install_timescaledb] %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev; do
+for p in "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" \
+         libssl-dev cmake gcc make dpkg-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
