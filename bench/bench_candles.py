@@ -41,6 +41,7 @@ from typing import LiteralString
 
 import psycopg
 from litestar.testing import AsyncTestClient
+from psycopg import sql
 
 from kalshibook.api.app import create_app
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
@@ -343,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
         if exists and not args.reuse:
-            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
         if not exists or not args.reuse:
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
     try:
         if not (exists and args.reuse):
             print(
@@ -394,7 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(DB_NAME)
+                    )
+                )
 
     edition = (
         "Community (continuous aggregates, materialised over the whole year)"

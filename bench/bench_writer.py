@@ -35,6 +35,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
 from kalshibook.storage import migrate
@@ -98,7 +99,7 @@ def make_rows(n: int, seed: int = 7) -> Mixed:
 async def truncate(url: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for name in BENCH_TABLES:
-            await conn.execute(f"TRUNCATE market.{name}")
+            await conn.execute(sql.SQL("TRUNCATE market.{}").format(sql.Identifier(name)))
         await conn.execute("CHECKPOINT")
 
 
@@ -106,7 +107,9 @@ async def count_rows(url: str) -> int:
     total = 0
     async with await psycopg.AsyncConnection.connect(url) as conn:
         for name in BENCH_TABLES:
-            cur = await conn.execute(f"SELECT count(*) FROM market.{name}")
+            cur = await conn.execute(
+                sql.SQL("SELECT count(*) FROM market.{}").format(sql.Identifier(name))
+            )
             row = await cur.fetchone()
             assert row is not None
             total += int(row[0])
@@ -154,7 +157,9 @@ async def run_raw(url: str, rows: Mixed, batch_rows: int | None) -> float:
     for table, row in rows:
         by_table[table].append(row)
     copy_sql = {
-        name: f"COPY market.{name} ({', '.join(TABLES[name].columns)}) FROM STDIN (FORMAT BINARY)"
+        name: sql.SQL("COPY market.{} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, TABLES[name].columns))
+        )
         for name in BENCH_TABLES
     }
     async with await psycopg.AsyncConnection.connect(url) as conn:
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = f"kb_bench_writer_{os.getpid()}"
     try:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{scratch}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     except psycopg.Error as exc:
         print(f"cannot create a scratch database on {redact(admin)}: {exc}", file=sys.stderr)
         return 2
@@ -283,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(bench(scratch_url, args.rows, args.out, max(1, args.repeat))))
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
+            )
     return 0
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kalshibook.errors import KalshibookError
+from kalshibook.errors import ConfigError, KalshibookError
 from kalshibook.settings import Settings
 
 # name -> (module, help)
@@ -49,12 +49,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules: dict[str, Any] = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # subsystem not built yet
-            raise
+        module = importlib.import_module(module_name)
         modules[name] = module
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
@@ -69,8 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env()
+        level = settings.core.log_level.upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ConfigError(
+                f"KALSHIBOOK_LOG_LEVEL={settings.core.log_level!r} is invalid: "
+                "use DEBUG, INFO, WARNING or ERROR"
+            )
         logging.basicConfig(
-            level=settings.core.log_level.upper(),
+            level=level,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
             stream=sys.stderr,
         )

@@ -54,16 +54,6 @@ class ProtocolError(FeedError):
     """A frame or response does not follow Kalshi's protocol."""
 
 
-class SequenceGap(FeedError):
-    """A subscription skipped one or more sequence numbers."""
-
-    def __init__(self, sid: int, expected: int, got: int) -> None:
-        super().__init__(f"sid {sid}: expected seq {expected}, got {got}")
-        self.sid = sid
-        self.expected = expected
-        self.got = got
-
-
 class FatalFeedError(FeedError):
     """The exchange refused us in a way retrying will not fix (e.g. bad credentials)."""
 

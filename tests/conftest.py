@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from kalshibook.settings import CoreSettings, Settings
 from kalshibook.storage import migrate
@@ -76,19 +77,25 @@ def template_db(server_url: str) -> Iterator[str]:
     name = f"kb_tpl_{SESSION_TAG}"
     try:
         with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
         pytest.exit(f"cannot use test database server {redact(server_url)}: {exc}", returncode=3)
     migrate.upgrade(with_database(server_url, name))
     yield name
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def _create_from_template(server_url: str, template: str) -> str:
     name = f"kb_t_{SESSION_TAG}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
     return name
 
 
@@ -98,7 +105,9 @@ def db_url(server_url: str, template_db: str) -> Iterator[str]:
     name = _create_from_template(server_url, template_db)
     yield with_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -106,10 +115,12 @@ def empty_db_url(server_url: str) -> Iterator[str]:
     """URL of a fresh database with no schema at all (for migration tests)."""
     name = f"kb_e_{SESSION_TAG}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield with_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

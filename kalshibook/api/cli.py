@@ -4,22 +4,42 @@ from __future__ import annotations
 
 import argparse
 
+import psycopg
 import uvicorn
 
 from kalshibook.api.app import create_app
 from kalshibook.settings import Settings
+from kalshibook.storage.urls import unreachable
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {text!r}")
+    return port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="bind address (KALSHIBOOK_API_HOST)")
-    parser.add_argument("--port", type=int, default=None, help="port (KALSHIBOOK_API_PORT)")
+    parser.add_argument("--port", type=_port, default=None, help="port (KALSHIBOOK_API_PORT)")
     parser.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
 
 
+def _preflight(url: str) -> None:
+    """Fail with one line before uvicorn starts (a lifespan failure prints a traceback)."""
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require_database()
+    _preflight(settings.require_database())
     app = create_app(settings)
     config = uvicorn.Config(
         app,

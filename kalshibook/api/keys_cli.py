@@ -8,6 +8,7 @@ import psycopg
 
 from kalshibook.settings import Settings
 from kalshibook.storage import api_keys
+from kalshibook.storage.urls import unreachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    with psycopg.connect(settings.require_database(), autocommit=True) as conn:
+    url = settings.require_database()
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+    with conn:
         if args.action == "create":
             issued = api_keys.create_key(conn, name=args.name, credits=args.credits)
             print(f"created API key {issued.prefix} ({issued.name}, {issued.credits} credits)")

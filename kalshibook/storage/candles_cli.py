@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import psycopg
 
 from kalshibook.api.params import parse_time
-from kalshibook.errors import ApiError, ConfigError, DatabaseUnavailable
+from kalshibook.errors import ApiError, ConfigError
 from kalshibook.settings import Settings
 from kalshibook.storage.candles import refresh_candles
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import unreachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +46,7 @@ async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str],
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {reason}") from None
+        raise unreachable(url, exc) from None
     async with conn:
         done = await refresh_candles(conn, start, end)
         row = await (await conn.execute("SHOW timescaledb.license")).fetchone()

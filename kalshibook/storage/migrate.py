@@ -11,8 +11,8 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
-from kalshibook.errors import DatabaseUnavailable, SchemaError
-from kalshibook.storage.urls import redact
+from kalshibook.errors import SchemaError
+from kalshibook.storage.urls import redact, unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger(__name__)
@@ -35,11 +35,8 @@ def preflight(url: str) -> None:
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
             row = conn.execute(CHECK_TIMESCALEDB).fetchone()
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - malformed URLs raise various non-psycopg errors
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}") from None
+        raise unreachable(url, exc) from None
     assert row is not None
     available, preload = row
     if not available:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from alembic.util import CommandError
+
+from kalshibook.errors import SchemaError
 from kalshibook.settings import Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.urls import redact
@@ -20,9 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     url = settings.require_database()
-    if args.downgrade:
-        migrate.downgrade(url, args.revision)
-    else:
-        migrate.upgrade(url, args.revision)
+    try:
+        if args.downgrade:
+            migrate.downgrade(url, args.revision)
+        else:
+            migrate.upgrade(url, args.revision)
+    except CommandError as exc:  # e.g. an unknown --revision
+        raise SchemaError(f"{redact(url)}: {exc}") from None
     print(f"{redact(url)}: schema at revision {migrate.current_revision(url)}")
     return 0

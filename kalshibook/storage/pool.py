@@ -17,9 +17,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from kalshibook.errors import DatabaseUnavailable
 from kalshibook.settings import Settings
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import unreachable
 
 __all__ = ("Pool", "make_pool", "open_pool")
 
@@ -81,8 +80,7 @@ async def open_pool(
         await own.open(wait=True, timeout=open_timeout)
     except (psycopg.OperationalError, TimeoutError) as exc:
         await own.close()
-        url = redact(settings.require_database())
-        raise DatabaseUnavailable(f"cannot connect to {url}: {exc}") from None
+        raise unreachable(settings.require_database(), exc) from None
     try:
         yield own
     finally:

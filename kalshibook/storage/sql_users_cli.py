@@ -8,7 +8,7 @@ import psycopg
 
 from kalshibook.settings import Settings
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import redact, unreachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
-    with psycopg.connect(url, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+    with conn:
         if args.action == "create":
             user = create_sql_user(
                 conn,

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 from kalshibook.errors import ConfigError, DatabaseUnavailable, KalshibookError, StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage import status
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import redact, scrub, unreachable
 
 SET_TIMEOUT = "SET statement_timeout = '20s'"
 CONNECT_TIMEOUT = 5
@@ -106,7 +106,7 @@ def _check_url(url: str) -> None:
     try:
         conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed"
+        reason = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else "malformed"
         raise ConfigError(
             f"KALSHIBOOK_DATABASE_URL is not a valid connection URL: {reason}"
         ) from None
@@ -121,8 +121,7 @@ def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
             application_name="kalshibook-status",
         )
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {reason}") from None
+        raise unreachable(url, exc) from None
     conn.execute(SET_TIMEOUT)
     return conn
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from kalshibook.storage.urls import with_database
 
@@ -170,4 +171,6 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
     assert stale.returncode == 3, stale.stdout + stale.stderr
     assert _status(status_env, "--require-collector").returncode != 0
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
+        )

@@ -44,6 +44,7 @@ import psycopg
 import pytest
 from docs_api_seed import MARKET, START_CREDITS, create_docs_keys, insert_docs_seed
 from litestar.testing import AsyncTestClient, TestClient
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.app import create_app
@@ -237,12 +238,18 @@ def docs_db(server_url: str, template_db: str) -> Iterator[str]:
     """A database with the docs' sample data, shared by this module."""
     name = f"kb_docs_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     url = with_database(server_url, name)
     insert_docs_seed(url)
     yield url
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 async def run_exchange(

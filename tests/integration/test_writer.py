@@ -18,6 +18,7 @@ import msgspec
 import psycopg
 import pytest
 import pytest_asyncio
+from psycopg import sql
 
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import StorageError
@@ -256,11 +257,12 @@ async def test_rows_of_every_table_land_exactly(db_url: str, tmp_path: Path) -> 
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         for table, row in rows.items():
             spec = next(s for s in ALL_TABLES if s.name == table)
-            cols = ", ".join(
-                f"{c}::text" if t == "jsonb" else c
+            cols = sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Identifier(c)) if t == "jsonb" else sql.Identifier(c)
                 for c, t in zip(spec.columns, spec.pg_types, strict=True)
             )
-            got = await (await conn.execute(f"SELECT {cols} FROM market.{table}")).fetchall()
+            select = sql.SQL("SELECT {} FROM market.{}").format(cols, sql.Identifier(table))
+            got = await (await conn.execute(select)).fetchall()
             assert len(got) == 1, table
             for col, pg_type, want, have in zip(
                 spec.columns, spec.pg_types, row, got[0], strict=True

@@ -34,7 +34,7 @@ class FakeConn:
     """Duck-typed ClientConnection: frames pushed by the test, commands answered by ``reply``."""
 
     def __init__(self, reply: Reply | None = None) -> None:
-        self.incoming: asyncio.Queue[Any] = asyncio.Queue()
+        self.incoming: asyncio.Queue[Any] = asyncio.Queue(maxsize=100_000)
         self.sent: list[dict[str, Any]] = []
         self.reply = reply
         self.closed = False

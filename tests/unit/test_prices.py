@@ -63,9 +63,17 @@ def test_cents_to_dollars() -> None:
         cents_to_dollars(4.5)  # type: ignore[arg-type]
 
 
-def test_scales() -> None:
-    assert PRICE_SCALE == 1_000_000
-    assert SIZE_SCALE == 100
+def test_scales_agree_with_the_conversions() -> None:
+    # One dollar / one contract is SCALE units; one unit is the finest grid step (micro-dollar,
+    # hundredth of a contract), and nothing finer converts.
+    assert price_to_units(Decimal(1)) == PRICE_SCALE
+    assert size_to_units(Decimal(1)) == SIZE_SCALE
+    assert units_to_price(1) == Decimal("0.000001") == Decimal(1) / PRICE_SCALE
+    assert units_to_size(1) == Decimal("0.01") == Decimal(1) / SIZE_SCALE
+    with pytest.raises(ProtocolError):
+        price_to_units(Decimal(1) / PRICE_SCALE / 10)
+    with pytest.raises(ProtocolError):
+        size_to_units(Decimal(1) / SIZE_SCALE / 10)
 
 
 def test_price_units_exact() -> None:

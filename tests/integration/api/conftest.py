@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from api_support import LiveServer, api_settings, insert_seed
 from litestar.testing import AsyncTestClient
+from psycopg import sql
 
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
@@ -20,13 +21,19 @@ from kalshibook.storage.urls import with_database
 def _fresh_db(server_url: str, template_db: str, tag: str) -> str:
     name = f"kb_api_{tag}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     return name
 
 
 def _drop_db(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="module")
