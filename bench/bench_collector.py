@@ -183,30 +183,35 @@ async def serve(args: argparse.Namespace) -> None:
     async def handler(conn: ServerConnection) -> None:
         streamer: asyncio.Task[None] | None = None
         subscribed: set[str] = set()
-        async for message in conn:
-            cmd = json.loads(message)
-            cid = cmd.get("id")
-            params = cmd.get("params") or {}
-            if cmd.get("cmd") == "subscribe":
-                for ch in params.get("channels", []):
-                    await conn.send(
-                        json.dumps(
-                            {
-                                "id": cid,
-                                "type": "subscribed",
-                                "msg": {"channel": ch, "sid": SIDS[ch]},
-                            }
+        try:
+            async for message in conn:
+                cmd = json.loads(message)
+                cid = cmd.get("id")
+                params = cmd.get("params") or {}
+                if cmd.get("cmd") == "subscribe":
+                    for ch in params.get("channels", []):
+                        await conn.send(
+                            json.dumps(
+                                {
+                                    "id": cid,
+                                    "type": "subscribed",
+                                    "msg": {"channel": ch, "sid": SIDS[ch]},
+                                }
+                            )
                         )
-                    )
-                if "orderbook_delta" in params.get("channels", []):
-                    subscribed |= set(params.get("market_tickers") or [])
-            else:
-                if params.get("action") == "add_markets":
-                    subscribed |= set(params.get("market_tickers") or [])
-                await conn.send(json.dumps({"id": cid, "type": "ok", "msg": {}}))
-            # One orderbook subscription (sid 4) of every open market: stream once complete.
-            if streamer is None and subscribed >= wanted:
-                streamer = asyncio.create_task(stream(conn))
+                    if "orderbook_delta" in params.get("channels", []):
+                        subscribed |= set(params.get("market_tickers") or [])
+                else:
+                    if params.get("action") == "add_markets":
+                        subscribed |= set(params.get("market_tickers") or [])
+                    await conn.send(json.dumps({"id": cid, "type": "ok", "msg": {}}))
+                # One orderbook subscription (sid 4) of every open market: stream once complete.
+                if streamer is None and subscribed >= wanted:
+                    streamer = asyncio.create_task(stream(conn))
+        finally:
+            if streamer is not None:  # owned: never left running past its connection
+                streamer.cancel()
+                await asyncio.gather(streamer, return_exceptions=True)
 
     async with ws_serve(
         handler,
@@ -289,7 +294,7 @@ class Run:
         from kalshibook.storage import migrate
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db)))
         migrate.upgrade(self.db_url)
         port_file = self.tmp / "feed.port"
         self.stats_file = self.tmp / "feed.json"
@@ -397,7 +402,9 @@ class Run:
         if hasattr(self, "log"):
             self.log.close()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db))
+            )
 
 
 def throughput(run: Run, samples: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
@@ -463,7 +470,7 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
         rows.setdefault(table, []).append(row)
     name = f"kb_bench_rawcopy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(admin_url, name)
     try:
         migrate.upgrade(url)
@@ -492,7 +499,9 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
             seconds = time.perf_counter() - t0
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
     total = sum(len(v) for v in rows.values())
     return {
         "seconds": seconds,

@@ -122,7 +122,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     continue
                 values[field.name] = _parse(var, env[var], field.type)
             sections[section_name] = section_type(**values)
-        return cls(**sections)
+        settings = cls(**sections)
+        level = settings.core.log_level.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(
+                f"KALSHIBOOK_LOG_LEVEL={settings.core.log_level!r} is invalid: "
+                "expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            )
+        return settings
 
     def require_database(self) -> str:
         if not self.core.database_url:

@@ -15,13 +15,13 @@ import psycopg
 
 from kalshibook.collector.logs import configure_logging
 from kalshibook.collector.service import Collector
-from kalshibook.errors import DatabaseUnavailable, SchemaError
+from kalshibook.errors import SchemaError
 from kalshibook.kalshi.auth import PrivateKey, load_private_key
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket
 from kalshibook.settings import Settings
 from kalshibook.storage.pool import make_pool
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import redact, unreachable
 from kalshibook.storage.writer import Writer
 
 __all__ = ("add_arguments", "run", "signal_handlers")
@@ -66,7 +66,7 @@ async def _check_schema(url: str) -> None:
             cur = await conn.execute("SELECT to_regclass('market.orderbook_deltas')")
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}") from None
+        raise unreachable(url, exc) from None
     if row is None or row[0] is None:
         raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
 
@@ -80,7 +80,7 @@ async def main(settings: Settings, *, no_auth: bool = False) -> int:
         await pool.open(wait=True, timeout=30.0)
     except (psycopg.OperationalError, TimeoutError) as exc:
         await pool.close()
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}") from None
+        raise unreachable(url, exc) from None
     try:
         async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, key) as rest:
             ws = KalshiWebSocket(settings.kalshi, key)

@@ -245,14 +245,9 @@ class Metrics:
             p + "snapshot_requests_total", "get_snapshot commands sent"
         )
         self.rest_requests = Counter(p + "rest_requests_total", "REST requests", ["kind"])
-        self.rest_retries = Counter(p + "rest_retries_total", "REST retries (all causes)")
-        self.rest_429 = Counter(p + "rest_429_total", "REST 429 answers")
         self.backfilled_trades = Counter(p + "backfill_trades_total", "trades fetched by backfill")
         self.settlements_confirmed = Counter(
             p + "settlements_confirmed_total", "settlements confirmed over REST"
-        )
-        self.work_dropped = Counter(
-            p + "work_coalesced_total", "background work items merged into pending ones", ["queue"]
         )
         self.checkpoints = Counter(p + "checkpoints_total", "checkpoint snapshots written")
         for m in (
@@ -264,11 +259,8 @@ class Metrics:
             self.resubscribes,
             self.snapshots_requested,
             self.rest_requests,
-            self.rest_retries,
-            self.rest_429,
             self.backfilled_trades,
             self.settlements_confirmed,
-            self.work_dropped,
             self.checkpoints,
         ):
             self.registry.add(m)

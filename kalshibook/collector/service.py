@@ -300,6 +300,7 @@ class Collector:
                 break
         finally:
             stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
             await self._shutdown()
         if failure is not None:
             raise failure
@@ -318,15 +319,18 @@ class Collector:
             try:
                 async with asyncio.timeout(5.0):
                     await asyncio.shield(ws_task)
-            except (TimeoutError, Exception):  # noqa: BLE001 - cancelled below either way
+            except TimeoutError:
+                log.warning("ws task did not finish within 5 s of the stop; cancelling it")
                 ws_task.cancel()
+            except Exception as exc:  # noqa: BLE001 - reported here, the shutdown goes on
+                log.error("ws task failed while stopping error=%r", exc)
         for task in self._tasks.values():
             if not task.done():
                 task.cancel()
         results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for task, result in zip(self._tasks.values(), results, strict=True):
             if isinstance(result, Exception):
-                log.debug("task ended task=%s error=%r", task.get_name(), result)
+                log.warning("task ended with an error task=%s error=%r", task.get_name(), result)
         now = _utcnow()
         router = self.router
         router.flush_unstamped(now)

@@ -95,6 +95,30 @@ def _units_miss(
     return units
 
 
+# The reverse, for quotes: integer units -> Decimal, memoised the same way (bounded, cleared when
+# full). Sharing the Decimal objects also lets the writer reuse their encoded form.
+_price_dec_cache: dict[int, Decimal] = {}
+_size_dec_cache: dict[int, Decimal] = {}
+
+
+def _price_dec(units: int) -> Decimal:
+    d = _price_dec_cache.get(units)
+    if d is None:
+        if len(_price_dec_cache) >= _CACHE_MAX:
+            _price_dec_cache.clear()
+        d = _price_dec_cache[units] = units_to_price(units)
+    return d
+
+
+def _size_dec(units: int) -> Decimal:
+    d = _size_dec_cache.get(units)
+    if d is None:
+        if len(_size_dec_cache) >= _CACHE_MAX:
+            _size_dec_cache.clear()
+        d = _size_dec_cache[units] = units_to_size(units)
+    return d
+
+
 def _price_in_range(units: int) -> bool:
     return 0 <= units <= PRICE_SCALE
 
@@ -274,11 +298,11 @@ class OrderBook:
         if by == _EMPTY:
             yes_bid = yes_bid_size = None
         else:
-            yes_bid, yes_bid_size = units_to_price(by), units_to_size(self._yes[by])
+            yes_bid, yes_bid_size = _price_dec(by), _size_dec(self._yes[by])
         if bn == _EMPTY:
             yes_ask = yes_ask_size = None
         else:
-            yes_ask, yes_ask_size = units_to_price(PRICE_SCALE - bn), units_to_size(self._no[bn])
+            yes_ask, yes_ask_size = _price_dec(PRICE_SCALE - bn), _size_dec(self._no[bn])
         return Quote(yes_bid, yes_bid_size, yes_ask, yes_ask_size)
 
     def levels_units(self, side: str, depth: int | None = None) -> list[UnitLevel]:

@@ -115,9 +115,20 @@ _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 # --------------------------------------------------------------------------------------------
 
 
+# Decimal text -> Decimal: the feed repeats a small set of price/size strings, so a dict lookup
+# (the str hash is cached) replaces most Decimal constructions, and the shared Decimal objects
+# carry a cached hash into the book's unit caches. Decimals are immutable and ``Decimal(s)`` is
+# exact, so a cached value is identical to a fresh one. Bounded: cleared when full.
+_DEC_CACHE_MAX = 1 << 16
+_dec_cache: dict[str, Decimal] = {}
+
+
 def _dec(v: Any) -> Decimal | None:
     """Fixed-point dollars/count: string fast path, JSON numbers via ``str``."""
     if v.__class__ is str:
+        d = _dec_cache.get(v)
+        if d is not None:
+            return d
         if not v:
             return None
         try:
@@ -125,8 +136,13 @@ def _dec(v: Any) -> Decimal | None:
         except InvalidOperation:
             raise ProtocolError(f"invalid decimal {v[:40]!r}") from None
         if d.is_finite():
+            if len(_dec_cache) >= _DEC_CACHE_MAX:
+                _dec_cache.clear()
+            _dec_cache[v] = d
             return d
         raise ProtocolError(f"invalid decimal {v!r}")
+    if v is None:
+        return None
     return parse_dollars(v)
 
 
@@ -205,8 +221,19 @@ def parse_time(v: Any) -> datetime | None:
     return dt.astimezone(UTC)
 
 
+# The last ``(ms, datetime)``: consecutive frames share milliseconds. One tuple, replaced whole,
+# so a reader on another thread never sees a half-updated pair.
+_last_ms: tuple[int, datetime] = (-(1 << 62), _EPOCH)
+
+
 def _ms_time(v: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=v)
+    global _last_ms
+    last = _last_ms
+    if last[0] == v:
+        return last[1]
+    dt = _EPOCH + timedelta(milliseconds=v)
+    _last_ms = (v, dt)
+    return dt
 
 
 def _frame_time(ts_ms: Any, *fallbacks: Any) -> datetime | None:

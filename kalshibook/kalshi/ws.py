@@ -174,6 +174,19 @@ class _Channel(Generic[_T]):
     def full(self) -> bool:
         return len(self._items) >= self._maxsize
 
+    def try_put(self, item: _T) -> bool:
+        """:meth:`put` without waiting: False (nothing done) when the queue is full or closed."""
+        items = self._items
+        n = len(items)
+        if n >= self._maxsize or self._closed:
+            return False
+        items.append(item)
+        n += 1
+        if n > self.high_water:
+            self.high_water = n
+        self._not_empty.set()
+        return True
+
     async def put(self, item: _T) -> None:
         while len(self._items) >= self._maxsize and not self._closed:
             self._not_full.clear()
@@ -325,7 +338,11 @@ class WsSession:
                     self._stats.decode_errors += 1
                     log.warning("kalshi ws: dropped undecodable frame: %s", exc)
                     continue
-                await self._route(frame)
+                for item in self._route(frame):
+                    if not self._channel.try_put(item):
+                        await self._channel.put(item)  # full: wait (backpressure), or closed
+                    if self._channel.high_water > self._stats.queue_high_water:
+                        self._stats.queue_high_water = self._channel.high_water
         finally:
             if self._silence_tripped:
                 reason = f"silent for {self._silence_timeout:g} s"
@@ -333,18 +350,19 @@ class WsSession:
                 reason = "closed by client"
             self._finish(reason)
 
-    async def _route(self, frame: Frame) -> None:
+    def _route(self, frame: Frame) -> tuple[DataItem, ...]:
+        """Sequence checks and control-plane bookkeeping; the data-plane items to queue, in
+        order (synchronous: the reader puts them, awaiting only when the queue is full)."""
         sid = frame.sid
         seq = frame.seq
+        gap: GapDetected | None = None
         if sid is not None and seq is not None:
             r = self._seq.observe(sid, seq)
             if r.status == "gap":
                 self._stats.gaps += 1
                 assert r.expected is not None
-                await self._put(
-                    GapDetected(
-                        sid=sid, expected=r.expected, got=seq, received_at=frame.received_at
-                    )
+                gap = GapDetected(
+                    sid=sid, expected=r.expected, got=seq, received_at=frame.received_at
                 )
             elif r.status == "stale":
                 self._stats.stale += 1
@@ -354,7 +372,7 @@ class WsSession:
                     seq,
                     r.expected,
                 )
-                return
+                return ()
         cls = frame.__class__
         if cls is Subscribed and sid is not None:
             assert isinstance(frame, Subscribed)
@@ -367,15 +385,10 @@ class WsSession:
             if pending is not None:
                 if cls in _CONTROL:
                     pending.add(frame)
-                    return
+                    return () if gap is None else (gap,)
                 if cls is OrderbookSnapshot and pending.snapshot_ack:
                     pending.add(frame)  # acks get_snapshot, and is data too
-        await self._put(frame)
-
-    async def _put(self, item: DataItem) -> None:
-        await self._channel.put(item)
-        if self._channel.high_water > self._stats.queue_high_water:
-            self._stats.queue_high_water = self._channel.high_water
+        return (frame,) if gap is None else (gap, frame)
 
     def _finish(self, reason: str) -> None:
         if self._finished:

@@ -31,6 +31,7 @@ def test_defaults_and_overrides() -> None:
         ("KALSHIBOOK_API_REQUIRE_AUTH", "maybe"),
         ("KALSHIBOOK_WRITER_BATCH_AGE", "-1"),
         ("KALSHIBOOK_KALSHI_REST_RATE", "nan"),
+        ("KALSHIBOOK_LOG_LEVEL", "LOUD"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
