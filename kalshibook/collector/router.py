@@ -917,32 +917,18 @@ class Router:
             )
         )
 
-    def _on_event_lifecycle(self, f: EventLifecycle) -> None:
+    def _event_row(self, f: EventLifecycle | EventFeeUpdate, kind: str, event_type: str) -> None:
+        """A lifecycle_events row for an event-level frame (no market, no typed market fields)."""
         rec = f.received_at
         assert rec is not None
-        ts = self._now_ts(rec)
-        self.out.append(
-            (
-                "lifecycle_events",
-                LifecycleRow(
-                    ts,
-                    None,
-                    f.event_ticker,
-                    rec,
-                    "event",
-                    "event_lifecycle",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    f.sid,
-                    f.seq,
-                    _encode(f.raw),
-                ),
-            )
-        )
+        row = LifecycleRow(
+            self._now_ts(rec), None, f.event_ticker, rec, kind, event_type,
+            None, None, None, None, None, None, f.sid, f.seq, _encode(f.raw),
+        )  # fmt: skip
+        self.out.append(("lifecycle_events", row))
+
+    def _on_event_lifecycle(self, f: EventLifecycle) -> None:
+        self._event_row(f, "event", "event_lifecycle")
         self.out.append(
             (
                 "events",
@@ -964,31 +950,7 @@ class Router:
         self.effects.enrich(event=f.event_ticker)
 
     def _on_fee(self, f: EventFeeUpdate) -> None:
-        rec = f.received_at
-        assert rec is not None
-        ts = self._now_ts(rec)
-        self.out.append(
-            (
-                "lifecycle_events",
-                LifecycleRow(
-                    ts,
-                    None,
-                    f.event_ticker,
-                    rec,
-                    "event_fee",
-                    "event_fee_update",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    f.sid,
-                    f.seq,
-                    _encode(f.raw),
-                ),
-            )
-        )
+        self._event_row(f, "event_fee", "event_fee_update")
 
     # ---------------------------------------------------------------------------------------
     # control

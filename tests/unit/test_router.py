@@ -431,3 +431,37 @@ def test_silence_watchdog_gap_reason(router: Router) -> None:
     router.handle(delta(1, 2, M, "yes", "0.4400", "1.00", 50))
     (g,) = rows(router, "book_gaps")
     assert (g.reason, g.from_ts, g.to_ts) == ("silence", at(10), at(50))
+
+
+def test_event_level_frames_become_lifecycle_rows(router: Router, effects: Recorder) -> None:
+    router.handle(
+        frame(
+            '{"type":"event_lifecycle","sid":3,"seq":7,"msg":{"event_ticker":"KXHIGHNY-26AUG24",'
+            '"series_ticker":"KXHIGHNY","title":"NYC high","subtitle":"Aug 24",'
+            '"collateral_return_type":"MECNET"}}',
+            5,
+        )
+    )
+    router.handle(
+        frame(
+            '{"type":"event_fee_update","sid":3,"seq":8,"msg":{"event_ticker":"KXHIGHNY-26AUG24",'
+            '"fee_type_override":"flat","fee_multiplier_override":0.5}}',
+            6,
+        )
+    )
+    out = split(router)
+    life = out["lifecycle_events"]
+    assert [(r.kind, r.event_type, r.event_ticker, r.market_ticker) for r in life] == [
+        ("event", "event_lifecycle", "KXHIGHNY-26AUG24", None),
+        ("event_fee", "event_fee_update", "KXHIGHNY-26AUG24", None),
+    ]
+    assert [(r.sid, r.seq) for r in life] == [(3, 7), (3, 8)]
+    assert all(r.received_at.tzinfo is not None for r in life)
+    assert b'"fee_type_override":"flat"' in life[1].payload
+    (event,) = out["events"]
+    assert (event.event_ticker, event.series_ticker, event.title) == (
+        "KXHIGHNY-26AUG24",
+        "KXHIGHNY",
+        "NYC high",
+    )
+    assert effects.of("enrich") == [(None, "KXHIGHNY-26AUG24")]
