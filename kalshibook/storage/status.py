@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 
 from kalshibook.errors import SchemaError
+from kalshibook.storage.reads import STATUS_CHANNELS
 
 __all__ = (
     "CHANNELS",
@@ -105,37 +106,6 @@ SELECT now(),
 exists (``to_reg*`` return NULL instead of raising)."""
 
 SCHEMA_REVISION: LiteralString = "SELECT version_num FROM public.alembic_version LIMIT 1"
-
-FRESHNESS: LiteralString = """
-SELECT 'trades', (SELECT max(received_at) FROM (SELECT received_at FROM market.trades
-                                                ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.trades)
-UNION ALL
-SELECT 'orderbook_deltas', (SELECT max(received_at) FROM (SELECT received_at
-                                                          FROM market.orderbook_deltas
-                                                          ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.orderbook_deltas)
-UNION ALL
-SELECT 'orderbook_snapshots', (SELECT max(received_at) FROM (SELECT received_at
-                                                             FROM market.orderbook_snapshots
-                                                             ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.orderbook_snapshots)
-UNION ALL
-SELECT 'quotes', (SELECT max(received_at) FROM (SELECT received_at FROM market.quotes
-                                                ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.quotes)
-UNION ALL
-SELECT 'market_stats', (SELECT max(received_at) FROM (SELECT received_at FROM market.market_stats
-                                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.market_stats)
-UNION ALL
-SELECT 'lifecycle_events', (SELECT max(received_at) FROM (SELECT received_at
-                                                          FROM market.lifecycle_events
-                                                          ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.lifecycle_events)
-"""
-"""Per channel: newest ``received_at`` among the 1,000 newest rows by ``ts`` (index scan of the
-newest chunks) and the newest exchange time ``ts``."""
 
 GAPS: LiteralString = """
 SELECT reason, count(*), count(DISTINCT market_ticker)
@@ -427,10 +397,13 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
         schema_revision=revision,
     )
 
+    # the same freshness rule as the API's /v1/status (one query for both)
     channels = [
         Channel(channel=str(name), last_received_at=received, last_ts=ts)
-        for name, received, ts in conn.execute(FRESHNESS).fetchall()
+        for name, received, ts, _first_ts, _rows in conn.execute(STATUS_CHANNELS).fetchall()
+        if name in CHANNELS
     ]
+    channels.sort(key=lambda c: CHANNELS.index(c.channel))
 
     since = now - gap_window
     total_gaps, total_markets = 0, 0
