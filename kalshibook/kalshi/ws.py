@@ -53,9 +53,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
-from websockets.protocol import Event
 
 from kalshibook.errors import (
     FatalFeedError,
@@ -83,6 +82,7 @@ from kalshibook.kalshi.messages import (
 )
 from kalshibook.kalshi.rest import KalshiClientBase
 from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
+from kalshibook.kalshi.wsconn import FeedConnection, close_reason
 from kalshibook.settings import KalshiSettings
 
 __all__ = ("DataItem", "Disconnected", "KalshiWebSocket", "WsSession", "WsStats")
@@ -137,16 +137,6 @@ class WsStats:
         self.queue_high_water = 0
 
 
-class _ActivityConnection(ClientConnection):
-    """Records when anything (data, ping, pong, close) last arrived, for the silence watchdog."""
-
-    last_activity: float = 0.0
-
-    def process_event(self, event: Event) -> None:
-        self.last_activity = self.loop.time()
-        super().process_event(event)
-
-
 class _EndOfStream(Exception):
     pass
 
@@ -154,17 +144,25 @@ class _EndOfStream(Exception):
 class _Channel(Generic[_T]):
     """Bounded single-consumer FIFO whose producer can close it with a final item."""
 
-    __slots__ = ("_closed", "_items", "_maxsize", "_not_empty", "_not_full", "high_water")
+    __slots__ = (
+        "_closed",
+        "_items",
+        "_low_water",
+        "_maxsize",
+        "_not_empty",
+        "_on_space",
+        "high_water",
+    )
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("queue_size must be >= 1")
         self._items: deque[_T] = deque()
         self._maxsize = maxsize
+        self._low_water = maxsize // 2
         self._closed = False
         self._not_empty = asyncio.Event()
-        self._not_full = asyncio.Event()
-        self._not_full.set()
+        self._on_space: Callable[[], None] | None = None
         self.high_water = 0
 
     def __len__(self) -> int:
@@ -174,30 +172,30 @@ class _Channel(Generic[_T]):
     def full(self) -> bool:
         return len(self._items) >= self._maxsize
 
-    def try_put(self, item: _T) -> bool:
-        """:meth:`put` without waiting: False (nothing done) when the queue is full or closed."""
-        items = self._items
-        n = len(items)
-        if n >= self._maxsize or self._closed:
-            return False
-        items.append(item)
-        n += 1
-        if n > self.high_water:
-            self.high_water = n
-        self._not_empty.set()
-        return True
+    def push(self, item: _T) -> None:
+        """Append without waiting or waking the consumer (call :meth:`notify` after a batch).
 
-    async def put(self, item: _T) -> None:
-        while len(self._items) >= self._maxsize and not self._closed:
-            self._not_full.clear()
-            await self._not_full.wait()
-        if self._closed:
-            return
+        The producer is a protocol callback that cannot wait: it stops the transport instead
+        when :attr:`full` (see ``WsSession``), so the buffer exceeds ``maxsize`` by at most what
+        one socket read carried."""
         self._items.append(item)
+
+    def notify(self) -> None:
         n = len(self._items)
         if n > self.high_water:
             self.high_water = n
-        self._not_empty.set()
+        if n:
+            self._not_empty.set()
+
+    def wait_for_space(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the consumer has drained the buffer to half of ``maxsize``."""
+        self._on_space = callback
+
+    def _taken(self) -> None:
+        cb = self._on_space
+        if cb is not None and len(self._items) <= self._low_water:
+            self._on_space = None
+            cb()
 
     def close(self, final: _T | None = None) -> None:
         """No more puts; ``final`` is appended past the bound so it is never lost."""
@@ -207,7 +205,6 @@ class _Channel(Generic[_T]):
             self._items.append(final)
         self._closed = True
         self._not_empty.set()
-        self._not_full.set()
 
     async def get(self) -> _T:
         while not self._items:
@@ -216,7 +213,8 @@ class _Channel(Generic[_T]):
             self._not_empty.clear()
             await self._not_empty.wait()
         item = self._items.popleft()
-        self._not_full.set()
+        if self._on_space is not None:
+            self._taken()
         return item
 
     def take_nowait(self, n: int) -> list[_T]:
@@ -226,7 +224,8 @@ class _Channel(Generic[_T]):
         if not k:
             return []
         out = [items.popleft() for _ in range(k)]
-        self._not_full.set()
+        if self._on_space is not None:
+            self._taken()
         return out
 
 
@@ -264,7 +263,7 @@ class WsSession:
 
     def __init__(
         self,
-        conn: ClientConnection,
+        conn: FeedConnection,
         *,
         epoch: int,
         stats: WsStats,
@@ -290,10 +289,13 @@ class WsSession:
         self._by_client = False
         self._silence_tripped = False
         self._finished = False
+        self._failure: Exception | None = None
+        self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     def _start(self) -> None:
+        self._conn.attach(self._on_messages)
         self._reader = asyncio.create_task(self._read_loop(), name=f"kalshi-ws-read-{self.epoch}")
         if self._silence_timeout > 0:
             self._watchdog = asyncio.create_task(
@@ -318,31 +320,65 @@ class WsSession:
 
     # ---- reader ------------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        reason = "connection closed"
+    def _on_messages(self, payloads: list[bytes]) -> None:
+        """The connection's sink: decode and route one socket read's messages, in wire order.
+
+        Runs inside the protocol callback, so it cannot wait: when the buffer is full it pauses
+        the transport (TCP backpressure reaches the exchange) until the consumer has drained
+        half of it. All frames of one read share one ``received_at``: they arrived together.
+        """
+        if self._finished or self._by_client or self._failure is not None:
+            return
+        n = len(payloads)
+        self.frames_received += n
+        stats = self._stats
+        stats.frames += n
+        decode_stats = stats.decode
+        channel = self._channel
+        push = channel.push
+        route = self._route
+        received_at = self._now()
         try:
-            while True:
+            for raw in payloads:
                 try:
-                    raw = await self._conn.recv(decode=False)
-                except ConnectionClosedOK as exc:
-                    reason = f"closed ({_close_text(exc)})"
-                    break
-                except ConnectionClosed as exc:
-                    reason = f"connection lost ({_close_text(exc)})"
-                    break
-                self.frames_received += 1
-                self._stats.frames += 1
-                try:
-                    frame = decode_frame(raw, self._stats.decode, received_at=self._now())
+                    frame = decode_frame(raw, decode_stats, received_at=received_at)
                 except ProtocolError as exc:
-                    self._stats.decode_errors += 1
+                    stats.decode_errors += 1
                     log.warning("kalshi ws: dropped undecodable frame: %s", exc)
                     continue
-                for item in self._route(frame):
-                    if not self._channel.try_put(item):
-                        await self._channel.put(item)  # full: wait (backpressure), or closed
-                    if self._channel.high_water > self._stats.queue_high_water:
-                        self._stats.queue_high_water = self._channel.high_water
+                for item in route(frame):
+                    push(item)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: end the session; the reader re-raises
+            self._failure = exc
+            self._conn.transport.abort()
+        channel.notify()
+        if channel.high_water > stats.queue_high_water:
+            stats.queue_high_water = channel.high_water
+        if channel.full and not self._reading_paused:
+            self._reading_paused = True
+            self._conn.transport.pause_reading()
+            channel.wait_for_space(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._finished:
+                self._conn.transport.resume_reading()
+
+    async def _read_loop(self) -> None:
+        """Wait for the connection to end (the data arrives through :meth:`_on_messages`)."""
+        reason = "connection closed"
+        try:
+            await self._conn.wait_closed()
+            exc = self._conn.protocol.close_exc
+            text = close_reason(exc.rcvd or exc.sent)
+            if isinstance(exc, ConnectionClosedOK):
+                reason = f"closed ({text})"
+            else:
+                reason = f"connection lost ({text})"
+            if self._failure is not None:
+                reason = f"internal error: {self._failure!r}"
+                raise self._failure
         finally:
             if self._silence_tripped:
                 reason = f"silent for {self._silence_timeout:g} s"
@@ -551,6 +587,9 @@ class WsSession:
         """Close the connection and stop the session's tasks (idempotent)."""
         if not self._finished:
             self._by_client = True
+        # Data still arriving is dropped from here on; reading again lets the closing
+        # handshake reach the peer's close frame behind any data held back by backpressure.
+        self._resume_reading()
         with contextlib.suppress(Exception):
             await self._conn.close()
         tasks = [t for t in (self._watchdog, self._reader) if t is not None]
@@ -564,15 +603,10 @@ class WsSession:
         self._finish("closed by client")
 
 
-async def _ws_connect(url: str, **options: Any) -> ClientConnection:
-    return await connect(url, **options)
-
-
-def _close_text(exc: ConnectionClosed) -> str:
-    frame = exc.rcvd or exc.sent
-    if frame is None:
-        return "no close frame"
-    return f"code {frame.code}{' ' + frame.reason if frame.reason else ''}"
+async def _ws_connect(url: str, **options: Any) -> FeedConnection:
+    conn = await connect(url, **options)
+    assert isinstance(conn, FeedConnection)  # create_connection=FeedConnection
+    return conn
 
 
 class KalshiWebSocket(KalshiClientBase):
@@ -593,7 +627,7 @@ class KalshiWebSocket(KalshiClientBase):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         decode_stats: DecodeStats | None = None,
         connect_options: Mapping[str, Any] | None = None,
-        connector: Callable[..., Awaitable[ClientConnection]] | None = None,
+        connector: Callable[..., Awaitable[FeedConnection]] | None = None,
     ) -> None:
         super().__init__(settings, key, key_id, clock, rng, sleep)
         self._queue_size = queue_size
@@ -622,7 +656,7 @@ class KalshiWebSocket(KalshiClientBase):
             "ping_timeout": 20.0,
             "close_timeout": 2.0,
             "max_size": 2**24,
-            "create_connection": _ActivityConnection,
+            "create_connection": FeedConnection,
         }
         options.update(self._connect_options)
         try:

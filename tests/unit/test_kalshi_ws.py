@@ -7,6 +7,7 @@ sequencing, backpressure, watchdog and reconnect loop run without a socket.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -31,33 +32,85 @@ Reply = Callable[["FakeConn", dict[str, Any]], Awaitable[None]]
 
 
 class FakeConn:
-    """Duck-typed ClientConnection: frames pushed by the test, commands answered by ``reply``."""
+    """Duck-typed FeedConnection: frames pushed by the test are delivered to the session's sink
+    one per event-loop turn (like socket reads), honouring pause/resume of reading; commands are
+    answered by ``reply``."""
 
     def __init__(self, reply: Reply | None = None) -> None:
-        self.incoming: asyncio.Queue[Any] = asyncio.Queue(maxsize=100_000)
+        self.pending: collections.deque[bytes | BaseException] = collections.deque()
         self.sent: list[dict[str, Any]] = []
         self.reply = reply
         self.closed = False
         self.last_activity = 0.0
         self.seqs: dict[int, int] = {}
+        self.sink: Callable[[list[bytes]], None] | None = None
+        self.paused = False
+        self.close_exc: BaseException | None = None
+        self.protocol = self
+        self.transport = self
+        self._lost = asyncio.get_running_loop().create_future()
+        self._scheduled = False
 
+    # --- FeedConnection surface -------------------------------------------------------
+    def attach(self, sink: Callable[[list[bytes]], None]) -> None:
+        self.sink = sink
+        self._schedule()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._lost)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self._schedule()
+
+    def abort(self) -> None:
+        self._lose(ConnectionClosedError(None, None))
+
+    # --- test controls ----------------------------------------------------------------
     def push(self, obj: dict[str, Any]) -> None:
         if obj.get("sid") is not None and obj.get("seq") is not None:
             self.seqs[obj["sid"]] = obj["seq"]
-        self.incoming.put_nowait(json.dumps(obj).encode())
+        self.push_raw(json.dumps(obj).encode())
+
+    def push_raw(self, raw: bytes) -> None:
+        self.pending.append(raw)
+        self._schedule()
+
+    def push_batch(self, objs: list[dict[str, Any]]) -> None:
+        """Several frames arriving in one socket read."""
+        assert self.sink is not None
+        self.sink([json.dumps(o).encode() for o in objs])
 
     def next_seq(self, sid: int) -> int:
         return self.seqs.get(sid, 0) + 1
 
     def drop(self) -> None:
-        self.incoming.put_nowait(ConnectionClosedError(None, None))
+        self.pending.append(ConnectionClosedError(None, None))
+        self._schedule()
 
-    async def recv(self, decode: bool | None = None) -> bytes:
-        item = await self.incoming.get()
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        if self.paused or self.sink is None or not self.pending or self._lost.done():
+            return
+        item = self.pending.popleft()
         if isinstance(item, BaseException):
-            raise item
-        assert isinstance(item, bytes)
-        return item
+            self._lose(item)
+            return
+        self.sink([item])
+        self._schedule()
+
+    def _lose(self, exc: BaseException) -> None:
+        if not self._lost.done():
+            self.close_exc = exc
+            self._lost.set_result(None)
 
     async def send(self, message: str | bytes, text: bool | None = None) -> None:
         assert text is True
@@ -70,7 +123,7 @@ class FakeConn:
         if not self.closed:
             self.closed = True
             close = Close(code, reason)
-            self.incoming.put_nowait(ConnectionClosedOK(close, close, True))
+            self._lose(ConnectionClosedOK(close, close, True))
 
 
 async def kalshi_like(conn: FakeConn, cmd: dict[str, Any]) -> None:
@@ -288,7 +341,7 @@ async def test_disconnect_ends_iteration_and_fails_pending() -> None:
 async def test_undecodable_frames_are_skipped() -> None:
     conn = FakeConn(None)
     ws, session = await open_session(conn)
-    conn.incoming.put_nowait(b"{garbage")
+    conn.push_raw(b"{garbage")
     conn.push({"type": "brand_new", "sid": 1})
     conn.push(trade(10, 1))
     items = await drain(session, 2)
@@ -305,11 +358,39 @@ async def test_bounded_queue_applies_backpressure() -> None:
     for seq in range(1, 11):
         conn.push(trade(10, seq))
     await asyncio.sleep(0.05)
-    assert session.queue_depth == 3  # the reader waits instead of buffering everything
-    assert conn.incoming.qsize() == 10 - 4  # 3 queued + 1 held by the blocked reader
+    assert session.queue_depth == 3  # reading stops instead of buffering everything
+    assert conn.paused
+    assert len(conn.pending) == 7  # still "in the socket"
     items = await drain(session, 10)
     assert [i.seq for i in items] == list(range(1, 11))
+    assert not conn.paused  # resumed once drained to half
     assert ws.stats.queue_high_water == 3
+    await session.close()
+
+
+async def test_one_read_may_overshoot_the_bound_then_reading_stops() -> None:
+    conn = FakeConn(None)
+    ws, session = await open_session(conn, queue_size=3)
+    conn.push_batch([trade(10, seq) for seq in range(1, 6)])  # five frames in one socket read
+    assert session.queue_depth == 5
+    assert conn.paused
+    conn.push(trade(10, 6))
+    await asyncio.sleep(0.01)
+    assert session.queue_depth == 5  # nothing more is read while paused
+    items = await drain(session, 6)
+    assert [i.seq for i in items] == list(range(1, 7))
+    assert ws.stats.queue_high_water == 5
+    await session.close()
+
+
+async def test_frames_of_one_read_share_a_receive_time() -> None:
+    conn = FakeConn(None)
+    _, session = await open_session(conn)
+    conn.push_batch([trade(10, 1), trade(10, 2)])
+    conn.push(trade(10, 3))
+    items = await drain(session, 3)
+    assert items[0].received_at == items[1].received_at
+    assert items[2].received_at >= items[1].received_at
     await session.close()
 
 
