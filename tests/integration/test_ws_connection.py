@@ -101,8 +101,8 @@ async def test_awkwardly_split_frames_arrive_whole_in_order_with_pings_and_fragm
         # a fragmented message (text + continuation) with a ping inside it
         big = trade(len(pads) + 1)
         half = len(big) // 2
-        parts = frame(big[:half], fin=False) + frame(b"x", opcode=0x9) + frame(
-            big[half:], opcode=0x0
+        parts = (
+            frame(big[:half], fin=False) + frame(b"x", opcode=0x9) + frame(big[half:], opcode=0x0)
         )
         await trickle(conn, parts, [3])
         pongs.append(await asyncio.wait_for(pong, 5))
