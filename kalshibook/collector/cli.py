@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from typing import Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -103,7 +105,27 @@ async def main(settings: Settings, *, no_auth: bool = False) -> int:
     return 0
 
 
+GC_THRESHOLDS: Final = (50_000, 20, 100)
+"""Generation thresholds for the daemon (CPython's default is (700, 10, 10))."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a process that allocates millions of small,
+    acyclic objects (decoded frames, rows) a minute.
+
+    With the default thresholds a young-generation pass runs every 700 allocations and older
+    passes keep re-walking the long-lived books and catalog: measured at ~15 % of the daemon's
+    CPU at 70k frames/s (bench/bench_collector.py). Objects alive at start-up are frozen (never
+    walked again) and passes run 70x less often. Reference counting still frees everything
+    acyclic at once, so memory does not grow; only cyclic garbage waits longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    tune_gc()
     redactor = configure_logging(settings.core.log_level)
     if settings.kalshi.key_id:
         redactor.add_secret(settings.kalshi.key_id)
