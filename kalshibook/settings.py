@@ -84,6 +84,8 @@ class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Directory for on-disk spool files (default: <data_dir>/spool)."""
     retry_max: float = 5.0
     """Cap in seconds of the backoff between database write retries."""
+    connections: int = 2
+    """Batches written at once, each on its own connection (never two of one table)."""
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):

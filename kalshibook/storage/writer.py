@@ -9,7 +9,7 @@ tables, row types and SQL)::
         await w.upsert_markets([MarketRow(...)])
         await w.drain()                                   # everything put so far is committed
 
-Inside, two supervised coroutines share the state (one event loop, no locks):
+Inside, supervised coroutines share the state (one event loop, no locks):
 
 * **intake** cuts a table's queue into a batch when it holds ``batch_rows`` rows or its oldest row
   is ``batch_age`` seconds old. While the database keeps up, a table has at most one batch in
@@ -18,7 +18,9 @@ Inside, two supervised coroutines share the state (one event loop, no locks):
   being replayed) intake keeps cutting so producers never block: batches stay in memory up to
   ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
   (``<seq>-<table>.spool``, msgpack; lexical order = arrival order).
-* **flush** writes batches oldest first, one transaction each: binary ``COPY``; for ``dedupe``
+* **flush** (``connections`` of them, each on its own pooled connection, so the server works on
+  several tables at once) writes batches oldest first, never two batches of one table at the
+  same time, one transaction each: binary ``COPY``; for ``dedupe``
   tables ``COPY`` into a TEMP staging table + ``INSERT … ON CONFLICT DO NOTHING``; for reference
   tables an upsert per row. A connection or server failure is retried with capped, jittered
   backoff (``retry_max``) and the batch stays at the head of its table, so per-table order is
@@ -329,12 +331,21 @@ class Writer:
         close_timeout: float = 10.0,
     ) -> None:
         ws = settings.writer
-        if ws.batch_rows < 1 or ws.queue_rows < 1 or ws.memory_rows < 0 or ws.batch_age <= 0:
+        if (
+            ws.batch_rows < 1
+            or ws.queue_rows < 1
+            or ws.memory_rows < 0
+            or ws.batch_age <= 0
+            or ws.connections < 1
+        ):
             raise StorageError(
-                "writer settings need batch_rows >= 1, queue_rows >= 1, memory_rows >= 0 and "
-                "batch_age > 0"
+                "writer settings need batch_rows >= 1, queue_rows >= 1, memory_rows >= 0, "
+                "batch_age > 0 and connections >= 1"
             )
         self._pool = pool
+        self._connections = ws.connections
+        self._inflight: set[str] = set()
+        """Tables with a batch being written (at most one per table: per-table order)."""
         self._batch_rows = ws.batch_rows
         self._batch_age = ws.batch_age
         self._memory_rows = ws.memory_rows
@@ -608,7 +619,8 @@ class Writer:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._intake_loop(), name="kalshibook-writer-intake")
-            tg.create_task(self._flush_loop(), name="kalshibook-writer-flush")
+            for i in range(self._connections):
+                tg.create_task(self._flush_loop(), name=f"kalshibook-writer-flush-{i}")
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():
@@ -709,20 +721,33 @@ class Writer:
         return batch.n
 
     def _next_batch(self) -> _Batch | None:
+        """The oldest batch at the head of a table no other flusher is writing."""
         best: _Batch | None = None
-        for backlog in self._backlog.values():
-            if backlog and (best is None or backlog[0].seq < best.seq):
+        inflight = self._inflight
+        for name, backlog in self._backlog.items():
+            if backlog and name not in inflight and (best is None or backlog[0].seq < best.seq):
                 best = backlog[0]
         return best
 
     async def _flush_loop(self) -> None:
-        failures = 0
+        """One of ``connections`` flushers: takes the oldest batch of a table that is not being
+        written, writes it (retrying), and repeats."""
         while True:
             self._work.clear()
             batch = self._next_batch()
             if batch is None:
                 await self._work.wait()
                 continue
+            name = batch.spec.name
+            self._inflight.add(name)
+            await self._flush(batch)  # raises only when the writer is failing: table stays taken
+            self._inflight.discard(name)
+            self._work.set()  # a batch of this table may have been skipped meanwhile
+
+    async def _flush(self, batch: _Batch) -> None:
+        """Write ``batch`` until it commits (retryable failures back off); then finish it."""
+        failures = 0
+        while True:
             try:
                 await self._write_batch(batch)
             except Exception as exc:
@@ -752,8 +777,8 @@ class Writer:
                     failures,
                     sum(self._disk.values()),
                 )
-            failures = 0
             await self._finish(batch)
+            return
 
     async def _finish(self, batch: _Batch) -> None:
         name = batch.spec.name

@@ -733,3 +733,34 @@ async def test_open_pool_never_closes_an_injected_pool(db_url: str, tmp_path: Pa
             assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
     finally:
         await pool.close()
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+async def test_a_blocked_table_holds_up_the_others_only_with_one_connection(
+    db_url: str, tmp_path: Path, connections: int
+) -> None:
+    """``connections`` flushers write different tables at once: a table the server blocks (here
+    a lock) delays only itself when there are two; with one, everything queues behind it."""
+    settings = make_settings(db_url, tmp_path, connections=connections)
+    quote = QuoteRow(T0, "KXTEST-1", T0, D("0.4000"), D("10.00"), D("0.4100"), D("5.00"))
+    async with await psycopg.AsyncConnection.connect(db_url) as locker:
+        await locker.execute("LOCK TABLE market.quotes IN ACCESS EXCLUSIVE MODE")
+        async with writer_on(settings) as w:
+            await w.put("quotes", quote)
+            await eventually(lambda: _inflight(w, "quotes"))
+            await w.put("orderbook_deltas", delta(0))
+            await asyncio.sleep(1.0)
+            deltas = w.stats().tables["orderbook_deltas"].rows_written
+            assert deltas == (1 if connections == 2 else 0)
+            assert w.stats().tables["quotes"].rows_written == 0
+            await locker.rollback()  # release the lock: everything commits
+            await asyncio.wait_for(w.drain(), 10)
+            assert w.stats().tables["quotes"].rows_written == 1
+            assert w.stats().tables["orderbook_deltas"].rows_written == 1
+
+
+async def _inflight(w: Writer, table: str) -> bool:
+    return w.stats().tables[table].batches_pending == 1 and not w.stats().tables[table].queue_depth
