@@ -875,10 +875,15 @@ class Writer:
                 cur.adapters.register_dumper(None, _CachedNumericDumper)
             async with cur.copy(spec.write_sql) as copy:
                 copy.set_types(spec.pg_types)
-                write = copy.write_row
+                # copy.write_row() is a coroutine per row; its formatter is synchronous and hands
+                # back a buffer every ~32 KiB, which copy.write() sends as is (binary format).
+                format_row = copy.formatter.write_row
+                send = copy.write
                 i = 0
                 for row in rows:
-                    await write(row)
+                    data = format_row(row)
+                    if data:
+                        await send(data)
                     i += 1
                     if i == _YIELD_EVERY:
                         i = 0
