@@ -303,7 +303,7 @@ class OrderBook:
             yes_ask = yes_ask_size = None
         else:
             yes_ask, yes_ask_size = _price_dec(PRICE_SCALE - bn), _size_dec(self._no[bn])
-        return Quote(yes_bid, yes_bid_size, yes_ask, yes_ask_size)
+        return tuple.__new__(Quote, (yes_bid, yes_bid_size, yes_ask, yes_ask_size))
 
     def levels_units(self, side: str, depth: int | None = None) -> list[UnitLevel]:
         """Levels of one side ascending by price (best bid last), the best ``depth`` if given."""
