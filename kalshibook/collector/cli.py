@@ -62,15 +62,26 @@ def _load_key(settings: Settings, no_auth: bool) -> PrivateKey | None:
     return load_private_key(settings.kalshi.private_key_path)
 
 
+SCHEMA_CHECK: Final = (
+    "SELECT to_regclass('market.orderbook_deltas'), to_regclass('private.writer_progress')"
+)
+"""The first and the latest table the collector needs (migrations 0001 and 0003)."""
+
+
 async def _check_schema(url: str) -> None:
     try:
         async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
-            cur = await conn.execute("SELECT to_regclass('market.orderbook_deltas')")
+            cur = await conn.execute(SCHEMA_CHECK)
             row = await cur.fetchone()
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
     if row is None or row[0] is None:
         raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
+    if row[1] is None:
+        raise SchemaError(
+            f"the kalshibook schema in {redact(url)} is older than this version: "
+            "run `kalshibook migrate`"
+        )
 
 
 async def main(settings: Settings, *, no_auth: bool = False) -> int:

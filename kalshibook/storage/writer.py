@@ -30,8 +30,14 @@ Inside, supervised coroutines share the state (one event loop, no locks):
 
 On start, spool files left by a previous process are replayed first (crash recovery). ``close()``
 (and ``async with`` exit) drains with a timeout and spools whatever is still in memory, so nothing
-handed to the writer is lost. A spool file committed just before a crash but not yet deleted is
-replayed again on the next start (at-least-once for that one batch).
+handed to the writer is lost.
+
+Exactly once: append-only tables (``copy``) get no unique key to dedupe on (it would cost every
+insert), so each transaction also moves the writer's commit mark for the table
+(``private.writer_progress``: writer id, batch seq, rows done; migration 0003) forward. A batch
+retried after a commit whose acknowledgement was lost, or a spool file that outlived its commit
+(crash before the deletion), finds the mark past its rows and is skipped. ``dedupe`` tables
+(trades) and upserts are idempotent by themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import logging
 import os
 import random
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -84,10 +91,32 @@ Row = Sequence[Any]
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the batch-latency histogram; a final +Inf bucket is implied."""
 SPOOL_SUFFIX: Final = ".spool"
-SPOOL_VERSION: Final = 1
+SPOOL_VERSION: Final = 2
+"""Spool file layout: ``(2, table, rows, writer_id, offset)``. Version 1 files
+(``(1, table, rows)``, no commit mark) are still replayed, at least once."""
+PROGRESS_RETENTION_DAYS: Final = 30
+"""Commit marks (``private.writer_progress``) untouched for this long are pruned: a spool file older
+than that is replayed without the duplicate check."""
 _YIELD_EVERY: Final = 1000
 """Rows written between two yields to the event loop during a COPY."""
 _BACKOFF_INITIAL: Final = 0.05
+
+ADVANCE_PROGRESS: Final = """
+INSERT INTO private.writer_progress AS p (writer_id, table_name, batch_seq, rows_done, updated_at)
+VALUES (%(writer_id)s, %(table)s, %(seq)s, %(done)s, now())
+ON CONFLICT (writer_id, table_name) DO UPDATE
+SET batch_seq = EXCLUDED.batch_seq, rows_done = EXCLUDED.rows_done, updated_at = now()
+WHERE (p.batch_seq, p.rows_done) < (EXCLUDED.batch_seq, EXCLUDED.rows_done)
+"""
+"""Move a writer's commit mark for a table forward, in the transaction of the rows it covers; no
+row affected = those rows were committed before (a late-acknowledged commit, a replayed spool)."""
+READ_PROGRESS: Final = """
+SELECT batch_seq, rows_done FROM private.writer_progress
+WHERE writer_id = %(writer_id)s AND table_name = %(table)s
+"""
+PRUNE_PROGRESS: Final = """
+DELETE FROM private.writer_progress WHERE updated_at < now() - make_interval(days => %(days)s)
+"""
 
 
 class WriterFull(StorageError):
@@ -255,7 +284,18 @@ class _Queue:
 
 
 class _Batch:
-    __slots__ = ("done", "live", "n", "path", "rows", "seq", "spec")
+    __slots__ = (
+        "done",
+        "live",
+        "n",
+        "offset",
+        "path",
+        "rows",
+        "seq",
+        "spec",
+        "uncertain",
+        "writer_id",
+    )
 
     def __init__(
         self,
@@ -265,9 +305,17 @@ class _Batch:
         n: int,
         *,
         live: bool,
+        writer_id: uuid.UUID | None,
         path: Path | None = None,
     ) -> None:
         self.seq = seq
+        """Order of the batch among its writer's batches (per table: commit order)."""
+        self.writer_id = writer_id
+        """The writer that cut the batch (its commit marks); None: a version 1 spool file."""
+        self.offset = 0
+        """Index of ``rows[0]`` in the batch as cut (a spooled remainder starts further on)."""
+        self.uncertain = not live
+        """Some of it may be committed already: read the commit mark before writing."""
         self.spec = spec
         self.rows = rows
         """The rows when held in memory; None when they are in the spool file ``path``."""
@@ -302,6 +350,13 @@ def _spool_name(seq: int, table: str) -> str:
 
 _encoder = msgspec.msgpack.Encoder()
 _decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    spec.name: msgspec.msgpack.Decoder(
+        tuple[int, str, list[spec.row_type], str, int],  # type: ignore[name-defined]
+        strict=False,
+    )
+    for spec in ALL_TABLES
+}
+_decoders_v1: dict[str, msgspec.msgpack.Decoder[Any]] = {
     spec.name: msgspec.msgpack.Decoder(
         tuple[int, str, list[spec.row_type]],  # type: ignore[name-defined]
         strict=False,
@@ -343,6 +398,9 @@ class Writer:
                 "batch_age > 0 and connections >= 1"
             )
         self._pool = pool
+        self._id = uuid.uuid4()
+        """This writer's commit-mark identity (``private.writer_progress.writer_id``)."""
+        self._pruned = False
         self._connections = ws.connections
         self._inflight: set[str] = set()
         """Tables with a batch being written (at most one per table: per-table order)."""
@@ -686,7 +744,7 @@ class Writer:
     def _cut(self, q: _Queue) -> _Batch:
         rows = self._take(q)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True)
+        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         self._held_rows += batch.n
         self._backlog[q.spec.name].append(batch)
         self._work.set()
@@ -699,7 +757,7 @@ class Writer:
             return self._cut(q).n
         rows = self._take(q)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True)
+        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         try:
             batch.path = await asyncio.to_thread(self._write_spool, batch.seq, q.spec, rows)
         except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
@@ -753,6 +811,7 @@ class Writer:
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
+                batch.uncertain = True  # its last transaction may have committed all the same
                 failures += 1
                 self._retries += 1
                 self._last_error = _describe(exc)
@@ -811,16 +870,63 @@ class Writer:
         if rows is None:
             assert batch.path is not None
             try:
-                rows = await asyncio.to_thread(self._read_spool, batch.path, batch.spec)
+                loaded, writer_id, offset = await asyncio.to_thread(
+                    self._read_spool, batch.path, batch.spec
+                )
             except (OSError, ValueError, msgspec.DecodeError) as exc:
                 await self._quarantine(batch, exc)
                 return
+            rows = loaded
             batch.n = len(rows)
+            if not batch.live:
+                batch.writer_id, batch.offset = writer_id, offset
         started = time.perf_counter()
         async with self._pool.connection(timeout=self._connect_timeout) as conn:
+            if not self._pruned:
+                await self._prune(conn)
             await self._prepare(conn, batch.spec)
+            if batch.uncertain and batch.spec.mode == "copy":
+                await self._reconcile(conn, batch, len(rows))
             await self._write_isolating(conn, batch, rows)
         self._latency.observe(time.perf_counter() - started)
+
+    async def _prune(self, conn: AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            await conn.execute(PRUNE_PROGRESS, {"days": PROGRESS_RETENTION_DAYS})
+        self._pruned = True
+
+    async def _reconcile(self, conn: AsyncConnection[Any], batch: _Batch, nrows: int) -> None:
+        """Skip the rows of ``batch`` its commit mark says are committed already."""
+        if batch.writer_id is None:
+            return  # version 1 spool file: no mark, written at least once
+        cur = await conn.execute(
+            READ_PROGRESS, {"writer_id": batch.writer_id, "table": batch.spec.name}
+        )
+        mark = await cur.fetchone()
+        await conn.rollback()  # end the read's implicit transaction
+        if mark is None:
+            return
+        seq, done = mark
+        if seq > batch.seq:
+            committed = nrows
+        elif seq == batch.seq:
+            committed = min(nrows, max(0, done - batch.offset))
+        else:
+            return
+        if committed > batch.done:
+            skipped = committed - batch.done
+            log.warning(
+                "writer: %d %s rows of batch %d were committed already (late commit "
+                "acknowledgement or replayed spool file); not writing them again",
+                skipped,
+                batch.spec.name,
+                batch.seq,
+            )
+            if batch.live:  # committed by us, acknowledged too late: written all the same
+                self._written[batch.spec.name] += skipped
+            else:  # a previous process committed them
+                self._duplicate[batch.spec.name] += skipped
+            batch.done = committed
 
     async def _prepare(self, conn: AsyncConnection[Any], spec: TableSpec) -> None:
         if spec.stage_sql is None:
@@ -840,9 +946,19 @@ class Writer:
         pending = [(batch.done, len(rows))]
         while pending:
             lo, hi = pending.pop()
+            if lo >= hi:
+                continue
             part = rows if lo == 0 and hi == len(rows) else rows[lo:hi]
+            mark = None
+            if spec.mode == "copy" and batch.writer_id is not None:
+                mark = {
+                    "writer_id": batch.writer_id,
+                    "table": spec.name,
+                    "seq": batch.seq,
+                    "done": batch.offset + hi,
+                }
             try:
-                inserted = await self._write_rows(conn, spec, part)
+                inserted = await self._write_rows(conn, spec, part, mark)
             except Exception as exc:
                 if not _is_data_error(exc):
                     staged = self._staged.get(spec.name)
@@ -862,10 +978,19 @@ class Writer:
             self._duplicate[spec.name] += len(part) - inserted
 
     async def _write_rows(
-        self, conn: AsyncConnection[Any], spec: TableSpec, rows: Sequence[Row]
+        self,
+        conn: AsyncConnection[Any],
+        spec: TableSpec,
+        rows: Sequence[Row],
+        mark: dict[str, Any] | None = None,
     ) -> int:
-        """One transaction; returns the rows inserted."""
+        """One transaction; returns the rows inserted. With ``mark``, the commit mark moves in
+        the same transaction, and nothing is written if it had moved past these rows already."""
         async with conn.transaction(), conn.cursor() as cur:
+            if mark is not None:
+                await cur.execute(ADVANCE_PROGRESS, mark)
+                if cur.rowcount == 0:
+                    return 0  # committed before: counted as duplicates
             if spec.mode == "upsert":
                 await cur.executemany(spec.write_sql, rows)
                 return len(rows)
@@ -920,8 +1045,8 @@ class Writer:
 
     # -- spool files (run in threads) -------------------------------------------------------
 
-    def _write_spool(self, seq: int, spec: TableSpec, rows: Sequence[Row]) -> Path:
-        data = _encoder.encode((SPOOL_VERSION, spec.name, rows))
+    def _write_spool(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> Path:
+        data = _encoder.encode((SPOOL_VERSION, spec.name, rows, str(self._id), offset))
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         path = self._spool_dir / _spool_name(seq, spec.name)
         tmp = path.with_name(path.name + ".tmp")
@@ -941,12 +1066,21 @@ class Writer:
             os.close(fd)
 
     @staticmethod
-    def _read_spool(path: Path, spec: TableSpec) -> list[Row]:
-        version, table, rows = _decoders[spec.name].decode(path.read_bytes())
+    def _read_spool(path: Path, spec: TableSpec) -> tuple[list[Row], uuid.UUID | None, int]:
+        """``(rows, writer_id, offset)`` of a spool file (``None, 0`` for version 1)."""
+        data = path.read_bytes()
+        try:
+            version, table, rows, writer_id, offset = _decoders[spec.name].decode(data)
+        except msgspec.ValidationError:
+            version, table, rows = _decoders_v1[spec.name].decode(data)
+            if version != 1 or table != spec.name:
+                raise ValueError(
+                    f"spool file for {table!r} version {version}, expected {spec.name!r}"
+                ) from None
+            return rows, None, 0
         if version != SPOOL_VERSION or table != spec.name:
             raise ValueError(f"spool file for {table!r} version {version}, expected {spec.name!r}")
-        out: list[Row] = rows
-        return out
+        return rows, uuid.UUID(writer_id), offset
 
     def _append_rejected(self, table: str, line: bytes) -> None:
         directory = self._spool_dir / "rejected"
@@ -979,7 +1113,9 @@ class Writer:
                 continue
             seq = int(seq_text)
             last = max(last, seq)
-            self._backlog[table].append(_Batch(seq, spec, None, 0, live=False, path=path))
+            self._backlog[table].append(
+                _Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
+            )
             self._disk[table] += 1
             self._recovered_pending += 1
             found += 1
@@ -998,7 +1134,7 @@ class Writer:
                     continue
                 rows = batch.rows[batch.done :]
                 if rows:
-                    self._spool_sync(batch.seq, spec, rows)
+                    self._spool_sync(batch.seq, spec, rows, batch.offset + batch.done)
                     count += 1
                     rows_total += len(rows)
                 self._held_rows -= batch.n
@@ -1019,9 +1155,9 @@ class Writer:
                 self._spool_dir,
             )
 
-    def _spool_sync(self, seq: int, spec: TableSpec, rows: Sequence[Row]) -> None:
+    def _spool_sync(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> None:
         try:
-            self._write_spool(seq, spec, rows)
+            self._write_spool(seq, spec, rows, offset)
         except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
             log.critical(
                 "writer: LOST %d %s rows: cannot spool them to %s (%s)",

@@ -706,7 +706,8 @@ async def test_leftover_spool_is_replayed_on_startup(
 
 
 async def test_spool_file_format_is_msgpack_rows(tmp_path: Path, db_url: str) -> None:
-    """Spool files are self-describing: (version, table, rows) in msgpack."""
+    """Spool files are self-describing msgpack; version 1 files, (1, table, rows) without a
+    commit mark, are still replayed (at least once)."""
     settings = make_settings(db_url, tmp_path)
     settings.spool_dir.mkdir(parents=True)
     row = delta(5)
@@ -720,6 +721,72 @@ async def test_spool_file_format_is_msgpack_rows(tmp_path: Path, db_url: str) ->
     assert [p.name for p in (settings.spool_dir / "rejected").iterdir()] == [
         "0000000000000002-orderbook_deltas.spool"
     ]
+
+
+async def test_a_spool_file_that_outlived_its_commit_is_not_written_twice(
+    db_url: str, tmp_path: Path, proxy: TcpProxy
+) -> None:
+    """A crash between a replayed batch's commit and the deletion of its spool file leaves the
+    file behind; the next writer recognises it by its commit mark and skips it."""
+    dead = make_settings(proxy.url(db_url), tmp_path, batch_rows=4, memory_rows=0)
+    await proxy.stop()
+    pool = make_pool(dead, min_size=0, max_size=1, timeout=0.5)
+    await pool.open()
+    try:
+        async with Writer(dead, pool, close_timeout=0.5) as w:
+            for i in range(30):
+                await w.put("orderbook_deltas", delta(i))
+            await asyncio.sleep(0.2)
+    finally:
+        await pool.close()
+    files = {p.name: p.read_bytes() for p in dead.spool_dir.glob("*.spool")}
+    assert len(files) >= 8
+    settings = make_settings(db_url, tmp_path)
+    async with writer_on(settings) as w:
+        await asyncio.wait_for(w.drain(), 30)
+    assert await commit_order(db_url) == list(range(30))
+    for name, data in files.items():  # "crashed before deleting them"
+        (settings.spool_dir / name).write_bytes(data)
+    async with writer_on(settings) as w:
+        await asyncio.wait_for(w.drain(), 30)
+        stats = w.stats()
+        assert stats.replayed_batches_total == len(files)
+        assert stats.tables["orderbook_deltas"].rows_duplicate == 30
+        assert stats.tables["orderbook_deltas"].rows_written == 0
+    assert spool_files(settings) == []
+    assert await commit_order(db_url) == list(range(30))  # once each
+
+
+async def test_a_commit_acknowledged_too_late_is_not_written_twice(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection fails after the server committed (the client never sees the reply): the
+    writer retries the batch, finds its commit mark moved and writes nothing again."""
+    settings = make_settings(db_url, tmp_path, batch_rows=10)
+    async with writer_on(settings) as w:
+        original = w._write_rows
+        lost = 0
+
+        async def commit_then_lose_the_reply(*args: Any) -> int:
+            nonlocal lost
+            n = await original(*args)
+            if lost < 2:
+                lost += 1
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return n
+
+        monkeypatch.setattr(w, "_write_rows", commit_then_lose_the_reply)
+        for i in range(25):
+            await w.put("orderbook_deltas", delta(i))
+        await asyncio.wait_for(w.drain(), 30)
+        stats = w.stats()
+        assert lost == 2
+        assert stats.retries == 2
+        assert stats.tables["orderbook_deltas"].rows_written == 25
+        assert stats.tables["orderbook_deltas"].rows_duplicate == 0
+    assert await commit_order(db_url) == list(range(25))
+    marks = await query(db_url, "SELECT batch_seq, rows_done FROM private.writer_progress")
+    assert len(marks) == 1
 
 
 async def test_open_pool_never_closes_an_injected_pool(db_url: str, tmp_path: Path) -> None:
