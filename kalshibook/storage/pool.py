@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import unreachable
 
-__all__ = ("Pool", "make_pool", "open_pool")
+__all__ = ("Pool", "connect_kwargs", "make_pool", "open_pool")
 
 Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[Any]]
 
@@ -33,6 +33,11 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+
+
+def connect_kwargs(name: str) -> dict[str, Any]:
+    """libpq options of every kalshibook connection (``application_name`` = ``name``)."""
+    return {"application_name": name, "connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES}
 
 
 def make_pool(
@@ -50,7 +55,7 @@ def make_pool(
     return AsyncConnectionPool(
         settings.require_database(),
         connection_class=AsyncConnection,
-        kwargs={"application_name": name, "connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES},
+        kwargs=connect_kwargs(name),
         min_size=min_size,
         max_size=max_size,
         open=False,

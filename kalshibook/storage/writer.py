@@ -48,7 +48,6 @@ import os
 import random
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -57,12 +56,12 @@ from typing import Any, Final
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection, pq
-from psycopg.adapt import Buffer, Dumper
+from psycopg import AsyncConnection
 
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
-from kalshibook.storage.pool import Pool
+from kalshibook.storage.copyworker import CopyWorker
+from kalshibook.storage.pool import Pool, connect_kwargs
 from kalshibook.storage.tables import (
     ALL_TABLES,
     TABLES,
@@ -97,19 +96,8 @@ SPOOL_VERSION: Final = 2
 PROGRESS_RETENTION_DAYS: Final = 30
 """Commit marks (``private.writer_progress``) untouched for this long are pruned: a spool file older
 than that is replayed without the duplicate check."""
-_YIELD_EVERY: Final = 1000
-"""Rows written between two yields to the event loop during a COPY."""
 _BACKOFF_INITIAL: Final = 0.05
 
-ADVANCE_PROGRESS: Final = """
-INSERT INTO private.writer_progress AS p (writer_id, table_name, batch_seq, rows_done, updated_at)
-VALUES (%(writer_id)s, %(table)s, %(seq)s, %(done)s, now())
-ON CONFLICT (writer_id, table_name) DO UPDATE
-SET batch_seq = EXCLUDED.batch_seq, rows_done = EXCLUDED.rows_done, updated_at = now()
-WHERE (p.batch_seq, p.rows_done) < (EXCLUDED.batch_seq, EXCLUDED.rows_done)
-"""
-"""Move a writer's commit mark for a table forward, in the transaction of the rows it covers; no
-row affected = those rows were committed before (a late-acknowledged commit, a replayed spool)."""
 READ_PROGRESS: Final = """
 SELECT batch_seq, rows_done FROM private.writer_progress
 WHERE writer_id = %(writer_id)s AND table_name = %(table)s
@@ -205,54 +193,6 @@ class _Histogram:
 
 
 # -- internals ---------------------------------------------------------------------------------
-
-
-class _JsonTextDumper(Dumper):
-    """jsonb in binary COPY from JSON text we already have (bytes or str): version byte + text."""
-
-    format = pq.Format.BINARY
-    oid = psycopg.postgres.types["jsonb"].oid
-
-    def dump(self, obj: Any) -> Buffer:
-        text: bytes = obj.encode() if isinstance(obj, str) else obj
-        return b"\x01" + text
-
-
-_NUMERIC_OID: Final = psycopg.postgres.types["numeric"].oid
-_NUMERIC_CACHE_MAX: Final = 1 << 16
-_numeric_cache: dict[int, tuple[object, Buffer]] = {}
-"""``id(value) -> (value, binary numeric)``; the entry keeps ``value`` alive, so its id is not
-reused while the entry exists. Bounded: cleared when full."""
-
-
-class _CachedNumericDumper(Dumper):
-    """psycopg's own binary ``numeric`` dumper, memoised per value *object*.
-
-    Dumping a Decimal to binary numeric costs ~0.5 us (most of a COPY row's formatting), and the
-    feed repeats a few price/size objects (the decoder and the books share them). Keyed by
-    identity, not value: ``Decimal("0.56") == Decimal("0.5600")`` but their stored scales differ,
-    and every byte string comes from the wrapped dumper, so what is stored is unchanged.
-    """
-
-    format = pq.Format.BINARY
-    oid = _NUMERIC_OID
-
-    def __init__(self, cls: type, context: Any = None) -> None:
-        super().__init__(cls, context)
-        inner = psycopg.adapters.get_dumper_by_oid(_NUMERIC_OID, pq.Format.BINARY)
-        self._inner = inner(cls, context)
-
-    def dump(self, obj: Any) -> Buffer:
-        key = id(obj)
-        hit = _numeric_cache.get(key)
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        data = self._inner.dump(obj)
-        assert data is not None
-        if len(_numeric_cache) >= _NUMERIC_CACHE_MAX:
-            _numeric_cache.clear()
-        _numeric_cache[key] = (obj, data)
-        return data
 
 
 class _Queue:
@@ -402,6 +342,13 @@ class Writer:
         """This writer's commit-mark identity (``private.writer_progress.writer_id``)."""
         self._pruned = False
         self._connections = ws.connections
+        self._workers = [
+            CopyWorker(
+                settings.require_database(), connect_kwargs(f"kalshibook-writer-{i}"), str(i)
+            )
+            for i in range(ws.connections)
+        ]
+        """One child process per flusher runs its transactions (see copyworker)."""
         self._inflight: set[str] = set()
         """Tables with a batch being written (at most one per table: per-table order)."""
         self._batch_rows = ws.batch_rows
@@ -433,9 +380,6 @@ class Writer:
         """Flush: a batch was added to a backlog."""
         self._progress = asyncio.Event()
         """Drain: a batch finished."""
-        self._staged: dict[str, weakref.WeakSet[AsyncConnection[Any]]] = {
-            spec.name: weakref.WeakSet() for spec in ALL_TABLES if spec.stage_sql
-        }
         self._spool_retry_at = 0.0
         # counters
         self._written = dict.fromkeys(TABLES, 0)
@@ -523,6 +467,7 @@ class Writer:
                 # Synchronous on purpose: runs to the end even if we are being cancelled.
                 self._spool_everything()
                 self._wake_everyone()
+                await asyncio.gather(*(w.close() for w in self._workers))
         if self._error is not None:
             raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
 
@@ -677,8 +622,8 @@ class Writer:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._intake_loop(), name="kalshibook-writer-intake")
-            for i in range(self._connections):
-                tg.create_task(self._flush_loop(), name=f"kalshibook-writer-flush-{i}")
+            for i, worker in enumerate(self._workers):
+                tg.create_task(self._flush_loop(worker), name=f"kalshibook-writer-flush-{i}")
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():
@@ -787,7 +732,7 @@ class Writer:
                 best = backlog[0]
         return best
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self, worker: CopyWorker) -> None:
         """One of ``connections`` flushers: takes the oldest batch of a table that is not being
         written, writes it (retrying), and repeats."""
         while True:
@@ -798,16 +743,18 @@ class Writer:
                 continue
             name = batch.spec.name
             self._inflight.add(name)
-            await self._flush(batch)  # raises only when the writer is failing: table stays taken
+            await self._flush(
+                batch, worker
+            )  # raises only when the writer is failing: table stays taken
             self._inflight.discard(name)
             self._work.set()  # a batch of this table may have been skipped meanwhile
 
-    async def _flush(self, batch: _Batch) -> None:
+    async def _flush(self, batch: _Batch, worker: CopyWorker) -> None:
         """Write ``batch`` until it commits (retryable failures back off); then finish it."""
         failures = 0
         while True:
             try:
-                await self._write_batch(batch)
+                await self._write_batch(batch, worker)
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
@@ -865,7 +812,7 @@ class Writer:
         self._progress.set()
         self._wake.set()
 
-    async def _write_batch(self, batch: _Batch) -> None:
+    async def _write_batch(self, batch: _Batch, worker: CopyWorker) -> None:
         rows = batch.rows
         if rows is None:
             assert batch.path is not None
@@ -881,13 +828,14 @@ class Writer:
             if not batch.live:
                 batch.writer_id, batch.offset = writer_id, offset
         started = time.perf_counter()
-        async with self._pool.connection(timeout=self._connect_timeout) as conn:
-            if not self._pruned:
-                await self._prune(conn)
-            await self._prepare(conn, batch.spec)
-            if batch.uncertain and batch.spec.mode == "copy":
-                await self._reconcile(conn, batch, len(rows))
-            await self._write_isolating(conn, batch, rows)
+        reconcile = batch.uncertain and batch.spec.mode == "copy"
+        if reconcile or not self._pruned:
+            async with self._pool.connection(timeout=self._connect_timeout) as conn:
+                if not self._pruned:
+                    await self._prune(conn)
+                if reconcile:
+                    await self._reconcile(conn, batch, len(rows))
+        await self._write_isolating(worker, batch, rows)
         self._latency.observe(time.perf_counter() - started)
 
     async def _prune(self, conn: AsyncConnection[Any]) -> None:
@@ -928,19 +876,7 @@ class Writer:
                 self._duplicate[batch.spec.name] += skipped
             batch.done = committed
 
-    async def _prepare(self, conn: AsyncConnection[Any], spec: TableSpec) -> None:
-        if spec.stage_sql is None:
-            return
-        staged = self._staged[spec.name]
-        if conn in staged:
-            return
-        async with conn.transaction():
-            await conn.execute(spec.stage_sql)
-        staged.add(conn)
-
-    async def _write_isolating(
-        self, conn: AsyncConnection[Any], batch: _Batch, rows: list[Row]
-    ) -> None:
+    async def _write_isolating(self, worker: CopyWorker, batch: _Batch, rows: list[Row]) -> None:
         """Write ``rows[batch.done:]``; bisect around rows the database refuses as invalid."""
         spec = batch.spec
         pending = [(batch.done, len(rows))]
@@ -952,18 +888,15 @@ class Writer:
             mark = None
             if spec.mode == "copy" and batch.writer_id is not None:
                 mark = {
-                    "writer_id": batch.writer_id,
+                    "writer_id": str(batch.writer_id),
                     "table": spec.name,
                     "seq": batch.seq,
                     "done": batch.offset + hi,
                 }
             try:
-                inserted = await self._write_rows(conn, spec, part, mark)
+                inserted = await self._write_rows(worker, spec, part, mark)
             except Exception as exc:
                 if not _is_data_error(exc):
-                    staged = self._staged.get(spec.name)
-                    if staged is not None:
-                        staged.discard(conn)  # a new session may be needed: stage again
                     raise
                 if hi - lo == 1:
                     await self._reject(spec, part[0], exc)
@@ -979,44 +912,19 @@ class Writer:
 
     async def _write_rows(
         self,
-        conn: AsyncConnection[Any],
+        worker: CopyWorker,
         spec: TableSpec,
         rows: Sequence[Row],
         mark: dict[str, Any] | None = None,
     ) -> int:
-        """One transaction; returns the rows inserted. With ``mark``, the commit mark moves in
-        the same transaction, and nothing is written if it had moved past these rows already."""
-        async with conn.transaction(), conn.cursor() as cur:
-            if mark is not None:
-                await cur.execute(ADVANCE_PROGRESS, mark)
-                if cur.rowcount == 0:
-                    return 0  # committed before: counted as duplicates
-            if spec.mode == "upsert":
-                await cur.executemany(spec.write_sql, rows)
-                return len(rows)
-            if spec.jsonb_columns:
-                cur.adapters.register_dumper(None, _JsonTextDumper)
-            if "numeric" in spec.pg_types:
-                cur.adapters.register_dumper(None, _CachedNumericDumper)
-            async with cur.copy(spec.write_sql) as copy:
-                copy.set_types(spec.pg_types)
-                # copy.write_row() is a coroutine per row; its formatter is synchronous and hands
-                # back a buffer every ~32 KiB, which copy.write() sends as is (binary format).
-                format_row = copy.formatter.write_row
-                send = copy.write
-                i = 0
-                for row in rows:
-                    data = format_row(row)
-                    if data:
-                        await send(data)
-                    i += 1
-                    if i == _YIELD_EVERY:
-                        i = 0
-                        await asyncio.sleep(0)
-            if spec.merge_sql is None:
-                return len(rows)
-            await cur.execute(spec.merge_sql)
-            return cur.rowcount
+        """One transaction, in ``worker``'s process; returns the rows inserted. With ``mark``,
+        the commit mark moves in the same transaction, and nothing is written if it had moved
+        past these rows already (0 inserted)."""
+        try:
+            body = _encoder.encode(rows)
+        except msgspec.EncodeError as exc:
+            raise ValueError(f"a {spec.name} row cannot be encoded: {exc}") from None
+        return await worker.write(spec.name, mark, body)
 
     async def _reject(self, spec: TableSpec, row: Row, exc: BaseException) -> None:
         self._rejected[spec.name] += 1

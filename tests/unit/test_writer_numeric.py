@@ -7,7 +7,8 @@ from decimal import Decimal
 import psycopg
 from psycopg import pq
 
-from kalshibook.storage.writer import _CachedNumericDumper, _numeric_cache
+from kalshibook.storage.copyworker import CachedNumericDumper as _CachedNumericDumper
+from kalshibook.storage.copyworker import numeric_cache as _numeric_cache
 
 _NUMERIC = psycopg.postgres.types["numeric"].oid
 

@@ -1,0 +1,409 @@
+"""The writer's transactions, run in a child process (one per flusher) to get them off the GIL.
+
+Formatting rows for binary ``COPY`` is CPU work in Python (~2 us a row through psycopg) and, in
+the collector's single process, it competed with the WebSocket feed for one core: measured at a
+third of the daemon's CPU. The writer (:mod:`kalshibook.storage.writer`) keeps everything that
+decides *what* is written and *when* (queues, batches, order, retries, spool, commit marks, bad-row
+isolation, stats); a :class:`CopyWorker` only runs one transaction at a time for it, in a child
+process with its own connection, and returns the number of rows inserted or the error.
+
+Protocol (the child's stdin/stdout; every message is a 4-byte big-endian length + msgpack):
+
+* parent → child, once: ``["hello", conninfo, connect kwargs]``;
+* parent → child, per transaction: ``["write", table, mark]`` then the rows (a msgpack array
+  of row arrays, exactly as in spool files);
+* child → parent: ``["ok", inserted]`` or ``["error", kind, sqlstate, message]`` where ``kind``
+  is ``psycopg`` (a database or connection error; ``sqlstate`` when the server sent one),
+  ``rows`` (a value psycopg cannot dump: a bad row) or ``internal`` (a bug).
+
+The parent rebuilds the error as the same class of exception (:func:`rebuild`), so the writer
+classifies it as before: bad rows are isolated, connection failures retried, bugs fatal. A child
+that exits (crash, kill) fails the request as an :class:`OSError`, which is retried on a new
+child; the batch's commit mark tells whether its transaction had committed. A child exits at the
+end of its stdin, so it never outlives the collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import struct
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any, Final
+from uuid import UUID
+
+import msgspec
+import psycopg
+from psycopg import pq
+from psycopg.adapt import Buffer, Dumper
+
+from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
+
+__all__ = ("ADVANCE_PROGRESS", "CopyWorker", "rebuild", "write_rows")
+
+ADVANCE_PROGRESS: Final = """
+INSERT INTO private.writer_progress AS p (writer_id, table_name, batch_seq, rows_done, updated_at)
+VALUES (%(writer_id)s, %(table)s, %(seq)s, %(done)s, now())
+ON CONFLICT (writer_id, table_name) DO UPDATE
+SET batch_seq = EXCLUDED.batch_seq, rows_done = EXCLUDED.rows_done, updated_at = now()
+WHERE (p.batch_seq, p.rows_done) < (EXCLUDED.batch_seq, EXCLUDED.rows_done)
+"""
+"""Move a writer's commit mark for a table forward, in the transaction of the rows it covers; no
+row affected = those rows were committed before (a late-acknowledged commit, a replayed spool)."""
+
+_LEN: Final = struct.Struct(">I")
+_PIPE_SIZE: Final = 4 << 20
+_MAX_MESSAGE: Final = 1 << 30
+
+# -- dumpers ------------------------------------------------------------------------------------
+
+
+class JsonTextDumper(Dumper):
+    """jsonb in binary COPY from JSON text we already have (bytes or str): version byte + text."""
+
+    format = pq.Format.BINARY
+    oid = psycopg.postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> Buffer:
+        text: bytes = obj.encode() if isinstance(obj, str) else obj
+        return b"\x01" + text
+
+
+_NUMERIC_OID: Final = psycopg.postgres.types["numeric"].oid
+_NUMERIC_CACHE_MAX: Final = 1 << 16
+numeric_cache: dict[int, tuple[object, Buffer]] = {}
+"""``id(value) -> (value, binary numeric)``; the entry keeps ``value`` alive, so its id is not
+reused while the entry exists. Bounded: cleared when full."""
+
+
+numeric_text_cache: dict[str, Buffer] = {}
+"""``decimal text -> binary numeric``. Bounded: cleared when full."""
+
+
+class CachedNumericDumper(Dumper):
+    """psycopg's own binary ``numeric`` dumper, memoised.
+
+    Dumping a Decimal to binary numeric costs ~0.5 us (most of a COPY row's formatting), and the
+    feed repeats a small set of prices and sizes. In the worker, values arrive as their decimal
+    text (``str(Decimal)``, as msgpack carries them) and are memoised by that text, which keeps
+    the scale (``"0.5600"`` and ``"0.56"`` are different keys). Decimal objects are memoised by
+    identity, not value, for the same reason. Every byte string comes from the wrapped dumper, so
+    what is stored is unchanged.
+    """
+
+    format = pq.Format.BINARY
+    oid = _NUMERIC_OID
+
+    def __init__(self, cls: type, context: Any = None) -> None:
+        super().__init__(cls, context)
+        inner = psycopg.adapters.get_dumper_by_oid(_NUMERIC_OID, pq.Format.BINARY)
+        self._inner = inner(cls, context)
+
+    def dump(self, obj: Any) -> Buffer:
+        if obj.__class__ is str:
+            cached = numeric_text_cache.get(obj)
+            if cached is not None:
+                return cached
+            try:
+                value = Decimal(obj)
+            except InvalidOperation:
+                raise ValueError(f"invalid numeric {obj[:40]!r}") from None
+            text_data = self._inner.dump(value)
+            assert text_data is not None
+            if len(numeric_text_cache) >= _NUMERIC_CACHE_MAX:
+                numeric_text_cache.clear()
+            numeric_text_cache[obj] = text_data
+            return text_data
+        key = id(obj)
+        hit = numeric_cache.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        data = self._inner.dump(obj)
+        assert data is not None
+        if len(numeric_cache) >= _NUMERIC_CACHE_MAX:
+            numeric_cache.clear()
+        numeric_cache[key] = (obj, data)
+        return data
+
+
+# -- one transaction ----------------------------------------------------------------------------
+
+
+def write_rows(
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    rows: Sequence[Sequence[Any]],
+    mark: dict[str, Any] | None,
+) -> int:
+    """One transaction on ``conn``; returns the rows inserted. With ``mark``, the commit mark
+    moves in the same transaction, and nothing is written if it had moved past these rows."""
+    with conn.transaction(), conn.cursor() as cur:
+        if mark is not None:
+            cur.execute(ADVANCE_PROGRESS, mark)
+            if cur.rowcount == 0:
+                return 0  # committed before
+        if spec.mode == "upsert":
+            cur.executemany(spec.write_sql, rows)
+            return len(rows)
+        if spec.jsonb_columns:
+            cur.adapters.register_dumper(None, JsonTextDumper)
+        if "numeric" in spec.pg_types:
+            cur.adapters.register_dumper(None, CachedNumericDumper)
+        with cur.copy(spec.write_sql) as copy:
+            copy.set_types(spec.pg_types)
+            # The formatter is what copy.write_row() calls; it hands back a buffer every ~32 KiB,
+            # which copy.write() sends as is (binary format).
+            format_row = copy.formatter.write_row
+            send = copy.write
+            for row in rows:
+                data = format_row(row)
+                if data:
+                    send(data)
+        if spec.merge_sql is None:
+            return len(rows)
+        cur.execute(spec.merge_sql)
+        return cur.rowcount
+
+
+# -- the child ----------------------------------------------------------------------------------
+
+_WIRE_TYPES: Final[dict[str, Any]] = {
+    "timestamptz": datetime,
+    "text": str,
+    "numeric": str,  # the exact decimal text: memoised by CachedNumericDumper, scale kept
+    "int8": int,
+    "int4": int,
+    "bool": bool,
+    "uuid": UUID,
+}
+
+
+def _row_decoder(spec: TableSpec) -> msgspec.msgpack.Decoder[Any]:
+    """Rows as the worker needs them. COPY tables: plain tuples of wire values (numerics as
+    text); upserts (parameters of a statement, not a COPY): the table's row type."""
+    if spec.mode == "upsert":
+        return msgspec.msgpack.Decoder(list[spec.row_type], strict=False)  # type: ignore[name-defined]
+    fields = tuple(_WIRE_TYPES.get(t, Any) | None for t in spec.pg_types)
+    return msgspec.msgpack.Decoder(list[tuple[fields]], strict=False)  # type: ignore[valid-type]
+
+
+_row_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    spec.name: _row_decoder(spec) for spec in ALL_TABLES
+}
+
+
+def _read(stream: IO[bytes]) -> bytes | None:
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (n,) = _LEN.unpack(head)
+    data = stream.read(n)
+    if len(data) < n:
+        return None
+    return data
+
+
+def _write(stream: IO[bytes], payload: Any) -> None:
+    data = msgspec.msgpack.encode(payload)
+    stream.write(_LEN.pack(len(data)) + data)
+    stream.flush()
+
+
+class _Child:
+    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self.conn: psycopg.Connection[Any] | None = None
+        self.staged: set[str] = set()
+
+    def connection(self) -> psycopg.Connection[Any]:
+        conn = self.conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            self.conn = conn = psycopg.connect(self.conninfo, **self.kwargs)
+            self.staged.clear()
+        return conn
+
+    def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> list[Any]:
+        spec = TABLES.get(table)
+        if spec is None:
+            return ["error", "internal", None, f"unknown table {table!r}"]
+        try:
+            rows = _row_decoders[table].decode(body)
+            conn = self.connection()
+            if spec.stage_sql is not None and table not in self.staged:
+                with conn.transaction():
+                    conn.execute(spec.stage_sql)
+                self.staged.add(table)
+            return ["ok", write_rows(conn, spec, rows, mark)]
+        except psycopg.Error as exc:
+            return ["error", "psycopg", exc.sqlstate, _one_line(exc)]
+        except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
+            return ["error", "rows", None, f"{type(exc).__name__}: {_one_line(exc)}"]
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails
+            return ["error", "internal", None, f"{type(exc).__name__}: {_one_line(exc)}"]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def child_main() -> int:
+    """``python -m kalshibook.storage.copyworker``: serve the parent until stdin ends."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    hello = _read(stdin)
+    if hello is None:
+        return 0
+    kind, conninfo, kwargs = msgspec.msgpack.decode(hello)
+    if kind != "hello":
+        return 2
+    child = _Child(conninfo, kwargs)
+    try:
+        while True:
+            header = _read(stdin)
+            body = _read(stdin) if header is not None else None
+            if header is None or body is None:
+                return 0
+            _op, table, mark = msgspec.msgpack.decode(header)
+            _write(stdout, child.write(table, mark, body))
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0
+    finally:
+        if child.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                child.conn.close()
+
+
+# -- the parent's handle ------------------------------------------------------------------------
+
+
+def rebuild(kind: str, sqlstate: str | None, message: str) -> Exception:
+    """The child's error as an exception of the class the writer classifies."""
+    if kind == "psycopg":
+        cls: type[psycopg.Error] = psycopg.OperationalError
+        if sqlstate:
+            with contextlib.suppress(KeyError):
+                cls = psycopg.errors.lookup(sqlstate)
+        return cls(message)
+    if kind == "rows":
+        return ValueError(message)
+    return RuntimeError(f"COPY worker: {message}")
+
+
+def _grow_pipe(stream: asyncio.StreamWriter) -> None:
+    """Make the pipe to the child hold a whole batch (Linux: up to ``fs.pipe-max-size``).
+
+    With the default 64 KiB, sending a 1.5 MB batch takes ~25 turns of an event loop that is
+    busy with the feed (each turn ~10 ms at full rate): the pipe, not the database, became the
+    limit. Best effort: other systems keep their default."""
+    pipe = stream.transport.get_extra_info("pipe")
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is None or setsize is None:
+        return
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), setsize, min(limit, _PIPE_SIZE))
+
+
+class CopyWorker:
+    """One child process running the writer's transactions, one at a time (not shared)."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], name: str) -> None:
+        self._hello = msgspec.msgpack.encode(["hello", conninfo, kwargs])
+        self._name = name
+        self._proc: asyncio.subprocess.Process | None = None
+        self._busy = False
+        self.spawned = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kalshibook.storage.copyworker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        _grow_pipe(proc.stdin)
+        proc.stdin.write(_LEN.pack(len(self._hello)) + self._hello)
+        self._proc = proc
+        self.spawned += 1
+        return proc
+
+    async def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> int:
+        """Run one transaction; the rows inserted. Errors as :func:`rebuild` makes them;
+        :class:`OSError` when the child is gone (a new one is started by the next call)."""
+        if self._busy:
+            raise RuntimeError("a CopyWorker runs one transaction at a time")
+        self._busy = True
+        proc = self._proc
+        try:
+            if proc is None or proc.returncode is not None:
+                proc = await self._spawn()
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            header = msgspec.msgpack.encode(["write", table, mark])
+            proc.stdin.write(_LEN.pack(len(header)) + header + _LEN.pack(len(body)))
+            proc.stdin.write(body)
+            await proc.stdin.drain()
+            (n,) = _LEN.unpack(await proc.stdout.readexactly(4))
+            if n > _MAX_MESSAGE:
+                raise RuntimeError(f"COPY worker sent a {n}-byte message")
+            reply = msgspec.msgpack.decode(await proc.stdout.readexactly(n))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            code = await self._reap()
+            raise OSError(f"the COPY worker process {self._name} exited (code {code})") from exc
+        except BaseException:
+            # Cancelled (or worse) mid-request: its reply would be read as the next one's.
+            await self._reap()
+            raise
+        finally:
+            self._busy = False
+        if reply[0] == "ok":
+            return int(reply[1])
+        _, kind, sqlstate, message = reply
+        raise rebuild(kind, sqlstate, message)
+
+    async def _reap(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        return await proc.wait()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """End the child: end of input (it finishes a transaction in progress), then kill."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                proc.stdin.close()
+        try:
+            async with asyncio.timeout(grace):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
