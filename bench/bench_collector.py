@@ -9,9 +9,10 @@ What runs (all on this machine, three processes: feed, daemon, PostgreSQL):
    exchange: REST discovery is answered by the simulator's own REST handlers, the WebSocket
    answers the daemon's subscriptions and streams the frames as fast as the daemon reads them
    (TCP flow control), so the feed costs almost no CPU and the measurement is the daemon's.
-2. **Daemon.** ``python -m kalshibook collect`` (the real CLI, one process) against the feed and a
-   scratch database; progress is read from its ``/metrics`` (frames received, rows put and
-   committed per table). Throughput = data frames / (last row committed - first frame streamed).
+2. **Daemon.** ``python -m kalshibook collect`` (the real CLI, with its writer's COPY worker
+   processes) against the feed and a scratch database; progress is read from its ``/metrics``
+   (frames received, rows put and committed per table). Throughput = data frames / (last row
+   committed - first frame streamed).
 3. **Latency.** The same with the feed paced at ``--paced-rate`` frames/s: frame-to-commit latency
    of every ``orderbook_deltas`` row, from the curves of rows handed to the writer (at frame
    receipt) and rows committed, sampled every 20 ms (FIFO per table).
@@ -234,6 +235,24 @@ async def serve(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def cpu_seconds(pids: set[int]) -> tuple[float, float]:
+    """CPU seconds used so far by (the processes ``pids``, every PostgreSQL process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    ours = pg = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(stat.parent.name) in pids:
+            ours += used
+        elif head.endswith("(postgres"):
+            pg += used
+    return ours, pg
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -272,7 +291,7 @@ class Run:
         rate: float,
         seed: int,
         name: str,
-        batch_rows: int = 20_000,
+        batch_rows: int | None = None,
     ) -> None:
         self.admin_url = admin_url
         self.tmp = tmp / name
@@ -338,9 +357,10 @@ class Run:
             KALSHIBOOK_COLLECTOR_ORDERBOOK_SUB_SIZE=str(max(self.markets * 2, 100)),
             KALSHIBOOK_COLLECTOR_DISCOVERY_INTERVAL="3600",
             KALSHIBOOK_COLLECTOR_METRICS_PORT=str(self.metrics_port),
-            KALSHIBOOK_WRITER_BATCH_ROWS=str(self.batch_rows),
-            KALSHIBOOK_WRITER_QUEUE_ROWS=str(max(5 * self.batch_rows, 50_000)),
         )
+        if self.batch_rows is not None:
+            env["KALSHIBOOK_WRITER_BATCH_ROWS"] = str(self.batch_rows)
+            env["KALSHIBOOK_WRITER_QUEUE_ROWS"] = str(max(5 * self.batch_rows, 50_000))
         for k, v in os.environ.items():  # overrides for experiments: BENCH_DAEMON_KALSHIBOOK_*
             if k.startswith("BENCH_DAEMON_KALSHIBOOK_"):
                 env[k.removeprefix("BENCH_DAEMON_")] = v
@@ -370,6 +390,7 @@ class Run:
             t = time.time()
             m = self.metrics()
             if m:
+                m["_cpu_daemon"], m["_cpu_postgres"] = self.cpu_seconds()
                 samples.append((t, m))
                 put = _sum(m, "kalshibook_collector_writer_rows_put_total")
                 written = _sum(m, "kalshibook_collector_writer_rows_written_total") + _sum(
@@ -383,12 +404,34 @@ class Run:
             time.sleep(interval)
         raise SystemExit("timed out waiting for the daemon")
 
-    def rss_kib(self) -> int:
+    def tree(self) -> list[int]:
+        """The daemon and its child processes (the writer's COPY workers)."""
         assert self.daemon is not None
-        for line in Path(f"/proc/{self.daemon.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        pids = [self.daemon.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.daemon.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def rss_kib(self) -> int:
+        """Resident memory of the daemon and its COPY workers."""
+        total = 0
+        for pid in self.tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        return total
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds used so far by (the daemon and its workers, every PostgreSQL process)."""
+        return cpu_seconds(set(self.tree()))
 
     def stop(self) -> None:
         for p in (self.daemon, self.feed):
@@ -415,11 +458,14 @@ def throughput(run: Run, samples: list[tuple[float, dict[str, float]]]) -> dict[
         m, "kalshibook_collector_writer_rows_duplicate_total"
     )
     seconds = t_end - feed["stream_start"]
+    start = min(samples, key=lambda s: abs(s[0] - feed["stream_start"]))[1]
     return {
         "frames": feed["frames"],
         "seconds": seconds,
         "fps": feed["frames"] / seconds,
         "rows": rows,
+        "cpu_daemon_us": (m["_cpu_daemon"] - start["_cpu_daemon"]) / feed["frames"] * 1e6,
+        "cpu_postgres_us": (m["_cpu_postgres"] - start["_cpu_postgres"]) / feed["frames"] * 1e6,
     }
 
 
@@ -485,6 +531,8 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
                     return b"\x01" + bytes(obj)
 
             conn.adapters.register_dumper(bytes, JsonText)
+            me = {os.getpid()}
+            cpu0 = cpu_seconds(me)
             t0 = time.perf_counter()
             for table, batch in rows.items():
                 spec = TABLES[table]
@@ -497,6 +545,7 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
                         copy.write_row(row)
             conn.commit()
             seconds = time.perf_counter() - t0
+            cpu1 = cpu_seconds(me)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
@@ -508,6 +557,8 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
         "rows": float(total),
         "fps": len(frames) / seconds,
         "per_table": {k: len(v) for k, v in rows.items()},
+        "cpu_client_us": (cpu1[0] - cpu0[0]) / len(frames) * 1e6,
+        "cpu_postgres_us": (cpu1[1] - cpu0[1]) / len(frames) * 1e6,
     }
 
 
@@ -536,8 +587,8 @@ def main() -> int:
     p.add_argument(
         "--batch-rows",
         type=int,
-        default=20_000,
-        help="the daemon's KALSHIBOOK_WRITER_BATCH_ROWS (default: %(default)s)",
+        default=None,
+        help="override the daemon's KALSHIBOOK_WRITER_BATCH_ROWS (default: its own default)",
     )
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     # feed process
@@ -643,39 +694,46 @@ def main() -> int:
         ).fetchone()
     mix = raw["per_table"]
     daemon_row = (
-        "| daemon: WS read, decode, books, quotes, writer (batched binary COPY), committed | "
-        f"{tp['fps']:,.0f} | {tp['rows'] / tp['seconds']:,.0f} | {ratio:.2f} |"
+        "| daemon: WS read, decode, books, quotes, writer (batched binary COPY in its worker "
+        f"processes), committed | {tp['fps']:,.0f} | {tp['rows'] / tp['seconds']:,.0f} | "
+        f"{ratio:.2f} | {tp['cpu_daemon_us']:.1f} | {tp['cpu_postgres_us']:.1f} |"
     )
     raw_row = (
-        "| raw binary COPY of the same rows (no feed, no decoding) | "
-        f"{raw['fps']:,.0f} | {raw['rows'] / raw['seconds']:,.0f} | 1.00 |"
+        "| raw binary COPY of the same rows (one script, no feed, no decoding) | "
+        f"{raw['fps']:,.0f} | {raw['rows'] / raw['seconds']:,.0f} | 1.00 | "
+        f"{raw['cpu_client_us']:.1f} | {raw['cpu_postgres_us']:.1f} |"
+    )
+    settings_note = (
+        f"`KALSHIBOOK_WRITER_BATCH_ROWS={args.batch_rows}`, otherwise the defaults"
+        if args.batch_rows is not None
+        else "the defaults (`KALSHIBOOK_WRITER_BATCH_ROWS=5000`, `BATCH_AGE=0.2`, `CONNECTIONS=2`)"
     )
     text = f"""## Collector ingest (`bench/bench_collector.py`)
 
-Simulator frames -> daemon (`python -m kalshibook collect`, one process) -> committed rows, beside a
-minimal psycopg script doing one binary `COPY` per table of the very same rows. Feed, daemon and
-PostgreSQL share this machine: {os.cpu_count()} CPUs, Python {platform.python_version()},
-psycopg {psycopg.__version__}, PostgreSQL {server[0] if server else "?"}, TimescaleDB
-{ts[0] if ts else "?"}. {datetime.now(UTC):%Y-%m-%d}.
+Simulator frames -> daemon (`python -m kalshibook collect`: the feed process and its writer's COPY
+worker processes) -> committed rows, beside a minimal psycopg script doing one binary `COPY` per
+table of the very same rows. Feed, daemon and PostgreSQL share this machine: {os.cpu_count()} CPUs,
+Python {platform.python_version()}, psycopg {psycopg.__version__}, PostgreSQL
+{server[0] if server else "?"}, TimescaleDB {ts[0] if ts else "?"}. {datetime.now(UTC):%Y-%m-%d}.
 Frames: the simulator's model, {args.markets:,} open markets, {args.frames:,} data frames
 (rows per table: {", ".join(f"{k} {v:,}" for k, v in sorted(mix.items()))}), streamed by a feed
 process as fast as the daemon reads (TCP flow control).
 
-| path | frames/s | rows/s | vs raw COPY |
-|---|---:|---:|---:|
+| path | frames/s | rows/s | vs raw COPY | client CPU us/frame | PostgreSQL CPU us/frame |
+|---|---:|---:|---:|---:|---:|
 {daemon_row}
 {raw_row}
 
 - Daemon frames/s over {args.repeat} runs: {all_fps} (the median is in the table; the machine is
-  shared by the feed, the daemon and PostgreSQL, so runs vary).
+  shared by the feed, the daemon and PostgreSQL, so runs vary). CPU columns: CPU seconds per
+  data frame of the client side (the daemon and its workers / the COPY script) and of all
+  PostgreSQL processes, over the measured interval.
 - Frame-to-commit latency at {args.paced_rate:,.0f} frames/s ({paced["fps"]:,.0f} achieved):
   p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (orderbook_deltas rows; from the daemon's
   counters of rows handed to the writer and rows committed, sampled every 20 ms; batch_age
   {0.2:g} s bounds it from above while the database keeps up).
-- Daemon RSS with {books:,.0f} live books: {rss / 1024:.0f} MiB.
-- Daemon writer settings: `KALSHIBOOK_WRITER_BATCH_ROWS={args.batch_rows}` (default 5000: fewer,
-  larger transactions keep the single flush task from waiting on commits at high rates),
-  `KALSHIBOOK_WRITER_BATCH_AGE=0.2`.
+- Daemon RSS (with its worker processes) with {books:,.0f} live books: {rss / 1024:.0f} MiB.
+- Daemon writer settings: {settings_note}.
 - Targets: >= 0.5 of raw COPY ({"met" if ratio >= 0.5 else "NOT met"}), >= 50,000 frames/s
   ({"met" if tp["fps"] >= 50_000 else "NOT met"}).
 

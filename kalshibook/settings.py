@@ -85,7 +85,8 @@ class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_max: float = 5.0
     """Cap in seconds of the backoff between database write retries."""
     connections: int = 2
-    """Batches written at once, each on its own connection (never two of one table)."""
+    """Batches written at once, each by its own COPY worker process and connection (never two of
+    one table at once)."""
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):

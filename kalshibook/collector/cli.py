@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import psycopg
 from kalshibook.collector.logs import configure_logging
 from kalshibook.collector.service import Collector
 from kalshibook.errors import SchemaError
+from kalshibook.gctune import tune_gc
 from kalshibook.kalshi.auth import PrivateKey, load_private_key
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket
@@ -114,25 +114,6 @@ async def main(settings: Settings, *, no_auth: bool = False) -> int:
         await pool.close()
     log.info("collector exited cleanly")
     return 0
-
-
-GC_THRESHOLDS: Final = (50_000, 20, 100)
-"""Generation thresholds for the daemon (CPython's default is (700, 10, 10))."""
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a process that allocates millions of small,
-    acyclic objects (decoded frames, rows) a minute.
-
-    With the default thresholds a young-generation pass runs every 700 allocations and older
-    passes keep re-walking the long-lived books and catalog: measured at ~15 % of the daemon's
-    CPU at 70k frames/s (bench/bench_collector.py). Objects alive at start-up are frozen (never
-    walked again) and passes run 70x less often. Reference counting still frees everything
-    acyclic at once, so memory does not grow; only cyclic garbage waits longer.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

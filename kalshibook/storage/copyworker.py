@@ -42,6 +42,7 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Buffer, Dumper
 
+from kalshibook.gctune import tune_gc
 from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
 
 __all__ = ("ADVANCE_PROGRESS", "CopyWorker", "rebuild", "write_rows")
@@ -258,6 +259,7 @@ def _one_line(exc: BaseException) -> str:
 
 def child_main() -> int:
     """``python -m kalshibook.storage.copyworker``: serve the parent until stdin ends."""
+    tune_gc()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     hello = _read(stdin)
     if hello is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -831,3 +833,53 @@ async def test_a_blocked_table_holds_up_the_others_only_with_one_connection(
 
 async def _inflight(w: Writer, table: str) -> bool:
     return w.stats().tables[table].batches_pending == 1 and not w.stats().tables[table].queue_depth
+
+
+# -- copy worker processes ---------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_killed_copy_worker_is_replaced_and_nothing_is_lost_or_doubled(
+    db_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(db_url, tmp_path, batch_rows=50, connections=1)
+    async with writer_on(settings) as w:
+        for i in range(200):
+            await w.put("orderbook_deltas", delta(i))
+        await asyncio.wait_for(w.drain(), 30)
+        worker = w._workers[0]
+        first = worker.pid
+        assert first is not None
+        assert _alive(first)
+        os.kill(first, signal.SIGKILL)
+        for i in range(200, 400):
+            await w.put("orderbook_deltas", delta(i))
+        await asyncio.wait_for(w.drain(), 30)
+        assert worker.spawned == 2
+        assert worker.pid not in (None, first)
+        assert w.stats().retries >= 1
+        assert w.stats().tables["orderbook_deltas"].rows_written == 400
+        pids = [p.pid for p in w._workers if p.pid is not None]
+    assert await commit_order(db_url) == list(range(400))
+    assert not any(_alive(p) for p in pids)  # closing the writer ends its workers
+
+
+async def test_copy_worker_errors_keep_their_class() -> None:
+    """A database error in the worker is raised in the writer as the same psycopg class (so a
+    bad row is isolated and a lost connection retried)."""
+    from kalshibook.storage.copyworker import rebuild
+
+    assert isinstance(
+        rebuild("psycopg", "22P02", "bad input"), psycopg.errors.InvalidTextRepresentation
+    )
+    assert isinstance(rebuild("psycopg", "23505", "dup"), psycopg.IntegrityError)
+    assert isinstance(rebuild("psycopg", None, "gone"), psycopg.OperationalError)
+    assert isinstance(rebuild("rows", None, "x"), ValueError)
+    assert isinstance(rebuild("internal", None, "bug"), RuntimeError)
