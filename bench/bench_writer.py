@@ -256,6 +256,7 @@ async def bench(url: str, n: int, out: Path, repeat: int) -> str:
 - Writer: {info["batches"]} batches, mean batch latency {info["mean_batch_ms"]:.1f} ms, producer waited {info["producer_waits"]} times ({info["blocked_s"]:.2f} s in total: backpressure while the database was busy).
 - `put()` costs {put_cost * 1e9:,.0f} ns per row on the producer side (queue append; flusher idle).
 - The Writer's trades go through the TEMP staging table + `INSERT … ON CONFLICT DO NOTHING` (dedupe); the raw runs COPY trades straight into the table.
+- The Writer runs its transactions in its COPY worker processes (`KALSHIBOOK_WRITER_CONNECTIONS`, default 2; rows reach them as msgpack over a pipe) and moves a commit mark per batch; the raw runs format and send in this process, one connection.
 """  # noqa: E501
     write_section(out, body)
     return body
