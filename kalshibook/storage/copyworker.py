@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -258,9 +260,19 @@ def _one_line(exc: BaseException) -> str:
 
 
 def child_main() -> int:
-    """``python -m kalshibook.storage.copyworker``: serve the parent until stdin ends."""
+    """``python -m kalshibook.storage.copyworker``: serve the parent until stdin ends.
+
+    Signals meant for the collector (Ctrl-C reaches the whole process group, systemd signals the
+    whole cgroup) are ignored: the worker finishes the transaction in hand and ends when the
+    collector closes the pipe (or exits). Anything else that writes to stdout (a library, C code)
+    is sent to stderr instead, so it cannot corrupt the protocol."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tune_gc()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin = sys.stdin.buffer
+    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     hello = _read(stdin)
     if hello is None:
         return 0
@@ -276,7 +288,7 @@ def child_main() -> int:
                 return 0
             _op, table, mark = msgspec.msgpack.decode(header)
             _write(stdout, child.write(table, mark, body))
-    except (BrokenPipeError, KeyboardInterrupt):
+    except BrokenPipeError:
         return 0
     finally:
         if child.conn is not None:

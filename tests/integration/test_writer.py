@@ -883,3 +883,28 @@ async def test_copy_worker_errors_keep_their_class() -> None:
     assert isinstance(rebuild("psycopg", None, "gone"), psycopg.OperationalError)
     assert isinstance(rebuild("rows", None, "x"), ValueError)
     assert isinstance(rebuild("internal", None, "bug"), RuntimeError)
+
+
+async def test_copy_worker_ignores_the_collectors_signals_and_ends_with_its_pipe(
+    db_url: str,
+) -> None:
+    """Ctrl-C / systemd signal the whole group: the worker keeps serving (the collector drains
+    through it) and ends when the collector closes the pipe."""
+    from kalshibook.storage.copyworker import CopyWorker
+    from kalshibook.storage.pool import connect_kwargs
+
+    worker = CopyWorker(db_url, connect_kwargs("kalshibook-test"), "t")
+    body = msgspec.msgpack.encode([delta(0)])
+    assert await worker.write("orderbook_deltas", None, body) == 1
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    body = msgspec.msgpack.encode([delta(1)])
+    assert await worker.write("orderbook_deltas", None, body) == 1
+    assert worker.pid == pid
+    assert worker.spawned == 1
+    await worker.close()
+    assert not _alive(pid)
+    assert await commit_order(db_url) == [0, 1]
