@@ -1097,6 +1097,11 @@ class Collector:
             "failed batch writes retried",
             lambda: float(writer.stats().retries),
         )
+        m.add_gauge(
+            "writer_worker_starts_total",
+            "COPY worker processes started (beyond one per writer connection: replaced)",
+            lambda: float(writer.stats().worker_starts),
+        )
         m.add_gauge("books", "live order books", lambda: float(router.book_count))
         m.add_gauge(
             "books_dirty",

@@ -158,6 +158,8 @@ class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
     spool_errors: int
     retries: int
     batches_written: int
+    worker_starts: int
+    """COPY worker processes started (one per flusher at first use; more = workers replaced)."""
     batch_latency_last: float | None
     batch_latency: LatencyHistogram
     last_error: str | None
@@ -612,6 +614,7 @@ class Writer:
             spool_errors=self._spool_errors,
             retries=self._retries,
             batches_written=self._batches_written,
+            worker_starts=sum(w.spawned for w in self._workers),
             batch_latency_last=self._latency.last,
             batch_latency=self._latency.snapshot(),
             last_error=self._last_error,

@@ -863,6 +863,7 @@ async def test_a_killed_copy_worker_is_replaced_and_nothing_is_lost_or_doubled(
             await w.put("orderbook_deltas", delta(i))
         await asyncio.wait_for(w.drain(), 30)
         assert worker.spawned == 2
+        assert w.stats().worker_starts == 2
         assert worker.pid not in (None, first)
         assert w.stats().retries >= 1
         assert w.stats().tables["orderbook_deltas"].rows_written == 400
