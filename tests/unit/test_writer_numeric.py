@@ -1,27 +1,34 @@
-"""The writer's memoised binary ``numeric`` dumper: byte-identical to psycopg's, keyed by object."""
+"""The COPY worker's binary ``numeric`` dumper: byte-identical to psycopg's, keyed by the text."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import psycopg
+import pytest
 from psycopg import pq
 
-from kalshibook.storage.copyworker import CachedNumericDumper as _CachedNumericDumper
-from kalshibook.storage.copyworker import numeric_cache as _numeric_cache
+from kalshibook.storage.copyworker import NumericTextDumper, numeric_texts
 
 _NUMERIC = psycopg.postgres.types["numeric"].oid
 
 
 def test_same_bytes_as_psycopg_and_scale_kept() -> None:
     plain = psycopg.adapters.get_dumper_by_oid(_NUMERIC, pq.Format.BINARY)(Decimal)
-    cached = _CachedNumericDumper(Decimal)
-    values = [Decimal(s) for s in ("0.56", "0.5600", "12.00", "12", "-3.50", "0", "1E+3")]
+    dumper = NumericTextDumper(str)
+    texts = ["0.56", "0.5600", "12.00", "12", "-3.50", "0", "1E+3"]
     for _ in range(2):  # the second pass is served from the cache
-        for v in values:
-            assert bytes(cached.dump(v)) == bytes(plain.dump(v))
+        for t in texts:
+            assert bytes(dumper.dump(t)) == bytes(plain.dump(Decimal(t)))
     # equal values of different scale are distinct entries, each with its own encoding
-    a, b = Decimal("0.56"), Decimal("0.5600")
-    assert a == b
-    assert bytes(cached.dump(a)) != bytes(cached.dump(b))
-    assert _numeric_cache[id(a)][0] is a
+    assert Decimal("0.56") == Decimal("0.5600")
+    assert bytes(dumper.dump("0.56")) != bytes(dumper.dump("0.5600"))
+    assert "0.5600" in numeric_texts
+
+
+def test_bad_values_are_row_errors() -> None:
+    dumper = NumericTextDumper(str)
+    with pytest.raises(ValueError, match="invalid numeric"):
+        dumper.dump("12,5")
+    with pytest.raises(TypeError, match="numeric column got Decimal"):
+        dumper.dump(Decimal("1"))  # the worker always receives text
