@@ -44,10 +44,11 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Buffer, Dumper
 
+from kalshibook.errors import StorageError
 from kalshibook.gctune import tune_gc
 from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
 
-__all__ = ("ADVANCE_PROGRESS", "CopyWorker", "rebuild", "write_rows")
+__all__ = ("ADVANCE_PROGRESS", "CopyWorker", "WorkerStartError", "rebuild", "write_rows")
 
 ADVANCE_PROGRESS: Final = """
 INSERT INTO private.writer_progress AS p (writer_id, table_name, batch_seq, rows_done, updated_at)
@@ -60,6 +61,8 @@ WHERE (p.batch_seq, p.rows_done) < (EXCLUDED.batch_seq, EXCLUDED.rows_done)
 row affected = those rows were committed before (a late-acknowledged commit, a replayed spool)."""
 
 _LEN: Final = struct.Struct(">I")
+_START_TIMEOUT: Final = 60.0
+"""Seconds a new worker may take to import and greet (a cold start on a slow disk)."""
 _PIPE_SIZE: Final = 4 << 20
 _MAX_MESSAGE: Final = 1 << 30
 
@@ -273,6 +276,7 @@ def child_main() -> int:
     if kind != "hello":
         return 2
     child = _Child(conninfo, kwargs)
+    _write(stdout, ["ready"])
     try:
         while True:
             header = _read(stdin)
@@ -290,6 +294,11 @@ def child_main() -> int:
 
 
 # -- the parent's handle ------------------------------------------------------------------------
+
+
+class WorkerStartError(StorageError):
+    """A COPY worker process could not start (broken installation): not retried, the writer
+    fails and the collector exits with this message."""
 
 
 def rebuild(kind: str, sqlstate: str | None, message: str) -> Exception:
@@ -346,10 +355,26 @@ class CopyWorker:
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdin is not None
-        _grow_pipe(proc.stdin)
-        proc.stdin.write(_LEN.pack(len(self._hello)) + self._hello)
-        self._proc = proc
+        assert proc.stdout is not None
         self.spawned += 1
+        _grow_pipe(proc.stdin)
+        try:
+            proc.stdin.write(_LEN.pack(len(self._hello)) + self._hello)
+            await proc.stdin.drain()
+            async with asyncio.timeout(_START_TIMEOUT):
+                (n,) = _LEN.unpack(await proc.stdout.readexactly(4))
+                ready = msgspec.msgpack.decode(await proc.stdout.readexactly(n))
+            if ready != ["ready"]:
+                raise ValueError(f"unexpected greeting {ready!r}")
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            code = await proc.wait()
+            raise WorkerStartError(
+                f"the COPY worker process {self._name} could not start (exit code {code}; its "
+                f"error output is above): {type(exc).__name__}"
+            ) from exc
+        self._proc = proc
         return proc
 
     async def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> int:

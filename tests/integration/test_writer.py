@@ -909,3 +909,25 @@ async def test_copy_worker_ignores_the_collectors_signals_and_ends_with_its_pipe
     await worker.close()
     assert not _alive(pid)
     assert await commit_order(db_url) == [0, 1]
+
+
+async def test_a_copy_worker_that_cannot_start_fails_the_writer_with_a_clear_error(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken installation is not retried forever: the writer fails with the reason (the
+    collector then exits with it) and the rows it held are spooled, not lost."""
+    from kalshibook.storage import copyworker
+
+    monkeypatch.setattr(copyworker.sys, "executable", "/bin/false")
+    settings = make_settings(db_url, tmp_path)
+    failed: list[BaseException] = []
+    try:
+        async with writer_on(settings) as w:
+            await w.put("orderbook_deltas", delta(0))
+            with pytest.raises(WriterClosed, match="could not start"):
+                await asyncio.wait_for(w.drain(), 30)
+    except WriterClosed as exc:
+        failed.append(exc)
+    assert len(failed) == 1
+    assert "COPY worker process" in str(failed[0])
+    assert len(spool_files(settings)) == 1
