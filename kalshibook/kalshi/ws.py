@@ -25,9 +25,14 @@ Data plane: iterating a :class:`WsSession` yields, in wire order, every other de
 
 Unsolicited control frames (late acks, terminal errors 10/25 on a sid) go to the data plane.
 
+Frames are decoded as they are read, inside the connection's protocol callback
+(:mod:`kalshibook.kalshi.wsconn`: websockets with a bulk path for data frames); all frames of one
+socket read share one ``received_at``.
+
 Backpressure: decoded items wait in a bounded buffer (``queue_size``, default 10,000). When it is
-full the reader stops reading the socket, websockets stops reading TCP after its own small buffer,
-and the exchange sees a slow consumer (Kalshi answers with error 25 or drops the connection, which
+full the session stops reading the socket (the transport is paused until the consumer has drained
+half of it; one socket read may overshoot the bound), TCP fills up, and the exchange sees a slow
+consumer (Kalshi answers with error 25 or drops the connection, which
 surfaces as a :class:`Disconnected`). ``WsStats.queue_high_water`` shows how close it came. Do not
 await a command from the only task that drains the data plane while the buffer may be full: the
 command's reply is behind the undrained frames (commands time out after ``command_timeout``).
