@@ -1005,6 +1005,11 @@ class Collector:
             lambda: float(ws.stats.queue_high_water),
         )
         m.add_gauge(
+            "ws_read_pauses_total",
+            "times the socket was not read because the frame buffer was full (backpressure)",
+            lambda: float(ws.stats.read_pauses),
+        )
+        m.add_gauge(
             "ws_queue_depth",
             "decoded frames waiting for the router",
             lambda: float(self._session.queue_depth) if self._session else 0.0,

@@ -124,6 +124,7 @@ class WsStats:
         "frames",
         "gaps",
         "queue_high_water",
+        "read_pauses",
         "silence_timeouts",
         "stale",
     )
@@ -140,6 +141,8 @@ class WsStats:
         self.stale = 0
         self.commands = 0
         self.queue_high_water = 0
+        self.read_pauses = 0
+        """Times the socket stopped being read because the buffer was full (backpressure)."""
 
 
 class _EndOfStream(Exception):
@@ -361,6 +364,7 @@ class WsSession:
             stats.queue_high_water = channel.high_water
         if channel.full and not self._reading_paused:
             self._reading_paused = True
+            stats.read_pauses += 1
             self._conn.transport.pause_reading()
             channel.wait_for_space(self._resume_reading)
 

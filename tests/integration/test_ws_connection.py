@@ -141,3 +141,36 @@ async def test_reserved_opcode_is_not_taken_as_data() -> None:
     items, _ = await client_items(script)
     assert [i.seq for i in items if isinstance(i, m.Trade)] == [1]
     assert "1002" in items[-1].reason
+
+
+async def test_a_slow_consumer_pauses_the_socket_and_loses_nothing() -> None:
+    """20,000 frames in one burst into a 64-item buffer drained slowly: the session stops reading
+    the socket (TCP backpressure) and resumes, every frame arrives once, in order, and the buffer
+    never holds more than one socket read beyond its bound."""
+    n = 20_000
+    burst = b"".join(frame(trade(i + 1)) for i in range(n))
+
+    async def handler(conn: ServerConnection) -> None:
+        conn.transport.write(burst)
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        settings = KalshiSettings(ws_url=f"ws://127.0.0.1:{port}/", ws_silence_timeout=0)
+        ws = KalshiWebSocket(settings, ping_interval=None, queue_size=64)
+        session = await ws.connect()
+        seqs: list[int] = []
+        async with asyncio.timeout(60):
+            async for item in session:
+                assert isinstance(item, m.Trade)
+                seqs.append(item.seq or 0)
+                if len(seqs) % 500 == 0:
+                    await asyncio.sleep(0.01)  # a slow consumer
+                if len(seqs) == n:
+                    break
+        await session.close()
+    assert seqs == list(range(1, n + 1))
+    assert ws.stats.read_pauses > 0
+    per_read = 256 * 1024 // len(frame(trade(1))) + 1  # asyncio reads at most 256 KiB at once
+    assert 64 <= ws.stats.queue_high_water <= 64 + per_read
+    assert ws.stats.gaps == 0
