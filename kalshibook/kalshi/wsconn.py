@@ -39,6 +39,8 @@ Sink = Callable[[list[bytes]], None]
 """Receives data messages (payload bytes) in wire order, synchronously."""
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+EARLY_LIMIT = 1024
+"""Messages held before a sink is attached; beyond it the socket is not read until then."""
 
 
 class DataBatch:
@@ -151,7 +153,8 @@ class FeedConnection(ClientConnection):
     """websockets' asyncio client connection delivering data messages to :attr:`sink`.
 
     Until a sink is attached, messages wait in :attr:`early` (nothing is sent by the exchange
-    before we subscribe, so this holds at most what a peer sends unasked). ``last_activity``
+    before we subscribe, so this holds at most what a peer sends unasked; reading stops at
+    :data:`EARLY_LIMIT` of them). ``last_activity``
     (event-loop time) is when anything at all last arrived, for the silence watchdog.
     """
 
@@ -165,21 +168,29 @@ class FeedConnection(ClientConnection):
         self.last_activity = 0.0
         self.sink: Sink | None = None
         self.early: list[bytes] = []
+        self._early_paused = False
         self._fragments: list[bytes] | None = None
 
     def attach(self, sink: Sink) -> None:
         """Deliver to ``sink`` from now on, starting with anything that arrived before."""
         self.sink = sink
         early, self.early = self.early, []
+        if self._early_paused:
+            # Before the sink sees anything: if it is full at once it pauses reading itself.
+            self._early_paused = False
+            self.transport.resume_reading()
         if early:
             sink(early)
 
     def _deliver(self, payloads: list[bytes]) -> None:
         sink = self.sink
-        if sink is None:
-            self.early.extend(payloads)
-        else:
+        if sink is not None:
             sink(payloads)
+            return
+        self.early.extend(payloads)
+        if len(self.early) >= EARLY_LIMIT and not self._early_paused:
+            self._early_paused = True  # bounded: stop reading until a sink is attached
+            self.transport.pause_reading()
 
     def process_event(self, event: Event) -> None:
         self.last_activity = self.loop.time()

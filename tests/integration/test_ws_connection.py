@@ -13,11 +13,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from kalshibook.kalshi import messages as m
 from kalshibook.kalshi.ws import Disconnected, KalshiWebSocket, WsSession
-from kalshibook.kalshi.wsconn import FeedConnection, _BulkClientProtocol
+from kalshibook.kalshi.wsconn import EARLY_LIMIT, FeedConnection, _BulkClientProtocol
 from kalshibook.settings import KalshiSettings
 
 
@@ -151,6 +152,9 @@ async def test_a_slow_consumer_pauses_the_socket_and_loses_nothing() -> None:
     burst = b"".join(frame(trade(i + 1)) for i in range(n))
 
     async def handler(conn: ServerConnection) -> None:
+        cmd = json.loads(await conn.recv())  # like Kalshi: data only after a subscription
+        ack = {"id": cmd["id"], "type": "subscribed", "msg": {"channel": "trade", "sid": 1}}
+        await conn.send(json.dumps(ack))
         conn.transport.write(burst)
         await conn.wait_closed()
 
@@ -159,6 +163,7 @@ async def test_a_slow_consumer_pauses_the_socket_and_loses_nothing() -> None:
         settings = KalshiSettings(ws_url=f"ws://127.0.0.1:{port}/", ws_silence_timeout=0)
         ws = KalshiWebSocket(settings, ping_interval=None, queue_size=64)
         session = await ws.connect()
+        assert await session.subscribe(["trade"]) == {"trade": 1}
         seqs: list[int] = []
         async with asyncio.timeout(60):
             async for item in session:
@@ -174,3 +179,38 @@ async def test_a_slow_consumer_pauses_the_socket_and_loses_nothing() -> None:
     per_read = 256 * 1024 // len(frame(trade(1))) + 1  # asyncio reads at most 256 KiB at once
     assert 64 <= ws.stats.queue_high_water <= 64 + per_read
     assert ws.stats.gaps == 0
+
+
+async def test_frames_before_the_session_attaches_are_bounded_and_kept() -> None:
+    """A peer that floods before we are ready: reading stops after EARLY_LIMIT messages (plus
+    one socket read) and everything is delivered, in order, once a sink is attached."""
+    n = 10_000
+    burst = b"".join(frame(trade(i + 1)) for i in range(n))
+
+    async def handler(conn: ServerConnection) -> None:
+        conn.transport.write(burst)
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        conn = await connect(
+            f"ws://127.0.0.1:{port}/", create_connection=FeedConnection, ping_interval=None
+        )
+        assert isinstance(conn, FeedConnection)
+        await asyncio.sleep(0.3)
+        per_read = 256 * 1024 // len(frame(trade(1))) + 1
+        assert EARLY_LIMIT <= len(conn.early) <= EARLY_LIMIT + per_read
+        assert not conn.transport.is_reading()
+        got: list[bytes] = []
+        complete = asyncio.Event()
+
+        def sink(payloads: list[bytes]) -> None:
+            got.extend(payloads)
+            if len(got) >= n:
+                complete.set()
+
+        conn.attach(sink)
+        async with asyncio.timeout(10):
+            await complete.wait()
+        await conn.close()
+    assert [json.loads(p)["seq"] for p in got] == list(range(1, n + 1))
