@@ -9,10 +9,11 @@ process with its own connection, and returns the number of rows inserted or the 
 
 Protocol (the child's stdin/stdout; every message is a 4-byte big-endian length + msgpack):
 
-* parent → child, once: ``["hello", conninfo, connect kwargs]``;
+* parent → child, once: ``["hello", conninfo, connect kwargs]``; the child answers ``["ready"]``;
 * parent → child, per transaction: ``["write", table, mark]`` then the rows (a msgpack array
   of row arrays, exactly as in spool files);
-* child → parent: ``["ok", inserted]`` or ``["error", kind, sqlstate, message]`` where ``kind``
+* child → parent: ``["ok", inserted, skipped]`` (skipped: rows the commit mark shows committed
+  before, see :func:`write_rows`) or ``["error", kind, sqlstate, message]`` where ``kind``
   is ``psycopg`` (a database or connection error; ``sqlstate`` when the server sent one),
   ``rows`` (a value psycopg cannot dump: a bad row) or ``internal`` (a bug).
 
@@ -48,17 +49,26 @@ from kalshibook.errors import StorageError
 from kalshibook.gctune import tune_gc
 from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
 
-__all__ = ("ADVANCE_PROGRESS", "CopyWorker", "WorkerStartError", "rebuild", "write_rows")
+__all__ = ("CopyWorker", "WorkerStartError", "committed", "rebuild", "write_rows")
 
-ADVANCE_PROGRESS: Final = """
-INSERT INTO private.writer_progress AS p (writer_id, table_name, batch_seq, rows_done, updated_at)
-VALUES (%(writer_id)s, %(table)s, %(seq)s, %(done)s, now())
-ON CONFLICT (writer_id, table_name) DO UPDATE
-SET batch_seq = EXCLUDED.batch_seq, rows_done = EXCLUDED.rows_done, updated_at = now()
-WHERE (p.batch_seq, p.rows_done) < (EXCLUDED.batch_seq, EXCLUDED.rows_done)
+CLAIM_PROGRESS: Final = """
+INSERT INTO private.writer_progress (writer_id, table_name, batch_seq, rows_done)
+VALUES (%(writer_id)s, %(table)s, 0, 0)
+ON CONFLICT (writer_id, table_name) DO NOTHING
 """
-"""Move a writer's commit mark for a table forward, in the transaction of the rows it covers; no
-row affected = those rows were committed before (a late-acknowledged commit, a replayed spool)."""
+"""Make sure the writer's mark row for the table exists (waits for a transaction still inserting
+it, e.g. one whose commit acknowledgement was lost)."""
+LOCK_PROGRESS: Final = """
+SELECT batch_seq, rows_done FROM private.writer_progress
+WHERE writer_id = %(writer_id)s AND table_name = %(table)s
+FOR UPDATE
+"""
+"""The committed mark, locked until this transaction ends: nothing can move it meanwhile."""
+SET_PROGRESS: Final = """
+UPDATE private.writer_progress SET batch_seq = %(seq)s, rows_done = %(done)s, updated_at = now()
+WHERE writer_id = %(writer_id)s AND table_name = %(table)s
+"""
+"""Move the mark to the end of the rows written, in their transaction."""
 
 _LEN: Final = struct.Struct(">I")
 _START_TIMEOUT: Final = 60.0
@@ -133,22 +143,44 @@ class NumericTextDumper(Dumper):
 # -- one transaction ----------------------------------------------------------------------------
 
 
+def committed(mark: dict[str, Any], batch_seq: int, rows_done: int, n: int) -> int:
+    """How many of ``n`` rows (batch ``mark["seq"]``, from row ``mark["start"]`` on) the stored
+    mark ``(batch_seq, rows_done)`` says are committed already."""
+    seq, start = int(mark["seq"]), int(mark["start"])
+    if batch_seq > seq:
+        return n
+    if batch_seq < seq:
+        return 0
+    return min(n, max(0, rows_done - start))
+
+
 def write_rows(
     conn: psycopg.Connection[Any],
     spec: TableSpec,
     rows: Sequence[Sequence[Any]],
     mark: dict[str, Any] | None,
-) -> int:
-    """One transaction on ``conn``; returns the rows inserted. With ``mark``, the commit mark
-    moves in the same transaction, and nothing is written if it had moved past these rows."""
+) -> tuple[int, int]:
+    """One transaction on ``conn``: ``(rows inserted, rows skipped as committed before)``.
+
+    With ``mark`` (``writer_id, table, seq, start, done``: rows ``start..done`` of batch ``seq``)
+    the writer's commit mark is read under a row lock first, the rows it already covers (a
+    late-acknowledged commit, a replayed spool file, a part of a split batch) are skipped, and
+    the mark moves to ``done`` in the same transaction as the rest."""
+    skipped = 0
     with conn.transaction(), conn.cursor() as cur:
         if mark is not None:
-            cur.execute(ADVANCE_PROGRESS, mark)
-            if cur.rowcount == 0:
-                return 0  # committed before
+            cur.execute(CLAIM_PROGRESS, mark)
+            cur.execute(LOCK_PROGRESS, mark)
+            stored = cur.fetchone()
+            assert stored is not None  # claimed just above
+            skipped = committed(mark, stored[0], stored[1], len(rows))
+            if skipped == len(rows):
+                return 0, skipped
+            rows = rows[skipped:]
+            cur.execute(SET_PROGRESS, mark)
         if spec.mode == "upsert":
             cur.executemany(spec.write_sql, rows)
-            return len(rows)
+            return len(rows), skipped
         if spec.jsonb_columns:
             cur.adapters.register_dumper(None, JsonTextDumper)
         if "numeric" in spec.pg_types:
@@ -164,9 +196,9 @@ def write_rows(
                 if data:
                     send(data)
         if spec.merge_sql is None:
-            return len(rows)
+            return len(rows), skipped
         cur.execute(spec.merge_sql)
-        return cur.rowcount
+        return cur.rowcount, skipped
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -241,7 +273,7 @@ class _Child:
                 with conn.transaction():
                     conn.execute(spec.stage_sql)
                 self.staged.add(table)
-            return ["ok", write_rows(conn, spec, rows, mark)]
+            return ["ok", *write_rows(conn, spec, rows, mark)]
         except psycopg.Error as exc:
             return ["error", "psycopg", exc.sqlstate, _one_line(exc)]
         except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
@@ -314,6 +346,13 @@ def rebuild(kind: str, sqlstate: str | None, message: str) -> Exception:
     return RuntimeError(f"COPY worker: {message}")
 
 
+async def _kill(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    return await proc.wait()
+
+
 def _grow_pipe(stream: asyncio.StreamWriter) -> None:
     """Make the pipe to the child hold a whole batch (Linux: up to ``fs.pipe-max-size``).
 
@@ -367,19 +406,23 @@ class CopyWorker:
             if ready != ["ready"]:
                 raise ValueError(f"unexpected greeting {ready!r}")
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            code = await proc.wait()
+            code = await _kill(proc)
             raise WorkerStartError(
                 f"the COPY worker process {self._name} could not start (exit code {code}; its "
                 f"error output is above): {type(exc).__name__}"
             ) from exc
+        except BaseException:
+            await _kill(proc)  # cancelled while starting: never leave it behind
+            raise
         self._proc = proc
         return proc
 
-    async def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> int:
-        """Run one transaction; the rows inserted. Errors as :func:`rebuild` makes them;
-        :class:`OSError` when the child is gone (a new one is started by the next call)."""
+    async def write(
+        self, table: str, mark: dict[str, Any] | None, body: bytes
+    ) -> tuple[int, int]:
+        """Run one transaction: ``(rows inserted, rows skipped as committed before)``. Errors as
+        :func:`rebuild` makes them; :class:`OSError` when the child is gone or breaks the
+        protocol (a new one is started by the next call)."""
         if self._busy:
             raise RuntimeError("a CopyWorker runs one transaction at a time")
         self._busy = True
@@ -395,11 +438,16 @@ class CopyWorker:
             await proc.stdin.drain()
             (n,) = _LEN.unpack(await proc.stdout.readexactly(4))
             if n > _MAX_MESSAGE:
-                raise RuntimeError(f"COPY worker sent a {n}-byte message")
+                raise ValueError(f"a {n}-byte message")
             reply = msgspec.msgpack.decode(await proc.stdout.readexactly(n))
+            if not isinstance(reply, list) or not reply or reply[0] not in ("ok", "error"):
+                raise ValueError(f"an unexpected reply {reply!r:.80}")
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             code = await self._reap()
             raise OSError(f"the COPY worker process {self._name} exited (code {code})") from exc
+        except ValueError as exc:  # incl. msgspec.DecodeError: the worker broke the protocol
+            await self._reap()
+            raise OSError(f"the COPY worker process {self._name} sent {exc}") from exc
         except BaseException:
             # Cancelled (or worse) mid-request: its reply would be read as the next one's.
             await self._reap()
@@ -407,18 +455,13 @@ class CopyWorker:
         finally:
             self._busy = False
         if reply[0] == "ok":
-            return int(reply[1])
+            return int(reply[1]), int(reply[2])
         _, kind, sqlstate, message = reply
         raise rebuild(kind, sqlstate, message)
 
     async def _reap(self) -> int | None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        return await proc.wait()
+        return None if proc is None else await _kill(proc)
 
     async def close(self, grace: float = 5.0) -> None:
         """End the child: end of input (it finishes a transaction in progress), then kill."""
@@ -432,9 +475,7 @@ class CopyWorker:
             async with asyncio.timeout(grace):
                 await proc.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            await _kill(proc)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Rows are :class:`~typing.NamedTuple` s whose fields are the table's columns in the COPY order
 (``migrations/versions/0001_storage_model.py``). A NamedTuple *is* a tuple, so a producer may also
-hand the writer a plain tuple in the same order; the writer never converts rows. Values:
+hand the writer a plain tuple in the same order. The writer hands rows to its COPY workers as
+msgpack (numerics as their decimal text, which keeps the scale). Values:
 
 - prices, sizes, counts: :class:`~decimal.Decimal` (exact ``numeric``), never floats;
 - times: aware UTC :class:`~datetime.datetime`;

@@ -18,25 +18,27 @@ Inside, supervised coroutines share the state (one event loop, no locks):
   being replayed) intake keeps cutting so producers never block: batches stay in memory up to
   ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
   (``<seq>-<table>.spool``, msgpack; lexical order = arrival order).
-* **flush** (``connections`` of them, each on its own pooled connection, so the server works on
-  several tables at once) writes batches oldest first, never two batches of one table at the
-  same time, one transaction each: binary ``COPY``; for ``dedupe``
-  tables ``COPY`` into a TEMP staging table + ``INSERT … ON CONFLICT DO NOTHING``; for reference
-  tables an upsert per row. A connection or server failure is retried with capped, jittered
-  backoff (``retry_max``) and the batch stays at the head of its table, so per-table order is
-  kept. A spool file is deleted only after its batch committed. Rows the database rejects as
-  invalid (data or constraint errors) are isolated by bisection and written, with the error, to
-  ``<spool_dir>/rejected/<table>.jsonl`` instead of wedging the writer.
+* **flush** (``connections`` of them) writes batches oldest first, never two batches of one table
+  at the same time, one transaction each. Each flusher has a COPY worker child process with its
+  own connection (:mod:`kalshibook.storage.copyworker`: the rows go there as msgpack, off this
+  process's core) that runs the transaction: binary ``COPY``; for ``dedupe`` tables ``COPY`` into
+  a TEMP staging table + ``INSERT … ON CONFLICT DO NOTHING``; for reference tables an upsert per
+  row. The pool here only prunes old commit marks. A connection or server failure is retried
+  with capped, jittered backoff (``retry_max``) and the batch stays at the head of its table,
+  so per-table order is kept. A spool file is deleted only after its batch committed. Rows the
+  database rejects as invalid (data or constraint errors) are isolated by bisection and written,
+  with the error, to ``<spool_dir>/rejected/<table>.jsonl`` instead of wedging the writer.
 
 On start, spool files left by a previous process are replayed first (crash recovery). ``close()``
 (and ``async with`` exit) drains with a timeout and spools whatever is still in memory, so nothing
 handed to the writer is lost.
 
 Exactly once: append-only tables (``copy``) get no unique key to dedupe on (it would cost every
-insert), so each transaction also moves the writer's commit mark for the table
-(``private.writer_progress``: writer id, batch seq, rows done; migration 0003) forward. A batch
-retried after a commit whose acknowledgement was lost, or a spool file that outlived its commit
-(crash before the deletion), finds the mark past its rows and is skipped. ``dedupe`` tables
+insert), so each transaction reads the writer's commit mark for the table under a row lock
+(``private.writer_progress``: writer id, batch seq, rows done; migration 0003), skips the rows it
+already covers and moves it to the end of the rows it writes. A batch retried after a commit
+whose acknowledgement was lost, a part of a split batch, or a spool file that outlived its
+commit (crash before the deletion) is therefore never written twice. ``dedupe`` tables
 (trades) and upserts are idempotent by themselves.
 """
 
@@ -94,14 +96,10 @@ SPOOL_VERSION: Final = 2
 """Spool file layout: ``(2, table, rows, writer_id, offset)``. Version 1 files
 (``(1, table, rows)``, no commit mark) are still replayed, at least once."""
 PROGRESS_RETENTION_DAYS: Final = 30
-"""Commit marks (``private.writer_progress``) untouched for this long are pruned: a spool file older
-than that is replayed without the duplicate check."""
+"""Commit marks (``private.writer_progress``) untouched for this long are pruned when a writer
+starts: a spool file older than that is replayed without the duplicate check."""
 _BACKOFF_INITIAL: Final = 0.05
 
-READ_PROGRESS: Final = """
-SELECT batch_seq, rows_done FROM private.writer_progress
-WHERE writer_id = %(writer_id)s AND table_name = %(table)s
-"""
 PRUNE_PROGRESS: Final = """
 DELETE FROM private.writer_progress WHERE updated_at < now() - make_interval(days => %(days)s)
 """
@@ -235,7 +233,6 @@ class _Batch:
         "rows",
         "seq",
         "spec",
-        "uncertain",
         "writer_id",
     )
 
@@ -256,8 +253,6 @@ class _Batch:
         """The writer that cut the batch (its commit marks); None: a version 1 spool file."""
         self.offset = 0
         """Index of ``rows[0]`` in the batch as cut (a spooled remainder starts further on)."""
-        self.uncertain = not live
-        """Some of it may be committed already: read the commit mark before writing."""
         self.spec = spec
         self.rows = rows
         """The rows when held in memory; None when they are in the spool file ``path``."""
@@ -343,7 +338,6 @@ class Writer:
         self._id = uuid.uuid4()
         """This writer's commit-mark identity (``private.writer_progress.writer_id``)."""
         self._pruned = False
-        self._connections = ws.connections
         self._workers = [
             CopyWorker(
                 settings.require_database(), connect_kwargs(f"kalshibook-writer-{i}"), str(i)
@@ -761,7 +755,6 @@ class Writer:
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
-                batch.uncertain = True  # its last transaction may have committed all the same
                 failures += 1
                 self._retries += 1
                 self._last_error = _describe(exc)
@@ -831,53 +824,16 @@ class Writer:
             if not batch.live:
                 batch.writer_id, batch.offset = writer_id, offset
         started = time.perf_counter()
-        reconcile = batch.uncertain and batch.spec.mode == "copy"
-        if reconcile or not self._pruned:
+        if not self._pruned:
+            self._pruned = True  # once per process, by whichever flusher comes first
             async with self._pool.connection(timeout=self._connect_timeout) as conn:
-                if not self._pruned:
-                    await self._prune(conn)
-                if reconcile:
-                    await self._reconcile(conn, batch, len(rows))
+                await self._prune(conn)
         await self._write_isolating(worker, batch, rows)
         self._latency.observe(time.perf_counter() - started)
 
     async def _prune(self, conn: AsyncConnection[Any]) -> None:
         async with conn.transaction():
             await conn.execute(PRUNE_PROGRESS, {"days": PROGRESS_RETENTION_DAYS})
-        self._pruned = True
-
-    async def _reconcile(self, conn: AsyncConnection[Any], batch: _Batch, nrows: int) -> None:
-        """Skip the rows of ``batch`` its commit mark says are committed already."""
-        if batch.writer_id is None:
-            return  # version 1 spool file: no mark, written at least once
-        cur = await conn.execute(
-            READ_PROGRESS, {"writer_id": batch.writer_id, "table": batch.spec.name}
-        )
-        mark = await cur.fetchone()
-        await conn.rollback()  # end the read's implicit transaction
-        if mark is None:
-            return
-        seq, done = mark
-        if seq > batch.seq:
-            committed = nrows
-        elif seq == batch.seq:
-            committed = min(nrows, max(0, done - batch.offset))
-        else:
-            return
-        if committed > batch.done:
-            skipped = committed - batch.done
-            log.warning(
-                "writer: %d %s rows of batch %d were committed already (late commit "
-                "acknowledgement or replayed spool file); not writing them again",
-                skipped,
-                batch.spec.name,
-                batch.seq,
-            )
-            if batch.live:  # committed by us, acknowledged too late: written all the same
-                self._written[batch.spec.name] += skipped
-            else:  # a previous process committed them
-                self._duplicate[batch.spec.name] += skipped
-            batch.done = committed
 
     async def _write_isolating(self, worker: CopyWorker, batch: _Batch, rows: list[Row]) -> None:
         """Write ``rows[batch.done:]``; bisect around rows the database refuses as invalid."""
@@ -894,10 +850,11 @@ class Writer:
                     "writer_id": str(batch.writer_id),
                     "table": spec.name,
                     "seq": batch.seq,
+                    "start": batch.offset + lo,
                     "done": batch.offset + hi,
                 }
             try:
-                inserted = await self._write_rows(worker, spec, part, mark)
+                inserted, skipped = await self._write_rows(worker, spec, part, mark)
             except Exception as exc:
                 if not _is_data_error(exc):
                     raise
@@ -910,8 +867,18 @@ class Writer:
                     pending.append((lo, mid))
                 continue
             batch.done = hi
-            self._written[spec.name] += inserted
-            self._duplicate[spec.name] += len(part) - inserted
+            if skipped:
+                log.warning(
+                    "writer: %d %s rows of batch %d were committed already (late commit "
+                    "acknowledgement or replayed spool file); not written again",
+                    skipped,
+                    spec.name,
+                    batch.seq,
+                )
+            # Rows this process committed but saw no acknowledgement for count as written;
+            # rows a previous process committed (replayed spool) as duplicates.
+            self._written[spec.name] += inserted + (skipped if batch.live else 0)
+            self._duplicate[spec.name] += len(part) - inserted - (skipped if batch.live else 0)
 
     async def _write_rows(
         self,
@@ -919,10 +886,9 @@ class Writer:
         spec: TableSpec,
         rows: Sequence[Row],
         mark: dict[str, Any] | None = None,
-    ) -> int:
-        """One transaction, in ``worker``'s process; returns the rows inserted. With ``mark``,
-        the commit mark moves in the same transaction, and nothing is written if it had moved
-        past these rows already (0 inserted)."""
+    ) -> tuple[int, int]:
+        """One transaction, in ``worker``'s process: ``(rows inserted, rows skipped because the
+        commit mark shows them committed before)`` (see :func:`copyworker.write_rows`)."""
         try:
             body = _encoder.encode(rows)
         except msgspec.EncodeError as exc:

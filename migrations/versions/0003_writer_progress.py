@@ -5,8 +5,8 @@ Revises: 0002
 Create Date: 2026-11-26
 
 ``private.writer_progress`` has one row per (writer instance, table): how far that writer's batches
-of that table are committed, as ``(batch_seq, rows_done)``. The collector's writer moves the mark
-in the same transaction as the rows it covers, and only forwards, so a batch whose commit was
+of that table are committed, as ``(batch_seq, rows_done)``. The collector's writer reads the mark
+under a row lock and moves it in the same transaction as the rows it covers, and only forwards, so a batch whose commit was
 acknowledged too late (connection lost after COMMIT) or whose spool file outlived its commit (crash
 before the file was deleted) is recognised when it comes again and skipped instead of being
 written twice. Without it, such a replay duplicated order-book deltas, and a book rebuilt from
@@ -14,7 +14,7 @@ them applied those deltas twice.
 
 A writer instance (``writer_id``) is one collector process; batches of one table are written in
 ``batch_seq`` order, one at a time, so one mark per table is enough. ``updated_at`` lets old rows
-be pruned (the writer deletes marks untouched for ``PROGRESS_RETENTION``).
+be pruned (a starting writer deletes marks untouched for ``PROGRESS_RETENTION_DAYS``).
 """
 
 from __future__ import annotations
