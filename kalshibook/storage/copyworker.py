@@ -417,9 +417,7 @@ class CopyWorker:
         self._proc = proc
         return proc
 
-    async def write(
-        self, table: str, mark: dict[str, Any] | None, body: bytes
-    ) -> tuple[int, int]:
+    async def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> tuple[int, int]:
         """Run one transaction: ``(rows inserted, rows skipped as committed before)``. Errors as
         :func:`rebuild` makes them; :class:`OSError` when the child is gone or breaks the
         protocol (a new one is started by the next call)."""
