@@ -32,10 +32,12 @@ socket read share one ``received_at``.
 Backpressure: decoded items wait in a bounded buffer (``queue_size``, default 10,000). When it is
 full the session stops reading the socket (the transport is paused until the consumer has drained
 half of it; one socket read may overshoot the bound), TCP fills up, and the exchange sees a slow
-consumer (Kalshi answers with error 25 or drops the connection, which
-surfaces as a :class:`Disconnected`). ``WsStats.queue_high_water`` shows how close it came. Do not
-await a command from the only task that drains the data plane while the buffer may be full: the
-command's reply is behind the undrained frames (commands time out after ``command_timeout``).
+consumer (Kalshi answers with error 25 or drops the connection, which surfaces as a
+:class:`Disconnected`; a pause longer than websockets' keepalive also ends the connection, since
+pongs are not read meanwhile). ``WsStats.queue_high_water`` and ``read_pauses`` show how close it
+came; the silence watchdog does not count a paused stretch. Do not await a command from the only
+task that drains the data plane while the buffer may be full: the command's reply is behind the
+undrained frames (commands time out after ``command_timeout``).
 
 Liveness: websockets answers Kalshi's pings and sends its own (``ping_interval``). A watchdog
 closes a connection on which nothing at all (frames, pings, pongs) arrived for
@@ -266,7 +268,9 @@ class _Pending:
 class WsSession:
     """One live connection: command methods (control plane) and async iteration (data plane).
 
-    Owns a reader task and a watchdog task; :meth:`close` cancels and awaits both.
+    Frames arrive through the connection's sink (:meth:`_on_messages`); a task waits for the
+    connection to end (:meth:`_read_loop`) and a watchdog task checks for silence; :meth:`close`
+    cancels and awaits both.
     """
 
     def __init__(
@@ -397,7 +401,7 @@ class WsSession:
 
     def _route(self, frame: Frame) -> tuple[DataItem, ...]:
         """Sequence checks and control-plane bookkeeping; the data-plane items to queue, in
-        order (synchronous: the reader puts them, awaiting only when the queue is full)."""
+        order (synchronous: the sink pushes them and pauses reading when the buffer is full)."""
         sid = frame.sid
         seq = frame.seq
         gap: GapDetected | None = None
@@ -455,9 +459,9 @@ class WsSession:
         started = loop.time()
         while True:
             now = loop.time()
-            if self._channel.full:
+            if self._reading_paused:
                 started = now  # backpressure: we stopped reading, the exchange is not silent
-            last = max(getattr(self._conn, "last_activity", 0.0), started)
+            last = max(self._conn.last_activity, started)
             idle = now - last
             if idle >= timeout:
                 self._silence_tripped = True

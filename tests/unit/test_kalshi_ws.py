@@ -418,6 +418,24 @@ async def test_silence_watchdog_closes_the_connection() -> None:
     await session.close()
 
 
+async def test_watchdog_ignores_a_paused_socket_until_it_is_read_again() -> None:
+    """Backpressure is not silence: while reading is paused (until the buffer drains to half),
+    nothing arrives and the watchdog must not close the connection."""
+    conn = FakeConn(None)
+    _, session = await open_session(conn, queue_size=10, ws_silence_timeout=0.2)
+    for seq in range(1, 13):
+        conn.push(trade(10, seq))
+    await asyncio.sleep(0.05)
+    assert conn.paused
+    assert len(session.take_nowait(4)) == 4  # 6 left: no longer full, still paused
+    assert conn.paused
+    await asyncio.sleep(0.5)  # well past the silence timeout, no activity at all
+    assert not session.closed
+    items = await drain(session, 8)
+    assert [i.seq for i in items] == list(range(5, 13))
+    await session.close()
+
+
 async def test_watchdog_counts_any_activity() -> None:
     conn = FakeConn(None)
     _, session = await open_session(conn, ws_silence_timeout=0.2)
