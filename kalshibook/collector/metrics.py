@@ -231,7 +231,9 @@ class Metrics:
     def __init__(self) -> None:
         p = "kalshibook_collector_"
         self.registry = Registry()
-        self.decode_errors = Counter(p + "decode_errors_total", "frames that failed to decode")
+        self.router_errors = Counter(
+            p + "router_errors_total", "items the router failed on (logged and skipped)"
+        )
         self.lag = Summary(
             p + "lag_seconds", "receive time minus exchange time of data frames", ["type"]
         )
@@ -251,7 +253,7 @@ class Metrics:
         )
         self.checkpoints = Counter(p + "checkpoints_total", "checkpoint snapshots written")
         for m in (
-            self.decode_errors,
+            self.router_errors,
             self.lag,
             self.gaps,
             self.seq_gaps,

@@ -363,19 +363,14 @@ class Collector:
         """Gaps and trade backfill for the time the daemon was not running."""
         try:
             async with self.pool.connection() as conn:
-                last_data = None
+                last: dict[str, datetime | None] = {}
                 for sql in (_LAST_DELTA, _LAST_SNAPSHOT, _LAST_TRADE):
                     cur = await conn.execute(sql)
                     row = await cur.fetchone()
-                    if (
-                        row is not None
-                        and row[0] is not None
-                        and (last_data is None or row[0] > last_data)
-                    ):
-                        last_data = row[0]
-                cur = await conn.execute(_LAST_TRADE)
-                row = await cur.fetchone()
-                last_trade = row[0] if row is not None else None
+                    last[sql] = row[0] if row is not None else None
+                last_trade = last[_LAST_TRADE]
+                known = [t for t in last.values() if t is not None]
+                last_data = max(known) if known else None
                 tickers: list[str] = []
                 if last_data is not None:
                     cur = await conn.execute(_BOOK_MARKETS)
@@ -461,7 +456,7 @@ class Collector:
                 try:
                     handle(item)
                 except Exception:  # one bad frame must not stop the recorder
-                    self.metrics.decode_errors.inc()
+                    self.metrics.router_errors.inc()
                     log.exception("router failed on item type=%s", type(item).__name__)
             # Rows of the whole burst, in order (per-table order is what the writer keeps).
             out = router.out
@@ -495,6 +490,15 @@ class Collector:
                 await asyncio.sleep(0.5)
                 work.sub_wake.set()
 
+    def _forget(self, tickers: list[str]) -> None:
+        """Drop the books of markets no longer followed; one unfollowed inside a gap gets its
+        final book over REST."""
+        now = _utcnow()
+        for t in tickers:
+            if self.router.forget(t, now):
+                self.work.final_books[t] = None
+                self.work.enrich_wake.set()
+
     async def _sync_subscriptions(self, session: WsSession) -> None:
         work = self.work
         plan = self.plan
@@ -504,8 +508,10 @@ class Collector:
             work.resubscribe_sids.clear()
             plan.unbind_all()
             if work.removes:
-                plan.remove(list(work.removes))
+                gone = list(work.removes)
+                plan.remove(gone)  # nothing is subscribed on this connection yet
                 work.removes.clear()
+                self._forget(gone)
             if work.adds:
                 plan.add(list(work.adds))
                 work.adds.clear()
@@ -534,11 +540,7 @@ class Collector:
             gone = list(work.removes)
             removed = plan.remove(gone)
             work.removes.clear()
-            now = _utcnow()
-            for t in gone:
-                if self.router.forget(t, now):  # unfollowed inside a gap: get its final book
-                    work.final_books[t] = None
-                    work.enrich_wake.set()
+            self._forget(gone)
             for shard, tickers in removed.items():
                 if shard.sid is None:
                     continue
@@ -699,10 +701,16 @@ class Collector:
 
     async def _fetch_events(self, tickers: list[str]) -> None:
         """Store events (and their series) not stored yet."""
+        await self._store_events([t for t in tickers if t not in self.catalog.events])
+
+    async def _store_events(self, tickers: list[str]) -> None:
+        """Fetch these events over REST, store them and their unknown series, and let every
+        market we know under them learn its series."""
+        if not tickers:
+            return
         cat = self.catalog
-        todo = [t for t in tickers if t not in cat.events]
         series_needed: dict[str, None] = {}
-        for chunk in _chunks(todo, _BATCH):
+        for chunk in _chunks(tickers, _BATCH):
             rows = []
             async for e in self.rest.get_events(tickers=chunk, with_nested_markets=False):
                 cat.events[e.event_ticker] = e.series_ticker or None
@@ -710,11 +718,9 @@ class Collector:
                 if e.series_ticker and e.series_ticker not in cat.series:
                     series_needed[e.series_ticker] = None
             await self.writer.upsert_events(rows)
-        # Any market we know under these events now learns its series.
-        if todo:
-            for info in cat.markets.values():
-                if info.series_ticker is None and info.event_ticker is not None:
-                    info.series_ticker = cat.events.get(info.event_ticker)
+        for info in cat.markets.values():
+            if info.series_ticker is None and info.event_ticker is not None:
+                info.series_ticker = cat.events.get(info.event_ticker)
         await self._fetch_series(list(series_needed))
 
     async def _fetch_series(self, tickers: list[str]) -> None:
@@ -773,7 +779,7 @@ class Collector:
                     await self._store_markets(found)
                     self.metrics.rest_requests.inc(1.0, "enrichment")
                 if events:
-                    await self._refresh_events(events)
+                    await self._store_events(events)
             except (FeedError, ProtocolError) as exc:
                 delay = backoff.next()
                 log.warning("enrichment failed (%s); retrying in %.1f s", exc, delay)
@@ -787,20 +793,6 @@ class Collector:
                 work.enrich_events.pop(e, None)
             if work.enrich_markets or work.enrich_events or work.final_books:
                 work.enrich_wake.set()
-
-    async def _refresh_events(self, tickers: list[str]) -> None:
-        """REST view of events announced over WS (and their series)."""
-        cat = self.catalog
-        series_needed: dict[str, None] = {}
-        rows = []
-        for chunk in _chunks(tickers, _BATCH):
-            async for e in self.rest.get_events(tickers=chunk, with_nested_markets=False):
-                cat.events[e.event_ticker] = e.series_ticker or None
-                rows.append(event_row(e))
-                if e.series_ticker and e.series_ticker not in cat.series:
-                    series_needed[e.series_ticker] = None
-        await self.writer.upsert_events(rows)
-        await self._fetch_series(list(series_needed))
 
     # ------------------------------------------------------------------------------------------
     # settlements
