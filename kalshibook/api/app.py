@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -29,7 +29,7 @@ from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.middleware import ApiMiddleware, Services
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
-from kalshibook.errors import DatabaseUnavailable
+from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import redact
 
@@ -100,6 +100,16 @@ async def _add_request_id(message: Message, scope: Scope) -> None:
         ).request_id
 
 
+async def reject_control_characters(request: Request[Any, Any, Any]) -> None:
+    """No path or query parameter may carry a control character (``%00`` …): PostgreSQL text
+    cannot hold NUL, and none of our parameters (tickers, times, cursors, lists) has any use for
+    them. One check for every endpoint, before any handler runs: a 400 naming the parameter."""
+    params = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in params:
+        if isinstance(value, str) and any(ord(ch) < 32 or ch == "\x7f" for ch in value):
+            raise BadRequest(f"{name} contains a control character", parameter=name)
+
+
 def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None) -> Litestar:
     services = Services(settings, openapi_path=OPENAPI_PATH)
 
@@ -149,6 +159,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
             Tag(name="trades", description="trade history (2 credits)"),
             Tag(name="settlements", description="resolutions (1 credit)"),
             Tag(name="order book", description="book at an instant (5), raw deltas (2)"),
+            Tag(name="candles", description="OHLC, volume, VWAP, bid/ask, open interest (3)"),
             Tag(name="data quality", description="gaps and freshness (0 credits, key needed)"),
             Tag(name="ops", description="health and metrics (no key)"),
         ],
@@ -162,6 +173,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         },
         middleware=[ApiMiddleware],
         exception_handlers=exception_handlers(),
+        before_request=reject_control_characters,
         before_send=[_add_request_id],
         lifespan=[lifespan],
         openapi_config=openapi,

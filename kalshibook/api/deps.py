@@ -1,8 +1,8 @@
 """Dependencies and helpers shared by the route modules.
 
-Handlers declare ``conn: AsyncConnection[Any]`` to get the request's database connection (the one
-the auth middleware checked out, or a fresh one from the pool on public routes) and use
-:func:`page` / :func:`one` for the envelope fields.
+Handlers declare ``conn: Conn`` to get the request's database connection (the one the auth
+middleware checked out, or a fresh one from the pool on public routes), page with
+``routes._paging.Pager`` and fill the envelope with :func:`envelope_meta`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from psycopg import AsyncConnection
 from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.middleware import Services
-from kalshibook.domain.prices import fmt_count, fmt_dollars
+from kalshibook.domain.prices import fmt_dollars
 from kalshibook.errors import BadRequest
 from kalshibook.settings import Settings
 
 __all__ = (
     "Conn",
     "SettingsDep",
-    "count_str",
     "cursor_codec",
     "dollars_str",
     "envelope_meta",
@@ -77,10 +76,6 @@ def envelope_meta(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 def dollars_str(value: Decimal | None) -> str | None:
     return None if value is None else fmt_dollars(value)
-
-
-def count_str(value: Decimal | None) -> str | None:
-    return None if value is None else fmt_count(value)
 
 
 def num_str(value: Decimal | None) -> str | None:

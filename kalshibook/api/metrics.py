@@ -39,7 +39,7 @@ class ApiMetrics:
         self._count[route] += 1
 
     def reject(self, reason: str) -> None:
-        """Count a request refused by auth (``unauthorized``, ``payment_required``, …)."""
+        """Count a request refused by auth (unauthorized, out_of_credits, rate_limited)."""
         self.rejected[reason] += 1
 
     def render(self) -> str:

@@ -373,7 +373,7 @@ async def candles_handler(
     fill: FillParam = None,
 ) -> CandlePage:
     now = datetime.now(UTC)
-    if not ticker or len(ticker) > 200 or any(ord(ch) < 32 for ch in ticker):
+    if not ticker or len(ticker) > 200:  # control characters: reject_control_characters
         raise BadRequest("ticker is not a market ticker", parameter="ticker")
     width = parse_interval(interval)
     with_fill = parse_fill(fill)

@@ -106,3 +106,27 @@ async def test_bad_input_on_lists(client, path: str) -> None:
     assert_problem(await client.get(path, params={"cursor": foreign}), 400, "cursor")
     if path != "/v1/series":
         assert_problem(await client.get(path, params={"status": "bogus"}), 400, "status")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "parameter"),
+    [
+        ("/v1/series/KX%00BAD", {}, "ticker"),
+        ("/v1/events/KX%00BAD", {}, "event_ticker"),
+        ("/v1/markets/KX%00BAD", {}, "ticker"),
+        ("/v1/markets", {"event_ticker": "KX\x00BAD"}, "event_ticker"),
+        ("/v1/events", {"series_ticker": "KX\x01"}, "series_ticker"),
+        ("/v1/series", {"category": "Eco\x00nomics"}, "category"),
+        ("/v1/trades", {"tickers": "A,B\x00"}, "tickers"),
+        ("/v1/markets/KX%00BAD/orderbook", {"at": "2026-03-01T00:00:00Z"}, "ticker"),
+        ("/v1/markets/KX%00BAD/deltas", {}, "ticker"),
+        ("/v1/settlements/KX%00BAD", {}, "ticker"),
+        ("/v1/markets/KX%00BAD/trades", {}, "ticker"),
+    ],
+)
+async def test_control_characters_are_bad_input_on_every_endpoint(
+    client, path: str, params: dict[str, str], parameter: str
+) -> None:
+    """PostgreSQL text cannot hold NUL: a NUL (or any control character) in a parameter is a
+    400 naming it, never a 500."""
+    assert_problem(await client.get(path, params=params), 400, parameter)
