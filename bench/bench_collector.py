@@ -730,7 +730,7 @@ process as fast as the daemon reads (TCP flow control).
 {raw_row}
 
 - Frames/s over {args.repeat} runs each: daemon {all_fps}; raw COPY {all_raw} (the medians are
-  in the table; this is a shared 2-vCPU virtual machine and runs vary by 10-15 %). CPU
+  in the table; feed, daemon and PostgreSQL share the machine, so runs vary). CPU
   columns: CPU seconds per data frame of the client side (the daemon and its workers / the COPY
   script) and of all PostgreSQL processes, over the measured interval.
 - Frame-to-commit latency at {args.paced_rate:,.0f} frames/s ({paced["fps"]:,.0f} achieved):

@@ -21,7 +21,6 @@ def test_same_bytes_as_psycopg_and_scale_kept() -> None:
         for t in texts:
             assert bytes(dumper.dump(t)) == bytes(plain.dump(Decimal(t)))
     # equal values of different scale are distinct entries, each with its own encoding
-    assert Decimal("0.56") == Decimal("0.5600")
     assert bytes(dumper.dump("0.56")) != bytes(dumper.dump("0.5600"))
     assert "0.5600" in numeric_texts
 
