@@ -166,14 +166,6 @@ class Summary(_Metric):
     def count(self, *labels: str) -> int:
         return self._count.get(labels, 0)
 
-    def quantile(self, q: float, *labels: str) -> float:
-        ring = self._rings.get(labels)
-        if not ring:
-            return math.nan
-        ordered = sorted(ring)
-        idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-        return ordered[idx]
-
     def samples(self) -> list[str]:
         out: list[str] = []
         for labels in sorted(self._rings):

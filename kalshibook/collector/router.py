@@ -686,9 +686,6 @@ class Router:
     def book_count(self) -> int:
         return len(self.books)
 
-    def ready_count(self) -> int:
-        return sum(1 for m in self.books if m.ready)
-
     def dirty_count(self) -> int:
         return sum(1 for m in self.books if m.dirty)
 

@@ -1110,6 +1110,16 @@ class Collector:
             "deltas not applied (no snapshot yet / dirty)",
             lambda: float(router.dropped_deltas),
         )
+        m.add_gauge(
+            "router_unknown_items_total",
+            "decoded frames of a type the router does not record (skipped)",
+            lambda: float(router.unknown_frames),
+        )
+        m.add_gauge(
+            "router_control_errors_total",
+            "error frames that end no subscription (logged)",
+            lambda: float(router.control_errors),
+        )
         m.add_gauge("work_queue_depth", "pending background work", self.work.depth, ["queue"])
 
 

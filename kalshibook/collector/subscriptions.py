@@ -110,9 +110,6 @@ class SubscriptionPlan:
             out.setdefault(shard, []).append(t)
         return out
 
-    def shard_of(self, ticker: str) -> Shard | None:
-        return self._of.get(ticker)
-
     def __contains__(self, ticker: object) -> bool:
         return ticker in self._of
 

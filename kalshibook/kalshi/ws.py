@@ -498,7 +498,6 @@ class WsSession:
         *,
         accept_partial: bool = False,
         snapshot_ack: bool = False,
-        wait_s: float | None = None,
     ) -> list[Frame]:
         if self._finished:
             raise FeedDisconnected(f"Kalshi WebSocket {self.disconnect_reason or 'closed'}")
@@ -506,7 +505,7 @@ class WsSession:
         self._next_id += 1
         pending = _Pending(cmd, expect, snapshot_ack)
         self._pending[cmd_id] = pending
-        wait = self._command_timeout if wait_s is None else wait_s
+        wait = self._command_timeout
         self._stats.commands += 1
         try:
             try:

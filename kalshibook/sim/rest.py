@@ -651,20 +651,3 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
     elif head == "exchange" and n == 2 and parts[1] == "schedule":
         return {"schedule": {"maintenance_windows": [], "standard_hours": []}}
     raise _not_found("endpoint")
-
-
-ROUTES_DOC: Final[tuple[str, ...]] = (
-    "/markets",
-    "/markets/{ticker}",
-    "/markets/{ticker}/orderbook",
-    "/markets/orderbooks",
-    "/markets/trades",
-    "/events",
-    "/events/{event_ticker}",
-    "/series",
-    "/series/{ticker}",
-    "/series/{series}/markets/{ticker}/candlesticks",
-    "/historical/cutoff",
-    "/exchange/status",
-    "/exchange/schedule",
-)

@@ -82,9 +82,6 @@ CHANNELS: Final = (
 EXACT_COUNT_MAX_BYTES: Final = 64 * 1024 * 1024
 """Hypertables (and materialisations) whose heap is at most this big are counted exactly."""
 
-FRESHNESS_SAMPLE: Final = 1000
-"""Rows, newest by exchange time, among which the newest ``received_at`` is taken."""
-
 APACHE = "apache"
 COMMUNITY = "timescale"
 APACHE_COMPRESSION = "n/a (apache edition)"
