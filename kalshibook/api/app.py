@@ -31,6 +31,7 @@ from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.settings import Settings
+from kalshibook.storage.pool import connect_kwargs
 from kalshibook.storage.urls import redact
 
 if TYPE_CHECKING:
@@ -76,9 +77,9 @@ def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -
         open=False,
         check=AsyncConnectionPool.check_connection,
         kwargs={
+            **connect_kwargs(application_name),  # connect timeout and keepalives, like the rest
             "autocommit": True,
             "options": CONNECTION_OPTIONS,
-            "application_name": application_name,
         },
         name="kalshibook-api",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,17 @@ __all__ = (
 )
 
 SETTLEMENT_RESULTS = frozenset({"yes", "no", "scalar", "void"})
+
+
+def price_ranges_json(ranges: Sequence[Any] | None) -> bytes | None:
+    """A market's price ranges as stored in ``markets.price_ranges`` (jsonb), None when unknown."""
+    if ranges is None:
+        return None
+    return msgspec.json.encode(
+        [{"start": str(r.start), "end": str(r.end), "step": str(r.step)} for r in ranges]
+    )
+
+
 _encode = msgspec.json.encode
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -57,16 +69,7 @@ def market_row(m: Market, catalog: Catalog) -> MarketRow | None:
         series = info.series_ticker
     info = catalog.note_market(m.ticker, m.event_ticker, series, None)
     info.status = status
-    ranges = (
-        _encode(
-            [
-                {"start": str(r.start), "end": str(r.end), "step": str(r.step)}
-                for r in m.price_ranges
-            ]
-        )
-        if m.price_ranges is not None
-        else None
-    )
+    ranges = price_ranges_json(m.price_ranges)
     return MarketRow(
         m.ticker,
         m.event_ticker,

@@ -38,6 +38,7 @@ import msgspec
 
 from kalshibook.collector.catalog import Catalog, lifecycle_status
 from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.reference import SETTLEMENT_RESULTS, price_ranges_json
 from kalshibook.collector.subscriptions import ORDERBOOK, EpochClock
 from kalshibook.domain.book import BookSet, MarketBook, OrderBook, Quote
 from kalshibook.errors import BookError
@@ -82,7 +83,6 @@ Row = tuple[str, tuple[Any, ...]]
 
 LIFECYCLE = "market_lifecycle_v2"
 _ONE_US = timedelta(microseconds=1)
-_SETTLEMENT_RESULTS = frozenset({"yes", "no", "scalar", "void"})
 _encode = msgspec.json.encode
 _EMPTY_JSON = b"{}"
 
@@ -850,16 +850,7 @@ class Router:
             self.effects.enrich(market=f.market_ticker, event=info.event_ticker)
             return
         meta = f.additional_metadata
-        ranges = (
-            _encode(
-                [
-                    {"start": str(r.start), "end": str(r.end), "step": str(r.step)}
-                    for r in f.price_ranges
-                ]
-            )
-            if f.price_ranges is not None
-            else None
-        )
+        ranges = price_ranges_json(f.price_ranges)
         custom = (
             f.custom_strike
             if f.custom_strike is not None
@@ -902,7 +893,7 @@ class Router:
 
     def _settlement_row(self, ticker: str, info: Any, f: MarketLifecycle, rec: datetime) -> None:
         result = f.result or info.result
-        if result not in _SETTLEMENT_RESULTS:
+        if result not in SETTLEMENT_RESULTS:
             return  # the REST confirmation will write it
         value = f.settlement_value if f.settlement_value is not None else info.settlement_value
         self.out.append(
