@@ -211,6 +211,7 @@ class Router:
         self.metrics = metrics or Metrics()
         self.catalog = catalog or Catalog()
         self.books = BookSet()
+        self._apply_delta = self.books.apply_delta_to
         self.checkpoint_deltas = max(1, checkpoint_deltas)
         self.checkpoint_seconds = checkpoint_seconds
         self.epochs = epochs or EpochClock()
@@ -262,6 +263,20 @@ class Router:
             self.unknown_frames += 1
             return
         handler(item)
+
+    def handle_all(self, items: Iterable[Any], on_error: Callable[[Any], None]) -> None:
+        """:meth:`handle` each item in order; an exception raised for one item is reported to
+        ``on_error`` (called inside the ``except`` block) and the next item is routed."""
+        dispatch = self._dispatch.get
+        for item in items:
+            handler = dispatch(item.__class__)
+            if handler is None:
+                self.unknown_frames += 1
+                continue
+            try:
+                handler(item)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the recorder
+                on_error(item)
 
     def drain(self) -> list[Row]:
         """Take the rows produced so far."""
@@ -525,11 +540,11 @@ class Router:
             self.dropped_deltas += 1
             return
         mb = mk.mb
-        if mb is None or not mb.ready:
+        if mb is None or not mb.has_snapshot or mb.dirty:  # i.e. not mb.ready
             self.dropped_deltas += 1
             return
         try:
-            quote = self.books.apply_delta(ticker, f.side, f.price, f.delta)
+            quote = self._apply_delta(mb, f.side, f.price, f.delta)
         except BookError as exc:
             log.warning(
                 "delta does not fit book ticker=%s sid=%d seq=%s: %s", ticker, sid, f.seq, exc

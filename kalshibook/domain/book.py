@@ -489,6 +489,28 @@ class BookSet:
             return None
         return self._apply(m, side, _price_units(price), _size_units(delta))
 
+    def apply_delta_to(
+        self, m: MarketBook, side: str, price: Decimal, delta: Decimal
+    ) -> Quote | None:
+        """:meth:`apply_delta` for a market the caller already holds (``m`` from :meth:`get`)
+        and has checked is ready: the collector's per-delta path, without a second look-up."""
+        pu = _price_cache.get(price)
+        if pu is None:
+            pu = _price_units(price)
+        su = _size_cache.get(delta)
+        if su is None:
+            su = _size_units(delta)
+        try:
+            changed = m.book.apply_delta_units(side, pu, su)
+        except BookError:
+            m.dirty = True
+            self.rejected_deltas += 1
+            raise
+        m.deltas_since_checkpoint += 1
+        if not changed:
+            return None
+        return self._after_change(m)
+
     def apply_delta_units(self, ticker: str, side: str, price: int, delta: int) -> Quote | None:
         """:meth:`apply_delta` with integer units."""
         m = self._markets.get(ticker)

@@ -85,6 +85,16 @@ class SeqTracker:
             return SeqResult("gap", sid, seq, expected)
         return SeqResult("stale", sid, seq, expected)
 
+    def advance(self, sid: int | None, seq: int) -> bool:
+        """The per-frame fast path: when ``seq`` is exactly the next number of ``sid``, record
+        it and return True (no result object); otherwise record nothing and return False (call
+        :meth:`observe`)."""
+        last = self._last.get(sid)  # type: ignore[arg-type]
+        if last is not None and seq == last + 1:
+            self._last[sid] = seq  # type: ignore[index]
+            return True
+        return False
+
     def last(self, sid: int) -> int | None:
         return self._last.get(sid)
 

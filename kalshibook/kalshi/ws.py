@@ -162,6 +162,7 @@ class _Channel(Generic[_T]):
         "_not_empty",
         "_on_space",
         "high_water",
+        "push",
     )
 
     def __init__(self, maxsize: int) -> None:
@@ -174,6 +175,11 @@ class _Channel(Generic[_T]):
         self._not_empty = asyncio.Event()
         self._on_space: Callable[[], None] | None = None
         self.high_water = 0
+        # push(item): append without waiting or waking the consumer (call :meth:`notify` after
+        # a batch). The producer is a protocol callback that cannot wait: it stops the transport
+        # instead when :attr:`full` (see ``WsSession``), so the buffer exceeds ``maxsize`` by at
+        # most what one socket read carried. The deque's own bound method: one call per frame.
+        self.push: Callable[[_T], None] = self._items.append
 
     def __len__(self) -> int:
         return len(self._items)
@@ -181,14 +187,6 @@ class _Channel(Generic[_T]):
     @property
     def full(self) -> bool:
         return len(self._items) >= self._maxsize
-
-    def push(self, item: _T) -> None:
-        """Append without waiting or waking the consumer (call :meth:`notify` after a batch).
-
-        The producer is a protocol callback that cannot wait: it stops the transport instead
-        when :attr:`full` (see ``WsSession``), so the buffer exceeds ``maxsize`` by at most what
-        one socket read carried."""
-        self._items.append(item)
 
     def notify(self) -> None:
         n = len(self._items)
@@ -240,6 +238,7 @@ class _Channel(Generic[_T]):
 
 
 _CONTROL: tuple[type, ...] = (Subscribed, Ok, Unsubscribed, ErrorFrame)
+_SUBSCRIPTION_FRAMES: frozenset[type] = frozenset((Subscribed, Unsubscribed))
 
 
 class _Pending:
@@ -349,6 +348,7 @@ class WsSession:
         channel = self._channel
         push = channel.push
         route = self._route
+        advance = self._seq.advance
         received_at = self._now()
         try:
             for raw in payloads:
@@ -358,6 +358,13 @@ class WsSession:
                     stats.decode_errors += 1
                     log.warning("kalshi ws: dropped undecodable frame: %s", exc)
                     continue
+                # Fast path, same outcome as _route: a data frame answering no command, without
+                # seq or with exactly the next seq of its sid.
+                if frame.id is None and frame.__class__ not in _SUBSCRIPTION_FRAMES:
+                    seq = frame.seq
+                    if seq is None or advance(frame.sid, seq):
+                        push(frame)
+                        continue
                 for item in route(frame):
                     push(item)
         except Exception as exc:  # noqa: BLE001 - a bug of ours: end the session; the reader re-raises

@@ -501,6 +501,32 @@ class Writer:
             "keeping up; use `await put()` to wait"
         )
 
+    def put_rows_nowait(self, items: Sequence[tuple[str, Row]]) -> int:
+        """Queue ``(table, row)`` pairs in order, each as :meth:`put_nowait` would, stopping at
+        the first one that cannot go straight in (queue full, writer closed, wrong width, unknown
+        table); returns how many were queued. The caller hands the rest, in order, to
+        :meth:`put` (which waits for room or raises the precise error). One call per burst."""
+        if not self._open:
+            return 0
+        queues = self._queues
+        done = 0
+        for table, row in items:
+            q = queues.get(table)
+            if q is None:
+                return done
+            rows = q.rows
+            if len(rows) >= q.limit or len(row) != q.ncols:
+                return done
+            if not rows:
+                q.first_at = time.monotonic()
+                self._wake.set()
+            rows.append(row)
+            q.rows_put += 1
+            if len(rows) == q.trigger:
+                self._wake.set()
+            done += 1
+        return done
+
     async def put_many(self, table: str, rows: Iterable[Row]) -> None:
         """:meth:`put` for several rows of one table, in order."""
         for row in rows:
