@@ -708,10 +708,16 @@ def main() -> int:
         f"{raw['fps']:,.0f} | {raw['rows'] / raw['seconds']:,.0f} | 1.00 | "
         f"{raw['cpu_client_us']:.1f} | {raw['cpu_postgres_us']:.1f} |"
     )
+    from kalshibook.settings import WriterSettings
+
+    wd = WriterSettings()
     settings_note = (
         f"`KALSHIBOOK_WRITER_BATCH_ROWS={args.batch_rows}`, otherwise the defaults"
         if args.batch_rows is not None
-        else "the defaults (`KALSHIBOOK_WRITER_BATCH_ROWS=5000`, `BATCH_AGE=0.2`, `CONNECTIONS=2`)"
+        else (
+            f"the defaults (`KALSHIBOOK_WRITER_BATCH_ROWS={wd.batch_rows}`, "
+            f"`BATCH_AGE={wd.batch_age:g}`, `CONNECTIONS={wd.connections}`)"
+        )
     )
     text = f"""## Collector ingest (`bench/bench_collector.py`)
 

@@ -777,3 +777,49 @@ def test_rest_historical_candle_names() -> None:
     assert k.yes_bid.open_dollars == Decimal("0.09")
     assert k.volume_fp == Decimal(12)
     assert k.open_interest_fp == Decimal(3)
+
+
+def test_ticker_keeps_seq_id_and_clock_when_sent() -> None:
+    """The ticker is built in two steps when any of these rarely sent fields is present."""
+    base = {"market_ticker": "A", "price_dollars": "0.4800", "ts_ms": 1669149841000}
+    plain = frame({"type": "ticker", "sid": 3, "msg": base})
+    assert isinstance(plain, m.Ticker)
+    assert (plain.seq, plain.id, plain.clock) == (None, None, None)
+    full = frame({"type": "ticker", "sid": 3, "seq": 9, "id": 4, "msg": {**base, "Clock": 77}})
+    assert isinstance(full, m.Ticker)
+    assert (full.sid, full.seq, full.id, full.clock) == (3, 9, 4, 77)
+    assert (full.market_ticker, full.price, full.ts) == ("A", plain.price, plain.ts)
+
+
+def test_delta_fast_path_matches_the_general_rules() -> None:
+    """Cached decimal text, legacy cents, seconds-only time and a missing ticker."""
+
+    def delta(**msg: Any) -> m.Frame:
+        body = {"market_ticker": "A", "side": "yes", **msg}
+        return frame({"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": body})
+
+    for _ in range(2):  # the second decode hits the decimal cache
+        d = delta(price_dollars="0.4500", delta_fp="-3.50", ts_ms=1669149841000)
+        assert isinstance(d, m.OrderbookDelta)
+        assert (d.price, d.delta) == (Decimal("0.45"), Decimal("-3.5"))
+        assert d.ts == utc(2022, 11, 22, 20, 44, 1)
+    legacy = delta(price=45, delta=-3, ts=1669149841)
+    assert isinstance(legacy, m.OrderbookDelta)
+    assert (legacy.price, legacy.delta, legacy.ts) == (
+        Decimal("0.45"),
+        Decimal(-3),
+        utc(2022, 11, 22, 20, 44, 1),
+    )
+    with pytest.raises(m.ProtocolError, match="without market_ticker"):
+        delta(market_ticker="", price_dollars="0.45", delta_fp="1")
+    with pytest.raises(m.ProtocolError, match="without price or delta"):
+        delta(price_dollars="", delta_fp="1")
+
+
+def test_field_sampling_counts_every_nth_frame_of_a_type() -> None:
+    stats = m.DecodeStats(field_sample_every=3)
+    for i in range(7):
+        frame({"type": "ticker", "sid": 3, "msg": {"market_ticker": "A", f"new{i}": 1}}, stats)
+    assert stats.by_type["ticker"] == 7
+    # frames 1, 4 and 7 of the type are sampled: their unknown field is counted
+    assert sorted(k[1] for k in stats.unknown_fields) == ["msg.new0", "msg.new3", "msg.new6"]

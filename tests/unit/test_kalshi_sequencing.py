@@ -67,3 +67,17 @@ def test_gap_event_shape() -> None:
     assert g.kind == "gap"
     assert g.seq == 9
     assert g.received_at is None
+
+
+def test_advance_takes_only_the_exact_next_number() -> None:
+    t = SeqTracker()
+    assert not t.advance(1, 5)  # unknown sid: observe() decides
+    assert t.last(1) is None
+    t.observe(1, 5)
+    assert t.advance(1, 6)
+    assert t.last(1) == 6
+    for seq in (6, 8, 3):  # duplicate, gap, old: nothing recorded
+        assert not t.advance(1, seq)
+        assert t.last(1) == 6
+    assert t.observe(1, 8).is_gap
+    assert not t.advance(None, 9)

@@ -465,3 +465,19 @@ def test_event_level_frames_become_lifecycle_rows(router: Router, effects: Recor
         "NYC high",
     )
     assert effects.of("enrich") == [(None, "KXHIGHNY-26AUG24")]
+
+
+def test_handle_all_reports_a_failing_item_and_goes_on(router: Router) -> None:
+    failed: list[Any] = []
+    bad = frame('{"type":"ticker","sid":3,"msg":{"market_ticker":"' + M + '"}}')
+    router._dispatch[type(bad)] = lambda item: 1 / 0  # a handler bug
+    router.handle_all(
+        [snap(1, 1, M, yes='[["0.4000","10.00"]]'), bad, delta(1, 2, M, "yes", "0.4100", "5", 2)],
+        failed.append,
+    )
+    assert failed == [bad]
+    got = split(router)
+    assert [r.seq for r in got["orderbook_deltas"]] == [2]
+    router.handle_all([object()], failed.append)
+    assert router.unknown_frames == 1
+    assert failed == [bad]
