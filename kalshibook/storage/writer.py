@@ -346,6 +346,8 @@ class Writer:
         ]
         """One child process per flusher runs its transactions (see copyworker)."""
         self._inflight: set[str] = set()
+        self._idle_flushers = 0
+        """Flushers waiting for a batch: the intake cuts a due batch only for one of them."""
         """Tables with a batch being written (at most one per table: per-table order)."""
         self._batch_rows = ws.batch_rows
         self._batch_age = ws.batch_age
@@ -670,10 +672,16 @@ class Writer:
         return all(self._done[name] >= n for name, n in targets.items())
 
     async def _intake_loop(self) -> None:
+        """Cuts batches. A due batch (``batch_rows`` rows or ``batch_age`` old, or draining) is
+        cut only when a flusher is free to take it, oldest rows first: while every flusher is
+        busy the rows keep gathering, so under load each transaction carries more rows (group
+        commit: PostgreSQL pays ~1-2 ms per COPY transaction into a hypertable, measured), and
+        when the flushers are idle a due batch is cut at once (latency unchanged)."""
         while True:
             self._wake.clear()
             now = time.monotonic()
             timeout: float | None = None
+            due: list[_Queue] = []
             for name, q in self._queues.items():
                 if not q.rows:
                     continue
@@ -686,10 +694,18 @@ class Writer:
                     timeout = age_left if timeout is None else min(timeout, age_left)
                     continue
                 if not behind:
-                    self._cut(q)
+                    due.append(q)
                     continue
                 while n > 0 and q.rows:  # outage or replay: take everything that is due
                     n -= await self._cut_behind(q, now)
+            if due:
+                free = self._idle_flushers - sum(
+                    1 for name, b in self._backlog.items() if b and name not in self._inflight
+                )
+                if free > 0:
+                    due.sort(key=lambda q: q.first_at)
+                    for q in due[:free]:
+                        self._cut(q)
             if timeout is None:
                 await self._wake.wait()
             else:
@@ -762,7 +778,12 @@ class Writer:
             self._work.clear()
             batch = self._next_batch()
             if batch is None:
-                await self._work.wait()
+                self._idle_flushers += 1
+                self._wake.set()  # the intake cuts due batches only for idle flushers
+                try:
+                    await self._work.wait()
+                finally:
+                    self._idle_flushers -= 1
                 continue
             name = batch.spec.name
             self._inflight.add(name)
