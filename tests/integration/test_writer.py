@@ -862,6 +862,30 @@ async def test_a_blocked_table_holds_up_the_others_only_with_one_connection(
             assert w.stats().tables["orderbook_deltas"].rows_written == 1
 
 
+async def test_rows_gather_while_every_flusher_is_busy(db_url: str, tmp_path: Path) -> None:
+    """Group commit: rows that come due while the only flusher is busy are not cut into a
+    batch of their own; when it is free, everything gathered so far goes in one transaction."""
+    settings = make_settings(db_url, tmp_path, connections=1, batch_rows=1000, batch_age=0.05)
+    quote = QuoteRow(T0, "KXTEST-1", T0, D("0.4000"), D("10.00"), D("0.4100"), D("5.00"))
+    async with await psycopg.AsyncConnection.connect(db_url) as locker:
+        await locker.execute("LOCK TABLE market.quotes IN ACCESS EXCLUSIVE MODE")
+        async with writer_on(settings) as w:
+            await w.put("quotes", quote)
+            await eventually(lambda: _inflight(w, "quotes"))
+            for i in range(3):
+                await w.put("orderbook_deltas", delta(i))
+            await asyncio.sleep(0.3)  # due by age, but no flusher is free: not cut
+            deltas = w.stats().tables["orderbook_deltas"]
+            assert (deltas.batches_pending, deltas.queue_depth) == (0, 3)
+            for i in range(3, 6):
+                await w.put("orderbook_deltas", delta(i))
+            before = w.stats().batches_written
+            await locker.rollback()
+            await asyncio.wait_for(w.drain(), 10)
+            assert w.stats().tables["orderbook_deltas"].rows_written == 6
+            assert w.stats().batches_written - before == 2  # the quote, then six deltas at once
+
+
 async def _inflight(w: Writer, table: str) -> bool:
     return w.stats().tables[table].batches_pending == 1 and not w.stats().tables[table].queue_depth
 
