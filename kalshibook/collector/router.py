@@ -5,7 +5,7 @@
 :class:`~kalshibook.kalshi.ws.Disconnected`) and
 
 * keeps one exact integer :class:`~kalshibook.domain.book.BookSet` of every subscribed market,
-* appends the rows to store to :attr:`Router.out` as ``(table, row)`` (the caller hands them to
+* appends the rows to store per table (taken by :meth:`Router.take`; the caller hands them to
   the writer): every snapshot frame, every applied delta, a ``quotes`` row on every top-of-book
   change, checkpoint snapshots every ``checkpoint_deltas`` deltas of a market, trades, ticker
   stats, lifecycle rows, market status and settlement upserts, and ``book_gaps`` rows,
@@ -29,6 +29,7 @@ one ``book_gaps`` row ``[from_ts, to_ts]``. The first cause is the row's reason.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -78,8 +79,8 @@ _new: Final = tuple.__new__
 call of its constructor: half the cost, on the per-frame rows (deltas, quotes, ticker stats)."""
 log = logging.getLogger(__name__)
 
-Row = tuple[str, tuple[Any, ...]]
-"""``(table, row)`` for the writer."""
+Row = tuple[Any, ...]
+"""One row of a table, as the writer takes it (the table's row NamedTuple)."""
 
 LIFECYCLE = "market_lifecycle_v2"
 _ONE_US = timedelta(microseconds=1)
@@ -216,7 +217,12 @@ class Router:
         self.checkpoint_seconds = checkpoint_seconds
         self.epochs = epochs or EpochClock()
         self._mono = monotonic or time.monotonic
-        self.out: list[Row] = []
+        self._out: defaultdict[str, list[Row]] = defaultdict(list)
+        """Rows to store, by table (taken by :meth:`take`)."""
+        self._out_deltas: list[Row] = []
+        self._out_quotes: list[Row] = []
+        self._out_stats: list[Row] = []
+        self._bind_out()
         self._mk: dict[str, _Mk] = {}
         self._sids: dict[int, _Sid] = {}
         self.sid_channels: Mapping[int, str] = {}
@@ -278,11 +284,29 @@ class Router:
             except Exception:  # noqa: BLE001 - one bad frame must not stop the recorder
                 on_error(item)
 
-    def drain(self) -> list[Row]:
-        """Take the rows produced so far."""
-        out = self.out
-        self.out = []
-        return out
+    def take(self) -> list[tuple[str, list[Row]]]:
+        """Take the rows produced so far: ``(table, rows in order)`` for each table with rows."""
+        out = self._out
+        taken = [(table, rows) for table, rows in out.items() if rows]
+        for table, _ in taken:
+            out[table] = []
+        self._bind_out()
+        return taken
+
+    def drain(self) -> list[tuple[str, Row]]:
+        """:meth:`take`, flattened to ``(table, row)`` pairs (in order within each table)."""
+        return [(table, row) for table, rows in self.take() for row in rows]
+
+    def _emit(self, item: tuple[str, Row]) -> None:
+        table, row = item
+        self._out[table].append(row)
+
+    def _bind_out(self) -> None:
+        # The per-frame tables' current lists, appended to without a look-up.
+        out = self._out
+        self._out_deltas = out["orderbook_deltas"]
+        self._out_quotes = out["quotes"]
+        self._out_stats = out["market_stats"]
 
     # ---------------------------------------------------------------------------------------
     # clock
@@ -300,12 +324,11 @@ class Router:
     def _stamp(self, ts: datetime) -> None:
         pending = self._unstamped
         self._unstamped = []
-        out = self.out
         for u in pending:
             mk = u.mk
             row = u.row
             row[0] = ts
-            out.append(("orderbook_snapshots", SnapshotRow(*row)))
+            self._emit(("orderbook_snapshots", SnapshotRow(*row)))
             if u.gap is not None:
                 self._gap_row(mk.ticker, u.gap, ts, row[2])
             if u.quote is not None:
@@ -341,14 +364,8 @@ class Router:
         if last is not None and rec <= last:
             rec = last + _ONE_US
         self._last_quote_rec = rec
-        self.out.append(
-            (
-                "quotes",
-                _new(
-                    QuoteRow,
-                    (ts, ticker, rec, q.yes_bid, q.yes_bid_size, q.yes_ask, q.yes_ask_size),
-                ),
-            )
+        self._out_quotes.append(
+            _new(QuoteRow, (ts, ticker, rec, q.yes_bid, q.yes_bid_size, q.yes_ask, q.yes_ask_size))
         )
 
     def _gap_row(
@@ -357,7 +374,7 @@ class Router:
         from_ts, reason, sid = gap
         if to_ts < from_ts:
             to_ts = from_ts
-        self.out.append(("book_gaps", BookGapRow(from_ts, to_ts, ticker, reason, sid, now)))
+        self._emit(("book_gaps", BookGapRow(from_ts, to_ts, ticker, reason, sid, now)))
         self.metrics.gaps.inc(1.0, reason)
 
     def _checkpoint_row(self, mk: _Mk, now: datetime) -> bool:
@@ -365,7 +382,7 @@ class Router:
         if mb is None or not mb.ready or mk.ts is None or mk.sid is None:
             return False
         yes, no = mb.book.to_json_levels()
-        self.out.append(
+        self._emit(
             (
                 "orderbook_snapshots",
                 SnapshotRow(mk.ts, mk.ticker, now, "checkpoint", mk.epoch, mk.sid, mk.seq, yes, no),
@@ -556,12 +573,8 @@ class Router:
         assert seq is not None
         mk.seq = seq
         mk.ts = ts
-        out = self.out
-        out.append(
-            (
-                "orderbook_deltas",
-                _new(DeltaRow, (ts, ticker, rec, f.side, f.price, f.delta, s.epoch, sid, seq)),
-            )
+        self._out_deltas.append(
+            _new(DeltaRow, (ts, ticker, rec, f.side, f.price, f.delta, s.epoch, sid, seq))
         )
         if quote is not None:
             self._quote_row(ticker, ts, rec, quote)
@@ -613,7 +626,7 @@ class Router:
             ts = self._advance(f.ts)
             s.last_ts = ts
             row[0] = ts
-            self.out.append(("orderbook_snapshots", SnapshotRow(*row)))
+            self._emit(("orderbook_snapshots", SnapshotRow(*row)))
             if gap is not None:
                 self._gap_row(ticker, gap, ts, rec)
             if quote is not None:
@@ -686,7 +699,7 @@ class Router:
             log.warning("invalid REST book ticker=%s: %s", ticker, exc)
             return False
         y, n = book.to_json_levels()
-        self.out.append(
+        self._emit(
             (
                 "orderbook_snapshots",
                 SnapshotRow(ts, ticker, now, "rest", self.epochs.next(), None, None, y, n),
@@ -732,7 +745,7 @@ class Router:
             self._trade_outage = None
             self.effects.backfill(outage, ts)
         self._trade_last_ts = ts
-        self.out.append(
+        self._emit(
             (
                 "trades",
                 TradeRow(
@@ -766,28 +779,25 @@ class Router:
             self.metrics.lag.observe((rec - ts).total_seconds(), "ticker")
         dv = f.dollar_volume
         doi = f.dollar_open_interest
-        self.out.append(
-            (
-                "market_stats",
-                _new(
-                    MarketStatsRow,
-                    (
-                        ts,
-                        f.market_ticker,
-                        rec,
-                        f.price,
-                        f.yes_bid,
-                        f.yes_ask,
-                        f.yes_bid_size,
-                        f.yes_ask_size,
-                        f.last_trade_size,
-                        f.volume,
-                        f.open_interest,
-                        None if dv is None else int(dv),
-                        None if doi is None else int(doi),
-                    ),
+        self._out_stats.append(
+            _new(
+                MarketStatsRow,
+                (
+                    ts,
+                    f.market_ticker,
+                    rec,
+                    f.price,
+                    f.yes_bid,
+                    f.yes_ask,
+                    f.yes_bid_size,
+                    f.yes_ask_size,
+                    f.last_trade_size,
+                    f.volume,
+                    f.open_interest,
+                    None if dv is None else int(dv),
+                    None if doi is None else int(doi),
                 ),
-            )
+            ),
         )
 
     # ---------------------------------------------------------------------------------------
@@ -808,7 +818,7 @@ class Router:
             info = cat.note_market(ticker, event_ticker, None, None)
         elif event_ticker:
             info.event_ticker = event_ticker
-        self.out.append(
+        self._emit(
             (
                 "lifecycle_events",
                 LifecycleRow(
@@ -871,7 +881,7 @@ class Router:
             if f.custom_strike is not None
             else (meta.custom_strike if meta is not None else None)
         )
-        self.out.append(
+        self._emit(
             (
                 "markets",
                 MarketRow(
@@ -911,7 +921,7 @@ class Router:
         if result not in SETTLEMENT_RESULTS:
             return  # the REST confirmation will write it
         value = f.settlement_value if f.settlement_value is not None else info.settlement_value
-        self.out.append(
+        self._emit(
             (
                 "settlements",
                 SettlementRow(
@@ -937,11 +947,11 @@ class Router:
             self._now_ts(rec), None, f.event_ticker, rec, kind, event_type,
             None, None, None, None, None, None, f.sid, f.seq, _encode(f.raw),
         )  # fmt: skip
-        self.out.append(("lifecycle_events", row))
+        self._emit(("lifecycle_events", row))
 
     def _on_event_lifecycle(self, f: EventLifecycle) -> None:
         self._event_row(f, "event", "event_lifecycle")
-        self.out.append(
+        self._emit(
             (
                 "events",
                 EventRow(

@@ -59,7 +59,7 @@ from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
 from kalshibook.settings import Settings
 from kalshibook.storage.pool import Pool
-from kalshibook.storage.writer import Writer, WriterFull
+from kalshibook.storage.writer import Writer
 
 __all__ = ("Collector", "WorkQueues")
 
@@ -238,6 +238,8 @@ class Collector:
         self._session: WsSession | None = None
         self._subscribed_session: WsSession | None = None
         self._last_frame_wall = 0.0
+        self._pump_lock = asyncio.Lock()
+        """Held while the router's rows are handed to the writer (per-table order across tasks)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._discovered_once = False
         self.discoveries = 0
@@ -401,18 +403,14 @@ class Collector:
     # ------------------------------------------------------------------------------------------
 
     async def _pump_rows(self) -> None:
-        router = self.router
-        out = router.out
-        if not out:
-            return
-        router.out = []
+        """Hand the router's rows to the writer: per table, at once while there is room, the
+        rest waiting for it (backpressure). Per-table order is what the writer keeps."""
         writer = self.writer
-        put_nowait = writer.put_nowait
-        for table, row in out:
-            try:
-                put_nowait(table, row)
-            except WriterFull:
-                await writer.put(table, row)
+        async with self._pump_lock:  # one taker at a time: a later take waits for the rest
+            for table, rows in self.router.take():
+                done = writer.put_table_nowait(table, rows)
+                for row in rows[done:]:
+                    await writer.put(table, row)
 
     async def _ws_task(self) -> None:
         sessions_iter = self.ws.connect_forever()
@@ -438,10 +436,7 @@ class Collector:
         """The hot loop: items -> router -> writer. Buffered items are taken in bulk (one await
         per burst, not per frame); rows go to the writer without awaiting unless its queue is
         full (backpressure)."""
-        router = self.router
-        handle_all = router.handle_all
-        writer = self.writer
-        put_rows = writer.put_rows_nowait
+        handle_all = self.router.handle_all
         take = session.take_nowait
         clock = time.monotonic
         while True:
@@ -453,14 +448,7 @@ class Collector:
                 except StopAsyncIteration:
                     break
             handle_all(items, self._router_failed)
-            # Rows of the whole burst, in order (per-table order is what the writer keeps):
-            # queued at once while there is room, the rest waiting for it (backpressure).
-            out = router.out
-            if out:
-                router.out = []
-                done = put_rows(out)
-                for table, row in out[done:]:
-                    await writer.put(table, row)
+            await self._pump_rows()  # the rows of the whole burst
         self._last_frame_wall = clock()
 
     def _router_failed(self, item: Any) -> None:

@@ -503,31 +503,34 @@ class Writer:
             "keeping up; use `await put()` to wait"
         )
 
-    def put_rows_nowait(self, items: Sequence[tuple[str, Row]]) -> int:
-        """Queue ``(table, row)`` pairs in order, each as :meth:`put_nowait` would, stopping at
-        the first one that cannot go straight in (queue full, writer closed, wrong width, unknown
-        table); returns how many were queued. The caller hands the rest, in order, to
-        :meth:`put` (which waits for room or raises the precise error). One call per burst."""
-        if not self._open:
+    def put_table_nowait(self, table: str, rows: Sequence[Row]) -> int:
+        """Queue rows of ``table`` in order, as :meth:`put_nowait` would each, while they go
+        straight in (writer open, known table, room, right width); returns how many were queued.
+        The caller hands the rest, in order, to :meth:`put` (which waits for room or raises the
+        precise error). The collector's per-burst call: one call per table, not per row."""
+        q = self._queues.get(table)
+        if q is None or not self._open or not rows:
             return 0
-        queues = self._queues
-        done = 0
-        for table, row in items:
-            q = queues.get(table)
-            if q is None:
-                return done
-            rows = q.rows
-            if len(rows) >= q.limit or len(row) != q.ncols:
-                return done
-            if not rows:
-                q.first_at = time.monotonic()
-                self._wake.set()
-            rows.append(row)
-            q.rows_put += 1
-            if len(rows) == q.trigger:
-                self._wake.set()
-            done += 1
-        return done
+        queued = q.rows
+        take = min(len(rows), q.limit - len(queued))
+        if take <= 0:
+            return 0
+        ncols = q.ncols
+        for i in range(take):
+            if len(rows[i]) != ncols:
+                take = i
+                break
+        if not take:
+            return 0
+        if not queued:
+            q.first_at = time.monotonic()
+            self._wake.set()
+        before = len(queued)
+        queued.extend(rows if take == len(rows) else rows[:take])
+        q.rows_put += take
+        if before < q.trigger <= len(queued):
+            self._wake.set()
+        return take
 
     async def put_many(self, table: str, rows: Iterable[Row]) -> None:
         """:meth:`put` for several rows of one table, in order."""

@@ -518,25 +518,25 @@ async def test_backpressure_blocks_producer_and_loses_nothing(db_url: str, tmp_p
     assert got == [(r.ts, r.yes_bid, r.yes_bid_size) for r in rows]
 
 
-async def test_put_rows_nowait_stops_where_a_row_cannot_go_straight_in(
-    db_url: str, tmp_path: Path
-) -> None:
-    """The collector's per-burst call: rows go in order until one would wait or fail; that one
-    and the rest are left to put()."""
+async def test_put_table_nowait_queues_what_goes_straight_in(db_url: str, tmp_path: Path) -> None:
+    """The collector's per-burst call: rows of a table go in, in order, until one would wait
+    (queue full) or fail (wrong width); that one and the rest are left to put()."""
     settings = make_settings(db_url, tmp_path, batch_rows=100_000, batch_age=60.0, queue_rows=4)
     async with writer_on(settings) as w:
-        burst: list[tuple[str, Any]] = [("orderbook_deltas", delta(i)) for i in range(3)]
-        burst += [("nope", (1,)), ("orderbook_deltas", delta(3))]
-        assert w.put_rows_nowait(burst) == 3  # stops at the unknown table
-        assert w.put_rows_nowait([("orderbook_deltas", (1, 2))]) == 0  # wrong width
-        assert w.put_rows_nowait([("orderbook_deltas", delta(i)) for i in (3, 4, 5)]) == 1
+        assert w.put_table_nowait("nope", [(1,)]) == 0
+        assert w.put_table_nowait("orderbook_deltas", []) == 0
+        assert w.put_table_nowait("orderbook_deltas", [delta(0), delta(1)]) == 2
+        assert w.put_table_nowait("orderbook_deltas", [delta(2), (1, 2), delta(3)]) == 1
+        assert w.put_table_nowait("orderbook_deltas", [delta(3), delta(4), delta(5)]) == 1
         assert w.stats().tables["orderbook_deltas"].queue_depth == 4  # full: the bound holds
+        assert w.put_table_nowait("orderbook_deltas", [delta(4)]) == 0
         await w.drain()
-        assert w.put_rows_nowait([("orderbook_deltas", delta(i)) for i in (4, 5)]) == 2
+        assert w.put_table_nowait("orderbook_deltas", [delta(4), delta(5)]) == 2
         await w.drain()
         got = await query(db_url, "SELECT seq FROM market.orderbook_deltas ORDER BY seq")
         assert got == [(i,) for i in range(6)]
-    assert w.put_rows_nowait([("orderbook_deltas", delta(6))]) == 0  # closed
+        assert w.stats().tables["orderbook_deltas"].rows_put == 6
+    assert w.put_table_nowait("orderbook_deltas", [delta(6)]) == 0  # closed
 
 
 async def test_drain_and_close_write_everything(db_url: str, tmp_path: Path) -> None:
