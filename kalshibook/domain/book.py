@@ -50,8 +50,6 @@ _EMPTY = -1
 """Best price of an empty side (real prices are >= 0)."""
 _TopKey = tuple[int, int, int, int]
 """``(best yes price, its size, best no price, its size)`` in units; ``_EMPTY`` where empty."""
-_UNKNOWN_TOP: _TopKey = (-2, -2, -2, -2)
-"""Top of a market whose first snapshot has not arrived: differs from every real top."""
 
 _levels_decoder = msgspec.json.Decoder(list[tuple[Decimal, Decimal]])
 
@@ -231,6 +229,8 @@ class OrderBook:
             raise BookError(f"invalid book side {side!r} (expected 'yes' or 'no')")
         if price < 0 or price > PRICE_SCALE:
             raise BookError(f"price units {price} outside [0, 1 dollar]")
+        if not delta:  # changes nothing (so True below always means a new top of book)
+            return False
         old = ladder.get(price, 0)
         new = old + delta
         if new > 0:
@@ -295,14 +295,21 @@ class OrderBook:
     def top(self) -> Quote:
         """Top of book on the YES scale (YES ask = 1 − best NO bid)."""
         by, bn = self._best_yes, self._best_no
+        # cache hits by one C call each (a zero price misses harmlessly: the helper returns it)
+        pget = _price_dec_cache.get
+        sget = _size_dec_cache.get
         if by == _EMPTY:
             yes_bid = yes_bid_size = None
         else:
-            yes_bid, yes_bid_size = _price_dec(by), _size_dec(self._yes[by])
+            n = self._yes[by]
+            yes_bid = pget(by) or _price_dec(by)
+            yes_bid_size = sget(n) or _size_dec(n)
         if bn == _EMPTY:
             yes_ask = yes_ask_size = None
         else:
-            yes_ask, yes_ask_size = _price_dec(PRICE_SCALE - bn), _size_dec(self._no[bn])
+            n = self._no[bn]
+            yes_ask = pget(PRICE_SCALE - bn) or _price_dec(PRICE_SCALE - bn)
+            yes_ask_size = sget(n) or _size_dec(n)
         return tuple.__new__(Quote, (yes_bid, yes_bid_size, yes_ask, yes_ask_size))
 
     def levels_units(self, side: str, depth: int | None = None) -> list[UnitLevel]:
@@ -385,7 +392,6 @@ class MarketBook:
         "last_checkpoint_at",
         "quote",
         "ticker",
-        "top_key",
     )
 
     def __init__(self, ticker: str) -> None:
@@ -397,7 +403,6 @@ class MarketBook:
         self.last_checkpoint_at: float | None = None
         self.quote: Quote | None = None
         """The last quote returned (None before the first snapshot)."""
-        self.top_key: _TopKey = _UNKNOWN_TOP
 
     @property
     def ready(self) -> bool:
@@ -509,7 +514,8 @@ class BookSet:
         m.deltas_since_checkpoint += 1
         if not changed:
             return None
-        return self._after_change(m)
+        m.quote = q = m.book.top()  # changed means the top of book changed
+        return q
 
     def apply_delta_units(self, ticker: str, side: str, price: int, delta: int) -> Quote | None:
         """:meth:`apply_delta` with integer units."""
@@ -532,15 +538,16 @@ class BookSet:
         m.deltas_since_checkpoint += 1
         if not changed:
             return None
-        return self._after_change(m)
+        m.quote = q = m.book.top()  # changed means the top of book changed
+        return q
 
     def _after_change(self, m: MarketBook) -> Quote | None:
-        key = m.book._top_key()
-        if key == m.top_key:
+        """The new quote when the top of book differs from the last one returned, else None."""
+        q = m.book.top()
+        if q == m.quote:
             return None
-        m.top_key = key
-        m.quote = m.book.top()
-        return m.quote
+        m.quote = q
+        return q
 
     def mark_dirty(self, tickers: Iterable[str]) -> list[str]:
         """Mark books dirty after a gap (deltas dropped until their next snapshot).

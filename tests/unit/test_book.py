@@ -144,6 +144,18 @@ def test_bookset_drops_deltas_before_snapshot_and_while_dirty() -> None:
     )
 
 
+def test_a_zero_delta_changes_nothing_and_gives_no_quote() -> None:
+    books = BookSet()
+    books.apply_snapshot("M", [(D("0.5"), D("1"))], [(D("0.3"), D("2"))], now=0.0)
+    held = books.get("M")
+    assert held is not None
+    for side, price in (("yes", "0.5"), ("no", "0.3"), ("yes", "0.6"), ("no", "0.2")):
+        assert books.apply_delta("M", side, D(price), D("0")) is None
+        assert books.apply_delta_to(held, side, D(price), D("-0.00")) is None
+    assert books.book("M").levels("yes") == [(D("0.5"), D("1"))]  # type: ignore[union-attr]
+    assert books.quote("M") == Quote(D("0.5"), D("1"), D("0.7"), D("2"))
+
+
 def test_bookset_negative_delta_marks_dirty_and_raises() -> None:
     books = BookSet()
     books.apply_snapshot("M", [(D("0.5"), D("1"))], [], now=0.0)
@@ -184,6 +196,7 @@ PRICES = [D(x) for x in ("0.01", "0.02", "0.1", "0.3", "0.45", "0.5", "0.55", "0
     D("0.123456"),
 ]
 sizes = st.integers(1, 10_000_00).map(lambda n: D(n).scaleb(-2))
+deltas = st.one_of(sizes, st.just(D("0.00")))  # a zero delta changes nothing
 prices = st.sampled_from(PRICES)
 sides = st.sampled_from(["yes", "no"])
 levels = st.lists(st.tuples(prices, sizes), max_size=8)
@@ -279,7 +292,7 @@ def test_book_matches_reference(data: st.DataObject, yes: list[Any], no: list[An
 
 ops = st.one_of(
     st.tuples(st.just("snapshot"), st.sampled_from("AB"), levels, levels),
-    st.tuples(st.just("delta"), st.sampled_from("AB"), sides, prices, sizes, st.booleans()),
+    st.tuples(st.just("delta"), st.sampled_from("AB"), sides, prices, deltas, st.booleans()),
     st.tuples(st.just("dirty"), st.sampled_from("AB")),
 )
 
@@ -323,7 +336,13 @@ def test_bookset_quotes_emitted_iff_top_changed(steps: list[Any]) -> None:
                     books.apply_delta(ticker, side, price, delta)
                 dirty.add(ticker)
                 continue
-            got = books.apply_delta(ticker, side, price, delta)
+            if negative:  # both entry points: by ticker, and on the book the caller holds
+                got = books.apply_delta(ticker, side, price, delta)
+            else:
+                held = books.get(ticker)
+                assert held is not None
+                assert held.ready
+                got = books.apply_delta_to(held, side, price, delta)
         expected = refs[ticker].top()
         if ticker not in last or last[ticker] != expected:
             assert got == expected
