@@ -808,14 +808,6 @@ class DecodeStats:
     def total(self) -> int:
         return sum(self.by_type.values()) + sum(self.unknown_types.values()) + self.malformed
 
-    def _count(self, type_: str, raw: bytes | str) -> None:
-        by_type = self.by_type
-        n = by_type.get(type_, 0)
-        by_type[type_] = n + 1
-        every = self.field_sample_every
-        if every > 0 and n % every == 0:  # the first frame of a type, then every Nth
-            self._sample_fields(type_, raw)
-
     def _sample_fields(self, type_: str, raw: bytes | str) -> None:
         obj = _GENERIC_DECODER.decode(raw)
         if not isinstance(obj, dict):  # pragma: no cover - already validated
@@ -1150,8 +1142,14 @@ def decode_frame(
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError(f"invalid Kalshi frame: {exc}") from None
-    if stats is not None:
-        stats._count(_TAG_OF[env.__class__], raw)
+    if stats is not None:  # stats._count, inline: once per frame
+        tag = _TAG_OF[env.__class__]
+        by_type = stats.by_type
+        n = by_type.get(tag, 0)
+        by_type[tag] = n + 1
+        every = stats.field_sample_every
+        if every > 0 and n % every == 0:
+            stats._sample_fields(tag, raw)
     return frame
 
 
