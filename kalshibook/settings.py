@@ -73,12 +73,14 @@ class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_rows: int = 10_000
-    """Flush a table's batch when it holds this many rows."""
+    """A table's rows are due for writing once this many are queued; also the most rows one COPY
+    transaction takes."""
     # 10,000 (was 5,000): fewer, larger COPY transactions cost PostgreSQL and the feed less per
     # row (bench_collector: ~+7 % frames/s; 20,000 measured no better), and the age bound below,
     # not the size, still decides latency at ordinary rates.
     batch_age: float = 0.2
-    """Flush a table's batch after this many seconds even if not full."""
+    """... or once the oldest has waited this many seconds. Due rows go to the next free COPY
+    worker; while all are busy they keep gathering (fewer, larger transactions under load)."""
     memory_rows: int = 200_000
     """Rows held in memory (all tables) while the database is down before spooling to disk."""
     queue_rows: int = 50_000

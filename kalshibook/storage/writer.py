@@ -6,14 +6,18 @@ tables, row types and SQL)::
     async with Writer(settings, pool) as w:
         await w.put("orderbook_deltas", DeltaRow(...))   # waits while the queue is full
         w.put_nowait("quotes", QuoteRow(...))            # raises WriterFull instead of waiting
+        n = w.put_table_nowait("quotes", rows)           # as many as go in at once (per burst)
         await w.upsert_markets([MarketRow(...)])
         await w.drain()                                   # everything put so far is committed
 
 Inside, supervised coroutines share the state (one event loop, no locks):
 
-* **intake** cuts a table's queue into a batch when it holds ``batch_rows`` rows or its oldest row
-  is ``batch_age`` seconds old. While the database keeps up, a table has at most one batch in
-  flight, so a slow database fills the queue and blocks producers: backpressure, counted in
+* **intake** cuts a table's queue into a batch (at most ``batch_rows`` rows) once it is due (it
+  holds ``batch_rows`` rows or its oldest row is ``batch_age`` seconds old) and a flusher is free
+  to take it, the oldest due table first; while every flusher is busy the rows keep gathering,
+  so under load each transaction carries more of them (group commit). While the database keeps
+  up, a table has at most one batch in flight, so a slow database fills the queue and blocks
+  producers: backpressure, counted in
   :meth:`Writer.stats`. While the database is down (or spooled batches of the table are still
   being replayed) intake keeps cutting so producers never block: batches stay in memory up to
   ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
