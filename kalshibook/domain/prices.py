@@ -82,13 +82,16 @@ def cents_to_dollars(cents: int) -> Decimal:
 
 
 def _to_units(d: Decimal, exp: int, what: str) -> int:
-    if not isinstance(d, Decimal) or not d.is_finite():
+    if not isinstance(d, Decimal):
         raise ProtocolError(f"invalid {what} {d!r}")
-    scaled = d.scaleb(exp)
-    integral = scaled.to_integral_value()
-    if scaled != integral:
+    try:
+        scaled = d.scaleb(exp)  # exact: only the exponent moves
+        units = int(scaled)  # truncates; NaN -> ValueError, infinity -> OverflowError
+    except (ValueError, OverflowError, ArithmeticError):
+        raise ProtocolError(f"invalid {what} {d!r}") from None
+    if units != scaled:
         raise ProtocolError(f"{what} {d} has more than {exp} decimal places")
-    return int(integral)
+    return units
 
 
 def price_to_units(price: Decimal) -> int:
