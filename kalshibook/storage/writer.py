@@ -207,6 +207,7 @@ class _Queue:
         "ncols",
         "rows",
         "rows_put",
+        "segs",
         "space",
         "spec",
         "trigger",
@@ -216,6 +217,10 @@ class _Queue:
     def __init__(self, spec: TableSpec, limit: int, trigger: int) -> None:
         self.spec = spec
         self.rows: list[Row] = []
+        self.segs: list[tuple[int, bytes | None]] = []
+        """``rows`` in consecutive runs: ``(count, their msgpack items)`` for a run queued by
+        :meth:`Writer.put_table_nowait` (encoded at once, while the rows are still in the CPU's
+        cache), ``(count, None)`` for rows queued one by one. The counts add up to ``len(rows)``."""
         self.first_at = 0.0
         """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
         self.limit = limit
@@ -229,6 +234,7 @@ class _Queue:
 
 class _Batch:
     __slots__ = (
+        "body",
         "done",
         "live",
         "n",
@@ -266,6 +272,8 @@ class _Batch:
         """Rows at the front already committed or rejected (after a partial, bisected write)."""
         self.live = live
         """Put by this process (False: recovered from a previous process's spool)."""
+        self.body: bytes | None = None
+        """All of ``rows`` msgpack-encoded already (from the queue's encoded runs), or None."""
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -290,6 +298,36 @@ def _spool_name(seq: int, table: str) -> str:
 
 
 _encoder = msgspec.msgpack.Encoder()
+
+
+def _items_of(rows: Sequence[Row]) -> bytes | None:
+    """The msgpack encoding of ``rows`` without its array header (None if a row cannot be
+    encoded: such rows are left to the batch's own encoding, which isolates them)."""
+    try:
+        data = _encoder.encode(rows)
+    except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
+        return None
+    head = data[0]
+    return data[1:] if head < 0xDC else data[3:] if head == 0xDC else data[5:]
+
+
+def _array_head(n: int) -> bytes:
+    """msgpack array header for ``n`` items (fixarray, array 16, array 32)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _one_more(segs: list[tuple[int, bytes | None]]) -> None:
+    """A row queued on its own: extend the trailing unencoded run or start one."""
+    if segs and segs[-1][1] is None:
+        segs[-1] = (segs[-1][0] + 1, None)
+    else:
+        segs.append((1, None))
+
+
 _decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
     spec.name: msgspec.msgpack.Decoder(
         tuple[int, str, list[spec.row_type], str, int],  # type: ignore[name-defined]
@@ -530,7 +568,9 @@ class Writer:
             q.first_at = time.monotonic()
             self._wake.set()
         before = len(queued)
-        queued.extend(rows if take == len(rows) else rows[:take])
+        run = rows if take == len(rows) else rows[:take]
+        queued.extend(run)
+        q.segs.append((take, _items_of(run)))
         q.rows_put += take
         if before < q.trigger <= len(queued):
             self._wake.set()
@@ -571,6 +611,7 @@ class Writer:
                 q.first_at = time.monotonic()
                 self._wake.set()
             rows.append(row)
+            _one_more(q.segs)
             q.rows_put += 1
             if len(rows) == q.trigger:
                 self._wake.set()
@@ -594,6 +635,7 @@ class Writer:
             q.first_at = time.monotonic()
             self._wake.set()
         q.rows.append(row)
+        _one_more(q.segs)
         q.rows_put += 1
         if len(q.rows) >= q.trigger:
             self._wake.set()
@@ -722,20 +764,43 @@ class Writer:
                 except TimeoutError:
                     pass
 
-    def _take(self, q: _Queue) -> list[Row]:
-        if len(q.rows) <= self._batch_rows:
+    def _take(self, q: _Queue) -> tuple[list[Row], bytes | None]:
+        """The next batch of ``q``: up to ``batch_rows`` rows, whole runs (a first run longer
+        than that is split, and loses its encoding); with their msgpack body when every run in
+        it was encoded at put time."""
+        segs = q.segs
+        limit = self._batch_rows
+        n = k = 0
+        parts: list[bytes] = []
+        encoded = True
+        for count, items in segs:
+            if n + count > limit:
+                if k == 0:
+                    segs[0] = (count - limit, None)
+                    n = limit
+                    encoded = False
+                break
+            n += count
+            k += 1
+            if items is None:
+                encoded = False
+            elif encoded:
+                parts.append(items)
+        del segs[:k]
+        if n >= len(q.rows):
             rows = q.rows
             q.rows = []
         else:
-            rows = q.rows[: self._batch_rows]
-            del q.rows[: self._batch_rows]
+            rows = q.rows[:n]
+            del q.rows[:n]
         q.space.set()
-        return rows
+        return rows, (_array_head(n) + b"".join(parts) if encoded and n else None)
 
     def _cut(self, q: _Queue) -> _Batch:
-        rows = self._take(q)
+        rows, body = self._take(q)
         self._seq += 1
         batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
+        batch.body = body
         self._held_rows += batch.n
         self._backlog[q.spec.name].append(batch)
         self._work.set()
@@ -746,7 +811,7 @@ class Writer:
         n = min(len(q.rows), self._batch_rows)
         if self._held_rows + n <= self._memory_rows or now < self._spool_retry_at:
             return self._cut(q).n
-        rows = self._take(q)
+        rows, _ = self._take(q)
         self._seq += 1
         batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         try:
@@ -907,8 +972,9 @@ class Writer:
                     "start": batch.offset + lo,
                     "done": batch.offset + hi,
                 }
+            body = batch.body if part is rows and rows is batch.rows else None
             try:
-                inserted, skipped = await self._write_rows(worker, spec, part, mark)
+                inserted, skipped = await self._write_rows(worker, spec, part, mark, body)
             except Exception as exc:
                 if not _is_data_error(exc):
                     raise
@@ -940,13 +1006,16 @@ class Writer:
         spec: TableSpec,
         rows: Sequence[Row],
         mark: dict[str, Any] | None = None,
+        body: bytes | None = None,
     ) -> tuple[int, int]:
         """One transaction, in ``worker``'s process: ``(rows inserted, rows skipped because the
-        commit mark shows them committed before)`` (see :func:`copyworker.write_rows`)."""
-        try:
-            body = _encoder.encode(rows)
-        except msgspec.EncodeError as exc:
-            raise ValueError(f"a {spec.name} row cannot be encoded: {exc}") from None
+        commit mark shows them committed before)`` (see :func:`copyworker.write_rows`).
+        ``body``: ``rows`` already msgpack-encoded."""
+        if body is None:
+            try:
+                body = _encoder.encode(rows)
+            except msgspec.EncodeError as exc:
+                raise ValueError(f"a {spec.name} row cannot be encoded: {exc}") from None
         return await worker.write(spec.name, mark, body)
 
     async def _reject(self, spec: TableSpec, row: Row, exc: BaseException) -> None:
@@ -1073,7 +1142,7 @@ class Writer:
             backlog.clear()
         for q in self._queues.values():
             while q.rows:
-                rows = self._take(q)
+                rows, _ = self._take(q)
                 self._seq += 1
                 self._spool_sync(self._seq, q.spec, rows)
                 count += 1

@@ -539,6 +539,40 @@ async def test_put_table_nowait_queues_what_goes_straight_in(db_url: str, tmp_pa
     assert w.put_table_nowait("orderbook_deltas", [delta(6)]) == 0  # closed
 
 
+async def test_runs_encoded_at_put_time_make_the_same_batches(db_url: str, tmp_path: Path) -> None:
+    """put_table_nowait encodes each run at once; batches made of such runs are sent as those
+    bytes. Mixed with rows put one by one, and with a run longer than a batch (split), every row
+    is written once, in order."""
+    settings = make_settings(db_url, tmp_path, batch_rows=7, batch_age=60.0, queue_rows=1000)
+    async with writer_on(settings) as w:
+        seq = iter(range(1000))
+        expected: list[int] = []
+        for size in (3, 1, 4, 20, 1, 2, 2, 16, 5):
+            rows = [delta(next(seq)) for _ in range(size)]
+            expected += [r.seq for r in rows]
+            if size == 1:
+                await w.put("orderbook_deltas", rows[0])
+            else:
+                assert w.put_table_nowait("orderbook_deltas", rows) == size
+        await w.drain()
+        got = await query(db_url, "SELECT seq FROM market.orderbook_deltas ORDER BY seq")
+        assert [r[0] for r in got] == expected
+        assert w.stats().tables["orderbook_deltas"].rows_written == len(expected)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 65535, 65536, 70000])
+def test_msgpack_array_head_matches_msgspec(n: int) -> None:
+    from kalshibook.storage.writer import _array_head, _items_of
+
+    rows = [(i,) for i in range(n)]
+    encoded = msgspec.msgpack.encode(rows)
+    assert _array_head(n) + (_items_of(rows) or b"") == encoded
+    halves = _array_head(n) + b"".join(
+        part for part in (_items_of(rows[: n // 2]), _items_of(rows[n // 2 :])) if part
+    )
+    assert msgspec.msgpack.decode(halves) == [list(r) for r in rows]
+
+
 async def test_drain_and_close_write_everything(db_url: str, tmp_path: Path) -> None:
     settings = make_settings(db_url, tmp_path, batch_rows=100_000, batch_age=60.0)
     async with writer_on(settings) as w:
