@@ -220,7 +220,8 @@ class _Queue:
         self.segs: list[tuple[int, bytes | None]] = []
         """``rows`` in consecutive runs: ``(count, their msgpack items)`` for a run queued by
         :meth:`Writer.put_table_nowait` (encoded at once, while the rows are still in the CPU's
-        cache), ``(count, None)`` for rows queued one by one. The counts add up to ``len(rows)``."""
+        cache), ``(count, None)`` for rows queued one by one. The counts add up to ``len(rows)``;
+        empty while no run is queued (then every row was queued one by one)."""
         self.first_at = 0.0
         """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
         self.limit = limit
@@ -570,6 +571,8 @@ class Writer:
         before = len(queued)
         run = rows if take == len(rows) else rows[:take]
         queued.extend(run)
+        if not q.segs and before:  # the rows queued one by one before it
+            q.segs.append((before, None))
         q.segs.append((take, _items_of(run)))
         q.rows_put += take
         if before < q.trigger <= len(queued):
@@ -611,7 +614,8 @@ class Writer:
                 q.first_at = time.monotonic()
                 self._wake.set()
             rows.append(row)
-            _one_more(q.segs)
+            if q.segs:
+                _one_more(q.segs)
             q.rows_put += 1
             if len(rows) == q.trigger:
                 self._wake.set()
@@ -635,7 +639,8 @@ class Writer:
             q.first_at = time.monotonic()
             self._wake.set()
         q.rows.append(row)
-        _one_more(q.segs)
+        if q.segs:
+            _one_more(q.segs)
         q.rows_put += 1
         if len(q.rows) >= q.trigger:
             self._wake.set()
@@ -770,6 +775,15 @@ class Writer:
         it was encoded at put time."""
         segs = q.segs
         limit = self._batch_rows
+        if not segs:  # only rows queued one by one
+            if len(q.rows) <= limit:
+                rows = q.rows
+                q.rows = []
+            else:
+                rows = q.rows[:limit]
+                del q.rows[:limit]
+            q.space.set()
+            return rows, None
         n = k = 0
         parts: list[bytes] = []
         encoded = True

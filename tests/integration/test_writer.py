@@ -545,9 +545,17 @@ async def test_runs_encoded_at_put_time_make_the_same_batches(db_url: str, tmp_p
     is written once, in order."""
     settings = make_settings(db_url, tmp_path, batch_rows=7, batch_age=60.0, queue_rows=1000)
     async with writer_on(settings) as w:
+        sent_encoded: list[bool] = []
+        write_rows = w._write_rows
+
+        async def spy(*args: Any) -> tuple[int, int]:
+            sent_encoded.append(len(args) > 4 and args[4] is not None)
+            return await write_rows(*args)
+
+        w._write_rows = spy  # type: ignore[method-assign]
         seq = iter(range(1000))
         expected: list[int] = []
-        for size in (3, 1, 4, 20, 1, 2, 2, 16, 5):
+        for size in (1, 1, 3, 1, 4, 20, 1, 2, 2, 16, 5):
             rows = [delta(next(seq)) for _ in range(size)]
             expected += [r.seq for r in rows]
             if size == 1:
@@ -558,6 +566,8 @@ async def test_runs_encoded_at_put_time_make_the_same_batches(db_url: str, tmp_p
         got = await query(db_url, "SELECT seq FROM market.orderbook_deltas ORDER BY seq")
         assert [r[0] for r in got] == expected
         assert w.stats().tables["orderbook_deltas"].rows_written == len(expected)
+        assert any(sent_encoded)  # batches made only of runs went as their bytes
+        assert not all(sent_encoded)  # the others were encoded when written
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 65535, 65536, 70000])
