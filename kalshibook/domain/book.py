@@ -505,17 +505,7 @@ class BookSet:
         su = _size_cache.get(delta)
         if su is None:
             su = _size_units(delta)
-        try:
-            changed = m.book.apply_delta_units(side, pu, su)
-        except BookError:
-            m.dirty = True
-            self.rejected_deltas += 1
-            raise
-        m.deltas_since_checkpoint += 1
-        if not changed:
-            return None
-        m.quote = q = m.book.top()  # changed means the top of book changed
-        return q
+        return self._apply(m, side, pu, su)
 
     def apply_delta_units(self, ticker: str, side: str, price: int, delta: int) -> Quote | None:
         """:meth:`apply_delta` with integer units."""

@@ -775,18 +775,11 @@ class Writer:
         it was encoded at put time."""
         segs = q.segs
         limit = self._batch_rows
-        if not segs:  # only rows queued one by one
-            if len(q.rows) <= limit:
-                rows = q.rows
-                q.rows = []
-            else:
-                rows = q.rows[:limit]
-                del q.rows[:limit]
-            q.space.set()
-            return rows, None
         n = k = 0
         parts: list[bytes] = []
-        encoded = True
+        encoded = bool(segs)
+        if not segs:  # only rows queued one by one
+            n = min(len(q.rows), limit)
         for count, items in segs:
             if n + count > limit:
                 if k == 0:
