@@ -452,8 +452,10 @@ class Run:
 
 def throughput(run: Run, samples: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
     feed = json.loads(run.stats_file.read_text())
-    t_end = samples[-1][0]
     m = samples[-1][1]
+    # The end is the last commit (the daemon's gauge, same clock), not the sample that saw it:
+    # sampling every `interval` s would add up to one interval to every run.
+    t_end = m.get("kalshibook_collector_writer_last_commit_timestamp_seconds") or samples[-1][0]
     rows = _sum(m, "kalshibook_collector_writer_rows_written_total") + _sum(
         m, "kalshibook_collector_writer_rows_duplicate_total"
     )

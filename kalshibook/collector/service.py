@@ -1059,6 +1059,11 @@ class Collector:
             "batches committed",
             lambda: float(writer.stats().batches_written),
         )
+        m.add_gauge(
+            "writer_last_commit_timestamp_seconds",
+            "Unix time the last batch committed (0 before the first): write freshness",
+            lambda: writer.stats().last_commit_at or 0.0,
+        )
 
         def latency() -> tuple[tuple[float, ...], tuple[int, ...], int, float]:
             h = writer.stats().batch_latency

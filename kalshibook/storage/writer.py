@@ -160,6 +160,8 @@ class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
     spool_errors: int
     retries: int
     batches_written: int
+    last_commit_at: float | None
+    """Unix time the last batch committed (None before the first)."""
     worker_starts: int
     """COPY worker processes started (one per flusher at first use; more = workers replaced)."""
     batch_latency_last: float | None
@@ -430,6 +432,7 @@ class Writer:
         """Live rows committed or rejected, per table (for drain)."""
         self._retries = 0
         self._batches_written = 0
+        self._last_commit_at: float | None = None
         self._spooled_total = 0
         self._replayed_total = 0
         self._spool_errors = 0
@@ -690,6 +693,7 @@ class Writer:
             spool_errors=self._spool_errors,
             retries=self._retries,
             batches_written=self._batches_written,
+            last_commit_at=self._last_commit_at,
             worker_starts=sum(w.spawned for w in self._workers),
             batch_latency_last=self._latency.last,
             batch_latency=self._latency.snapshot(),
@@ -931,6 +935,7 @@ class Writer:
         else:
             self._recovered_pending -= 1
         self._batches_written += 1
+        self._last_commit_at = time.time()
         self._progress.set()
         self._wake.set()
 

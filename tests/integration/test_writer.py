@@ -247,6 +247,8 @@ async def test_rows_of_every_table_land_exactly(db_url: str, tmp_path: Path) -> 
         "book_gaps": BookGapRow(T0 - timedelta(seconds=5), T0, "KXTEST-1", "seq_gap", 3, T0),
     }
     async with writer_on(settings) as w:
+        assert w.stats().last_commit_at is None
+        before = time.time()
         for table, row in rows.items():
             await w.put(table, row)
         await w.drain()
@@ -255,6 +257,8 @@ async def test_rows_of_every_table_land_exactly(db_url: str, tmp_path: Path) -> 
         assert stats.tables[table].rows_written == 1
     assert stats.batch_latency.count >= 1
     assert stats.batch_latency_last is not None
+    assert stats.last_commit_at is not None
+    assert before <= stats.last_commit_at <= time.time()
 
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         for table, row in rows.items():
