@@ -275,6 +275,10 @@ class _Child:
                 self.staged.add(table)
             return ["ok", *write_rows(conn, spec, rows, mark)]
         except psycopg.Error as exc:
+            if exc.sqlstate is None and isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+                # raised by psycopg itself (e.g. a NUL in a text parameter): the row is at fault,
+                # not the connection, so it must be isolated, not retried
+                return ["error", "rows", None, f"{type(exc).__name__}: {_one_line(exc)}"]
             return ["error", "psycopg", exc.sqlstate, _one_line(exc)]
         except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
             return ["error", "rows", None, f"{type(exc).__name__}: {_one_line(exc)}"]

@@ -137,7 +137,8 @@ class TableStats(msgspec.Struct, frozen=True, kw_only=True):
     rows_written: int
     """Rows committed (for dedupe tables: rows actually inserted)."""
     rows_duplicate: int
-    """Rows skipped as duplicates (dedupe tables)."""
+    """Rows not inserted again: duplicates of a dedupe table, or rows a replayed spool file
+    carried that its commit mark shows committed already."""
     rows_rejected: int
     """Rows the database refused as invalid, kept in ``rejected/<table>.jsonl``."""
     rows_held: int
@@ -161,7 +162,8 @@ class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
     retries: int
     batches_written: int
     last_commit_at: float | None
-    """Unix time the last batch committed (None before the first)."""
+    """Unix time the writer last finished a batch (committed; or, rarely, set aside as rejected
+    rows or an unreadable spool file); None before the first."""
     worker_starts: int
     """COPY worker processes started (one per flusher at first use; more = workers replaced)."""
     batch_latency_last: float | None
@@ -222,8 +224,8 @@ class _Queue:
         self.segs: list[tuple[int, bytes | None]] = []
         """``rows`` in consecutive runs: ``(count, their msgpack items)`` for a run queued by
         :meth:`Writer.put_table_nowait` (encoded at once, while the rows are still in the CPU's
-        cache), ``(count, None)`` for rows queued one by one. The counts add up to ``len(rows)``;
-        empty while no run is queued (then every row was queued one by one)."""
+        cache), ``(count, None)`` for rows queued one by one (encoded when their batch is cut).
+        The counts add up to ``len(rows)``; empty while only single rows were queued."""
         self.first_at = 0.0
         """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
         self.limit = limit
@@ -276,7 +278,8 @@ class _Batch:
         self.live = live
         """Put by this process (False: recovered from a previous process's spool)."""
         self.body: bytes | None = None
-        """All of ``rows`` msgpack-encoded already (from the queue's encoded runs), or None."""
+        """All of ``rows`` msgpack-encoded when the batch was cut (None: encoded when written,
+        or spooled). Held with the rows while the database is away."""
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -305,7 +308,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 def _items_of(rows: Sequence[Row]) -> bytes | None:
     """The msgpack encoding of ``rows`` without its array header (None if a row cannot be
-    encoded: such rows are left to the batch's own encoding, which isolates them)."""
+    encoded: the batch is then encoded when written, which isolates the row)."""
     try:
         data = _encoder.encode(rows)
     except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
@@ -391,9 +394,9 @@ class Writer:
         ]
         """One child process per flusher runs its transactions (see copyworker)."""
         self._inflight: set[str] = set()
+        """Tables with a batch being written (at most one per table: per-table order)."""
         self._idle_flushers = 0
         """Flushers waiting for a batch: the intake cuts a due batch only for one of them."""
-        """Tables with a batch being written (at most one per table: per-table order)."""
         self._batch_rows = ws.batch_rows
         self._batch_age = ws.batch_age
         self._memory_rows = ws.memory_rows
@@ -774,38 +777,37 @@ class Writer:
                     pass
 
     def _take(self, q: _Queue) -> tuple[list[Row], bytes | None]:
-        """The next batch of ``q``: up to ``batch_rows`` rows, whole runs (a first run longer
-        than that is split, and loses its encoding); with their msgpack body when every run in
-        it was encoded at put time."""
+        """The next batch of ``q``: its first ``batch_rows`` rows (all when fewer), with their
+        msgpack body: runs encoded at put time as they are, the rest encoded now (a run the cut
+        splits is re-encoded for the part taken). The body is None only when a row cannot be
+        encoded (the write then encodes the rows itself, which isolates that row)."""
+        rows_q = q.rows
+        n = min(len(rows_q), self._batch_rows)
         segs = q.segs
-        limit = self._batch_rows
-        n = k = 0
-        parts: list[bytes] = []
-        encoded = bool(segs)
         if not segs:  # only rows queued one by one
-            n = min(len(q.rows), limit)
+            segs.append((len(rows_q), None))
+        parts: list[bytes | None] = []
+        pos = k = 0
         for count, items in segs:
-            if n + count > limit:
-                if k == 0:
-                    segs[0] = (count - limit, None)
-                    n = limit
-                    encoded = False
+            if pos + count > n:
                 break
-            n += count
+            parts.append(items if items is not None else _items_of(rows_q[pos : pos + count]))
+            pos += count
             k += 1
-            if items is None:
-                encoded = False
-            elif encoded:
-                parts.append(items)
         del segs[:k]
-        if n >= len(q.rows):
-            rows = q.rows
+        if pos < n:  # the cut falls inside the next run: take its head, unencoded remainder
+            parts.append(_items_of(rows_q[pos:n]))
+            segs[0] = (segs[0][0] - (n - pos), None)
+        if n == len(rows_q):
+            rows = rows_q
             q.rows = []
         else:
-            rows = q.rows[:n]
-            del q.rows[:n]
+            rows = rows_q[:n]
+            del rows_q[:n]
         q.space.set()
-        return rows, (_array_head(n) + b"".join(parts) if encoded and n else None)
+        if None in parts:
+            return rows, None
+        return rows, b"".join([_array_head(n), *parts])  # type: ignore[list-item]
 
     def _cut(self, q: _Queue) -> _Batch:
         rows, body = self._take(q)
@@ -870,9 +872,8 @@ class Writer:
                 continue
             name = batch.spec.name
             self._inflight.add(name)
-            await self._flush(
-                batch, worker
-            )  # raises only when the writer is failing: table stays taken
+            # raises only when the writer is failing: the table then stays taken
+            await self._flush(batch, worker)
             self._inflight.discard(name)
             self._work.set()  # a batch of this table may have been skipped meanwhile
 
