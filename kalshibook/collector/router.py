@@ -301,8 +301,7 @@ class Router:
         """:meth:`take`, flattened to ``(table, row)`` pairs (in order within each table)."""
         return [(table, row) for table, rows in self.take() for row in rows]
 
-    def _emit(self, item: tuple[str, Row]) -> None:
-        table, row = item
+    def _emit(self, table: str, row: Row) -> None:
         self._out[table].append(row)
 
     def _bind_out(self) -> None:
@@ -332,7 +331,7 @@ class Router:
             mk = u.mk
             row = u.row
             row[0] = ts
-            self._emit(("orderbook_snapshots", SnapshotRow(*row)))
+            self._emit("orderbook_snapshots", SnapshotRow(*row))
             if u.gap is not None:
                 self._gap_row(mk.ticker, u.gap, ts, row[2])
             if u.quote is not None:
@@ -378,7 +377,7 @@ class Router:
         from_ts, reason, sid = gap
         if to_ts < from_ts:
             to_ts = from_ts
-        self._emit(("book_gaps", BookGapRow(from_ts, to_ts, ticker, reason, sid, now)))
+        self._emit("book_gaps", BookGapRow(from_ts, to_ts, ticker, reason, sid, now))
         self.metrics.gaps.inc(1.0, reason)
 
     def _checkpoint_row(self, mk: _Mk, now: datetime) -> bool:
@@ -387,10 +386,8 @@ class Router:
             return False
         yes, no = mb.book.to_json_levels()
         self._emit(
-            (
-                "orderbook_snapshots",
-                SnapshotRow(mk.ts, mk.ticker, now, "checkpoint", mk.epoch, mk.sid, mk.seq, yes, no),
-            )
+            "orderbook_snapshots",
+            SnapshotRow(mk.ts, mk.ticker, now, "checkpoint", mk.epoch, mk.sid, mk.seq, yes, no),
         )
         self.books.mark_checkpoint(mk.ticker, self._mono())
         self.metrics.checkpoints.inc()
@@ -630,7 +627,7 @@ class Router:
             ts = self._advance(f.ts)
             s.last_ts = ts
             row[0] = ts
-            self._emit(("orderbook_snapshots", SnapshotRow(*row)))
+            self._emit("orderbook_snapshots", SnapshotRow(*row))
             if gap is not None:
                 self._gap_row(ticker, gap, ts, rec)
             if quote is not None:
@@ -704,10 +701,8 @@ class Router:
             return False
         y, n = book.to_json_levels()
         self._emit(
-            (
-                "orderbook_snapshots",
-                SnapshotRow(ts, ticker, now, "rest", self.epochs.next(), None, None, y, n),
-            )
+            "orderbook_snapshots",
+            SnapshotRow(ts, ticker, now, "rest", self.epochs.next(), None, None, y, n),
         )
         self._gap_row(ticker, mk.gap, ts, now)
         self._quote_row(ticker, ts, now, book.top())
@@ -750,22 +745,20 @@ class Router:
             self.effects.backfill(outage, ts)
         self._trade_last_ts = ts
         self._emit(
-            (
-                "trades",
-                TradeRow(
-                    ts,
-                    _uuid(f.trade_id, UUID),
-                    f.market_ticker,
-                    f.yes_price,
-                    f.no_price,
-                    f.count,
-                    f.taker_outcome_side,
-                    f.taker_book_side,
-                    bool(f.is_block_trade),
-                    "ws",
-                    rec,
-                ),
-            )
+            "trades",
+            TradeRow(
+                ts,
+                _uuid(f.trade_id, UUID),
+                f.market_ticker,
+                f.yes_price,
+                f.no_price,
+                f.count,
+                f.taker_outcome_side,
+                f.taker_book_side,
+                bool(f.is_block_trade),
+                "ws",
+                rec,
+            ),
         )
 
     def _on_ticker(self, f: Ticker) -> None:
@@ -823,26 +816,24 @@ class Router:
         elif event_ticker:
             info.event_ticker = event_ticker
         self._emit(
-            (
-                "lifecycle_events",
-                LifecycleRow(
-                    ts,
-                    ticker,
-                    info.event_ticker,
-                    rec,
-                    "market",
-                    et,
-                    f.result or None,
-                    f.settlement_value,
-                    f.open_ts,
-                    f.close_ts,
-                    f.determination_ts,
-                    f.settled_ts,
-                    f.sid,
-                    f.seq,
-                    _encode(f.raw),
-                ),
-            )
+            "lifecycle_events",
+            LifecycleRow(
+                ts,
+                ticker,
+                info.event_ticker,
+                rec,
+                "market",
+                et,
+                f.result or None,
+                f.settlement_value,
+                f.open_ts,
+                f.close_ts,
+                f.determination_ts,
+                f.settled_ts,
+                f.sid,
+                f.seq,
+                _encode(f.raw),
+            ),
         )
         if f.multivariate:
             return
@@ -886,38 +877,36 @@ class Router:
             else (meta.custom_strike if meta is not None else None)
         )
         self._emit(
-            (
-                "markets",
-                MarketRow(
-                    f.market_ticker,
-                    info.event_ticker,
-                    info.series_ticker,
-                    None,
-                    meta.title if meta is not None else None,
-                    f.yes_sub_title or (meta.yes_sub_title if meta is not None else None),
-                    f.no_sub_title or (meta.no_sub_title if meta is not None else None),
-                    current,
-                    None,
-                    f.open_ts,
-                    f.close_ts,
-                    meta.expected_expiration_ts if meta is not None else None,
-                    None,
-                    f.strike_type or (meta.strike_type if meta is not None else None),
-                    f.floor_strike
-                    if f.floor_strike is not None
-                    else (meta.floor_strike if meta is not None else None),
-                    f.cap_strike
-                    if f.cap_strike is not None
-                    else (meta.cap_strike if meta is not None else None),
-                    None,
-                    None if custom is None else _encode(custom),
-                    f.price_level_structure,
-                    ranges,
-                    f.result or None,
-                    f.settlement_value,
-                    _EMPTY_JSON,
-                ),
-            )
+            "markets",
+            MarketRow(
+                f.market_ticker,
+                info.event_ticker,
+                info.series_ticker,
+                None,
+                meta.title if meta is not None else None,
+                f.yes_sub_title or (meta.yes_sub_title if meta is not None else None),
+                f.no_sub_title or (meta.no_sub_title if meta is not None else None),
+                current,
+                None,
+                f.open_ts,
+                f.close_ts,
+                meta.expected_expiration_ts if meta is not None else None,
+                None,
+                f.strike_type or (meta.strike_type if meta is not None else None),
+                f.floor_strike
+                if f.floor_strike is not None
+                else (meta.floor_strike if meta is not None else None),
+                f.cap_strike
+                if f.cap_strike is not None
+                else (meta.cap_strike if meta is not None else None),
+                None,
+                None if custom is None else _encode(custom),
+                f.price_level_structure,
+                ranges,
+                f.result or None,
+                f.settlement_value,
+                _EMPTY_JSON,
+            ),
         )
 
     def _settlement_row(self, ticker: str, info: Any, f: MarketLifecycle, rec: datetime) -> None:
@@ -926,21 +915,19 @@ class Router:
             return  # the REST confirmation will write it
         value = f.settlement_value if f.settlement_value is not None else info.settlement_value
         self._emit(
-            (
-                "settlements",
-                SettlementRow(
-                    ticker,
-                    info.event_ticker,
-                    info.series_ticker,
-                    result,
-                    value,
-                    f.determination_ts,
-                    f.settled_ts,
-                    "ws",
-                    False,
-                    _encode(f.raw),
-                ),
-            )
+            "settlements",
+            SettlementRow(
+                ticker,
+                info.event_ticker,
+                info.series_ticker,
+                result,
+                value,
+                f.determination_ts,
+                f.settled_ts,
+                "ws",
+                False,
+                _encode(f.raw),
+            ),
         )
 
     def _event_row(self, f: EventLifecycle | EventFeeUpdate, kind: str, event_type: str) -> None:
@@ -951,26 +938,24 @@ class Router:
             self._now_ts(rec), None, f.event_ticker, rec, kind, event_type,
             None, None, None, None, None, None, f.sid, f.seq, _encode(f.raw),
         )  # fmt: skip
-        self._emit(("lifecycle_events", row))
+        self._emit("lifecycle_events", row)
 
     def _on_event_lifecycle(self, f: EventLifecycle) -> None:
         self._event_row(f, "event", "event_lifecycle")
         self._emit(
-            (
-                "events",
-                EventRow(
-                    f.event_ticker,
-                    f.series_ticker or None,
-                    f.title,
-                    f.subtitle,
-                    None,
-                    None,
-                    f.collateral_return_type,
-                    f.strike_date,
-                    f.strike_period or None,
-                    _encode(f.raw),
-                ),
-            )
+            "events",
+            EventRow(
+                f.event_ticker,
+                f.series_ticker or None,
+                f.title,
+                f.subtitle,
+                None,
+                None,
+                f.collateral_return_type,
+                f.strike_date,
+                f.strike_period or None,
+                _encode(f.raw),
+            ),
         )
         self.catalog.events.setdefault(f.event_ticker, f.series_ticker or None)
         self.effects.enrich(event=f.event_ticker)

@@ -4,8 +4,9 @@ Tasks (named, started by :meth:`Collector.run`, watched by one ``FIRST_COMPLETED
 task ending unexpectedly stops the daemon with its error):
 
 ==================  ==============================================================================
-``ws``              (re)connects; for each session feeds every item to the :class:`Router` and its
-                    rows to the writer (``put_nowait``, ``await put`` when a queue is full)
+``ws``              (re)connects; for each session feeds every item to the :class:`Router` and,
+                    per burst, its rows to the writer (``put_table_nowait`` per table, ``await
+                    put`` for the rest when a queue is full)
 ``subscriptions``   subscribes ``market_lifecycle_v2``/``trade``/``ticker`` and the orderbook
                     shards on every new connection; adds/removes markets, ``get_snapshot``,
                     resubscribes after errors 10/25

@@ -245,9 +245,7 @@ class OrderBook:
                 f"{side} level {units_to_price(price)}: size {units_to_size(old)} "
                 f"+ delta {units_to_size(delta)} is negative"
             )
-        if old == 0:  # a zero delta on an empty level: nothing to do
-            return False
-        del ladder[price]
+        del ladder[price]  # new == 0 with delta != 0: the level existed
         if price != best:
             return False
         self._set_best(side, max(ladder) if ladder else _EMPTY)
@@ -506,17 +504,6 @@ class BookSet:
         if su is None:
             su = _size_units(delta)
         return self._apply(m, side, pu, su)
-
-    def apply_delta_units(self, ticker: str, side: str, price: int, delta: int) -> Quote | None:
-        """:meth:`apply_delta` with integer units."""
-        m = self._markets.get(ticker)
-        if m is None or not m.has_snapshot:
-            self.dropped_before_snapshot += 1
-            return None
-        if m.dirty:
-            self.dropped_dirty += 1
-            return None
-        return self._apply(m, side, price, delta)
 
     def _apply(self, m: MarketBook, side: str, price: int, delta: int) -> Quote | None:
         try:

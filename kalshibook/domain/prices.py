@@ -8,7 +8,7 @@ uses integers: prices in micro-dollars (:data:`PRICE_SCALE`) and sizes in hundre
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 
 from kalshibook.errors import ProtocolError
 
@@ -81,13 +81,21 @@ def cents_to_dollars(cents: int) -> Decimal:
     return Decimal(cents) * _CENT
 
 
+# scaleb rounds to the context's precision (28 digits by default): this one never rounds.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_MAX_ADJUSTED = 30
+"""Largest decimal exponent accepted (about 10^30): keeps int() of a hostile value bounded."""
+
+
 def _to_units(d: Decimal, exp: int, what: str) -> int:
     if not isinstance(d, Decimal):
         raise ProtocolError(f"invalid {what} {d!r}")
     try:
-        scaled = d.scaleb(exp)  # exact: only the exponent moves
+        if d.adjusted() > _MAX_ADJUSTED:
+            raise ProtocolError(f"{what} {d} out of range")
+        scaled = d.scaleb(exp, _EXACT)  # only the exponent moves
         units = int(scaled)  # truncates; NaN -> ValueError, infinity -> OverflowError
-    except (ValueError, OverflowError, ArithmeticError):
+    except (ValueError, ArithmeticError):
         raise ProtocolError(f"invalid {what} {d!r}") from None
     if units != scaled:
         raise ProtocolError(f"{what} {d} has more than {exp} decimal places")

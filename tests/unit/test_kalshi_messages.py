@@ -823,3 +823,14 @@ def test_field_sampling_counts_every_nth_frame_of_a_type() -> None:
     assert stats.by_type["ticker"] == 7
     # frames 1, 4 and 7 of the type are sampled: their unknown field is counted
     assert sorted(k[1] for k in stats.unknown_fields) == ["msg.new0", "msg.new3", "msg.new6"]
+
+
+def test_a_time_beyond_year_9999_is_a_malformed_frame() -> None:
+    """Not an OverflowError escaping the decoder (which would end the WebSocket session)."""
+    stats = m.DecodeStats()
+    msg = {"market_ticker": "A", "side": "yes", "price_dollars": "0.45", "delta_fp": "1"}
+    with pytest.raises(m.ProtocolError):
+        frame(
+            {"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": {**msg, "ts_ms": 10**15}}, stats
+        )
+    assert stats.malformed == 1

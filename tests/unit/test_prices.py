@@ -101,6 +101,18 @@ def test_off_grid_values_raise() -> None:
         price_to_units(Decimal("NaN"))
 
 
+def test_units_never_round_long_values_and_refuse_huge_ones() -> None:
+    # 31 significant digits: the default 28-digit context would round this onto the grid
+    with pytest.raises(ProtocolError, match="more than 6 decimal places"):
+        price_to_units(Decimal("0.1000000000000000000000000000001"))
+    with pytest.raises(ProtocolError, match="more than 2 decimal places"):
+        size_to_units(Decimal("12.00000000000000000000000000001"))
+    assert size_to_units(Decimal("1" + "0" * 27 + ".50")) == 10**29 + 50
+    for huge in ("1E+999999", "Infinity", "NaN", "sNaN"):
+        with pytest.raises(ProtocolError):
+            size_to_units(Decimal(huge))
+
+
 def test_formatting() -> None:
     assert fmt_dollars(Decimal("0.36")) == "0.3600"
     assert fmt_dollars(Decimal("0.3600")) == "0.3600"
