@@ -13,12 +13,14 @@ What runs (all on this machine, three processes: feed, daemon, PostgreSQL):
    processes) against the feed and a scratch database; progress is read from its ``/metrics``
    (frames received, rows put and committed per table). Throughput = data frames / (last row
    committed - first frame streamed).
-3. **Latency.** The same with the feed paced at ``--paced-rate`` frames/s: frame-to-commit latency
+3. **Raw COPY**, alternating with the daemon's runs (``--repeat`` each; medians reported): the
+   same rows (the router run offline over the same frames) written by a minimal psycopg script:
+   one binary ``COPY`` per table, no decoding, no books.
+4. **Latency.** The same with the feed paced at ``--paced-rate`` frames/s: frame-to-commit latency
    of every ``orderbook_deltas`` row, from the curves of rows handed to the writer (at frame
    receipt) and rows committed, sampled every 20 ms (FIFO per table).
-4. **Raw COPY.** The same rows (the router run offline over the same frames) written by a minimal
-   psycopg script: one binary ``COPY`` per table, no decoding, no books.
-5. **RSS.** The daemon's resident memory with ``--rss-markets`` live books.
+5. **RSS.** The resident memory of the daemon and its COPY workers with ``--rss-markets`` live
+   books.
 
 Rewrites the ``<!-- bench:collector -->`` section of BENCHMARKS.md.
 
@@ -498,24 +500,28 @@ def latency_p(samples: list[tuple[float, dict[str, float]]], q: float) -> float:
     return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
 
 
-def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[str, Any]:
-    """The daemon's rows for these frames, written by a minimal binary COPY script."""
+def daemon_rows(frames: list[bytes], snaps: list[bytes]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the daemon stores for these frames (its router, run offline), per table."""
     from kalshibook.collector.router import Router
     from kalshibook.kalshi.messages import decode_frame
-    from kalshibook.storage import migrate
-    from kalshibook.storage.tables import TABLES
-    from kalshibook.storage.urls import with_database
 
     router = Router(checkpoint_deltas=500)
     rows: dict[str, list[tuple[Any, ...]]] = {}
     now = datetime.now(UTC)
     for raw in [*snaps, *frames]:
         router.handle(decode_frame(raw, received_at=now))
-        for table, row in router.drain():
-            rows.setdefault(table, []).append(row)
     router.flush_unstamped(now)
-    for table, row in router.drain():
-        rows.setdefault(table, []).append(row)
+    for table, part in router.take():
+        rows.setdefault(table, []).extend(part)
+    return rows
+
+
+def raw_copy(admin_url: str, rows: dict[str, list[tuple[Any, ...]]], frames: int) -> dict[str, Any]:
+    """``rows`` (for ``frames`` data frames) written by a minimal binary COPY script."""
+    from kalshibook.storage import migrate
+    from kalshibook.storage.tables import TABLES
+    from kalshibook.storage.urls import with_database
+
     name = f"kb_bench_rawcopy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -557,10 +563,10 @@ def raw_copy(admin_url: str, frames: list[bytes], snaps: list[bytes]) -> dict[st
     return {
         "seconds": seconds,
         "rows": float(total),
-        "fps": len(frames) / seconds,
+        "fps": frames / seconds,
         "per_table": {k: len(v) for k, v in rows.items()},
-        "cpu_client_us": (cpu1[0] - cpu0[0]) / len(frames) * 1e6,
-        "cpu_postgres_us": (cpu1[1] - cpu0[1]) / len(frames) * 1e6,
+        "cpu_client_us": (cpu1[0] - cpu0[0]) / frames * 1e6,
+        "cpu_postgres_us": (cpu1[1] - cpu0[1]) / frames * 1e6,
     }
 
 
@@ -586,7 +592,7 @@ def main() -> int:
     p.add_argument("--rss-markets", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
-        "--repeat", type=int, default=5, help="daemon and raw COPY runs, alternating (medians)"
+        "--repeat", type=int, default=5, help="runs of each path, alternating; medians reported"
     )
     p.add_argument(
         "--batch-rows",
@@ -619,6 +625,8 @@ def main() -> int:
     # Daemon and raw COPY runs alternate, so both see the same phases of a machine whose speed
     # drifts (a shared VM); each side's median run is reported.
     snaps, data, _ = generate(args.markets, args.frames, args.seed)
+    rows = daemon_rows(data, snaps)
+    del snaps, data
     runs: list[dict[str, float]] = []
     raws: list[dict[str, Any]] = []
     for i in range(args.repeat):
@@ -640,14 +648,17 @@ def main() -> int:
             run.stop()
         r = runs[-1]
         print(f"  daemon: {r['fps']:,.0f} frames/s ({r['rows']:,.0f} rows in {r['seconds']:.2f} s)")
-        raws.append(raw_copy(admin, data, snaps))
+        raws.append(raw_copy(admin, rows, args.frames))
         r = raws[-1]
         print(
             f"  raw COPY: {r['fps']:,.0f} frames/s ({r['rows']:,.0f} rows in {r['seconds']:.2f} s)"
         )
-    del snaps, data
+    del rows
     runs.sort(key=lambda r: r["fps"])
     tp = runs[len(runs) // 2]  # the median run
+    raws.sort(key=lambda r: r["fps"])
+    raw = raws[len(raws) // 2]  # the median run, like the daemon's
+    all_raw = ", ".join(f"{r['fps']:,.0f}" for r in raws)
     all_fps = ", ".join(f"{r['fps']:,.0f}" for r in runs)
 
     print(f"paced at {args.paced_rate:,.0f} frames/s", flush=True)
@@ -670,10 +681,6 @@ def main() -> int:
     finally:
         run.stop()
     print(f"  frame-to-commit p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-
-    raws.sort(key=lambda r: r["fps"])
-    raw = raws[len(raws) // 2]  # the median run, like the daemon's
-    all_raw = ", ".join(f"{r['fps']:,.0f}" for r in raws)
 
     print(f"RSS with {args.rss_markets:,} live books", flush=True)
     run = Run(
@@ -716,7 +723,8 @@ def main() -> int:
 
     wd = WriterSettings()
     settings_note = (
-        f"`KALSHIBOOK_WRITER_BATCH_ROWS={args.batch_rows}`, otherwise the defaults"
+        f"`KALSHIBOOK_WRITER_BATCH_ROWS={args.batch_rows}` (and `QUEUE_ROWS` at least 5x that),"
+        " otherwise the defaults"
         if args.batch_rows is not None
         else (
             f"the defaults (`KALSHIBOOK_WRITER_BATCH_ROWS={wd.batch_rows}`, "
@@ -747,7 +755,7 @@ process as fast as the daemon reads (TCP flow control).
 - Frame-to-commit latency at {args.paced_rate:,.0f} frames/s ({paced["fps"]:,.0f} achieved):
   p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (orderbook_deltas rows; from the daemon's
   counters of rows handed to the writer and rows committed, sampled every 20 ms; batch_age
-  {0.2:g} s bounds it from above while the database keeps up).
+  {wd.batch_age:g} s bounds it from above while the database keeps up).
 - Daemon RSS (with its worker processes) with {books:,.0f} live books: {rss / 1024:.0f} MiB.
 - Daemon writer settings: {settings_note}.
 - Targets: >= 0.5 of raw COPY ({"met" if ratio >= 0.5 else "NOT met"}), >= 50,000 frames/s

@@ -1,11 +1,13 @@
 """Writer throughput: the Writer vs a minimal raw binary COPY of the same rows.
 
 Rows are a realistic collector mix (orderbook deltas 70%, quotes 15%, trades 10%, market stats 5%),
-interleaved as they arrive from the feed. Three runs on a scratch database (created next to
-``KALSHIBOOK_DATABASE_URL``'s, migrated, dropped at the end):
+interleaved as they arrive from the feed. ``--repeat`` alternating runs of each path (best kept) on
+a scratch database (created next to ``KALSHIBOOK_DATABASE_URL``'s, migrated, dropped at the end):
 
 - ``Writer``: ``await writer.put(table, row)`` for every row, then ``drain()``: queues, batching,
   one transaction per batch, trades through the staging table + ``ON CONFLICT DO NOTHING``;
+- ``Writer, per burst``: the same rows handed over as the collector does, per table per burst
+  (``put_table_nowait``, the rest via ``put()``): runs are msgpack-encoded at hand-over;
 - ``raw COPY, same batches``: per table, ``COPY … FROM STDIN (FORMAT BINARY)`` of ``batch_rows``
   rows per transaction, straight into the tables (no dedupe), one connection;
 - ``raw COPY, one per table``: one COPY and one transaction per table.
@@ -116,8 +118,9 @@ async def count_rows(url: str) -> int:
     return total
 
 
-BURST = 400
-"""Frames per socket read in the collector: its rows reach the writer per table, per burst."""
+BURST = 512
+"""Rows per hand-over: the collector takes up to 512 buffered frames per burst (``take(512)`` in
+``Collector._consume``) and hands their rows to the writer per table (~1.25 rows per frame)."""
 
 
 async def run_writer(
@@ -274,11 +277,11 @@ async def bench(url: str, n: int, out: Path, repeat: int) -> str:
 | raw binary COPY, {base.batch_rows}-row transactions | {raw_batched:.2f} | {fmt_rate(n, raw_batched)} | 1.00x |
 | raw binary COPY, one per table | {raw_single:.2f} | {fmt_rate(n, raw_single)} | {raw_single / raw_batched:.2f}x |
 
-- Writer: {info["batches"]} batches, mean batch latency {info["mean_batch_ms"]:.1f} ms, producer waited {info["producer_waits"]} times ({info["blocked_s"]:.2f} s in total: backpressure while the database was busy).
+- Writer (`put()` path): {info["batches"]} batches, mean batch latency {info["mean_batch_ms"]:.1f} ms, producer waited {info["producer_waits"]} times ({info["blocked_s"]:.2f} s in total: backpressure while the database was busy).
 - `put()` costs {put_cost * 1e9:,.0f} ns per row on the producer side (queue append; flusher idle).
 - Per burst, the rows are msgpack-encoded at hand-over (while still in the CPU cache) and a batch of such runs is sent as those bytes; rows put one by one are encoded when their batch is written.
 - The Writer's trades go through the TEMP staging table + `INSERT … ON CONFLICT DO NOTHING` (dedupe); the raw runs COPY trades straight into the table.
-- The Writer runs its transactions in its COPY worker processes (`KALSHIBOOK_WRITER_CONNECTIONS`, default 2; rows reach them as msgpack over a pipe) and moves a commit mark per batch; the raw runs format and send in this process, one connection.
+- The Writer runs its transactions in its COPY worker processes (`KALSHIBOOK_WRITER_CONNECTIONS`, default {base.connections}; rows reach them as msgpack over a pipe) and moves a commit mark per batch; the raw runs format and send in this process, one connection.
 """  # noqa: E501
     write_section(out, body)
     return body

@@ -1,9 +1,10 @@
 """The collector's per-frame CPU path in one process, for comparing hot-path changes.
 
-Runs what the feed process does to every data frame, minus sockets and the database: decode
-(with counters), the per-sid sequence check, the router (books, quotes, rows), the per-table
-hand-over and the msgpack encoding of full batches. Frames come from the simulator's model
-(the same mix as ``bench_collector.py``).
+Runs what the feed process does to every data frame, minus sockets, the event loop and the
+database: decode (with counters), the per-sid sequence check, the router (books, quotes, rows),
+and per table per burst the writer's encoding of the run (``writer._items_of``, as
+``put_table_nowait`` does), joined into a batch body every ``batch_rows`` rows. Frames come from
+the simulator's model (the same mix as ``bench_collector.py``).
 
 Wall-clock time on a shared 2-vCPU VM varies 10-20 % run to run, more than most single changes
 gain, so there are two ways to measure:
@@ -15,7 +16,7 @@ gain, so there are two ways to measure:
 ``PYTHONHASHSEED=0``) with two frame counts and reports the difference per frame: start-up and
 generation cancel out and the count repeats to within a few hundred instructions, so a 1 %
 change is visible. Compare two commits (from this one on: it uses the per-burst router and
-writer calls) by running it in two work trees (``git worktree add``).
+writer helpers) by running it in two work trees (``git worktree add``).
 Needs valgrind (``apt-get install valgrind``); not part of ``make bench``.
 """
 
@@ -51,8 +52,10 @@ def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
     from kalshibook.collector.router import Router
     from kalshibook.kalshi.messages import DecodeStats, decode_frame
     from kalshibook.kalshi.sequencing import SeqTracker
+    from kalshibook.settings import WriterSettings
+    from kalshibook.storage.writer import _array_head, _items_of
 
-    encode = msgspec.msgpack.Encoder().encode
+    batch_rows = WriterSettings().batch_rows
     now = datetime.now(UTC)
     router = Router(checkpoint_deltas=500)
     stats = DecodeStats()
@@ -60,7 +63,12 @@ def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
         router.handle(decode_frame(raw, stats, received_at=now))
     router.take()
     seq = SeqTracker()
-    queues: dict[str, list[Any]] = {}
+    queued: dict[str, list[bytes]] = {}
+    counts: dict[str, int] = {}
+
+    def failed(item: Any) -> None:
+        raise RuntimeError(f"the router failed on {type(item).__name__}")
+
     gc.collect()
     gc.freeze()
     started = time.process_time()
@@ -73,13 +81,15 @@ def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
             items.append(frame)
         if mode == "decode":
             continue
-        router.handle_all(items, print)
+        router.handle_all(items, failed)
         for table, rows in router.take():
-            queues.setdefault(table, []).extend(rows)
-        for table, rows in queues.items():
-            if len(rows) >= 10_000:
-                encode(rows)
-                queues[table] = []
+            items_of = _items_of(rows)
+            assert items_of is not None
+            queued.setdefault(table, []).append(items_of)
+            n = counts[table] = counts.get(table, 0) + len(rows)
+            if n >= batch_rows:  # a batch body, as the writer sends it
+                _array_head(n) + b"".join(queued.pop(table))
+                counts[table] = 0
     return time.process_time() - started
 
 
