@@ -15,7 +15,7 @@ from sim_support import ED_KEY_ID, KEY_ID, Signer, rest_client, running_sim
 
 from kalshibook.kalshi.auth import signed_headers
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kalshi"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
 LIVE = FIXTURES / "rest_post_migration_live_samples_2026-08-24.json"
 
 

@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from kalshibook.sim import SimServer
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kalshi"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
 ALL = ["orderbook_delta", "ticker", "trade", "market_lifecycle_v2"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,13 +15,8 @@ import pytest
 from kalshibook.errors import ProtocolError
 from kalshibook.kalshi import messages as m
 
-FIXTURES = Path(
-    os.environ.get(
-        "KALSHIBOOK_FIXTURES_DIR",
-        Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kalshi",
-    )
-)
-FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*.json*")) if FIXTURES.is_dir() else []
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
+FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*.json*"))
 
 
 def frame(obj: dict[str, Any], stats: m.DecodeStats | None = None) -> m.Frame:
@@ -107,8 +101,8 @@ def decode_fixture(path: Path) -> list[Any]:
     raise AssertionError(f"no decoder mapped for fixture {name}; extend REST_DECODERS")
 
 
-@pytest.mark.skipif(not FIXTURE_FILES, reason=f"no fixtures at {FIXTURES}")
 def test_every_fixture_file_decodes() -> None:
+    assert len(FIXTURE_FILES) >= 20, f"recorded payloads missing from {FIXTURES}"
     stats = m.DecodeStats(field_sample_every=1)
     decoded: dict[str, list[Any]] = {}
     for path in FIXTURE_FILES:
@@ -134,8 +128,7 @@ def _raw_frames(path: Path) -> list[bytes]:
 
 def _fixture(name: str) -> Path:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {name} not available")
+    assert path.is_file(), f"fixture {name} missing from {FIXTURES}"
     return path
 
 
