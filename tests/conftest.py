@@ -1,10 +1,21 @@
 """Test harness: a real TimescaleDB, a migrated template database cloned per test.
 
-Where the database comes from, in order:
+Where the database server comes from, in order:
 1. ``KALSHIBOOK_TEST_DATABASE_URL`` (any database on the server; we create our own next to it);
 2. testcontainers with the pinned ``timescale/timescaledb`` image, when a Docker engine answers;
 3. the local cluster of ``scripts/db.sh`` (installed and started on demand).
 If none works the session stops with one clear error.
+
+Editions: that server runs the TimescaleDB edition users run (Community: continuous aggregates,
+policies, compression). Tests marked ``both_editions`` run a second time on an Apache-2 edition
+server of the same build (``KALSHIBOOK_TEST_APACHE_DATABASE_URL``, else
+``KALSHIBOOK_DB_EDITION=apache scripts/db.sh start``), the fallback path the product supports.
+
+Every database a test uses comes from one factory (:class:`Databases`): created from the
+edition's migrated template (or empty), dropped afterwards.
+
+The suite never reads outside the repository: an audit hook records every file opened (or
+directory listed) beside the repository root and fails the session if there is one.
 """
 
 from __future__ import annotations
@@ -12,9 +23,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,9 +40,57 @@ from kalshibook.storage import migrate
 from kalshibook.storage.urls import redact, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "kalshi"
 TIMESCALE_IMAGE = "timescale/timescaledb:2.19.3-pg16"
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+EDITIONS = ("community", "apache")
+
+
+# -- the suite stays inside the repository --------------------------------------------------------
+
+OUTSIDE_READS: list[str] = []
+_ROOT_PREFIX = str(ROOT) + os.sep
+_WATCHED = str(ROOT.parent) + os.sep
+_ALLOWED = tuple(
+    str(Path(p).resolve()) + os.sep
+    for p in {sys.prefix, sys.base_prefix, tempfile.gettempdir(), *sys.path}
+    if p and not (str(ROOT.parent) + os.sep).startswith(str(Path(p).resolve()) + os.sep)
+)
+_AUDITED = frozenset({"open", "os.listdir", "os.scandir", "glob.glob"})
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _AUDITED or not args or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if (
+        (path + os.sep).startswith(_WATCHED)
+        and not (path + os.sep).startswith(_ROOT_PREFIX)
+        and not path.startswith(_ALLOWED)
+    ):
+        OUTSIDE_READS.append(path)
+
+
+if str(ROOT.parent) != ROOT.anchor:  # a repository at the filesystem root has no "beside"
+    sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def outside_reads() -> list[str]:
+    """Paths beside the repository the suite opened so far (the audit hook's record)."""
+    return OUTSIDE_READS
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if OUTSIDE_READS:
+        sys.stderr.write(
+            "\nthe test suite read outside the repository:\n  "
+            + "\n  ".join(sorted(set(OUTSIDE_READS)))
+            + "\n"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- database servers, one per edition ------------------------------------------------------------
 
 
 def _docker_answers() -> bool:
@@ -46,9 +109,27 @@ def _docker_answers() -> bool:
         return False
 
 
+def _local_cluster(edition: str) -> str:
+    env = {**os.environ, "KALSHIBOOK_DB_EDITION": edition}
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "db.sh"), "start"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if proc.returncode != 0:
+        pytest.exit(
+            f"no {edition}-edition test database: scripts/db.sh start failed:\n"
+            f"{proc.stderr.strip()[-2000:]}",
+            returncode=3,
+        )
+    return with_database(proc.stdout.strip().splitlines()[-1], "postgres")
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """Admin URL of a TimescaleDB server (database ``postgres``)."""
+    """Admin URL (database ``postgres``) of the Community-edition TimescaleDB server."""
     explicit = os.environ.get("KALSHIBOOK_TEST_DATABASE_URL")
     if explicit:
         yield with_database(explicit, "postgres")
@@ -59,76 +140,150 @@ def server_url() -> Iterator[str]:
         with PostgresContainer(TIMESCALE_IMAGE, driver=None) as pg:
             yield with_database(pg.get_connection_url(), "postgres")
         return
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "db.sh"), "start"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        pytest.exit(
-            "no test database: KALSHIBOOK_TEST_DATABASE_URL is unset, no Docker engine answers, "
-            f"and scripts/db.sh start failed:\n{proc.stderr.strip()[-2000:]}",
-            returncode=3,
-        )
-    yield with_database(proc.stdout.strip().splitlines()[-1], "postgres")
+    yield _local_cluster("community")
 
 
 @pytest.fixture(scope="session")
-def template_db(server_url: str) -> Iterator[str]:
-    """Name of a database migrated to head, used as the template of every test database."""
-    name = f"kb_tpl_{SESSION_TAG}"
-    try:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        pytest.exit(f"cannot use test database server {redact(server_url)}: {exc}", returncode=3)
-    migrate.upgrade(with_database(server_url, name))
-    yield name
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+def apache_server_url() -> Iterator[str]:
+    """Admin URL of a server running the same build as the Apache-2 edition."""
+    explicit = os.environ.get("KALSHIBOOK_TEST_APACHE_DATABASE_URL")
+    if explicit:
+        yield with_database(explicit, "postgres")
+        return
+    if os.environ.get("KALSHIBOOK_TEST_DATABASE_URL") or _docker_answers():
+        pytest.skip("no Apache-edition server: set KALSHIBOOK_TEST_APACHE_DATABASE_URL")
+    yield _local_cluster("apache")
 
 
-def _create_from_template(server_url: str, template: str) -> str:
-    name = f"kb_t_{SESSION_TAG}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template)
+def server_edition(url: str) -> str:
+    """The edition a server runs: ``community`` or ``apache``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+    return "apache" if row is None or row[0] == "apache" else "community"
+
+
+# -- the one database factory ---------------------------------------------------------------------
+
+
+class Databases:
+    """Creates and drops the test databases of one server (migrated from a template, or empty)."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self._template: str | None = None
+
+    def _admin(self, statement: sql.Composable) -> None:
+        with psycopg.connect(self.server, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(statement)
+
+    def template(self) -> str:
+        """Name of a database migrated to head, the template of every migrated test database.
+
+        The template is closed to connections once migrated: TimescaleDB's job scheduler would
+        otherwise sit in it and make every ``CREATE DATABASE ... TEMPLATE`` fail.
+        """
+        if self._template is None:
+            name = f"kb_tpl_{SESSION_TAG}"
+            try:
+                self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.Error as exc:
+                pytest.exit(f"cannot use test database server {redact(self.server)}: {exc}", 3)
+            migrate.upgrade(with_database(self.server, name))
+            self._admin(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(name)
+                )
             )
+            with psycopg.connect(self.server, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            self._template = name
+        return self._template
+
+    def create(self, tag: str = "t", *, migrated: bool = True) -> str:
+        """URL of a new database (a copy of the migrated template, or empty)."""
+        name = f"kb_{tag}_{SESSION_TAG}_{uuid.uuid4().hex[:8]}"
+        if migrated:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(self.template())
+            )
+        else:
+            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        self._admin(statement)
+        return with_database(self.server, name)
+
+    def drop(self, url: str) -> None:
+        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        self._admin(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
         )
-    return name
+
+    @contextmanager
+    def database(self, tag: str = "t", *, migrated: bool = True) -> Iterator[str]:
+        url = self.create(tag, migrated=migrated)
+        try:
+            yield url
+        finally:
+            self.drop(url)
+
+    def close(self) -> None:
+        if self._template is not None:
+            self.drop(with_database(self.server, self._template))
+
+
+@pytest.fixture(scope="session")
+def databases(server_url: str) -> Iterator[Databases]:
+    """The database factory of the Community-edition server."""
+    factory = Databases(server_url)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session")
+def apache_databases(apache_server_url: str) -> Iterator[Databases]:
+    """The database factory of the Apache-edition server."""
+    factory = Databases(apache_server_url)
+    yield factory
+    factory.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "edition" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_editions"
+    ):
+        metafunc.parametrize("edition", EDITIONS, indirect=True)
 
 
 @pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
+def edition(request: pytest.FixtureRequest) -> str:
+    """The TimescaleDB edition of this test's database (both for ``both_editions`` tests)."""
+    return str(getattr(request, "param", "community"))
+
+
+@pytest.fixture
+def edition_databases(request: pytest.FixtureRequest, edition: str) -> Databases:
+    name = "databases" if edition == "community" else "apache_databases"
+    factory: Databases = request.getfixturevalue(name)
+    return factory
+
+
+@pytest.fixture
+def db_url(edition_databases: Databases) -> Iterator[str]:
     """URL of a fresh, migrated database private to this test."""
-    name = _create_from_template(server_url, template_db)
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with edition_databases.database() as url:
+        yield url
 
 
 @pytest.fixture
-def empty_db_url(server_url: str) -> Iterator[str]:
+def empty_db_url(edition_databases: Databases) -> Iterator[str]:
     """URL of a fresh database with no schema at all (for migration tests)."""
-    name = f"kb_e_{SESSION_TAG}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with edition_databases.database("e", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database and a private data directory."""
     return Settings(core=CoreSettings(database_url=db_url, data_dir=str(tmp_path / "data")))
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    return FIXTURES

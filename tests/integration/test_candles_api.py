@@ -17,7 +17,7 @@ from kalshibook.settings import ApiSettings, CoreSettings, Settings
 from kalshibook.storage.api_keys import create_key
 from kalshibook.storage.candles import refresh_candles
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 TICKER = "KXCANDLE-26MAR08-T50"
 T0 = datetime(2026, 3, 8, 14, 0, tzinfo=UTC)  # the US spring-forward day (a 23-hour NY day)

@@ -16,7 +16,7 @@ from kalshibook.settings import CoreSettings, Settings
 from kalshibook.storage import candles_cli
 from kalshibook.storage.candles import refresh_candles
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 3, 9, tzinfo=UTC)

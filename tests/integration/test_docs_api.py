@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,18 +39,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from docs_api_seed import MARKET, START_CREDITS, create_docs_keys, insert_docs_seed
 from litestar.testing import AsyncTestClient, TestClient
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
-from kalshibook.storage.urls import with_database
 
 pytestmark = pytest.mark.db
 
@@ -234,22 +230,11 @@ def docs_settings(url: str = CURSOR_SECRET_URL) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def docs_db(server_url: str, template_db: str) -> Iterator[str]:
+def docs_db(databases: Any) -> Iterator[str]:
     """A database with the docs' sample data, shared by this module."""
-    name = f"kb_docs_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    url = with_database(server_url, name)
-    insert_docs_seed(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with databases.database("docs") as url:
+        insert_docs_seed(url)
+        yield url
 
 
 async def run_exchange(

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from kalshibook.storage import migrate
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 MARKET_TABLES = {
     "series",

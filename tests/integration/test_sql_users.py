@@ -12,7 +12,7 @@ from kalshibook import cli
 from kalshibook.errors import BadRequest, NotFound
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user, scram_verifier
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 
 def login_url(db_url: str, role: str, password: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from kalshibook import cli
 from kalshibook.storage import status
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 TICKERS = ("KXTEST-26NOV26-A", "KXTEST-26NOV26-B", "KXTEST-26NOV26-C")
 

@@ -2,48 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from api_support import LiveServer, api_settings, insert_seed
 from litestar.testing import AsyncTestClient
-from psycopg import sql
 
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
 from kalshibook.settings import Settings
-from kalshibook.storage.urls import with_database
-
-
-def _fresh_db(server_url: str, template_db: str, tag: str) -> str:
-    name = f"kb_api_{tag}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    return name
-
-
-def _drop_db(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 @pytest.fixture(scope="module")
-def seeded_url(server_url: str, template_db: str) -> Iterator[str]:
+def seeded_url(databases: Any) -> Iterator[str]:
     """A seeded database shared by one module's read-only tests."""
-    name = _fresh_db(server_url, template_db, "ro")
-    url = with_database(server_url, name)
-    insert_seed(url)
-    yield url
-    _drop_db(server_url, name)
+    with databases.database("api_ro") as url:
+        insert_seed(url)
+        yield url
 
 
 @pytest.fixture
