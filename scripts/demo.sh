@@ -189,11 +189,25 @@ ENV
     say "running in the background; stop with: make demo-stop"
     return 0
   fi
+  # With a terminal, the watch loop runs as its own foreground job (job control), so Ctrl-C
+  # reaches only the loop, which stops everything and exits 0: `make` itself never sees the
+  # signal and exits 0 too (GNU make dies by SIGINT when it receives one).
+  if [ -t 0 ]; then set -m; fi
+  rm -f "$STATE/stop_requested"
+  watch_services
+}
+
+watch_services() (
   trap 'echo; say "stopping"; stop_all; exit 0' INT TERM
   say "running; press Ctrl-C to stop (or run make demo-stop)"
   while true; do
     for name in "${SERVICES[@]}"; do
       if ! alive "$name"; then
+        if [ -f "$STATE/stop_requested" ]; then  # `make demo-stop` from another shell
+          rm -f "$STATE/stop_requested"
+          say "stopped by make demo-stop"
+          exit 0
+        fi
         say "$name exited unexpectedly; last lines of $STATE/$name.log:"
         tail -20 "$STATE/$name.log" >&2 || true
         stop_all
@@ -202,10 +216,17 @@ ENV
     done
     sleep 1
   done
+)
+
+cmd_stop() {
+  mkdir -p "$STATE"
+  touch "$STATE/stop_requested"
+  stop_all
+  say "stopped"
 }
 
 case "${1:-start}" in
   start) cmd_start ;;
-  stop) stop_all; say "stopped" ;;
+  stop) cmd_stop ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
+import termios
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -88,6 +92,64 @@ def test_make_help_lists_every_target() -> None:
     assert listed == targets
 
 
+class TerminalRun:
+    """A command on a pseudo-terminal of its own, as typed in a shell: Ctrl-C is the byte the
+    terminal turns into SIGINT for its foreground process group (whatever that is then)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        master, slave = pty.openpty()
+        self.master = master
+        self.log = log
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self._copier = threading.Thread(target=self._copy, daemon=True)
+        self._copier.start()
+
+    def _copy(self) -> None:
+        with self.log.open("ab") as out:
+            while True:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: every process holding the terminal has exited
+                    return
+                if not chunk:
+                    return
+                out.write(chunk)
+                out.flush()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, marker: str, within: float) -> None:
+        deadline = time.monotonic() + within
+        while marker not in self.text():
+            assert self.proc.poll() is None, f"exited early:\n{self.text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{marker!r} not seen:\n{self.text()[-3000:]}"
+            time.sleep(0.5)
+
+    def ctrl_c(self) -> None:
+        os.write(self.master, b"\x03")
+
+    def finish(self, timeout: float = 60) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._copier.join(timeout=5)
+            os.close(self.master)
+        return code
+
+
 def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> None:
     state = tmp_path / "demo"
     db_name = f"kb_demo_{uuid.uuid4().hex[:8]}"
@@ -99,24 +161,12 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
         "KALSHIBOOK_DEMO_MARKETS": "100",
     }
     started = time.monotonic()
-    log = tmp_path / "demo.out"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["make", "--no-print-directory", "demo"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    demo = TerminalRun(["make", "--no-print-directory", "demo"], env, tmp_path / "demo.out")
+    code: int | None = None
     try:
-        deadline = started + 300
-        while "demo is ready" not in log.read_text():
-            assert proc.poll() is None, f"make demo exited early:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"demo not ready:\n{log.read_text()[-3000:]}"
-            time.sleep(1)
+        demo.wait_for("demo is ready", within=300)
         pids = {n: int((state / f"{n}.pid").read_text()) for n in ("sim", "collector", "api")}
-        text = log.read_text()
+        text = demo.text()
         printed = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("curl ")]
         assert len(printed) == 4, text
         # let it record for about a minute in all
@@ -157,11 +207,13 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
         )
         assert "already running" in again.stdout
         assert {n: int((state / f"{n}.pid").read_text()) for n in pids} == pids
+        demo.wait_for("press Ctrl-C", within=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        proc.wait(timeout=60)
-    assert "stopping" in log.read_text()
+        demo.ctrl_c()
+        code = demo.finish()
+    assert code == 0, demo.text()[-3000:]  # Ctrl-C: everything stopped, make exits 0
+    assert "stopping" in demo.text()
+    assert "Error" not in demo.text()
     for name, pid in pids.items():
         assert not _group_alive(pid), f"{name} (pid {pid}) left running"
     assert not list(state.glob("*.pid"))
@@ -170,6 +222,25 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
     stale = _status(status_env, "--stale-after", "3")
     assert stale.returncode == 3, stale.stdout + stale.stderr
     assert _status(status_env, "--require-collector").returncode != 0
+    # started again, and stopped from another shell with `make demo-stop`: exit 0 as well
+    again_run = TerminalRun(["make", "--no-print-directory", "demo"], env, tmp_path / "demo2.out")
+    try:
+        again_run.wait_for("press Ctrl-C", within=300)
+        pids = {n: int((state / f"{n}.pid").read_text()) for n in ("sim", "collector", "api")}
+        subprocess.run(
+            ["make", "--no-print-directory", "demo-stop"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        code = again_run.finish(timeout=30)
+    assert code == 0, again_run.text()[-3000:]
+    assert "stopped by make demo-stop" in again_run.text()
+    for name, pid in pids.items():
+        assert not _group_alive(pid), f"{name} (pid {pid}) left running"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
