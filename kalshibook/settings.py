@@ -111,12 +111,75 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Require API keys (set false only for local development)."""
 
 
+class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Compression and retention policies (Community edition; applied by ``kalshibook migrate``).
+
+    A chunk is compressed once all of it is older than its table's compress-after; tables the
+    candles read (trades, quotes, market_stats) wait at least 7 days, past the 1d refresh window.
+    Retention is opt-in (0 keeps everything: kalshibook is a permanent record)."""
+
+    trades_compress_after_days: float = 14.0
+    """Compress trades chunks older than this (≥ 7: the 1d candle refresh window; 0 = never)."""
+    quotes_compress_after_days: float = 14.0
+    """Compress quotes chunks older than this (≥ 7, or 0 = never)."""
+    market_stats_compress_after_days: float = 14.0
+    """Compress market_stats chunks older than this (≥ 7, or 0 = never)."""
+    orderbook_deltas_compress_after_days: float = 2.0
+    """Compress orderbook_deltas chunks older than this (≥ 1, or 0 = never; the largest table)."""
+    orderbook_snapshots_compress_after_days: float = 2.0
+    """Compress orderbook_snapshots chunks older than this (≥ 1, or 0 = never)."""
+    lifecycle_events_compress_after_days: float = 30.0
+    """Compress lifecycle_events chunks older than this (≥ 1, or 0 = never)."""
+    candles_1m_compress_after_days: float = 30.0
+    """Compress the 1m candle aggregates' chunks older than this (≥ 1, or 0 = never)."""
+    candles_1h_compress_after_days: float = 90.0
+    """Compress the 1h candle aggregates' chunks older than this (≥ 7, or 0 = never)."""
+    orderbook_deltas_retention_days: float = 0.0
+    """Drop orderbook_deltas chunks older than this (0 = keep forever; opt-in)."""
+    orderbook_snapshots_retention_days: float = 0.0
+    """Drop orderbook_snapshots chunks older than this (0 = keep forever; opt-in)."""
+    quotes_retention_days: float = 0.0
+    """Drop quotes chunks older than this (0 = keep forever; opt-in; ≥ 8: candles read them)."""
+    market_stats_retention_days: float = 0.0
+    """Drop market_stats chunks older than this (0 = keep forever; opt-in; ≥ 8: candles)."""
+
+    def __post_init__(self) -> None:
+        for name, floor in STORAGE_FLOORS.items():
+            value = getattr(self, name)
+            if value != 0 and not value >= floor:
+                raise ConfigError(
+                    f"{env_var('storage', name)}={value:g} is invalid: expected 0 (never) or at "
+                    f"least {floor:g} days"
+                )
+
+
+# Smallest non-zero value of each storage policy setting, in days. Tables the candles read must
+# not be compressed inside the 1d refresh window (7 days: an insert into a compressed chunk costs a
+# decompression and an invalidation, timescale/timescaledb#3724), and must not lose raw rows a
+# refresh still reads (a refresh over dropped raw rows would erase materialised candles).
+STORAGE_FLOORS: dict[str, float] = {
+    "trades_compress_after_days": 7.0,
+    "quotes_compress_after_days": 7.0,
+    "market_stats_compress_after_days": 7.0,
+    "orderbook_deltas_compress_after_days": 1.0,
+    "orderbook_snapshots_compress_after_days": 1.0,
+    "lifecycle_events_compress_after_days": 1.0,
+    "candles_1m_compress_after_days": 1.0,
+    "candles_1h_compress_after_days": 7.0,
+    "orderbook_deltas_retention_days": 1.0,
+    "orderbook_snapshots_retention_days": 1.0,
+    "quotes_retention_days": 8.0,
+    "market_stats_retention_days": 8.0,
+}
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     core: CoreSettings = msgspec.field(default_factory=CoreSettings)
     kalshi: KalshiSettings = msgspec.field(default_factory=KalshiSettings)
     collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

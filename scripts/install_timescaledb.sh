@@ -36,6 +36,8 @@ PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 EXT_DIR="$("$PG_CONFIG" --sharedir)/extension"
 LIB_DIR="$("$PG_CONFIG" --pkglibdir)"
 EDITION_FILE="$EXT_DIR/kalshibook-edition"
+# Bumped whenever the build below changes (e.g. a compatibility fix), so machines rebuild.
+BUILD_REV="kalshibook-build-2"
 
 installed_edition() {
   if [ -f "$LIB_DIR/timescaledb-tsl-${TSDB_VERSION}.so" ]; then echo community
@@ -48,6 +50,17 @@ TARBALL="${KALSHIBOOK_TSDB_TARBALL:-}"
 if [ -n "$TARBALL" ] || [ "${KALSHIBOOK_TSDB_DOWNLOAD:-0}" = 1 ]; then want_community=1; fi
 
 have="$(installed_edition)"
+if [ "$have" != none ] && ! grep -qs "$BUILD_REV" "$EDITION_FILE"; then
+  # Built by an older version of this script: rebuild, but never trade a Community build for
+  # an Apache one because no Community source was given this time.
+  if [ "$have" = community ] && [ "$want_community" = 0 ]; then
+    log "timescaledb ${TSDB_VERSION} (community) was built by an older version of this script;"
+    log "set KALSHIBOOK_TSDB_TARBALL to rebuild it with the current fixes (keeping it for now)"
+    exit 0
+  fi
+  log "timescaledb ${TSDB_VERSION} (${have}) was built by an older version of this script: rebuilding"
+  have="stale"
+fi
 if [ "$have" = community ] || { [ "$have" = apache ] && [ "$want_community" = 0 ]; }; then
   log "timescaledb ${TSDB_VERSION} already installed: ${have} edition"
   exit 0
@@ -55,7 +68,25 @@ fi
 
 rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"; cd "$BUILD_DIR"
 
+# PostgreSQL 15.20 (and the same minor releases of 16-18) refuse to drop a portal still in
+# status NEW ("cannot drop portal "" while it is being set up"). TimescaleDB 2.19.3 runs every
+# background job in such a portal, created and dropped around the job, so every policy run
+# (continuous-aggregate refresh, compression, retention) did its work, committed, and was then
+# recorded as failed. Marking the portal done before dropping it is what the older server did
+# implicitly (PortalDrop never looked at NEW vs DONE); nothing else changes.
+patch_job_portal() {
+  local f="$BUILD_DIR/src/tsl/src/bgw_policy/job.c"
+  [ -f "$f" ] || return 0  # the Apache-2 source has no job runner
+  grep -q 'kalshibook: PG 15.20 portal' "$f" && return 0
+  if ! grep -q '^\t\tPortalDrop(portal, false);$' "$f"; then
+    log "unexpected $f: portal compatibility fix not applied"; return 1
+  fi
+  sed -i 's/^\t\tPortalDrop(portal, false);$/\t\tportal->status = PORTAL_DONE; \/* kalshibook: PG 15.20 portal check *\/\n\t\tPortalDrop(portal, false);/' "$f"
+  log "applied the job-portal compatibility fix (PostgreSQL 15.20+)"
+}
+
 build() {  # build and install the source tree in ./src with the given extra cmake flags
+  patch_job_portal
   cd "$BUILD_DIR/src"
   ./bootstrap "$@" -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DLINTER=OFF \
     -DGENERATE_DOWNGRADE_SCRIPT=OFF -DWARNINGS_AS_ERRORS=OFF -DPG_CONFIG="$PG_CONFIG" \
@@ -110,5 +141,5 @@ SRC
   build -DAPACHE_ONLY=ON
 fi
 edition="$(installed_edition)"
-echo "$edition" | $SUDO tee "$EDITION_FILE" >/dev/null
+echo "$edition $BUILD_REV" | $SUDO tee "$EDITION_FILE" >/dev/null
 log "installed TimescaleDB ${TSDB_VERSION}: ${edition} edition"

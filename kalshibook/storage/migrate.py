@@ -12,6 +12,8 @@ from alembic import command
 from alembic.config import Config
 
 from kalshibook.errors import SchemaError
+from kalshibook.settings import StorageSettings
+from kalshibook.storage.policies import apply_policies
 from kalshibook.storage.urls import redact, unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,7 @@ def preflight(url: str) -> None:
 
 
 CANDLES_REVISION = "0002"
+COMPRESSION_REVISION = "0004"
 EDITION = "SELECT current_setting('timescaledb.license')"
 FIRST_SOURCE_ROW = """
 SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
@@ -58,13 +61,18 @@ SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.qu
 """
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = None) -> None:
+    """Upgrade the schema to ``revision``, then make the compression and retention policies
+    match ``storage`` (the defaults when not given) once compression exists (0004)."""
     preflight(url)
     before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
     after = current_revision(url)
     if (before is None or before < CANDLES_REVISION) and (after or "") >= CANDLES_REVISION:
         materialise_candle_history(url)
+    if (after or "") >= COMPRESSION_REVISION:
+        with psycopg.connect(url, autocommit=True) as conn:
+            apply_policies(conn, storage or StorageSettings())
 
 
 def materialise_candle_history(url: str) -> None:

@@ -1,0 +1,200 @@
+"""Compression on the Community edition: policies follow the settings, compressed chunks still
+take late writes (which reach the candles) and still serve the order book and deltas reads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from kalshibook.errors import ConfigError
+from kalshibook.settings import CoreSettings, Settings, StorageSettings, WriterSettings
+from kalshibook.storage import migrate, reads
+from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.policies import POLICIES, apply_policies
+from kalshibook.storage.pool import open_pool
+from kalshibook.storage.tables import DeltaRow, SnapshotRow, TradeRow
+from kalshibook.storage.writer import Writer
+
+pytestmark = pytest.mark.db
+
+D = Decimal
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # far older than every compress-after
+TICKER = "KXCOMP-1"
+
+JOBS = """
+SELECT j.proc_name, coalesce(a.view_name, j.hypertable_name),
+       coalesce(j.config ->> 'compress_after', j.config ->> 'drop_after')
+FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.continuous_aggregates a
+  ON a.materialization_hypertable_name = j.hypertable_name
+WHERE j.proc_name IN ('policy_compression', 'policy_retention')
+ORDER BY 1, 2
+"""
+COMPRESS_ALL = """
+SELECT count(compress_chunk(c, true)) FROM show_chunks(%s::regclass) c
+"""
+COMPRESSED_CHUNKS = """
+SELECT count(*) FILTER (WHERE is_compressed), count(*) FROM timescaledb_information.chunks
+WHERE hypertable_schema = 'market' AND hypertable_name = %s
+"""
+
+
+def jobs(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(JOBS).fetchall()
+
+
+@pytest.mark.both_editions
+def test_policies_follow_the_settings(db_url: str, edition: str) -> None:
+    if edition == "apache":  # no compression, no job scheduler: nothing to apply
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            assert apply_policies(conn, StorageSettings()) == []
+        assert jobs(db_url) == []
+        return
+    # `migrate` applied the defaults: one compression job per compressed relation.
+    defaults = jobs(db_url)
+    assert len(defaults) == sum(1 for p in POLICIES if p.kind == "compression")
+    assert ("policy_compression", "trades", "14 days") in defaults
+    assert ("policy_compression", "orderbook_deltas", "2 days") in defaults
+    assert ("policy_compression", "candles_trades_1m", "30 days") in defaults
+    changed = StorageSettings(
+        trades_compress_after_days=0, quotes_compress_after_days=21, quotes_retention_days=400
+    )
+    migrate.upgrade(db_url, storage=changed)
+    now = jobs(db_url)
+    assert not any(j[:2] == ("policy_compression", "trades") for j in now)
+    assert ("policy_compression", "quotes", "21 days") in now
+    assert ("policy_retention", "quotes", "400 days") in now
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert apply_policies(conn, changed) == []  # idempotent
+        back = apply_policies(conn, StorageSettings())
+    assert len(back) == 3
+    assert jobs(db_url) == defaults
+
+
+def test_a_compress_after_inside_the_refresh_window_is_refused() -> None:
+    with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS"):
+        Settings.from_env({"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": "3"})
+    with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS"):
+        Settings.from_env({"KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS": "2"})
+    ok = Settings.from_env({"KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_RETENTION_DAYS": "365"})
+    assert ok.storage.orderbook_deltas_retention_days == 365
+
+
+def trade(i: int, price: str, ts: datetime, source: str = "ws") -> TradeRow:
+    return TradeRow(
+        ts=ts,
+        trade_id=uuid.UUID(int=i + 1),
+        market_ticker=TICKER,
+        yes_price=D(price),
+        no_price=1 - D(price),
+        count=D("2.00"),
+        taker_outcome_side="yes",
+        taker_book_side="bid",
+        is_block_trade=False,
+        source=source,
+        received_at=ts,
+    )
+
+
+def book_rows() -> list[Any]:
+    snap = SnapshotRow(
+        ts=T0,
+        market_ticker=TICKER,
+        received_at=T0,
+        source="snapshot",
+        epoch=1,
+        sid=1,
+        seq=1,
+        yes_bids=b"[[0.40, 10.00], [0.41, 5.00]]",
+        no_bids=b"[[0.55, 7.00]]",
+    )
+    deltas = [
+        DeltaRow(
+            ts=T0 + timedelta(seconds=i + 1),
+            market_ticker=TICKER,
+            received_at=T0 + timedelta(seconds=i + 1),
+            side="yes" if i % 2 else "no",
+            price=D("0.41") if i % 2 else D("0.55"),
+            delta=D("1.00"),
+            epoch=1,
+            sid=1,
+            seq=i + 2,
+        )
+        for i in range(50)
+    ]
+    return [("orderbook_snapshots", snap), *(("orderbook_deltas", d) for d in deltas)]
+
+
+async def write(url: str, tmp_path: Path, rows: list[tuple[str, Any]]) -> None:
+    settings = Settings(
+        core=CoreSettings(database_url=url, data_dir=str(tmp_path / "data")),
+        writer=WriterSettings(batch_age=0.05),
+    )
+    async with open_pool(settings, min_size=1, max_size=2) as pool, Writer(settings, pool) as w:
+        for table, row in rows:
+            await w.put(table, row)
+        await w.drain()
+
+
+async def candle_1m(url: str, bucket: datetime) -> tuple[Any, ...] | None:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT open, close, volume, trade_count FROM market.candles_trades_1m "
+            "WHERE market_ticker = %s AND bucket = %s",
+            (TICKER, bucket),
+        )
+        return await cur.fetchone()
+
+
+async def test_compressed_chunks_take_late_writes_and_serve_reads(
+    db_url: str, tmp_path: Path
+) -> None:
+    await write(
+        db_url,
+        tmp_path,
+        [("trades", trade(i, "0.40", T0 + timedelta(seconds=10 * i))) for i in range(6)]
+        + book_rows(),
+    )
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await refresh_candles(conn, T0, T0 + timedelta(hours=1))
+        before_book = await reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
+        before_deltas = await reads.list_deltas(
+            conn, ticker=TICKER, start=T0, end=None, after=None, limit=1000
+        )
+    assert await candle_1m(db_url, T0) == (D("0.40"), D("0.40"), D("12.00"), 6)
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for table in ("trades", "orderbook_deltas", "orderbook_snapshots"):
+            conn.execute(COMPRESS_ALL, (f"market.{table}",))
+            compressed, total = conn.execute(COMPRESSED_CHUNKS, (table,)).fetchone() or (0, 0)
+            assert compressed == total > 0, table
+
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        after_book = await reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
+        after_deltas = await reads.list_deltas(
+            conn, ticker=TICKER, start=T0, end=None, after=None, limit=1000
+        )
+    assert after_book == before_book
+    assert after_book.deltas_applied == 29
+    assert after_deltas == before_deltas
+    assert len(after_deltas) == 50
+
+    # A late REST backfill lands in the compressed chunk: a new trade, and a copy of a stored
+    # one (µs time, other source) that must still be dropped as a duplicate.
+    late = trade(100, "0.70", T0 + timedelta(seconds=59), source="rest")
+    copy = trade(0, "0.40", T0 + timedelta(microseconds=271), source="rest")
+    await write(db_url, tmp_path, [("trades", late), ("trades", copy)])
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM market.trades WHERE market_ticker = %s", (TICKER,)
+        )
+        assert await cur.fetchone() == (7,)
+        await refresh_candles(conn, T0, T0 + timedelta(hours=1))
+    assert await candle_1m(db_url, T0) == (D("0.40"), D("0.70"), D("14.00"), 7)
