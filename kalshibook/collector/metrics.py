@@ -1,9 +1,18 @@
-"""Prometheus metrics for the collector and a tiny asyncio HTTP server for ``/metrics`` and
-``/health`` (no extra dependencies).
+"""Prometheus metrics for the collector (on ``prometheus-client``) and a tiny asyncio HTTP server
+for ``/metrics`` and ``/health``.
 
-The hot path only touches plain ``dict``/``int`` state: counters are ``dict[labels, float]``
-incremented in place, gauges are read from callbacks at scrape time, and the summary keeps a
-bounded ring of recent samples (quantiles are computed when scraped).
+Why this shape: the collector's per-frame path (router, WebSocket session) bumps counters and
+observes lag for every data frame, at 100k+ frames/s. ``prometheus_client``'s own ``Counter`` and
+``Summary`` take a lock and walk a labels/child lookup on every ``inc``/``observe``, which would
+add per-frame work. So the hot path keeps touching only plain Python state (``Counter.values`` is
+a ``dict[labels, float]`` incremented in place; ``Summary`` keeps a bounded ring of recent
+samples; everything else is a callback over stats objects that other modules already keep), and
+each metric here is a ``prometheus_client`` *custom collector* that turns that state into
+``CounterMetricFamily``/``GaugeMetricFamily``/``SummaryMetricFamily``/``HistogramMetricFamily``
+only when scraped. The families live on a private ``CollectorRegistry`` per :class:`Metrics`
+(never the process-global one, so tests and several collectors in one process do not collide),
+rendered by ``generate_latest``; registration rejects duplicate names. The HTTP side stays an
+``asyncio`` server on the daemon's loop (no extra thread), which also answers ``/health``.
 """
 
 from __future__ import annotations
@@ -14,6 +23,16 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import Final
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 __all__ = (
     "Counter",
@@ -29,29 +48,19 @@ log = logging.getLogger(__name__)
 
 Labels = tuple[str, ...]
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt_labels(names: tuple[str, ...], values: Labels, extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""What :func:`prometheus_client.generate_latest` produces (Prometheus text format 0.0.4)."""
 
 
-def _fmt_value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(float(v))
+def _require_total(name: str) -> None:
+    # CounterMetricFamily exports ``<name>_total``: a name without the suffix would change.
+    if not name.endswith("_total"):
+        raise ValueError(f"counter name must end in _total: {name}")
 
 
-class _Metric:
+class _Metric(Collector):
+    """One metric family: a ``prometheus_client`` collector over plain in-process state."""
+
     kind: str = "untyped"
 
     def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
@@ -59,14 +68,22 @@ class _Metric:
         self.help = help_text
         self.labelnames: tuple[str, ...] = tuple(labelnames)
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def _family(self) -> Metric:
+        """An empty family of this metric's name, type and labels."""
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, self.help, labels=self.labelnames)
+        if self.kind == "gauge":
+            return GaugeMetricFamily(self.name, self.help, labels=self.labelnames)
+        if self.kind == "summary":
+            return SummaryMetricFamily(self.name, self.help, labels=self.labelnames)
+        return HistogramMetricFamily(self.name, self.help, labels=self.labelnames)
 
-    def samples(self) -> list[str]:  # pragma: no cover - overridden
+    def describe(self) -> Iterable[Metric]:
+        """Name and type only (no callback runs), so registration can reject duplicates."""
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def render(self) -> list[str]:
-        return self.header() + self.samples()
 
 
 class Counter(_Metric):
@@ -75,6 +92,7 @@ class Counter(_Metric):
     kind = "counter"
 
     def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
+        _require_total(name)
         super().__init__(name, help_text, labelnames)
         self.values: dict[Labels, float] = {}
         if not self.labelnames:
@@ -90,18 +108,18 @@ class Counter(_Metric):
     def total(self) -> float:
         return sum(self.values.values())
 
-    def samples(self) -> list[str]:
-        return [
-            f"{self.name}{_fmt_labels(self.labelnames, k)} {_fmt_value(v)}"
-            for k, v in sorted(self.values.items())
-        ]
+    def collect(self) -> Iterable[Metric]:
+        fam = CounterMetricFamily(self.name, self.help, labels=self.labelnames)
+        for k, v in sorted(self.values.items()):
+            fam.add_metric(k, v)
+        return [fam]
 
 
 class Gauge(_Metric):
     """A value read at scrape time from a callback returning ``{labels: value}`` or a number.
 
-    ``kind="counter"`` renders it as a counter (a cumulative count kept elsewhere, e.g. by the
-    WebSocket client or the writer)."""
+    ``kind="counter"`` exports it as a counter (a cumulative count kept elsewhere, e.g. by the
+    WebSocket client or the writer; its name must end in ``_total``)."""
 
     kind = "gauge"
 
@@ -113,22 +131,31 @@ class Gauge(_Metric):
         labelnames: Iterable[str] = (),
         kind: str = "gauge",
     ) -> None:
+        if kind not in ("gauge", "counter"):
+            raise ValueError(f"gauge kind must be 'gauge' or 'counter', not {kind!r}")
+        if kind == "counter":
+            _require_total(name)
         super().__init__(name, help_text, labelnames)
         self.fn = fn
         self.kind = kind
 
-    def samples(self) -> list[str]:
+    def collect(self) -> Iterable[Metric]:
+        fam: CounterMetricFamily | GaugeMetricFamily
+        if self.kind == "counter":
+            fam = CounterMetricFamily(self.name, self.help, labels=self.labelnames)
+        else:
+            fam = GaugeMetricFamily(self.name, self.help, labels=self.labelnames)
         try:
             got = self.fn()
         except Exception:
             log.exception("metric=%s gauge callback failed", self.name)
-            return []
+            return [fam]  # HELP/TYPE without samples, as before
         if isinstance(got, dict):
-            return [
-                f"{self.name}{_fmt_labels(self.labelnames, k)} {_fmt_value(v)}"
-                for k, v in sorted(got.items())
-            ]
-        return [f"{self.name} {_fmt_value(float(got))}"]
+            for k, v in sorted(got.items()):
+                fam.add_metric(k, v)
+        else:
+            fam.add_metric((), float(got))
+        return [fam]
 
 
 class Summary(_Metric):
@@ -166,18 +193,17 @@ class Summary(_Metric):
     def count(self, *labels: str) -> int:
         return self._count.get(labels, 0)
 
-    def samples(self) -> list[str]:
-        out: list[str] = []
+    def collect(self) -> Iterable[Metric]:
+        fam = SummaryMetricFamily(self.name, self.help, labels=self.labelnames)
         for labels in sorted(self._rings):
             ring = sorted(self._rings[labels])
+            base = dict(zip(self.labelnames, labels, strict=True))
             for q in self.QUANTILES:
                 idx = min(len(ring) - 1, max(0, math.ceil(q * len(ring)) - 1))
-                lbl = _fmt_labels(self.labelnames, labels, f'quantile="{q}"')
-                out.append(f"{self.name}{lbl} {_fmt_value(ring[idx])}")
-            base = _fmt_labels(self.labelnames, labels)
-            out.append(f"{self.name}_sum{base} {_fmt_value(self._sum[labels])}")
-            out.append(f"{self.name}_count{base} {self._count[labels]}")
-        return out
+                fam.add_sample(self.name, {**base, "quantile": str(q)}, ring[idx])
+            fam.add_sample(self.name + "_sum", base, self._sum[labels])
+            fam.add_sample(self.name + "_count", base, self._count[labels])
+        return [fam]
 
 
 class Histogram(_Metric):
@@ -194,27 +220,27 @@ class Histogram(_Metric):
         super().__init__(name, help_text)
         self.fn = fn
 
-    def samples(self) -> list[str]:
+    def collect(self) -> Iterable[Metric]:
         bounds, counts, count, total = self.fn()
-        out = [f'{self.name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(bounds, counts, strict=True)]
-        out.append(f'{self.name}_bucket{{le="+Inf"}} {count}')
-        out.append(f"{self.name}_sum {_fmt_value(total)}")
-        out.append(f"{self.name}_count {count}")
-        return out
+        buckets: list[tuple[str, float]] = [
+            (f"{b:g}", c) for b, c in zip(bounds, counts, strict=True)
+        ]
+        buckets.append(("+Inf", count))
+        return [HistogramMetricFamily(self.name, self.help, buckets=buckets, sum_value=total)]
 
 
 class Registry:
+    """The metrics of one exporter, in registration order, on a private ``CollectorRegistry``."""
+
     def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
+        self.collector_registry = CollectorRegistry(auto_describe=False)
 
     def add(self, metric: _Metric) -> None:
-        self._metrics.append(metric)
+        """Register ``metric``; raises ``ValueError`` if one of its names is already taken."""
+        self.collector_registry.register(metric)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for m in self._metrics:
-            lines.extend(m.render())
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.collector_registry).decode()
 
 
 class Metrics:
@@ -336,7 +362,7 @@ class MetricsServer:
             if method not in ("GET", "HEAD"):
                 status, ctype, body = "405 Method Not Allowed", "text/plain", "method not allowed\n"
             elif path == "/metrics":
-                status, ctype, body = "200 OK", "text/plain; version=0.0.4", self._render()
+                status, ctype, body = "200 OK", CONTENT_TYPE, self._render()
             elif path == "/health":
                 ok, detail = self._health()
                 status = "200 OK" if ok else "503 Service Unavailable"
