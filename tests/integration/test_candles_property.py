@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kalshibook.errors import NotFound
+from kalshibook.errors import UnknownMarket
 from kalshibook.storage.candles import read_candles, refresh_candles
 
 pytestmark = pytest.mark.db
@@ -326,7 +326,7 @@ def test_candles_equal_an_independent_reference(shared_db: str, s: Scenario) -> 
     with psycopg.connect(shared_db, autocommit=True) as conn:
         conn.execute("TRUNCATE market.trades, market.quotes, market.market_stats")
         insert(conn, s.trades, s.quotes, s.stats)
-    with contextlib.suppress(NotFound):  # a read before the late rows arrive
+    with contextlib.suppress(UnknownMarket):  # a read before the late rows arrive
         asyncio.run(read_all(shared_db, s, TICKERS[0]))
 
     with psycopg.connect(shared_db, autocommit=True) as conn:
