@@ -21,6 +21,7 @@ from kalshibook.api import schemas as s
 from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
 from kalshibook.api.docs import TickerPath, priced, responses
 from kalshibook.api.params import parse_time
+from kalshibook.domain.booleans import parse_bool
 from kalshibook.domain.candles import (
     Candle,
     Interval,
@@ -43,8 +44,6 @@ INTERVALS: Final[dict[str, Interval]] = {
     "1440": "1d",
 }
 """Our names, and Kalshi's ``period_interval`` minutes as aliases."""
-_TRUE: Final = {"true", "1", "yes"}
-_FALSE: Final = {"false", "0", "no"}
 
 # --- response -----------------------------------------------------------------------------------
 
@@ -148,12 +147,10 @@ def parse_interval(value: str | None) -> Interval:
 def parse_fill(value: str | None) -> bool:
     if value is None:
         return False
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadRequest(f"fill must be true or false, got {value!r}", parameter="fill")
+    flag = parse_bool(value)
+    if flag is None:
+        raise BadRequest(f"fill must be true or false, got {value!r}", parameter="fill")
+    return flag
 
 
 def candle_window(
