@@ -46,6 +46,19 @@ class SchemaError(StorageError):
     """The database schema is missing or not at the expected revision."""
 
 
+class UnknownMarket(KalshibookError):
+    """No market with this ticker is recorded (no market record, trade, quote or ticker update)."""
+
+    status = 404
+
+    def __init__(self, ticker: str) -> None:
+        super().__init__(
+            f"market {ticker!r} is unknown: no market record and no recorded trade, quote or "
+            "ticker update"
+        )
+        self.ticker = ticker
+
+
 class FeedError(KalshibookError):
     """The Kalshi feed failed."""
 

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 import msgspec
 
+from kalshibook.domain.booleans import parse_bool
 from kalshibook.errors import ConfigError
 
 PROD_REST_URL = "https://external-api.kalshi.com/trade-api/v2"
@@ -235,12 +236,10 @@ def _parse(var: str, raw: str, typ: Any) -> Any:
     text = raw.strip()
     try:
         if typ is bool:
-            low = text.lower()
-            if low in {"1", "true", "yes", "on"}:
-                return True
-            if low in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError("expected true/false")
+            flag = parse_bool(text)
+            if flag is None:
+                raise ValueError("expected true/false")
+            return flag
         if typ is int:
             return int(text)
         if typ is float:

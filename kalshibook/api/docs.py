@@ -323,3 +323,53 @@ ORDERBOOK_ONE = s.OrderBookOne(data=ORDERBOOK, **_ONE)
 DELTA_PAGE = s.DeltaPage(data=[DELTA], response_time=2.9, book=ORDERBOOK, **_PAGE)
 GAP_PAGE = s.GapPage(data=[GAP], response_time=1.2, **_PAGE)
 STATUS_ONE = s.StatusOne(data=STATUS, **_ONE)
+
+CANDLE = s.CandleOut(
+    start=_T0,
+    end=datetime(2026, 1, 15, 16, 0, tzinfo=UTC),
+    open="0.4200",
+    high="0.4500",
+    low="0.4100",
+    close="0.4400",
+    volume="120.00",
+    vwap="0.4325",
+    trade_count=9,
+    taker_yes_volume="80.00",
+    taker_no_volume="40.00",
+    previous="0.4100",
+    yes_bid_open="0.4100",
+    yes_bid_high="0.4400",
+    yes_bid_low="0.4000",
+    yes_bid_close="0.4300",
+    yes_ask_open="0.4300",
+    yes_ask_high="0.4600",
+    yes_ask_low="0.4200",
+    yes_ask_close="0.4500",
+    open_interest="1520.00",
+    end_period_ts=int(datetime(2026, 1, 15, 16, 0, tzinfo=UTC).timestamp()),
+    yes_bid=s.KalshiQuoteOHLC(
+        open_dollars="0.4100", low_dollars="0.4000", high_dollars="0.4400", close_dollars="0.4300"
+    ),
+    yes_ask=s.KalshiQuoteOHLC(
+        open_dollars="0.4300", low_dollars="0.4200", high_dollars="0.4600", close_dollars="0.4500"
+    ),
+    price=s.KalshiPrice(
+        open_dollars="0.4200",
+        low_dollars="0.4100",
+        high_dollars="0.4500",
+        close_dollars="0.4400",
+        mean_dollars="0.4325",
+        previous_dollars="0.4100",
+    ),
+    volume_fp="120.00",
+    open_interest_fp="1520.00",
+)
+CANDLE_PAGE = s.CandlePage(
+    data=[CANDLE],
+    next_cursor=None,
+    has_more=False,
+    request_id=_RID,
+    response_time=3.1,
+    ticker=EXAMPLE_MARKET,
+    interval="1h",
+)

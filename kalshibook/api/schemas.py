@@ -18,6 +18,8 @@ __all__ = (
     "BestPrices",
     "BookEventRef",
     "BookGapRef",
+    "CandleOut",
+    "CandlePage",
     "ChannelFreshness",
     "Coverage",
     "Delta",
@@ -29,6 +31,8 @@ __all__ = (
     "Gap",
     "GapPage",
     "Health",
+    "KalshiPrice",
+    "KalshiQuoteOHLC",
     "Market",
     "MarketOne",
     "MarketPage",
@@ -365,6 +369,77 @@ class StatusOne(Base):
     data: Status
     request_id: RequestId
     response_time: ResponseTime
+
+
+# -- candles ------------------------------------------------------------------------------------
+
+
+class KalshiQuoteOHLC(Base):
+    """Kalshi's ``yes_bid`` / ``yes_ask`` object."""
+
+    open_dollars: Dollars | None
+    low_dollars: Dollars | None
+    high_dollars: Dollars | None
+    close_dollars: Dollars | None
+
+
+class KalshiPrice(Base):
+    """Kalshi's ``price`` object (trades). ``min``/``max`` are null, as in every Kalshi sample."""
+
+    open_dollars: Dollars | None
+    low_dollars: Dollars | None
+    high_dollars: Dollars | None
+    close_dollars: Dollars | None
+    mean_dollars: Annotated[str | None, Meta(description="VWAP, rounded half-even to 6 dp")]
+    previous_dollars: Annotated[str | None, Meta(description="last trade before the period")]
+    min_dollars: None = None
+    max_dollars: None = None
+
+
+class CandleOut(Base):
+    start: Annotated[datetime, Meta(description="period start (inclusive)")]
+    end: Annotated[
+        datetime,
+        Meta(description="period end (exclusive); 1d periods end at New York midnight"),
+    ]
+    open: Dollars | None
+    high: Dollars | None
+    low: Dollars | None
+    close: Dollars | None
+    volume: Count
+    vwap: Annotated[str | None, Meta(description="volume-weighted price, half-even to 6 dp")]
+    trade_count: int
+    taker_yes_volume: Count
+    taker_no_volume: Count
+    previous: Annotated[str | None, Meta(description="last trade price before the period")]
+    yes_bid_open: Annotated[str | None, Meta(description="best YES bid carried into the period")]
+    yes_bid_high: Dollars | None
+    yes_bid_low: Dollars | None
+    yes_bid_close: Dollars | None
+    yes_ask_open: Annotated[str | None, Meta(description="best YES ask carried into the period")]
+    yes_ask_high: Dollars | None
+    yes_ask_low: Dollars | None
+    yes_ask_close: Dollars | None
+    open_interest: Annotated[
+        str | None, Meta(description="last open interest at or before the period end")
+    ]
+    # Kalshi's MarketCandlestick
+    end_period_ts: Annotated[int, Meta(description="Unix seconds of `end` (Kalshi's label)")]
+    yes_bid: KalshiQuoteOHLC
+    yes_ask: KalshiQuoteOHLC
+    price: KalshiPrice
+    volume_fp: Count
+    open_interest_fp: Count | None
+
+
+class CandlePage(Base):
+    data: list[CandleOut]
+    next_cursor: NextCursor
+    has_more: bool
+    request_id: RequestId
+    response_time: ResponseTime
+    ticker: str
+    interval: Annotated[str, Meta(description="1m, 1h or 1d")]
 
 
 class Problem(Base, omit_defaults=True):

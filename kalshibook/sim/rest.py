@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from kalshibook.domain.booleans import parse_bool
 from kalshibook.sim.model import Event, Exchange, Market, QuoteRec, Series, TradeRec, rules_primary
 from kalshibook.sim.wire import (
     PRICE_STR,
@@ -93,14 +94,12 @@ def _int(q: Query, name: str, lo: int | None = None, hi: int | None = None) -> i
 
 def _bool(q: Query, name: str) -> bool:
     raw = _one(q, name)
-    if raw is None:
+    if not raw:
         return False
-    low = raw.lower()
-    if low in ("true", "1"):
-        return True
-    if low in ("false", "0", ""):
-        return False
-    raise _bad(f"{name} must be true or false, got {raw[:40]!r}")
+    flag = parse_bool(raw)
+    if flag is None:
+        raise _bad(f"{name} must be true or false, got {raw[:40]!r}")
+    return flag
 
 
 def _list(q: Query, name: str) -> list[str] | None:

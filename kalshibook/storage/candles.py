@@ -25,7 +25,7 @@ from kalshibook.domain.candles import (
     period_ceil,
     period_floor,
 )
-from kalshibook.errors import NotFound, StorageError
+from kalshibook.errors import StorageError, UnknownMarket
 
 __all__ = (
     "CANDLE_CHAIN",
@@ -240,17 +240,13 @@ async def read_candles(
 ) -> list[Candle]:
     """Candles of ``ticker`` for the periods starting in ``[period_floor(start), end)``.
 
-    Raises NotFound when the market is unknown. ``until`` (normally now) stops ``fill`` from
+    Raises UnknownMarket when the market is unknown. ``until`` (normally now) stops ``fill`` from
     inventing periods that have not started yet.
     """
     first = period_floor(start, interval)
     data = await fetch_candle_data(conn, ticker, interval, first, end)
     if data.empty and not await market_exists(conn, ticker):
-        raise NotFound(
-            f"market {ticker!r} is unknown: no market record and no recorded trade, quote or "
-            "ticker update; check the ticker (GET /v1/markets lists them)",
-            parameter="ticker",
-        )
+        raise UnknownMarket(ticker)
     return assemble(
         interval,
         first,

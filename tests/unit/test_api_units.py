@@ -97,21 +97,23 @@ def test_metrics_text() -> None:
     m.observe("/v1/markets/{ticker}", "GET", 404, 20.0, 1)
     m.reject("unauthorized")
     text = m.render()
-    assert (
-        'kalshibook_api_requests_total{route="/v1/markets/{ticker}",method="GET",status="200"} 1'
-        in text
-    )
-    assert (
-        'kalshibook_api_request_duration_seconds_bucket{route="/v1/markets/{ticker}",le="0.005"} 1'
-        in text
-    )
-    assert (
-        'kalshibook_api_request_duration_seconds_bucket{route="/v1/markets/{ticker}",le="+Inf"} 2'
-        in text
-    )
-    assert 'kalshibook_api_credits_spent_total{route="/v1/markets/{ticker}"} 2' in text
-    assert 'kalshibook_api_auth_rejections_total{reason="unauthorized"} 1' in text
+    lines = text.splitlines()
+    route = 'route="/v1/markets/{ticker}"'
+    assert f'kalshibook_api_requests_total{{method="GET",{route},status="200"}} 1.0' in lines
+    assert f'kalshibook_api_request_duration_seconds_bucket{{le="0.005",{route}}} 1.0' in lines
+    assert f'kalshibook_api_request_duration_seconds_bucket{{le="+Inf",{route}}} 2.0' in lines
+    assert f"kalshibook_api_credits_spent_total{{{route}}} 2.0" in lines
+    assert 'kalshibook_api_auth_rejections_total{reason="unauthorized"} 1.0' in lines
     assert text.endswith("\n")
+
+
+def test_metrics_registry_per_app() -> None:
+    """Each ApiMetrics has its own registry: one app's requests never show in another's."""
+    a, b = ApiMetrics(), ApiMetrics()
+    a.observe("/v1/trades", "GET", 200, 0.01, 2)
+    assert "kalshibook_api_requests_total{" in a.render()
+    assert "kalshibook_api_requests_total{" not in b.render()
+    assert "# TYPE kalshibook_api_requests_total counter" in b.render()
 
 
 def test_sql_user_inputs() -> None:

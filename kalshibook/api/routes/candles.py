@@ -15,20 +15,13 @@ from typing import Annotated, Any, Final
 from litestar import Request, get
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
-from msgspec import Meta
 
 from kalshibook.api import docs
+from kalshibook.api import schemas as s
 from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
 from kalshibook.api.docs import TickerPath, priced, responses
 from kalshibook.api.params import parse_time
-from kalshibook.api.schemas import (
-    Base,
-    Count,
-    Dollars,
-    NextCursor,
-    RequestId,
-    ResponseTime,
-)
+from kalshibook.domain.booleans import parse_bool
 from kalshibook.domain.candles import (
     Candle,
     Interval,
@@ -37,10 +30,10 @@ from kalshibook.domain.candles import (
     period_floor,
 )
 from kalshibook.domain.prices import fmt_count, fmt_dollars
-from kalshibook.errors import BadRequest
+from kalshibook.errors import BadRequest, NotFound, UnknownMarket
 from kalshibook.storage.candles import read_candles
 
-__all__ = ("HANDLERS", "CandleOut", "CandlePage", "candle_out", "candles_handler")
+__all__ = ("HANDLERS", "candle_out", "candles_handler")
 
 INTERVALS: Final[dict[str, Interval]] = {
     "1m": "1m",
@@ -51,78 +44,8 @@ INTERVALS: Final[dict[str, Interval]] = {
     "1440": "1d",
 }
 """Our names, and Kalshi's ``period_interval`` minutes as aliases."""
-_TRUE: Final = {"true", "1", "yes"}
-_FALSE: Final = {"false", "0", "no"}
 
 # --- response -----------------------------------------------------------------------------------
-
-
-class KalshiQuoteOHLC(Base):
-    """Kalshi's ``yes_bid`` / ``yes_ask`` object."""
-
-    open_dollars: Dollars | None
-    low_dollars: Dollars | None
-    high_dollars: Dollars | None
-    close_dollars: Dollars | None
-
-
-class KalshiPrice(Base):
-    """Kalshi's ``price`` object (trades). ``min``/``max`` are null, as in every Kalshi sample."""
-
-    open_dollars: Dollars | None
-    low_dollars: Dollars | None
-    high_dollars: Dollars | None
-    close_dollars: Dollars | None
-    mean_dollars: Annotated[str | None, Meta(description="VWAP, rounded half-even to 6 dp")]
-    previous_dollars: Annotated[str | None, Meta(description="last trade before the period")]
-    min_dollars: None = None
-    max_dollars: None = None
-
-
-class CandleOut(Base):
-    start: Annotated[datetime, Meta(description="period start (inclusive)")]
-    end: Annotated[
-        datetime,
-        Meta(description="period end (exclusive); 1d periods end at New York midnight"),
-    ]
-    open: Dollars | None
-    high: Dollars | None
-    low: Dollars | None
-    close: Dollars | None
-    volume: Count
-    vwap: Annotated[str | None, Meta(description="volume-weighted price, half-even to 6 dp")]
-    trade_count: int
-    taker_yes_volume: Count
-    taker_no_volume: Count
-    previous: Annotated[str | None, Meta(description="last trade price before the period")]
-    yes_bid_open: Annotated[str | None, Meta(description="best YES bid carried into the period")]
-    yes_bid_high: Dollars | None
-    yes_bid_low: Dollars | None
-    yes_bid_close: Dollars | None
-    yes_ask_open: Annotated[str | None, Meta(description="best YES ask carried into the period")]
-    yes_ask_high: Dollars | None
-    yes_ask_low: Dollars | None
-    yes_ask_close: Dollars | None
-    open_interest: Annotated[
-        str | None, Meta(description="last open interest at or before the period end")
-    ]
-    # Kalshi's MarketCandlestick
-    end_period_ts: Annotated[int, Meta(description="Unix seconds of `end` (Kalshi's label)")]
-    yes_bid: KalshiQuoteOHLC
-    yes_ask: KalshiQuoteOHLC
-    price: KalshiPrice
-    volume_fp: Count
-    open_interest_fp: Count | None
-
-
-class CandlePage(Base):
-    data: list[CandleOut]
-    next_cursor: NextCursor
-    has_more: bool
-    request_id: RequestId
-    response_time: ResponseTime
-    ticker: str
-    interval: Annotated[str, Meta(description="1m, 1h or 1d")]
 
 
 class _Formatter:
@@ -150,16 +73,16 @@ class _Formatter:
         return out
 
 
-def candle_out(c: Candle, fmt: _Formatter | None = None) -> CandleOut:
+def candle_out(c: Candle, fmt: _Formatter | None = None) -> s.CandleOut:
     f = fmt or _Formatter()
     d = f.dollars
-    bid = KalshiQuoteOHLC(
+    bid = s.KalshiQuoteOHLC(
         open_dollars=d(c.yes_bid_open),
         low_dollars=d(c.yes_bid_low),
         high_dollars=d(c.yes_bid_high),
         close_dollars=d(c.yes_bid_close),
     )
-    ask = KalshiQuoteOHLC(
+    ask = s.KalshiQuoteOHLC(
         open_dollars=d(c.yes_ask_open),
         low_dollars=d(c.yes_ask_low),
         high_dollars=d(c.yes_ask_high),
@@ -168,7 +91,7 @@ def candle_out(c: Candle, fmt: _Formatter | None = None) -> CandleOut:
     o, h, lo, cl, vwap, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.vwap), d(c.previous)
     volume = f.count(c.volume)
     oi = None if c.open_interest is None else f.count(c.open_interest)
-    return CandleOut(
+    return s.CandleOut(
         start=c.start,
         end=c.end,
         open=o,
@@ -193,7 +116,7 @@ def candle_out(c: Candle, fmt: _Formatter | None = None) -> CandleOut:
         end_period_ts=int(c.end.timestamp()),
         yes_bid=bid,
         yes_ask=ask,
-        price=KalshiPrice(
+        price=s.KalshiPrice(
             open_dollars=o,
             low_dollars=lo,
             high_dollars=h,
@@ -224,12 +147,10 @@ def parse_interval(value: str | None) -> Interval:
 def parse_fill(value: str | None) -> bool:
     if value is None:
         return False
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadRequest(f"fill must be true or false, got {value!r}", parameter="fill")
+    flag = parse_bool(value)
+    if flag is None:
+        raise BadRequest(f"fill must be true or false, got {value!r}", parameter="fill")
+    return flag
 
 
 def candle_window(
@@ -294,57 +215,6 @@ FillParam = Annotated[
     ),
 ]
 
-_EXAMPLE_T0 = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)
-_EXAMPLE_CANDLE = CandleOut(
-    start=_EXAMPLE_T0,
-    end=datetime(2026, 1, 15, 16, 0, tzinfo=UTC),
-    open="0.4200",
-    high="0.4500",
-    low="0.4100",
-    close="0.4400",
-    volume="120.00",
-    vwap="0.4325",
-    trade_count=9,
-    taker_yes_volume="80.00",
-    taker_no_volume="40.00",
-    previous="0.4100",
-    yes_bid_open="0.4100",
-    yes_bid_high="0.4400",
-    yes_bid_low="0.4000",
-    yes_bid_close="0.4300",
-    yes_ask_open="0.4300",
-    yes_ask_high="0.4600",
-    yes_ask_low="0.4200",
-    yes_ask_close="0.4500",
-    open_interest="1520.00",
-    end_period_ts=int(datetime(2026, 1, 15, 16, 0, tzinfo=UTC).timestamp()),
-    yes_bid=KalshiQuoteOHLC(
-        open_dollars="0.4100", low_dollars="0.4000", high_dollars="0.4400", close_dollars="0.4300"
-    ),
-    yes_ask=KalshiQuoteOHLC(
-        open_dollars="0.4300", low_dollars="0.4200", high_dollars="0.4600", close_dollars="0.4500"
-    ),
-    price=KalshiPrice(
-        open_dollars="0.4200",
-        low_dollars="0.4100",
-        high_dollars="0.4500",
-        close_dollars="0.4400",
-        mean_dollars="0.4325",
-        previous_dollars="0.4100",
-    ),
-    volume_fp="120.00",
-    open_interest_fp="1520.00",
-)
-CANDLE_PAGE_EXAMPLE = CandlePage(
-    data=[_EXAMPLE_CANDLE],
-    next_cursor=None,
-    has_more=False,
-    request_id="4f6c1b0e2d3a4c5b8e9f0a1b2c3d4e5f",
-    response_time=3.1,
-    ticker=docs.EXAMPLE_MARKET,
-    interval="1h",
-)
-
 
 @get(
     "/v1/markets/{ticker:str}/candles",
@@ -358,7 +228,7 @@ CANDLE_PAGE_EXAMPLE = CandlePage(
         "At most `max_candles` (10,000) periods per request; the period in progress is included."
     ),
     tags=["candles"],
-    responses=responses(CandlePage, CANDLE_PAGE_EXAMPLE, errors=(400, 401, 402, 404, 429, 503)),
+    responses=responses(s.CandlePage, docs.CANDLE_PAGE, errors=(400, 401, 402, 404, 429, 503)),
     name="candles",
     **priced(3),
 )
@@ -371,16 +241,21 @@ async def candles_handler(
     start: CandleStartParam = None,
     end: CandleEndParam = None,
     fill: FillParam = None,
-) -> CandlePage:
+) -> s.CandlePage:
     now = datetime.now(UTC)
     if not ticker or len(ticker) > 200:  # control characters: reject_control_characters
         raise BadRequest("ticker is not a market ticker", parameter="ticker")
     width = parse_interval(interval)
     with_fill = parse_fill(fill)
     t0, t1 = candle_window(width, start, end, now, settings.api.max_candles)
-    candles = await read_candles(conn, ticker, width, t0, t1, fill=with_fill, until=now)
+    try:
+        candles = await read_candles(conn, ticker, width, t0, t1, fill=with_fill, until=now)
+    except UnknownMarket as exc:
+        raise NotFound(
+            f"{exc.message}; check the ticker (GET /v1/markets lists them)", parameter="ticker"
+        ) from None
     fmt = _Formatter()
-    return CandlePage(
+    return s.CandlePage(
         data=[candle_out(c, fmt) for c in candles],
         next_cursor=None,
         has_more=False,

@@ -34,9 +34,9 @@ HEALTH_TIMEOUT = 3.0
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 METRICS_EXAMPLE = """\
 # TYPE kalshibook_api_requests_total counter
-kalshibook_api_requests_total{route="/v1/trades",method="GET",status="200"} 1234
+kalshibook_api_requests_total{method="GET",route="/v1/trades",status="200"} 1234.0
 # TYPE kalshibook_api_credits_spent_total counter
-kalshibook_api_credits_spent_total{route="/v1/trades"} 2468
+kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
 """
 
 

@@ -80,8 +80,9 @@ async def test_credits_costs_and_usage(seeded_rw_url: str) -> None:
         assert r.status_code == 200
         assert r.headers["x-credits-remaining"] == "0"
         metrics = (await client.get("/metrics")).text
-    assert 'kalshibook_api_credits_spent_total{route="/v1/markets/{ticker}/orderbook"} 5' in metrics
-    assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 1' in metrics
+    lines = metrics.splitlines()
+    assert 'kalshibook_api_credits_spent_total{route="/v1/markets/{ticker}/orderbook"} 5.0' in lines
+    assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 1.0' in lines
     with psycopg.connect(seeded_rw_url) as conn:
         rows = conn.execute(
             "SELECT endpoint, cost, status FROM private.api_usage ORDER BY id"

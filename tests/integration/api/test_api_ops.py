@@ -50,10 +50,12 @@ async def test_status_metrics_and_schema(client) -> None:
     metrics = (await client.get("/metrics")).text
     assert "# TYPE kalshibook_api_requests_total counter" in metrics
     assert (
-        'kalshibook_api_requests_total{route="/v1/status",method="GET",status="200"} 1' in metrics
+        'kalshibook_api_requests_total{method="GET",route="/v1/status",status="200"} 1.0'
+        in metrics.splitlines()
     )
     assert (
-        'kalshibook_api_request_duration_seconds_bucket{route="/v1/status",le="+Inf"} 1' in metrics
+        'kalshibook_api_request_duration_seconds_bucket{le="+Inf",route="/v1/status"} 1.0'
+        in metrics.splitlines()
     )
 
     schema = (await client.get("/schema/openapi.json")).json()
