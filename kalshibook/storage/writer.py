@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import time
 import uuid
 from collections import deque
@@ -64,10 +62,12 @@ import msgspec
 import psycopg
 from psycopg import AsyncConnection
 
+from kalshibook.backoff import Backoff
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
-from kalshibook.storage.copyworker import CopyWorker
+from kalshibook.storage.copyworker import CopyWorker, describe
 from kalshibook.storage.pool import Pool, connect_kwargs
+from kalshibook.storage.spool import READ_ERRORS, SPOOL_ERRORS, Spool, rejected_line
 from kalshibook.storage.tables import (
     ALL_TABLES,
     TABLES,
@@ -77,28 +77,15 @@ from kalshibook.storage.tables import (
     SettlementRow,
     TableSpec,
 )
+from kalshibook.storage.writer_stats import BatchLatency, TableStats, WriterStats
 
-__all__ = (
-    "LATENCY_BUCKETS",
-    "LatencyHistogram",
-    "TableStats",
-    "Writer",
-    "WriterClosed",
-    "WriterFull",
-    "WriterStats",
-)
+__all__ = ("Writer", "WriterClosed", "WriterFull")
 
 log = logging.getLogger(__name__)
 
 Row = Sequence[Any]
 """A row: a tuple (or the table's NamedTuple) in column order."""
 
-LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds (seconds) of the batch-latency histogram; a final +Inf bucket is implied."""
-SPOOL_SUFFIX: Final = ".spool"
-SPOOL_VERSION: Final = 2
-"""Spool file layout: ``(2, table, rows, writer_id, offset)``. Version 1 files
-(``(1, table, rows)``, no commit mark) are still replayed, at least once."""
 PROGRESS_RETENTION_DAYS: Final = 30
 """Commit marks (``private.writer_progress``) untouched for this long are pruned when a writer
 starts: a spool file older than that is replayed without the duplicate check."""
@@ -115,89 +102,6 @@ class WriterFull(StorageError):
 
 class WriterClosed(StorageError):
     """The writer is closed, or its flush task failed."""
-
-
-# -- stats -------------------------------------------------------------------------------------
-
-
-class LatencyHistogram(msgspec.Struct, frozen=True, kw_only=True):
-    """Prometheus-style histogram: ``counts[i]`` = batches with latency <= ``bounds[i]``
-    (cumulative), ``count`` = all batches (the +Inf bucket)."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    count: int
-    sum: float
-
-
-class TableStats(msgspec.Struct, frozen=True, kw_only=True):
-    queue_depth: int
-    queue_limit: int
-    rows_put: int
-    rows_written: int
-    """Rows committed (for dedupe tables: rows actually inserted)."""
-    rows_duplicate: int
-    """Rows not inserted again: duplicates of a dedupe table, or rows a replayed spool file
-    carried that its commit mark shows committed already."""
-    rows_rejected: int
-    """Rows the database refused as invalid, kept in ``rejected/<table>.jsonl``."""
-    rows_held: int
-    """Rows cut from the queue and held in memory, not yet committed."""
-    batches_pending: int
-    """Batches waiting to be written, in memory or spooled."""
-    producer_waits: int
-    """Times a producer found the queue full and waited (backpressure)."""
-    producer_blocked_seconds: float
-
-
-class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
-    tables: dict[str, TableStats]
-    database_up: bool
-    held_rows: int
-    memory_rows: int
-    spool_files_pending: int
-    spooled_batches_total: int
-    replayed_batches_total: int
-    spool_errors: int
-    retries: int
-    batches_written: int
-    last_commit_at: float | None
-    """Unix time the writer last finished a batch (committed; or, rarely, set aside as rejected
-    rows or an unreadable spool file); None before the first."""
-    worker_starts: int
-    """COPY worker processes started (one per flusher at first use; more = workers replaced)."""
-    batch_latency_last: float | None
-    batch_latency: LatencyHistogram
-    last_error: str | None
-
-
-class _Histogram:
-    __slots__ = ("buckets", "count", "last", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * len(LATENCY_BUCKETS)
-        self.count = 0
-        self.sum = 0.0
-        self.last: float | None = None
-
-    def observe(self, seconds: float) -> None:
-        self.last = seconds
-        self.count += 1
-        self.sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.buckets[i] += 1
-                break
-
-    def snapshot(self) -> LatencyHistogram:
-        cumulative: list[int] = []
-        total = 0
-        for n in self.buckets:
-            total += n
-            cumulative.append(total)
-        return LatencyHistogram(
-            bounds=LATENCY_BUCKETS, counts=tuple(cumulative), count=self.count, sum=self.sum
-        )
 
 
 # -- internals ---------------------------------------------------------------------------------
@@ -294,15 +198,6 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error | OSError | TimeoutError) and not _is_data_error(exc)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _spool_name(seq: int, table: str) -> str:
-    return f"{seq:016d}-{table}{SPOOL_SUFFIX}"
-
-
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -332,28 +227,6 @@ def _one_more(segs: list[tuple[int, bytes | None]]) -> None:
         segs[-1] = (segs[-1][0] + 1, None)
     else:
         segs.append((1, None))
-
-
-_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    spec.name: msgspec.msgpack.Decoder(
-        tuple[int, str, list[spec.row_type], str, int],  # type: ignore[name-defined]
-        strict=False,
-    )
-    for spec in ALL_TABLES
-}
-_decoders_v1: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    spec.name: msgspec.msgpack.Decoder(
-        tuple[int, str, list[spec.row_type]],  # type: ignore[name-defined]
-        strict=False,
-    )
-    for spec in ALL_TABLES
-}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
 
 
 # -- the writer --------------------------------------------------------------------------------
@@ -403,6 +276,7 @@ class Writer:
         self._retry_max = max(ws.retry_max, 0.01)
         self._connect_timeout = max(1.0, self._retry_max)
         self._spool_dir = Path(spool_dir) if spool_dir is not None else settings.spool_dir
+        self._spool = Spool(self._spool_dir, self._id)
         self._close_timeout = close_timeout
         trigger = min(ws.batch_rows, ws.queue_rows)
         self._queues: dict[str, _Queue] = {
@@ -439,7 +313,7 @@ class Writer:
         self._spooled_total = 0
         self._replayed_total = 0
         self._spool_errors = 0
-        self._latency = _Histogram()
+        self._latency = BatchLatency()
         self._last_error: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -516,7 +390,7 @@ class Writer:
                 self._wake_everyone()
                 await asyncio.gather(*(w.close() for w in self._workers))
         if self._error is not None:
-            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+            raise WriterClosed(f"the writer failed: {describe(self._error)}") from self._error
 
     async def _stop_task(self) -> None:
         task = self._task
@@ -660,7 +534,7 @@ class Writer:
 
     def _check_failed(self) -> None:
         if self._error is not None:
-            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+            raise WriterClosed(f"the writer failed: {describe(self._error)}") from self._error
 
     def _check_open(self) -> None:
         self._check_failed()
@@ -719,7 +593,7 @@ class Writer:
                     exc = exc.exceptions[0]
                 self._error = exc
                 self._open = False
-                log.error("writer: flush task failed: %s", _describe(exc), exc_info=exc)
+                log.error("writer: flush task failed: %s", describe(exc), exc_info=exc)
         self._wake_everyone()
 
     def _wake_everyone(self) -> None:
@@ -828,15 +702,15 @@ class Writer:
         self._seq += 1
         batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         try:
-            batch.path = await asyncio.to_thread(self._write_spool, batch.seq, q.spec, rows)
-        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            batch.path = await asyncio.to_thread(self._spool.write, batch.seq, q.spec, rows)
+        except SPOOL_ERRORS as exc:
             self._spool_errors += 1
             self._spool_retry_at = time.monotonic() + 5.0
             log.error(
                 "writer: cannot spool a %s batch to %s (%s); holding it in memory",
                 q.spec.name,
                 self._spool_dir,
-                _describe(exc),
+                describe(exc),
             )
             self._held_rows += batch.n
         else:
@@ -879,16 +753,17 @@ class Writer:
 
     async def _flush(self, batch: _Batch, worker: CopyWorker) -> None:
         """Write ``batch`` until it commits (retryable failures back off); then finish it."""
-        failures = 0
+        backoff: Backoff | None = None
         while True:
             try:
                 await self._write_batch(batch, worker)
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
-                failures += 1
+                if backoff is None:  # created on the first failure: nothing on the happy path
+                    backoff = Backoff(_BACKOFF_INITIAL, self._retry_max)
                 self._retries += 1
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 if not self._down:
                     self._down = True
                     self._wake.set()
@@ -899,15 +774,14 @@ class Writer:
                         self._memory_rows,
                         self._spool_dir,
                     )
-                delay = min(self._retry_max, _BACKOFF_INITIAL * 2 ** min(failures - 1, 30))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff.next())
                 continue
             if self._down:
                 self._down = False
                 log.warning(
                     "writer: database writes recovered after %d retries; %d spooled batches "
                     "to replay",
-                    failures,
+                    0 if backoff is None else backoff.attempt,
                     sum(self._disk.values()),
                 )
             await self._finish(batch)
@@ -929,7 +803,7 @@ class Writer:
                     "writer: cannot delete replayed spool file %s (%s): it will be replayed "
                     "again on the next start",
                     batch.path,
-                    _describe(exc),
+                    describe(exc),
                 )
         if batch.live:
             self._done[name] += batch.n
@@ -946,9 +820,9 @@ class Writer:
             assert batch.path is not None
             try:
                 loaded, writer_id, offset = await asyncio.to_thread(
-                    self._read_spool, batch.path, batch.spec
+                    Spool.read, batch.path, batch.spec
                 )
-            except (OSError, ValueError, msgspec.DecodeError) as exc:
+            except READ_ERRORS as exc:
                 await self._quarantine(batch, exc)
                 return
             rows = loaded
@@ -1033,108 +907,40 @@ class Writer:
 
     async def _reject(self, spec: TableSpec, row: Row, exc: BaseException) -> None:
         self._rejected[spec.name] += 1
-        reason = _describe(exc)
+        reason = describe(exc)
         log.error("writer: %s row rejected by the database (%s): %r", spec.name, reason, row)
-        line = msgspec.json.encode(
-            {"table": spec.name, "error": reason, "row": [_json_safe(v) for v in row]}
-        )
+        line = rejected_line(spec.name, row, reason)
         try:
-            await asyncio.to_thread(self._append_rejected, spec.name, line)
+            await asyncio.to_thread(self._spool.append_rejected, spec.name, line)
         except OSError as e:
-            log.error("writer: cannot record the rejected row: %s", _describe(e))
+            log.error("writer: cannot record the rejected row: %s", describe(e))
 
     async def _quarantine(self, batch: _Batch, exc: BaseException) -> None:
         """A spool file that cannot be read: move it aside, never delete it."""
         assert batch.path is not None
-        log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, _describe(exc))
+        log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, describe(exc))
         self._spool_errors += 1
-        target = self._spool_dir / "rejected" / batch.path.name
         try:
-            await asyncio.to_thread(self._move, batch.path, target)
+            await asyncio.to_thread(self._spool.quarantine, batch.path)
         except OSError as e:
-            log.error("writer: cannot move %s aside: %s", batch.path, _describe(e))
+            log.error("writer: cannot move %s aside: %s", batch.path, describe(e))
         batch.path = None  # nothing to delete when the flush loop finishes the batch
         self._disk[batch.spec.name] -= 1
 
-    # -- spool files (run in threads) -------------------------------------------------------
-
-    def _write_spool(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> Path:
-        data = _encoder.encode((SPOOL_VERSION, spec.name, rows, str(self._id), offset))
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        path = self._spool_dir / _spool_name(seq, spec.name)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        self._fsync_dir()
-        return path
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self._spool_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_spool(path: Path, spec: TableSpec) -> tuple[list[Row], uuid.UUID | None, int]:
-        """``(rows, writer_id, offset)`` of a spool file (``None, 0`` for version 1)."""
-        data = path.read_bytes()
-        try:
-            version, table, rows, writer_id, offset = _decoders[spec.name].decode(data)
-        except msgspec.ValidationError:
-            version, table, rows = _decoders_v1[spec.name].decode(data)
-            if version != 1 or table != spec.name:
-                raise ValueError(
-                    f"spool file for {table!r} version {version}, expected {spec.name!r}"
-                ) from None
-            return rows, None, 0
-        if version != SPOOL_VERSION or table != spec.name:
-            raise ValueError(f"spool file for {table!r} version {version}, expected {spec.name!r}")
-        return rows, uuid.UUID(writer_id), offset
-
-    def _append_rejected(self, table: str, line: bytes) -> None:
-        directory = self._spool_dir / "rejected"
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / f"{table}.jsonl").open("ab") as f:
-            f.write(line + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    @staticmethod
-    def _move(src: Path, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        src.replace(dst)
+    # -- spool files (blocking: run in a thread, or on close synchronously) -------------------
 
     def _recover_spool(self) -> None:
         """Queue leftover spool files (oldest first) ahead of everything else."""
-        directory = self._spool_dir
-        if not directory.is_dir():
-            return
-        for tmp in directory.glob(f"*{SPOOL_SUFFIX}.tmp"):
-            log.warning("writer: removing incomplete spool file %s", tmp)
-            tmp.unlink(missing_ok=True)
-        last = 0
-        found = 0
-        for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")):
-            seq_text, _, table = path.name.removesuffix(SPOOL_SUFFIX).partition("-")
-            spec = TABLES.get(table)
-            if spec is None or not seq_text.isdigit():
-                log.error("writer: ignoring unknown spool file %s", path)
-                continue
-            seq = int(seq_text)
-            last = max(last, seq)
-            self._backlog[table].append(
+        found = self._spool.recover()
+        for seq, spec, path in found:
+            self._backlog[spec.name].append(
                 _Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
             )
-            self._disk[table] += 1
+            self._disk[spec.name] += 1
             self._recovered_pending += 1
-            found += 1
-        self._seq = max(self._seq, last)
+            self._seq = max(self._seq, seq)
         if found:
-            log.warning("writer: replaying %d spool files left in %s", found, directory)
+            log.warning("writer: replaying %d spool files left in %s", len(found), self._spool_dir)
 
     def _spool_everything(self) -> None:
         """On close: every batch still in memory, then every queued row, to spool files."""
@@ -1170,14 +976,14 @@ class Writer:
 
     def _spool_sync(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> None:
         try:
-            self._write_spool(seq, spec, rows, offset)
-        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            self._spool.write(seq, spec, rows, offset)
+        except SPOOL_ERRORS as exc:
             log.critical(
                 "writer: LOST %d %s rows: cannot spool them to %s (%s)",
                 len(rows),
                 spec.name,
                 self._spool_dir,
-                _describe(exc),
+                describe(exc),
             )
         else:
             self._spooled_total += 1
