@@ -21,7 +21,7 @@ Inside, supervised coroutines share the state (one event loop, no locks):
   :meth:`Writer.stats`. While the database is down (or spooled batches of the table are still
   being replayed) intake keeps cutting so producers never block: batches stay in memory up to
   ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
-  (``<seq>-<table>.spool``, msgpack; lexical order = arrival order).
+  (:mod:`kalshibook.storage.spool`).
 * **flush** (``connections`` of them) writes batches oldest first, never two batches of one table
   at the same time, one transaction each. Each flusher has a COPY worker child process with its
   own connection (:mod:`kalshibook.storage.copyworker`: the rows go there as msgpack, off this
@@ -44,6 +44,13 @@ already covers and moves it to the end of the rows it writes. A batch retried af
 whose acknowledgement was lost, a part of a split batch, or a spool file that outlived its
 commit (crash before the deletion) is therefore never written twice. ``dedupe`` tables
 (trades) and upserts are idempotent by themselves.
+
+Around this module: the queue and batch data (:mod:`~kalshibook.storage.batches`), the spool
+directory (:mod:`~kalshibook.storage.spool`), the stats structs
+(:mod:`~kalshibook.storage.writer_stats`), the transactions (:mod:`~kalshibook.storage.copyworker`).
+What is left is one class over ~800 lines on purpose: the producers, the intake and the flushers
+share its state without locks (one event loop), so splitting it would put attribute hops on the
+per-row path.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from psycopg import AsyncConnection
 from kalshibook.backoff import Backoff
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
+from kalshibook.storage.batches import Batch, Row, TableQueue, encoder, items_of, one_more
 from kalshibook.storage.copyworker import CopyWorker, describe
 from kalshibook.storage.pool import Pool, connect_kwargs
 from kalshibook.storage.spool import READ_ERRORS, SPOOL_ERRORS, Spool, rejected_line
@@ -82,9 +90,6 @@ from kalshibook.storage.writer_stats import BatchLatency, TableStats, WriterStat
 __all__ = ("Writer", "WriterClosed", "WriterFull")
 
 log = logging.getLogger(__name__)
-
-Row = Sequence[Any]
-"""A row: a tuple (or the table's NamedTuple) in column order."""
 
 PROGRESS_RETENTION_DAYS: Final = 30
 """Commit marks (``private.writer_progress``) untouched for this long are pruned when a writer
@@ -104,88 +109,6 @@ class WriterClosed(StorageError):
     """The writer is closed, or its flush task failed."""
 
 
-# -- internals ---------------------------------------------------------------------------------
-
-
-class _Queue:
-    __slots__ = (
-        "blocked_seconds",
-        "first_at",
-        "limit",
-        "ncols",
-        "rows",
-        "rows_put",
-        "segs",
-        "space",
-        "spec",
-        "trigger",
-        "waits",
-    )
-
-    def __init__(self, spec: TableSpec, limit: int, trigger: int) -> None:
-        self.spec = spec
-        self.rows: list[Row] = []
-        self.segs: list[tuple[int, bytes | None]] = []
-        """``rows`` in consecutive runs: ``(count, their msgpack items)`` for a run queued by
-        :meth:`Writer.put_table_nowait` (encoded at once, while the rows are still in the CPU's
-        cache), ``(count, None)`` for rows queued one by one (encoded when their batch is cut).
-        The counts add up to ``len(rows)``; empty while only single rows were queued."""
-        self.first_at = 0.0
-        """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
-        self.limit = limit
-        self.trigger = trigger
-        self.ncols = len(spec.columns)
-        self.space = asyncio.Event()
-        self.rows_put = 0
-        self.waits = 0
-        self.blocked_seconds = 0.0
-
-
-class _Batch:
-    __slots__ = (
-        "body",
-        "done",
-        "live",
-        "n",
-        "offset",
-        "path",
-        "rows",
-        "seq",
-        "spec",
-        "writer_id",
-    )
-
-    def __init__(
-        self,
-        seq: int,
-        spec: TableSpec,
-        rows: list[Row] | None,
-        n: int,
-        *,
-        live: bool,
-        writer_id: uuid.UUID | None,
-        path: Path | None = None,
-    ) -> None:
-        self.seq = seq
-        """Order of the batch among its writer's batches (per table: commit order)."""
-        self.writer_id = writer_id
-        """The writer that cut the batch (its commit marks); None: a version 1 spool file."""
-        self.offset = 0
-        """Index of ``rows[0]`` in the batch as cut (a spooled remainder starts further on)."""
-        self.spec = spec
-        self.rows = rows
-        """The rows when held in memory; None when they are in the spool file ``path``."""
-        self.n = n
-        self.path = path
-        self.done = 0
-        """Rows at the front already committed or rejected (after a partial, bisected write)."""
-        self.live = live
-        """Put by this process (False: recovered from a previous process's spool)."""
-        self.body: bytes | None = None
-        """All of ``rows`` msgpack-encoded when the batch was cut (None: encoded when written,
-        or spooled). Held with the rows while the database is away."""
-
-
 def _is_data_error(exc: BaseException) -> bool:
     """The rows are at fault (retrying the same rows cannot succeed)."""
     if isinstance(exc, psycopg.Error):
@@ -196,37 +119,6 @@ def _is_data_error(exc: BaseException) -> bool:
 def _is_retryable(exc: BaseException) -> bool:
     """The database or the network is at fault: hold the rows and retry."""
     return isinstance(exc, psycopg.Error | OSError | TimeoutError) and not _is_data_error(exc)
-
-
-_encoder = msgspec.msgpack.Encoder()
-
-
-def _items_of(rows: Sequence[Row]) -> bytes | None:
-    """The msgpack encoding of ``rows`` without its array header (None if a row cannot be
-    encoded: the batch is then encoded when written, which isolates the row)."""
-    try:
-        data = _encoder.encode(rows)
-    except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
-        return None
-    head = data[0]
-    return data[1:] if head < 0xDC else data[3:] if head == 0xDC else data[5:]
-
-
-def _array_head(n: int) -> bytes:
-    """msgpack array header for ``n`` items (fixarray, array 16, array 32)."""
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 0x10000:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
-def _one_more(segs: list[tuple[int, bytes | None]]) -> None:
-    """A row queued on its own: extend the trailing unencoded run or start one."""
-    if segs and segs[-1][1] is None:
-        segs[-1] = (segs[-1][0] + 1, None)
-    else:
-        segs.append((1, None))
 
 
 # -- the writer --------------------------------------------------------------------------------
@@ -279,10 +171,10 @@ class Writer:
         self._spool = Spool(self._spool_dir, self._id)
         self._close_timeout = close_timeout
         trigger = min(ws.batch_rows, ws.queue_rows)
-        self._queues: dict[str, _Queue] = {
-            spec.name: _Queue(spec, ws.queue_rows, trigger) for spec in ALL_TABLES
+        self._queues: dict[str, TableQueue] = {
+            spec.name: TableQueue(spec, ws.queue_rows, trigger) for spec in ALL_TABLES
         }
-        self._backlog: dict[str, deque[_Batch]] = {spec.name: deque() for spec in ALL_TABLES}
+        self._backlog: dict[str, deque[Batch]] = {spec.name: deque() for spec in ALL_TABLES}
         self._disk: dict[str, int] = dict.fromkeys(TABLES, 0)
         """Spooled batches per table (files pending)."""
         self._held_rows = 0
@@ -453,7 +345,7 @@ class Writer:
         queued.extend(run)
         if not q.segs and before:  # the rows queued one by one before it
             q.segs.append((before, None))
-        q.segs.append((take, _items_of(run)))
+        q.segs.append((take, items_of(run)))
         q.rows_put += take
         if before < q.trigger <= len(queued):
             self._wake.set()
@@ -481,7 +373,7 @@ class Writer:
         confirmation (``source='rest', confirmed=True``) which sets the value for good."""
         await self.put("settlements", row)
 
-    def _put_fast(self, table: str, row: Row) -> _Queue | None:
+    def _put_fast(self, table: str, row: Row) -> TableQueue | None:
         """The fast path of :meth:`put` and :meth:`put_nowait`: queue ``row`` when the writer is
         open, the row has the table's width and the queue has room (``None``); otherwise queue
         nothing and return the table's queue for the caller's slow path."""
@@ -495,14 +387,14 @@ class Writer:
                 self._wake.set()
             rows.append(row)
             if q.segs:
-                _one_more(q.segs)
+                one_more(q.segs)
             q.rows_put += 1
             if len(rows) == q.trigger:
                 self._wake.set()
             return None
         return q
 
-    async def _put_slow(self, q: _Queue, row: Row) -> None:
+    async def _put_slow(self, q: TableQueue, row: Row) -> None:
         self._check_open()
         self._check_row(q, row)
         q.waits += 1
@@ -520,13 +412,13 @@ class Writer:
             self._wake.set()
         q.rows.append(row)
         if q.segs:
-            _one_more(q.segs)
+            one_more(q.segs)
         q.rows_put += 1
         if len(q.rows) >= q.trigger:
             self._wake.set()
 
     @staticmethod
-    def _check_row(q: _Queue, row: Row) -> None:
+    def _check_row(q: TableQueue, row: Row) -> None:
         if len(row) != q.ncols:
             raise StorageError(
                 f"a {q.spec.name} row has {q.ncols} values {q.spec.columns}, got {len(row)}"
@@ -616,7 +508,7 @@ class Writer:
             self._wake.clear()
             now = time.monotonic()
             timeout: float | None = None
-            due: list[_Queue] = []
+            due: list[TableQueue] = []
             for name, q in self._queues.items():
                 if not q.rows:
                     continue
@@ -650,57 +542,24 @@ class Writer:
                 except TimeoutError:
                     pass
 
-    def _take(self, q: _Queue) -> tuple[list[Row], bytes | None]:
-        """The next batch of ``q``: its first ``batch_rows`` rows (all when fewer), with their
-        msgpack body: runs encoded at put time as they are, the rest encoded now (a run the cut
-        splits is re-encoded for the part taken). The body is None only when a row cannot be
-        encoded (the write then encodes the rows itself, which isolates that row)."""
-        rows_q = q.rows
-        n = min(len(rows_q), self._batch_rows)
-        segs = q.segs
-        if not segs:  # only rows queued one by one
-            segs.append((len(rows_q), None))
-        parts: list[bytes | None] = []
-        pos = k = 0
-        for count, items in segs:
-            if pos + count > n:
-                break
-            parts.append(items if items is not None else _items_of(rows_q[pos : pos + count]))
-            pos += count
-            k += 1
-        del segs[:k]
-        if pos < n:  # the cut falls inside the next run: take its head, unencoded remainder
-            parts.append(_items_of(rows_q[pos:n]))
-            segs[0] = (segs[0][0] - (n - pos), None)
-        if n == len(rows_q):
-            rows = rows_q
-            q.rows = []
-        else:
-            rows = rows_q[:n]
-            del rows_q[:n]
-        q.space.set()
-        if None in parts:
-            return rows, None
-        return rows, b"".join([_array_head(n), *parts])  # type: ignore[list-item]
-
-    def _cut(self, q: _Queue) -> _Batch:
-        rows, body = self._take(q)
+    def _cut(self, q: TableQueue) -> Batch:
+        rows, body = q.take(self._batch_rows)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
+        batch = Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         batch.body = body
         self._held_rows += batch.n
         self._backlog[q.spec.name].append(batch)
         self._work.set()
         return batch
 
-    async def _cut_behind(self, q: _Queue, now: float) -> int:
+    async def _cut_behind(self, q: TableQueue, now: float) -> int:
         """Cut one batch while behind: in memory up to ``memory_rows``, else to a spool file."""
         n = min(len(q.rows), self._batch_rows)
         if self._held_rows + n <= self._memory_rows or now < self._spool_retry_at:
             return self._cut(q).n
-        rows, _ = self._take(q)
+        rows, _ = q.take(self._batch_rows)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
+        batch = Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         try:
             batch.path = await asyncio.to_thread(self._spool.write, batch.seq, q.spec, rows)
         except SPOOL_ERRORS as exc:
@@ -721,9 +580,9 @@ class Writer:
         self._work.set()
         return batch.n
 
-    def _next_batch(self) -> _Batch | None:
+    def _next_batch(self) -> Batch | None:
         """The oldest batch at the head of a table no other flusher is writing."""
-        best: _Batch | None = None
+        best: Batch | None = None
         inflight = self._inflight
         for name, backlog in self._backlog.items():
             if backlog and name not in inflight and (best is None or backlog[0].seq < best.seq):
@@ -751,7 +610,7 @@ class Writer:
             self._inflight.discard(name)
             self._work.set()  # a batch of this table may have been skipped meanwhile
 
-    async def _flush(self, batch: _Batch, worker: CopyWorker) -> None:
+    async def _flush(self, batch: Batch, worker: CopyWorker) -> None:
         """Write ``batch`` until it commits (retryable failures back off); then finish it."""
         backoff: Backoff | None = None
         while True:
@@ -787,7 +646,7 @@ class Writer:
             await self._finish(batch)
             return
 
-    async def _finish(self, batch: _Batch) -> None:
+    async def _finish(self, batch: Batch) -> None:
         name = batch.spec.name
         head = self._backlog[name].popleft()
         assert head is batch
@@ -814,7 +673,7 @@ class Writer:
         self._progress.set()
         self._wake.set()
 
-    async def _write_batch(self, batch: _Batch, worker: CopyWorker) -> None:
+    async def _write_batch(self, batch: Batch, worker: CopyWorker) -> None:
         rows = batch.rows
         if rows is None:
             assert batch.path is not None
@@ -841,7 +700,7 @@ class Writer:
         async with conn.transaction():
             await conn.execute(PRUNE_PROGRESS, {"days": PROGRESS_RETENTION_DAYS})
 
-    async def _write_isolating(self, worker: CopyWorker, batch: _Batch, rows: list[Row]) -> None:
+    async def _write_isolating(self, worker: CopyWorker, batch: Batch, rows: list[Row]) -> None:
         """Write ``rows[batch.done:]``; bisect around rows the database refuses as invalid."""
         spec = batch.spec
         pending = [(batch.done, len(rows))]
@@ -900,7 +759,7 @@ class Writer:
         ``body``: ``rows`` already msgpack-encoded."""
         if body is None:
             try:
-                body = _encoder.encode(rows)
+                body = encoder.encode(rows)
             except msgspec.EncodeError as exc:
                 raise ValueError(f"a {spec.name} row cannot be encoded: {exc}") from None
         return await worker.write(spec.name, mark, body)
@@ -915,7 +774,7 @@ class Writer:
         except OSError as e:
             log.error("writer: cannot record the rejected row: %s", describe(e))
 
-    async def _quarantine(self, batch: _Batch, exc: BaseException) -> None:
+    async def _quarantine(self, batch: Batch, exc: BaseException) -> None:
         """A spool file that cannot be read: move it aside, never delete it."""
         assert batch.path is not None
         log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, describe(exc))
@@ -934,7 +793,7 @@ class Writer:
         found = self._spool.recover()
         for seq, spec, path in found:
             self._backlog[spec.name].append(
-                _Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
+                Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
             )
             self._disk[spec.name] += 1
             self._recovered_pending += 1
@@ -961,7 +820,7 @@ class Writer:
             backlog.clear()
         for q in self._queues.values():
             while q.rows:
-                rows, _ = self._take(q)
+                rows, _ = q.take(self._batch_rows)
                 self._seq += 1
                 self._spool_sync(self._seq, q.spec, rows)
                 count += 1
