@@ -16,9 +16,8 @@ class Backoff:
     factor**n)``, so it never exceeds ``maximum``. :meth:`reset` after a success starts over.
     Iterating yields delays forever.
 
-    Hand-written rather than tenacity/backoff: callers use it as a plain delay source (reset after
-    a success, ``base(n)`` for schedules, a seeded rng in tests), which those libraries' retry
-    loops and generators do not offer as simply.
+    Kept hand-written, not tenacity/backoff: callers need a bare delay source (``reset()``,
+    ``base(n)`` for schedules, a seeded rng), not a retry loop that owns the call and its errors.
     """
 
     __slots__ = ("_rng", "attempt", "factor", "initial", "jitter", "maximum")
