@@ -2,7 +2,7 @@
 
 Runs what the feed process does to every data frame, minus sockets, the event loop and the
 database: decode (with counters), the per-sid sequence check, the router (books, quotes, rows),
-and per table per burst the writer's encoding of the run (``writer._items_of``, as
+and per table per burst the writer's encoding of the run (``batches.items_of``, as
 ``put_table_nowait`` does), joined into a batch body every ``batch_rows`` rows. Frames come from
 the simulator's model (the same mix as ``bench_collector.py``).
 
@@ -53,7 +53,7 @@ def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
     from kalshibook.kalshi.messages import DecodeStats, decode_frame
     from kalshibook.kalshi.sequencing import SeqTracker
     from kalshibook.settings import WriterSettings
-    from kalshibook.storage.writer import _array_head, _items_of
+    from kalshibook.storage.batches import array_head, items_of
 
     batch_rows = WriterSettings().batch_rows
     now = datetime.now(UTC)
@@ -83,12 +83,12 @@ def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
             continue
         router.handle_all(items, failed)
         for table, rows in router.take():
-            items_of = _items_of(rows)
-            assert items_of is not None
-            queued.setdefault(table, []).append(items_of)
+            encoded = items_of(rows)
+            assert encoded is not None
+            queued.setdefault(table, []).append(encoded)
             n = counts[table] = counts.get(table, 0) + len(rows)
             if n >= batch_rows:  # a batch body, as the writer sends it
-                _array_head(n) + b"".join(queued.pop(table))
+                array_head(n) + b"".join(queued.pop(table))
                 counts[table] = 0
     return time.process_time() - started
 

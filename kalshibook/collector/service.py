@@ -43,6 +43,7 @@ from typing import Any, Final
 import msgspec
 import psycopg
 
+from kalshibook.backoff import Backoff
 from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.metrics import Histogram, Metrics, MetricsServer
 from kalshibook.collector.reference import (
@@ -55,7 +56,6 @@ from kalshibook.collector.reference import (
 from kalshibook.collector.router import Router
 from kalshibook.collector.subscriptions import GLOBAL_CHANNELS, ORDERBOOK, SubscriptionPlan
 from kalshibook.errors import FeedError, KalshibookError, ProtocolError, WsCommandError
-from kalshibook.kalshi.backoff import Backoff
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
 from kalshibook.settings import Settings

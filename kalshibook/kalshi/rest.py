@@ -20,9 +20,9 @@ from urllib.parse import quote
 
 import httpx
 
+from kalshibook.backoff import Backoff
 from kalshibook.errors import ConfigError, FeedError, KalshiHTTPError, ProtocolError
 from kalshibook.kalshi.auth import PrivateKey, signed_headers
-from kalshibook.kalshi.backoff import Backoff, http_status_verdict
 from kalshibook.kalshi.messages import (
     Event,
     ExchangeSchedule,
@@ -46,6 +46,7 @@ from kalshibook.kalshi.messages import (
     decode_series_list,
     decode_trades_page,
 )
+from kalshibook.kalshi.retry import http_status_verdict
 from kalshibook.settings import KalshiSettings
 
 __all__ = ("KalshiClientBase", "KalshiRest", "RestStats", "TokenBucket")

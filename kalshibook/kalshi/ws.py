@@ -71,7 +71,6 @@ from kalshibook.errors import (
     WsCommandError,
 )
 from kalshibook.kalshi.auth import WS_PATH, PrivateKey
-from kalshibook.kalshi.backoff import classify
 from kalshibook.kalshi.messages import (
     DecodeStats,
     ErrorFrame,
@@ -88,6 +87,7 @@ from kalshibook.kalshi.messages import (
     update_subscription_cmd,
 )
 from kalshibook.kalshi.rest import KalshiClientBase
+from kalshibook.kalshi.retry import classify
 from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
 from kalshibook.kalshi.wsconn import FeedConnection, close_reason
 from kalshibook.settings import KalshiSettings

@@ -49,7 +49,7 @@ from kalshibook.errors import StorageError
 from kalshibook.gctune import tune_gc
 from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
 
-__all__ = ("CopyWorker", "WorkerStartError", "committed", "rebuild", "write_rows")
+__all__ = ("CopyWorker", "WorkerStartError", "committed", "describe", "rebuild", "write_rows")
 
 CLAIM_PROGRESS: Final = """
 INSERT INTO private.writer_progress (writer_id, table_name, batch_seq, rows_done)
@@ -278,17 +278,22 @@ class _Child:
             if exc.sqlstate is None and isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
                 # raised by psycopg itself (e.g. a NUL in a text parameter): the row is at fault,
                 # not the connection, so it must be isolated, not retried
-                return ["error", "rows", None, f"{type(exc).__name__}: {_one_line(exc)}"]
-            return ["error", "psycopg", exc.sqlstate, _one_line(exc)]
+                return ["error", "rows", None, describe(exc)]
+            return ["error", "psycopg", exc.sqlstate, describe(exc, type_name=False)]
         except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
-            return ["error", "rows", None, f"{type(exc).__name__}: {_one_line(exc)}"]
+            return ["error", "rows", None, describe(exc)]
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails
-            return ["error", "internal", None, f"{type(exc).__name__}: {_one_line(exc)}"]
+            return ["error", "internal", None, describe(exc)]
 
 
-def _one_line(exc: BaseException) -> str:
+def describe(exc: BaseException, *, type_name: bool = True) -> str:
+    """``exc`` on one line for logs and error replies: ``Type: first line of the message``
+    (``Type`` alone when it has none); ``type_name=False``: the first line only (for the psycopg
+    errors :func:`rebuild` turns back into the same class, whose name the parent adds)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text[0]}" if type_name else text[0]
 
 
 def child_main() -> int:

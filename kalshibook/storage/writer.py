@@ -21,7 +21,7 @@ Inside, supervised coroutines share the state (one event loop, no locks):
   :meth:`Writer.stats`. While the database is down (or spooled batches of the table are still
   being replayed) intake keeps cutting so producers never block: batches stay in memory up to
   ``memory_rows`` rows over all tables, then each further batch goes to its own fsynced spool file
-  (``<seq>-<table>.spool``, msgpack; lexical order = arrival order).
+  (:mod:`kalshibook.storage.spool`).
 * **flush** (``connections`` of them) writes batches oldest first, never two batches of one table
   at the same time, one transaction each. Each flusher has a COPY worker child process with its
   own connection (:mod:`kalshibook.storage.copyworker`: the rows go there as msgpack, off this
@@ -44,14 +44,19 @@ already covers and moves it to the end of the rows it writes. A batch retried af
 whose acknowledgement was lost, a part of a split batch, or a spool file that outlived its
 commit (crash before the deletion) is therefore never written twice. ``dedupe`` tables
 (trades) and upserts are idempotent by themselves.
+
+Around this module: the queue and batch data (:mod:`~kalshibook.storage.batches`), the spool
+directory (:mod:`~kalshibook.storage.spool`), the stats structs
+(:mod:`~kalshibook.storage.writer_stats`), the transactions (:mod:`~kalshibook.storage.copyworker`).
+What is left is one class over ~800 lines on purpose: the producers, the intake and the flushers
+share its state without locks (one event loop), so splitting it would put attribute hops on the
+per-row path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import time
 import uuid
 from collections import deque
@@ -64,10 +69,13 @@ import msgspec
 import psycopg
 from psycopg import AsyncConnection
 
+from kalshibook.backoff import Backoff
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
-from kalshibook.storage.copyworker import CopyWorker
+from kalshibook.storage.batches import Batch, Row, TableQueue, encoder, items_of, one_more
+from kalshibook.storage.copyworker import CopyWorker, describe
 from kalshibook.storage.pool import Pool, connect_kwargs
+from kalshibook.storage.spool import READ_ERRORS, SPOOL_ERRORS, Spool, rejected_line
 from kalshibook.storage.tables import (
     ALL_TABLES,
     TABLES,
@@ -77,28 +85,12 @@ from kalshibook.storage.tables import (
     SettlementRow,
     TableSpec,
 )
+from kalshibook.storage.writer_stats import BatchLatency, TableStats, WriterStats
 
-__all__ = (
-    "LATENCY_BUCKETS",
-    "LatencyHistogram",
-    "TableStats",
-    "Writer",
-    "WriterClosed",
-    "WriterFull",
-    "WriterStats",
-)
+__all__ = ("Writer", "WriterClosed", "WriterFull")
 
 log = logging.getLogger(__name__)
 
-Row = Sequence[Any]
-"""A row: a tuple (or the table's NamedTuple) in column order."""
-
-LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds (seconds) of the batch-latency histogram; a final +Inf bucket is implied."""
-SPOOL_SUFFIX: Final = ".spool"
-SPOOL_VERSION: Final = 2
-"""Spool file layout: ``(2, table, rows, writer_id, offset)``. Version 1 files
-(``(1, table, rows)``, no commit mark) are still replayed, at least once."""
 PROGRESS_RETENTION_DAYS: Final = 30
 """Commit marks (``private.writer_progress``) untouched for this long are pruned when a writer
 starts: a spool file older than that is replayed without the duplicate check."""
@@ -117,171 +109,6 @@ class WriterClosed(StorageError):
     """The writer is closed, or its flush task failed."""
 
 
-# -- stats -------------------------------------------------------------------------------------
-
-
-class LatencyHistogram(msgspec.Struct, frozen=True, kw_only=True):
-    """Prometheus-style histogram: ``counts[i]`` = batches with latency <= ``bounds[i]``
-    (cumulative), ``count`` = all batches (the +Inf bucket)."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    count: int
-    sum: float
-
-
-class TableStats(msgspec.Struct, frozen=True, kw_only=True):
-    queue_depth: int
-    queue_limit: int
-    rows_put: int
-    rows_written: int
-    """Rows committed (for dedupe tables: rows actually inserted)."""
-    rows_duplicate: int
-    """Rows not inserted again: duplicates of a dedupe table, or rows a replayed spool file
-    carried that its commit mark shows committed already."""
-    rows_rejected: int
-    """Rows the database refused as invalid, kept in ``rejected/<table>.jsonl``."""
-    rows_held: int
-    """Rows cut from the queue and held in memory, not yet committed."""
-    batches_pending: int
-    """Batches waiting to be written, in memory or spooled."""
-    producer_waits: int
-    """Times a producer found the queue full and waited (backpressure)."""
-    producer_blocked_seconds: float
-
-
-class WriterStats(msgspec.Struct, frozen=True, kw_only=True):
-    tables: dict[str, TableStats]
-    database_up: bool
-    held_rows: int
-    memory_rows: int
-    spool_files_pending: int
-    spooled_batches_total: int
-    replayed_batches_total: int
-    spool_errors: int
-    retries: int
-    batches_written: int
-    last_commit_at: float | None
-    """Unix time the writer last finished a batch (committed; or, rarely, set aside as rejected
-    rows or an unreadable spool file); None before the first."""
-    worker_starts: int
-    """COPY worker processes started (one per flusher at first use; more = workers replaced)."""
-    batch_latency_last: float | None
-    batch_latency: LatencyHistogram
-    last_error: str | None
-
-
-class _Histogram:
-    __slots__ = ("buckets", "count", "last", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * len(LATENCY_BUCKETS)
-        self.count = 0
-        self.sum = 0.0
-        self.last: float | None = None
-
-    def observe(self, seconds: float) -> None:
-        self.last = seconds
-        self.count += 1
-        self.sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.buckets[i] += 1
-                break
-
-    def snapshot(self) -> LatencyHistogram:
-        cumulative: list[int] = []
-        total = 0
-        for n in self.buckets:
-            total += n
-            cumulative.append(total)
-        return LatencyHistogram(
-            bounds=LATENCY_BUCKETS, counts=tuple(cumulative), count=self.count, sum=self.sum
-        )
-
-
-# -- internals ---------------------------------------------------------------------------------
-
-
-class _Queue:
-    __slots__ = (
-        "blocked_seconds",
-        "first_at",
-        "limit",
-        "ncols",
-        "rows",
-        "rows_put",
-        "segs",
-        "space",
-        "spec",
-        "trigger",
-        "waits",
-    )
-
-    def __init__(self, spec: TableSpec, limit: int, trigger: int) -> None:
-        self.spec = spec
-        self.rows: list[Row] = []
-        self.segs: list[tuple[int, bytes | None]] = []
-        """``rows`` in consecutive runs: ``(count, their msgpack items)`` for a run queued by
-        :meth:`Writer.put_table_nowait` (encoded at once, while the rows are still in the CPU's
-        cache), ``(count, None)`` for rows queued one by one (encoded when their batch is cut).
-        The counts add up to ``len(rows)``; empty while only single rows were queued."""
-        self.first_at = 0.0
-        """Monotonic time the oldest queued row arrived (approximately, after a partial cut)."""
-        self.limit = limit
-        self.trigger = trigger
-        self.ncols = len(spec.columns)
-        self.space = asyncio.Event()
-        self.rows_put = 0
-        self.waits = 0
-        self.blocked_seconds = 0.0
-
-
-class _Batch:
-    __slots__ = (
-        "body",
-        "done",
-        "live",
-        "n",
-        "offset",
-        "path",
-        "rows",
-        "seq",
-        "spec",
-        "writer_id",
-    )
-
-    def __init__(
-        self,
-        seq: int,
-        spec: TableSpec,
-        rows: list[Row] | None,
-        n: int,
-        *,
-        live: bool,
-        writer_id: uuid.UUID | None,
-        path: Path | None = None,
-    ) -> None:
-        self.seq = seq
-        """Order of the batch among its writer's batches (per table: commit order)."""
-        self.writer_id = writer_id
-        """The writer that cut the batch (its commit marks); None: a version 1 spool file."""
-        self.offset = 0
-        """Index of ``rows[0]`` in the batch as cut (a spooled remainder starts further on)."""
-        self.spec = spec
-        self.rows = rows
-        """The rows when held in memory; None when they are in the spool file ``path``."""
-        self.n = n
-        self.path = path
-        self.done = 0
-        """Rows at the front already committed or rejected (after a partial, bisected write)."""
-        self.live = live
-        """Put by this process (False: recovered from a previous process's spool)."""
-        self.body: bytes | None = None
-        """All of ``rows`` msgpack-encoded when the batch was cut (None: encoded when written,
-        or spooled). Held with the rows while the database is away."""
-
-
 def _is_data_error(exc: BaseException) -> bool:
     """The rows are at fault (retrying the same rows cannot succeed)."""
     if isinstance(exc, psycopg.Error):
@@ -292,68 +119,6 @@ def _is_data_error(exc: BaseException) -> bool:
 def _is_retryable(exc: BaseException) -> bool:
     """The database or the network is at fault: hold the rows and retry."""
     return isinstance(exc, psycopg.Error | OSError | TimeoutError) and not _is_data_error(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _spool_name(seq: int, table: str) -> str:
-    return f"{seq:016d}-{table}{SPOOL_SUFFIX}"
-
-
-_encoder = msgspec.msgpack.Encoder()
-
-
-def _items_of(rows: Sequence[Row]) -> bytes | None:
-    """The msgpack encoding of ``rows`` without its array header (None if a row cannot be
-    encoded: the batch is then encoded when written, which isolates the row)."""
-    try:
-        data = _encoder.encode(rows)
-    except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
-        return None
-    head = data[0]
-    return data[1:] if head < 0xDC else data[3:] if head == 0xDC else data[5:]
-
-
-def _array_head(n: int) -> bytes:
-    """msgpack array header for ``n`` items (fixarray, array 16, array 32)."""
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 0x10000:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
-def _one_more(segs: list[tuple[int, bytes | None]]) -> None:
-    """A row queued on its own: extend the trailing unencoded run or start one."""
-    if segs and segs[-1][1] is None:
-        segs[-1] = (segs[-1][0] + 1, None)
-    else:
-        segs.append((1, None))
-
-
-_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    spec.name: msgspec.msgpack.Decoder(
-        tuple[int, str, list[spec.row_type], str, int],  # type: ignore[name-defined]
-        strict=False,
-    )
-    for spec in ALL_TABLES
-}
-_decoders_v1: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    spec.name: msgspec.msgpack.Decoder(
-        tuple[int, str, list[spec.row_type]],  # type: ignore[name-defined]
-        strict=False,
-    )
-    for spec in ALL_TABLES
-}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
 
 
 # -- the writer --------------------------------------------------------------------------------
@@ -403,12 +168,13 @@ class Writer:
         self._retry_max = max(ws.retry_max, 0.01)
         self._connect_timeout = max(1.0, self._retry_max)
         self._spool_dir = Path(spool_dir) if spool_dir is not None else settings.spool_dir
+        self._spool = Spool(self._spool_dir, self._id)
         self._close_timeout = close_timeout
         trigger = min(ws.batch_rows, ws.queue_rows)
-        self._queues: dict[str, _Queue] = {
-            spec.name: _Queue(spec, ws.queue_rows, trigger) for spec in ALL_TABLES
+        self._queues: dict[str, TableQueue] = {
+            spec.name: TableQueue(spec, ws.queue_rows, trigger) for spec in ALL_TABLES
         }
-        self._backlog: dict[str, deque[_Batch]] = {spec.name: deque() for spec in ALL_TABLES}
+        self._backlog: dict[str, deque[Batch]] = {spec.name: deque() for spec in ALL_TABLES}
         self._disk: dict[str, int] = dict.fromkeys(TABLES, 0)
         """Spooled batches per table (files pending)."""
         self._held_rows = 0
@@ -439,7 +205,7 @@ class Writer:
         self._spooled_total = 0
         self._replayed_total = 0
         self._spool_errors = 0
-        self._latency = _Histogram()
+        self._latency = BatchLatency()
         self._last_error: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -516,7 +282,7 @@ class Writer:
                 self._wake_everyone()
                 await asyncio.gather(*(w.close() for w in self._workers))
         if self._error is not None:
-            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+            raise WriterClosed(f"the writer failed: {describe(self._error)}") from self._error
 
     async def _stop_task(self) -> None:
         task = self._task
@@ -579,7 +345,7 @@ class Writer:
         queued.extend(run)
         if not q.segs and before:  # the rows queued one by one before it
             q.segs.append((before, None))
-        q.segs.append((take, _items_of(run)))
+        q.segs.append((take, items_of(run)))
         q.rows_put += take
         if before < q.trigger <= len(queued):
             self._wake.set()
@@ -607,7 +373,7 @@ class Writer:
         confirmation (``source='rest', confirmed=True``) which sets the value for good."""
         await self.put("settlements", row)
 
-    def _put_fast(self, table: str, row: Row) -> _Queue | None:
+    def _put_fast(self, table: str, row: Row) -> TableQueue | None:
         """The fast path of :meth:`put` and :meth:`put_nowait`: queue ``row`` when the writer is
         open, the row has the table's width and the queue has room (``None``); otherwise queue
         nothing and return the table's queue for the caller's slow path."""
@@ -621,14 +387,14 @@ class Writer:
                 self._wake.set()
             rows.append(row)
             if q.segs:
-                _one_more(q.segs)
+                one_more(q.segs)
             q.rows_put += 1
             if len(rows) == q.trigger:
                 self._wake.set()
             return None
         return q
 
-    async def _put_slow(self, q: _Queue, row: Row) -> None:
+    async def _put_slow(self, q: TableQueue, row: Row) -> None:
         self._check_open()
         self._check_row(q, row)
         q.waits += 1
@@ -646,13 +412,13 @@ class Writer:
             self._wake.set()
         q.rows.append(row)
         if q.segs:
-            _one_more(q.segs)
+            one_more(q.segs)
         q.rows_put += 1
         if len(q.rows) >= q.trigger:
             self._wake.set()
 
     @staticmethod
-    def _check_row(q: _Queue, row: Row) -> None:
+    def _check_row(q: TableQueue, row: Row) -> None:
         if len(row) != q.ncols:
             raise StorageError(
                 f"a {q.spec.name} row has {q.ncols} values {q.spec.columns}, got {len(row)}"
@@ -660,7 +426,7 @@ class Writer:
 
     def _check_failed(self) -> None:
         if self._error is not None:
-            raise WriterClosed(f"the writer failed: {_describe(self._error)}") from self._error
+            raise WriterClosed(f"the writer failed: {describe(self._error)}") from self._error
 
     def _check_open(self) -> None:
         self._check_failed()
@@ -719,7 +485,7 @@ class Writer:
                     exc = exc.exceptions[0]
                 self._error = exc
                 self._open = False
-                log.error("writer: flush task failed: %s", _describe(exc), exc_info=exc)
+                log.error("writer: flush task failed: %s", describe(exc), exc_info=exc)
         self._wake_everyone()
 
     def _wake_everyone(self) -> None:
@@ -742,7 +508,7 @@ class Writer:
             self._wake.clear()
             now = time.monotonic()
             timeout: float | None = None
-            due: list[_Queue] = []
+            due: list[TableQueue] = []
             for name, q in self._queues.items():
                 if not q.rows:
                     continue
@@ -776,67 +542,34 @@ class Writer:
                 except TimeoutError:
                     pass
 
-    def _take(self, q: _Queue) -> tuple[list[Row], bytes | None]:
-        """The next batch of ``q``: its first ``batch_rows`` rows (all when fewer), with their
-        msgpack body: runs encoded at put time as they are, the rest encoded now (a run the cut
-        splits is re-encoded for the part taken). The body is None only when a row cannot be
-        encoded (the write then encodes the rows itself, which isolates that row)."""
-        rows_q = q.rows
-        n = min(len(rows_q), self._batch_rows)
-        segs = q.segs
-        if not segs:  # only rows queued one by one
-            segs.append((len(rows_q), None))
-        parts: list[bytes | None] = []
-        pos = k = 0
-        for count, items in segs:
-            if pos + count > n:
-                break
-            parts.append(items if items is not None else _items_of(rows_q[pos : pos + count]))
-            pos += count
-            k += 1
-        del segs[:k]
-        if pos < n:  # the cut falls inside the next run: take its head, unencoded remainder
-            parts.append(_items_of(rows_q[pos:n]))
-            segs[0] = (segs[0][0] - (n - pos), None)
-        if n == len(rows_q):
-            rows = rows_q
-            q.rows = []
-        else:
-            rows = rows_q[:n]
-            del rows_q[:n]
-        q.space.set()
-        if None in parts:
-            return rows, None
-        return rows, b"".join([_array_head(n), *parts])  # type: ignore[list-item]
-
-    def _cut(self, q: _Queue) -> _Batch:
-        rows, body = self._take(q)
+    def _cut(self, q: TableQueue) -> Batch:
+        rows, body = q.take(self._batch_rows)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
+        batch = Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         batch.body = body
         self._held_rows += batch.n
         self._backlog[q.spec.name].append(batch)
         self._work.set()
         return batch
 
-    async def _cut_behind(self, q: _Queue, now: float) -> int:
+    async def _cut_behind(self, q: TableQueue, now: float) -> int:
         """Cut one batch while behind: in memory up to ``memory_rows``, else to a spool file."""
         n = min(len(q.rows), self._batch_rows)
         if self._held_rows + n <= self._memory_rows or now < self._spool_retry_at:
             return self._cut(q).n
-        rows, _ = self._take(q)
+        rows, _ = q.take(self._batch_rows)
         self._seq += 1
-        batch = _Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
+        batch = Batch(self._seq, q.spec, rows, len(rows), live=True, writer_id=self._id)
         try:
-            batch.path = await asyncio.to_thread(self._write_spool, batch.seq, q.spec, rows)
-        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            batch.path = await asyncio.to_thread(self._spool.write, batch.seq, q.spec, rows)
+        except SPOOL_ERRORS as exc:
             self._spool_errors += 1
             self._spool_retry_at = time.monotonic() + 5.0
             log.error(
                 "writer: cannot spool a %s batch to %s (%s); holding it in memory",
                 q.spec.name,
                 self._spool_dir,
-                _describe(exc),
+                describe(exc),
             )
             self._held_rows += batch.n
         else:
@@ -847,9 +580,9 @@ class Writer:
         self._work.set()
         return batch.n
 
-    def _next_batch(self) -> _Batch | None:
+    def _next_batch(self) -> Batch | None:
         """The oldest batch at the head of a table no other flusher is writing."""
-        best: _Batch | None = None
+        best: Batch | None = None
         inflight = self._inflight
         for name, backlog in self._backlog.items():
             if backlog and name not in inflight and (best is None or backlog[0].seq < best.seq):
@@ -877,18 +610,19 @@ class Writer:
             self._inflight.discard(name)
             self._work.set()  # a batch of this table may have been skipped meanwhile
 
-    async def _flush(self, batch: _Batch, worker: CopyWorker) -> None:
+    async def _flush(self, batch: Batch, worker: CopyWorker) -> None:
         """Write ``batch`` until it commits (retryable failures back off); then finish it."""
-        failures = 0
+        backoff: Backoff | None = None
         while True:
             try:
                 await self._write_batch(batch, worker)
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
-                failures += 1
+                if backoff is None:  # created on the first failure: nothing on the happy path
+                    backoff = Backoff(_BACKOFF_INITIAL, self._retry_max)
                 self._retries += 1
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 if not self._down:
                     self._down = True
                     self._wake.set()
@@ -899,21 +633,20 @@ class Writer:
                         self._memory_rows,
                         self._spool_dir,
                     )
-                delay = min(self._retry_max, _BACKOFF_INITIAL * 2 ** min(failures - 1, 30))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff.next())
                 continue
             if self._down:
                 self._down = False
                 log.warning(
                     "writer: database writes recovered after %d retries; %d spooled batches "
                     "to replay",
-                    failures,
+                    0 if backoff is None else backoff.attempt,
                     sum(self._disk.values()),
                 )
             await self._finish(batch)
             return
 
-    async def _finish(self, batch: _Batch) -> None:
+    async def _finish(self, batch: Batch) -> None:
         name = batch.spec.name
         head = self._backlog[name].popleft()
         assert head is batch
@@ -929,7 +662,7 @@ class Writer:
                     "writer: cannot delete replayed spool file %s (%s): it will be replayed "
                     "again on the next start",
                     batch.path,
-                    _describe(exc),
+                    describe(exc),
                 )
         if batch.live:
             self._done[name] += batch.n
@@ -940,15 +673,15 @@ class Writer:
         self._progress.set()
         self._wake.set()
 
-    async def _write_batch(self, batch: _Batch, worker: CopyWorker) -> None:
+    async def _write_batch(self, batch: Batch, worker: CopyWorker) -> None:
         rows = batch.rows
         if rows is None:
             assert batch.path is not None
             try:
                 loaded, writer_id, offset = await asyncio.to_thread(
-                    self._read_spool, batch.path, batch.spec
+                    Spool.read, batch.path, batch.spec
                 )
-            except (OSError, ValueError, msgspec.DecodeError) as exc:
+            except READ_ERRORS as exc:
                 await self._quarantine(batch, exc)
                 return
             rows = loaded
@@ -967,7 +700,7 @@ class Writer:
         async with conn.transaction():
             await conn.execute(PRUNE_PROGRESS, {"days": PROGRESS_RETENTION_DAYS})
 
-    async def _write_isolating(self, worker: CopyWorker, batch: _Batch, rows: list[Row]) -> None:
+    async def _write_isolating(self, worker: CopyWorker, batch: Batch, rows: list[Row]) -> None:
         """Write ``rows[batch.done:]``; bisect around rows the database refuses as invalid."""
         spec = batch.spec
         pending = [(batch.done, len(rows))]
@@ -1026,115 +759,47 @@ class Writer:
         ``body``: ``rows`` already msgpack-encoded."""
         if body is None:
             try:
-                body = _encoder.encode(rows)
+                body = encoder.encode(rows)
             except msgspec.EncodeError as exc:
                 raise ValueError(f"a {spec.name} row cannot be encoded: {exc}") from None
         return await worker.write(spec.name, mark, body)
 
     async def _reject(self, spec: TableSpec, row: Row, exc: BaseException) -> None:
         self._rejected[spec.name] += 1
-        reason = _describe(exc)
+        reason = describe(exc)
         log.error("writer: %s row rejected by the database (%s): %r", spec.name, reason, row)
-        line = msgspec.json.encode(
-            {"table": spec.name, "error": reason, "row": [_json_safe(v) for v in row]}
-        )
+        line = rejected_line(spec.name, row, reason)
         try:
-            await asyncio.to_thread(self._append_rejected, spec.name, line)
+            await asyncio.to_thread(self._spool.append_rejected, spec.name, line)
         except OSError as e:
-            log.error("writer: cannot record the rejected row: %s", _describe(e))
+            log.error("writer: cannot record the rejected row: %s", describe(e))
 
-    async def _quarantine(self, batch: _Batch, exc: BaseException) -> None:
+    async def _quarantine(self, batch: Batch, exc: BaseException) -> None:
         """A spool file that cannot be read: move it aside, never delete it."""
         assert batch.path is not None
-        log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, _describe(exc))
+        log.error("writer: unreadable spool file %s (%s); moved aside", batch.path, describe(exc))
         self._spool_errors += 1
-        target = self._spool_dir / "rejected" / batch.path.name
         try:
-            await asyncio.to_thread(self._move, batch.path, target)
+            await asyncio.to_thread(self._spool.quarantine, batch.path)
         except OSError as e:
-            log.error("writer: cannot move %s aside: %s", batch.path, _describe(e))
+            log.error("writer: cannot move %s aside: %s", batch.path, describe(e))
         batch.path = None  # nothing to delete when the flush loop finishes the batch
         self._disk[batch.spec.name] -= 1
 
-    # -- spool files (run in threads) -------------------------------------------------------
-
-    def _write_spool(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> Path:
-        data = _encoder.encode((SPOOL_VERSION, spec.name, rows, str(self._id), offset))
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        path = self._spool_dir / _spool_name(seq, spec.name)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        self._fsync_dir()
-        return path
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self._spool_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_spool(path: Path, spec: TableSpec) -> tuple[list[Row], uuid.UUID | None, int]:
-        """``(rows, writer_id, offset)`` of a spool file (``None, 0`` for version 1)."""
-        data = path.read_bytes()
-        try:
-            version, table, rows, writer_id, offset = _decoders[spec.name].decode(data)
-        except msgspec.ValidationError:
-            version, table, rows = _decoders_v1[spec.name].decode(data)
-            if version != 1 or table != spec.name:
-                raise ValueError(
-                    f"spool file for {table!r} version {version}, expected {spec.name!r}"
-                ) from None
-            return rows, None, 0
-        if version != SPOOL_VERSION or table != spec.name:
-            raise ValueError(f"spool file for {table!r} version {version}, expected {spec.name!r}")
-        return rows, uuid.UUID(writer_id), offset
-
-    def _append_rejected(self, table: str, line: bytes) -> None:
-        directory = self._spool_dir / "rejected"
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / f"{table}.jsonl").open("ab") as f:
-            f.write(line + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    @staticmethod
-    def _move(src: Path, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        src.replace(dst)
+    # -- spool files (blocking: run in a thread, or on close synchronously) -------------------
 
     def _recover_spool(self) -> None:
         """Queue leftover spool files (oldest first) ahead of everything else."""
-        directory = self._spool_dir
-        if not directory.is_dir():
-            return
-        for tmp in directory.glob(f"*{SPOOL_SUFFIX}.tmp"):
-            log.warning("writer: removing incomplete spool file %s", tmp)
-            tmp.unlink(missing_ok=True)
-        last = 0
-        found = 0
-        for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")):
-            seq_text, _, table = path.name.removesuffix(SPOOL_SUFFIX).partition("-")
-            spec = TABLES.get(table)
-            if spec is None or not seq_text.isdigit():
-                log.error("writer: ignoring unknown spool file %s", path)
-                continue
-            seq = int(seq_text)
-            last = max(last, seq)
-            self._backlog[table].append(
-                _Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
+        found = self._spool.recover()
+        for seq, spec, path in found:
+            self._backlog[spec.name].append(
+                Batch(seq, spec, None, 0, live=False, writer_id=None, path=path)
             )
-            self._disk[table] += 1
+            self._disk[spec.name] += 1
             self._recovered_pending += 1
-            found += 1
-        self._seq = max(self._seq, last)
+            self._seq = max(self._seq, seq)
         if found:
-            log.warning("writer: replaying %d spool files left in %s", found, directory)
+            log.warning("writer: replaying %d spool files left in %s", len(found), self._spool_dir)
 
     def _spool_everything(self) -> None:
         """On close: every batch still in memory, then every queued row, to spool files."""
@@ -1155,7 +820,7 @@ class Writer:
             backlog.clear()
         for q in self._queues.values():
             while q.rows:
-                rows, _ = self._take(q)
+                rows, _ = q.take(self._batch_rows)
                 self._seq += 1
                 self._spool_sync(self._seq, q.spec, rows)
                 count += 1
@@ -1170,14 +835,14 @@ class Writer:
 
     def _spool_sync(self, seq: int, spec: TableSpec, rows: Sequence[Row], offset: int = 0) -> None:
         try:
-            self._write_spool(seq, spec, rows, offset)
-        except (OSError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            self._spool.write(seq, spec, rows, offset)
+        except SPOOL_ERRORS as exc:
             log.critical(
                 "writer: LOST %d %s rows: cannot spool them to %s (%s)",
                 len(rows),
                 spec.name,
                 self._spool_dir,
-                _describe(exc),
+                describe(exc),
             )
         else:
             self._spooled_total += 1

@@ -6,17 +6,17 @@ import msgspec
 import psycopg
 import pytest
 
+from kalshibook.storage.batches import array_head, items_of
 from kalshibook.storage.copyworker import rebuild
-from kalshibook.storage.writer import _array_head, _items_of
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 65535, 65536, 70000])
 def test_msgpack_array_head_matches_msgspec(n: int) -> None:
     rows = [(i,) for i in range(n)]
     encoded = msgspec.msgpack.encode(rows)
-    assert _array_head(n) + (_items_of(rows) or b"") == encoded
-    halves = _array_head(n) + b"".join(
-        part for part in (_items_of(rows[: n // 2]), _items_of(rows[n // 2 :])) if part
+    assert array_head(n) + (items_of(rows) or b"") == encoded
+    halves = array_head(n) + b"".join(
+        part for part in (items_of(rows[: n // 2]), items_of(rows[n // 2 :])) if part
     )
     assert msgspec.msgpack.decode(halves) == [list(r) for r in rows]
 

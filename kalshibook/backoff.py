@@ -1,24 +1,12 @@
-"""Capped, jittered exponential backoff and the retry-or-give-up classifier (pure)."""
+"""Capped, jittered exponential backoff (pure): the retry delays of the Kalshi clients, the
+collector's loops and the database writer."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterator
-from typing import Literal
 
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
-)
-
-from kalshibook.errors import ConfigError, FatalFeedError, FeedError
-
-__all__ = ("Backoff", "Verdict", "classify", "http_status_verdict")
-
-Verdict = Literal["retry", "fatal"]
+__all__ = ("Backoff",)
 
 
 class Backoff:
@@ -27,6 +15,9 @@ class Backoff:
     Delay ``n`` lies in ``[base * (1 - jitter), base]`` with ``base = min(maximum, initial *
     factor**n)``, so it never exceeds ``maximum``. :meth:`reset` after a success starts over.
     Iterating yields delays forever.
+
+    Kept hand-written, not tenacity/backoff: callers need a bare delay source (``reset()``,
+    ``base(n)`` for schedules, a seeded rng), not a retry loop that owns the call and its errors.
     """
 
     __slots__ = ("_rng", "attempt", "factor", "initial", "jitter", "maximum")
@@ -79,31 +70,3 @@ class Backoff:
 
     def __next__(self) -> float:
         return self.next()
-
-
-def http_status_verdict(status: int) -> Verdict:
-    """429, 408 and 5xx are worth retrying; other statuses (401/403 above all) are not."""
-    if status in (408, 429) or status >= 500:
-        return "retry"
-    return "fatal"
-
-
-def classify(exc: BaseException) -> Verdict:
-    """Whether a WebSocket connect/session error is worth a reconnect.
-
-    Retry: OS/network errors, timeouts, dropped connections, malformed handshakes, 5xx/429/408
-    handshake rejections, non-fatal feed errors. Fatal: 401/403 (bad credentials) and other 4xx
-    rejections, bad URIs, configuration errors, :class:`FatalFeedError`, anything unexpected.
-    """
-    if isinstance(exc, FatalFeedError | ConfigError | InvalidURI):
-        return "fatal"
-    if isinstance(exc, InvalidStatus):
-        return http_status_verdict(exc.response.status_code)
-    if isinstance(
-        exc,
-        OSError | TimeoutError | asyncio.TimeoutError | EOFError | ConnectionClosed | FeedError,
-    ):
-        return "retry"
-    if isinstance(exc, InvalidHandshake):
-        return "retry"
-    return "fatal"
