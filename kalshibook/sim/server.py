@@ -47,7 +47,10 @@ from kalshibook.kalshi.auth import (
     verify,
 )
 from kalshibook.sim import rest
-from kalshibook.sim.model import (
+from kalshibook.sim.entities import Market
+from kalshibook.sim.model import Exchange
+from kalshibook.sim.recorder import TruthWriter
+from kalshibook.sim.records import (
     CLOSED,
     DELTA,
     EVENT_LIFECYCLE,
@@ -55,11 +58,8 @@ from kalshibook.sim.model import (
     TICKER,
     TRADE,
     Emit,
-    Exchange,
-    Market,
     ModelConfig,
 )
-from kalshibook.sim.recorder import TruthWriter
 from kalshibook.sim.truth import Truth, load_truth
 
 __all__ = ("SimConfig", "SimServer")
