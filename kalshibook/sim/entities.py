@@ -30,10 +30,6 @@ class Grid:
     def lowest(self) -> int:
         return self.prices[0]
 
-    @property
-    def highest(self) -> int:
-        return self.prices[-1]
-
     def floor(self, p: int) -> int:
         """Largest valid price <= p, or 0 when none."""
         i = bisect.bisect_right(self.prices, p) - 1

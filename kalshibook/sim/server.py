@@ -159,10 +159,6 @@ class SimServer:
         return f"{host}:{self.port}"
 
     @property
-    def base_url(self) -> str:
-        return f"http://{self._netloc}"
-
-    @property
     def rest_url(self) -> str:
         """Kalshi's REST base, e.g. ``http://127.0.0.1:PORT/trade-api/v2``."""
         return f"http://{self._netloc}{rest.REST_PREFIX}"
