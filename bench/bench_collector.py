@@ -61,7 +61,8 @@ SIDS = {"market_lifecycle_v2": 1, "trade": 2, "ticker": 3, "orderbook_delta": 4}
 
 
 def make_model(markets: int, seed: int) -> Any:
-    from kalshibook.sim.model import Exchange, ModelConfig
+    from kalshibook.sim.model import Exchange
+    from kalshibook.sim.records import ModelConfig
 
     return Exchange(
         ModelConfig(
@@ -76,7 +77,7 @@ def make_model(markets: int, seed: int) -> Any:
 
 def generate(markets: int, frames: int, seed: int) -> tuple[list[bytes], list[bytes], list[str]]:
     """``(snapshot frames, data frames, subscribed tickers)``, as the simulator encodes them."""
-    from kalshibook.sim.model import DELTA, TICKER, TRADE
+    from kalshibook.sim.records import DELTA, TICKER, TRADE
 
     enc = msgspec.json.Encoder()
     ex = make_model(markets, seed)

@@ -5,7 +5,8 @@ command line. The market model (:mod:`.model`) is pure and seeded; :mod:`.truth`
 truth a run writes.
 """
 
-from kalshibook.sim.model import Exchange, ModelConfig
+from kalshibook.sim.model import Exchange
+from kalshibook.sim.records import ModelConfig
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, load_truth
 

@@ -7,14 +7,9 @@ from typing import IO, Any
 
 import msgspec
 
-from kalshibook.sim.model import (
-    DELTA,
-    EVENT_LIFECYCLE,
-    LIFECYCLE,
-    Emit,
-    Exchange,
-    Market,
-)
+from kalshibook.sim.entities import Market
+from kalshibook.sim.model import Exchange
+from kalshibook.sim.records import DELTA, EVENT_LIFECYCLE, LIFECYCLE, Emit
 from kalshibook.sim.rest import event_json, market_json, series_json
 from kalshibook.sim.wire import PRICE_STR, size_str
 

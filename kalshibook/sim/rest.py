@@ -15,7 +15,9 @@ from typing import Any, Final
 import msgspec
 
 from kalshibook.domain.booleans import parse_bool
-from kalshibook.sim.model import Event, Exchange, Market, QuoteRec, Series, TradeRec, rules_primary
+from kalshibook.sim.entities import Event, Market, Series, rules_primary, strike_num
+from kalshibook.sim.model import Exchange
+from kalshibook.sim.records import QuoteRec, TradeRec
 from kalshibook.sim.wire import (
     PRICE_STR,
     UNIT,
@@ -180,21 +182,16 @@ def market_json(m: Market, ex: Exchange) -> dict[str, Any]:
     if m.strike_type is not None:
         d["strike_type"] = m.strike_type
     if m.floor_strike is not None:
-        d["floor_strike"] = _num(m.floor_strike)
+        d["floor_strike"] = strike_num(m.floor_strike)
     if m.cap_strike is not None:
-        d["cap_strike"] = _num(m.cap_strike)
+        d["cap_strike"] = strike_num(m.cap_strike)
     if m.settlement_value is not None and m.status in ("determined", "finalized"):
         d["settlement_value_dollars"] = PRICE_STR[m.settlement_value]
         if ev.value is not None and m.strike_type is not None:
-            d["expiration_value"] = f"{_num(ev.value)}"
+            d["expiration_value"] = f"{strike_num(ev.value)}"
     if m.status == "finalized":
         d["settlement_ts"] = rfc3339_us(ev.settled_ms)
     return d
-
-
-def _num(x: float) -> float | int:
-    r = round(x, 4)
-    return int(r) if r == int(r) else r
 
 
 def event_json(ev: Event, ex: Exchange, nested: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ the whole exchange, so "the book at instant T" is well defined even when many ch
 
 A book checkpoint is written for every open market at start and at activation, and then after
 every ``checkpoint_every`` changes of a market; deltas in between reconstruct any instant.
+:class:`Truth` indexes everything but ``ticker`` lines (written for people reading the file).
 """
 
 from __future__ import annotations
@@ -172,7 +173,6 @@ class Truth:
         self._trades: list[TruthTrade] = []
         self._settlements: list[Settlement] = []
         self._lifecycle: list[tuple[int, str, dict[str, Any]]] = []
-        self._tickers: list[tuple[int, str, dict[str, Any]]] = []
         self.series: dict[str, dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.markets: dict[str, dict[str, Any]] = {}
@@ -218,9 +218,6 @@ class Truth:
                     is_block_trade=m["is_block_trade"],
                 )
             )
-        elif k == "ticker":
-            assert ln.msg is not None
-            self._tickers.append((ln.ts, ln.t, ln.msg))
         elif k in ("market_lifecycle_v2", "event_lifecycle", "closed"):
             assert ln.msg is not None
             self._lifecycle.append((ln.ts, k, ln.msg))
@@ -270,11 +267,6 @@ class Truth:
             _apply(yes if is_yes else no, price, delta)
             cid = dcid
         return _book_state(ticker, ts, cid, yes, no)
-
-    def books(self, ticker: str) -> Iterator[BookState]:
-        """The book after every change of ``ticker``, in order."""
-        for ts, cid, yes, no in self._replay(ticker):
-            yield _book_state(ticker, ts, cid, yes, no)
 
     def _replay(self, ticker: str) -> Iterator[tuple[int, int, dict[int, int], dict[int, int]]]:
         log = self._books.get(ticker)
@@ -340,10 +332,6 @@ class Truth:
             for x in self._lifecycle
             if x[2].get("market_ticker", x[2].get("event_ticker")) == ticker
         ]
-
-    def ticker_updates(self, ticker: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-        """``(ts, msg)`` of ticker frames (volume, open interest, ...), oldest first."""
-        return [(ts, m) for ts, t, m in self._tickers if ticker is None or t == ticker]
 
 
 def _delta_ts(d: tuple[int, int, bool, int, int]) -> int:

@@ -226,7 +226,8 @@ def test_shapes_match_live_kalshi_samples() -> None:
     live_trade = sample["trade (GET /markets/trades -> .trades[i])"]
     live_series = sample["series (GET /series/{series_ticker} -> .series)"]
     live_event = sample["event (GET /events/{event_ticker} -> .event)"]
-    from kalshibook.sim.model import Exchange, ModelConfig
+    from kalshibook.sim.model import Exchange
+    from kalshibook.sim.records import ModelConfig
     from kalshibook.sim.rest import event_json, market_json, series_json, trade_json
 
     ex = Exchange(ModelConfig(markets=40))

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kalshibook.sim.model import (
+from kalshibook.sim.entities import GRIDS
+from kalshibook.sim.model import Exchange
+from kalshibook.sim.records import (
     CLOSED,
     DELTA,
     EVENT_LIFECYCLE,
-    GRIDS,
     LIFECYCLE,
     TICKER,
     TRADE,
     Emit,
-    Exchange,
     ModelConfig,
     TradeLog,
     TradeRec,

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import msgspec
 
-from kalshibook.sim.model import DELTA, Exchange, Market, ModelConfig
+from kalshibook.sim.entities import Market
+from kalshibook.sim.model import Exchange
 from kalshibook.sim.recorder import TruthWriter
+from kalshibook.sim.records import DELTA, ModelConfig
 from kalshibook.sim.truth import BookState, load_truth
 from kalshibook.sim.wire import UNIT
 
