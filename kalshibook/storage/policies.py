@@ -36,9 +36,9 @@ POLICIES: tuple[Policy, ...] = (
     Policy("market.orderbook_snapshots", "compression", "orderbook_snapshots_compress_after_days"),
     Policy("market.lifecycle_events", "compression", "lifecycle_events_compress_after_days"),
     *(
-        Policy(f"market.candles_{src}_{level}", "compression", f"candles_{level}_compress_after_days")
+        Policy(f"market.candles_{src}_{lvl}", "compression", f"candles_{lvl}_compress_after_days")
         for src in _CANDLE_SOURCES
-        for level in ("1m", "1h")
+        for lvl in ("1m", "1h")
     ),
     Policy("market.orderbook_deltas", "retention", "orderbook_deltas_retention_days"),
     Policy("market.orderbook_snapshots", "retention", "orderbook_snapshots_retention_days"),
@@ -73,7 +73,9 @@ REMOVE = {
 }
 
 
-def apply_policies(conn: psycopg.Connection[tuple[object, ...]], storage: StorageSettings) -> list[str]:
+def apply_policies(
+    conn: psycopg.Connection[tuple[object, ...]], storage: StorageSettings
+) -> list[str]:
     """Make the policies match ``storage``; one line per change made (empty when none)."""
     row = conn.execute(EDITION).fetchone()
     if row is None or row[0] != "timescale":

@@ -79,7 +79,9 @@ WHERE format('%I.%I', hypertable_schema, hypertable_name) = :hypertable
 
 
 def _edition() -> str:
-    return str(op.get_bind().execute(text("SELECT current_setting('timescaledb.license')")).scalar())
+    return str(
+        op.get_bind().execute(text("SELECT current_setting('timescaledb.license')")).scalar()
+    )
 
 
 def upgrade() -> None:
@@ -92,7 +94,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     for name, kind, _orderby in reversed(COMPRESSED):
-        hypertable = name
+        hypertable: str | None = name
         if kind != "TABLE":
             hypertable = bind.execute(text(MAT_HYPERTABLE), {"name": name}).scalar()
             if hypertable is None:
