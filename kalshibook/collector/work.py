@@ -21,7 +21,7 @@ _MERGE_SLACK: Final = timedelta(seconds=1)
 
 
 class WorkQueues:
-    """The router's effects, queued: bounded, coalescing work."""
+    """The router's :class:`~kalshibook.collector.effects.Effects`, queued (bounded, coalescing)."""
 
     def __init__(self) -> None:
         self.snapshots: dict[int, dict[str, None]] = {}
