@@ -135,7 +135,8 @@ async def wait_for(
 
 def subscribed(d: Daemon) -> bool:
     c = d.collector
-    if not c.ready.is_set() or c._session is None or c._subscribed_session is not c._session:
+    session = c._session
+    if not c.ready.is_set() or session is None or c.subscriber.subscribed_session is not session:
         return False
     if c.work.adds or c.work.resubscribe_sids or c.work.snapshots:
         return False
@@ -220,9 +221,9 @@ async def settle(d: Daemon, sim: SimServer, last_ms: int, limit: float = 60.0) -
         lambda: idle(d, last_ms), limit, "the daemon to catch up", lambda: busy(d, last_ms)
     )
     c = d.collector
-    done = c.discoveries
+    done = c.discovery.sweeps
     c.work.rediscover()
-    await wait_for(lambda: c.discoveries > done, limit, "the final discovery")
+    await wait_for(lambda: c.discovery.sweeps > done, limit, "the final discovery")
     await wait_for(
         lambda: idle(d, last_ms), limit, "settlement confirmations", lambda: busy(d, last_ms)
     )

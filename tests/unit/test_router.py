@@ -416,7 +416,7 @@ def test_status_merging() -> None:
 
 
 def test_work_queue_windows_merge() -> None:
-    from kalshibook.collector.service import merge_windows
+    from kalshibook.collector.work import merge_windows
 
     w = merge_windows([(at(10_000), at(20_000)), (at(0), at(5_000)), (at(20_500), at(30_000))])
     assert w == [(at(0), at(5_000)), (at(10_000), at(30_000))]

@@ -1,0 +1,115 @@
+"""The ``backfill`` task: REST trades for every outage window, then the candle refresh.
+
+Windows come from the router (:meth:`~kalshibook.collector.work.WorkQueues.backfill`: trade
+sequence gaps, disconnects, daemon restarts), oldest first. Every trade of a window is handed to
+the writer (which drops the ones already stored); then the candles around the window are
+refreshed, after the writer has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from kalshibook.backoff import Backoff
+from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.reference import rest_trade_row
+from kalshibook.collector.work import WorkQueues
+from kalshibook.errors import FeedError, KalshibookError, ProtocolError
+from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.pool import Pool
+from kalshibook.storage.writer import Writer
+
+__all__ = ("Backfill",)
+
+log = logging.getLogger(__name__)
+
+
+class Backfill:
+    """The trade backfill task (:meth:`run`)."""
+
+    def __init__(
+        self,
+        *,
+        rest: KalshiRest,
+        writer: Writer,
+        pool: Pool,
+        work: WorkQueues,
+        metrics: Metrics,
+        stop: asyncio.Event,
+    ) -> None:
+        self.rest = rest
+        self.writer = writer
+        self.pool = pool
+        self.work = work
+        self.metrics = metrics
+        self.stop = stop
+
+    async def run(self) -> None:
+        work = self.work
+        backoff = Backoff(1.0, 60.0)
+        while not self.stop.is_set():
+            if not work.windows:
+                work.backfill_wake.clear()
+                await work.backfill_wake.wait()
+                continue
+            start, end = work.windows[0]
+            try:
+                n = await self.backfill(start, end)
+            except (FeedError, ProtocolError) as exc:
+                delay = backoff.next()
+                log.warning(
+                    "trade backfill failed from=%s to=%s (%s); retrying in %.1f s",
+                    start.isoformat(),
+                    end.isoformat(),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            if work.windows and work.windows[0] == (start, end):
+                work.windows.pop(0)
+            else:
+                work.windows = [w for w in work.windows if w != (start, end)]
+            log.info(
+                "trades backfilled from=%s to=%s trades=%d", start.isoformat(), end.isoformat(), n
+            )
+            await self.refresh_candles(start, end)
+
+    async def backfill(self, start: datetime, end: datetime) -> int:
+        """Hand the REST trades of ``[start, end]`` to the writer; returns how many."""
+        now = datetime.now(UTC)
+        n = 0
+        writer = self.writer
+        min_ts = int(start.timestamp())
+        max_ts = int(end.timestamp()) + 1
+        async for t in self.rest.get_trades(None, min_ts, max_ts):
+            row = rest_trade_row(t, now)
+            if row is None:
+                continue
+            await writer.put("trades", row)
+            n += 1
+        self.metrics.backfilled_trades.inc(n)
+        self.metrics.rest_requests.inc(1.0, "backfill")
+        return n
+
+    async def refresh_candles(self, start: datetime, end: datetime) -> None:
+        """Refresh the candles around ``[start, end]`` once the writer has drained."""
+        try:
+            async with asyncio.timeout(30.0):
+                await self.writer.drain()
+            lo = start - timedelta(minutes=1)
+            hi = end + timedelta(minutes=1)
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    await refresh_candles(conn, lo, hi)
+                finally:
+                    await conn.set_autocommit(False)
+        except (psycopg.Error, KalshibookError, TimeoutError) as exc:
+            log.warning("candle refresh failed: %r", exc)

@@ -1,0 +1,213 @@
+"""The ``subscriptions`` task: keeps the current connection's subscriptions in line with the plan.
+
+On every new connection it subscribes ``market_lifecycle_v2``/``trade``/``ticker`` and every
+orderbook shard of the :class:`~kalshibook.collector.subscriptions.SubscriptionPlan`; then, as the
+router and discovery queue work (:class:`~kalshibook.collector.work.WorkQueues`), it resubscribes
+after terminal errors 10/25, removes and adds markets, and sends ``get_snapshot`` after sequence
+gaps. A command that fails on a live connection is retried; a closed connection's work is dropped
+(the next connection subscribes everything again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.router import Router
+from kalshibook.collector.subscriptions import (
+    GLOBAL_CHANNELS,
+    ORDERBOOK,
+    Shard,
+    SubscriptionPlan,
+)
+from kalshibook.collector.work import WorkQueues
+from kalshibook.errors import FeedError, WsCommandError
+from kalshibook.kalshi.ws import WsSession
+
+__all__ = ("Subscriber",)
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber:
+    """The subscription task (:meth:`run`) for the session ``current_session()`` returns."""
+
+    def __init__(
+        self,
+        *,
+        plan: SubscriptionPlan,
+        router: Router,
+        work: WorkQueues,
+        metrics: Metrics,
+        current_session: Callable[[], WsSession | None],
+        stop: asyncio.Event,
+    ) -> None:
+        self.plan = plan
+        self.router = router
+        self.work = work
+        self.metrics = metrics
+        self.current_session = current_session
+        self.stop = stop
+        self.subscribed_session: WsSession | None = None
+        """The session whose global channels and shards were subscribed."""
+
+    async def run(self) -> None:
+        work = self.work
+        while not self.stop.is_set():
+            await work.sub_wake.wait()
+            work.sub_wake.clear()
+            session = self.current_session()
+            if session is None or session.closed:
+                continue
+            try:
+                await self.sync(session)
+            except FeedError as exc:
+                if self.current_session() is not session or session.closed:
+                    continue  # the next session subscribes everything again
+                log.warning("subscription command failed: %s", exc)
+                await asyncio.sleep(0.5)
+                work.sub_wake.set()
+
+    def _forget(self, tickers: list[str]) -> None:
+        """Drop the books of markets no longer followed; one unfollowed inside a gap gets its
+        final book over REST."""
+        now = datetime.now(UTC)
+        for t in tickers:
+            if self.router.forget(t, now):
+                self.work.final_books[t] = None
+                self.work.enrich_wake.set()
+
+    async def sync(self, session: WsSession) -> None:
+        """Carry out the queued subscription work on ``session``."""
+        work = self.work
+        plan = self.plan
+        if session is not self.subscribed_session:
+            # A new connection: every subscription (and every pending request) starts over.
+            work.snapshots.clear()
+            work.resubscribe_sids.clear()
+            plan.unbind_all()
+            if work.removes:
+                gone = list(work.removes)
+                plan.remove(gone)  # nothing is subscribed on this connection yet
+                work.removes.clear()
+                self._forget(gone)
+            if work.adds:
+                plan.add(list(work.adds))
+                work.adds.clear()
+            sids = await session.subscribe(list(GLOBAL_CHANNELS))
+            plan.global_sids.update(sids)
+            log.info("subscribed channels=%s", ",".join(f"{c}:{s}" for c, s in sids.items()))
+            self.subscribed_session = session
+            for shard in plan.unsubscribed_shards():
+                await self._subscribe_shard(session, shard)
+        # terminal errors 10/25: subscribe again (new sid)
+        while work.resubscribe_sids:
+            sid, (channel, reason) = next(iter(work.resubscribe_sids.items()))
+            del work.resubscribe_sids[sid]
+            failed = plan.shard_by_sid(sid)
+            if failed is not None:
+                plan.unbind(failed)
+                await self._subscribe_shard(session, failed)
+            else:
+                ch = channel or plan.channel_of_global_sid(sid)
+                if ch and ch != ORDERBOOK:
+                    sids = await session.subscribe([ch])
+                    plan.global_sids.update(sids)
+            log.info("resubscribed sid=%d channel=%s reason=%s", sid, channel, reason)
+        # shrink
+        if work.removes:
+            gone = list(work.removes)
+            removed = plan.remove(gone)
+            work.removes.clear()
+            self._forget(gone)
+            for shard, tickers in removed.items():
+                if shard.sid is None:
+                    continue
+                if not shard.markets:
+                    sid = shard.sid
+                    plan.unbind(shard)
+                    await session.unsubscribe([sid])
+                else:
+                    await self._update(session, shard.sid, "delete_markets", tickers)
+        # grow
+        if work.adds:
+            added = plan.add(list(work.adds))
+            work.adds.clear()
+            for shard, tickers in added.items():
+                if shard.sid is None:
+                    await self._subscribe_shard(session, shard)
+                else:
+                    await self._update(session, shard.sid, "add_markets", tickers)
+        # resync after sequence gaps
+        while work.snapshots:
+            sid, tickers_set = next(iter(work.snapshots.items()))
+            del work.snapshots[sid]
+            target = plan.shard_by_sid(sid)
+            if target is None:
+                continue  # the sid is gone; its resubscription sends snapshots anyway
+            tickers = [t for t in tickers_set if t in target.markets]
+            if not tickers:
+                continue
+            self.metrics.snapshots_requested.inc(len(tickers))
+            try:
+                await session.update_subscription(sid, "get_snapshot", tickers)
+            except WsCommandError as exc:
+                log.warning("get_snapshot failed sid=%d code=%d; resubscribing", sid, exc.code)
+                plan.unbind(target)
+                await self._subscribe_shard(session, target)
+
+    async def _subscribe_shard(self, session: WsSession, shard: Shard) -> None:
+        if not shard.markets:
+            return
+        try:
+            sids = await session.subscribe([ORDERBOOK], list(shard.markets))
+        except WsCommandError as exc:
+            log.warning(
+                "orderbook subscribe failed shard=%d code=%d: %s", shard.index, exc.code, exc.msg
+            )
+            bad = set(exc.market_tickers) & set(shard.markets)
+            if not bad:
+                # Nothing to drop: leave the shard unsubscribed on this connection (the next
+                # connection retries it) and let discovery re-check the markets' states.
+                log.error("orderbook shard left unsubscribed shard=%d", shard.index)
+                self.work.rediscover()
+                return
+            self.plan.remove(bad)
+            log.warning("markets refused by the exchange dropped: %s", ",".join(sorted(bad)))
+            if not shard.markets:
+                return
+            sids = await session.subscribe([ORDERBOOK], list(shard.markets))
+        sid = sids.get(ORDERBOOK)
+        if sid is None and len(sids) == 1:
+            sid = next(iter(sids.values()))
+        if sid is not None:
+            self.plan.bind(shard, sid)
+            log.info(
+                "orderbook shard subscribed shard=%d sid=%d markets=%d",
+                shard.index,
+                sid,
+                len(shard.markets),
+            )
+
+    async def _update(
+        self,
+        session: WsSession,
+        sid: int,
+        action: Literal["add_markets", "delete_markets"],
+        tickers: list[str],
+    ) -> None:
+        log.debug("update_subscription sid=%d action=%s markets=%d", sid, action, len(tickers))
+        try:
+            await session.update_subscription(sid, action, tickers)
+        except WsCommandError as exc:
+            log.warning(
+                "update_subscription %s failed sid=%d code=%d: %s", action, sid, exc.code, exc.msg
+            )
+            if action == "add_markets":
+                shard = self.plan.shard_by_sid(sid)
+                if shard is not None:
+                    self.plan.remove(tickers)

@@ -1,0 +1,79 @@
+"""What the previous collector run left behind: read once at daemon start (restart recovery).
+
+The collector opens ``daemon_restart`` gaps on the books of the markets it was following, from
+the last data the previous run stored, and backfills trades from the last trade stored; it also
+seeds its market catalog with the markets already stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, LiteralString, NamedTuple
+
+from psycopg import AsyncConnection
+
+__all__ = (
+    "BOOK_MARKETS",
+    "KNOWN_MARKETS",
+    "LAST_DELTA",
+    "LAST_SNAPSHOT",
+    "LAST_TRADE",
+    "KnownMarket",
+    "LastStored",
+    "book_markets",
+    "known_markets",
+    "last_stored",
+)
+
+AConn = AsyncConnection[Any]
+
+LAST_DELTA: Final = "SELECT ts FROM market.orderbook_deltas ORDER BY ts DESC LIMIT 1"
+LAST_SNAPSHOT: Final = "SELECT ts FROM market.orderbook_snapshots ORDER BY ts DESC LIMIT 1"
+LAST_TRADE: Final = "SELECT ts FROM market.trades ORDER BY ts DESC LIMIT 1"
+BOOK_MARKETS: Final = """
+SELECT m.ticker FROM market.markets m
+WHERE m.status NOT IN ('determined', 'finalized', 'settled')
+  AND EXISTS (SELECT 1 FROM market.orderbook_snapshots s WHERE s.market_ticker = m.ticker)
+"""
+"""Unfinished markets with a stored book: the books a restart leaves unknown."""
+KNOWN_MARKETS: Final = "SELECT ticker, event_ticker, series_ticker, status FROM market.markets"
+
+
+class LastStored(NamedTuple):
+    """Exchange times of the newest stored rows (None: the table is empty)."""
+
+    data: datetime | None
+    """Newest delta or snapshot or trade."""
+    trade: datetime | None
+
+
+class KnownMarket(NamedTuple):
+    ticker: str
+    event_ticker: str | None
+    series_ticker: str | None
+    status: str | None
+
+
+async def _last_ts(conn: AConn, sql: LiteralString) -> datetime | None:
+    cur = await conn.execute(sql)
+    row = await cur.fetchone()
+    return row[0] if row is not None else None
+
+
+async def last_stored(conn: AConn) -> LastStored:
+    """The newest stored data and trade times."""
+    times = [await _last_ts(conn, sql) for sql in (LAST_DELTA, LAST_SNAPSHOT, LAST_TRADE)]
+    known = [t for t in times if t is not None]
+    return LastStored(max(known) if known else None, times[2])
+
+
+async def book_markets(conn: AConn) -> list[str]:
+    """Markets not finished whose book was stored."""
+    cur = await conn.execute(BOOK_MARKETS)
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def known_markets(conn: AConn) -> list[KnownMarket]:
+    """Every stored market, with its event, series and status."""
+    cur = await conn.execute(KNOWN_MARKETS)
+    return [KnownMarket(*r) for r in await cur.fetchall()]
