@@ -22,6 +22,28 @@ class KalshibookError(Exception):
         return str(self.args[0])
 
 
+class InvalidInput(KalshibookError):
+    """A value given to an operation is invalid (domain and storage; the edges translate it)."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The name of the offending input (a parameter, option or column), when known."""
+
+
+class UnknownObject(KalshibookError):
+    """The object an operation names does not exist (an API key prefix, a role, ...)."""
+
+    status = 404
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The name of the input that named it, when known."""
+
+
 class ConfigError(KalshibookError):
     """A setting is missing or invalid."""
 

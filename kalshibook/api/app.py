@@ -182,4 +182,5 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
             {"services": services, "cursor_codec": CursorCodec(_cursor_secret(settings, pool))}
         ),
         debug=False,
+        logging_config=None,  # the process's logging is kalshibook.cli.logs' (one setup)
     )

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 
-from kalshibook.errors import BadRequest
-
-_UNIX = re.compile(r"^-?\d+(\.\d+)?$")
-MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+from kalshibook.domain import times
+from kalshibook.errors import BadRequest, InvalidInput
 
 
 def parse_time(value: str, name: str) -> datetime:
-    """RFC 3339 (offset required; ``Z`` allowed) or Unix seconds → aware UTC datetime."""
-    text = value.strip()
+    """RFC 3339 (offset required; ``Z`` allowed) or Unix seconds → aware UTC datetime (else 400)."""
     try:
-        if _UNIX.match(text):
-            out = datetime.fromtimestamp(float(text), tz=UTC)
-        else:
-            out = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-            if out.tzinfo is None:
-                raise BadRequest(
-                    f"{name}: {value!r} has no UTC offset; use RFC 3339 (e.g. "
-                    "2026-01-15T00:00:00Z) or Unix seconds",
-                    parameter=name,
-                )
-            out = out.astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest(
-            f"{name}: {value!r} is not a time; use RFC 3339 (e.g. 2026-01-15T00:00:00Z) "
-            "or Unix seconds",
-            parameter=name,
-        ) from None
-    if not MIN_TIME <= out < MAX_TIME:
-        raise BadRequest(f"{name}: {value!r} is out of range", parameter=name)
-    return out
+        return times.parse_time(value, name)
+    except InvalidInput as exc:
+        raise BadRequest(exc.message, parameter=name) from None
 
 
 def parse_range(

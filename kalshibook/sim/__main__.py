@@ -1,5 +1,5 @@
 """``python -m kalshibook.sim`` = ``kalshibook sim``."""
 
-from kalshibook.sim.cli import main
+from kalshibook.cli.sim import main
 
 raise SystemExit(main())

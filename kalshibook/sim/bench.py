@@ -1,4 +1,4 @@
-"""Measure the simulator's WebSocket throughput: ``python -m kalshibook.sim.bench``.
+"""Measure the simulator's WebSocket throughput (``python -m kalshibook.cli.sim_bench``).
 
 Starts ``kalshibook sim`` in a subprocess (so server and reader use different CPUs), subscribes
 one connection to every channel for every open market and counts data frames for a while. Prints
@@ -7,9 +7,7 @@ one line per rate: asked, received, and whether the stream stayed whole (no seq 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +18,7 @@ import httpx
 import msgspec
 from websockets.asyncio.client import connect
 
-__all__ = ("main", "measure")
+__all__ = ("measure",)
 
 
 class _Head(msgspec.Struct):
@@ -136,33 +134,3 @@ async def _read(hostport: str, seconds: float) -> tuple[float, bool]:
             whole = False
         elapsed = time.perf_counter() - counting_from
     return n / elapsed if elapsed > 0 else 0.0, whole
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m kalshibook.sim.bench",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        action="append",
-        help="frames/s to ask for (repeatable; default 20000 50000 80000)",
-    )
-    parser.add_argument("--markets", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--truth", action="store_true", help="also write ground truth")
-    args = parser.parse_args(argv)
-    for rate in args.rate or [20_000.0, 50_000.0, 80_000.0]:
-        got, whole = asyncio.run(measure(rate, args.markets, args.seconds, args.truth))
-        print(
-            f"asked {rate:>9,.0f}/s  received {got:>9,.0f} frames/s  "
-            f"{'contiguous' if whole else 'GAP/ERROR/STALL'}  "
-            f"({os.cpu_count()} CPUs{', with truth' if args.truth else ''})",
-            flush=True,
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,7 @@ Throughput: the model runs in a pump task at the configured frame rate; every em
 ``msg`` is encoded once (msgspec) and spliced into each subscriber's frame with its ``sid``/``seq``;
 frames are framed by hand (server frames are unmasked and uncompressed) and written with one
 ``transport.write`` per connection per tick. Measured on a 2-CPU machine with
-``python -m kalshibook.sim.bench`` (server and reader in separate processes, one connection
+``python -m kalshibook.cli.sim_bench`` (server and reader in separate processes, one connection
 subscribed to every channel of 1,000 markets, the reader decoding every frame and checking seq):
 50,000 frames/s asked -> 50,000 delivered (also with ``--truth``), 100,000 -> 100,000;
 beyond that it saturates at roughly 85-100k frames/s. No seq gap at any rate.

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, Connection
 
-from kalshibook.errors import BadRequest, NotFound
+from kalshibook.errors import InvalidInput, UnknownObject
 
 __all__ = (
     "IssuedKey",
@@ -127,7 +127,7 @@ def _check_credits(credits: int, *, allow_zero: bool) -> None:
         or not isinstance(credits, int)
         or not low <= credits <= MAX_CREDITS
     ):
-        raise BadRequest(f"credits must be an integer between {low} and {MAX_CREDITS}", "credits")
+        raise InvalidInput(f"credits must be an integer between {low} and {MAX_CREDITS}", "credits")
 
 
 def _connect(target: Connection[Any] | str) -> tuple[Connection[Any], bool]:
@@ -143,7 +143,7 @@ def create_key(target: Connection[Any] | str, *, name: str, credits: int) -> Iss
     """
     name = name.strip()
     if not name or len(name) > 200:
-        raise BadRequest("name must be 1-200 characters", "name")
+        raise InvalidInput("name must be 1-200 characters", "name")
     _check_credits(credits, allow_zero=True)
     conn, owned = _connect(target)
     try:
@@ -190,7 +190,7 @@ def revoke_key(target: Connection[Any] | str, prefix: str) -> datetime:
         if owned:
             conn.close()
     if row is None:
-        raise NotFound(f"no API key with prefix {prefix!r}", "prefix")
+        raise UnknownObject(f"no API key with prefix {prefix!r}", "prefix")
     return row[0]  # type: ignore[no-any-return]
 
 
@@ -204,7 +204,7 @@ def topup_key(target: Connection[Any] | str, prefix: str, credits: int) -> int:
         if owned:
             conn.close()
     if row is None:
-        raise NotFound(f"no API key with prefix {prefix!r}", "prefix")
+        raise UnknownObject(f"no API key with prefix {prefix!r}", "prefix")
     return int(row[0])
 
 

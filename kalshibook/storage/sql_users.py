@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import Connection, sql
 
-from kalshibook.errors import BadRequest, NotFound
+from kalshibook.errors import InvalidInput, UnknownObject
 
 __all__ = ("READER_ROLE", "SqlUser", "create_sql_user", "drop_sql_user", "scram_verifier")
 
@@ -52,7 +52,7 @@ class SqlUser:
 
 def validate_role_name(name: str) -> str:
     if not ROLE_NAME.match(name) or name.startswith("pg_") or name in RESERVED:
-        raise BadRequest(
+        raise InvalidInput(
             f"invalid role name {name!r}: use lower-case letters, digits and _, starting with a "
             "letter or _, at most 63 characters (not pg_*, not a reserved name)",
             "name",
@@ -64,7 +64,7 @@ def normalise_timeout(value: str) -> str:
     """``30s``, ``500ms``, ``2min``, ``1h`` or milliseconds → PostgreSQL's text form."""
     m = TIMEOUT.match(value.strip())
     if not m or int(m.group(1)) == 0:
-        raise BadRequest(
+        raise InvalidInput(
             f"invalid statement timeout {value!r}: use e.g. 500ms, 30s, 2min (must be > 0)",
             "statement_timeout",
         )
@@ -96,9 +96,9 @@ def create_sql_user(
     validate_role_name(name)
     timeout = normalise_timeout(statement_timeout)
     if not 1 <= connection_limit <= 1000:
-        raise BadRequest("connection limit must be between 1 and 1000", "connection_limit")
+        raise InvalidInput("connection limit must be between 1 and 1000", "connection_limit")
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-        raise BadRequest(f"role {name!r} already exists", "name")
+        raise InvalidInput(f"role {name!r} already exists", "name")
     password = secrets.token_urlsafe(24)
     database = conn.info.dbname
     role = sql.Identifier(name)
@@ -137,10 +137,10 @@ def drop_sql_user(conn: Connection[Any], name: str) -> None:
     validate_role_name(name)
     row = conn.execute(ROLE_INFO, {"name": name, "reader": READER_ROLE}).fetchone()
     if row is None:
-        raise NotFound(f"no role {name!r}", "name")
+        raise UnknownObject(f"no role {name!r}", "name")
     privileged, is_reader = row
     if privileged or not is_reader:
-        raise BadRequest(f"role {name!r} is not a kalshibook read-only SQL user", "name")
+        raise InvalidInput(f"role {name!r} is not a kalshibook read-only SQL user", "name")
     role = sql.Identifier(name)
     with conn.transaction():
         # privileges granted to the role in this database (CONNECT, ...), then the role itself
@@ -153,7 +153,7 @@ def drop_sql_user(conn: Connection[Any], name: str) -> None:
         try:
             conn.execute(sql.SQL("DROP ROLE {}").format(role))
         except psycopg.errors.DependentObjectsStillExist as exc:
-            raise BadRequest(
+            raise InvalidInput(
                 f"role {name!r} still has privileges elsewhere: {exc.diag.message_detail}",
                 "name",
             ) from None

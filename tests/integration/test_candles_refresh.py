@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from kalshibook.cli import refresh_candles as refresh_candles_cli
 from kalshibook.errors import ConfigError, StorageError
 from kalshibook.settings import CoreSettings, Settings
-from kalshibook.storage import candles_cli
 from kalshibook.storage.candles import refresh_candles
 
 pytestmark = [pytest.mark.db, pytest.mark.both_editions]
@@ -62,7 +62,7 @@ def test_cli_refreshes_a_window_and_reports_bad_input_in_one_line(db_url: str) -
     assert "--start" in lines[0]
     assert "Traceback" not in bad.stderr
     with pytest.raises(ConfigError, match="after"):
-        candles_cli.run(
+        refresh_candles_cli.run(
             argparse.Namespace(start="2026-03-09T00:00:00Z", end="2026-03-01T00:00:00Z"),
             Settings(core=CoreSettings(database_url=db_url)),
         )

@@ -17,8 +17,8 @@ from sim_support import Signer, rsa_pair, seq_gaps
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from kalshibook.cli.sim import add_arguments, main
 from kalshibook.sim import load_truth
-from kalshibook.sim.cli import add_arguments, main
 
 FLAGS = [
     "--host",

@@ -1,7 +1,7 @@
 """The simulator's stream stays whole at a benchmark-grade rate: no seq gap, error or stall.
 
 This is a correctness check, not a performance assertion: how many frames per second the simulator
-sustains is measured by ``python -m kalshibook.sim.bench`` (on the 2-CPU development machine it
+sustains is measured by ``python -m kalshibook.cli.sim_bench`` (on the 2-CPU development machine it
 saturates at roughly 85-100k frames/s), never asserted by the test suite.
 """
 

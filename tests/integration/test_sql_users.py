@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from kalshibook import cli
-from kalshibook.errors import BadRequest, NotFound
+from kalshibook.errors import InvalidInput, UnknownObject
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user, scram_verifier
 
 pytestmark = [pytest.mark.db, pytest.mark.both_editions]
@@ -80,23 +80,23 @@ def test_sql_user_reads_market_only_and_times_out(db_url: str, role_name: str) -
 def test_sql_user_validation_and_drop(db_url: str, role_name: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         for bad in ("Robert'); DROP TABLE x;--", "1abc", "a" * 64, "pg_admin", "postgres", ""):
-            with pytest.raises(BadRequest):
+            with pytest.raises(InvalidInput):
                 create_sql_user(conn, bad)
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             create_sql_user(conn, role_name, statement_timeout="forever")
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             create_sql_user(conn, role_name, connection_limit=0)
         create_sql_user(conn, role_name)
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             create_sql_user(conn, role_name)  # exists
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             drop_sql_user(conn, "kalshibook_reader")  # not a SQL user
         drop_sql_user(conn, role_name)
         assert (
             conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role_name,)).fetchone()
             is None
         )
-        with pytest.raises(NotFound):
+        with pytest.raises(UnknownObject):
             drop_sql_user(conn, role_name)
 
 

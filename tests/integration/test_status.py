@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from kalshibook import cli
-from kalshibook.storage import status
+from kalshibook.ops import status
+from kalshibook.storage import status_reads
 
 pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
@@ -127,7 +128,7 @@ def test_fresh_data_is_healthy_and_numbers_match(
     assert doc["database"]["schema_revision"]
 
     channels = {c["channel"]: c for c in doc["channels"]}
-    assert list(channels) == list(status.CHANNELS)
+    assert list(channels) == list(status_reads.CHANNELS)
     assert 2.5 <= channels["trades"]["age_seconds"] < 60
     assert channels["trades"]["state"] == "fresh"
     assert channels["lifecycle_events"]["state"] == "old"  # 2 h old: shown, not a failure
@@ -335,25 +336,29 @@ def test_unmigrated_database(
 def test_status_now_is_database_clock(env: str) -> None:
     """Ages are measured with the database's clock, not this host's."""
     with psycopg.connect(env, autocommit=True) as conn:
-        snap = status.read_database(conn, url="x", gap_window=timedelta(hours=24))
+        snap = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=24))
     assert abs(snap.now - datetime.now(UTC)) < timedelta(seconds=30)
 
 
 def test_big_tables_use_estimates(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the size threshold: TimescaleDB's estimate, 'unknown' until ANALYZE has run."""
-    monkeypatch.setattr(status, "EXACT_COUNT_MAX_BYTES", 0)
+    monkeypatch.setattr(status_reads, "EXACT_COUNT_MAX_BYTES", 0)
     insert_channels(env, age=timedelta(seconds=1), n_trades=40)
     with psycopg.connect(env, autocommit=True) as conn:
         rows = {
             r.name: r
-            for r in status.read_database(conn, url="x", gap_window=timedelta(hours=1)).hypertables
+            for r in status_reads.read_database(
+                conn, url="x", gap_window=timedelta(hours=1)
+            ).hypertables
         }
         assert (rows["trades"].rows, rows["trades"].rows_exact) == (None, False)
         assert status.format_rows(rows["trades"]) == "unknown"
         conn.execute("ANALYZE market.trades")
         rows = {
             r.name: r
-            for r in status.read_database(conn, url="x", gap_window=timedelta(hours=1)).hypertables
+            for r in status_reads.read_database(
+                conn, url="x", gap_window=timedelta(hours=1)
+            ).hypertables
         }
     assert (rows["trades"].rows, rows["trades"].rows_exact) == (40, False)
     assert status.format_rows(rows["trades"]) == "~40"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kalshibook.api.auth import TokenBucket
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.metrics import ApiMetrics
-from kalshibook.errors import BadRequest
+from kalshibook.errors import BadRequest, InvalidInput
 from kalshibook.storage.api_keys import hash_secret, parse_key
 from kalshibook.storage.sql_users import normalise_timeout, validate_role_name
 
@@ -121,11 +121,11 @@ def test_sql_user_inputs() -> None:
     assert normalise_timeout("1500") == "1500ms"
     assert normalise_timeout(" 2min ") == "2min"
     for bad in ("0", "-1s", "1 day", "30s; DROP ROLE x", ""):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             normalise_timeout(bad)
     assert validate_role_name("alice_1") == "alice_1"
     for bad in ("Alice", "1x", "a-b", "pg_x", "kalshibook_reader", 'x"; --'):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             validate_role_name(bad)
 
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kalshibook.storage import status
-from kalshibook.storage.status import (
+from kalshibook.ops import status
+from kalshibook.ops.status import CollectorState
+from kalshibook.storage import status_reads
+from kalshibook.storage.status_reads import (
     Channel,
-    CollectorState,
     DatabaseState,
     DbSnapshot,
     Gaps,
@@ -29,7 +30,7 @@ def snapshot(ages: dict[str, float | None], edition: str = "apache") -> DbSnapsh
             else NOW - timedelta(seconds=ages[name]),  # type: ignore[arg-type]
             last_ts=None,
         )
-        for name in status.CHANNELS
+        for name in status_reads.CHANNELS
     ]
     return DbSnapshot(
         database=DatabaseState(
@@ -121,7 +122,7 @@ def test_render_community_edition() -> None:
             rows_exact=True,
             total_bytes=2048,
             last_refresh=NOW - timedelta(seconds=30),
-            note=status.CAGG_NOTE,
+            note=status_reads.CAGG_NOTE,
         )
     ]
     snap.gaps = Gaps(
@@ -130,8 +131,8 @@ def test_render_community_edition() -> None:
         count=3,
         markets=2,
         by_reason=[
-            status.GapReason(reason="disconnect", gaps=2, markets=2),
-            status.GapReason(reason="seq_gap", gaps=1, markets=1),
+            status_reads.GapReason(reason="disconnect", gaps=2, markets=2),
+            status_reads.GapReason(reason="seq_gap", gaps=1, markets=1),
         ],
     )
     text = status.render_text(status.assess(snap, UP, stale_after=120))
@@ -140,7 +141,7 @@ def test_render_community_edition() -> None:
     assert "5.0 GB" in text
     assert "9.8x (40/42 chunks)" in text
     assert "last refresh 2026-11-26 14:59:30 UTC\n" in text
-    assert f"  continuous aggregates: {status.CAGG_NOTE}\n" in text
+    assert f"  continuous aggregates: {status_reads.CAGG_NOTE}\n" in text
     assert (
         "gaps (last 24 h): 3 gaps in 2 markets - disconnect 2 (2 markets), seq_gap 1 (1 market)"
         in text

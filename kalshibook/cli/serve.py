@@ -1,4 +1,8 @@
-"""`kalshibook serve`: the REST API under uvicorn."""
+"""`kalshibook serve`: the REST API under uvicorn.
+
+uvicorn's own logging configuration is off (``log_config=None``): its loggers propagate to the one
+handler :func:`kalshibook.cli.logs.configure_logging` installed, like every other command's.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         app,
         host=args.host or settings.api.host,
         port=args.port if args.port is not None else settings.api.port,
+        log_config=None,
         log_level=settings.core.log_level.lower(),
         access_log=not args.no_access_log,
         lifespan="on",

@@ -1,41 +1,44 @@
-"""`kalshibook` command line: one entry point, subcommands implemented next to their subsystem.
+"""`kalshibook` command line: one entry point, one module per subcommand in this package.
 
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int`` (the
-simulator's ``run(args)`` needs no settings). Errors from the :class:`KalshibookError` tree print as
-one line on stderr with the error's exit code; no traceback reaches the user.
+simulator's ``run(args)`` needs no settings). Logging is configured once, here, for every command
+(:func:`kalshibook.cli.logs.configure_logging`). Errors from the :class:`KalshibookError` tree
+print as one line on stderr with the error's exit code; no traceback reaches the user.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kalshibook.errors import ConfigError, KalshibookError
+from kalshibook.cli.logs import configure_logging, settings_secrets
+from kalshibook.errors import KalshibookError
 from kalshibook.settings import Settings
+
+__all__ = ("COMMANDS", "build_parser", "main")
 
 # name -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": (
-        "kalshibook.storage.migrate_cli",
+        "kalshibook.cli.migrate",
         "upgrade the database schema to the newest revision",
     ),
     "collect": (
-        "kalshibook.collector.cli",
+        "kalshibook.cli.collect",
         "run the collector daemon (Kalshi WS + REST -> TimescaleDB)",
     ),
-    "serve": ("kalshibook.api.cli", "run the REST API"),
-    "keys": ("kalshibook.api.keys_cli", "create, list, revoke and top up API keys"),
-    "sql-user": ("kalshibook.storage.sql_users_cli", "create or drop read-only SQL login roles"),
+    "serve": ("kalshibook.cli.serve", "run the REST API"),
+    "keys": ("kalshibook.cli.keys", "create, list, revoke and top up API keys"),
+    "sql-user": ("kalshibook.cli.sql_user", "create or drop read-only SQL login roles"),
     "status": (
-        "kalshibook.storage.status_cli",
+        "kalshibook.cli.status",
         "data freshness, gaps and sizes (non-zero if stale)",
     ),
-    "refresh-candles": ("kalshibook.storage.candles_cli", "refresh candle aggregates for a window"),
-    "sim": ("kalshibook.sim.cli", "run the local Kalshi-protocol exchange simulator"),
+    "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
+    "sim": ("kalshibook.cli.sim", "run the local Kalshi-protocol exchange simulator"),
 }
 
 
@@ -64,17 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env()
-        level = settings.core.log_level.upper()
-        if not isinstance(logging.getLevelName(level), int):
-            raise ConfigError(
-                f"KALSHIBOOK_LOG_LEVEL={settings.core.log_level!r} is invalid: "
-                "use DEBUG, INFO, WARNING or ERROR"
-            )
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(settings.core.log_level, settings_secrets(settings))
         module = modules[args.command]
         if args.command == "sim":
             return int(module.run(args))
@@ -84,7 +77,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

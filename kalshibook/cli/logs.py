@@ -1,4 +1,4 @@
-"""Structured (``key=value``) log lines for the daemon, with secrets scrubbed.
+"""The one logging setup of every ``kalshibook`` command: ``key=value`` lines, secrets scrubbed.
 
 Nothing in kalshibook logs a key or a signature on purpose; this is the second line of defence
 against a library that does at DEBUG level (``websockets`` logs handshake headers, for example):
@@ -13,8 +13,13 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TextIO
+from urllib.parse import urlsplit
 
-__all__ = ("KeyValueFormatter", "RedactingFilter", "configure_logging")
+from kalshibook.errors import ConfigError
+from kalshibook.settings import Settings
+
+__all__ = ("KeyValueFormatter", "RedactingFilter", "configure_logging", "settings_secrets")
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
 _HEADER = re.compile(
@@ -77,21 +82,52 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Strings of the settings no log line may show: the Kalshi key id, the database password."""
+    secrets = [settings.kalshi.key_id] if settings.kalshi.key_id else []
+    try:
+        password = urlsplit(settings.core.database_url).password
+    except ValueError:  # a malformed URL: the command reports it (redacted) itself
+        password = None
+    if password:
+        secrets.append(password)
+    return secrets
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> RedactingFilter:
     """Route every log record through one redacting ``key=value`` handler on stderr.
 
-    Third-party protocol loggers stay at INFO or above whatever ``level`` is: their DEBUG output
-    includes raw handshake headers.
+    ``level`` is a level name (``KALSHIBOOK_LOG_LEVEL``); an unknown one is a :class:`ConfigError`.
+    Calling it again replaces the handler it installed (handlers installed by others, such as a
+    test runner's, stay). Third-party protocol loggers stay at INFO or above whatever ``level``
+    is: their DEBUG output includes raw handshake headers.
     """
+    name = level.upper()
+    if not isinstance(logging.getLevelName(name), int):
+        raise ConfigError(
+            f"KALSHIBOOK_LOG_LEVEL={level!r} is invalid: use DEBUG, INFO, WARNING or ERROR"
+        )
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+        if isinstance(h, _StderrHandler):
+            root.removeHandler(h)
+    handler = _StderrHandler()
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
     handler.setFormatter(KeyValueFormatter())
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(name)
     for name in _QUIET:
         lg = logging.getLogger(name)
         if lg.getEffectiveLevel() < logging.INFO:

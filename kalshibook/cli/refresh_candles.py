@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from kalshibook.api.params import parse_time
-from kalshibook.errors import ApiError, ConfigError
+from kalshibook.domain.times import parse_time
+from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.settings import Settings
 from kalshibook.storage.candles import refresh_candles
 from kalshibook.storage.urls import unreachable
@@ -35,7 +35,7 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     try:
         start = parse_time(str(args.start), "--start")
         end = parse_time(str(args.end), "--end") if args.end is not None else datetime.now(UTC)
-    except ApiError as exc:
+    except InvalidInput as exc:
         raise ConfigError(exc.message) from None
     if end <= start:
         raise ConfigError("--end must be after --start")

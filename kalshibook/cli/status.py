@@ -14,8 +14,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from kalshibook.errors import ConfigError, DatabaseUnavailable, KalshibookError, StorageError
+from kalshibook.ops import status
 from kalshibook.settings import Settings
-from kalshibook.storage import status
+from kalshibook.storage import status_reads
 from kalshibook.storage.urls import redact, scrub, unreachable
 
 SET_TIMEOUT = "SET statement_timeout = '20s'"
@@ -31,8 +32,8 @@ exit codes:
   {status.EXIT_COLLECTOR}  --require-collector and the collector's /health is unreachable or
      unhealthy
 
-freshness = now - newest received_at, per hypertable: {", ".join(status.CHANNELS[:3])},
-{", ".join(status.CHANNELS[3:])}. Only the freshest channel decides by default (a quiet
+freshness = now - newest received_at, per hypertable: {", ".join(status_reads.CHANNELS[:3])},
+{", ".join(status_reads.CHANNELS[3:])}. Only the freshest channel decides by default (a quiet
 channel such as lifecycle_events is normal); name channels that must each be fresh with --channel.
 
 cron / monitoring (cron mails any output, --quiet prints only when something is wrong):
@@ -54,10 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--channel",
         action="append",
-        choices=status.CHANNELS,
+        choices=status_reads.CHANNELS,
         default=[],
         metavar="NAME",
-        help="also require this channel to be fresh (repeatable): " + ", ".join(status.CHANNELS),
+        help="also require this channel to be fresh (repeatable): "
+        + ", ".join(status_reads.CHANNELS),
     )
     parser.add_argument(
         "--gap-window",
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     collector = status.probe_collector(health_url, timeout=args.timeout)
     try:
         with _connect(url) as conn:
-            snapshot = status.read_database(
+            snapshot = status_reads.read_database(
                 conn, url=redact(url), gap_window=timedelta(hours=args.gap_window)
             )
     except psycopg.Error as exc:  # connection lost mid-way, statement timeout, privileges
@@ -175,7 +177,7 @@ def _emit_unreachable(
     if not args.json:
         return
     reachable = not isinstance(exc, DatabaseUnavailable)  # e.g. reachable but not migrated
-    database = status.DatabaseState(url=redact(url), reachable=reachable, error=exc.message)
+    database = status_reads.DatabaseState(url=redact(url), reachable=reachable, error=exc.message)
     report = status.unreachable_report(
         database, collector, stale_after=args.stale_after, exit_code=exc.exit_code
     )

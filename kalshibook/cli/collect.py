@@ -9,12 +9,10 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from typing import Final
-from urllib.parse import urlsplit
 
 import msgspec
 import psycopg
 
-from kalshibook.collector.logs import configure_logging
 from kalshibook.collector.service import Collector
 from kalshibook.errors import SchemaError
 from kalshibook.gctune import tune_gc
@@ -118,10 +116,4 @@ async def main(settings: Settings, *, no_auth: bool = False) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     tune_gc()
-    redactor = configure_logging(settings.core.log_level)
-    if settings.kalshi.key_id:
-        redactor.add_secret(settings.kalshi.key_id)
-    password = urlsplit(settings.core.database_url).password
-    if password:
-        redactor.add_secret(password)
     return asyncio.run(main(settings, no_auth=bool(getattr(args, "no_auth", False))))

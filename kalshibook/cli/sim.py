@@ -1,6 +1,7 @@
 """``kalshibook sim``: run the local Kalshi-protocol exchange.
 
-The main CLI wires :func:`add_arguments` and :func:`run`; ``python -m kalshibook.sim`` works too.
+The main CLI wires :func:`add_arguments` and :func:`run` (logging already configured);
+``python -m kalshibook.sim`` calls :func:`main`, which configures the same logging at INFO.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from typing import NoReturn
 
+from kalshibook.cli.logs import configure_logging
 from kalshibook.errors import KalshibookError, KeyFileError
 from kalshibook.kalshi.auth import load_public_key
 from kalshibook.sim.server import SimConfig, SimServer
@@ -262,10 +263,6 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
     try:
         config = _config(args)
         return asyncio.run(_serve(config))
@@ -310,4 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m kalshibook.sim``."""
     parser = _OneLineErrors(prog="kalshibook sim", description=DESCRIPTION)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    configure_logging("INFO")
+    return run(args)

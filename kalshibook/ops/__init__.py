@@ -1,0 +1,1 @@
+"""Operations tooling above storage: health checks and reports (may do HTTP and render text)."""
