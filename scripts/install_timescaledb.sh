@@ -78,7 +78,7 @@ patch_job_portal() {
   local f="$BUILD_DIR/src/tsl/src/bgw_policy/job.c"
   [ -f "$f" ] || return 0  # the Apache-2 source has no job runner
   grep -q 'kalshibook: PG 15.20 portal' "$f" && return 0
-  if ! grep -q '^\t\tPortalDrop(portal, false);$' "$f"; then
+  if ! grep -qP '^\t\tPortalDrop\(portal, false\);$' "$f"; then
     log "unexpected $f: portal compatibility fix not applied"; return 1
   fi
   sed -i 's/^\t\tPortalDrop(portal, false);$/\t\tportal->status = PORTAL_DONE; \/* kalshibook: PG 15.20 portal check *\/\n\t\tPortalDrop(portal, false);/' "$f"

@@ -1,4 +1,4 @@
-"""`kalshibook migrate`."""
+"""`kalshibook migrate`: the schema to a revision, then the storage policies to the settings."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.downgrade:
             migrate.downgrade(url, args.revision)
         else:
-            migrate.upgrade(url, args.revision)
+            migrate.upgrade(url, args.revision, settings.storage)
     except CommandError as exc:  # e.g. an unknown --revision
         raise SchemaError(f"{redact(url)}: {exc}") from None
     print(f"{redact(url)}: schema at revision {migrate.current_revision(url)}")

@@ -3,6 +3,9 @@ take late writes (which reach the candles) and still serve the order book and de
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -198,3 +201,35 @@ async def test_compressed_chunks_take_late_writes_and_serve_reads(
         assert await cur.fetchone() == (7,)
         await refresh_candles(conn, T0, T0 + timedelta(hours=1))
     assert await candle_1m(db_url, T0) == (D("0.40"), D("0.70"), D("14.00"), 7)
+
+
+def test_migrate_command_applies_the_policy_settings(db_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    env |= {
+        "KALSHIBOOK_DATABASE_URL": db_url,
+        "KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_COMPRESS_AFTER_DAYS": "5",
+        "KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_RETENTION_DAYS": "90",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "kalshibook", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    now = jobs(db_url)
+    assert ("policy_compression", "orderbook_deltas", "5 days") in now
+    assert ("policy_retention", "orderbook_deltas", "90 days") in now
+    bad = subprocess.run(
+        [sys.executable, "-m", "kalshibook", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env | {"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": "1"},
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS=1 is invalid" in bad.stderr
+    assert "Traceback" not in bad.stderr
