@@ -165,6 +165,9 @@ def server_edition(url: str) -> str:
 # -- the one database factory ---------------------------------------------------------------------
 
 
+JOB_STATS = "SELECT to_regclass('_timescaledb_internal.bgw_job_stat')"
+
+
 class Databases:
     """Creates and drops the test databases of one server (migrated from a template, or empty)."""
 
@@ -188,7 +191,12 @@ class Databases:
                 self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             except psycopg.Error as exc:
                 pytest.exit(f"cannot use test database server {redact(self.server)}: {exc}", 3)
-            migrate.upgrade(with_database(self.server, name))
+            try:
+                migrate.upgrade(with_database(self.server, name))
+            except Exception as exc:
+                self._admin(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                pytest.exit(f"cannot migrate a template on {redact(self.server)}: {exc}", 3)
+            self._forget_job_runs(name)
             self._admin(
                 sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
                     sql.Identifier(name)
@@ -201,6 +209,17 @@ class Databases:
                 )
             self._template = name
         return self._template
+
+    def _forget_job_runs(self, name: str) -> None:
+        """Stop the template's job scheduler and clear its job statistics (Community edition):
+        policies that ran while it was migrated (or lost a deadlock to the migration, which
+        retries) are no runs of the test databases cloned from it."""
+        with psycopg.connect(with_database(self.server, name), autocommit=True) as conn:
+            stats = conn.execute(JOB_STATS).fetchone()
+            if stats is not None and stats[0] is not None:
+                conn.execute("SELECT _timescaledb_functions.stop_background_workers()")
+                conn.execute("DELETE FROM _timescaledb_internal.bgw_job_stat")
+                conn.execute("DELETE FROM _timescaledb_internal.bgw_job_stat_history")
 
     def create(self, tag: str = "t", *, migrated: bool = True) -> str:
         """URL of a new database (a copy of the migrated template, or empty)."""

@@ -31,6 +31,8 @@ exit codes:
      --stale-after, or there is no data at all yet
   {status.EXIT_COLLECTOR}  --require-collector and the collector's /health is unreachable or
      unhealthy
+  {status.EXIT_POLICIES}  Community edition: a refresh, compression or retention policy's last run
+     failed or is paused, or the job scheduler is off (timescaledb.max_background_workers = 0)
 
 freshness = now - newest received_at, per hypertable: {", ".join(status_reads.CHANNELS[:3])},
 {", ".join(status_reads.CHANNELS[3:])}. Only the freshest channel decides by default (a quiet

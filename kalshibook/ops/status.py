@@ -28,12 +28,14 @@ from kalshibook.storage.status_reads import (
     DatabaseState,
     DbSnapshot,
     Gaps,
+    PolicyJob,
     Relation,
 )
 
 __all__ = (
     "EXIT_COLLECTOR",
     "EXIT_OK",
+    "EXIT_POLICIES",
     "EXIT_STALE",
     "CollectorState",
     "Report",
@@ -54,6 +56,8 @@ EXIT_STALE: Final = 3
 """The freshest channel (or a ``--channel`` named one) is older than ``--stale-after``, or empty."""
 EXIT_COLLECTOR: Final = 4
 """``--require-collector`` and the collector's ``/health`` is unreachable or not healthy."""
+EXIT_POLICIES: Final = 5
+"""Community edition: a policy's last run failed, or the job scheduler is off."""
 # 1 (database unreachable, schema missing) and 2 (bad configuration) come from the error tree.
 
 # -- report types ---------------------------------------------------------------------------------
@@ -82,6 +86,7 @@ class Report(msgspec.Struct, kw_only=True):
     gaps: Gaps | None = None
     hypertables: list[Relation] = msgspec.field(default_factory=list)
     candles: list[Relation] = msgspec.field(default_factory=list)
+    policies: list[PolicyJob] = msgspec.field(default_factory=list)
 
 
 # -- collector ------------------------------------------------------------------------------------
@@ -182,6 +187,10 @@ def assess(
         problems.append(f"collector {collector.state}: {detail}")
         if exit_code == EXIT_OK:
             exit_code = EXIT_COLLECTOR
+    policy_problems = _policy_problems(snapshot)
+    problems += policy_problems
+    if policy_problems and exit_code == EXIT_OK:
+        exit_code = EXIT_POLICIES
     return Report(
         checked_at=snapshot.now,
         healthy=exit_code == EXIT_OK,
@@ -194,7 +203,23 @@ def assess(
         gaps=snapshot.gaps,
         hypertables=snapshot.hypertables,
         candles=snapshot.candles,
+        policies=snapshot.policies,
     )
+
+
+def _policy_problems(snapshot: DbSnapshot) -> list[str]:
+    """Failed last runs, disabled jobs and a scheduler that is off (Community edition)."""
+    out: list[str] = []
+    scheduler = snapshot.database.job_scheduler
+    if scheduler is not None and scheduler.startswith("off"):
+        out.append(f"job scheduler {scheduler}")
+    for job in snapshot.policies:
+        name = f"{job.policy} policy of {job.relation} (job {job.job_id})"
+        if not job.enabled:
+            out.append(f"{name} is paused")
+        elif job.last_status == "Failed":
+            out.append(f"{name}: last run failed: {job.last_error or 'see the server log'}")
+    return out
 
 
 def unreachable_report(
@@ -353,6 +378,25 @@ def render_text(report: Report) -> str:
         lines.append(f"  total on disk: {format_bytes(total)}")
         if any(r.kind == "continuous aggregate" for r in relations):
             lines.append(f"  continuous aggregates: {CAGG_NOTE}")
+
+    if db.job_scheduler is not None:
+        lines.append("")
+        lines.append(f"policies (job scheduler {db.job_scheduler})")
+        jobs = [
+            (
+                j.relation,
+                j.policy,
+                "-" if j.schedule_seconds is None else format_age(j.schedule_seconds),
+                _ts(j.last_run_started_at),
+                (j.last_status or "never ran") if j.enabled else "paused",
+                f"{j.runs}/{j.failures}",
+                _ts(j.next_start),
+            )
+            for j in report.policies
+        ]
+        lines += _table(
+            ("relation", "policy", "every", "last run", "status", "runs/failed", "next run"), jobs
+        )
 
     lines.append("")
     if report.problems:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 
@@ -66,13 +69,36 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
     match ``storage`` (the defaults when not given) once compression exists (0004)."""
     preflight(url)
     before = current_revision(url)
-    command.upgrade(alembic_config(url), revision)
+    _with_deadlock_retry(lambda: command.upgrade(alembic_config(url), revision))
     after = current_revision(url)
     if (before is None or before < CANDLES_REVISION) and (after or "") >= CANDLES_REVISION:
         materialise_candle_history(url)
     if (after or "") >= COMPRESSION_REVISION:
         with psycopg.connect(url, autocommit=True) as conn:
             apply_policies(conn, storage or StorageSettings())
+
+
+DEADLOCK_RETRIES = 5
+
+
+def _with_deadlock_retry(step: Callable[[], None]) -> None:
+    """Run a migration step again when PostgreSQL broke a deadlock by aborting it.
+
+    Each revision runs in its own transaction; on the Community edition the job scheduler may run
+    a policy (refresh, compression) of a relation the next revision alters, and the two can
+    deadlock. PostgreSQL then rolls the revision back whole, so running it again is safe.
+    """
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            step()
+            return
+        except sqlalchemy.exc.OperationalError as exc:
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
+                raise
+            if attempt == DEADLOCK_RETRIES:
+                raise
+            log.warning("migration deadlocked with a background job; retrying (%d)", attempt)
+            time.sleep(0.2 * attempt)
 
 
 def materialise_candle_history(url: str) -> None:

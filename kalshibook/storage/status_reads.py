@@ -124,7 +124,7 @@ WHERE ca.view_schema = 'market'
 """
 
 CAGG_LAST_REFRESH: LiteralString = """
-SELECT j.hypertable_name, max(js.last_successful_finish)
+SELECT j.hypertable_name, max(nullif(js.last_successful_finish, '-infinity'))
 FROM timescaledb_information.jobs j
 JOIN timescaledb_information.job_stats js ON js.job_id = j.job_id
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
@@ -139,6 +139,33 @@ SELECT coalesce(sum(total_chunks), 0)::bigint,
        sum(after_compression_total_bytes)::bigint
 FROM hypertable_compression_stats(%s::regclass)
 """
+
+POLICY_JOBS: LiteralString = """
+SELECT j.job_id, j.proc_name, coalesce(ca.view_name, j.hypertable_name), j.schedule_interval,
+       j.scheduled, nullif(js.last_run_started_at, '-infinity'),
+       nullif(js.last_successful_finish, '-infinity'), js.last_run_status,
+       js.total_runs, js.total_failures, nullif(js.next_start, '-infinity'),
+       (SELECT e.err_message FROM timescaledb_information.job_errors e
+        WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC LIMIT 1)
+FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.job_stats js ON js.job_id = j.job_id
+LEFT JOIN timescaledb_information.continuous_aggregates ca
+       ON ca.materialization_hypertable_schema = j.hypertable_schema
+      AND ca.materialization_hypertable_name = j.hypertable_name
+WHERE j.proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression',
+                      'policy_retention')
+ORDER BY 3, 2
+"""
+"""Every refresh, compression and retention policy with its last run (Community edition); a job
+that never ran or never succeeded has ``-infinity`` times, which psycopg cannot load: NULL."""
+
+JOB_SCHEDULER: LiteralString = """
+SELECT current_setting('timescaledb.max_background_workers')::int,
+       (SELECT count(*) FROM pg_stat_activity
+        WHERE backend_type = 'TimescaleDB Background Worker Scheduler'
+          AND datname = current_database())
+"""
+"""The job scheduler's worker budget and whether one runs for this database."""
 
 APPROXIMATE_ROWS: LiteralString = "SELECT approximate_row_count(%s::regclass)"
 
@@ -155,6 +182,8 @@ class DatabaseState(msgspec.Struct, kw_only=True):
     edition: str | None = None
     """``timescaledb.license``: ``timescale`` (Community) or ``apache``."""
     schema_revision: str | None = None
+    job_scheduler: str | None = None
+    """Community edition: ``running`` or why policies do not run; None on the Apache edition."""
     error: str | None = None
 
 
@@ -202,6 +231,32 @@ class Relation(msgspec.Struct, kw_only=True):
     note: str | None = None
 
 
+class PolicyJob(msgspec.Struct, kw_only=True):
+    """One TimescaleDB policy job and its last run (Community edition)."""
+
+    job_id: int
+    policy: str
+    """``refresh``, ``compression`` or ``retention``."""
+    relation: str
+    schedule_seconds: float | None
+    enabled: bool
+    last_run_started_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = None
+    """``Success``, ``Failed`` or None (never ran)."""
+    runs: int = 0
+    failures: int = 0
+    next_start: datetime | None = None
+    last_error: str | None = None
+
+
+POLICY_NAMES = {
+    "policy_refresh_continuous_aggregate": "refresh",
+    "policy_compression": "compression",
+    "policy_retention": "retention",
+}
+
+
 class DbSnapshot(msgspec.Struct, kw_only=True):
     """Everything :func:`read_database` read; input of :func:`assess`."""
 
@@ -211,6 +266,7 @@ class DbSnapshot(msgspec.Struct, kw_only=True):
     gaps: Gaps
     hypertables: list[Relation]
     candles: list[Relation]
+    policies: list[PolicyJob] = msgspec.field(default_factory=list)
 
 
 # -- database -------------------------------------------------------------------------------------
@@ -358,6 +414,9 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
             )
         )
 
+    policies: list[PolicyJob] = []
+    if database.edition == COMMUNITY:
+        database.job_scheduler, policies = _read_policies(conn)
     return DbSnapshot(
         database=database,
         now=now,
@@ -365,7 +424,57 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
         gaps=gaps_summary,
         hypertables=hypertables,
         candles=_read_candles(conn, database.edition),
+        policies=policies,
     )
+
+
+def _read_policies(conn: psycopg.Connection[Any]) -> tuple[str, list[PolicyJob]]:
+    """The scheduler's state and every policy job (Community edition)."""
+    sched = _optional(conn, JOB_SCHEDULER)
+    if isinstance(sched, str):
+        scheduler = f"unknown ({sched})"
+    else:
+        workers, running = sched[0]
+        if int(workers) == 0:
+            scheduler = "off (timescaledb.max_background_workers = 0): policies never run"
+        elif int(running) == 0:
+            scheduler = "not running for this database yet (starts within a minute)"
+        else:
+            scheduler = "running"
+    rows = _optional(conn, POLICY_JOBS)
+    if isinstance(rows, str):
+        return f"{scheduler}; jobs unavailable ({rows})", []
+    jobs = [
+        PolicyJob(
+            job_id=int(job_id),
+            policy=POLICY_NAMES.get(str(proc), str(proc)),
+            relation=str(relation),
+            schedule_seconds=None if schedule is None else schedule.total_seconds(),
+            enabled=bool(enabled),
+            last_run_started_at=started,
+            last_success_at=success,
+            last_status=None if status is None else str(status),
+            runs=int(runs or 0),
+            failures=int(failures or 0),
+            next_start=next_start,
+            last_error=None if error is None else str(error),
+        )
+        for (
+            job_id,
+            proc,
+            relation,
+            schedule,
+            enabled,
+            started,
+            success,
+            status,
+            runs,
+            failures,
+            next_start,
+            error,
+        ) in rows
+    ]
+    return scheduler, jobs
 
 
 def _read_candles(conn: psycopg.Connection[Any], edition: str | None) -> list[Relation]:

@@ -231,10 +231,14 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
     "CREATE TEMP TABLE IF NOT EXISTS kalshibook_trades_stage "
     "(LIKE market.trades INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+# The time is truncated here, not only by the table's trigger: TimescaleDB checks ON CONFLICT
+# against a compressed chunk with the tuple as it arrives, before BEFORE-INSERT triggers run, so a
+# REST copy (µs) of a WS trade (ms) in a compressed chunk was inserted twice (tests/integration/
+# test_compression.py).
 MERGE_TRADES: Final[LiteralString] = (
     "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
-    "SELECT ts, trade_id, market_ticker, yes_price, no_price, count, "
+    "SELECT date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at "
     "FROM pg_temp.kalshibook_trades_stage "
     "ON CONFLICT (trade_id, ts) DO NOTHING"

@@ -185,7 +185,7 @@ async def test_compressed_chunks_take_late_writes_and_serve_reads(
             conn, ticker=TICKER, start=T0, end=None, after=None, limit=1000
         )
     assert after_book == before_book
-    assert after_book.deltas_applied == 29
+    assert after_book.deltas_applied == 30
     assert after_deltas == before_deltas
     assert len(after_deltas) == 50
 

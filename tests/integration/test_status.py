@@ -162,8 +162,22 @@ def test_fresh_data_is_healthy_and_numbers_match(
     if doc["database"]["edition"] == "apache":
         assert all(c["kind"] == "view" for c in candles.values())
         assert all(c["note"] == "view (computed on read)" for c in candles.values())
+        assert doc["policies"] == []
+        assert doc["database"]["job_scheduler"] is None
     else:
         assert all(c["kind"] == "continuous aggregate" for c in candles.values())
+        assert rows["trades"]["compression"].startswith("enabled, 0/")
+        # every refresh policy (9) and the default compression policies are listed
+        kinds = {(p["relation"], p["policy"]) for p in doc["policies"]}
+        assert ("candles_trades_1m", "refresh") in kinds
+        assert ("candles_stats_1d", "refresh") in kinds
+        assert ("orderbook_deltas", "compression") in kinds
+        assert sum(1 for p in doc["policies"] if p["policy"] == "refresh") == 9
+        assert doc["database"]["job_scheduler"] in (
+            "running",
+            "not running for this database yet (starts within a minute)",
+        )
+        assert not [p for p in doc["policies"] if p["last_status"] == "Failed"]
 
     assert doc["collector"]["state"] == "unreachable"
 

@@ -15,6 +15,7 @@ from kalshibook.storage.status_reads import (
     DatabaseState,
     DbSnapshot,
     Gaps,
+    PolicyJob,
     Relation,
 )
 
@@ -150,6 +151,54 @@ def test_render_community_edition() -> None:
     doc = json.loads(status.encode_json(status.assess(snap, UP, stale_after=120)))
     assert doc["hypertables"][0]["compression_ratio"] == 9.8
     assert doc["candles"][0]["last_refresh"] == "2026-11-26T14:59:30Z"
+
+
+def job(job_id: int, policy: str, relation: str, **kw: object) -> PolicyJob:
+    fields: dict[str, object] = {
+        "schedule_seconds": 60.0,
+        "enabled": True,
+        "last_run_started_at": NOW - timedelta(seconds=20),
+        "last_status": "Success",
+        "runs": 10,
+    }
+    return PolicyJob(job_id=job_id, policy=policy, relation=relation, **(fields | kw))  # type: ignore[arg-type]
+
+
+def test_policies_failed_paused_and_scheduler_off() -> None:
+    snap = snapshot({"trades": 2}, edition="timescale")
+    snap.database.job_scheduler = "running"
+    snap.policies = [job(1000, "refresh", "candles_trades_1m")]
+    ok = status.assess(snap, UP, stale_after=120)
+    assert ok.exit_code == status.EXIT_OK
+    text = status.render_text(ok)
+    assert "policies (job scheduler running)" in text
+    assert "candles_trades_1m  refresh  1 min" in text
+    assert "10/0" in text
+
+    snap.policies = [
+        job(1000, "refresh", "candles_trades_1m"),
+        job(1010, "compression", "trades", last_status="Failed", failures=3, last_error="boom"),
+        job(1011, "retention", "quotes", enabled=False),
+    ]
+    bad = status.assess(snap, UP, stale_after=120)
+    assert bad.exit_code == status.EXIT_POLICIES
+    assert bad.problems == [
+        "compression policy of trades (job 1010): last run failed: boom",
+        "retention policy of quotes (job 1011) is paused",
+    ]
+    assert "paused" in status.render_text(bad)
+    doc = json.loads(status.encode_json(bad))
+    assert doc["policies"][1]["last_error"] == "boom"
+
+    # staleness outranks a policy problem; a scheduler that is off is one
+    stale = status.assess(snapshot({"trades": 999}, edition="timescale"), UP, stale_after=120)
+    assert stale.exit_code == status.EXIT_STALE
+    off = snapshot({"trades": 2}, edition="timescale")
+    off.database.job_scheduler = "off (timescaledb.max_background_workers = 0): policies never run"
+    assert status.assess(off, UP, stale_after=120).exit_code == status.EXIT_POLICIES
+    # the Apache edition has no policies and no scheduler line
+    apache = status.assess(snapshot({"trades": 2}), UP, stale_after=120)
+    assert "policies" not in status.render_text(apache)
 
 
 @pytest.mark.parametrize(
