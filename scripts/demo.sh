@@ -17,6 +17,21 @@ MARKETS="${KALSHIBOOK_DEMO_MARKETS:-200}"
 RATE="${KALSHIBOOK_DEMO_RATE:-1000}"
 SERVICES=(sim collector api)
 
+# One line on the engine: the edition, and on the Community edition the continuous aggregates and
+# policy jobs (with how many ran successfully so far) and whether the job scheduler runs here.
+EDITION_SQL="SELECT CASE WHEN current_setting('timescaledb.license') = 'apache'
+  THEN 'Apache-2 edition: candles are plain views computed on read (no policies)'
+  ELSE 'Community edition: ' || (SELECT count(*) FROM timescaledb_information.continuous_aggregates)
+    || ' continuous aggregates (1m -> 1h -> 1d, real-time), '
+    || (SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy_%'
+        AND proc_name <> 'policy_job_stat_history_retention')
+    || ' refresh/compression policies, job scheduler '
+    || CASE WHEN EXISTS (SELECT FROM pg_stat_activity
+                         WHERE backend_type = 'TimescaleDB Background Worker Scheduler'
+                           AND datname = current_database())
+            THEN 'running' ELSE 'starting' END
+    || ' (kalshibook status shows every run)' END"
+
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
@@ -62,6 +77,7 @@ print_examples() {
     simulator    $SIM_URL  (stands in for Kalshi)
     collector    metrics on http://127.0.0.1:$METRICS_PORT/metrics, logs in $STATE/collector.log
     database     $DB_URL_REDACTED  (make psql)
+    TimescaleDB  $EDITION_LINE
 
   Try:
 TXT
@@ -166,6 +182,8 @@ PY
     done
     printf '\n'
 
+    local edition_line
+    edition_line="$(psql "$DB_URL" -tAc "$EDITION_SQL" 2>/dev/null || echo 'edition unknown')"
     local at; at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     cat >"$STATE/examples.sh" <<EX
 #!/usr/bin/env bash
@@ -181,6 +199,7 @@ API_KEY=$api_key
 SIM_URL=http://$sim_addr
 METRICS_PORT=$metrics_port
 DB_URL_REDACTED='${DB_URL%%:*}://…@${DB_URL##*@}'
+EDITION_LINE='$edition_line'
 ENV
     print_examples
   fi

@@ -167,6 +167,12 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
         demo.wait_for("demo is ready", within=300)
         pids = {n: int((state / f"{n}.pid").read_text()) for n in ("sim", "collector", "api")}
         text = demo.text()
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            license_row = conn.execute("SELECT current_setting('timescaledb.license')").fetchone()
+        if license_row == ("timescale",):  # the banner says the engine runs real aggregates
+            assert "TimescaleDB  Community edition: 9 continuous aggregates" in text, text
+        else:
+            assert "TimescaleDB  Apache-2 edition: candles are plain views" in text, text
         printed = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("curl ")]
         assert len(printed) == 4, text
         # let it record for about a minute in all
