@@ -12,7 +12,7 @@ DB_URL_FILE := $(DATA)/database_url
 DB_URL = $${KALSHIBOOK_DATABASE_URL:-$$(cat $(DB_URL_FILE) 2>/dev/null)}
 PYTEST_ARGS ?=
 
-.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test bench lint typecheck sql-user api-key psql status clean
+.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status clean
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ demo-stop: ## stop everything `make demo` started
 
 test: install db ## run the whole test suite against a real TimescaleDB
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: install ## the database-free tests only (seconds: the inner loop)
+	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 bench: install db ## run the benchmarks and rewrite BENCHMARKS.md
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" scripts/bench.sh

@@ -31,7 +31,8 @@ from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.settings import Settings
-from kalshibook.storage.pool import connect_kwargs
+from kalshibook.storage import pool as storage_pool
+from kalshibook.storage.pool import Pool
 from kalshibook.storage.urls import redact
 
 if TYPE_CHECKING:
@@ -67,21 +68,17 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 """
 
 
-def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -> Any:
-    """A closed pool for the API (open it with ``await pool.open(wait=True)``)."""
-    return AsyncConnectionPool(
-        settings.require_database(),
+def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -> Pool:
+    """A closed pool for the API (open it with ``await pool.open(wait=True)``): autocommit
+    connections with the API's server settings."""
+    return storage_pool.make_pool(
+        settings,
         min_size=POOL_MIN_SIZE,
         max_size=POOL_MAX_SIZE,
         timeout=POOL_TIMEOUT,
-        open=False,
-        check=AsyncConnectionPool.check_connection,
-        kwargs={
-            **connect_kwargs(application_name),  # connect timeout and keepalives, like the rest
-            "autocommit": True,
-            "options": CONNECTION_OPTIONS,
-        },
-        name="kalshibook-api",
+        name=application_name,
+        autocommit=True,
+        options=CONNECTION_OPTIONS,
     )
 
 

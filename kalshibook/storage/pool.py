@@ -47,21 +47,34 @@ def make_pool(
     max_size: int,
     name: str = "kalshibook",
     timeout: float = 30.0,
+    autocommit: bool = False,
+    options: str | None = None,
+    reconnect_timeout: float = 300.0,
 ) -> Pool:
-    """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``).
+    """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``): the one pool
+    constructor of the code base (the collector and the API call it with their options).
 
-    ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`.
+    ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`;
+    ``autocommit`` and ``options`` (server settings, ``-c name=value ...``) apply to every
+    connection; ``reconnect_timeout`` is how long the pool keeps trying to replace connections
+    before it reports the database gone.
     """
+    kwargs = connect_kwargs(name)
+    if autocommit:
+        kwargs["autocommit"] = True
+    if options:
+        kwargs["options"] = options
     return AsyncConnectionPool(
         settings.require_database(),
         connection_class=AsyncConnection,
-        kwargs=connect_kwargs(name),
+        kwargs=kwargs,
         min_size=min_size,
         max_size=max_size,
         open=False,
         check=AsyncConnectionPool.check_connection,
         name=name,
         timeout=timeout,
+        reconnect_timeout=reconnect_timeout,
     )
 
 

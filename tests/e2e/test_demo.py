@@ -70,6 +70,7 @@ def test_make_help_lists_every_target() -> None:
         "demo",
         "demo-stop",
         "test",
+        "test-unit",
         "bench",
         "lint",
         "typecheck",

@@ -42,12 +42,12 @@ from typing import Any
 import pytest
 from docs_api_seed import MARKET, START_CREDITS, create_docs_keys, insert_docs_seed
 from litestar.testing import AsyncTestClient, TestClient
-from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
+from kalshibook.storage.pool import make_pool
 
 pytestmark = pytest.mark.db
 
@@ -270,12 +270,12 @@ async def test_every_example_of_the_page_is_what_the_api_returns(docs_db: str) -
     examples = exchanges()
     assert len(examples) >= 30, "docs/api.md lost its examples"
     keys = create_docs_keys(docs_db)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        docs_db,
+    pool = make_pool(
+        docs_settings(docs_db),
         min_size=1,
         max_size=4,
-        open=False,
-        kwargs={"autocommit": True, "options": "-c timezone=UTC"},
+        autocommit=True,
+        options="-c timezone=UTC",
     )
     await pool.open(wait=True)
     try:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from api_support import B45, SEED, api_settings, assert_problem, free_port
 from litestar.testing import AsyncTestClient
-from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.app import create_app
 from kalshibook.api.routes import ROUTE_HANDLERS, ops
+from kalshibook.storage.pool import make_pool
 
 pytestmark = pytest.mark.db
 
@@ -96,8 +94,12 @@ async def test_health_and_database_down(seeded_url: str, monkeypatch) -> None:
 
     monkeypatch.setattr(ops, "HEALTH_TIMEOUT", 0.3)
     dead = f"postgresql://nobody:x@127.0.0.1:{free_port()}/nothing"
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        dead, min_size=0, max_size=2, open=False, timeout=0.3, reconnect_timeout=0.5
+    pool = make_pool(
+        api_settings(dead, require_auth=False),
+        min_size=0,
+        max_size=2,
+        timeout=0.3,
+        reconnect_timeout=0.5,
     )
     await pool.open(wait=False)
     try:
