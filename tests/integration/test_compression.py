@@ -86,6 +86,13 @@ def test_a_compress_after_inside_the_refresh_window_is_refused() -> None:
         Settings.from_env({"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": "3"})
     with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS"):
         Settings.from_env({"KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS": "2"})
+    with pytest.raises(ConfigError, match="snapshots must be kept at least as long as deltas"):
+        Settings.from_env(
+            {
+                "KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_RETENTION_DAYS": "90",
+                "KALSHIBOOK_STORAGE_ORDERBOOK_SNAPSHOTS_RETENTION_DAYS": "30",
+            }
+        )
     ok = Settings.from_env({"KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_RETENTION_DAYS": "365"})
     assert ok.storage.orderbook_deltas_retention_days == 365
 
