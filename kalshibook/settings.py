@@ -145,16 +145,14 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Drop market_stats chunks older than this (0 = keep forever; opt-in; ≥ 8: candles)."""
 
     def __post_init__(self) -> None:
-        deltas, snapshots = (
-            self.orderbook_deltas_retention_days,
-            self.orderbook_snapshots_retention_days,
-        )
+        deltas = self.orderbook_deltas_retention_days
+        snapshots = self.orderbook_snapshots_retention_days
         if snapshots and (not deltas or snapshots < deltas):
+            deltas_var = env_var("storage", "orderbook_deltas_retention_days")
             raise ConfigError(
                 f"{env_var('storage', 'orderbook_snapshots_retention_days')}={snapshots:g} is "
                 "invalid: books are rebuilt from a snapshot plus later deltas, so snapshots must "
-                f"be kept at least as long as deltas ({env_var('storage', 'orderbook_deltas_retention_days')}"
-                f"={deltas:g}; 0 = forever)"
+                f"be kept at least as long as deltas ({deltas_var}={deltas:g}; 0 = forever)"
             )
         for name, floor in STORAGE_FLOORS.items():
             value = getattr(self, name)
