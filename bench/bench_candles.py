@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import logging
 import os
 import platform
@@ -31,11 +30,7 @@ import random
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from itertools import accumulate
 from pathlib import Path
 from typing import LiteralString
 
@@ -55,40 +50,6 @@ BEGIN, END = "<!-- bench:candles -->", "<!-- /bench:candles -->"
 DB_NAME = "kb_bench_candles"
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 365
-MS_PER_DAY = 86_400_000
-
-PRICES = [Decimal(i).scaleb(-2) for i in range(0, 101)]
-SIZES = [Decimal(i).scaleb(-2) for i in range(100, 50_000, 100)]
-
-COPY_TRADES = (
-    "COPY market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, "
-    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-TRADE_TYPES = [
-    "timestamptz",
-    "uuid",
-    "text",
-    "numeric",
-    "numeric",
-    "numeric",
-    "text",
-    "text",
-    "bool",
-    "text",
-    "timestamptz",
-]
-COPY_QUOTES = (
-    "COPY market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask, "
-    "yes_ask_size) FROM STDIN (FORMAT BINARY)"
-)
-QUOTE_TYPES = ["timestamptz", "text", "timestamptz", "numeric", "numeric", "numeric", "numeric"]
-COPY_STATS = (
-    "COPY market.market_stats (ts, market_ticker, received_at, price, volume, open_interest) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-STATS_TYPES = ["timestamptz", "text", "timestamptz", "numeric", "numeric", "numeric"]
-
 RAW_MINUTE: LiteralString = """
 SELECT time_bucket(INTERVAL '1 minute', ts) AS b, first(yes_price, ts), max(yes_price),
        min(yes_price), last(yes_price, ts), sum(count), sum(yes_price * count), count(*)
@@ -118,8 +79,58 @@ def tickers(markets: int) -> list[str]:
     return [f"KXBENCH-25-M{i:04d}" for i in range(markets)]
 
 
-def zipf_cum(markets: int) -> list[float]:
-    return list(accumulate(1.0 / (i + 1) for i in range(markets)))
+# Server-side generation (one INSERT ... SELECT per table and day, rows in time order as the
+# collector writes them): a year of 10M trades loads in minutes instead of the better part of an
+# hour of Python row building. Market popularity is Zipf-like: index = floor((N+1)^u) - 1 for a
+# uniform u gives P(index <= k) ~ ln(k+2)/ln(N+1) (the busiest market gets ~10 % of the rows).
+# Prices wander per market and day on the cent grid; random() is seeded per day (setseed), so a
+# given --seed loads the same rows every time.
+_EVENTS = """
+SELECT %(day_start)s::timestamptz + floor(random() * 86400000) * INTERVAL '1 millisecond' AS ts,
+       least(%(markets)s - 1, floor(exp(random() * ln(%(markets)s + 1)))::int - 1) AS m
+FROM generate_series(1, %(n)s)
+"""
+GEN_TRADES: LiteralString = (
+    """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
+    taker_outcome_side, taker_book_side, is_block_trade, source, received_at)
+SELECT ts, gen_random_uuid(), format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')),
+       p / 100.0, (100 - p) / 100.0, (1 + floor(random() * 499))::numeric,
+       CASE WHEN random() < 0.5 THEN 'yes' ELSE 'no' END,
+       CASE WHEN random() < 0.5 THEN 'bid' ELSE 'ask' END, false, 'ws', now()
+FROM ("""
+    + _EVENTS
+    + """) e
+CROSS JOIN LATERAL (SELECT 20 + (m * 7 + %(day)s + floor(random() * 3)::int) %% 60 AS p) q
+ORDER BY ts
+"""
+)
+GEN_QUOTES: LiteralString = (
+    """
+INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
+    yes_ask_size)
+SELECT ts, format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')), now(),
+       CASE WHEN random() < 0.02 THEN NULL ELSE (p - 1) / 100.0 END,
+       (1 + floor(random() * 499))::numeric, (p + 1) / 100.0, (1 + floor(random() * 499))::numeric
+FROM ("""
+    + _EVENTS
+    + """) e
+CROSS JOIN LATERAL (SELECT 20 + (m * 7 + %(day)s) %% 60 AS p) q
+ORDER BY ts
+"""
+)
+GEN_STATS: LiteralString = (
+    """
+INSERT INTO market.market_stats (ts, market_ticker, received_at, price, volume, open_interest)
+SELECT ts, format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')), now(),
+       (20 + (m * 7 + %(day)s) %% 60) / 100.0, (%(day)s * 1000 + m)::numeric,
+       (100 + floor(random() * 9900))::numeric
+FROM ("""
+    + _EVENTS
+    + """) e
+ORDER BY ts
+"""
+)
 
 
 def per_day(total: int, rnd: random.Random) -> list[int]:
@@ -131,94 +142,24 @@ def per_day(total: int, rnd: random.Random) -> list[int]:
     return counts
 
 
-def day_events(
-    n: int, day: int, cum: list[float], rnd: random.Random
-) -> Iterator[tuple[datetime, int]]:
-    """``n`` (time, market index) pairs in time order within ``day``."""
-    base = YEAR_START + timedelta(days=day)
-    offsets = sorted(rnd.randrange(MS_PER_DAY) for _ in range(n))
-    total = cum[-1]
-    for off in offsets:
-        m = bisect.bisect_left(cum, rnd.random() * total)
-        yield base + timedelta(milliseconds=off), min(m, len(cum) - 1)
-
-
 def load(url: str, trades: int, markets: int, seed: int) -> None:
     rnd = random.Random(seed)
-    names = tickers(markets)
-    cum = zipf_cum(markets)
-    price = [rnd.randint(20, 80) for _ in range(markets)]
-    oi = [rnd.randint(100, 10_000) for _ in range(markets)]
-    volume = [0] * markets
-    received = datetime.now(UTC)
     loaded = 0
-    with psycopg.connect(url, autocommit=False) as conn:
-        for day, (nt, nq, ns) in enumerate(
-            zip(
-                per_day(trades, rnd),
-                per_day(trades // 2, rnd),
-                per_day(trades // 10, rnd),
-                strict=True,
-            )
-        ):
-            with conn.cursor() as cur:
-                with cur.copy(COPY_TRADES) as copy:
-                    copy.set_types(TRADE_TYPES)
-                    for ts, m in day_events(nt, day, cum, rnd):
-                        p = min(99, max(1, price[m] + rnd.choice((-1, 0, 0, 1))))
-                        price[m] = p
-                        size = rnd.choice(SIZES)
-                        volume[m] += int(size)
-                        copy.write_row(
-                            (
-                                ts,
-                                uuid.UUID(int=rnd.getrandbits(128)),
-                                names[m],
-                                PRICES[p],
-                                PRICES[100 - p],
-                                size,
-                                rnd.choice(("yes", "no")),
-                                rnd.choice(("bid", "ask")),
-                                False,
-                                "ws",
-                                received,
-                            )
-                        )
-                with cur.copy(COPY_QUOTES) as copy:
-                    copy.set_types(QUOTE_TYPES)
-                    for ts, m in day_events(nq, day, cum, rnd):
-                        p = price[m]
-                        bid = PRICES[p - 1] if rnd.random() > 0.02 else None
-                        copy.write_row(
-                            (
-                                ts,
-                                names[m],
-                                received,
-                                bid,
-                                rnd.choice(SIZES),
-                                PRICES[min(100, p + 1)],
-                                rnd.choice(SIZES),
-                            )
-                        )
-                with cur.copy(COPY_STATS) as copy:
-                    copy.set_types(STATS_TYPES)
-                    for ts, m in day_events(ns, day, cum, rnd):
-                        oi[m] = max(0, oi[m] + rnd.randint(-50, 60))
-                        copy.write_row(
-                            (
-                                ts,
-                                names[m],
-                                received,
-                                PRICES[price[m]],
-                                Decimal(volume[m]),
-                                Decimal(oi[m]),
-                            )
-                        )
-            conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        days = zip(
+            per_day(trades, rnd), per_day(trades // 2, rnd), per_day(trades // 10, rnd), strict=True
+        )
+        for day, (nt, nq, ns) in enumerate(days):
+            day_start = YEAR_START + timedelta(days=day)
+            with conn.transaction():
+                conn.execute("SELECT setseed(%s)", (((seed * 7919 + day) % 1000) / 1000.0,))
+                for query, n in ((GEN_TRADES, nt), (GEN_QUOTES, nq), (GEN_STATS, ns)):
+                    conn.execute(
+                        query, {"day_start": day_start, "markets": markets, "n": n, "day": day}
+                    )
             loaded += nt
             if day % 60 == 59:
                 print(f"  loaded {day + 1}/{DAYS} days ({loaded:,} trades)", flush=True)
-    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE market.trades, market.quotes, market.market_stats")
 
 
