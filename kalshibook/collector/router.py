@@ -43,7 +43,9 @@ from kalshibook.collector.reference import SETTLEMENT_RESULTS, price_ranges_json
 from kalshibook.collector.subscriptions import ORDERBOOK, EpochClock
 from kalshibook.domain.book import BookSet, MarketBook, OrderBook, Quote
 from kalshibook.errors import BookError
-from kalshibook.kalshi.messages import (
+from kalshibook.kalshi.sequencing import GapDetected
+from kalshibook.kalshi.ws import Disconnected
+from kalshibook.kalshi.ws_frames import (
     ErrorFrame,
     EventFeeUpdate,
     EventLifecycle,
@@ -57,8 +59,6 @@ from kalshibook.kalshi.messages import (
     UnknownFrame,
     Unsubscribed,
 )
-from kalshibook.kalshi.sequencing import GapDetected
-from kalshibook.kalshi.ws import Disconnected
 from kalshibook.storage.tables import (
     BookGapRow,
     DeltaRow,

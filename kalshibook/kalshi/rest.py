@@ -23,7 +23,7 @@ import httpx
 from kalshibook.errors import ConfigError, FeedError, KalshiHTTPError, ProtocolError
 from kalshibook.kalshi.auth import PrivateKey, signed_headers
 from kalshibook.kalshi.backoff import Backoff, http_status_verdict
-from kalshibook.kalshi.messages import (
+from kalshibook.kalshi.rest_models import (
     Event,
     ExchangeSchedule,
     ExchangeStatus,
