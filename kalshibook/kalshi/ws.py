@@ -72,13 +72,13 @@ from kalshibook.errors import (
 )
 from kalshibook.kalshi.auth import WS_PATH, PrivateKey
 from kalshibook.kalshi.backoff import classify
+from kalshibook.kalshi.client_base import KalshiClientBase
 from kalshibook.kalshi.commands import (
     list_subscriptions_cmd,
     subscribe_cmd,
     unsubscribe_cmd,
     update_subscription_cmd,
 )
-from kalshibook.kalshi.rest import KalshiClientBase
 from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
 from kalshibook.kalshi.ws_decode import DecodeStats, decode_frame
 from kalshibook.kalshi.ws_frames import (
