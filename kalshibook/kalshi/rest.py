@@ -62,6 +62,9 @@ class TokenBucket:
     Reservation based: :meth:`reserve` takes the tokens at once (the balance may go negative) and
     returns how long the caller must wait, so concurrent callers are served in arrival order.
     ``rate <= 0`` disables limiting. The clock is injectable for tests.
+
+    Kept over aiolimiter (``AsyncLimiter(burst, burst / rate)``, same burst and refill): it returns
+    no wait time (``throttled_s``), uses the loop clock only (tests fake ours), has no off switch.
     """
 
     __slots__ = ("_clock", "_last", "_sleep", "_tokens", "burst", "rate")
