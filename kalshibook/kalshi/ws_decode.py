@@ -57,6 +57,8 @@ __all__ = ("KNOWN_TYPES", "DecodeStats", "decode_frame")
 _Num: TypeAlias = str | int | float | None
 _M = TypeVar("_M")
 
+# Raw wire layer: all fields optional and loosely typed, decoded in one msgspec pass.
+
 _Rows: TypeAlias = list[list[str | int | float]] | None
 
 
@@ -360,6 +362,9 @@ class DecodeStats:
         for name in names:
             key = (type_, name)
             self.unknown_fields[key] = self.unknown_fields.get(key, 0) + 1
+
+
+# Normalisation: raw envelope -> frozen frame (ws_frames).
 
 
 def _require(value: Any, name: str, type_: str) -> Any:

@@ -51,7 +51,7 @@ class _FrameBase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     seq: int | None = None
     id: int | None = None
     received_at: datetime | None = None
-    """Local receive time, set by the caller of :func:`decode_frame` (``None`` otherwise)."""
+    """Local receive time, set by the caller of :func:`~.ws_decode.decode_frame`."""
 
 
 class SubscriptionInfo(msgspec.Struct, frozen=True, gc=False):
