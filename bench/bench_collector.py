@@ -504,7 +504,7 @@ def latency_p(samples: list[tuple[float, dict[str, float]]], q: float) -> float:
 def daemon_rows(frames: list[bytes], snaps: list[bytes]) -> dict[str, list[tuple[Any, ...]]]:
     """The rows the daemon stores for these frames (its router, run offline), per table."""
     from kalshibook.collector.router import Router
-    from kalshibook.kalshi.messages import decode_frame
+    from kalshibook.kalshi.ws_decode import decode_frame
 
     router = Router(checkpoint_deltas=500)
     rows: dict[str, list[tuple[Any, ...]]] = {}

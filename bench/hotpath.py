@@ -50,8 +50,8 @@ def frames(markets: int, count: int, seed: int) -> tuple[list[bytes], list[bytes
 def run(snaps: list[bytes], data: list[bytes], mode: str) -> float:
     """Process ``data`` once; CPU seconds spent."""
     from kalshibook.collector.router import Router
-    from kalshibook.kalshi.messages import DecodeStats, decode_frame
     from kalshibook.kalshi.sequencing import SeqTracker
+    from kalshibook.kalshi.ws_decode import DecodeStats, decode_frame
     from kalshibook.settings import WriterSettings
     from kalshibook.storage.batches import array_head, items_of
 

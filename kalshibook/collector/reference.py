@@ -11,7 +11,7 @@ from uuid import UUID
 import msgspec
 
 from kalshibook.collector.catalog import Catalog, merge_status
-from kalshibook.kalshi.messages import Event, Market, RestTrade, Series
+from kalshibook.kalshi.rest_models import Event, Market, RestTrade, Series
 from kalshibook.storage.tables import EventRow, MarketRow, SeriesRow, SettlementRow, TradeRow
 
 __all__ = (

@@ -46,7 +46,9 @@ from kalshibook.collector.router_books import BookRouting
 from kalshibook.collector.router_core import new_row
 from kalshibook.collector.router_gaps import GapRouting
 from kalshibook.collector.router_lifecycle import LifecycleRouting
-from kalshibook.kalshi.messages import (
+from kalshibook.kalshi.sequencing import GapDetected
+from kalshibook.kalshi.ws import Disconnected
+from kalshibook.kalshi.ws_frames import (
     ErrorFrame,
     EventFeeUpdate,
     EventLifecycle,
@@ -60,8 +62,6 @@ from kalshibook.kalshi.messages import (
     UnknownFrame,
     Unsubscribed,
 )
-from kalshibook.kalshi.sequencing import GapDetected
-from kalshibook.kalshi.ws import Disconnected
 from kalshibook.storage.tables import MarketStatsRow, TradeRow
 
 __all__ = ("Router",)

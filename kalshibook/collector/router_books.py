@@ -17,7 +17,7 @@ from kalshibook.collector.router_core import MarketState, RouterCore, Unstamped,
 from kalshibook.collector.subscriptions import ORDERBOOK
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import BookError
-from kalshibook.kalshi.messages import OrderbookDelta, OrderbookSnapshot
+from kalshibook.kalshi.ws_frames import OrderbookDelta, OrderbookSnapshot
 from kalshibook.storage.tables import DeltaRow, SnapshotRow
 
 __all__ = ("BookRouting",)

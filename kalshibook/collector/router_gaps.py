@@ -16,9 +16,9 @@ from datetime import datetime
 
 from kalshibook.collector.router_core import LIFECYCLE, MarketState, RouterCore
 from kalshibook.collector.subscriptions import ORDERBOOK
-from kalshibook.kalshi.messages import ErrorFrame, Ok, Subscribed, UnknownFrame, Unsubscribed
 from kalshibook.kalshi.sequencing import GapDetected
 from kalshibook.kalshi.ws import Disconnected
+from kalshibook.kalshi.ws_frames import ErrorFrame, Ok, Subscribed, UnknownFrame, Unsubscribed
 
 __all__ = ("GapRouting",)
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 from kalshibook.collector.catalog import lifecycle_status
 from kalshibook.collector.reference import SETTLEMENT_RESULTS, price_ranges_json
 from kalshibook.collector.router_core import RouterCore, encode_json
-from kalshibook.kalshi.messages import EventFeeUpdate, EventLifecycle, MarketLifecycle
+from kalshibook.kalshi.ws_frames import EventFeeUpdate, EventLifecycle, MarketLifecycle
 from kalshibook.storage.tables import EventRow, LifecycleRow, MarketRow, SettlementRow
 
 __all__ = ("LifecycleRouting",)

@@ -20,10 +20,10 @@ from urllib.parse import quote
 
 import httpx
 
-from kalshibook.backoff import Backoff
-from kalshibook.errors import ConfigError, FeedError, KalshiHTTPError, ProtocolError
-from kalshibook.kalshi.auth import PrivateKey, signed_headers
-from kalshibook.kalshi.messages import (
+from kalshibook.errors import FeedError, KalshiHTTPError, ProtocolError
+from kalshibook.kalshi.auth import PrivateKey
+from kalshibook.kalshi.client_base import KalshiClientBase
+from kalshibook.kalshi.rest_models import (
     Event,
     ExchangeSchedule,
     ExchangeStatus,
@@ -49,7 +49,7 @@ from kalshibook.kalshi.messages import (
 from kalshibook.kalshi.retry import http_status_verdict
 from kalshibook.settings import KalshiSettings
 
-__all__ = ("KalshiClientBase", "KalshiRest", "RestStats", "TokenBucket")
+__all__ = ("KalshiRest", "RestStats", "TokenBucket")
 
 _T = TypeVar("_T")
 Timestamp = int | datetime
@@ -62,6 +62,9 @@ class TokenBucket:
     Reservation based: :meth:`reserve` takes the tokens at once (the balance may go negative) and
     returns how long the caller must wait, so concurrent callers are served in arrival order.
     ``rate <= 0`` disables limiting. The clock is injectable for tests.
+
+    Kept over aiolimiter (``AsyncLimiter(burst, burst / rate)``, same burst and refill): it returns
+    no wait time (``throttled_s``), uses the loop clock only (tests fake ours), has no off switch.
     """
 
     __slots__ = ("_clock", "_last", "_sleep", "_tokens", "burst", "rate")
@@ -153,37 +156,6 @@ def _csv(v: str | Sequence[str] | None) -> str | None:
 
 def _seg(v: str) -> str:
     return quote(v, safe="")
-
-
-class KalshiClientBase:
-    """What the REST and WebSocket clients share: settings, the signing key, the clock, the
-    backoff's random source and the sleep function."""
-
-    def __init__(
-        self,
-        settings: KalshiSettings,
-        key: PrivateKey | None,
-        key_id: str | None,
-        clock: Callable[[], float],
-        rng: random.Random | None,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self.settings = settings
-        self._key = key
-        self._key_id = settings.key_id if key_id is None else key_id
-        if key is not None and not self._key_id:
-            raise ConfigError("KALSHIBOOK_KALSHI_KEY_ID is not set (needed to sign with the key)")
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._sleep = sleep
-
-    def _signed_get_headers(self, key: PrivateKey, path: str) -> dict[str, str]:
-        """``KALSHI-ACCESS-*`` headers of a GET of ``path``, signed now."""
-        return signed_headers(self._key_id, key, "GET", path, now_ms=int(self._clock() * 1000))
-
-    def _backoff(self) -> Backoff:
-        """A fresh retry/reconnect backoff from the settings."""
-        return Backoff(self.settings.reconnect_initial, self.settings.reconnect_max, rng=self._rng)
 
 
 class KalshiRest(KalshiClientBase):

@@ -15,7 +15,7 @@ Control plane: commands (``subscribe``, ``unsubscribe``, ``update_subscription``
 and never reach the data plane. Commands may be issued from any task.
 
 Data plane: iterating a :class:`WsSession` yields, in wire order, every other decoded frame
-(:mod:`kalshibook.kalshi.messages`), plus two synthetic events:
+(:mod:`kalshibook.kalshi.ws_frames`), plus two synthetic events:
 
 * :class:`~kalshibook.kalshi.sequencing.GapDetected` (sid, expected, got), emitted just before the
   frame that revealed the gap. Sequence numbers are checked per sid for every frame carrying one
@@ -71,8 +71,17 @@ from kalshibook.errors import (
     WsCommandError,
 )
 from kalshibook.kalshi.auth import WS_PATH, PrivateKey
-from kalshibook.kalshi.messages import (
-    DecodeStats,
+from kalshibook.kalshi.client_base import KalshiClientBase
+from kalshibook.kalshi.commands import (
+    list_subscriptions_cmd,
+    subscribe_cmd,
+    unsubscribe_cmd,
+    update_subscription_cmd,
+)
+from kalshibook.kalshi.retry import classify
+from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
+from kalshibook.kalshi.ws_decode import DecodeStats, decode_frame
+from kalshibook.kalshi.ws_frames import (
     ErrorFrame,
     Frame,
     Ok,
@@ -80,15 +89,7 @@ from kalshibook.kalshi.messages import (
     Subscribed,
     SubscriptionInfo,
     Unsubscribed,
-    decode_frame,
-    list_subscriptions_cmd,
-    subscribe_cmd,
-    unsubscribe_cmd,
-    update_subscription_cmd,
 )
-from kalshibook.kalshi.rest import KalshiClientBase
-from kalshibook.kalshi.retry import classify
-from kalshibook.kalshi.sequencing import GapDetected, SeqTracker
 from kalshibook.kalshi.wsconn import FeedConnection, close_reason
 from kalshibook.settings import KalshiSettings
 

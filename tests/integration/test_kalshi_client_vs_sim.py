@@ -33,7 +33,10 @@ from sim_support import ED_KEY_ID, KEY_ID, ed_pair, keys_config, private_key
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import FatalFeedError, KalshiHTTPError
 from kalshibook.kalshi.auth import PrivateKey, generate_key_pair, load_private_key
-from kalshibook.kalshi.messages import (
+from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.sequencing import GapDetected
+from kalshibook.kalshi.ws import DataItem, Disconnected, KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws_frames import (
     ErrorFrame,
     MarketLifecycle,
     OrderbookDelta,
@@ -42,9 +45,6 @@ from kalshibook.kalshi.messages import (
     Ticker,
     Trade,
 )
-from kalshibook.kalshi.rest import KalshiRest
-from kalshibook.kalshi.sequencing import GapDetected
-from kalshibook.kalshi.ws import DataItem, Disconnected, KalshiWebSocket, WsSession
 from kalshibook.settings import KalshiSettings
 from kalshibook.sim import SimConfig, SimServer, Truth
 

@@ -16,8 +16,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from kalshibook.kalshi import messages as m
 from kalshibook.kalshi.ws import Disconnected, KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws_frames import Trade
 from kalshibook.kalshi.wsconn import EARLY_LIMIT, FeedConnection, _BulkClientProtocol
 from kalshibook.settings import KalshiSettings
 
@@ -113,7 +113,7 @@ async def test_awkwardly_split_frames_arrive_whole_in_order_with_pings_and_fragm
         await conn.close(1000, "bye")
 
     items, ws = await client_items(script)
-    trades = [i for i in items if isinstance(i, m.Trade)]
+    trades = [i for i in items if isinstance(i, Trade)]
     assert [t.seq for t in trades] == list(range(1, len(pads) + 202))
     assert all(t.trade_id == f"t{t.seq}" for t in trades)
     assert pongs, "the client answered the ping"
@@ -130,7 +130,7 @@ async def test_protocol_violation_fails_the_connection_after_delivering_what_cam
         conn.transport.write(good + masked + frame(trade(4)))
 
     items, _ = await client_items(script)
-    assert [i.seq for i in items if isinstance(i, m.Trade)] == [1, 2]
+    assert [i.seq for i in items if isinstance(i, Trade)] == [1, 2]
     assert isinstance(items[-1], Disconnected)
     assert "1002" in items[-1].reason  # protocol error
 
@@ -140,7 +140,7 @@ async def test_reserved_opcode_is_not_taken_as_data() -> None:
         conn.transport.write(frame(trade(1)) + frame(b"{}", opcode=0x3))  # opcode 3 is reserved
 
     items, _ = await client_items(script)
-    assert [i.seq for i in items if isinstance(i, m.Trade)] == [1]
+    assert [i.seq for i in items if isinstance(i, Trade)] == [1]
     assert "1002" in items[-1].reason
 
 
@@ -167,7 +167,7 @@ async def test_a_slow_consumer_pauses_the_socket_and_loses_nothing() -> None:
         seqs: list[int] = []
         async with asyncio.timeout(60):
             async for item in session:
-                assert isinstance(item, m.Trade)
+                assert isinstance(item, Trade)
                 seqs.append(item.seq or 0)
                 if len(seqs) % 500 == 0:
                     await asyncio.sleep(0.01)  # a slow consumer

@@ -1,4 +1,5 @@
-"""WebSocket frame decoding, commands and REST response decoding (kalshibook.kalshi.messages)."""
+"""Kalshi wire formats: frame decoding, commands and REST response decoding
+(kalshibook.kalshi: scalars, ws_frames, ws_decode, commands, rest_models)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,57 @@ import msgspec
 import pytest
 
 from kalshibook.errors import ProtocolError
-from kalshibook.kalshi import messages as m
+from kalshibook.kalshi.commands import (
+    list_subscriptions_cmd,
+    subscribe_cmd,
+    unsubscribe_cmd,
+    update_subscription_cmd,
+)
+from kalshibook.kalshi.rest_models import (
+    HistoricalCutoff,
+    Market,
+    MarketCandlestick,
+    decode_batch_candlesticks,
+    decode_candlesticks,
+    decode_event,
+    decode_event_candlesticks,
+    decode_events_page,
+    decode_exchange_schedule,
+    decode_exchange_status,
+    decode_historical_cutoff,
+    decode_market,
+    decode_markets_page,
+    decode_orderbook,
+    decode_series,
+    decode_series_list,
+    decode_trades_page,
+)
+from kalshibook.kalshi.scalars import parse_time
+from kalshibook.kalshi.ws_decode import KNOWN_TYPES, DecodeStats, decode_frame
+from kalshibook.kalshi.ws_frames import (
+    ErrorFrame,
+    EventFeeUpdate,
+    EventLifecycle,
+    Frame,
+    MarketLifecycle,
+    Ok,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    PriceRange,
+    Subscribed,
+    SubscriptionInfo,
+    Ticker,
+    Trade,
+    UnknownFrame,
+    Unsubscribed,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
 FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*.json*"))
 
 
-def frame(obj: dict[str, Any], stats: m.DecodeStats | None = None) -> m.Frame:
-    return m.decode_frame(json.dumps(obj).encode(), stats)
+def frame(obj: dict[str, Any], stats: DecodeStats | None = None) -> Frame:
+    return decode_frame(json.dumps(obj).encode(), stats)
 
 
 def utc(*args: int) -> datetime:
@@ -51,29 +95,29 @@ def _unwrap(doc: Any) -> Any:
 
 # filename prefix -> decoder of the REST response body
 REST_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "rest_get_markets_list": m.decode_markets_page,
-    "rest_get_market_single": m.decode_market,
-    "rest_get_event_with_markets": m.decode_event,
-    "rest_get_events_list": m.decode_events_page,
-    "rest_get_series_list": m.decode_series_list,
-    "rest_get_series_single": m.decode_series,
-    "rest_get_markets_trades": m.decode_trades_page,
-    "rest_get_orderbook": m.decode_orderbook,
-    "rest_get_market_candlesticks": m.decode_candlesticks,
-    "rest_batch_candlesticks": m.decode_batch_candlesticks,
-    "rest_event_candlesticks": m.decode_event_candlesticks,
-    "rest_get_exchange_status": m.decode_exchange_status,
-    "rest_get_exchange_schedule": m.decode_exchange_schedule,
+    "rest_get_markets_list": decode_markets_page,
+    "rest_get_market_single": decode_market,
+    "rest_get_event_with_markets": decode_event,
+    "rest_get_events_list": decode_events_page,
+    "rest_get_series_list": decode_series_list,
+    "rest_get_series_single": decode_series,
+    "rest_get_markets_trades": decode_trades_page,
+    "rest_get_orderbook": decode_orderbook,
+    "rest_get_market_candlesticks": decode_candlesticks,
+    "rest_batch_candlesticks": decode_batch_candlesticks,
+    "rest_event_candlesticks": decode_event_candlesticks,
+    "rest_get_exchange_status": decode_exchange_status,
+    "rest_get_exchange_schedule": decode_exchange_schedule,
 }
 
 # rest_post_migration_live_samples: one object per key, key prefix -> wrapper + decoder
 SAMPLE_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "series": lambda v: m.decode_series({"series": v}),
-    "event": lambda v: m.decode_event({"event": v}),
-    "market": lambda v: m.decode_markets_page({"markets": [v]}).markets[0],
-    "trade": lambda v: m.decode_trades_page({"trades": [v]}).trades[0],
-    "candlestick": lambda v: m.decode_candlesticks({"candlesticks": [v]}).candlesticks[0],
-    "historical_cutoff": m.decode_historical_cutoff,
+    "series": lambda v: decode_series({"series": v}),
+    "event": lambda v: decode_event({"event": v}),
+    "market": lambda v: decode_markets_page({"markets": [v]}).markets[0],
+    "trade": lambda v: decode_trades_page({"trades": [v]}).trades[0],
+    "candlestick": lambda v: decode_candlesticks({"candlesticks": [v]}).candlesticks[0],
+    "historical_cutoff": decode_historical_cutoff,
 }
 
 
@@ -83,9 +127,9 @@ def decode_fixture(path: Path) -> list[Any]:
     if name.startswith("ws_"):
         if path.suffix == ".jsonl":
             lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            return [m.decode_frame(ln) for ln in lines]
+            return [decode_frame(ln) for ln in lines]
         raws = list(_ws_frames(json.loads(path.read_text())))
-        return [m.decode_frame(json.dumps(r)) for r in raws]
+        return [decode_frame(json.dumps(r)) for r in raws]
     if name.startswith("rest_post_migration_live_samples"):
         out = []
         for key, value in json.loads(path.read_text()).items():
@@ -103,20 +147,20 @@ def decode_fixture(path: Path) -> list[Any]:
 
 def test_every_fixture_file_decodes() -> None:
     assert len(FIXTURE_FILES) >= 20, f"recorded payloads missing from {FIXTURES}"
-    stats = m.DecodeStats(field_sample_every=1)
+    stats = DecodeStats(field_sample_every=1)
     decoded: dict[str, list[Any]] = {}
     for path in FIXTURE_FILES:
         items = decode_fixture(path)
         assert items, f"{path.name}: nothing decoded"
         decoded[path.name] = items
         if path.name.startswith("ws_"):
-            assert not any(isinstance(i, m.UnknownFrame) for i in items), path.name
+            assert not any(isinstance(i, UnknownFrame) for i in items), path.name
             for line in _raw_frames(path):
-                m.decode_frame(line, stats)
+                decode_frame(line, stats)
     assert stats.malformed == 0
     assert not stats.unknown_types
     # The asyncapi examples cover every public frame type.
-    assert set(stats.by_type) >= m.KNOWN_TYPES
+    assert set(stats.by_type) >= KNOWN_TYPES
     assert len(decoded) == len(FIXTURE_FILES)
 
 
@@ -134,13 +178,13 @@ def _fixture(name: str) -> Path:
 
 def test_fixture_demo_capture_values() -> None:
     items = decode_fixture(_fixture("ws_demo_wire_capture_2026-08-17.json"))
-    acks = [i for i in items if isinstance(i, m.Subscribed)]
+    acks = [i for i in items if isinstance(i, Subscribed)]
     assert [(a.id, a.channel, a.sid) for a in acks] == [
         (1, "orderbook_delta", 1),
         (1, "ticker", 2),
         (1, "trade", 3),
     ]
-    (trade,) = [i for i in items if isinstance(i, m.Trade)]
+    (trade,) = [i for i in items if isinstance(i, Trade)]
     assert trade.sid == 3
     assert trade.seq == 1
     assert trade.yes_price == Decimal("0.8000")
@@ -149,13 +193,13 @@ def test_fixture_demo_capture_values() -> None:
     assert trade.taker_outcome_side == "no"
     assert trade.taker_book_side == "ask"
     assert trade.ts == datetime(2026, 8, 17, 8, 49, 59, 391000, tzinfo=UTC)
-    (err,) = [i for i in items if isinstance(i, m.ErrorFrame)]
+    (err,) = [i for i in items if isinstance(i, ErrorFrame)]
     assert (err.sid, err.seq, err.code, err.msg) == (3, 2, 13, "Unsupported action")
 
 
 def test_fixture_legacy_orderbook_delta() -> None:
     (d,) = decode_fixture(_fixture("ws_orderbook_delta_prod_2025-08-12_legacy_int.json"))
-    assert isinstance(d, m.OrderbookDelta)
+    assert isinstance(d, OrderbookDelta)
     assert d.price == Decimal("0.51")
     assert d.delta == Decimal(-1)
     assert d.side == "no"
@@ -164,8 +208,8 @@ def test_fixture_legacy_orderbook_delta() -> None:
 
 def test_fixture_legacy_ticker_empty_price() -> None:
     a, b = decode_fixture(_fixture("ws_ticker_prod_2024-11-26_legacy_int.json"))
-    assert isinstance(a, m.Ticker)
-    assert isinstance(b, m.Ticker)
+    assert isinstance(a, Ticker)
+    assert isinstance(b, Ticker)
     assert a.price == Decimal("0.12")
     assert a.volume == Decimal(351970)
     assert a.clock == 6598272994
@@ -178,8 +222,8 @@ def test_fixture_lifecycle_determined_settled() -> None:
     det, settled = decode_fixture(
         _fixture("ws_market_lifecycle_v2_determined_settled_prod_2026-07-19.json")
     )
-    assert isinstance(det, m.MarketLifecycle)
-    assert isinstance(settled, m.MarketLifecycle)
+    assert isinstance(det, MarketLifecycle)
+    assert isinstance(settled, MarketLifecycle)
     assert det.event_type == "determined"
     assert det.result == "no"
     assert det.settlement_value == Decimal("0.0000")
@@ -192,12 +236,10 @@ def test_fixture_lifecycle_determined_settled() -> None:
 
 def test_fixture_asyncapi_snapshot_and_lifecycle() -> None:
     items = decode_fixture(_fixture("ws_official_asyncapi_examples.json"))
-    (snap,) = [i for i in items if isinstance(i, m.OrderbookSnapshot)]
+    (snap,) = [i for i in items if isinstance(i, OrderbookSnapshot)]
     assert snap.yes == ((Decimal("0.08"), Decimal(300)), (Decimal("0.22"), Decimal(333)))
     assert snap.no[1] == (Decimal("0.5600"), Decimal("146.00"))
-    created = next(
-        i for i in items if isinstance(i, m.MarketLifecycle) and i.event_type == "created"
-    )
+    created = next(i for i in items if isinstance(i, MarketLifecycle) and i.event_type == "created")
     assert created.additional_metadata is not None
     assert created.additional_metadata.floor_strike == Decimal(4487)
     assert created.additional_metadata.can_close_early is True
@@ -206,11 +248,11 @@ def test_fixture_asyncapi_snapshot_and_lifecycle() -> None:
     pls = next(
         i
         for i in items
-        if isinstance(i, m.MarketLifecycle) and i.event_type == "price_level_structure_updated"
+        if isinstance(i, MarketLifecycle) and i.event_type == "price_level_structure_updated"
     )
-    assert pls.price_ranges == (m.PriceRange(Decimal(0), Decimal(1), Decimal("0.001")),)
+    assert pls.price_ranges == (PriceRange(Decimal(0), Decimal(1), Decimal("0.001")),)
     meta = [
-        i for i in items if isinstance(i, m.MarketLifecycle) and i.event_type == "metadata_updated"
+        i for i in items if isinstance(i, MarketLifecycle) and i.event_type == "metadata_updated"
     ]
     assert (meta[0].strike_type, meta[0].floor_strike, meta[0].cap_strike) == (
         "between",
@@ -218,20 +260,20 @@ def test_fixture_asyncapi_snapshot_and_lifecycle() -> None:
         Decimal(95250),
     )
     assert meta[1].yes_sub_title == "above $95,000"
-    mve = next(i for i in items if isinstance(i, m.MarketLifecycle) and i.multivariate)
+    mve = next(i for i in items if isinstance(i, MarketLifecycle) and i.multivariate)
     assert mve.market_ticker == "KXMVE-TEST-EVENT-M1"
-    fees = [i for i in items if isinstance(i, m.EventFeeUpdate)]
+    fees = [i for i in items if isinstance(i, EventFeeUpdate)]
     assert fees[0].fee_multiplier_override == Decimal(1)
     assert fees[1].fee_type_override is None
     assert fees[1].fee_multiplier_override is None
-    (ev,) = [i for i in items if isinstance(i, m.EventLifecycle)]
+    (ev,) = [i for i in items if isinstance(i, EventLifecycle)]
     assert ev.collateral_return_type == "MECNET"
     assert ev.subtitle == "Jan 25 at 21:50"
-    (ls,) = [i for i in items if isinstance(i, m.Ok) and i.subscriptions]
+    (ls,) = [i for i in items if isinstance(i, Ok) and i.subscriptions]
     assert ls.subscriptions == (
-        m.SubscriptionInfo("orderbook_delta", 1),
-        m.SubscriptionInfo("ticker", 2),
-        m.SubscriptionInfo("fill", 3),
+        SubscriptionInfo("orderbook_delta", 1),
+        SubscriptionInfo("ticker", 2),
+        SubscriptionInfo("fill", 3),
     )
 
 
@@ -241,7 +283,7 @@ def test_fixture_rest_values() -> None:
     assert page.cursor.startswith("CgwIyeGVywYQ")
     mk = page.markets[0]
     assert mk.no_bid_dollars == Decimal("1.0000")
-    assert mk.price_ranges == (m.PriceRange(Decimal(0), Decimal(1), Decimal("0.0010")),)
+    assert mk.price_ranges == (PriceRange(Decimal(0), Decimal(1), Decimal("0.0010")),)
     assert mk.raw["ticker"] == mk.ticker
 
     event = decode_fixture(_fixture("rest_get_event_with_markets_prod_2026-01-12.json"))[0]
@@ -276,12 +318,12 @@ def test_fixture_rest_values() -> None:
     assert first.volume_fp == Decimal(0)
 
     samples = decode_fixture(_fixture("rest_post_migration_live_samples_2026-08-24.json"))
-    market = next(s for s in samples if isinstance(s, m.Market))
+    market = next(s for s in samples if isinstance(s, Market))
     assert market.status == "finalized"
     assert market.settlement_value_dollars == Decimal(0)
-    candle = next(s for s in samples if isinstance(s, m.MarketCandlestick))
+    candle = next(s for s in samples if isinstance(s, MarketCandlestick))
     assert candle.open_interest_fp == Decimal("40101.16")
-    cutoff = next(s for s in samples if isinstance(s, m.HistoricalCutoff))
+    cutoff = next(s for s in samples if isinstance(s, HistoricalCutoff))
     assert cutoff.trades_created_ts == datetime(2026, 6, 25, tzinfo=UTC)
 
 
@@ -299,11 +341,11 @@ def test_snapshot_absent_side_is_empty() -> None:
             "msg": {"market_ticker": "A", "yes_dollars_fp": [["0.0800", "300.00"]]},
         }
     )
-    assert isinstance(f, m.OrderbookSnapshot)
+    assert isinstance(f, OrderbookSnapshot)
     assert f.yes == ((Decimal("0.08"), Decimal(300)),)
     assert f.no == ()
     empty = frame({"type": "orderbook_snapshot", "sid": 1, "seq": 3, "msg": {"market_ticker": "B"}})
-    assert isinstance(empty, m.OrderbookSnapshot)
+    assert isinstance(empty, OrderbookSnapshot)
     assert empty.yes == ()
     assert empty.no == ()
 
@@ -317,7 +359,7 @@ def test_snapshot_legacy_books() -> None:
             "msg": {"market_ticker": "A", "yes": [[45, 100]], "no": [[1, 5], [54, 20]]},
         }
     )
-    assert isinstance(cents, m.OrderbookSnapshot)
+    assert isinstance(cents, OrderbookSnapshot)
     assert cents.yes == ((Decimal("0.45"), Decimal(100)),)
     assert cents.no == ((Decimal("0.01"), Decimal(5)), (Decimal("0.54"), Decimal(20)))
     dollars = frame(
@@ -328,7 +370,7 @@ def test_snapshot_legacy_books() -> None:
             "msg": {"market_ticker": "A", "yes": [[45, 100]], "yes_dollars": [["0.45", 100]]},
         }
     )
-    assert isinstance(dollars, m.OrderbookSnapshot)
+    assert isinstance(dollars, OrderbookSnapshot)
     assert dollars.yes == ((Decimal("0.45"), Decimal(100)),)
 
 
@@ -358,7 +400,7 @@ def test_delta_fixed_point_and_json_numbers() -> None:
             },
         }
     )
-    assert isinstance(f, m.OrderbookDelta)
+    assert isinstance(f, OrderbookDelta)
     assert f.price == Decimal("0.96")
     assert f.delta == Decimal("-74.77")
     assert f.ts == datetime(2022, 11, 22, 20, 44, 1, 123000, tzinfo=UTC)
@@ -392,7 +434,7 @@ def test_legacy_trade_cents() -> None:
             },
         }
     )
-    assert isinstance(f, m.Trade)
+    assert isinstance(f, Trade)
     assert (f.yes_price, f.no_price, f.count) == (Decimal("0.45"), Decimal("0.55"), Decimal(3))
     assert f.taker_outcome_side == "yes"
     assert f.taker_book_side == "bid"
@@ -406,7 +448,7 @@ def test_oldest_trade_shape_price_side() -> None:
             "msg": {"trade_id": "t", "market_ticker": "A", "price": 30, "count": 1, "side": "no"},
         }
     )
-    assert isinstance(f, m.Trade)
+    assert isinstance(f, Trade)
     assert f.yes_price == Decimal("0.30")
     assert f.no_price == Decimal("0.70")
     assert f.taker_outcome_side == "no"
@@ -426,9 +468,9 @@ def test_trade_requires_id_and_price() -> None:
 
 
 def test_ticker_timestamp_fallbacks() -> None:
-    def ticker(**msg: Any) -> m.Ticker:
+    def ticker(**msg: Any) -> Ticker:
         f = frame({"type": "ticker", "sid": 1, "msg": {"market_ticker": "A", **msg}})
-        assert isinstance(f, m.Ticker)
+        assert isinstance(f, Ticker)
         return f
 
     at = datetime(2022, 11, 22, 20, 44, 1, tzinfo=UTC)
@@ -460,7 +502,7 @@ def test_ticker_values() -> None:
             },
         }
     )
-    assert isinstance(f, m.Ticker)
+    assert isinstance(f, Ticker)
     assert f.price == Decimal("0.48")
     assert f.yes_bid == Decimal("0.45")
     assert f.dollar_volume == Decimal(16948)
@@ -485,7 +527,7 @@ def test_ticker_values() -> None:
     ],
 )
 def test_parse_time(value: Any, expected: datetime | None) -> None:
-    got = m.parse_time(value)
+    got = parse_time(value)
     assert got == expected
     if got is not None:
         assert got.tzinfo is UTC
@@ -494,28 +536,28 @@ def test_parse_time(value: Any, expected: datetime | None) -> None:
 @pytest.mark.parametrize("bad", ["yesterday", "2025-13-45T00:00:00Z", [1]])
 def test_parse_time_rejects(bad: Any) -> None:
     with pytest.raises(ProtocolError):
-        m.parse_time(bad)
+        parse_time(bad)
 
 
 def test_control_frames() -> None:
     sub = frame({"id": 4, "type": "subscribed", "msg": {"channel": "trade", "sid": 9}})
-    assert sub == m.Subscribed(id=4, sid=9, channel="trade")
+    assert sub == Subscribed(id=4, sid=9, channel="trade")
     old = frame({"id": 4, "type": "subscribed", "sid": 9})
-    assert isinstance(old, m.Subscribed)
+    assert isinstance(old, Subscribed)
     assert old.sid == 9
     assert old.channel is None
     ok_top = frame({"id": 5, "sid": 9, "seq": 3, "type": "ok", "market_tickers": ["A", "B"]})
-    assert isinstance(ok_top, m.Ok)
+    assert isinstance(ok_top, Ok)
     assert ok_top.market_tickers == ("A", "B")
     assert ok_top.seq == 3
     ok_msg = frame(
         {"id": 5, "sid": 9, "type": "ok", "msg": {"market_tickers": ["C"], "market_ids": ["u"]}}
     )
-    assert isinstance(ok_msg, m.Ok)
+    assert isinstance(ok_msg, Ok)
     assert ok_msg.market_tickers == ("C",)
     assert ok_msg.market_ids == ("u",)
     unsub = frame({"id": 102, "sid": 2, "seq": 7, "type": "unsubscribed"})
-    assert unsub == m.Unsubscribed(id=102, sid=2, seq=7)
+    assert unsub == Unsubscribed(id=102, sid=2, seq=7)
     err = frame(
         {
             "id": 6,
@@ -523,11 +565,11 @@ def test_control_frames() -> None:
             "msg": {"code": 26, "msg": "limit", "market_ticker": "A", "market_tickers": ["B"]},
         }
     )
-    assert isinstance(err, m.ErrorFrame)
+    assert isinstance(err, ErrorFrame)
     assert err.market_tickers == ("A", "B")
     assert not err.terminal
     overflow = frame({"type": "error", "sid": 1, "seq": 4, "msg": {"code": 25}})
-    assert isinstance(overflow, m.ErrorFrame)
+    assert isinstance(overflow, ErrorFrame)
     assert overflow.terminal
     assert overflow.msg == ""
     with pytest.raises(ProtocolError, match="code"):
@@ -550,7 +592,7 @@ def test_lifecycle_legacy_cents_and_unknown_event_type() -> None:
             },
         }
     )
-    assert isinstance(f, m.MarketLifecycle)
+    assert isinstance(f, MarketLifecycle)
     assert f.settlement_value == Decimal(1)
     assert f.raw["brand_new_field"] == {"x": 1}
     g = frame(
@@ -559,7 +601,7 @@ def test_lifecycle_legacy_cents_and_unknown_event_type() -> None:
             "msg": {"market_ticker": "A", "event_type": "paused", "is_deactivated": True},
         }
     )
-    assert isinstance(g, m.MarketLifecycle)
+    assert isinstance(g, MarketLifecycle)
     assert g.event_type == "paused"
     assert g.is_deactivated
     with pytest.raises(ProtocolError):
@@ -575,15 +617,15 @@ def test_event_lifecycle_sub_title_variant() -> None:
             "msg": {"event_ticker": "E", "sub_title": "s", "strike_date": 1700000000},
         }
     )
-    assert isinstance(f, m.EventLifecycle)
+    assert isinstance(f, EventLifecycle)
     assert f.subtitle == "s"
     assert f.strike_date == datetime.fromtimestamp(1700000000, UTC)
 
 
 def test_unknown_type_and_fields_are_counted() -> None:
-    stats = m.DecodeStats(field_sample_every=1)
+    stats = DecodeStats(field_sample_every=1)
     f = frame({"type": "fill", "sid": 4, "seq": 1, "msg": {"a": 1}}, stats)
-    assert isinstance(f, m.UnknownFrame)
+    assert isinstance(f, UnknownFrame)
     assert (f.type, f.sid, f.seq, f.msg) == ("fill", 4, 1, {"a": 1})
     frame(
         {
@@ -608,24 +650,24 @@ def test_unknown_type_and_fields_are_counted() -> None:
 
 
 def test_field_sampling_is_periodic() -> None:
-    stats = m.DecodeStats(field_sample_every=10)
+    stats = DecodeStats(field_sample_every=10)
     for _ in range(25):
         frame({"type": "unsubscribed", "sid": 1, "seq": 1, "zz": 1}, stats)
     assert stats.unknown_fields == {("unsubscribed", "zz"): 3}  # frames 0, 10, 20
 
 
 def test_malformed_frames_raise_and_count() -> None:
-    stats = m.DecodeStats()
+    stats = DecodeStats()
     for raw in (b"{not json", b"[1,2]", b'{"sid": 1}', b'{"type":"trade","sid":"x"}', b""):
         with pytest.raises(ProtocolError):
-            m.decode_frame(raw, stats)
+            decode_frame(raw, stats)
     assert stats.malformed == 5
     assert stats.by_type == {}
 
 
 def test_received_at_and_str_input() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    f = m.decode_frame('{"type":"unsubscribed","sid":1,"seq":2}', received_at=at)
+    f = decode_frame('{"type":"unsubscribed","sid":1,"seq":2}', received_at=at)
     assert f.received_at == at
 
 
@@ -654,31 +696,31 @@ def test_frames_are_frozen_and_encodable() -> None:
 
 
 def test_commands() -> None:
-    assert json.loads(m.subscribe_cmd(1, ["orderbook_delta"], ["A", "B"])) == {
+    assert json.loads(subscribe_cmd(1, ["orderbook_delta"], ["A", "B"])) == {
         "id": 1,
         "cmd": "subscribe",
         "params": {"channels": ["orderbook_delta"], "market_tickers": ["A", "B"]},
     }
     assert json.loads(
-        m.subscribe_cmd(7, ["ticker"], send_initial_snapshot=True, use_yes_price=None)
+        subscribe_cmd(7, ["ticker"], send_initial_snapshot=True, use_yes_price=None)
     ) == {
         "id": 7,
         "cmd": "subscribe",
         "params": {"channels": ["ticker"], "send_initial_snapshot": True},
     }
-    assert json.loads(m.unsubscribe_cmd(124, [1, 2])) == {
+    assert json.loads(unsubscribe_cmd(124, [1, 2])) == {
         "id": 124,
         "cmd": "unsubscribe",
         "params": {"sids": [1, 2]},
     }
-    assert json.loads(m.update_subscription_cmd(127, 456, "get_snapshot", ["M-1"])) == {
+    assert json.loads(update_subscription_cmd(127, 456, "get_snapshot", ["M-1"])) == {
         "id": 127,
         "cmd": "update_subscription",
         "params": {"sids": [456], "action": "get_snapshot", "market_tickers": ["M-1"]},
     }
-    assert json.loads(m.list_subscriptions_cmd(3)) == {"id": 3, "cmd": "list_subscriptions"}
+    assert json.loads(list_subscriptions_cmd(3)) == {"id": 3, "cmd": "list_subscriptions"}
     with pytest.raises(ValueError):
-        m.subscribe_cmd(1, [])
+        subscribe_cmd(1, [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,7 +743,7 @@ def test_rest_market_fixed_point_only_and_unknown_fields() -> None:
         ],
         "cursor": "",
     }
-    page = m.decode_markets_page(json.dumps(body).encode())
+    page = decode_markets_page(json.dumps(body).encode())
     assert page.cursor is None
     (mk,) = page.markets
     assert mk.yes_bid_dollars == Decimal("0.035")
@@ -714,17 +756,17 @@ def test_rest_market_fixed_point_only_and_unknown_fields() -> None:
 
 def test_rest_errors() -> None:
     with pytest.raises(ProtocolError):
-        m.decode_markets_page(b"not json")
+        decode_markets_page(b"not json")
     with pytest.raises(ProtocolError):
-        m.decode_markets_page({"markets": [{"no_ticker": 1}]})
+        decode_markets_page({"markets": [{"no_ticker": 1}]})
     with pytest.raises(ProtocolError):
-        m.decode_market({"nothing": 1})
+        decode_market({"nothing": 1})
     with pytest.raises(ProtocolError):
-        m.decode_markets_page({"markets": [{"ticker": "A", "yes_bid_dollars": "x"}]})
+        decode_markets_page({"markets": [{"ticker": "A", "yes_bid_dollars": "x"}]})
 
 
 def test_rest_orderbook_fp() -> None:
-    book = m.decode_orderbook(
+    book = decode_orderbook(
         {
             "orderbook_fp": {
                 "yes_dollars": [["0.4200", "13.00"], ["0.4300", "1.50"]],
@@ -737,7 +779,7 @@ def test_rest_orderbook_fp() -> None:
 
 
 def test_rest_event_nested_markets_preferred() -> None:
-    ev = m.decode_event(
+    ev = decode_event(
         {"event": {"event_ticker": "E", "markets": [{"ticker": "N"}]}, "markets": [{"ticker": "T"}]}
     )
     assert ev.markets is not None
@@ -746,7 +788,7 @@ def test_rest_event_nested_markets_preferred() -> None:
 
 
 def test_rest_historical_candle_names() -> None:
-    c = m.decode_candlesticks(
+    c = decode_candlesticks(
         {
             "ticker": "A",
             "candlesticks": [
@@ -776,10 +818,10 @@ def test_ticker_keeps_seq_id_and_clock_when_sent() -> None:
     """The ticker is built in two steps when any of these rarely sent fields is present."""
     base = {"market_ticker": "A", "price_dollars": "0.4800", "ts_ms": 1669149841000}
     plain = frame({"type": "ticker", "sid": 3, "msg": base})
-    assert isinstance(plain, m.Ticker)
+    assert isinstance(plain, Ticker)
     assert (plain.seq, plain.id, plain.clock) == (None, None, None)
     full = frame({"type": "ticker", "sid": 3, "seq": 9, "id": 4, "msg": {**base, "Clock": 77}})
-    assert isinstance(full, m.Ticker)
+    assert isinstance(full, Ticker)
     assert (full.sid, full.seq, full.id, full.clock) == (3, 9, 4, 77)
     assert (full.market_ticker, full.price, full.ts) == ("A", plain.price, plain.ts)
 
@@ -787,30 +829,30 @@ def test_ticker_keeps_seq_id_and_clock_when_sent() -> None:
 def test_delta_fast_path_matches_the_general_rules() -> None:
     """Cached decimal text, legacy cents, seconds-only time and a missing ticker."""
 
-    def delta(**msg: Any) -> m.Frame:
+    def delta(**msg: Any) -> Frame:
         body = {"market_ticker": "A", "side": "yes", **msg}
         return frame({"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": body})
 
     for _ in range(2):  # the second decode hits the decimal cache
         d = delta(price_dollars="0.4500", delta_fp="-3.50", ts_ms=1669149841000)
-        assert isinstance(d, m.OrderbookDelta)
+        assert isinstance(d, OrderbookDelta)
         assert (d.price, d.delta) == (Decimal("0.45"), Decimal("-3.5"))
         assert d.ts == utc(2022, 11, 22, 20, 44, 1)
     legacy = delta(price=45, delta=-3, ts=1669149841)
-    assert isinstance(legacy, m.OrderbookDelta)
+    assert isinstance(legacy, OrderbookDelta)
     assert (legacy.price, legacy.delta, legacy.ts) == (
         Decimal("0.45"),
         Decimal(-3),
         utc(2022, 11, 22, 20, 44, 1),
     )
-    with pytest.raises(m.ProtocolError, match="without market_ticker"):
+    with pytest.raises(ProtocolError, match="without market_ticker"):
         delta(market_ticker="", price_dollars="0.45", delta_fp="1")
-    with pytest.raises(m.ProtocolError, match="without price or delta"):
+    with pytest.raises(ProtocolError, match="without price or delta"):
         delta(price_dollars="", delta_fp="1")
 
 
 def test_field_sampling_counts_every_nth_frame_of_a_type() -> None:
-    stats = m.DecodeStats(field_sample_every=3)
+    stats = DecodeStats(field_sample_every=3)
     for i in range(7):
         frame({"type": "ticker", "sid": 3, "msg": {"market_ticker": "A", f"new{i}": 1}}, stats)
     assert stats.by_type["ticker"] == 7
@@ -820,9 +862,9 @@ def test_field_sampling_counts_every_nth_frame_of_a_type() -> None:
 
 def test_a_time_beyond_year_9999_is_a_malformed_frame() -> None:
     """Not an OverflowError escaping the decoder (which would end the WebSocket session)."""
-    stats = m.DecodeStats()
+    stats = DecodeStats()
     msg = {"market_ticker": "A", "side": "yes", "price_dollars": "0.45", "delta_fp": "1"}
-    with pytest.raises(m.ProtocolError):
+    with pytest.raises(ProtocolError):
         frame(
             {"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": {**msg, "ts_ms": 10**15}}, stats
         )

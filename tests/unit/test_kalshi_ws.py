@@ -23,9 +23,16 @@ from websockets.http11 import Response
 
 from kalshibook.errors import FatalFeedError, FeedDisconnected, FeedError, WsCommandError
 from kalshibook.kalshi import auth
-from kalshibook.kalshi import messages as m
 from kalshibook.kalshi.sequencing import GapDetected
 from kalshibook.kalshi.ws import Disconnected, KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws_frames import (
+    ErrorFrame,
+    OrderbookSnapshot,
+    SubscriptionInfo,
+    Ticker,
+    Trade,
+    UnknownFrame,
+)
 from kalshibook.settings import KalshiSettings
 
 Reply = Callable[["FakeConn", dict[str, Any]], Awaitable[None]]
@@ -236,7 +243,7 @@ async def test_subscribe_acks_stay_on_the_control_plane() -> None:
     conn.push(trade(10, 1))
     conn.push({"type": "ticker", "sid": 11, "msg": {"market_ticker": "M", "price_dollars": "0.5"}})
     items = await drain(session, 2)
-    assert [type(i) for i in items] == [m.Trade, m.Ticker]
+    assert [type(i) for i in items] == [Trade, Ticker]
     assert items[0].received_at is not None
     assert await ws.subscribe(["orderbook_delta"], ["A"]) == {"orderbook_delta": 10}
     assert conn.sent[-1]["id"] == 2  # ids increase per session
@@ -289,8 +296,8 @@ async def test_control_replies_consume_sequence_numbers() -> None:
     conn.push(trade(10, 3))
     conn.push({"type": "error", "sid": 10, "seq": 4, "msg": {"code": 25, "msg": "overflow"}})
     items = await drain(session, 3)
-    assert [type(i) for i in items] == [m.Trade, m.Trade, m.ErrorFrame]  # no false gap
-    assert isinstance(items[2], m.ErrorFrame)
+    assert [type(i) for i in items] == [Trade, Trade, ErrorFrame]  # no false gap
+    assert isinstance(items[2], ErrorFrame)
     assert items[2].terminal
     await session.close()
 
@@ -301,7 +308,7 @@ async def test_get_snapshot_acked_by_snapshot_which_is_also_data() -> None:
     conn.push(trade(10, 1))
     assert await session.update_subscription(10, "get_snapshot", ["A", "B"]) is None
     items = await drain(session, 3)
-    snaps = [i for i in items if isinstance(i, m.OrderbookSnapshot)]
+    snaps = [i for i in items if isinstance(i, OrderbookSnapshot)]
     assert [s.market_ticker for s in snaps] == ["A", "B"]
     assert snaps[0].id == 1  # the command id of get_snapshot
     await session.close()
@@ -311,7 +318,7 @@ async def test_unsubscribe_and_list() -> None:
     conn = FakeConn(kalshi_like)
     _, session = await open_session(conn)
     await session.subscribe(["trade", "ticker"])
-    assert await session.list_subscriptions() == (m.SubscriptionInfo("trade", 10),)
+    assert await session.list_subscriptions() == (SubscriptionInfo("trade", 10),)
     await session.unsubscribe([10, 11])
     assert session.subscriptions == {}
     assert conn.sent[-1] == {"id": 3, "cmd": "unsubscribe", "params": {"sids": [10, 11]}}
@@ -330,7 +337,7 @@ async def test_disconnect_ends_iteration_and_fails_pending() -> None:
     assert isinstance(items[-1], Disconnected)
     assert "connection lost" in items[-1].reason
     assert not items[-1].by_client
-    assert isinstance(items[0], m.Trade)
+    assert isinstance(items[0], Trade)
     with pytest.raises(FeedDisconnected):
         await pending
     with pytest.raises(FeedDisconnected):
@@ -345,8 +352,8 @@ async def test_undecodable_frames_are_skipped() -> None:
     conn.push({"type": "brand_new", "sid": 1})
     conn.push(trade(10, 1))
     items = await drain(session, 2)
-    assert isinstance(items[0], m.UnknownFrame)
-    assert isinstance(items[1], m.Trade)
+    assert isinstance(items[0], UnknownFrame)
+    assert isinstance(items[1], Trade)
     assert ws.stats.decode_errors == 1
     assert ws.stats.decode.unknown_types == {"brand_new": 1}
     await session.close()

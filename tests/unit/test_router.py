@@ -11,9 +11,9 @@ import pytest
 from kalshibook.collector.catalog import Catalog, lifecycle_status, merge_status
 from kalshibook.collector.router import Router
 from kalshibook.collector.subscriptions import EpochClock, SubscriptionPlan
-from kalshibook.kalshi.messages import decode_frame
 from kalshibook.kalshi.sequencing import GapDetected
 from kalshibook.kalshi.ws import Disconnected
+from kalshibook.kalshi.ws_decode import decode_frame
 
 T0 = datetime(2026, 8, 24, 15, 0, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)

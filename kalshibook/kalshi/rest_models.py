@@ -1,0 +1,606 @@
+"""Kalshi REST responses (pure): frozen Structs and the ``decode_*`` functions building them.
+
+The Structs keep Kalshi's field names (``yes_bid_dollars``, ``volume_fp``) with
+:class:`~decimal.Decimal`/datetime values, fall back to the legacy integer fields when the
+fixed-point ones are missing, and carry the original JSON object in ``raw``. Malformed input
+raises :class:`~kalshibook.errors.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from kalshibook.domain.prices import parse_count
+from kalshibook.errors import ProtocolError
+from kalshibook.kalshi.scalars import Level, book_side, dec, legacy_price, parse_time
+from kalshibook.kalshi.ws_frames import PriceRange
+
+__all__ = (
+    "Event",
+    "EventCandlesticks",
+    "EventsPage",
+    "ExchangeSchedule",
+    "ExchangeStatus",
+    "HistoricalCutoff",
+    "MaintenanceWindow",
+    "Market",
+    "MarketCandlestick",
+    "MarketCandlesticks",
+    "MarketsPage",
+    "MveLeg",
+    "Ohlc",
+    "Orderbook",
+    "PriceOhlc",
+    "RestTrade",
+    "Series",
+    "SettlementSource",
+    "StandardHours",
+    "TradesPage",
+    "TradingWindow",
+    "decode_batch_candlesticks",
+    "decode_candlesticks",
+    "decode_event",
+    "decode_event_candlesticks",
+    "decode_events_page",
+    "decode_exchange_schedule",
+    "decode_exchange_status",
+    "decode_historical_cutoff",
+    "decode_market",
+    "decode_markets_page",
+    "decode_orderbook",
+    "decode_series",
+    "decode_series_list",
+    "decode_trades_page",
+)
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+_GENERIC_DECODER = msgspec.json.Decoder()
+
+
+class MveLeg(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    event_ticker: str | None = None
+    market_ticker: str | None = None
+    side: str | None = None
+
+
+class SettlementSource(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    name: str | None = None
+    url: str | None = None
+
+
+class Market(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /markets`` item / ``GET /markets/{ticker}`` (Kalshi field names; legacy integer
+    fields fill the fixed-point ones when those are missing)."""
+
+    ticker: str
+    event_ticker: str | None = None
+    market_type: str | None = None
+    title: str | None = None
+    subtitle: str | None = None
+    yes_sub_title: str | None = None
+    no_sub_title: str | None = None
+    status: str | None = None
+    created_time: datetime | None = None
+    updated_time: datetime | None = None
+    open_time: datetime | None = None
+    close_time: datetime | None = None
+    expected_expiration_time: datetime | None = None
+    latest_expiration_time: datetime | None = None
+    expiration_time: datetime | None = None
+    settlement_timer_seconds: int | None = None
+    yes_bid_dollars: Decimal | None = None
+    yes_ask_dollars: Decimal | None = None
+    no_bid_dollars: Decimal | None = None
+    no_ask_dollars: Decimal | None = None
+    yes_bid_size_fp: Decimal | None = None
+    yes_ask_size_fp: Decimal | None = None
+    last_price_dollars: Decimal | None = None
+    previous_yes_bid_dollars: Decimal | None = None
+    previous_yes_ask_dollars: Decimal | None = None
+    previous_price_dollars: Decimal | None = None
+    volume_fp: Decimal | None = None
+    volume_24h_fp: Decimal | None = None
+    open_interest_fp: Decimal | None = None
+    notional_value_dollars: Decimal | None = None
+    liquidity_dollars: Decimal | None = None
+    result: str | None = None
+    settlement_value_dollars: Decimal | None = None
+    settlement_ts: datetime | None = None
+    settlement_bounds_type: str | None = None
+    settlement_floor_dollars: Decimal | None = None
+    expiration_value: str | None = None
+    occurrence_datetime: datetime | None = None
+    can_close_early: bool | None = None
+    early_close_condition: str | None = None
+    fee_waiver_expiration_time: datetime | None = None
+    strike_type: str | None = None
+    floor_strike: Decimal | None = None
+    cap_strike: Decimal | None = None
+    functional_strike: Any = None
+    custom_strike: Any = None
+    rules_primary: str | None = None
+    rules_secondary: str | None = None
+    mve_collection_ticker: str | None = None
+    mve_selected_legs: tuple[MveLeg, ...] | None = None
+    price_level_structure: str | None = None
+    price_ranges: tuple[PriceRange, ...] | None = None
+    is_provisional: bool | None = None
+    exchange_index: int | None = None
+    primary_participant_key: str | None = None
+    tick_size: int | None = None
+    response_price_units: str | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /events`` item / ``GET /events/{ticker}``; ``markets`` are the nested markets (or the
+    deprecated top-level list of the single-event reply)."""
+
+    event_ticker: str
+    series_ticker: str | None = None
+    title: str | None = None
+    sub_title: str | None = None
+    collateral_return_type: str | None = None
+    mutually_exclusive: bool | None = None
+    category: str | None = None
+    strike_date: datetime | None = None
+    strike_period: str | None = None
+    markets: tuple[Market, ...] | None = None
+    product_metadata: Any = None
+    settlement_sources: tuple[SettlementSource, ...] | None = None
+    last_updated_ts: datetime | None = None
+    fee_type_override: str | None = None
+    fee_multiplier_override: Decimal | None = None
+    exchange_index: int | None = None
+    available_on_brokers: bool | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Series(msgspec.Struct, frozen=True, kw_only=True):
+    ticker: str
+    frequency: str | None = None
+    title: str | None = None
+    category: str | None = None
+    categories: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    settlement_sources: tuple[SettlementSource, ...] | None = None
+    contract_url: str | None = None
+    contract_terms_url: str | None = None
+    product_metadata: Any = None
+    fee_type: str | None = None
+    fee_multiplier: Decimal | None = None
+    additional_prohibitions: Any = None
+    volume_fp: Decimal | None = None
+    last_updated_ts: datetime | None = None
+    exchange_index: int | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class RestTrade(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /markets/trades`` item (``created_time`` has µs precision; WS trades have ms)."""
+
+    trade_id: str
+    ticker: str
+    count_fp: Decimal
+    yes_price_dollars: Decimal
+    no_price_dollars: Decimal | None = None
+    taker_outcome_side: str | None = None
+    taker_book_side: str | None = None
+    taker_side: str | None = None
+    created_time: datetime | None = None
+    is_block_trade: bool | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Orderbook(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /markets/{ticker}/orderbook``: bids per side, ascending (best bid last)."""
+
+    yes: tuple[Level, ...] = ()
+    no: tuple[Level, ...] = ()
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Ohlc(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    open_dollars: Decimal | None = None
+    low_dollars: Decimal | None = None
+    high_dollars: Decimal | None = None
+    close_dollars: Decimal | None = None
+
+
+class PriceOhlc(Ohlc, frozen=True, kw_only=True, gc=False):
+    mean_dollars: Decimal | None = None
+    previous_dollars: Decimal | None = None
+    min_dollars: Decimal | None = None
+    max_dollars: Decimal | None = None
+
+
+class MarketCandlestick(msgspec.Struct, frozen=True, kw_only=True):
+    end_period_ts: int
+    yes_bid: Ohlc | None = None
+    yes_ask: Ohlc | None = None
+    price: PriceOhlc | None = None
+    volume_fp: Decimal | None = None
+    open_interest_fp: Decimal | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class MarketCandlesticks(msgspec.Struct, frozen=True, kw_only=True):
+    """Candles of one market (single-market and batch endpoints)."""
+
+    market_ticker: str | None = None
+    candlesticks: tuple[MarketCandlestick, ...] = ()
+
+
+class EventCandlesticks(msgspec.Struct, frozen=True, kw_only=True):
+    market_tickers: tuple[str, ...] = ()
+    market_candlesticks: tuple[tuple[MarketCandlestick, ...], ...] = ()
+    adjusted_end_ts: int | None = None
+
+
+class HistoricalCutoff(msgspec.Struct, frozen=True, kw_only=True):
+    market_settled_ts: datetime | None = None
+    trades_created_ts: datetime | None = None
+    orders_updated_ts: datetime | None = None
+    market_positions_last_updated_ts: datetime | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ExchangeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    exchange_active: bool | None = None
+    trading_active: bool | None = None
+    exchange_estimated_resume_time: datetime | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TradingWindow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    open_time: str | None = None
+    close_time: str | None = None
+    """``HH:MM`` America/New_York; ``00:00`` close = end of day."""
+
+
+class StandardHours(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    monday: tuple[TradingWindow, ...] = ()
+    tuesday: tuple[TradingWindow, ...] = ()
+    wednesday: tuple[TradingWindow, ...] = ()
+    thursday: tuple[TradingWindow, ...] = ()
+    friday: tuple[TradingWindow, ...] = ()
+    saturday: tuple[TradingWindow, ...] = ()
+    sunday: tuple[TradingWindow, ...] = ()
+
+
+class MaintenanceWindow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    start_datetime: datetime | None = None
+    end_datetime: datetime | None = None
+
+
+class ExchangeSchedule(msgspec.Struct, frozen=True, kw_only=True):
+    standard_hours: tuple[StandardHours, ...] = ()
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class MarketsPage(msgspec.Struct, frozen=True, kw_only=True):
+    markets: tuple[Market, ...] = ()
+    cursor: str | None = None
+
+
+class EventsPage(msgspec.Struct, frozen=True, kw_only=True):
+    events: tuple[Event, ...] = ()
+    cursor: str | None = None
+    milestones: Any = None
+
+
+class TradesPage(msgspec.Struct, frozen=True, kw_only=True):
+    trades: tuple[RestTrade, ...] = ()
+    cursor: str | None = None
+
+
+# Legacy fallbacks: fixed-point field <- legacy field (integers there are cents for prices).
+_PRICE, _COUNT = True, False
+_MARKET_LEGACY: tuple[tuple[str, str, bool], ...] = (
+    ("yes_bid_dollars", "yes_bid", _PRICE),
+    ("yes_ask_dollars", "yes_ask", _PRICE),
+    ("no_bid_dollars", "no_bid", _PRICE),
+    ("no_ask_dollars", "no_ask", _PRICE),
+    ("last_price_dollars", "last_price", _PRICE),
+    ("previous_yes_bid_dollars", "previous_yes_bid", _PRICE),
+    ("previous_yes_ask_dollars", "previous_yes_ask", _PRICE),
+    ("previous_price_dollars", "previous_price", _PRICE),
+    ("notional_value_dollars", "notional_value", _PRICE),
+    ("liquidity_dollars", "liquidity", _PRICE),
+    ("settlement_value_dollars", "settlement_value", _PRICE),
+    ("volume_fp", "volume", _COUNT),
+    ("volume_24h_fp", "volume_24h", _COUNT),
+    ("open_interest_fp", "open_interest", _COUNT),
+)
+_TRADE_LEGACY = (
+    ("yes_price_dollars", "yes_price", _PRICE),
+    ("no_price_dollars", "no_price", _PRICE),
+    ("count_fp", "count", _COUNT),
+)
+_CANDLE_LEGACY = (("volume_fp", "volume", _COUNT), ("open_interest_fp", "open_interest", _COUNT))
+_OHLC_KEYS = ("open", "low", "high", "close", "mean", "previous", "min", "max")
+_SERIES_LEGACY = (("volume_fp", "volume", _COUNT),)
+
+_DECIMAL_FIELDS: dict[type, frozenset[str]] = {}
+_TIME_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _field_sets(cls: type[msgspec.Struct]) -> tuple[frozenset[str], frozenset[str]]:
+    if cls not in _DECIMAL_FIELDS:
+        decs, times = set(), set()
+        for f in msgspec.structs.fields(cls):
+            text = repr(f.type)
+            if "Decimal" in text and "tuple" not in text:
+                decs.add(f.encode_name)
+            elif "datetime" in text:
+                times.add(f.encode_name)
+        _DECIMAL_FIELDS[cls] = frozenset(decs)
+        _TIME_FIELDS[cls] = frozenset(times)
+    return _DECIMAL_FIELDS[cls], _TIME_FIELDS[cls]
+
+
+def _prep(
+    obj: Any, cls: type[msgspec.Struct], legacy: Iterable[tuple[str, str, bool]] = ()
+) -> dict[str, Any]:
+    """Normalise one REST object for :func:`msgspec.convert` and attach ``raw``."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"expected a JSON object for {cls.__name__}, got {type(obj).__name__}")
+    decs, times = _field_sets(cls)
+    out: dict[str, Any] = dict(obj)
+    for new, old, is_price in legacy:
+        if out.get(new) is None and out.get(old) is not None:
+            v = out[old]
+            out[new] = legacy_price(v) if is_price else parse_count(v)
+    for k in decs:
+        v = out.get(k)
+        if v is not None and v.__class__ is not Decimal:
+            out[k] = dec(v)
+    for k in times:
+        v = out.get(k)
+        if v is not None and v.__class__ is not datetime:
+            out[k] = parse_time(v)
+    out["raw"] = obj
+    return out
+
+
+def _convert(data: Any, cls: type[Any]) -> Any:
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid Kalshi {cls.__name__}: {exc}") from None
+
+
+def _struct(obj: Any, cls: type[_S], legacy: Iterable[tuple[str, str, bool]] = ()) -> _S:
+    """One REST object -> ``cls``: :func:`_prep` then :func:`_convert`."""
+    r: _S = _convert(_prep(obj, cls, legacy), cls)
+    return r
+
+
+def _body(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(body, Mapping):
+        return dict(body)
+    try:
+        obj = _GENERIC_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed JSON response: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("expected a JSON object response")
+    return obj
+
+
+def _items(obj: dict[str, Any], key: str) -> list[Any]:
+    v = obj.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ProtocolError(f"expected a list in {key!r}")
+    return v
+
+
+def _market(obj: Any) -> Market:
+    return _struct(obj, Market, _MARKET_LEGACY)
+
+
+def _event(obj: Any, markets: list[Any] | None = None) -> Event:
+    data = _prep(obj, Event)
+    nested = data.get("markets")
+    if nested is None:
+        nested = markets
+    data["markets"] = None if nested is None else tuple(_market(m) for m in nested)
+    e: Event = _convert(data, Event)
+    return e
+
+
+def _ohlc(obj: Any, cls: type[Ohlc]) -> Ohlc | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ProtocolError("candlestick OHLC must be an object")
+    out: dict[str, Any] = {}
+    for k in _OHLC_KEYS:
+        v = obj.get(f"{k}_dollars")
+        out[f"{k}_dollars"] = dec(v) if v is not None else legacy_price(obj.get(k))
+    if cls is Ohlc:
+        out = {k: v for k, v in out.items() if k.split("_")[0] in ("open", "low", "high", "close")}
+    r: Ohlc = _convert(out, cls)
+    return r
+
+
+def _candle(obj: Any) -> MarketCandlestick:
+    data = _prep(obj, MarketCandlestick, _CANDLE_LEGACY)
+    data["yes_bid"] = _ohlc(data.get("yes_bid"), Ohlc)
+    data["yes_ask"] = _ohlc(data.get("yes_ask"), Ohlc)
+    data["price"] = _ohlc(data.get("price"), PriceOhlc)
+    c: MarketCandlestick = _convert(data, MarketCandlestick)
+    return c
+
+
+def _candlesticks(obj: dict[str, Any], ticker_key: str) -> MarketCandlesticks:
+    return MarketCandlesticks(
+        market_ticker=obj.get(ticker_key),
+        candlesticks=tuple(_candle(c) for c in _items(obj, "candlesticks")),
+    )
+
+
+def _cursor(obj: dict[str, Any]) -> str | None:
+    c = obj.get("cursor")
+    return c if isinstance(c, str) and c else None
+
+
+def decode_markets_page(body: bytes | str | Mapping[str, Any]) -> MarketsPage:
+    obj = _body(body)
+    return MarketsPage(
+        markets=tuple(_market(m) for m in _items(obj, "markets")), cursor=_cursor(obj)
+    )
+
+
+def decode_market(body: bytes | str | Mapping[str, Any]) -> Market:
+    """``{"market": {...}}``."""
+    obj = _body(body)
+    if "market" not in obj:
+        raise ProtocolError("market response without 'market'")
+    return _market(obj["market"])
+
+
+def decode_events_page(body: bytes | str | Mapping[str, Any]) -> EventsPage:
+    obj = _body(body)
+    return EventsPage(
+        events=tuple(_event(e) for e in _items(obj, "events")),
+        cursor=_cursor(obj),
+        milestones=obj.get("milestones"),
+    )
+
+
+def decode_event(body: bytes | str | Mapping[str, Any]) -> Event:
+    """``{"event": {...}, "markets": [...]}``; top-level markets go into ``Event.markets`` unless
+    the event has nested ones."""
+    obj = _body(body)
+    if "event" not in obj:
+        raise ProtocolError("event response without 'event'")
+    markets = obj.get("markets")
+    return _event(obj["event"], markets if isinstance(markets, list) else None)
+
+
+def decode_series_list(
+    body: bytes | str | Mapping[str, Any],
+) -> tuple[tuple[Series, ...], str | None]:
+    """``{"series": [...], "cursor"?}`` -> (series, cursor)."""
+    obj = _body(body)
+    series = tuple(_struct(s, Series, _SERIES_LEGACY) for s in _items(obj, "series"))
+    return series, _cursor(obj)
+
+
+def decode_series(body: bytes | str | Mapping[str, Any]) -> Series:
+    """``{"series": {...}}``."""
+    obj = _body(body)
+    s = obj.get("series")
+    if not isinstance(s, dict):
+        raise ProtocolError("series response without a 'series' object")
+    return _struct(s, Series, _SERIES_LEGACY)
+
+
+def _rest_trade(obj: Any) -> RestTrade:
+    data = _prep(obj, RestTrade, _TRADE_LEGACY)
+    outcome = data.get("taker_outcome_side") or data.get("taker_side")
+    data["taker_outcome_side"] = outcome
+    if data.get("taker_book_side") is None and outcome in ("yes", "no"):
+        data["taker_book_side"] = "bid" if outcome == "yes" else "ask"
+    yes = data.get("yes_price_dollars")
+    if data.get("no_price_dollars") is None and isinstance(yes, Decimal):
+        data["no_price_dollars"] = 1 - yes
+    t: RestTrade = _convert(data, RestTrade)
+    return t
+
+
+def decode_trades_page(body: bytes | str | Mapping[str, Any]) -> TradesPage:
+    """``{"trades": [...], "cursor"}``; taker sides normalised as for WS :class:`Trade`."""
+    obj = _body(body)
+    return TradesPage(
+        trades=tuple(_rest_trade(t) for t in _items(obj, "trades")), cursor=_cursor(obj)
+    )
+
+
+def decode_orderbook(body: bytes | str | Mapping[str, Any]) -> Orderbook:
+    """``{"orderbook_fp": {yes_dollars, no_dollars}}`` or legacy ``{"orderbook": {yes, no,
+    yes_dollars, no_dollars}}`` (sides may be null = empty)."""
+    obj = _body(body)
+    book = obj.get("orderbook_fp")
+    if book is None:
+        book = obj.get("orderbook")
+    if book is None:
+        return Orderbook(raw=obj)
+    if not isinstance(book, dict):
+        raise ProtocolError("orderbook must be an object")
+
+    def rows(key: str) -> Any:
+        v = book.get(key)
+        if v is not None and not isinstance(v, list):
+            raise ProtocolError(f"orderbook {key} must be a list")
+        return v
+
+    return Orderbook(
+        yes=book_side(rows("yes_dollars_fp"), rows("yes_dollars"), rows("yes")),
+        no=book_side(rows("no_dollars_fp"), rows("no_dollars"), rows("no")),
+        raw=obj,
+    )
+
+
+def decode_candlesticks(body: bytes | str | Mapping[str, Any]) -> MarketCandlesticks:
+    """Single-market candles: ``{"ticker", "candlesticks": [...]}``."""
+    return _candlesticks(_body(body), "ticker")
+
+
+def decode_batch_candlesticks(
+    body: bytes | str | Mapping[str, Any],
+) -> tuple[MarketCandlesticks, ...]:
+    """``GET /markets/candlesticks``: ``{"markets": [{"market_ticker", "candlesticks"}]}``."""
+    obj = _body(body)
+    out = []
+    for m in _items(obj, "markets"):
+        if not isinstance(m, dict):
+            raise ProtocolError("batch candlesticks item must be an object")
+        out.append(_candlesticks(m, "market_ticker"))
+    return tuple(out)
+
+
+def decode_event_candlesticks(body: bytes | str | Mapping[str, Any]) -> EventCandlesticks:
+    obj = _body(body)
+    groups = []
+    for g in _items(obj, "market_candlesticks"):
+        if not isinstance(g, list):
+            raise ProtocolError("market_candlesticks must be a list of lists")
+        groups.append(tuple(_candle(c) for c in g))
+    adjusted = obj.get("adjusted_end_ts")
+    return EventCandlesticks(
+        market_tickers=tuple(_items(obj, "market_tickers")),
+        market_candlesticks=tuple(groups),
+        adjusted_end_ts=adjusted if isinstance(adjusted, int) else None,
+    )
+
+
+def decode_historical_cutoff(body: bytes | str | Mapping[str, Any]) -> HistoricalCutoff:
+    return _struct(_body(body), HistoricalCutoff)
+
+
+def decode_exchange_status(body: bytes | str | Mapping[str, Any]) -> ExchangeStatus:
+    return _struct(_body(body), ExchangeStatus)
+
+
+def decode_exchange_schedule(body: bytes | str | Mapping[str, Any]) -> ExchangeSchedule:
+    """``{"schedule": {standard_hours, maintenance_windows}}``."""
+    obj = _body(body)
+    sched = obj.get("schedule")
+    if not isinstance(sched, dict):
+        raise ProtocolError("exchange schedule response without a 'schedule' object")
+    data = {k: v for k, v in sched.items() if v is not None}
+    data["raw"] = obj
+    r: ExchangeSchedule = _convert(data, ExchangeSchedule)
+    return r
