@@ -25,8 +25,17 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# A migration that cannot get a lock gives up quickly (and kalshibook.storage.migrate runs the
+# revision again) instead of queueing behind, or deadlocking with, TimescaleDB's policy jobs: it
+# stops waiting before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would run in
+# a job that waits for us, so the job never fails because of a migration.
+LOCK_TIMEOUT = "500ms"
+
+
 def run_migrations_online() -> None:
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    engine = create_engine(
+        _url(), poolclass=pool.NullPool, connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT}"}
+    )
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=None, transaction_per_migration=True

@@ -78,27 +78,35 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
             apply_policies(conn, storage or StorageSettings())
 
 
-DEADLOCK_RETRIES = 5
+LOCK_RETRIES = 12
 
 
 def _with_deadlock_retry(step: Callable[[], None]) -> None:
-    """Run a migration step again when PostgreSQL broke a deadlock by aborting it.
+    """Run a migration step again when it gave up waiting for a lock (or lost a deadlock).
 
-    Each revision runs in its own transaction; on the Community edition the job scheduler may run
-    a policy (refresh, compression) of a relation the next revision alters, and the two can
-    deadlock. PostgreSQL then rolls the revision back whole, so running it again is safe.
+    Each revision runs in its own transaction with a short ``lock_timeout`` (migrations/env.py);
+    on the Community edition the job scheduler may be running a policy (refresh, compression) of
+    a relation the next revision alters. The revision is rolled back whole, so running it again,
+    once the job is done, is safe; the job itself is never the one aborted.
     """
-    for attempt in range(1, DEADLOCK_RETRIES + 1):
+    for attempt in range(1, LOCK_RETRIES + 1):
         try:
             step()
             return
         except sqlalchemy.exc.OperationalError as exc:
-            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
+            if not isinstance(
+                exc.orig, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected
+            ):
                 raise
-            if attempt == DEADLOCK_RETRIES:
-                raise
-            log.warning("migration deadlocked with a background job; retrying (%d)", attempt)
-            time.sleep(0.2 * attempt)
+            if attempt == LOCK_RETRIES:
+                raise SchemaError(
+                    "the migration could not get its locks: a long-running query or TimescaleDB "
+                    f"job holds them ({exc.orig}); run `kalshibook migrate` again"
+                ) from None
+            log.warning(
+                "migration waited for a lock held by a background job; retrying (%d)", attempt
+            )
+            time.sleep(min(0.5 * attempt, 5.0))
 
 
 def materialise_candle_history(url: str) -> None:

@@ -278,12 +278,15 @@ class RecordingSim(SimServer):
     def __init__(self, config: SimConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.signatures: list[str] = []
+        verify = self._http.auth_error  # REST and WebSocket requests are all checked here
 
-    def _auth_error(self, headers: Any, path: str) -> str | None:
-        sig = headers.get(HEADER_SIGNATURE)
-        if sig:
-            self.signatures.append(sig)
-        return super()._auth_error(headers, path)
+        def recording(headers: Any, path: str) -> str | None:
+            sig = headers.get(HEADER_SIGNATURE)
+            if sig:
+                self.signatures.append(sig)
+            return verify(headers, path)
+
+        self._http.auth_error = recording  # type: ignore[method-assign]
 
 
 async def test_secrets_never_logged(db_url: str, tmp_path: Path) -> None:
