@@ -100,6 +100,19 @@ SELECT %(t0)s + (s - 2) * %(step)s, 'BENCH-BOOK', %(t0)s + (s - 2) * %(step)s, '
 FROM generate_series(%(every)s::bigint + 1, %(n)s::bigint + 1, %(every)s::bigint) AS s
 """
 
+# Community edition: the same history with every chunk of the book tables compressed (what the
+# compression policies do to data older than a couple of days), then back for the next size.
+COMPRESS_BOOK = """
+SELECT count(compress_chunk(c, true))
+FROM (SELECT show_chunks('market.orderbook_deltas') UNION ALL
+      SELECT show_chunks('market.orderbook_snapshots')) AS chunks(c)
+"""
+DECOMPRESS_BOOK = """
+SELECT count(decompress_chunk(c, true))
+FROM (SELECT show_chunks('market.orderbook_deltas') UNION ALL
+      SELECT show_chunks('market.orderbook_snapshots')) AS chunks(c)
+"""
+
 DROP_CHECKPOINTS = """
 DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
 """
@@ -349,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchone()
             pg_text = pg[0] if pg else "?"
             ts_text = ts_version[0] if ts_version else "?"
+            license_row = conn.execute("SELECT current_setting('timescaledb.license')").fetchone()
+            community = license_row == ("timescale",)
             server_version = f"PostgreSQL {pg_text}, TimescaleDB {ts_text}"
+            server_version += " Community" if community else " Apache-2"
             conn.execute(SEED_REFERENCE)
             t = time.perf_counter()
             conn.execute(SEED_TRADES, {"t0": T0, "n": args.trades})
@@ -422,10 +438,6 @@ def main(argv: list[str] | None = None) -> int:
                     replayed = f"~{n:,}"
                     outcome = f"HTTP {status} after {no_cp:,.0f} ({body.get('detail', '')})"
                 print(f"book @ {n:,} without checkpoints: {outcome}", flush=True)
-                book_rows.append(
-                    f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
-                    f"{with_cp.p99_ms:.2f} | {replayed} | {outcome} |"
-                )
                 conn.execute(
                     SEED_CHECKPOINTS,
                     {
@@ -435,6 +447,25 @@ def main(argv: list[str] | None = None) -> int:
                         "n": n,
                         "levels": levels_json(),
                     },
+                )
+                compressed = "n/a (Apache-2 edition)"
+                if community:
+                    _, plain_body, _ = sequential(book_url, auth, 1)
+                    conn.execute(COMPRESS_BOOK)
+                    conn.execute("ANALYZE market.orderbook_deltas, market.orderbook_snapshots")
+                    _, packed_body, status = sequential(book_url, auth, 1)
+                    assert status == 200, packed_body
+                    same = packed_body["data"] == plain_body["data"]
+                    assert same, "the book read from compressed chunks differs"
+                    comp = load(book_url, auth, d, c)
+                    compressed = f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f}"
+                    print(f"book @ {n:,} compressed, with checkpoints: {fmt(comp)}", flush=True)
+                    conn.execute(DECOMPRESS_BOOK)
+                else:
+                    compressed += " | | "
+                book_rows.append(
+                    f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
+                    f"{with_cp.p99_ms:.2f} | {compressed} | {replayed} | {outcome} |"
                 )
         assert headline is not None
         for r in (base, trades, headline):
@@ -474,9 +505,14 @@ def main(argv: list[str] | None = None) -> int:
         "history without them (checkpoints deleted, a few sequential requests):",
         "",
         "| deltas in history | replayed (checkpoints) | req/s | p50 ms | p99 ms "
+        "| compressed: req/s | compressed: p50 ms | compressed: p99 ms "
         "| replayed (no checkpoints) | latency ms, no checkpoints |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *book_rows,
+        "",
+        "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
+        "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
+        "time; the book returned is checked equal to the uncompressed one).",
         "",
         "With checkpoints the latency does not depend on the length of the history (at most "
         f"{every} deltas are replayed); without them every request replays the whole history "

@@ -101,6 +101,7 @@ class TerminalRun:
         master, slave = pty.openpty()
         self.master = master
         self.log = log
+        log.touch()
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
