@@ -128,6 +128,46 @@ ORDER BY ts DESC LIMIT 1
 """
 CARRY_SEARCH_WINDOW: Final = timedelta(days=1)
 _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Community edition: the state before the range from the candle aggregates instead of the raw
+# hypertables (whose old chunks are compressed, and whose plans span every chunk of the history):
+# the last 1m bucket in the two days before ``start`` (a 1m bucket below ``start`` lies wholly
+# before it), else the last 1d bucket whose last row is before ``start``. Two days, not one: a
+# New York day is at most 25 hours, so a 1d bucket that straddles ``start`` (and is skipped) has
+# all its rows before ``start`` inside the 1m window. Each aggregate's close is its last row's
+# value, so this is the same value the raw look-ups return. One statement, one round trip.
+CARRIED_FROM_AGGREGATES: Final = """
+SELECT
+  coalesce(
+    (SELECT close FROM market.candles_trades_1m
+     WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+     ORDER BY bucket DESC LIMIT 1),
+    (SELECT close FROM market.candles_trades_1d
+     WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
+     ORDER BY bucket DESC LIMIT 1)),
+  q.yes_bid_close, q.yes_ask_close, q.found,
+  coalesce(
+    (SELECT open_interest FROM market.candles_stats_1m
+     WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+       AND open_interest_ts IS NOT NULL
+     ORDER BY bucket DESC LIMIT 1),
+    (SELECT open_interest FROM market.candles_stats_1d
+     WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND open_interest_ts < %(start)s
+     ORDER BY bucket DESC LIMIT 1))
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+  (SELECT yes_bid_close, yes_ask_close, true AS found FROM market.candles_quotes_1m
+   WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+   ORDER BY bucket DESC LIMIT 1)
+  UNION ALL
+  (SELECT yes_bid_close, yes_ask_close, true FROM market.candles_quotes_1d
+   WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
+   ORDER BY bucket DESC LIMIT 1)
+  LIMIT 1
+) AS q ON true
+"""
+CARRIED_NEAR: Final = timedelta(days=2)
+EDITION: Final = "SELECT current_setting('timescaledb.license', true)"
 MARKET_EXISTS: Final = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
     OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
@@ -208,16 +248,44 @@ async def fetch_candle_data(
         await cur.execute(STATS_SQL[interval], params)
         stats = [StatsBucket(bucket=r[0], open_interest=r[1]) for r in await cur.fetchall()]
 
-        trade_row = await _last_before(cur, LAST_TRADE_BEFORE, ticker, start)
-        quote_row = await _last_before(cur, LAST_QUOTE_BEFORE, ticker, start)
-        oi_row = await _last_before(cur, LAST_OPEN_INTEREST_BEFORE, ticker, start)
-    carried = CarriedIn(
-        last_price=trade_row[0] if trade_row else None,
-        yes_bid=quote_row[0] if quote_row else None,
-        yes_ask=quote_row[1] if quote_row else None,
-        open_interest=oi_row[0] if oi_row else None,
-    )
+        if await _community(conn, cur):
+            await cur.execute(
+                CARRIED_FROM_AGGREGATES,
+                {"ticker": ticker, "start": start, "near": start - CARRIED_NEAR},
+            )
+            row = await cur.fetchone()
+            assert row is not None  # one row always
+            last_price, yes_bid, yes_ask, _found, open_interest = row
+            carried = CarriedIn(
+                last_price=last_price, yes_bid=yes_bid, yes_ask=yes_ask, open_interest=open_interest
+            )
+        else:
+            trade_row = await _last_before(cur, LAST_TRADE_BEFORE, ticker, start)
+            quote_row = await _last_before(cur, LAST_QUOTE_BEFORE, ticker, start)
+            oi_row = await _last_before(cur, LAST_OPEN_INTEREST_BEFORE, ticker, start)
+            carried = CarriedIn(
+                last_price=trade_row[0] if trade_row else None,
+                yes_bid=quote_row[0] if quote_row else None,
+                yes_ask=quote_row[1] if quote_row else None,
+                open_interest=oi_row[0] if oi_row else None,
+            )
     return CandleData(trades, quotes, stats, carried)
+
+
+_EDITIONS: dict[tuple[str, int, str], bool] = {}
+
+
+async def _community(conn: AConn, cur: AsyncCursor[Any]) -> bool:
+    """Whether the server runs the Community edition (continuous aggregates); asked once per
+    server and database (the edition of a cluster is fixed at its start)."""
+    info = conn.info
+    key = (info.host, info.port, info.dbname)
+    known = _EDITIONS.get(key)
+    if known is None:
+        await cur.execute(EDITION)
+        row = await cur.fetchone()
+        known = _EDITIONS[key] = row is not None and row[0] == "timescale"
+    return known
 
 
 async def market_exists(conn: AConn, ticker: str) -> bool:
