@@ -517,8 +517,46 @@ def daemon_rows(frames: list[bytes], snaps: list[bytes]) -> dict[str, list[tuple
     return rows
 
 
-def raw_copy(admin_url: str, rows: dict[str, list[tuple[Any, ...]]], frames: int) -> dict[str, Any]:
-    """``rows`` (for ``frames`` data frames) written by a minimal binary COPY script."""
+# Community edition: every chunk of the simulated rows compressed, and how well, per table.
+COMPRESS_TABLE = "SELECT count(compress_chunk(c, true)) FROM show_chunks(%s::regclass) c"
+COMPRESSION_STATS = """
+SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes)
+FROM hypertable_compression_stats(%s::regclass)
+"""
+LICENSE = "SELECT current_setting('timescaledb.license')"
+
+
+def compression_ratios(url: str, tables: list[str]) -> dict[str, tuple[int, int]]:
+    """Bytes before and after compressing every chunk of ``tables`` (Community edition only)."""
+    out: dict[str, tuple[int, int]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute(LICENSE).fetchone() != ("timescale",):
+            return out
+        for table in tables:
+            rel = f"market.{table}"
+            enabled = conn.execute(
+                "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = 'market' AND hypertable_name = %s",
+                (table,),
+            ).fetchone()
+            if not enabled or not enabled[0]:
+                continue
+            conn.execute(COMPRESS_TABLE, (rel,))
+            row = conn.execute(COMPRESSION_STATS, (rel,)).fetchone()
+            if row and row[0] and row[1]:
+                out[table] = (int(row[0]), int(row[1]))
+    return out
+
+
+def raw_copy(
+    admin_url: str,
+    rows: dict[str, list[tuple[Any, ...]]],
+    frames: int,
+    *,
+    measure_compression: bool = False,
+) -> dict[str, Any]:
+    """``rows`` (for ``frames`` data frames) written by a minimal binary COPY script; with
+    ``measure_compression``, the compression ratio of each table afterwards (not timed)."""
     from kalshibook.storage import migrate
     from kalshibook.storage.tables import TABLES
     from kalshibook.storage.urls import with_database
@@ -555,6 +593,7 @@ def raw_copy(admin_url: str, rows: dict[str, list[tuple[Any, ...]]], frames: int
             conn.commit()
             seconds = time.perf_counter() - t0
             cpu1 = cpu_seconds(me)
+        compression = compression_ratios(url, list(rows)) if measure_compression else {}
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
@@ -568,6 +607,7 @@ def raw_copy(admin_url: str, rows: dict[str, list[tuple[Any, ...]]], frames: int
         "per_table": {k: len(v) for k, v in rows.items()},
         "cpu_client_us": (cpu1[0] - cpu0[0]) / frames * 1e6,
         "cpu_postgres_us": (cpu1[1] - cpu0[1]) / frames * 1e6,
+        "compression": compression,
     }
 
 
@@ -649,7 +689,7 @@ def main() -> int:
             run.stop()
         r = runs[-1]
         print(f"  daemon: {r['fps']:,.0f} frames/s ({r['rows']:,.0f} rows in {r['seconds']:.2f} s)")
-        raws.append(raw_copy(admin, rows, args.frames))
+        raws.append(raw_copy(admin, rows, args.frames, measure_compression=i == 0))
         r = raws[-1]
         print(
             f"  raw COPY: {r['fps']:,.0f} frames/s ({r['rows']:,.0f} rows in {r['seconds']:.2f} s)"
@@ -659,6 +699,9 @@ def main() -> int:
     tp = runs[len(runs) // 2]  # the median run
     raws.sort(key=lambda r: r["fps"])
     raw = raws[len(raws) // 2]  # the median run, like the daemon's
+    compression: dict[str, tuple[int, int]] = next(
+        (r["compression"] for r in raws if r["compression"]), {}
+    )
     all_raw = ", ".join(f"{r['fps']:,.0f}" for r in raws)
     all_fps = ", ".join(f"{r['fps']:,.0f}" for r in runs)
 
@@ -709,6 +752,25 @@ def main() -> int:
         ts = conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
         ).fetchone()
+        license_row = conn.execute(LICENSE).fetchone()
+    community = license_row == ("timescale",)
+    edition = (
+        "Community edition (job scheduler on: the candle refresh and compression policies run "
+        "beside the daemon)"
+        if community
+        else "Apache-2 edition (no policies)"
+    )
+    if compression:
+        ratios = ", ".join(
+            f"{t} {before / after:.1f}x ({before / 2**20:,.1f} -> {after / 2**20:,.1f} MiB)"
+            for t, (before, after) in sorted(compression.items())
+        )
+        compression_line = (
+            "- Compression (every chunk of the simulated rows compressed, segment by market, "
+            f"time-ordered; total bytes incl. indexes): {ratios}."
+        )
+    else:
+        compression_line = "- Compression: n/a (Apache-2 edition)."
     mix = raw["per_table"]
     daemon_row = (
         "| daemon: WS read, decode, books, quotes, writer (batched binary COPY in its worker "
@@ -738,7 +800,8 @@ Simulator frames -> daemon (`python -m kalshibook collect`: the feed process and
 worker processes) -> committed rows, beside a minimal psycopg script doing one binary `COPY` per
 table of the very same rows. Feed, daemon and PostgreSQL share this machine: {os.cpu_count()} CPUs,
 Python {platform.python_version()}, psycopg {psycopg.__version__}, PostgreSQL
-{server[0] if server else "?"}, TimescaleDB {ts[0] if ts else "?"}. {datetime.now(UTC):%Y-%m-%d}.
+{server[0] if server else "?"}, TimescaleDB {ts[0] if ts else "?"} {edition}.
+{datetime.now(UTC):%Y-%m-%d}.
 Frames: the simulator's model, {args.markets:,} open markets, {args.frames:,} data frames
 (rows per table: {", ".join(f"{k} {v:,}" for k, v in sorted(mix.items()))}), streamed by a feed
 process as fast as the daemon reads (TCP flow control).
@@ -759,6 +822,7 @@ process as fast as the daemon reads (TCP flow control).
   {wd.batch_age:g} s bounds it from above while the database keeps up).
 - Daemon RSS (with its worker processes) with {books:,.0f} live books: {rss / 1024:.0f} MiB.
 - Daemon writer settings: {settings_note}.
+{compression_line}
 - Targets: >= 0.5 of raw COPY ({"met" if ratio >= 0.5 else "NOT met"}), >= 50,000 frames/s
   ({"met" if tp["fps"] >= 50_000 else "NOT met"}).
 
