@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 : "${KALSHIBOOK_DATABASE_URL:?KALSHIBOOK_DATABASE_URL is not set (run make db)}"
+# bench_api drives the API with wrk (its httpx fallback is a slower load generator than the
+# servers it measures): install it where Debian's packages are reachable.
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null 2>&1 \
+    || echo "wrk not installed: bench_api falls back to its httpx load generator"
+fi
 for bench in bench/bench_*.py; do
   name="$(basename "$bench" .py)"; name="${name#bench_}"
   var="BENCH_ARGS_${name}"

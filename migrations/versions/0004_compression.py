@@ -5,10 +5,14 @@ Revises: 0003
 Create Date: 2026-12-02
 
 Native columnar compression, one segment per market and time-ordered inside it, which is how
-every read of these tables goes (one market, a time range): ``segmentby = market_ticker``,
-``orderby = <time> DESC`` (plus the column a unique index needs, so an insert into a compressed
-chunk checks uniqueness without decompressing the whole segment: ``trade_id`` for trades, and
-``seq`` for deltas so a replay reads a segment in feed order).
+every read of these tables goes (one market, a time range): ``segmentby = market_ticker`` and
+``orderby`` = exactly the ``ORDER BY`` of the API's reads (``ts, trade_id`` for trades pages,
+``ts, epoch, seq`` for deltas pages, ``bucket`` for candles), ascending. A compressed chunk then
+returns rows already in that order (and, reversed, in the newest-first order of the "last row
+before" look-ups) instead of decompressing and sorting the whole segment: with TimescaleDB's
+default (``ts DESC``) a 1,000-row trades page over a compressed chunk took 1.6 s instead of
+milliseconds (bench_api). ``trade_id`` is also the column an insert into a compressed chunk checks
+uniqueness with.
 
 This migration only *enables* compression (``ALTER ... SET (timescaledb.compress ...)``); when a
 chunk is compressed is policy, and policies follow the operator's settings
@@ -38,18 +42,18 @@ COMMUNITY = "timescale"
 
 # (relation, kind, orderby). kind: "TABLE" for a hypertable, "MATERIALIZED VIEW" for a cagg.
 COMPRESSED: tuple[tuple[str, str, str], ...] = (
-    ("market.trades", "TABLE", "ts DESC, trade_id"),
-    ("market.orderbook_deltas", "TABLE", "ts DESC, seq DESC"),
-    ("market.orderbook_snapshots", "TABLE", "ts DESC"),
-    ("market.quotes", "TABLE", "ts DESC"),
-    ("market.market_stats", "TABLE", "ts DESC"),
-    ("market.lifecycle_events", "TABLE", "ts DESC"),
-    ("market.candles_trades_1m", "MATERIALIZED VIEW", "bucket DESC"),
-    ("market.candles_trades_1h", "MATERIALIZED VIEW", "bucket DESC"),
-    ("market.candles_quotes_1m", "MATERIALIZED VIEW", "bucket DESC"),
-    ("market.candles_quotes_1h", "MATERIALIZED VIEW", "bucket DESC"),
-    ("market.candles_stats_1m", "MATERIALIZED VIEW", "bucket DESC"),
-    ("market.candles_stats_1h", "MATERIALIZED VIEW", "bucket DESC"),
+    ("market.trades", "TABLE", "ts, trade_id"),
+    ("market.orderbook_deltas", "TABLE", "ts, epoch, seq"),
+    ("market.orderbook_snapshots", "TABLE", "ts"),
+    ("market.quotes", "TABLE", "ts"),
+    ("market.market_stats", "TABLE", "ts"),
+    ("market.lifecycle_events", "TABLE", "ts"),
+    ("market.candles_trades_1m", "MATERIALIZED VIEW", "bucket"),
+    ("market.candles_trades_1h", "MATERIALIZED VIEW", "bucket"),
+    ("market.candles_quotes_1m", "MATERIALIZED VIEW", "bucket"),
+    ("market.candles_quotes_1h", "MATERIALIZED VIEW", "bucket"),
+    ("market.candles_stats_1m", "MATERIALIZED VIEW", "bucket"),
+    ("market.candles_stats_1h", "MATERIALIZED VIEW", "bucket"),
 )
 
 ENABLE = (
