@@ -291,6 +291,11 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
     return asyncio.run(_httpx_load(url, headers, duration, connections))
 
 
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
 def sequential(
     url: str, headers: dict[str, str], n: int
 ) -> tuple[list[float], dict[str, Any], int]:
@@ -458,11 +463,15 @@ def main(argv: list[str] | None = None) -> int:
                     same = packed_body["data"] == plain_body["data"]
                     assert same, "the book read from compressed chunks differs"
                     comp = load(book_url, auth, d, c)
-                    compressed = f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f}"
+                    alone, _, _ = sequential(book_url, auth, 200)  # one client: service time
+                    compressed = (
+                        f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f} | "
+                        f"{statistics.median(alone):.2f} / {pct(alone, 0.99):.2f}"
+                    )
                     print(f"book @ {n:,} compressed, with checkpoints: {fmt(comp)}", flush=True)
                     conn.execute(DECOMPRESS_BOOK)
                 else:
-                    compressed += " | | "
+                    compressed += " | | | "
                 book_rows.append(
                     f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
                     f"{with_cp.p99_ms:.2f} | {compressed} | {replayed} | {outcome} |"
@@ -506,13 +515,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| deltas in history | replayed (checkpoints) | req/s | p50 ms | p99 ms "
         "| compressed: req/s | compressed: p50 ms | compressed: p99 ms "
+        "| compressed, one client: p50 / p99 ms "
         "| replayed (no checkpoints) | latency ms, no checkpoints |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *book_rows,
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
-        "time; the book returned is checked equal to the uncompressed one).",
+        "time; the book returned is checked equal to the uncompressed one). Under wrk's 8 "
+        f"connections the latency is mostly queueing on {os.cpu_count()} CPUs; *one client* is "
+        "200 sequential requests (the service time of one request).",
         "",
         "With checkpoints the latency does not depend on the length of the history (at most "
         f"{every} deltas are replayed); without them every request replays the whole history "
