@@ -1,9 +1,10 @@
 """Decoder-only throughput: ``decode_frame`` on one orderbook_delta and one trade frame, repeated.
 
 A quick manual measurement of :mod:`kalshibook.kalshi.ws_decode` alone (no router, no writer;
-``hotpath.py`` measures the whole per-frame path):
+``hotpath.py`` measures the whole per-frame path). Not a ``bench_*`` script: ``make bench`` runs
+only those that write BENCHMARKS.md.
 
-    PYTHONPATH=. python bench/bench_decode.py [--frames 200000]
+    PYTHONPATH=. python bench/decode_only.py [--frames 200000]
 """
 
 from __future__ import annotations
