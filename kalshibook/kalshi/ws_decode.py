@@ -7,7 +7,7 @@ become :class:`~kalshibook.kalshi.ws_frames.UnknownFrame`; unknown fields are ig
 counted when sampled, see :class:`DecodeStats`). Malformed input raises
 :class:`~kalshibook.errors.ProtocolError`.
 
-Throughput (CPython 3.11, one core, ``python bench/bench_decode.py``): about 420k
+Throughput (CPython 3.11, one core, ``python bench/decode_only.py``): about 420k
 orderbook_delta frames/s and 400k trade frames/s including normalisation, far above the
 collector's 50k frames/s budget. The hot helpers are module globals imported from
 :mod:`kalshibook.kalshi.scalars` (one global lookup each, as before the split).
