@@ -156,10 +156,10 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
         for name, floor in STORAGE_FLOORS.items():
             value = getattr(self, name)
-            if value != 0 and not value >= floor:
+            if value != 0 and not floor <= value <= STORAGE_MAX_DAYS:  # NaN/inf fail too
                 raise ConfigError(
-                    f"{env_var('storage', name)}={value:g} is invalid: expected 0 (never) or at "
-                    f"least {floor:g} days"
+                    f"{env_var('storage', name)}={value:g} is invalid: expected 0 (never) or "
+                    f"{floor:g} to {STORAGE_MAX_DAYS:g} days"
                 )
 
 
@@ -167,6 +167,7 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
 # not be compressed inside the 1d refresh window (7 days: an insert into a compressed chunk costs a
 # decompression and an invalidation, timescale/timescaledb#3724), and must not lose raw rows a
 # refresh still reads (a refresh over dropped raw rows would erase materialised candles).
+STORAGE_MAX_DAYS = 36_500.0
 STORAGE_FLOORS: dict[str, float] = {
     "trades_compress_after_days": 7.0,
     "quotes_compress_after_days": 7.0,

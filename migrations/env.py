@@ -27,8 +27,9 @@ def run_migrations_offline() -> None:
 
 # A migration that cannot get a lock gives up quickly (and kalshibook.storage.migrate runs the
 # revision again) instead of queueing behind, or deadlocking with, TimescaleDB's policy jobs: it
-# stops waiting before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would run in
-# a job that waits for us, so the job never fails because of a migration.
+# usually stops waiting before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) runs
+# in a job that waits for us, so a job rarely fails because of a migration (it can still lose when
+# it began waiting well before the migration did; its next run then succeeds).
 LOCK_TIMEOUT = "500ms"
 
 

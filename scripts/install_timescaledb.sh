@@ -50,7 +50,8 @@ TARBALL="${KALSHIBOOK_TSDB_TARBALL:-}"
 if [ -n "$TARBALL" ] || [ "${KALSHIBOOK_TSDB_DOWNLOAD:-0}" = 1 ]; then want_community=1; fi
 
 have="$(installed_edition)"
-if [ "$have" != none ] && ! grep -qs "$BUILD_REV" "$EDITION_FILE"; then
+# The build revision matters for the Community edition only (its job runner carries the fix).
+if [ "$have" = community ] && ! grep -qs "$BUILD_REV" "$EDITION_FILE"; then
   # Built by an older version of this script: rebuild, but never trade a Community build for
   # an Apache one because no Community source was given this time.
   if [ "$have" = community ] && [ "$want_community" = 0 ]; then
@@ -77,7 +78,6 @@ rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"; cd "$BUILD_DIR"
 patch_job_portal() {
   local f="$BUILD_DIR/src/tsl/src/bgw_policy/job.c"
   [ -f "$f" ] || return 0  # the Apache-2 source has no job runner
-  grep -q 'kalshibook: PG 15.20 portal' "$f" && return 0
   if ! grep -qP '^\t\tPortalDrop\(portal, false\);$' "$f"; then
     log "unexpected $f: portal compatibility fix not applied"; return 1
   fi
@@ -112,7 +112,8 @@ community_source() {  # unpack a verified Community source into ./src; non-zero 
   if [ "$sum" != "$TSDB_SHA256" ]; then
     log "sha256 mismatch for $archive: $sum (expected $TSDB_SHA256)"; return 1
   fi
-  mkdir -p src && tar -xzf "$archive" -C src --strip-components=1
+  rm -rf src && mkdir -p src
+  tar -xzf "$archive" -C src --strip-components=1 || { log "cannot unpack $archive"; return 1; }
   [ -d src/tsl ] || { log "the tarball has no tsl/ directory (not a complete source)"; return 1; }
 }
 
@@ -120,7 +121,13 @@ if [ "$want_community" = 1 ] && community_source; then
   log "building TimescaleDB ${TSDB_VERSION} (Community edition, tsl/ included) against PostgreSQL ${PG_MAJOR}"
   build
 else
+  if [ "$have" = stale ]; then
+    # Never replace a Community build by an Apache one (its old tsl library would stay behind,
+    # unfixed, and look current).
+    log "cannot rebuild the Community edition: no usable source (see above)"; exit 1
+  fi
   if [ "$want_community" = 1 ]; then log "no usable Community source: falling back to the Apache-2 edition"; fi
+  cd "$BUILD_DIR" && rm -rf src
   # Sources only from the newer suite: a deb-src entry, never trixie binaries.
   SRC_LIST=/etc/apt/sources.list.d/kalshibook-trixie-src.sources
   if [ ! -f "$SRC_LIST" ]; then
@@ -141,5 +148,8 @@ SRC
   build -DAPACHE_ONLY=ON
 fi
 edition="$(installed_edition)"
+if [ "$want_community" = 1 ] && [ "$edition" != community ]; then
+  log "asked for the Community edition, installed: $edition"
+fi
 echo "$edition $BUILD_REV" | $SUDO tee "$EDITION_FILE" >/dev/null
 log "installed TimescaleDB ${TSDB_VERSION}: ${edition} edition"

@@ -211,7 +211,9 @@ def _policy_problems(snapshot: DbSnapshot) -> list[str]:
     """Failed last runs, disabled jobs and a scheduler that is off (Community edition)."""
     out: list[str] = []
     scheduler = snapshot.database.job_scheduler
-    if scheduler is not None and scheduler.startswith("off"):
+    if scheduler is not None and (
+        scheduler.startswith(("off", "unknown")) or "unavailable" in scheduler
+    ):
         out.append(f"job scheduler {scheduler}")
     for job in snapshot.policies:
         name = f"{job.policy} policy of {job.relation} (job {job.job_id})"

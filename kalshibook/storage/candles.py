@@ -145,7 +145,7 @@ SELECT
     (SELECT close FROM market.candles_trades_1d
      WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
      ORDER BY bucket DESC LIMIT 1)),
-  q.yes_bid_close, q.yes_ask_close, q.found,
+  q.yes_bid_close, q.yes_ask_close,
   coalesce(
     (SELECT open_interest FROM market.candles_stats_1m
      WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
@@ -156,14 +156,16 @@ SELECT
      ORDER BY bucket DESC LIMIT 1))
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
-  (SELECT yes_bid_close, yes_ask_close, true AS found FROM market.candles_quotes_1m
-   WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
-   ORDER BY bucket DESC LIMIT 1)
-  UNION ALL
-  (SELECT yes_bid_close, yes_ask_close, true FROM market.candles_quotes_1d
-   WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
-   ORDER BY bucket DESC LIMIT 1)
-  LIMIT 1
+  SELECT yes_bid_close, yes_ask_close FROM (
+    (SELECT 1 AS pri, yes_bid_close, yes_ask_close FROM market.candles_quotes_1m
+     WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+     ORDER BY bucket DESC LIMIT 1)
+    UNION ALL
+    (SELECT 2, yes_bid_close, yes_ask_close FROM market.candles_quotes_1d
+     WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
+     ORDER BY bucket DESC LIMIT 1)
+  ) AS both_levels
+  ORDER BY pri LIMIT 1
 ) AS q ON true
 """
 CARRIED_NEAR: Final = timedelta(days=2)
@@ -255,7 +257,7 @@ async def fetch_candle_data(
             )
             row = await cur.fetchone()
             assert row is not None  # one row always
-            last_price, yes_bid, yes_ask, _found, open_interest = row
+            last_price, yes_bid, yes_ask, open_interest = row
             carried = CarriedIn(
                 last_price=last_price, yes_bid=yes_bid, yes_ask=yes_ask, open_interest=open_interest
             )

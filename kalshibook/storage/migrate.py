@@ -87,7 +87,7 @@ def _with_deadlock_retry(step: Callable[[], None]) -> None:
     Each revision runs in its own transaction with a short ``lock_timeout`` (migrations/env.py);
     on the Community edition the job scheduler may be running a policy (refresh, compression) of
     a relation the next revision alters. The revision is rolled back whole, so running it again,
-    once the job is done, is safe; the job itself is never the one aborted.
+    once the job is done, is safe; the job is rarely the one aborted (see migrations/env.py).
     """
     for attempt in range(1, LOCK_RETRIES + 1):
         try:

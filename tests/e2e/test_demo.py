@@ -152,7 +152,9 @@ class TerminalRun:
         return code
 
 
-def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> None:
+def test_make_demo_runs_answers_and_stops(
+    tmp_path: Path, server_url: str, request: pytest.FixtureRequest
+) -> None:
     state = tmp_path / "demo"
     db_name = f"kb_demo_{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
@@ -162,6 +164,21 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
         "KALSHIBOOK_API_PORT": str(_free_port()),
         "KALSHIBOOK_DEMO_MARKETS": "100",
     }
+
+    def clean_up() -> None:  # whatever happened: no services left, no database left
+        subprocess.run(
+            [str(ROOT / "scripts" / "demo.sh"), "stop"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
+            )
+
+    request.addfinalizer(clean_up)
     started = time.monotonic()
     demo = TerminalRun(["make", "--no-print-directory", "demo"], env, tmp_path / "demo.out")
     code: int | None = None
@@ -249,7 +266,3 @@ def test_make_demo_runs_answers_and_stops(tmp_path: Path, server_url: str) -> No
     assert "stopped by make demo-stop" in again_run.text()
     for name, pid in pids.items():
         assert not _group_alive(pid), f"{name} (pid {pid}) left running"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
-        )

@@ -84,6 +84,9 @@ def test_policies_follow_the_settings(db_url: str, edition: str) -> None:
 def test_a_compress_after_inside_the_refresh_window_is_refused() -> None:
     with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS"):
         Settings.from_env({"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": "3"})
+    for huge in ("inf", "1e12"):  # timedelta would overflow when the policy is applied
+        with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS"):
+            Settings.from_env({"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": huge})
     with pytest.raises(ConfigError, match="KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS"):
         Settings.from_env({"KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS": "2"})
     with pytest.raises(ConfigError, match="snapshots must be kept at least as long as deltas"):
