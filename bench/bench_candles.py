@@ -1,18 +1,20 @@
 """Candle reads: the endpoint vs one time_bucket GROUP BY over market.trades.
 
 1. creates a scratch database next to ``KALSHIBOOK_DATABASE_URL``'s (``kb_bench_candles``), migrates
-   it and loads, by binary COPY, ``--trades`` trades over ``--markets`` markets spread over one year
-   (market popularity is Zipf-like, so one market is much busier than the rest), plus half as many
-   quotes and a tenth as many market-stats rows; on the Community edition the candle aggregates
-   are then refreshed over the whole year (as the policies would have done);
+   it and generates server-side (``INSERT ... SELECT``, seeded) ``--trades`` trades over
+   ``--markets`` markets spread over one year (market popularity is Zipf-like, so one market is
+   much busier than the rest), plus half as many quotes and a tenth as many market-stats rows; on
+   the Community edition the candle aggregates are then refreshed over the whole year and the
+   compression policies run once (the state the policies would have reached);
 2. for the busiest market, times ``--requests`` requests of each scenario through
    ``GET /v1/markets/{ticker}/candles`` (the real app in-process via Litestar's AsyncTestClient,
    with auth and credit charging on): a 1-day 1m request, a 30-day 1h request, a 1-year 1d request,
-   each at a random (seeded) position in the year, with ``fill=true``;
+   each at a random (seeded) position in the year (cold), then the first range again as many
+   times (warm), with ``fill=true``;
 3. times the same ranges computed straight from ``market.trades`` with one
-   ``time_bucket … GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
-   assembly, no HTTP), over one direct connection;
-4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md with p50/p99 of both and the
+   ``time_bucket ... GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
+   assembly, no HTTP), over one direct connection, for at most about ``RAW_BUDGET_S`` per scenario;
+4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md with both and the
    TimescaleDB edition measured; the scratch database is dropped unless ``--keep``.
 
     python bench/bench_candles.py --trades 1000000      # modest

@@ -155,13 +155,6 @@ def apache_server_url() -> Iterator[str]:
     yield _local_cluster("apache")
 
 
-def server_edition(url: str) -> str:
-    """The edition a server runs: ``community`` or ``apache``."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
-    return "apache" if row is None or row[0] == "apache" else "community"
-
-
 # -- the one database factory ---------------------------------------------------------------------
 
 

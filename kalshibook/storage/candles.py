@@ -169,7 +169,12 @@ LEFT JOIN LATERAL (
 ) AS q ON true
 """
 CARRIED_NEAR: Final = timedelta(days=2)
-EDITION: Final = "SELECT current_setting('timescaledb.license', true)"
+# Whether this database's candle relations are continuous aggregates (Community edition) or plain
+# views (Apache): decided by the relations themselves, not by the server's licence.
+CANDLES_ARE_AGGREGATES: Final = """
+SELECT EXISTS (SELECT FROM timescaledb_information.continuous_aggregates
+               WHERE view_schema = 'market' AND view_name = 'candles_trades_1m')
+"""
 MARKET_EXISTS: Final = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
     OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
@@ -274,19 +279,19 @@ async def fetch_candle_data(
     return CandleData(trades, quotes, stats, carried)
 
 
-_EDITIONS: dict[tuple[str, int, str], bool] = {}
+_AGGREGATES: dict[tuple[str, int, str], bool] = {}
 
 
 async def _community(conn: AConn, cur: AsyncCursor[Any]) -> bool:
-    """Whether the server runs the Community edition (continuous aggregates); asked once per
-    server and database (the edition of a cluster is fixed at its start)."""
+    """Whether the candle relations are continuous aggregates; asked once per server and
+    database (migrations create them one way or the other, once)."""
     info = conn.info
     key = (info.host, info.port, info.dbname)
-    known = _EDITIONS.get(key)
+    known = _AGGREGATES.get(key)
     if known is None:
-        await cur.execute(EDITION)
+        await cur.execute(CANDLES_ARE_AGGREGATES)
         row = await cur.fetchone()
-        known = _EDITIONS[key] = row is not None and row[0] == "timescale"
+        known = _AGGREGATES[key] = bool(row and row[0])
     return known
 
 

@@ -69,7 +69,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
     match ``storage`` (the defaults when not given) once compression exists (0004)."""
     preflight(url)
     before = current_revision(url)
-    _with_deadlock_retry(lambda: command.upgrade(alembic_config(url), revision))
+    _retrying_on_locks(lambda: command.upgrade(alembic_config(url), revision))
     after = current_revision(url)
     if (before is None or before < CANDLES_REVISION) and (after or "") >= CANDLES_REVISION:
         materialise_candle_history(url)
@@ -81,7 +81,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
 LOCK_RETRIES = 12
 
 
-def _with_deadlock_retry(step: Callable[[], None]) -> None:
+def _retrying_on_locks(step: Callable[[], None]) -> None:
     """Run a migration step again when it gave up waiting for a lock (or lost a deadlock).
 
     Each revision runs in its own transaction with a short ``lock_timeout`` (migrations/env.py);
