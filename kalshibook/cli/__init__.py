@@ -21,10 +21,15 @@ from kalshibook.settings import Settings
 __all__ = ("COMMANDS", "build_parser", "main")
 
 # name -> (module, help)
+DESCRIPTION = (
+    "kalshibook: record Kalshi's public market data into TimescaleDB and serve it back "
+    "(configuration: KALSHIBOOK_* environment variables, see .env.example)"
+)
 COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": (
         "kalshibook.cli.migrate",
-        "upgrade the database schema to the newest revision",
+        "upgrade the database schema, then apply the KALSHIBOOK_STORAGE_* compression and "
+        "retention policies",
     ),
     "collect": (
         "kalshibook.cli.collect",
@@ -35,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql-user": ("kalshibook.cli.sql_user", "create or drop read-only SQL login roles"),
     "status": (
         "kalshibook.cli.status",
-        "data freshness, gaps and sizes (non-zero if stale)",
+        "data freshness, gaps, sizes and policy runs (non-zero exit when unhealthy)",
     ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
     "sim": ("kalshibook.cli.sim", "run the local Kalshi-protocol exchange simulator"),
@@ -48,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
-    parser = _Parser(prog="kalshibook", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="kalshibook", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules: dict[str, Any] = {}
     for name, (module_name, help_text) in COMMANDS.items():
