@@ -139,7 +139,7 @@ async def _refresh_all(url: str, first: datetime) -> None:
 
 def downgrade(url: str, revision: str) -> None:
     preflight(url)
-    command.downgrade(alembic_config(url), revision)
+    _retrying_on_locks(lambda: command.downgrade(alembic_config(url), revision))
 
 
 def current_revision(url: str) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -308,3 +310,43 @@ def test_migrate_cli_reports_a_server_without_timescaledb(server_without_timesca
     assert "timescaledb" in lines[0]
     with psycopg.connect(server_without_timescaledb) as conn:  # nothing was created
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
+
+
+def _hold_lock_for(url: str, relation: str, seconds: float) -> threading.Thread:
+    """Hold ``relation`` exclusively for ``seconds`` (as a running policy job holds what it
+    refreshes or compresses)."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.Identifier(*relation.split("."))
+                )
+            )
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+def test_downgrade_and_upgrade_wait_out_a_lock_held_by_a_job(empty_db_url: str) -> None:
+    """Migrations give up on a lock after 500 ms and run the revision again: a job holding a
+    relation for longer than that (CI saw a policy refresh) neither fails the downgrade nor the
+    upgrade."""
+    migrate.upgrade(empty_db_url)
+    holder = _hold_lock_for(empty_db_url, "market.trades", 1.5)
+    try:
+        migrate.downgrade(empty_db_url, "base")
+    finally:
+        holder.join()
+    migrate.upgrade(empty_db_url, "0001")
+    holder = _hold_lock_for(empty_db_url, "market.trades", 1.5)
+    try:
+        migrate.upgrade(empty_db_url)
+    finally:
+        holder.join()
+    assert migrate.current_revision(empty_db_url) == migrate.COMPRESSION_REVISION
