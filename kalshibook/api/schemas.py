@@ -374,7 +374,7 @@ class StatusOne(Base):
 # -- candles ------------------------------------------------------------------------------------
 
 
-class KalshiQuoteOHLC(Base):
+class KalshiQuoteOHLC(Base, gc=False):
     """Kalshi's ``yes_bid`` / ``yes_ask`` object."""
 
     open_dollars: Dollars | None
@@ -383,7 +383,7 @@ class KalshiQuoteOHLC(Base):
     close_dollars: Dollars | None
 
 
-class KalshiPrice(Base):
+class KalshiPrice(Base, gc=False):
     """Kalshi's ``price`` object (trades). ``min``/``max`` are null, as in every Kalshi sample."""
 
     open_dollars: Dollars | None
@@ -396,7 +396,7 @@ class KalshiPrice(Base):
     max_dollars: None = None
 
 
-class CandleOut(Base):
+class CandleOut(Base, gc=False):
     start: Annotated[datetime, Meta(description="period start (inclusive)")]
     end: Annotated[
         datetime,

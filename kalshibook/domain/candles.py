@@ -27,14 +27,31 @@ module turns the few hundred rows of one request into candles (ARCHITECTURE.md Â
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from decimal import Decimal
-from fractions import Fraction
-from typing import Final, Literal, TypeVar, get_args
-from zoneinfo import ZoneInfo
+from typing import Final, TypeVar
 
 import msgspec
+
+from kalshibook.domain.candle_rows import (
+    VWAP_DP,
+    BucketRow,
+    CandleRow,
+    CarriedText,
+    assemble_rows,
+    vwap_units,
+)
+from kalshibook.domain.periods import (
+    INTERVALS,
+    NEW_YORK,
+    Interval,
+    count_periods,
+    iter_periods,
+    period_ceil,
+    period_end,
+    period_floor,
+)
 
 __all__ = (
     "INTERVALS",
@@ -47,6 +64,7 @@ __all__ = (
     "StatsBucket",
     "TradeBucket",
     "assemble",
+    "candle_from_row",
     "count_periods",
     "iter_periods",
     "period_ceil",
@@ -55,64 +73,7 @@ __all__ = (
     "vwap",
 )
 
-Interval = Literal["1m", "1h", "1d"]
-INTERVALS: Final[tuple[Interval, ...]] = get_args(Interval)
-NEW_YORK: Final = ZoneInfo("America/New_York")
-VWAP_DP: Final = 6
-_FIXED: Final[dict[str, timedelta]] = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO: Final = Decimal(0)
-
-
-# --- periods ------------------------------------------------------------------------------------
-
-
-def _ny_midnight(day: date) -> datetime:
-    # New York changes clocks at 02:00, so local midnight always exists and is unambiguous.
-    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
-
-
-def period_floor(ts: datetime, interval: Interval) -> datetime:
-    """Start of the period containing ``ts`` (aware UTC datetime)."""
-    if ts.tzinfo is None:
-        raise ValueError("period_floor needs an aware datetime")
-    if interval == "1d":
-        return _ny_midnight(ts.astimezone(NEW_YORK).date())
-    width = _FIXED[interval]
-    return _EPOCH + ((ts - _EPOCH) // width) * width
-
-
-def period_end(start: datetime, interval: Interval) -> datetime:
-    """End of the period starting at ``start`` (exclusive; the next period's start)."""
-    if interval == "1d":
-        return _ny_midnight(start.astimezone(NEW_YORK).date() + timedelta(days=1))
-    return start + _FIXED[interval]
-
-
-def period_ceil(ts: datetime, interval: Interval) -> datetime:
-    """The smallest period boundary at or after ``ts``."""
-    floor = period_floor(ts, interval)
-    return floor if floor == ts else period_end(floor, interval)
-
-
-def iter_periods(start: datetime, end: datetime, interval: Interval) -> Iterator[datetime]:
-    """Starts of the periods whose start lies in ``[period_floor(start), end)``."""
-    current = period_floor(start, interval)
-    while current < end:
-        yield current
-        current = period_end(current, interval)
-
-
-def count_periods(start: datetime, end: datetime, interval: Interval) -> int:
-    """``len(list(iter_periods(start, end, interval)))`` without iterating."""
-    first = period_floor(start, interval)
-    if end <= first:
-        return 0
-    if interval == "1d":
-        last = period_floor(end - timedelta(microseconds=1), interval)
-        return (last.astimezone(NEW_YORK).date() - first.astimezone(NEW_YORK).date()).days + 1
-    width = _FIXED[interval]
-    return -(-(end - first) // width)
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -188,27 +149,84 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     open_interest: Decimal | None
 
 
-# --- assembly -----------------------------------------------------------------------------------
+# --- assembly (kalshibook.domain.candle_rows, on the exact text of the same numbers) ----------
 
 
 def vwap(notional: Decimal, volume: Decimal) -> Decimal | None:
     """notional / volume, rounded half-even to 6 dp exactly (no intermediate rounding)."""
-    if volume == 0:
-        return None
-    scaled = Fraction(notional) / Fraction(volume) * 10**VWAP_DP
-    return Decimal(round(scaled)).scaleb(-VWAP_DP)
+    units = vwap_units(str(notional), str(volume))
+    return None if units is None else Decimal(units).scaleb(-VWAP_DP)
 
 
-def _max(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-    if a is None:
-        return b
-    return a if b is None or a >= b else b
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def _min(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-    if a is None:
-        return b
-    return a if b is None or a <= b else b
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def candle_from_row(row: CandleRow) -> Candle:
+    """The Decimal form of one assembled candle (every number the same value and exponent)."""
+    d = _decimal
+    return Candle(
+        start=row.start,
+        end=row.end,
+        open=d(row.open),
+        high=d(row.high),
+        low=d(row.low),
+        close=d(row.close),
+        volume=Decimal(row.volume),
+        vwap=None if row.vwap is None else Decimal(row.vwap).scaleb(-VWAP_DP),
+        trade_count=row.trade_count,
+        taker_yes_volume=Decimal(row.taker_yes_volume),
+        taker_no_volume=Decimal(row.taker_no_volume),
+        previous=d(row.previous),
+        yes_bid_open=d(row.yes_bid_open),
+        yes_bid_high=d(row.yes_bid_high),
+        yes_bid_low=d(row.yes_bid_low),
+        yes_bid_close=d(row.yes_bid_close),
+        yes_ask_open=d(row.yes_ask_open),
+        yes_ask_high=d(row.yes_ask_high),
+        yes_ask_low=d(row.yes_ask_low),
+        yes_ask_close=d(row.yes_ask_close),
+        open_interest=d(row.open_interest),
+    )
+
+
+def _bucket_rows(
+    trades: Sequence[TradeBucket], quotes: Sequence[QuoteBucket], stats: Sequence[StatsBucket]
+) -> list[BucketRow]:
+    by_trade = _by_bucket(trades)
+    by_quote = _by_bucket(quotes)
+    by_stats = _by_bucket(stats)
+    t = _text
+    out: list[BucketRow] = []
+    for bucket in by_trade.keys() | by_quote.keys() | by_stats.keys():
+        trade, quote, stat = by_trade.get(bucket), by_quote.get(bucket), by_stats.get(bucket)
+        out.append(
+            BucketRow(
+                bucket=bucket,
+                open=t(trade.open) if trade else None,
+                high=t(trade.high) if trade else None,
+                low=t(trade.low) if trade else None,
+                close=t(trade.close) if trade else None,
+                volume=t(trade.volume) if trade else None,
+                notional=t(trade.notional) if trade else None,
+                trade_count=trade.trade_count if trade else None,
+                taker_yes_volume=t(trade.taker_yes_volume) if trade else None,
+                taker_no_volume=t(trade.taker_no_volume) if trade else None,
+                quoted=quote is not None,
+                yes_bid_high=t(quote.yes_bid_high) if quote else None,
+                yes_bid_low=t(quote.yes_bid_low) if quote else None,
+                yes_bid_close=t(quote.yes_bid_close) if quote else None,
+                yes_ask_high=t(quote.yes_ask_high) if quote else None,
+                yes_ask_low=t(quote.yes_ask_low) if quote else None,
+                yes_ask_close=t(quote.yes_ask_close) if quote else None,
+                open_interest=t(stat.open_interest) if stat else None,
+            )
+        )
+    return out
 
 
 _Row = TypeVar("_Row", TradeBucket, QuoteBucket, StatsBucket)
@@ -240,68 +258,20 @@ def assemble(
     ``trades``/``quotes``/``stats`` are the aggregate rows of those periods (any order; buckets are
     period starts), ``carried`` the state before ``period_floor(start)``. With ``fill`` every period
     starting before ``min(end, until)`` is returned; otherwise only periods with a source row.
+    (The Decimal face of :func:`kalshibook.domain.candle_rows.assemble_rows`.)
     """
-    first = period_floor(start, interval)
-    by_trade = _by_bucket(trades)
-    by_quote = _by_bucket(quotes)
-    by_stats = _by_bucket(stats)
-    buckets = set(by_trade) | set(by_quote) | set(by_stats)
-    for bucket in buckets:
-        if not first <= bucket < end or period_floor(bucket, interval) != bucket:
-            raise ValueError(f"row bucket {bucket.isoformat()} is not a {interval} period in range")
-    if fill:
-        stop = end if until is None else min(end, until)
-        buckets.update(iter_periods(first, stop, interval))
-
-    last_price = carried.last_price
-    bid, ask, oi = carried.yes_bid, carried.yes_ask, carried.open_interest
-    out: list[Candle] = []
-    for bucket in sorted(buckets):
-        trade = by_trade.get(bucket)
-        quote = by_quote.get(bucket)
-        stat = by_stats.get(bucket)
-
-        bid_open, ask_open = bid, ask
-        if quote is not None:
-            bid_high = _max(bid_open, quote.yes_bid_high)
-            bid_low = _min(bid_open, quote.yes_bid_low)
-            ask_high = _max(ask_open, quote.yes_ask_high)
-            ask_low = _min(ask_open, quote.yes_ask_low)
-            bid, ask = quote.yes_bid_close, quote.yes_ask_close
-        else:
-            bid_high = bid_low = bid_open
-            ask_high = ask_low = ask_open
-
-        if stat is not None and stat.open_interest is not None:
-            oi = stat.open_interest
-
-        previous = last_price
-        if trade is not None:
-            last_price = trade.close
-
-        out.append(
-            Candle(
-                start=bucket,
-                end=period_end(bucket, interval),
-                open=trade.open if trade else None,
-                high=trade.high if trade else None,
-                low=trade.low if trade else None,
-                close=trade.close if trade else None,
-                volume=trade.volume if trade else _ZERO,
-                vwap=vwap(trade.notional, trade.volume) if trade else None,
-                trade_count=trade.trade_count if trade else 0,
-                taker_yes_volume=trade.taker_yes_volume if trade else _ZERO,
-                taker_no_volume=trade.taker_no_volume if trade else _ZERO,
-                previous=previous,
-                yes_bid_open=bid_open,
-                yes_bid_high=bid_high,
-                yes_bid_low=bid_low,
-                yes_bid_close=bid,
-                yes_ask_open=ask_open,
-                yes_ask_high=ask_high,
-                yes_ask_low=ask_low,
-                yes_ask_close=ask,
-                open_interest=oi,
-            )
-        )
-    return out
+    rows = assemble_rows(
+        interval,
+        start,
+        end,
+        rows=_bucket_rows(trades, quotes, stats),
+        carried=CarriedText(
+            last_price=_text(carried.last_price),
+            yes_bid=_text(carried.yes_bid),
+            yes_ask=_text(carried.yes_ask),
+            open_interest=_text(carried.open_interest),
+        ),
+        fill=fill,
+        until=until,
+    )
+    return [candle_from_row(r) for r in rows]

@@ -8,6 +8,7 @@ uses integers: prices in micro-dollars (:data:`PRICE_SCALE`) and sizes in hundre
 
 from __future__ import annotations
 
+import re
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 
 from kalshibook.errors import ProtocolError
@@ -17,7 +18,10 @@ __all__ = (
     "SIZE_SCALE",
     "cents_to_dollars",
     "fmt_count",
+    "fmt_count_text",
     "fmt_dollars",
+    "fmt_dollars_text",
+    "fmt_micro_dollars",
     "parse_count",
     "parse_dollars",
     "price_to_units",
@@ -140,3 +144,39 @@ def fmt_dollars(d: Decimal) -> str:
 def fmt_count(d: Decimal) -> str:
     """Kalshi-style count string: at least 2 dp (``"12.50"``)."""
     return _fmt(d, 2)
+
+
+# --- the same formatting from a number's text (PostgreSQL's numeric output), without Decimal ---
+
+_PLAIN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+"""A decimal number as PostgreSQL prints a finite numeric (no exponent, no sign but '-')."""
+
+
+def _fmt_text(text: str, min_dp: int) -> str:
+    if _PLAIN.fullmatch(text) is None:  # exponent, NaN, ...: the Decimal way
+        return _fmt(Decimal(text), min_dp)
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) < min_dp:
+        frac = frac.ljust(min_dp, "0")
+    return f"{whole}.{frac}"
+
+
+def fmt_dollars_text(text: str) -> str:
+    """``fmt_dollars(Decimal(text))`` without building the Decimal (same string, exactly)."""
+    return _fmt_text(text, 4)
+
+
+def fmt_count_text(text: str) -> str:
+    """``fmt_count(Decimal(text))`` without building the Decimal (same string, exactly)."""
+    return _fmt_text(text, 2)
+
+
+def fmt_micro_dollars(units: int) -> str:
+    """``fmt_dollars(Decimal(units).scaleb(-6))``: integer micro-dollars as a dollar string."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), PRICE_SCALE)
+    digits = f"{frac:06d}".rstrip("0")
+    if len(digits) < 4:
+        digits = digits.ljust(4, "0")
+    return f"{sign}{whole}.{digits}"

@@ -9,7 +9,6 @@ Semantics (periods, carried state, fill, VWAP rounding): :mod:`kalshibook.domain
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from litestar import Request, get
@@ -22,16 +21,11 @@ from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
 from kalshibook.api.docs import TickerPath, priced, responses
 from kalshibook.api.params import parse_time
 from kalshibook.domain.booleans import parse_bool
-from kalshibook.domain.candles import (
-    Candle,
-    Interval,
-    count_periods,
-    period_end,
-    period_floor,
-)
-from kalshibook.domain.prices import fmt_count, fmt_dollars
+from kalshibook.domain.candle_rows import CandleRow
+from kalshibook.domain.periods import Interval, count_periods, period_end, period_floor
+from kalshibook.domain.prices import fmt_count_text, fmt_dollars_text, fmt_micro_dollars
 from kalshibook.errors import BadRequest, NotFound, UnknownMarket
-from kalshibook.storage.candles import read_candles
+from kalshibook.storage.candles import read_candle_rows
 
 __all__ = ("HANDLERS", "candle_out", "candles_handler")
 
@@ -49,83 +43,70 @@ INTERVALS: Final[dict[str, Interval]] = {
 
 
 class _Formatter:
-    """fmt_dollars / fmt_count memoised per request: carried prices repeat across candles (equal
-    Decimals always format alike, so the value is a safe key)."""
+    """Kalshi-style strings of the numbers of one response, memoised per request (prices repeat
+    across candles; equal texts always format alike). Exactly fmt_dollars / fmt_count of the
+    same values (kalshibook.domain.prices)."""
 
     __slots__ = ("_counts", "_dollars")
 
     def __init__(self) -> None:
-        self._dollars: dict[Decimal, str] = {}
-        self._counts: dict[Decimal, str] = {}
+        self._dollars: dict[str | None, str | None] = {None: None}
+        self._counts: dict[str, str] = {}
 
-    def dollars(self, value: Decimal | None) -> str | None:
-        if value is None:
-            return None
-        out = self._dollars.get(value)
-        if out is None:
-            out = self._dollars[value] = fmt_dollars(value)
-        return out
+    def dollars(self, text: str | None) -> str | None:
+        try:
+            return self._dollars[text]
+        except KeyError:
+            assert text is not None  # None is always cached
+            out = self._dollars[text] = fmt_dollars_text(text)
+            return out
 
-    def count(self, value: Decimal) -> str:
-        out = self._counts.get(value)
-        if out is None:
-            out = self._counts[value] = fmt_count(value)
-        return out
+    def count(self, text: str) -> str:
+        try:
+            return self._counts[text]
+        except KeyError:
+            out = self._counts[text] = fmt_count_text(text)
+            return out
 
 
-def candle_out(c: Candle, fmt: _Formatter | None = None) -> s.CandleOut:
+def candle_out(c: CandleRow, fmt: _Formatter | None = None) -> s.CandleOut:
+    """One candle in the response shape (positional construction: this runs per candle)."""
     f = fmt or _Formatter()
     d = f.dollars
-    bid = s.KalshiQuoteOHLC(
-        open_dollars=d(c.yes_bid_open),
-        low_dollars=d(c.yes_bid_low),
-        high_dollars=d(c.yes_bid_high),
-        close_dollars=d(c.yes_bid_close),
-    )
-    ask = s.KalshiQuoteOHLC(
-        open_dollars=d(c.yes_ask_open),
-        low_dollars=d(c.yes_ask_low),
-        high_dollars=d(c.yes_ask_high),
-        close_dollars=d(c.yes_ask_close),
-    )
-    o, h, lo, cl, vwap, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.vwap), d(c.previous)
+    bo, bh, bl, bc = d(c.yes_bid_open), d(c.yes_bid_high), d(c.yes_bid_low), d(c.yes_bid_close)
+    ao, ah, al, ac = d(c.yes_ask_open), d(c.yes_ask_high), d(c.yes_ask_low), d(c.yes_ask_close)
+    o, h, lo, cl, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.previous)
+    vwap = None if c.vwap is None else fmt_micro_dollars(c.vwap)
     volume = f.count(c.volume)
     oi = None if c.open_interest is None else f.count(c.open_interest)
     return s.CandleOut(
-        start=c.start,
-        end=c.end,
-        open=o,
-        high=h,
-        low=lo,
-        close=cl,
-        volume=volume,
-        vwap=vwap,
-        trade_count=c.trade_count,
-        taker_yes_volume=f.count(c.taker_yes_volume),
-        taker_no_volume=f.count(c.taker_no_volume),
-        previous=prev,
-        yes_bid_open=bid.open_dollars,
-        yes_bid_high=bid.high_dollars,
-        yes_bid_low=bid.low_dollars,
-        yes_bid_close=bid.close_dollars,
-        yes_ask_open=ask.open_dollars,
-        yes_ask_high=ask.high_dollars,
-        yes_ask_low=ask.low_dollars,
-        yes_ask_close=ask.close_dollars,
-        open_interest=oi,
-        end_period_ts=int(c.end.timestamp()),
-        yes_bid=bid,
-        yes_ask=ask,
-        price=s.KalshiPrice(
-            open_dollars=o,
-            low_dollars=lo,
-            high_dollars=h,
-            close_dollars=cl,
-            mean_dollars=vwap,
-            previous_dollars=prev,
-        ),
-        volume_fp=volume,
-        open_interest_fp=oi,
+        c.start,
+        c.end,
+        o,
+        h,
+        lo,
+        cl,
+        volume,
+        vwap,
+        c.trade_count,
+        f.count(c.taker_yes_volume),
+        f.count(c.taker_no_volume),
+        prev,
+        bo,
+        bh,
+        bl,
+        bc,
+        ao,
+        ah,
+        al,
+        ac,
+        oi,
+        int(c.end.timestamp()),
+        s.KalshiQuoteOHLC(bo, bl, bh, bc),
+        s.KalshiQuoteOHLC(ao, al, ah, ac),
+        s.KalshiPrice(o, lo, h, cl, vwap, prev),
+        volume,
+        oi,
     )
 
 
@@ -249,7 +230,7 @@ async def candles_handler(
     with_fill = parse_fill(fill)
     t0, t1 = candle_window(width, start, end, now, settings.api.max_candles)
     try:
-        candles = await read_candles(conn, ticker, width, t0, t1, fill=with_fill, until=now)
+        candles = await read_candle_rows(conn, ticker, width, t0, t1, fill=with_fill, until=now)
     except UnknownMarket as exc:
         raise NotFound(
             f"{exc.message}; check the ticker (GET /v1/markets lists them)", parameter="ticker"
