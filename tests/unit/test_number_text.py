@@ -20,9 +20,11 @@ from kalshibook.domain.prices import (
 )
 
 # Finite decimals as PostgreSQL prints a numeric (trailing zeros kept: scale is part of the text)
-# and as str(Decimal) prints them (exponent notation for small/large exponents).
+# and as str(Decimal) prints them (exponent notation for small/large exponents). At most 28
+# significant digits: fmt_dollars' normalize() rounds longer values to the default context's 28
+# digits, where the text versions stay exact (no price, count or sum of them comes near).
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
-    lambda d: abs(d.adjusted()) < 30
+    lambda d: abs(d.adjusted()) < 30 and len(d.as_tuple().digits) <= 28
 )
 
 

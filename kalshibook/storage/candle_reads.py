@@ -1,0 +1,387 @@
+"""Candle reads for the API: the rows of a range and the state before it (numbers as text).
+
+Reads go to the candle relations of migration 0002 (continuous aggregates on the Community
+edition, plain views on Apache): one parameterised statement per interval returning one row per
+bucket of the level's trades, quotes and stats relations, plus the state before the range (from
+the 1m/1d aggregates on Community, index-friendly ``ORDER BY ts DESC LIMIT 1`` look-ups of the
+hypertables on Apache). Assembly is pure: kalshibook.domain.candle_rows.
+
+Community edition, below the watermark. A real-time continuous aggregate is a UNION of its
+materialisation (``bucket < watermark``) and the aggregation of its source above the watermark,
+and every query of it plans both, through the whole 1m → 1h → 1d chain: several ms of planning per
+relation, most of a request. What lies below the watermark is exactly the materialisation's rows,
+so the read asks the watermarks first (one short statement) and then reads the materialisation
+hypertables directly for ``[start, min(end, watermark))`` and the aggregate itself only for
+``[watermark, end)`` when the range reaches past it: the same rows for a fraction of the planning.
+The hypertables' names come from TimescaleDB's catalog (quoted identifiers, never request input),
+looked up once per database and again if a migration replaced them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, LiteralString
+
+import msgspec
+from psycopg import AsyncConnection, AsyncCursor, errors, sql
+from psycopg.rows import args_row
+
+from kalshibook.domain.candle_rows import BucketRow, CandleRow, CarriedText, assemble_rows
+from kalshibook.domain.candles import Candle, candle_from_row
+from kalshibook.domain.periods import Interval, period_floor
+from kalshibook.errors import UnknownMarket
+
+__all__ = (
+    "CandleData",
+    "fetch_candle_data",
+    "market_exists",
+    "read_candle_rows",
+    "read_candles",
+)
+
+AConn = AsyncConnection[Any]
+
+# One statement per interval: the trades, quotes and stats relations of the level, one row per
+# bucket, numbers as text (exact, and no Decimal per value: see domain.candle_rows). A UNION ALL
+# grouped by bucket, not a FULL JOIN: each relation has at most one row per bucket, and a full
+# join of real-time aggregates planned one side as a merge over a re-evaluated aggregate (seconds
+# on a year of data). {trades}/{quotes}/{stats}: the level's aggregates, or their materialisations.
+ROWS_TEMPLATE: Final = """
+SELECT bucket, max(open), max(high), max(low), max(close), max(volume), max(notional),
+       max(trade_count), max(taker_yes_volume), max(taker_no_volume), bool_or(quoted),
+       max(yes_bid_high), max(yes_bid_low), max(yes_bid_close),
+       max(yes_ask_high), max(yes_ask_low), max(yes_ask_close), max(open_interest)
+FROM (
+  SELECT bucket, open::text, high::text, low::text, close::text, volume::text, notional::text,
+         trade_count, taker_yes_volume::text, taker_no_volume::text, false AS quoted,
+         NULL::text AS yes_bid_high, NULL::text AS yes_bid_low, NULL::text AS yes_bid_close,
+         NULL::text AS yes_ask_high, NULL::text AS yes_ask_low, NULL::text AS yes_ask_close,
+         NULL::text AS open_interest
+  FROM {trades}
+  WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+  UNION ALL
+  SELECT bucket, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true,
+         yes_bid_high::text, yes_bid_low::text, yes_bid_close::text,
+         yes_ask_high::text, yes_ask_low::text, yes_ask_close::text, NULL
+  FROM {quotes}
+  WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+  UNION ALL
+  SELECT bucket, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false,
+         NULL, NULL, NULL, NULL, NULL, NULL, open_interest::text
+  FROM {stats}
+  WHERE market_ticker = %(ticker)s AND bucket >= %(start)s AND bucket < %(end)s
+) AS by_source
+GROUP BY bucket
+ORDER BY bucket
+"""
+
+# Community edition: the state before the range from the candle aggregates instead of the raw
+# hypertables (whose old chunks are compressed, and whose plans span every chunk of the history).
+# First the last 1m bucket in the two days before ``start`` (a 1m bucket below ``start`` lies
+# wholly before it); only for what that leaves unknown, the last 1d bucket whose last row is before
+# ``start``. Two days, not one: a New York day is at most 25 hours, so a 1d bucket that straddles
+# ``start`` (and is skipped) has all its rows before ``start`` inside the 1m window. Each
+# aggregate's close is its last row's value, so this is the same value the raw look-ups return.
+# Two statements, not one: planning the 1d look-ups (three real-time levels each) costs several
+# ms, and a market with any row in the last two days never needs them.
+CARRIED_NEAR_TEMPLATE: Final = """
+SELECT
+  (SELECT close::text FROM {trades}
+   WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+   ORDER BY bucket DESC LIMIT 1),
+  q.found, q.yes_bid_close::text, q.yes_ask_close::text,
+  (SELECT open_interest::text FROM {stats}
+   WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+     AND open_interest_ts IS NOT NULL
+   ORDER BY bucket DESC LIMIT 1)
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+  SELECT true AS found, yes_bid_close, yes_ask_close FROM {quotes}
+  WHERE market_ticker = %(ticker)s AND bucket >= %(near)s AND bucket < %(start)s
+  ORDER BY bucket DESC LIMIT 1
+) AS q ON true
+"""
+CARRIED_FAR_SQL: Final = """
+SELECT
+  (SELECT close::text FROM market.candles_trades_1d
+   WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
+   ORDER BY bucket DESC LIMIT 1),
+  q.found, q.yes_bid_close::text, q.yes_ask_close::text,
+  (SELECT open_interest::text FROM market.candles_stats_1d
+   WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND open_interest_ts < %(start)s
+   ORDER BY bucket DESC LIMIT 1)
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+  SELECT true AS found, yes_bid_close, yes_ask_close FROM market.candles_quotes_1d
+  WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
+  ORDER BY bucket DESC LIMIT 1
+) AS q ON true
+"""
+CARRIED_NEAR: Final = timedelta(days=2)
+
+_SOURCES: Final = ("trades", "quotes", "stats")
+
+
+def _relations(interval: Interval) -> dict[str, sql.Identifier]:
+    return {s: sql.Identifier("market", f"candles_{s}_{interval}") for s in _SOURCES}
+
+
+# The same statements over the candle relations (aggregates or views), fixed.
+ROWS_SQL: Final[dict[Interval, sql.Composed]] = {
+    i: sql.SQL(ROWS_TEMPLATE).format(**_relations(i)) for i in ("1m", "1h", "1d")
+}
+CARRIED_NEAR_SQL: Final = sql.SQL(CARRIED_NEAR_TEMPLATE).format(**_relations("1m"))
+
+# Apache edition: the state before the range, the newest row before ``start`` on the
+# (market_ticker, ts DESC) index. ``since`` bounds the search so that plan-time chunk exclusion
+# keeps only the chunks of the last day: planning the unbounded query touches every chunk (tens of
+# ms after a year of data). Only when that day has no row is the search repeated over all history
+# (since = 1970).
+LAST_TRADE_BEFORE: Final = """
+SELECT yes_price::text FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+ORDER BY ts DESC LIMIT 1
+"""
+LAST_QUOTE_BEFORE: Final = """
+SELECT yes_bid::text, yes_ask::text FROM market.quotes
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+ORDER BY ts DESC LIMIT 1
+"""
+LAST_OPEN_INTEREST_BEFORE: Final = """
+SELECT open_interest::text FROM market.market_stats
+WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
+  AND open_interest IS NOT NULL
+ORDER BY ts DESC LIMIT 1
+"""
+CARRY_SEARCH_WINDOW: Final = timedelta(days=1)
+_NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The candle aggregates' materialisation hypertables (Community edition; none on Apache).
+MATERIALISATIONS: Final = """
+SELECT c.user_view_name, c.mat_hypertable_id, h.schema_name, h.table_name
+FROM _timescaledb_catalog.continuous_agg AS c
+JOIN _timescaledb_catalog.hypertable AS h ON h.id = c.mat_hypertable_id
+WHERE c.user_view_schema = 'market'
+"""
+# Each aggregate's watermark, as its real-time view computes it (COALESCE to -infinity for a
+# never refreshed aggregate), held inside what Python's datetime represents: below 1970 there is
+# no source row, so 1970 reads the same rows as -infinity.
+WATERMARKS: Final = """
+SELECT id, greatest(least(
+         coalesce(_timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(id)),
+                  '-infinity'),
+         '9999-01-01 00:00+00'), '1970-01-01 00:00+00')
+FROM unnest(%(ids)s::int[]) AS id
+"""
+MARKET_EXISTS: Final = """
+SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.quotes WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.market_stats WHERE market_ticker = %(ticker)s)
+"""
+
+
+class _Direct(msgspec.Struct, frozen=True):
+    """One database's materialisations: the statements reading them and their aggregates' ids."""
+
+    ids: dict[Interval, list[int]]
+    rows_sql: dict[Interval, sql.Composed]
+    near_sql: sql.Composed
+
+
+class CandleData(msgspec.Struct, frozen=True):
+    """The rows one candle request needs (one per bucket with any source row + the state before
+    the range), numbers as text."""
+
+    rows: list[BucketRow]
+    carried: CarriedText
+
+    @property
+    def empty(self) -> bool:
+        c = self.carried
+        return not self.rows and (
+            c.last_price is None
+            and c.yes_bid is None
+            and c.yes_ask is None
+            and c.open_interest is None
+        )
+
+
+_DbKey = tuple[str, int, str]
+# None: the candle relations are plain views (Apache edition).
+_DIRECT: dict[_DbKey, _Direct | None] = {}
+
+
+def _db_key(conn: AConn) -> _DbKey:
+    info = conn.info
+    return (info.host, info.port, info.dbname)
+
+
+async def _direct(conn: AConn) -> _Direct | None:
+    """The materialisations of this database's candle aggregates, or None when the candle
+    relations are plain views; looked up once per server and database."""
+    key = _db_key(conn)
+    if key in _DIRECT:
+        return _DIRECT[key]
+    async with conn.cursor() as cur:
+        await cur.execute(MATERIALISATIONS)
+        found = {str(r[0]): (int(r[1]), str(r[2]), str(r[3])) for r in await cur.fetchall()}
+    direct: _Direct | None = None
+    levels: tuple[Interval, ...] = ("1m", "1h", "1d")
+    names = {i: [f"candles_{s}_{i}" for s in _SOURCES] for i in levels}
+    if all(n in found for i in levels for n in names[i]):
+        tables = {
+            i: {s: sql.Identifier(*found[n][1:]) for s, n in zip(_SOURCES, names[i], strict=True)}
+            for i in levels
+        }
+        direct = _Direct(
+            ids={i: [found[n][0] for n in names[i]] for i in levels},
+            rows_sql={i: sql.SQL(ROWS_TEMPLATE).format(**tables[i]) for i in levels},
+            near_sql=sql.SQL(CARRIED_NEAR_TEMPLATE).format(**tables["1m"]),
+        )
+    _DIRECT[key] = direct
+    return direct
+
+
+async def _last_before(
+    cur: AsyncCursor[Any], query: LiteralString, ticker: str, start: datetime
+) -> tuple[Any, ...] | None:
+    """The newest row before ``start``: the last day first, then all of history."""
+    for since in (start - CARRY_SEARCH_WINDOW, _NO_LOWER_BOUND):
+        await cur.execute(query, {"ticker": ticker, "start": start, "since": since})
+        row = await cur.fetchone()
+        if row is not None:
+            return tuple(row)
+    return None
+
+
+def _carried(near: tuple[Any, ...], far: tuple[Any, ...] | None) -> CarriedText:
+    """The near (1m) look-up's values, each completed from the far (1d) one when missing."""
+    price, q_found, bid, ask, oi = near
+    if far is not None:
+        price = price if price is not None else far[0]
+        if not q_found:
+            bid, ask = far[2], far[3]
+        oi = oi if oi is not None else far[4]
+    return CarriedText(last_price=price, yes_bid=bid, yes_ask=ask, open_interest=oi)
+
+
+async def _fetch_community(
+    conn: AConn, direct: _Direct, ticker: str, interval: Interval, start: datetime, end: datetime
+) -> CandleData:
+    minute_ids = direct.ids["1m"]
+    level_ids = direct.ids[interval]
+    async with conn.cursor() as cur:
+        await cur.execute(WATERMARKS, {"ids": sorted({*minute_ids, *level_ids})})
+        marks: dict[int, datetime] = {int(r[0]): r[1] for r in await cur.fetchall()}
+    level_mark = min(marks[i] for i in level_ids)
+    minute_mark = min(marks[i] for i in minute_ids)
+    carried_params = {"ticker": ticker, "start": start, "near": start - CARRIED_NEAR}
+    below: list[BucketRow] = []
+    above: list[BucketRow] = []
+    async with (
+        conn.cursor(row_factory=args_row(BucketRow)) as below_cur,
+        conn.cursor(row_factory=args_row(BucketRow)) as above_cur,
+        conn.cursor() as cur,
+    ):
+        async with conn.pipeline():
+            if start < level_mark:
+                below_params = {"ticker": ticker, "start": start, "end": min(end, level_mark)}
+                await below_cur.execute(direct.rows_sql[interval], below_params)
+            if end > level_mark:
+                above_params = {"ticker": ticker, "start": max(start, level_mark), "end": end}
+                await above_cur.execute(ROWS_SQL[interval], above_params)
+            near_sql = direct.near_sql if start <= minute_mark else CARRIED_NEAR_SQL
+            await cur.execute(near_sql, carried_params)
+        if start < level_mark:
+            below = await below_cur.fetchall()
+        if end > level_mark:
+            above = await above_cur.fetchall()
+        near = await cur.fetchone()
+        assert near is not None  # one row always
+        far = None
+        if near[0] is None or not near[1] or near[4] is None:
+            await cur.execute(CARRIED_FAR_SQL, carried_params)
+            far = await cur.fetchone()
+    carried = _carried(tuple(near), None if far is None else tuple(far))
+    return CandleData(below + above, carried)
+
+
+async def fetch_candle_data(
+    conn: AConn, ticker: str, interval: Interval, start: datetime, end: datetime
+) -> CandleData:
+    """One row per bucket in ``[start, end)`` with any source row, and the state before ``start``.
+
+    ``start`` must be a period boundary of ``interval`` (see ``period_floor``).
+    """
+    direct = await _direct(conn)
+    if direct is not None:
+        try:
+            return await _fetch_community(conn, direct, ticker, interval, start, end)
+        except errors.UndefinedTable:  # a migration replaced the aggregates: look them up again
+            _DIRECT.pop(_db_key(conn), None)
+            direct = await _direct(conn)
+            if direct is not None:
+                return await _fetch_community(conn, direct, ticker, interval, start, end)
+    params = {"ticker": ticker, "start": start, "end": end}
+    async with conn.cursor(row_factory=args_row(BucketRow)) as rows_cur, conn.cursor() as cur:
+        await rows_cur.execute(ROWS_SQL[interval], params)
+        rows = await rows_cur.fetchall()
+        trade_row = await _last_before(cur, LAST_TRADE_BEFORE, ticker, start)
+        quote_row = await _last_before(cur, LAST_QUOTE_BEFORE, ticker, start)
+        oi_row = await _last_before(cur, LAST_OPEN_INTEREST_BEFORE, ticker, start)
+    carried = CarriedText(
+        last_price=trade_row[0] if trade_row else None,
+        yes_bid=quote_row[0] if quote_row else None,
+        yes_ask=quote_row[1] if quote_row else None,
+        open_interest=oi_row[0] if oi_row else None,
+    )
+    return CandleData(rows, carried)
+
+
+async def market_exists(conn: AConn, ticker: str) -> bool:
+    """True when the market is in ``market.markets`` or has any trade, quote or stats row."""
+    async with conn.cursor() as cur:
+        await cur.execute(MARKET_EXISTS, {"ticker": ticker})
+        row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def read_candle_rows(
+    conn: AConn,
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    fill: bool,
+    until: datetime | None = None,
+) -> list[CandleRow]:
+    """Candles of ``ticker`` for the periods starting in ``[period_floor(start), end)``, numbers
+    as text (the API's path: no Decimal per value).
+
+    Raises UnknownMarket when the market is unknown. ``until`` (normally now) stops ``fill`` from
+    inventing periods that have not started yet.
+    """
+    first = period_floor(start, interval)
+    data = await fetch_candle_data(conn, ticker, interval, first, end)
+    if data.empty and not await market_exists(conn, ticker):
+        raise UnknownMarket(ticker)
+    return assemble_rows(
+        interval, first, end, rows=data.rows, carried=data.carried, fill=fill, until=until
+    )
+
+
+async def read_candles(
+    conn: AConn,
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+    *,
+    fill: bool,
+    until: datetime | None = None,
+) -> list[Candle]:
+    """:func:`read_candle_rows` with Decimal numbers."""
+    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=fill, until=until)
+    return [candle_from_row(r) for r in rows]

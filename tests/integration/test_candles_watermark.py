@@ -1,0 +1,107 @@
+"""Community edition: candle reads split at the aggregates' watermark (materialisation below it,
+the real-time aggregate above it) return every bucket once, with the same values, and survive
+aggregates replaced under a running process (kalshibook.storage.candle_reads)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from kalshibook.storage import candle_reads
+from kalshibook.storage.candle_reads import read_candles
+
+pytestmark = [pytest.mark.db]
+
+TICKER = "KXWATERMARK-26-T1"
+T0 = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+
+INSERT_TRADE = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
+                           taker_outcome_side, taker_book_side, source, received_at)
+VALUES (%s, %s, %s, %s, 1 - %s, %s, 'yes', 'bid', 'ws', now())
+"""
+INSERT_QUOTE = """
+INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
+                           yes_ask_size)
+VALUES (%s, %s, now(), %s, 10, %s, 10)
+"""
+INSERT_STATS = """
+INSERT INTO market.market_stats (ts, market_ticker, received_at, open_interest)
+VALUES (%s, %s, now(), %s)
+"""
+REFRESH = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
+WATERMARK = """
+SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(mat_hypertable_id))
+FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s
+"""
+
+
+def price(minute: int) -> Decimal:
+    return Decimal("0.30") + Decimal(minute) / 100
+
+
+def load(url: str) -> None:
+    """Ten minutes with one trade and one quote each; the 1m aggregates materialised up to
+    minute 5 (their watermark), minutes 5-9 only in the raw hypertables."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
+            pytest.skip("continuous aggregates are Community edition only")
+        for k in range(10):
+            ts = T0 + k * M + timedelta(seconds=10)
+            p = price(k)
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p, Decimal(k + 1)))
+            conn.execute(INSERT_QUOTE, (ts, TICKER, p - Decimal("0.01"), p + Decimal("0.01")))
+            conn.execute(INSERT_STATS, (ts, TICKER, Decimal(100 + k)))
+        for source in ("trades", "quotes", "stats"):
+            conn.execute(REFRESH, (f"market.candles_{source}_1m", T0 - 60 * M, T0 + 5 * M))
+        for source in ("trades", "quotes", "stats"):
+            (mark,) = conn.execute(WATERMARK, (f"candles_{source}_1m",)).fetchone() or (None,)
+            assert mark == T0 + 5 * M  # the ranges read below span the watermark
+
+
+async def test_a_range_across_the_watermark_has_every_bucket_once(db_url: str) -> None:
+    load(db_url)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        candles = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
+        # the carried-in state of a range starting above the watermark comes from the live part
+        later = await read_candles(conn, TICKER, "1m", T0 + 7 * M, T0 + 8 * M, fill=False)
+    assert [c.start for c in candles] == [T0 + k * M for k in range(10)]
+    assert [c.close for c in candles] == [price(k) for k in range(10)]
+    assert [c.volume for c in candles] == [Decimal(k + 1) for k in range(10)]
+    assert [c.previous for c in candles[1:]] == [price(k) for k in range(9)]
+    assert [c.yes_bid_open for c in candles[1:]] == [price(k) - Decimal("0.01") for k in range(9)]
+    assert [c.vwap for c in candles] == [price(k) for k in range(10)]
+    assert [c.open_interest for c in candles] == [Decimal(100 + k) for k in range(10)]
+    assert [(c.previous, c.yes_ask_open, c.close, c.open_interest) for c in later] == [
+        (price(6), price(6) + Decimal("0.01"), price(7), Decimal(107))
+    ]
+
+
+async def test_aggregates_replaced_under_a_running_process_are_looked_up_again(
+    db_url: str,
+) -> None:
+    load(db_url)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        first = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
+        key = candle_reads._db_key(conn)
+        known = candle_reads._DIRECT[key]
+        assert known is not None  # the materialisations were found and used
+        # what a cached name of a dropped materialisation looks like to the read path
+        stale = dict.fromkeys(("1m", "1h", "1d"), known.rows_sql["1m"])
+        gone = psycopg.sql.SQL(candle_reads.ROWS_TEMPLATE).format(
+            trades=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
+            quotes=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
+            stats=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
+        )
+        stale["1m"] = gone
+        candle_reads._DIRECT[key] = candle_reads._Direct(
+            ids=known.ids, rows_sql=stale, near_sql=known.near_sql
+        )
+        again = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
+    assert again == first
+    assert candle_reads._DIRECT[key] == known
