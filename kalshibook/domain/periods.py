@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ _FIXED: Final[dict[str, timedelta]] = {"1m": timedelta(minutes=1), "1h": timedel
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=16_384)  # about 45 years of days; a day's midnight never changes
 def _ny_midnight(day: date) -> datetime:
     # New York changes clocks at 02:00, so local midnight always exists and is unambiguous.
     return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)

@@ -101,18 +101,18 @@ LEFT JOIN LATERAL (
   ORDER BY bucket DESC LIMIT 1
 ) AS q ON true
 """
-CARRIED_FAR_SQL: Final = """
+CARRIED_FAR_TEMPLATE: Final = """
 SELECT
-  (SELECT close::text FROM market.candles_trades_1d
+  (SELECT close::text FROM {trades}
    WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
    ORDER BY bucket DESC LIMIT 1),
   q.found, q.yes_bid_close::text, q.yes_ask_close::text,
-  (SELECT open_interest::text FROM market.candles_stats_1d
+  (SELECT open_interest::text FROM {stats}
    WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND open_interest_ts < %(start)s
    ORDER BY bucket DESC LIMIT 1)
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
-  SELECT true AS found, yes_bid_close, yes_ask_close FROM market.candles_quotes_1d
+  SELECT true AS found, yes_bid_close, yes_ask_close FROM {quotes}
   WHERE market_ticker = %(ticker)s AND bucket < %(start)s AND last_ts < %(start)s
   ORDER BY bucket DESC LIMIT 1
 ) AS q ON true
@@ -131,6 +131,7 @@ ROWS_SQL: Final[dict[Interval, sql.Composed]] = {
     i: sql.SQL(ROWS_TEMPLATE).format(**_relations(i)) for i in ("1m", "1h", "1d")
 }
 CARRIED_NEAR_SQL: Final = sql.SQL(CARRIED_NEAR_TEMPLATE).format(**_relations("1m"))
+CARRIED_FAR_SQL: Final = sql.SQL(CARRIED_FAR_TEMPLATE).format(**_relations("1d"))
 
 # Apache edition: the state before the range, the newest row before ``start`` on the
 # (market_ticker, ts DESC) index. ``since`` bounds the search so that plan-time chunk exclusion
@@ -187,6 +188,7 @@ class _Direct(msgspec.Struct, frozen=True):
     ids: dict[Interval, list[int]]
     rows_sql: dict[Interval, sql.Composed]
     near_sql: sql.Composed
+    far_sql: sql.Composed
 
 
 class CandleData(msgspec.Struct, frozen=True):
@@ -238,6 +240,7 @@ async def _direct(conn: AConn) -> _Direct | None:
             ids={i: [found[n][0] for n in names[i]] for i in levels},
             rows_sql={i: sql.SQL(ROWS_TEMPLATE).format(**tables[i]) for i in levels},
             near_sql=sql.SQL(CARRIED_NEAR_TEMPLATE).format(**tables["1m"]),
+            far_sql=sql.SQL(CARRIED_FAR_TEMPLATE).format(**tables["1d"]),
         )
     _DIRECT[key] = direct
     return direct
@@ -269,13 +272,13 @@ def _carried(near: tuple[Any, ...], far: tuple[Any, ...] | None) -> CarriedText:
 async def _fetch_community(
     conn: AConn, direct: _Direct, ticker: str, interval: Interval, start: datetime, end: datetime
 ) -> CandleData:
-    minute_ids = direct.ids["1m"]
-    level_ids = direct.ids[interval]
+    ids = direct.ids
     async with conn.cursor() as cur:
-        await cur.execute(WATERMARKS, {"ids": sorted({*minute_ids, *level_ids})})
+        await cur.execute(WATERMARKS, {"ids": sorted({*ids["1m"], *ids[interval], *ids["1d"]})})
         marks: dict[int, datetime] = {int(r[0]): r[1] for r in await cur.fetchall()}
-    level_mark = min(marks[i] for i in level_ids)
-    minute_mark = min(marks[i] for i in minute_ids)
+    level_mark, minute_mark, day_mark = (
+        min(marks[i] for i in ids[lv]) for lv in (interval, "1m", "1d")
+    )
     carried_params = {"ticker": ticker, "start": start, "near": start - CARRIED_NEAR}
     below: list[BucketRow] = []
     above: list[BucketRow] = []
@@ -301,7 +304,9 @@ async def _fetch_community(
         assert near is not None  # one row always
         far = None
         if near[0] is None or not near[1] or near[4] is None:
-            await cur.execute(CARRIED_FAR_SQL, carried_params)
+            # every 1d bucket before ``start`` is materialised when ``start`` <= the watermark
+            far_sql = direct.far_sql if start <= day_mark else CARRIED_FAR_SQL
+            await cur.execute(far_sql, carried_params)
             far = await cur.fetchone()
     carried = _carried(tuple(near), None if far is None else tuple(far))
     return CandleData(below + above, carried)

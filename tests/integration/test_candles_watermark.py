@@ -100,8 +100,44 @@ async def test_aggregates_replaced_under_a_running_process_are_looked_up_again(
         )
         stale["1m"] = gone
         candle_reads._DIRECT[key] = candle_reads._Direct(
-            ids=known.ids, rows_sql=stale, near_sql=known.near_sql
+            ids=known.ids, rows_sql=stale, near_sql=known.near_sql, far_sql=known.far_sql
         )
         again = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
     assert again == first
     assert candle_reads._DIRECT[key] == known
+
+
+async def test_state_carried_from_days_before_comes_from_the_daily_materialisation(
+    db_url: str,
+) -> None:
+    """Nothing in the two days before the range: the state before it is the last 1d bucket's,
+    read from the 1d materialisation (the range starts below the 1d watermark)."""
+    old = datetime(2025, 11, 28, 15, 0, tzinfo=UTC)
+    later = datetime(2025, 12, 3, 15, 0, tzinfo=UTC)  # another market: moves the watermarks
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
+            pytest.skip("continuous aggregates are Community edition only")
+        for ticker, ts in ((TICKER, old), ("KXWATERMARK-26-OTHER", later)):
+            conn.execute(
+                INSERT_TRADE, (ts, uuid.uuid4(), ticker, Decimal("0.61"), Decimal("0.61"), 2)
+            )
+            conn.execute(INSERT_QUOTE, (ts, ticker, Decimal("0.60"), Decimal("0.63")))
+            conn.execute(INSERT_STATS, (ts, ticker, Decimal(77)))
+        window = (datetime(2025, 11, 27, 5, tzinfo=UTC), datetime(2025, 12, 5, 5, tzinfo=UTC))
+        for level in ("1m", "1h", "1d"):
+            for source in ("trades", "quotes", "stats"):
+                conn.execute(REFRESH, (f"market.candles_{source}_{level}", *window))
+        for source in ("trades", "quotes", "stats"):
+            (mark,) = conn.execute(WATERMARK, (f"candles_{source}_1d",)).fetchone() or (None,)
+            assert mark is not None
+            assert mark > datetime(2025, 12, 2, tzinfo=UTC)
+    start = datetime(2025, 12, 2, tzinfo=UTC)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        candles = await read_candles(conn, TICKER, "1m", start, start + 2 * M, fill=True)
+    assert [
+        (c.start, c.previous, c.yes_bid_open, c.yes_ask_close, c.open_interest, c.volume)
+        for c in candles
+    ] == [
+        (start + k * M, Decimal("0.61"), Decimal("0.60"), Decimal("0.63"), Decimal(77), 0)
+        for k in range(2)
+    ]
