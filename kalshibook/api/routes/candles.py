@@ -8,6 +8,7 @@ Semantics (periods, carried state, fill, VWAP rounding): :mod:`kalshibook.domain
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -27,7 +28,7 @@ from kalshibook.domain.prices import fmt_count_text, fmt_dollars_text, fmt_micro
 from kalshibook.errors import BadRequest, NotFound, UnknownMarket
 from kalshibook.storage.candles import read_candle_rows
 
-__all__ = ("HANDLERS", "candle_out", "candles_handler")
+__all__ = ("HANDLERS", "candles_handler", "candles_out")
 
 INTERVALS: Final[dict[str, Interval]] = {
     "1m": "1m",
@@ -42,72 +43,82 @@ INTERVALS: Final[dict[str, Interval]] = {
 # --- response -----------------------------------------------------------------------------------
 
 
-class _Formatter:
-    """Kalshi-style strings of the numbers of one response, memoised per request (prices repeat
-    across candles; equal texts always format alike). Exactly fmt_dollars / fmt_count of the
-    same values (kalshibook.domain.prices)."""
+_Quote = tuple[str | None, str | None, str | None, str | None]
 
-    __slots__ = ("_counts", "_dollars")
 
-    def __init__(self) -> None:
-        self._dollars: dict[str | None, str | None] = {None: None}
-        self._counts: dict[str, str] = {}
+def candles_out(rows: Sequence[CandleRow]) -> list[s.CandleOut]:
+    """The candles in the response shape: Kalshi-style strings, exactly fmt_dollars / fmt_count
+    of the same values (kalshibook.domain.prices), each distinct text formatted once per request,
+    and the bid/ask objects of consecutive candles with the same quotes shared (most periods of a
+    filled range repeat the state carried into them). This runs per candle: keep it lean."""
+    dollars: dict[str | None, str | None] = {None: None}
+    counts: dict[str, str] = {}
 
-    def dollars(self, text: str | None) -> str | None:
+    def d(text: str | None) -> str | None:
         try:
-            return self._dollars[text]
+            return dollars[text]
         except KeyError:
-            assert text is not None  # None is always cached
-            out = self._dollars[text] = fmt_dollars_text(text)
+            assert text is not None  # None is always there
+            out = dollars[text] = fmt_dollars_text(text)
             return out
 
-    def count(self, text: str) -> str:
+    def n(text: str) -> str:
         try:
-            return self._counts[text]
+            return counts[text]
         except KeyError:
-            out = self._counts[text] = fmt_count_text(text)
+            out = counts[text] = fmt_count_text(text)
             return out
 
-
-def candle_out(c: CandleRow, fmt: _Formatter | None = None) -> s.CandleOut:
-    """One candle in the response shape (positional construction: this runs per candle)."""
-    f = fmt or _Formatter()
-    d = f.dollars
-    bo, bh, bl, bc = d(c.yes_bid_open), d(c.yes_bid_high), d(c.yes_bid_low), d(c.yes_bid_close)
-    ao, ah, al, ac = d(c.yes_ask_open), d(c.yes_ask_high), d(c.yes_ask_low), d(c.yes_ask_close)
-    o, h, lo, cl, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.previous)
-    vwap = None if c.vwap is None else fmt_micro_dollars(c.vwap)
-    volume = f.count(c.volume)
-    oi = None if c.open_interest is None else f.count(c.open_interest)
-    return s.CandleOut(
-        c.start,
-        c.end,
-        o,
-        h,
-        lo,
-        cl,
-        volume,
-        vwap,
-        c.trade_count,
-        f.count(c.taker_yes_volume),
-        f.count(c.taker_no_volume),
-        prev,
-        bo,
-        bh,
-        bl,
-        bc,
-        ao,
-        ah,
-        al,
-        ac,
-        oi,
-        int(c.end.timestamp()),
-        s.KalshiQuoteOHLC(bo, bl, bh, bc),
-        s.KalshiQuoteOHLC(ao, al, ah, ac),
-        s.KalshiPrice(o, lo, h, cl, vwap, prev),
-        volume,
-        oi,
-    )
+    no_quote: _Quote = (None, None, None, None)
+    bid_key, ask_key = no_quote, no_quote
+    bid = ask = s.KalshiQuoteOHLC(None, None, None, None)
+    out: list[s.CandleOut] = []
+    append = out.append
+    for c in rows:
+        key: _Quote = (c.yes_bid_open, c.yes_bid_high, c.yes_bid_low, c.yes_bid_close)
+        if key != bid_key:
+            bid_key = key
+            bid = s.KalshiQuoteOHLC(d(key[0]), d(key[2]), d(key[1]), d(key[3]))
+        key = (c.yes_ask_open, c.yes_ask_high, c.yes_ask_low, c.yes_ask_close)
+        if key != ask_key:
+            ask_key = key
+            ask = s.KalshiQuoteOHLC(d(key[0]), d(key[2]), d(key[1]), d(key[3]))
+        o, h, lo, cl, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.previous)
+        vwap = None if c.vwap is None else fmt_micro_dollars(c.vwap)
+        volume = n(c.volume)
+        oi = None if c.open_interest is None else n(c.open_interest)
+        append(
+            s.CandleOut(
+                c.start,
+                c.end,
+                o,
+                h,
+                lo,
+                cl,
+                volume,
+                vwap,
+                c.trade_count,
+                n(c.taker_yes_volume),
+                n(c.taker_no_volume),
+                prev,
+                bid.open_dollars,
+                bid.high_dollars,
+                bid.low_dollars,
+                bid.close_dollars,
+                ask.open_dollars,
+                ask.high_dollars,
+                ask.low_dollars,
+                ask.close_dollars,
+                oi,
+                int(c.end.timestamp()),
+                bid,
+                ask,
+                s.KalshiPrice(o, lo, h, cl, vwap, prev),
+                volume,
+                oi,
+            )
+        )
+    return out
 
 
 # --- parameters ---------------------------------------------------------------------------------
@@ -235,9 +246,8 @@ async def candles_handler(
         raise NotFound(
             f"{exc.message}; check the ticker (GET /v1/markets lists them)", parameter="ticker"
         ) from None
-    fmt = _Formatter()
     return s.CandlePage(
-        data=[candle_out(c, fmt) for c in candles],
+        data=candles_out(candles),
         next_cursor=None,
         has_more=False,
         ticker=ticker,
