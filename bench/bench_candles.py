@@ -304,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         help="use the scratch database as left by --keep (no reload)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--database-name",
+        default=DB_NAME,
+        help=f"scratch database name (default {DB_NAME}): keep data sets of two sizes side by side",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -312,14 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         print("KALSHIBOOK_DATABASE_URL is not set (run make db)", file=sys.stderr)
         return 2
     admin = with_database(base, "postgres")
-    url = with_database(base, DB_NAME)
+    db_name = args.database_name
+    url = with_database(base, db_name)
     t_load = 0.0
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
         if exists and not args.reuse:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
         if not exists or not args.reuse:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
     try:
         if not (exists and args.reuse):
             print(
@@ -373,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(DB_NAME)
+                        sql.Identifier(db_name)
                     )
                 )
 
@@ -414,10 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge, the "
-        "trades/quotes/stats candle relations, the carried-in state (one statement over the "
-        "aggregates on Community, three raw look-ups on Apache), assembly "
-        "(bid/ask/OI carried, fill), JSON with both kalshibook's and Kalshi's fields.",
+        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge (two "
+        "durable commits: the key's credits and the usage row), the trades/quotes/stats candle "
+        "relations in one statement, the carried-in state (the 1m aggregates of the two days "
+        "before, the 1d ones only when those leave something unknown; three raw look-ups on "
+        "Apache), assembly (bid/ask/OI carried, fill), JSON with both kalshibook's and Kalshi's "
+        "fields. On Community the aggregates' watermarks are read first and the range below them "
+        "is read from the materialisation hypertables directly (what the real-time aggregates "
+        "return there, without planning their live part); above them, the aggregates.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
         "OHLC, volume, notional, count only), on a direct connection: what computing candles "
         "from the hypertable costs without any candle relation (at random positions; bounded "
