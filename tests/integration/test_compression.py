@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import ConfigError
 from kalshibook.settings import CoreSettings, Settings, StorageSettings, WriterSettings
 from kalshibook.storage import migrate, reads
@@ -113,6 +114,7 @@ def trade(i: int, price: str, ts: datetime, source: str = "ws") -> TradeRow:
         is_block_trade=False,
         source=source,
         received_at=ts,
+        exchange_seq=exchange_seq(ts, 0),
     )
 
 
