@@ -323,7 +323,7 @@ WITH snap AS (
     SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
     FROM market.orderbook_snapshots
     WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s
-    ORDER BY ts DESC
+    ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
     LIMIT 1
 )
 SELECT snap.ts, snap.epoch, snap.seq, snap.source, snap.yes_bids, snap.no_bids,
@@ -342,7 +342,8 @@ LEFT JOIN LATERAL (
 """
 """The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
 containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
-keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found."""
+keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found. Snapshots
+in one millisecond are taken in feed order (epoch, then seq)."""
 
 BOOK_DELTAS = """
 SELECT side, (price * 1000000)::bigint, (delta * 100)::bigint, ts, seq

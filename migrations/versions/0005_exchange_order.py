@@ -232,7 +232,8 @@ def upgrade() -> None:
     op.execute(ORDER_INDEX)
     op.execute(DROP_TS_INDEX)
     if compressed:
-        op.execute(TRADES_ORDERBY.format(orderby="ts, exchange_seq"))
+        # exactly the trades pages' ORDER BY (kalshibook.storage.reads.LIST_TRADES), as 0004 did
+        op.execute(TRADES_ORDERBY.format(orderby="ts, exchange_seq, trade_id"))
     _create_trade_aggregates(edition, TRADES_1M)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import psycopg
 import pytest
 from e2e_harness import check_trades, drive, run_daemon, settings_for, settle
@@ -187,6 +188,7 @@ async def test_exchange_order_everywhere(
         micros = {r.trade_id: r.ts_ms * 1000 + r.us for r in sim.model.trades.records()}
 
         assert check_trades(db_url, truth) > 1000
+        assert check_replay_order(db_url, tmp_path / "truth.jsonl") > 500
         assert boundary_sweeps(trades) >= 20  # the case this test is about, many times over
 
         # The REST path: the same trades again into the same database (WS stored them first)
@@ -240,6 +242,71 @@ async def test_exchange_order_everywhere(
                 want = truth_candles(ts, interval)
                 bad += [f"{ticker} {interval} {m}" for m in mismatches(want, r.json()["data"])]
     assert not bad, f"{len(bad)} candles differ from the truth, e.g. {bad[:3]}"
+
+
+def caused_deltas(truth_file: Path) -> list[tuple[str, tuple[Any, ...], tuple[Any, ...] | None]]:
+    """(trade_id, the book change the trade caused, the market's change just before the trade in
+    the same millisecond or None), from the truth file's exchange order; only changes whose
+    (market, ts, side, price, delta) is unique in the run, so a stored row matches one change."""
+    lines = [msgspec.json.decode(line) for line in truth_file.read_bytes().splitlines()]
+    deltas = [ln for ln in lines if ln["k"] == "orderbook_delta"]
+
+    def key(ln: dict[str, Any]) -> tuple[Any, ...]:
+        m = ln["msg"]
+        return (
+            m["market_ticker"], ln["ts"], m["side"], Decimal(m["price_dollars"]),
+            Decimal(m["delta_fp"]),
+        )  # fmt: skip
+
+    seen: dict[tuple[Any, ...], int] = defaultdict(int)
+    for ln in deltas:
+        seen[key(ln)] += 1
+    out = []
+    before: dict[str, dict[str, Any]] = {}
+    pending: dict[str, str] = {}  # market -> trade waiting for the change it caused
+    for ln in lines:
+        if ln["k"] == "trade" and not ln["msg"]["is_block_trade"]:
+            pending[ln["msg"]["market_ticker"]] = ln["msg"]["trade_id"]
+        elif ln["k"] == "orderbook_delta":
+            market = ln["msg"]["market_ticker"]
+            trade_id = pending.pop(market, None)
+            if trade_id is not None and seen[key(ln)] == 1:
+                prev = before.get(market)
+                same_ms = prev is not None and prev["ts"] == ln["ts"] and seen[key(prev)] == 1
+                out.append((trade_id, key(ln), key(prev) if same_ms and prev else None))
+            before[market] = ln
+    return out
+
+
+def check_replay_order(url: str, truth_file: Path) -> int:
+    """A trade's stored receive time lies after the book change before it and before the change
+    it caused (the collector receives one connection's frames in exchange order)."""
+    with psycopg.connect(url) as conn:
+        trades = dict(
+            conn.execute(
+                "SELECT trade_id::text, received_at FROM market.trades WHERE source = 'ws'"
+            ).fetchall()
+        )
+        rows = conn.execute(
+            "SELECT market_ticker, ts, side, price, delta, received_at FROM market.orderbook_deltas"
+        ).fetchall()
+    deltas = {(r[0], ms_of(r[1]), r[2], r[3], r[4]): r[5] for r in rows}
+    checked, wrong = 0, []
+    for trade_id, caused, prev in caused_deltas(truth_file):
+        t = trades.get(trade_id)
+        after = deltas.get(caused)
+        if t is None or after is None:
+            continue
+        checked += 1
+        before = deltas.get(prev) if prev is not None else None
+        if not t < after or (before is not None and not before < t):
+            wrong.append(trade_id)
+    assert not wrong, f"{len(wrong)} trades out of order with their book changes: {wrong[:3]}"
+    return checked
+
+
+def ms_of(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(milliseconds=1)
 
 
 def ms_us(t: datetime) -> int:

@@ -249,11 +249,11 @@ def test_migrate_command_applies_the_policy_settings(db_url: str) -> None:
 
 PAGE_PLANS = {
     "trades": "SELECT ts, trade_id FROM market.trades WHERE market_ticker = 'KXORD' "
-    "ORDER BY ts, trade_id LIMIT 1000",
+    "ORDER BY ts, exchange_seq, trade_id LIMIT 1000",
     "orderbook_deltas": "SELECT ts, epoch, seq FROM market.orderbook_deltas "
     "WHERE market_ticker = 'KXORD' ORDER BY ts, epoch, seq LIMIT 1000",
     "trades newest first": "SELECT ts FROM market.trades WHERE market_ticker = 'KXORD' "
-    "ORDER BY ts DESC LIMIT 1",
+    "ORDER BY ts DESC, exchange_seq DESC LIMIT 1",
 }
 
 
