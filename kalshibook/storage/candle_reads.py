@@ -141,7 +141,7 @@ CARRIED_FAR_SQL: Final = sql.SQL(CARRIED_FAR_TEMPLATE).format(**_relations("1d")
 LAST_TRADE_BEFORE: Final = """
 SELECT yes_price::text FROM market.trades
 WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
-ORDER BY ts DESC LIMIT 1
+ORDER BY ts DESC, exchange_seq DESC LIMIT 1
 """
 LAST_QUOTE_BEFORE: Final = """
 SELECT yes_bid::text, yes_ask::text FROM market.quotes
@@ -323,7 +323,9 @@ async def fetch_candle_data(
     if direct is not None:
         try:
             return await _fetch_community(conn, direct, ticker, interval, start, end)
-        except errors.UndefinedTable:  # a migration replaced the aggregates: look them up again
+        # a migration replaced the aggregates (their materialisations and ids are gone): look
+        # them up again, once
+        except (errors.UndefinedTable, errors.InvalidParameterValue):
             _DIRECT.pop(_db_key(conn), None)
             direct = await _direct(conn)
             if direct is not None:

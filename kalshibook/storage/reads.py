@@ -10,7 +10,6 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,6 @@ __all__ = (
     "SeriesRow",
     "SettlementRow",
     "SnapshotInfo",
-    "TradeRow",
     "book_at",
 )
 
@@ -95,21 +93,6 @@ class MarketRow(NamedTuple):
     settlement_value: Decimal | None
     first_seen_at: datetime
     updated_at: datetime
-
-
-class TradeRow(NamedTuple):
-    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``)."""
-
-    ts: datetime
-    trade_id: str
-    market_ticker: str
-    yes_price: str
-    no_price: str
-    contracts: str
-    taker_outcome_side: str | None
-    taker_book_side: str | None
-    is_block_trade: bool
-    source: str
 
 
 class SettlementRow(NamedTuple):
@@ -247,39 +230,13 @@ ORDER BY ticker
 
 MARKET_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trade_extents WHERE market_ticker = %(ticker)s)
+"""
+MARKET_HAS_BOOK = """
+SELECT EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
 """
 
 # -- trades and settlements ----------------------------------------------------------------------
-
-LIST_TRADES = """
-SELECT t.ts, t.trade_id::text AS trade_id, t.market_ticker,
-       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
-           AS yes_price,
-       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
-           AS no_price,
-       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
-       t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
-FROM market.trades t
-WHERE (%(tickers)s::text[] IS NULL OR t.market_ticker = ANY(%(tickers)s::text[]))
-  AND (%(event)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets WHERE event_ticker = %(event)s::text))
-  AND (%(series)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets
-        WHERE series_ticker = %(series)s::text
-           OR event_ticker IN (SELECT event_ticker FROM market.events
-                               WHERE series_ticker = %(series)s::text)))
-  AND (%(start)s::timestamptz IS NULL OR t.ts >= %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR t.ts < %(end)s::timestamptz)
-  AND (%(c_ts)s::timestamptz IS NULL
-       OR (t.ts, t.trade_id) > (%(c_ts)s::timestamptz, %(c_id)s::uuid))
-ORDER BY t.ts, t.trade_id
-LIMIT %(limit)s
-"""
-"""Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
-:func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
-page then needs no Decimal work in Python."""
 
 LIST_SETTLEMENTS = """
 SELECT s.market_ticker, s.event_ticker, s.series_ticker, s.result, s.settlement_value,
@@ -314,7 +271,7 @@ WITH snap AS (
     SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
     FROM market.orderbook_snapshots
     WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s
-    ORDER BY ts DESC
+    ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
     LIMIT 1
 )
 SELECT snap.ts, snap.epoch, snap.seq, snap.source, snap.yes_bids, snap.no_bids,
@@ -333,7 +290,8 @@ LEFT JOIN LATERAL (
 """
 """The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
 containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
-keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found."""
+keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found. Snapshots
+in one millisecond are taken in feed order (epoch, then seq)."""
 
 BOOK_DELTAS = """
 SELECT side, (price * 1000000)::bigint, (delta * 100)::bigint, ts, seq
@@ -537,33 +495,14 @@ async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
-    """True when the market is in ``market.markets`` or has any book or trade data."""
-    cur = await conn.execute(MARKET_KNOWN, {"ticker": ticker})
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
-async def list_trades(
-    conn: Conn,
-    *,
-    tickers: list[str] | None,
-    event: str | None,
-    series: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, uuid.UUID | str] | None,
-    limit: int,
-) -> list[TradeRow]:
-    params = {
-        "tickers": tickers,
-        "event": event,
-        "series": series,
-        "start": start,
-        "end": end,
-        **_keyset(("c_ts", "c_id"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, TradeRow, LIST_TRADES, params)
+    """True when the market is in ``market.markets`` or has any book or trade data (the book
+    look-up, over every snapshot chunk, only for tickers neither table knows)."""
+    for query in (MARKET_KNOWN, MARKET_HAS_BOOK):
+        cur = await conn.execute(query, {"ticker": ticker})
+        row = await cur.fetchone()
+        if row and row[0]:
+            return True
+    return False
 
 
 async def list_settlements(
