@@ -174,9 +174,9 @@ def fmt_count_text(text: str) -> str:
 
 def fmt_micro_dollars(units: int) -> str:
     """``fmt_dollars(Decimal(units).scaleb(-6))``: integer micro-dollars as a dollar string."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), PRICE_SCALE)
-    digits = f"{frac:06d}".rstrip("0")
-    if len(digits) < 4:
-        digits = digits.ljust(4, "0")
-    return f"{sign}{whole}.{digits}"
+    if units >= 0:
+        whole, frac = divmod(units, PRICE_SCALE)
+        if frac % 100 == 0:  # a whole hundredth of a cent: exactly 4 dp
+            return f"{whole}.{frac // 100:04d}"
+        return f"{whole}.{frac:06d}".rstrip("0")  # 5 or 6 dp: at most one zero goes
+    return "-" + fmt_micro_dollars(-units)
