@@ -1,4 +1,4 @@
-"""Pure parts of the seed API: exact numbers, event status, error codes."""
+"""Pure parts of the seed API: exact numbers, event status, error codes, key formats."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from kalshibook.api.seed.errors import SeedNotFound, code_of
 from kalshibook.api.seed.numbers import InexactNumber, cents, exact_number, quantity
 from kalshibook.api.seed.reference import event_status
 from kalshibook.errors import BadRequest, NotFound, Unauthorized
+from kalshibook.storage.api_keys import format_key, parse_key
 
 D = Decimal
 
@@ -63,3 +64,22 @@ def test_error_codes() -> None:
     assert code_of(BadRequest("x", parameter="timestamp")) == (422, "invalid_timestamp")
     assert code_of(BadRequest("x", parameter="end_time")) == (422, "invalid_timestamp")
     assert code_of(BadRequest("x", parameter="limit")) == (422, "validation_error")
+
+
+def test_keys_in_both_formats() -> None:
+    secret = "Ab-_" * 11
+    issued = format_key("0123abcd", secret)
+    assert issued.startswith("kb-")  # the SDK refuses anything else
+    assert parse_key(issued) == ("0123abcd", secret)
+    assert parse_key(f"kb_0123abcd_{secret}") == ("0123abcd", secret)  # keys issued before
+    for bad in (
+        f"kb-0123abcd_{secret}",  # mixed separators
+        f"kb_0123abcd-{secret}",
+        f"kb.0123abcd.{secret}",
+        f"kb-0123abc-{secret}",
+        f"kx-0123abcd-{secret}",
+        "kb-0123abcd-short",
+        "kb-",
+        "",
+    ):
+        assert parse_key(bad) is None, bad

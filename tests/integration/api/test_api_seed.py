@@ -211,7 +211,8 @@ async def test_errors_in_the_seed_shape(client: Any, seeded_url: str) -> None:
     )
 
     del client.headers["Authorization"]
-    seed_error(await client.get("/markets"), 401, "invalid_api_key")
+    body = seed_error(await client.get("/markets"), 401, "invalid_api_key")
+    assert "kb-" in body["error"]["message"]
     v1 = await client.get("/v1/markets")  # /v1 keeps problem+json
     assert v1.status_code == 401
     assert v1.headers["content-type"].startswith("application/problem+json")
@@ -234,3 +235,16 @@ async def test_rate_limit_has_retry_after(seeded_url: str, module_key: str) -> N
         r = await c.get("/markets")
         seed_error(r, 429, "rate_limit_exceeded")
         assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_keys_of_both_forms_work_on_both_surfaces(client: Any, seeded_url: str) -> None:
+    issued = create_key(seeded_url, name="new form", credits=100)
+    assert issued.key.startswith(f"kb-{issued.prefix}-")  # what the SDK accepts
+    secret = issued.key[len("kb-") + len(issued.prefix) + 1 :]
+    old_form = f"kb_{issued.prefix}_{secret}"  # how keys were written before
+    for key in (issued.key, old_form):
+        client.headers["Authorization"] = f"Bearer {key}"
+        assert (await client.get("/markets")).status_code == 200
+        assert (await client.get("/v1/markets")).status_code == 200
+    client.headers["Authorization"] = f"Bearer kb-{issued.prefix}_{secret}"  # mixed: not a key
+    seed_error(await client.get("/markets"), 401, "invalid_api_key")
