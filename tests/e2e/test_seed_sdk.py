@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK_VERSION = "0.1.0"
 SDK_ENV = ROOT / ".data" / "test-cache" / f"kalshibook-sdk-{SDK_VERSION}"
 DRIVER = Path(__file__).with_name("seed_sdk_driver.py")
+API_DOC = ROOT / "docs" / "api.md"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 D = Decimal
 
@@ -87,6 +89,15 @@ def sdk_python() -> Path:
             pytest.fail(f"cannot install kalshibook=={SDK_VERSION} from PyPI:\n{proc.stderr}")
         ready.write_text("ok\n")
     return python
+
+
+def documented_example() -> str:
+    """The ```py block of docs/api.md's section "Using the kalshibook SDK"."""
+    text = API_DOC.read_text("utf-8")
+    section = text[text.index("## Using the kalshibook SDK") :]
+    match = re.search(r"^```py\n(.*?)^```\n", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "docs/api.md: no example in 'Using the kalshibook SDK'"
+    return match.group(1)
 
 
 def free_port() -> int:
@@ -254,6 +265,19 @@ def test_published_sdk_works_unchanged(db_url: str, tmp_path: Path, sdk_python: 
         assert proc.returncode == 0, proc.stderr
         got = json.loads(proc.stdout)
         metrics = httpx.get(f"{strict_url}/metrics").text
+
+        example = subprocess.run(
+            [str(sdk_python), "-c", documented_example()],
+            capture_output=True,
+            text=True,
+            env={**sdk_env(), "KALSHIBOOK_API_KEY": key.key, "KALSHIBOOK_BASE_URL": url},
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    assert example.returncode == 0, example.stderr
+    assert example.stdout.startswith(markets[0]["ticker"]), example.stdout
+    assert "credits left" in example.stdout
 
     assert str(SDK_ENV) in got["module"]  # the published SDK, not this package
     assert got["bad_form"]["class"] == "AuthenticationError"  # kb_ refused by the SDK itself
