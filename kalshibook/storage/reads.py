@@ -10,7 +10,6 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,6 @@ __all__ = (
     "SeriesRow",
     "SettlementRow",
     "SnapshotInfo",
-    "TradeRow",
     "book_at",
 )
 
@@ -95,26 +93,6 @@ class MarketRow(NamedTuple):
     settlement_value: Decimal | None
     first_seen_at: datetime
     updated_at: datetime
-
-
-class TradeRow(NamedTuple):
-    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``).
-
-    ``ts`` is the millisecond (the cursor's time), ``created_time`` the exchange's time at the best
-    precision it gave, ``exchange_seq`` the trade's place in its market's exchange order."""
-
-    ts: datetime
-    created_time: datetime
-    exchange_seq: int
-    trade_id: str
-    market_ticker: str
-    yes_price: str
-    no_price: str
-    contracts: str
-    taker_outcome_side: str | None
-    taker_book_side: str | None
-    is_block_trade: bool
-    source: str
 
 
 class SettlementRow(NamedTuple):
@@ -253,43 +231,13 @@ ORDER BY ticker
 
 MARKET_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trade_extents WHERE market_ticker = %(ticker)s)
+"""
+MARKET_HAS_BOOK = """
+SELECT EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
 """
 
 # -- trades and settlements ----------------------------------------------------------------------
-
-LIST_TRADES = """
-SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
-       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
-           AS yes_price,
-       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
-           AS no_price,
-       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
-       t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
-FROM market.trades t
-WHERE (%(tickers)s::text[] IS NULL OR t.market_ticker = ANY(%(tickers)s::text[]))
-  AND (%(event)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets WHERE event_ticker = %(event)s::text))
-  AND (%(series)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets
-        WHERE series_ticker = %(series)s::text
-           OR event_ticker IN (SELECT event_ticker FROM market.events
-                               WHERE series_ticker = %(series)s::text)))
-  AND (%(start)s::timestamptz IS NULL OR t.ts >= %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR t.ts < %(end)s::timestamptz)
-  AND (%(c_ts)s::timestamptz IS NULL
-       OR (t.ts >= %(c_ts)s::timestamptz
-           AND (t.ts, t.exchange_seq, t.trade_id)
-               > (%(c_ts)s::timestamptz, %(c_seq)s::bigint, %(c_id)s::uuid)))
-ORDER BY t.ts, t.exchange_seq, t.trade_id
-LIMIT %(limit)s
-"""
-"""Exchange order: one market's trades by ``exchange_seq`` (its millisecond, then its rank in it;
-migration 0005); trades of different markets in one millisecond by ``trade_id``."""
-"""Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
-:func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
-page then needs no Decimal work in Python."""
 
 LIST_SETTLEMENTS = """
 SELECT s.market_ticker, s.event_ticker, s.series_ticker, s.result, s.settlement_value,
@@ -550,33 +498,14 @@ async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
-    """True when the market is in ``market.markets`` or has any book or trade data."""
-    cur = await conn.execute(MARKET_KNOWN, {"ticker": ticker})
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
-async def list_trades(
-    conn: Conn,
-    *,
-    tickers: list[str] | None,
-    event: str | None,
-    series: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, int, uuid.UUID | str] | None,
-    limit: int,
-) -> list[TradeRow]:
-    params = {
-        "tickers": tickers,
-        "event": event,
-        "series": series,
-        "start": start,
-        "end": end,
-        **_keyset(("c_ts", "c_seq", "c_id"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, TradeRow, LIST_TRADES, params)
+    """True when the market is in ``market.markets`` or has any book or trade data (the book
+    look-up, over every snapshot chunk, only for tickers neither table knows)."""
+    for query in (MARKET_KNOWN, MARKET_HAS_BOOK):
+        cur = await conn.execute(query, {"ticker": ticker})
+        row = await cur.fetchone()
+        if row and row[0]:
+            return True
+    return False
 
 
 async def list_settlements(
