@@ -3,7 +3,7 @@
 Mounted beside ``/v1`` with no prefix (``POST /orderbook``, ``/deltas``, ``/trades``;
 ``GET /candles/{ticker}``, ``/markets``, ``/markets/{ticker}``, ``/events``,
 ``/events/{event_ticker}``, ``/settlements``, ``/settlements/{ticker}``), these routes serve the
-same reads as ``/v1`` (:mod:`kalshibook.storage.reads`, :mod:`kalshibook.storage.candles`,
+same reads as ``/v1`` (:mod:`kalshibook.storage.reads`, ``trade_reads``, ``candles``,
 :mod:`kalshibook.domain.book`) in the SDK's shapes: prices in cents, sizes in contracts
 (:mod:`.numbers`), errors as ``{"error": {"code", "message"}}`` (:mod:`.errors`). Keys, credits,
 rate limits and usage records are the API middleware's, as on ``/v1``; each response also says

@@ -21,12 +21,12 @@ from kalshibook.api.seed.docs import seed_route
 from kalshibook.api.seed.errors import SeedNotFound
 from kalshibook.api.seed.lists import ListCursor, ListLimit, list_pager
 from kalshibook.api.seed.numbers import cents, quantity
-from kalshibook.storage import reads
+from kalshibook.storage import reads, trade_reads
 
 __all__ = ("HANDLERS", "settlement_record", "trade_record")
 
 
-def trade_record(row: reads.TradeRow) -> s.TradeRecord:
+def trade_record(row: trade_reads.TradeRow) -> s.TradeRecord:
     return s.TradeRecord(
         trade_id=row.trade_id,
         market_ticker=row.market_ticker,
@@ -72,7 +72,7 @@ async def trades(
         data.start_time, data.end_time, start_name="start_time", end_name="end_time"
     )
     after = pager.after(data.cursor, tuple[datetime, int, uuid.UUID])
-    rows = await reads.list_trades(
+    rows = await trade_reads.list_trades(
         conn,
         tickers=[ticker],
         event=None,
