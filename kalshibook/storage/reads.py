@@ -168,6 +168,7 @@ SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, e.mutu
        e.collateral_return_type, e.strike_date, e.strike_period, e.first_seen_at, e.updated_at
 FROM market.events e
 WHERE (%(series)s::text IS NULL OR e.series_ticker = %(series)s::text)
+  AND (%(category)s::text IS NULL OR e.category = %(category)s::text)
   AND (%(statuses)s::text[] IS NULL OR EXISTS (
         SELECT 1 FROM market.markets m
         WHERE m.event_ticker = e.event_ticker AND m.status = ANY(%(statuses)s::text[])))
@@ -464,14 +465,16 @@ async def series_events(conn: Conn, series: str) -> list[EventRow]:
 
 
 async def list_events(
-    conn: Conn, *, series: str | None, statuses: list[str] | None, after: str | None, limit: int
+    conn: Conn,
+    *,
+    series: str | None,
+    statuses: list[str] | None,
+    after: str | None,
+    limit: int,
+    category: str | None = None,
 ) -> list[EventRow]:
-    return await _fetch_all(
-        conn,
-        EventRow,
-        LIST_EVENTS,
-        {"series": series, "statuses": statuses, "after": after, "limit": limit},
-    )
+    params = {"series": series, "category": category, "statuses": statuses, "after": after}
+    return await _fetch_all(conn, EventRow, LIST_EVENTS, {**params, "limit": limit})
 
 
 async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
