@@ -4,7 +4,8 @@
 ``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes it on
 shutdown; a pool passed in is used as is and never closed. Every handler of
 :data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
-``/schema`` (``/schema/openapi.json``).
+``/schema`` (``/schema/openapi.json``). The seed API of the kalshibook SDK
+(:mod:`kalshibook.api.seed`) is mounted beside ``/v1`` with its own error handlers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.middleware import ApiMiddleware, Services
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
+from kalshibook.api.seed import seed_router
 from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.settings import Settings
 from kalshibook.storage import pool as storage_pool
@@ -57,7 +59,7 @@ DESCRIPTION = """\
 Kalshi market data recorded by kalshibook: the series > event > market hierarchy, trades,
 settlements, order books at any instant, raw book deltas and data-quality information.
 
-* **Auth**: `Authorization: Bearer kb_<prefix>_<secret>`; each request spends the credits listed
+* **Auth**: `Authorization: Bearer kb-<prefix>-<secret>`; each request spends the credits listed
   per endpoint; the balance comes back in `X-Credits-Remaining`. 401 missing/unknown/revoked key,
   402 out of credits, 429 rate limited.
 * **Lists** return `{data, next_cursor, has_more, request_id, response_time}`; pass `next_cursor`
@@ -65,6 +67,9 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 * **Times**: RFC 3339 or Unix seconds; ranges are `[start, end)`; responses are RFC 3339 UTC.
 * **Numbers**: prices are exact dollar strings (`"0.4200"`), sizes exact count strings (`"12.50"`).
 * **Errors**: RFC 9457 `application/problem+json` with `parameter` naming the bad parameter.
+* **kalshibook SDK**: the routes tagged "kalshibook SDK" (no `/v1` prefix) serve the same data in
+  the shapes of the `kalshibook` Python SDK: cents, `{"error": {"code", "message"}}` errors,
+  `X-Credits-Cost`; see docs/api.md "Using the kalshibook SDK".
 """
 
 
@@ -147,7 +152,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
                 "bearer": SecurityScheme(
                     type="http",
                     scheme="bearer",
-                    bearer_format="kb_<prefix>_<secret>",
+                    bearer_format="kb-<prefix>-<secret>",
                     description="API key from `kalshibook keys create`",
                 )
             }
@@ -164,7 +169,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         create_examples=False,
     )
     return Litestar(
-        route_handlers=list(ROUTE_HANDLERS),
+        route_handlers=[*ROUTE_HANDLERS, seed_router()],
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -1,6 +1,7 @@
 """API-key authentication, per-key rate limiting and credit charging.
 
-Contract: a request to a priced route sends ``Authorization: Bearer kb_<prefix>_<secret>``; the
+Contract: a request to a priced route sends ``Authorization: Bearer kb-<prefix>-<secret>`` (keys
+of the first format, ``kb_<prefix>_<secret>``, too); the
 route's cost is declared on its handler as ``opt={"cost": N}`` (``opt={"public": True}`` for
 routes that need no key). Order of checks: key shape → known prefix → constant-time comparison
 of the secret's hash → rate limit (in-process token bucket per key) → one atomic ``UPDATE`` that
@@ -112,7 +113,7 @@ class Authenticator:
         """Authenticate the ``Authorization`` header value and spend ``cost`` credits."""
         if not authorization:
             raise Unauthorized(
-                "missing API key: send the header `Authorization: Bearer kb_<prefix>_<secret>` "
+                "missing API key: send the header `Authorization: Bearer kb-<prefix>-<secret>` "
                 "(create one with `kalshibook keys create`)",
                 parameter="Authorization",
             )
@@ -120,7 +121,7 @@ class Authenticator:
         parsed = api_keys.parse_key(token.strip()) if scheme.lower() == "bearer" else None
         if parsed is None:
             raise Unauthorized(
-                "malformed Authorization header: expected `Bearer kb_<prefix>_<secret>`",
+                "malformed Authorization header: expected `Bearer kb-<prefix>-<secret>`",
                 parameter="Authorization",
             )
         prefix, secret = parsed

@@ -21,6 +21,7 @@ from psycopg.rows import args_row
 
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import BookError
+from kalshibook.storage.windows import read_windows
 
 __all__ = (
     "BookAt",
@@ -167,6 +168,7 @@ SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, e.mutu
        e.collateral_return_type, e.strike_date, e.strike_period, e.first_seen_at, e.updated_at
 FROM market.events e
 WHERE (%(series)s::text IS NULL OR e.series_ticker = %(series)s::text)
+  AND (%(category)s::text IS NULL OR e.category = %(category)s::text)
   AND (%(statuses)s::text[] IS NULL OR EXISTS (
         SELECT 1 FROM market.markets m
         WHERE m.event_ticker = e.event_ticker AND m.status = ANY(%(statuses)s::text[])))
@@ -231,9 +233,7 @@ ORDER BY ticker
 MARKET_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
     OR EXISTS (SELECT 1 FROM market.trade_extents WHERE market_ticker = %(ticker)s)
-"""
-MARKET_HAS_BOOK = """
-SELECT EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.book_extents WHERE market_ticker = %(ticker)s)
 """
 
 # -- trades and settlements ----------------------------------------------------------------------
@@ -312,17 +312,23 @@ ORDER BY ts
 LIMIT 1
 """
 
-LIST_DELTAS = """
+DELTAS_IN_WINDOW = """
 SELECT ts, side, price, delta, epoch, sid, seq, received_at
 FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s
-  AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR ts < %(end)s::timestamptz)
+  AND ts >= %(lo)s::timestamptz AND ts < %(hi)s::timestamptz
   AND (%(c_ts)s::timestamptz IS NULL
        OR (ts, epoch, seq) > (%(c_ts)s::timestamptz, %(c_epoch)s::bigint, %(c_seq)s::bigint))
 ORDER BY ts, epoch, seq
 LIMIT %(limit)s
 """
+"""One window of a deltas page (kalshibook.storage.windows): feed order inside a millisecond."""
+BOOK_EXTENT = """
+SELECT first_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
+"""
+"""Where the market's recorded book starts (migration 0006): no deltas before its first snapshot."""
+DELTAS_HORIZON = timedelta(days=1)
+"""How far past the present an open-ended deltas page may look (clock skew margin)."""
 
 LIST_GAPS = """
 SELECT market_ticker, from_ts, to_ts, reason, sid, detected_at
@@ -459,14 +465,16 @@ async def series_events(conn: Conn, series: str) -> list[EventRow]:
 
 
 async def list_events(
-    conn: Conn, *, series: str | None, statuses: list[str] | None, after: str | None, limit: int
+    conn: Conn,
+    *,
+    series: str | None,
+    statuses: list[str] | None,
+    after: str | None,
+    limit: int,
+    category: str | None = None,
 ) -> list[EventRow]:
-    return await _fetch_all(
-        conn,
-        EventRow,
-        LIST_EVENTS,
-        {"series": series, "statuses": statuses, "after": after, "limit": limit},
-    )
+    params = {"series": series, "category": category, "statuses": statuses, "after": after}
+    return await _fetch_all(conn, EventRow, LIST_EVENTS, {**params, "limit": limit})
 
 
 async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
@@ -495,14 +503,11 @@ async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
-    """True when the market is in ``market.markets`` or has any book or trade data (the book
-    look-up, over every snapshot chunk, only for tickers neither table knows)."""
-    for query in (MARKET_KNOWN, MARKET_HAS_BOOK):
-        cur = await conn.execute(query, {"ticker": ticker})
-        row = await cur.fetchone()
-        if row and row[0]:
-            return True
-    return False
+    """True when the market is in ``market.markets`` or has any book or trade data (read
+    extents, migration 0006: no hypertable is read)."""
+    cur = await conn.execute(MARKET_KNOWN, {"ticker": ticker})
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def list_settlements(
@@ -541,14 +546,19 @@ async def list_deltas(
     after: tuple[datetime, int, int] | None,
     limit: int,
 ) -> list[DeltaRow]:
-    params = {
-        "ticker": ticker,
-        "start": start,
-        "end": end,
-        **_keyset(("c_ts", "c_epoch", "c_seq"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, DeltaRow, LIST_DELTAS, params)
+    """A page of the market's deltas in feed order, read in windows from its first snapshot."""
+    cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
+    extent = await cur.fetchone()
+    if extent is None:
+        return []  # no snapshot, no book: deltas are recorded only after one
+    lo: datetime = extent[0]
+    if start is not None:
+        lo = max(lo, start)
+    if after is not None:
+        lo = max(lo, after[0])
+    hi = end if end is not None else datetime.now(UTC) + DELTAS_HORIZON
+    params = {"ticker": ticker, **_keyset(("c_ts", "c_epoch", "c_seq"), after)}
+    return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit)
 
 
 async def list_gaps(

@@ -6,10 +6,9 @@ A page is answered in three steps, each a small constant query:
    none matching: an empty page, no trade is read.
 2. **Extent.** ``market.trade_extents`` gives the UTC hours holding those markets' trades (all
    markets: the union); clipped by ``start``/``end`` and the cursor. No extent: empty page.
-3. **Windows.** The page is read in explicit time windows from the extent's start: one hour first,
-   then as wide as the density seen so far says the rest of the page needs (four times wider
-   while nothing was found): every statement carries constant time bounds, so TimescaleDB plans
-   only the chunks of its window and the scan stops at ``limit``.
+3. **Windows.** The page is read in explicit time windows from the extent's start
+   (:mod:`kalshibook.storage.windows`): TimescaleDB plans only each window's chunks and the scan
+   stops at ``limit``.
 
 Order: exchange order (``ts``, then ``exchange_seq``; ties across markets by ``trade_id``), the
 keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order).
@@ -19,11 +18,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, LiteralString, NamedTuple
 
 from psycopg import AsyncConnection
-from psycopg.rows import args_row
+
+from kalshibook.storage.windows import read_windows
 
 __all__ = ("TradeRow", "list_trades", "trade_scope")
 
@@ -88,10 +88,6 @@ TRADES_OF_ALL: Final = _COLUMNS + "WHERE true" + _WINDOW
 :func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
 page then needs no Decimal work in Python."""
 
-FIRST_WINDOW: Final = timedelta(hours=1)
-WINDOW_GROWTH: Final = 4
-MAX_GROWTH: Final = 16
-
 
 async def trade_scope(
     conn: Conn, tickers: Sequence[str] | None, event: str | None, series: str | None
@@ -145,24 +141,4 @@ async def list_trades(
         hi = min(hi, end)
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
     query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
-    out: list[TradeRow] = []
-    first, width = lo, FIRST_WINDOW
-    while lo < hi and len(out) < limit:
-        upper = min(hi, lo + width)
-        params = {"tickers": scope, "lo": lo, "hi": upper, "limit": limit - len(out), **cursor}
-        async with conn.cursor(row_factory=args_row(TradeRow)) as cur:
-            await cur.execute(query, params)
-            out += await cur.fetchall()
-        lo = upper
-        width = next_width(width, upper - first, len(out), limit - len(out))
-    return out
-
-
-def next_width(width: timedelta, scanned: timedelta, found: int, missing: int) -> timedelta:
-    """The next window: wide enough for the ``missing`` rows at the density seen so far (plus a
-    quarter), between the last width and ``MAX_GROWTH`` times it; four times wider while nothing
-    was found."""
-    if found == 0:
-        return width * WINDOW_GROWTH
-    wanted = scanned * (missing / found) * 1.25
-    return min(max(wanted, width), width * MAX_GROWTH)
+    return await read_windows(conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit)
