@@ -113,7 +113,8 @@ class MarketOne(msgspec.Struct, kw_only=True):
 
 class Event(_Omit):
     event_ticker: str
-    series_ticker: str | None = None
+    series_ticker: str
+    """``""`` when the parent series is not recorded (Kalshi always sends the key)."""
     title: str | None = None
     sub_title: str | None = None
     category: str | None = None

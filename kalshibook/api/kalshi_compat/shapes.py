@@ -114,7 +114,7 @@ def market_out(row: MarketRow) -> k.Market:
 def event_out(row: EventRow, markets: Sequence[MarketRow] | None = None) -> k.Event:
     return k.Event(
         event_ticker=row.event_ticker,
-        series_ticker=row.series_ticker,
+        series_ticker=row.series_ticker or "",
         title=row.title,
         sub_title=row.sub_title,
         category=row.category,
