@@ -5,7 +5,8 @@
 shutdown; a pool passed in is used as is and never closed. Every handler of
 :data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
 ``/schema`` (``/schema/openapi.json``). The seed API of the kalshibook SDK
-(:mod:`kalshibook.api.seed`) is mounted beside ``/v1`` with its own error handlers.
+(:mod:`kalshibook.api.seed`) is mounted beside ``/v1`` with its own error handlers, and so is the
+Kalshi-compatible ``/trade-api/v2`` (:mod:`kalshibook.api.kalshi_compat`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.deps import provide_conn, provide_settings
+from kalshibook.api.kalshi_compat import kalshi_router
 from kalshibook.api.middleware import ApiMiddleware, Services
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
@@ -70,6 +72,9 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 * **kalshibook SDK**: the routes tagged "kalshibook SDK" (no `/v1` prefix) serve the same data in
   the shapes of the `kalshibook` Python SDK: cents, `{"error": {"code", "message"}}` errors,
   `X-Credits-Cost`; see docs/api.md "Using the kalshibook SDK".
+* **Kalshi-compatible**: the routes tagged "Kalshi-compatible" (`/trade-api/v2/...`) serve the
+  market-data subset of Kalshi's Trade API v2 in Kalshi's shapes; a kalshibook key works as
+  `KALSHI-ACCESS-KEY`; see docs/api.md "Point your Kalshi code at kalshibook".
 """
 
 
@@ -169,7 +174,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         create_examples=False,
     )
     return Litestar(
-        route_handlers=[*ROUTE_HANDLERS, seed_router()],
+        route_handlers=[*ROUTE_HANDLERS, seed_router(), kalshi_router()],
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.auth import Authenticator, Charge
 from kalshibook.api.context import request_context
+from kalshibook.api.credentials import authorization_of, request_cost
 from kalshibook.api.metrics import ApiMetrics
 from kalshibook.errors import KalshibookError
 from kalshibook.storage import api_keys
@@ -49,13 +50,6 @@ class Services:
         if self.pool is None:  # pragma: no cover - the lifespan always sets it
             raise RuntimeError("the API's connection pool is not open")
         return self.pool
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 class ApiMiddleware:
@@ -89,14 +83,12 @@ class ApiMiddleware:
             if public:
                 await self.app(scope, receive, send_wrapper)
                 return
-            cost = int(handler.opt.get("cost", 1))
+            cost = request_cost(handler.opt, scope)
             async with services.require_pool().connection() as conn:
                 ctx.conn = conn
                 try:
                     if services.settings.api.require_auth:
-                        charge = await services.auth.authorize(
-                            conn, _header(scope, b"authorization"), cost
-                        )
+                        charge = await services.auth.authorize(conn, authorization_of(scope), cost)
                         ctx.credits_remaining = charge.remaining
                     await self.app(scope, receive, send_wrapper)
                 finally:

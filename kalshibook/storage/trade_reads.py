@@ -12,22 +12,25 @@ A page is answered in three steps, each a small constant query:
 
 Order: exchange order (``ts``, then ``exchange_seq``; ties across markets by ``trade_id``), the
 keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order).
+:func:`list_trades_desc` reads the same rows in the reverse order (newest first, as Kalshi's
+``GET /markets/trades`` lists them), its windows walking down from the extent's end.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.windows import read_windows
+from kalshibook.storage.windows import read_windows, read_windows_desc
 
-__all__ = ("TradeRow", "list_trades", "trade_scope")
+__all__ = ("TradeRow", "list_trades", "list_trades_desc", "trade_scope")
 
 Conn = AsyncConnection[Any]
+_ONE_US: Final = timedelta(microseconds=1)
 
 
 class TradeRow(NamedTuple):
@@ -82,8 +85,19 @@ _WINDOW = """
 ORDER BY t.ts, t.exchange_seq, t.trade_id
 LIMIT %(limit)s
 """
-TRADES_OF_MARKETS: Final = _COLUMNS + "WHERE t.market_ticker = ANY(%(tickers)s::text[])" + _WINDOW
+_WINDOW_DESC = """
+  AND t.ts >= %(lo)s::timestamptz AND t.ts < %(hi)s::timestamptz
+  AND (%(c_ts)s::timestamptz IS NULL
+       OR (t.ts, t.exchange_seq, t.trade_id)
+          < (%(c_ts)s::timestamptz, %(c_seq)s::bigint, %(c_id)s::uuid))
+ORDER BY t.ts DESC, t.exchange_seq DESC, t.trade_id DESC
+LIMIT %(limit)s
+"""
+_OF_MARKETS = "WHERE t.market_ticker = ANY(%(tickers)s::text[])"
+TRADES_OF_MARKETS: Final = _COLUMNS + _OF_MARKETS + _WINDOW
 TRADES_OF_ALL: Final = _COLUMNS + "WHERE true" + _WINDOW
+TRADES_OF_MARKETS_DESC: Final = _COLUMNS + _OF_MARKETS + _WINDOW_DESC
+TRADES_OF_ALL_DESC: Final = _COLUMNS + "WHERE true" + _WINDOW_DESC
 """Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
 :func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
 page then needs no Decimal work in Python."""
@@ -108,6 +122,24 @@ async def trade_scope(
     return None if scope is None else sorted(scope)
 
 
+async def _extent(
+    conn: Conn, tickers: list[str] | None, event: str | None, series: str | None
+) -> tuple[list[str] | None, datetime, datetime] | None:
+    """``(scope, first hour, end hour)`` of the trades a request covers; ``None``: no trade."""
+    scope = await trade_scope(conn, tickers, event, series)
+    if scope is not None and not scope:
+        return None
+    async with conn.cursor() as cur:
+        if scope is None:
+            await cur.execute(EXTENT_ALL)
+        else:
+            await cur.execute(EXTENT_OF, {"tickers": scope})
+        row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return scope, row[0], row[1]
+
+
 async def list_trades(
     conn: Conn,
     *,
@@ -120,19 +152,10 @@ async def list_trades(
     limit: int,
 ) -> list[TradeRow]:
     """One page of trades in exchange order, ``[start, end)`` on ``ts``, after the cursor."""
-    scope = await trade_scope(conn, tickers, event, series)
-    if scope is not None and not scope:
+    extent = await _extent(conn, tickers, event, series)
+    if extent is None:
         return []
-    async with conn.cursor() as cur:
-        if scope is None:
-            await cur.execute(EXTENT_ALL)
-        else:
-            await cur.execute(EXTENT_OF, {"tickers": scope})
-        row = await cur.fetchone()
-    if row is None or row[0] is None:
-        return []
-    lo: datetime = row[0]
-    hi: datetime = row[1]
+    scope, lo, hi = extent
     if start is not None:
         lo = max(lo, start)
     if after is not None:
@@ -142,3 +165,33 @@ async def list_trades(
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
     query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
     return await read_windows(conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit)
+
+
+async def list_trades_desc(
+    conn: Conn,
+    *,
+    tickers: list[str] | None,
+    event: str | None,
+    series: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    before: tuple[datetime, int, uuid.UUID | str] | None,
+    limit: int,
+) -> list[TradeRow]:
+    """One page of trades newest first (reverse exchange order), ``[start, end)`` on ``ts``,
+    before the cursor."""
+    extent = await _extent(conn, tickers, event, series)
+    if extent is None:
+        return []
+    scope, lo, hi = extent
+    if start is not None:
+        lo = max(lo, start)
+    if end is not None:
+        hi = min(hi, end)
+    if before is not None:
+        hi = min(hi, before[0] + _ONE_US)
+    cursor = dict(zip(("c_ts", "c_seq", "c_id"), before or (None, None, None), strict=True))
+    query = TRADES_OF_ALL_DESC if scope is None else TRADES_OF_MARKETS_DESC
+    return await read_windows_desc(
+        conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit
+    )

@@ -1,0 +1,54 @@
+"""What a request presents to the API middleware: its API key and the credits it costs.
+
+* **Key.** ``Authorization: Bearer kb-…``; when that header is absent, a ``KALSHI-ACCESS-KEY``
+  header carrying a kalshibook key is read the same way (code written for Kalshi's API sends its
+  key id there, with ``KALSHI-ACCESS-SIGNATURE``/``-TIMESTAMP``, which kalshibook does not
+  verify: the key itself is the secret).
+* **Cost.** A handler's ``opt={"cost": N}``; with ``opt["cost_per"] = "<query parameter>"`` the
+  cost is ``N`` per distinct item of that parameter (comma-separated or repeated): a batch of
+  100 order books costs what 100 single requests cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+if TYPE_CHECKING:
+    from litestar.types import Scope
+
+__all__ = ("authorization_of", "request_cost")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def authorization_of(scope: Scope) -> str | None:
+    """The ``Authorization`` value to authenticate, or a Bearer built from ``KALSHI-ACCESS-KEY``."""
+    authorization = _header(scope, b"authorization")
+    if authorization:
+        return authorization
+    kalshi_key = _header(scope, b"kalshi-access-key")
+    return f"Bearer {kalshi_key.strip()}" if kalshi_key and kalshi_key.strip() else None
+
+
+def request_cost(opt: Mapping[str, Any], scope: Scope) -> int:
+    """Credits this request spends (see the module docstring)."""
+    cost = int(opt.get("cost", 1))
+    per = opt.get("cost_per")
+    if not per:
+        return cost
+    query = scope.get("query_string", b"").decode("latin-1")
+    items = {
+        item.strip()
+        for name, value in parse_qsl(query)
+        if name == per
+        for item in value.split(",")
+        if item.strip()
+    }
+    return cost * max(1, len(items))

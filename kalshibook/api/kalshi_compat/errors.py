@@ -1,0 +1,125 @@
+"""Errors on ``/trade-api/v2``: Kalshi's body ``{"error": {"code", "message"}}`` (plus our
+``request_id``), registered on the Kalshi router only (``/v1`` keeps problem+json).
+
+Codes: 400 ``bad_request`` (the message names the parameter), 401 ``unauthorized``, 402
+``insufficient_credits``, 404 ``not_found``, 429 ``too_many_requests`` (with ``Retry-After``),
+503 ``service_unavailable``, 500 ``internal_server_error``. The domain errors raised are the
+same as on ``/v1`` (:mod:`kalshibook.errors`); only their rendering differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import psycopg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from psycopg_pool import PoolTimeout
+
+from kalshibook.api.context import request_context
+from kalshibook.api.kalshi_compat.schemas import Error, ErrorResponse
+from kalshibook.errors import ApiError, KalshibookError
+
+__all__ = ("CODES", "kalshi_exception_handlers")
+
+log = logging.getLogger(__name__)
+
+CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "insufficient_credits",
+    404: "not_found",
+    405: "method_not_allowed",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
+
+
+def kalshi_error(
+    request: Request[Any, Any, Any],
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response[ErrorResponse]:
+    code = CODES.get(status, "internal_server_error" if status >= 500 else "bad_request")
+    body = ErrorResponse(
+        error=Error(code=code, message=message),
+        request_id=request_context(request.scope).request_id,
+    )
+    return Response(body, status_code=status, headers=dict(headers or {}))
+
+
+def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    remaining = getattr(exc, "credits_remaining", None)
+    if isinstance(remaining, int):
+        headers["X-Credits-Remaining"] = str(remaining)
+    message = exc.message
+    if exc.parameter and exc.status == 400 and exc.parameter not in message:
+        message = f"{exc.parameter}: {message}"
+    return kalshi_error(request, exc.status, message, headers)
+
+
+def _kalshibook_error(
+    request: Request[Any, Any, Any], exc: KalshibookError
+) -> Response[ErrorResponse]:
+    if exc.status >= 500:
+        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
+    return kalshi_error(request, exc.status, exc.message)
+
+
+def _validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[ErrorResponse]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    details = [e for e in extra if isinstance(e, Mapping)]
+    if not details:
+        return kalshi_error(request, 400, exc.detail or "invalid request")
+    first = details[0]
+    key = str(first.get("key") or "")
+    message = str(first.get("message") or "invalid value")
+    return kalshi_error(request, 400, f"{key}: {message}" if key else message)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
+    if exc.status_code >= 500:
+        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
+    headers = {k: v for k, v in (exc.headers or {}).items() if isinstance(v, str)}
+    return kalshi_error(request, exc.status_code, exc.detail or str(exc.status_code), headers)
+
+
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    rid = request_context(request.scope).request_id
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        log.warning("request %s: query cancelled (timeout)", rid)
+        return kalshi_error(request, 503, "the query took too long; narrow the time range")
+    log.warning("request %s: database unavailable: %s", rid, type(exc).__name__)
+    return kalshi_error(
+        request, 503, "the database is unavailable; retry later", {"Retry-After": "5"}
+    )
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    rid = request_context(request.scope).request_id
+    log.exception("request %s failed", rid, exc_info=exc)
+    return kalshi_error(request, 500, f"internal error; report request id {rid} to the operators")
+
+
+def kalshi_exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
+    """The Kalshi router's ``exception_handlers`` (they override the app's problem+json ones)."""
+    return {
+        ApiError: _api_error,
+        KalshibookError: _kalshibook_error,
+        ValidationException: _validation_error,
+        HTTPException: _http_error,
+        PoolTimeout: _database_error,
+        psycopg.OperationalError: _database_error,
+        psycopg.errors.QueryCanceled: _database_error,
+        Exception: _internal_error,
+    }
