@@ -110,6 +110,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Requests per second per API key before 429."""
     require_auth: bool = True
     """Require API keys (set false only for local development)."""
+    cursor_secret: str = ""
+    """Key that signs pagination cursors (≥ 32 characters; the same for every API process of a
+    deployment). Empty: <data_dir>/cursor_secret, generated with mode 0600 at first start."""
 
 
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,8 +9,6 @@ shutdown; a pool passed in is used as is and never closed. Every handler of
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from kalshibook.api.middleware import ApiMiddleware, Services
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.errors import BadRequest, DatabaseUnavailable
+from kalshibook.ops.secrets import cursor_secret
 from kalshibook.settings import Settings
 from kalshibook.storage import pool as storage_pool
 from kalshibook.storage.pool import Pool
@@ -80,15 +79,6 @@ def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -
         autocommit=True,
         options=CONNECTION_OPTIONS,
     )
-
-
-def _cursor_secret(settings: Settings, pool: AsyncConnectionPool[Any] | None) -> bytes:
-    """Cursors are signed with a key derived from the database URL (incl. its password): every API
-    process of one deployment agrees on it without another secret to distribute."""
-    material = settings.core.database_url
-    if not material and pool is not None and isinstance(pool.conninfo, str):
-        material = pool.conninfo
-    return hmac.new(b"kalshibook cursors", material.encode(), hashlib.sha256).digest()
 
 
 async def _add_request_id(message: Message, scope: Scope) -> None:
@@ -175,9 +165,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         before_send=[_add_request_id],
         lifespan=[lifespan],
         openapi_config=openapi,
-        state=State(
-            {"services": services, "cursor_codec": CursorCodec(_cursor_secret(settings, pool))}
-        ),
+        state=State({"services": services, "cursor_codec": CursorCodec(cursor_secret(settings))}),
         debug=False,
         logging_config=None,  # the process's logging is kalshibook.cli.logs' (one setup)
     )
