@@ -1,8 +1,10 @@
 """The Litestar application factory.
 
-``create_app(settings, pool=None)``: the lifespan opens its own psycopg pool (``open=False``,
-``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes it on
-shutdown; a pool passed in is used as is and never closed. Every handler of
+``create_app(settings, pool=None)``: the lifespan opens its own psycopg pools (``open=False``,
+``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes them on
+shutdown: the data pool for the handlers' queries and a small control pool for auth, credits,
+usage and ``/health`` (see :mod:`kalshibook.api.middleware`). A pool passed in serves both and is
+never closed. Every handler of
 :data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
 ``/schema`` (``/schema/openapi.json``).
 """
@@ -43,14 +45,17 @@ OPENAPI_PATH = "/schema"
 POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 16
 POOL_TIMEOUT = 10.0
-"""Seconds a request waits for a free connection before a 503."""
+"""Seconds the lifespan waits for the database at start."""
+CONTROL_POOL_SIZE = 4
 CONNECTION_OPTIONS = (
-    "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout=30000"
+    "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout={ms}"
     " -c synchronous_commit=off"
 )
-"""UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold away; no query over 30 s.
-The API's only writes are credit charges and usage rows: they commit without waiting for the WAL
-flush (a server crash could forget the last fraction of a second of charges, never corrupt them)."""
+"""UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold away; no one query longer than
+the request deadline (the server stops it even if the client's cancel were lost). The API's only
+writes are credit charges and usage rows: they commit without waiting for the WAL flush (a server
+crash could forget the last fraction of a second of charges, never corrupt them)."""
+CONTROL_STATEMENT_MS = 5000
 
 DESCRIPTION = """\
 Kalshi market data recorded by kalshibook: the series > event > market hierarchy, trades,
@@ -67,17 +72,20 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 """
 
 
-def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -> Pool:
+def make_pool(
+    settings: Settings, *, application_name: str = "kalshibook-api", control: bool = False
+) -> Pool:
     """A closed pool for the API (open it with ``await pool.open(wait=True)``): autocommit
-    connections with the API's server settings."""
+    connections with the API's server settings; ``control`` for the small auth/usage pool."""
+    ms = CONTROL_STATEMENT_MS if control else max(1, int(settings.api.request_timeout * 1000))
     return storage_pool.make_pool(
         settings,
-        min_size=POOL_MIN_SIZE,
-        max_size=POOL_MAX_SIZE,
+        min_size=1 if control else POOL_MIN_SIZE,
+        max_size=CONTROL_POOL_SIZE if control else POOL_MAX_SIZE,
         timeout=POOL_TIMEOUT,
-        name=application_name,
+        name=f"{application_name}-control" if control else application_name,
         autocommit=True,
-        options=CONNECTION_OPTIONS,
+        options=CONNECTION_OPTIONS.format(ms=ms),
     )
 
 
@@ -111,20 +119,24 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
                 services.pool = None  # injected: the caller closes it
             return
         own = make_pool(settings)
+        control = make_pool(settings, control=True)
         try:
             await own.open(wait=True, timeout=POOL_TIMEOUT)
+            await control.open(wait=True, timeout=POOL_TIMEOUT)
         except PoolTimeout:
             await own.close()
+            await control.close()
             raise DatabaseUnavailable(
                 f"the API cannot connect to {redact(settings.require_database())} "
                 f"within {POOL_TIMEOUT:g} s"
             ) from None
-        services.pool = own
+        services.pool, services.control = own, control
         try:
             yield
         finally:
-            services.pool = None
+            services.pool = services.control = None
             await own.close()
+            await control.close()
 
     openapi = OpenAPIConfig(
         title="kalshibook",
