@@ -113,6 +113,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout: float = 10.0
     """Seconds one request may take in all (every query, and sending the response); past it a
     504, charged."""
+    max_connections: int = 256
+    """Client connections the API serves at once; beyond, new requests get a 503 at once (with
+    the per-response memory bound, this bounds the API's memory)."""
     max_concurrent_per_key: int = 4
     """Requests of one API key served at once; more are a 429 at once (no queueing)."""
     seconds_per_credit: float = 2.0
@@ -127,6 +130,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"{env_var('api', 'request_timeout')}={self.request_timeout:g} is invalid: "
                 "expected 0.1 to 600 seconds"
+            )
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(
+                f"{env_var('api', 'max_connections')}={self.max_connections} is invalid: "
+                "expected 1 to 100000"
             )
         if not 1 <= self.max_concurrent_per_key <= 1000:
             raise ConfigError(

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 5.0
 """Seconds auth and usage wait for a control connection."""
+BODY_CHUNK = 64 * 1024
+"""A response body goes to the server in pieces of this size, so the server's flow control holds
+the handler back while the client does not read (instead of buffering the whole body); at the
+deadline the response is abandoned and its memory freed."""
 
 
 class Services:
@@ -125,6 +129,16 @@ class ApiMiddleware:
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
                         ctx.credits_remaining
                     )
+            elif message["type"] == "http.response.body" and len(message["body"]) > BODY_CHUNK:
+                body = memoryview(message["body"])
+                more = message.get("more_body", False)
+                for offset in range(0, len(body), BODY_CHUNK):
+                    piece = bytes(body[offset : offset + BODY_CHUNK])
+                    last = offset + BODY_CHUNK >= len(body)
+                    await send(
+                        {"type": "http.response.body", "body": piece, "more_body": more or not last}
+                    )
+                return
             await send(message)
 
         public = bool(handler.opt.get("public")) or scope["path"].startswith(services.openapi_path)
@@ -132,7 +146,14 @@ class ApiMiddleware:
         try:
             if public:
                 try:
-                    await self.app(scope, receive, send_wrapper)
+                    async with asyncio.timeout(api.request_timeout):
+                        await self.app(scope, receive, send_wrapper)
+                except TimeoutError:
+                    if not started:
+                        raise DeadlineExceeded(
+                            f"the request took longer than {api.request_timeout:g} s"
+                        ) from None
+                    log.info("request %s: response not read within the deadline", ctx.request_id)
                 finally:
                     await services.release(ctx)
                 return

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         proxy_headers=False,
         server_header=False,
+        limit_concurrency=settings.api.max_connections,
     )
     server = uvicorn.Server(config)
     server.run()
