@@ -39,6 +39,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
 from kalshibook.storage import migrate
 from kalshibook.storage.pool import open_pool
@@ -87,7 +88,7 @@ def make_rows(n: int, seed: int = 7) -> Mixed:
         elif table == TRADES.name:
             row = TradeRow(
                 ts, uuid.UUID(int=rnd.getrandbits(128)), ticker, price, Decimal(1) - price, size,
-                "yes", "bid", False, "ws", ts,
+                "yes", "bid", False, "ws", ts, exchange_seq(ts, 0),
             )  # fmt: skip
         else:
             row = MarketStatsRow(

@@ -16,6 +16,7 @@ from litestar.params import Parameter
 
 from kalshibook.api import schemas as s
 from kalshibook.api.problems import PROBLEM_MEDIA_TYPE
+from kalshibook.domain.exchange_order import exchange_seq
 
 __all__ = (
     "EXAMPLE_EVENT",
@@ -217,6 +218,7 @@ TRADE = s.Trade(
     trade_id="d91bc706-ee49-470d-82d8-11418bda6fed",
     ticker=EXAMPLE_MARKET,
     created_time=_T0,
+    exchange_seq=exchange_seq(_T0, 0),
     yes_price_dollars="0.4200",
     no_price_dollars="0.5800",
     count_fp="12.50",

@@ -139,7 +139,17 @@ class EventDetail(Event):
 class Trade(Base):
     trade_id: str
     ticker: str
-    created_time: Annotated[datetime, Meta(description="exchange time of the trade")]
+    created_time: Annotated[
+        datetime,
+        Meta(description="exchange time of the trade: microseconds where REST gave them, else ms"),
+    ]
+    exchange_seq: Annotated[
+        int,
+        Meta(
+            description="place in the market's exchange order: epoch ms x 1,000,000 + rank of the "
+            "trade among the market's trades of that millisecond"
+        ),
+    ]
     yes_price_dollars: Dollars
     no_price_dollars: Dollars
     count_fp: Count

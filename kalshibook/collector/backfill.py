@@ -18,8 +18,10 @@ from kalshibook.backoff import Backoff
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference import rest_trade_row
 from kalshibook.collector.work import WorkQueues
+from kalshibook.domain.exchange_order import RestRanker
 from kalshibook.errors import FeedError, KalshibookError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.rest_models import RestTrade
 from kalshibook.storage.candles import refresh_candles
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.writer import Writer
@@ -82,21 +84,39 @@ class Backfill:
             await self.refresh_candles(start, end)
 
     async def backfill(self, start: datetime, end: datetime) -> int:
-        """Hand the REST trades of ``[start, end]`` to the writer; returns how many."""
+        """Hand the REST trades of ``[start, end]`` to the writer; returns how many.
+
+        Each trade gets its exchange rank inside its millisecond (``RestRanker``: the listing is
+        newest first and windows start on whole seconds, so every millisecond is complete).
+        """
         now = datetime.now(UTC)
         n = 0
-        writer = self.writer
+        ranker: RestRanker[RestTrade] = RestRanker()
         min_ts = int(start.timestamp())
         max_ts = int(end.timestamp()) + 1
         async for t in self.rest.get_trades(None, min_ts, max_ts):
-            row = rest_trade_row(t, now)
-            if row is None:
+            if t.created_time is None:
                 continue
-            await writer.put("trades", row)
-            n += 1
+            for trade, seq in ranker.push(t.ticker, t.created_time, t):
+                n += await self._put(trade, seq, now)
+        for trade, seq in ranker.finish():
+            n += await self._put(trade, seq, now)
+        if ranker.out_of_order:
+            log.warning(
+                "REST trades were not listed newest first (%d times): the order inside a "
+                "millisecond may be inexact for those trades",
+                ranker.out_of_order,
+            )
         self.metrics.backfilled_trades.inc(n)
         self.metrics.rest_requests.inc(1.0, "backfill")
         return n
+
+    async def _put(self, trade: RestTrade, seq: int, now: datetime) -> int:
+        row = rest_trade_row(trade, now, seq)
+        if row is None:
+            return 0
+        await self.writer.put("trades", row)
+        return 1
 
     async def refresh_candles(self, start: datetime, end: datetime) -> None:
         """Refresh the candles around ``[start, end]`` once the writer has drained."""

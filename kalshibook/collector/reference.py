@@ -154,7 +154,7 @@ def settlement_row(m: Market, catalog: Catalog) -> SettlementRow | None:
     )
 
 
-def rest_trade_row(t: RestTrade, received_at: datetime) -> TradeRow | None:
+def rest_trade_row(t: RestTrade, received_at: datetime, exchange_seq: int) -> TradeRow | None:
     if t.created_time is None:
         return None
     yes = t.yes_price_dollars
@@ -175,4 +175,5 @@ def rest_trade_row(t: RestTrade, received_at: datetime) -> TradeRow | None:
         bool(t.is_block_trade),
         "rest",
         received_at,
+        exchange_seq,
     )

@@ -156,6 +156,7 @@ class Router(BookRouting, GapRouting, LifecycleRouting):
                 bool(f.is_block_trade),
                 "ws",
                 rec,
+                self._trade_ranks.seq(f.market_ticker, ts),
             ),
         )
 

@@ -23,6 +23,7 @@ from kalshibook.collector.effects import Effects, NullEffects
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.subscriptions import EpochClock
 from kalshibook.domain.book import BookSet, MarketBook, Quote
+from kalshibook.domain.exchange_order import LiveRanker
 from kalshibook.storage.tables import BookGapRow, QuoteRow, SnapshotRow
 
 __all__ = ("LIFECYCLE", "MarketState", "RouterCore", "Row", "SidState", "Unstamped")
@@ -129,6 +130,7 @@ class RouterCore:
         self._unstamped: list[Unstamped] = []
         self._last_quote_rec: datetime | None = None
         self._trade_last_ts: datetime | None = None
+        self._trade_ranks = LiveRanker()
         self._trade_outage: datetime | None = None
         self.stopping = False
         self._lag_every = max(1, lag_sample_every)

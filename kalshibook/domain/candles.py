@@ -21,8 +21,10 @@ module turns the few hundred rows of one request into candles (ARCHITECTURE.md Â
 - **fill=false** (default) omits the periods with no source row at all: no trade, no quote and no
   market-stats row. **fill=true** returns every period of the range (up to ``until``, the caller's
   "now"), with the same carried bid/ask/OI/previous and null prices, volume 0.
-- Rows of one market that share the very same exchange timestamp have no order; open/close (and
-  the carried-in state) may then be any one of them.
+- Trades are in exchange order (``exchange_seq``, migration 0005): open/close and the carried-in
+  last price are the first/last trade the exchange printed, also inside one millisecond. Quotes
+  and market stats of one market with the very same timestamp have no order; their open/close
+  may then be any one of them.
 """
 
 from __future__ import annotations

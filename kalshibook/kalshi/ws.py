@@ -55,7 +55,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
@@ -98,6 +98,7 @@ __all__ = ("DataItem", "Disconnected", "KalshiWebSocket", "WsSession", "WsStats"
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_ONE_US = timedelta(microseconds=1)
 UpdateAction: TypeAlias = Literal["add_markets", "delete_markets", "get_snapshot"]
 
 
@@ -302,6 +303,7 @@ class WsSession:
         self._silence_tripped = False
         self._finished = False
         self._failure: Exception | None = None
+        self._last_received_at: datetime | None = None
         self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -337,7 +339,9 @@ class WsSession:
 
         Runs inside the protocol callback, so it cannot wait: when the buffer is full it pauses
         the transport (TCP backpressure reaches the exchange) until the consumer has drained
-        half of it. All frames of one read share one ``received_at``: they arrived together.
+        half of it. ``received_at`` is the read's time plus one microsecond per frame before it
+        in the read, and never repeats on this connection: it orders every frame the connection
+        delivered (a trade before the book change it caused, across channels) for a replay.
         """
         if self._finished or self._by_client or self._failure is not None:
             return
@@ -351,6 +355,9 @@ class WsSession:
         route = self._route
         advance = self._seq.advance
         received_at = self._now()
+        last = self._last_received_at
+        if last is not None and received_at <= last:
+            received_at = last + _ONE_US
         try:
             for raw in payloads:
                 try:
@@ -359,6 +366,9 @@ class WsSession:
                     stats.decode_errors += 1
                     log.warning("kalshi ws: dropped undecodable frame: %s", exc)
                     continue
+                finally:
+                    self._last_received_at = received_at
+                    received_at += _ONE_US
                 # Fast path, same outcome as _route: a data frame answering no command, without
                 # seq or with exactly the next seq of its sid.
                 if frame.id is None and frame.__class__ not in _SUBSCRIPTION_FRAMES:

@@ -50,6 +50,9 @@ class BookEngine:
     _ts_text: str
     """``rfc3339_ms(_ts_for)``, formatted once per ``advance``."""
     _ts_for: int
+    _trade_ms: int = -1
+    """Millisecond and microsecond of the last trade (sub-millisecond REST times)."""
+    _trade_us: int = 0
 
     def snapshot_msg(self, m: Market) -> dict[str, Any]:
         """The ``msg`` of an ``orderbook_snapshot`` (a side's key is absent when it is empty)."""
@@ -271,15 +274,24 @@ class BookEngine:
         else:  # taker buys NO: consumes the best YES bid
             q = max(yes)
             book, side, yes_price = yes, "yes", q
-        level = book[q]
-        count = level if rng.random() < 0.2 else min(level, self._draw_trade_size())
-        self._record_trade(m, now, yes_price, count, buy_yes, False, out)
-        if count == level:
-            del book[q]
-        else:
-            book[q] = level - count
-        self._emit_delta(m, side, q, -count, now, out)
-        return 2
+        levels = 1
+        if len(book) >= 2 and rng.random() < self.config.sweep_prob:
+            levels = rng.randint(2, min(4, len(book)))
+        for i in range(levels):
+            q = max(book)
+            yes_price = UNIT - q if buy_yes else q
+            level = book[q]
+            last = i == levels - 1
+            # a sweep takes every level before its last whole
+            whole = not last or rng.random() < 0.2
+            count = level if whole else min(level, self._draw_trade_size())
+            self._record_trade(m, now, yes_price, count, buy_yes, False, out)
+            if count == level:
+                del book[q]
+            else:
+                book[q] = level - count
+            self._emit_delta(m, side, q, -count, now, out)
+        return 2 * levels
 
     def _block_trade(self, m: Market, now: int, out: list[Emit]) -> int:
         """An off-book block trade (no book change)."""
@@ -311,9 +323,14 @@ class BookEngine:
             m.oi -= count
         m.last_price = yes_price
         m.last_trade_size = count
-        self.trades.append(
-            TradeRec(self.trade_n, now, trade_id, m.ticker, yes_price, count, outcome, block, m.oi)
-        )
+        # Microseconds inside the millisecond: increasing, distinct while below 1000.
+        us = self._trade_us + 1 + rng.randrange(40) if now == self._trade_ms else rng.randrange(200)
+        self._trade_ms, self._trade_us = now, min(us, 999)
+        rec = TradeRec(
+            self.trade_n, now, trade_id, m.ticker, yes_price, count, outcome, block, m.oi,
+            self._trade_us,
+        )  # fmt: skip
+        self.trades.append(rec)
         out.append(
             Emit(
                 TRADE,

@@ -58,6 +58,9 @@ class TradeRec(NamedTuple):
     is_block_trade: bool
     open_interest: int
     """The market's open interest after the trade (hundredths)."""
+    us: int = 0
+    """Microseconds inside ``ts_ms`` (REST ``created_time``), increasing with ``n`` inside a
+    millisecond: a sweep's fills have distinct times, as on Kalshi."""
 
 
 class QuoteRec(NamedTuple):
@@ -81,6 +84,9 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True):
     trade_prob: float = 0.12
     cancel_prob: float = 0.40
     block_trade_prob: float = 0.002
+    sweep_prob: float = 0.15
+    """Share of trades whose taker sweeps 2-4 levels: one trade per level, all in one
+    millisecond (Kalshi prints a sweep's fills in one ``ts_ms``)."""
     illiquid_prob: float = 0.03
     """Share of markets whose book stays empty."""
     close_update_prob: float = 0.1
@@ -104,6 +110,10 @@ class TradeLog:
 
     def __len__(self) -> int:
         return len(self._all) - self._head
+
+    def records(self) -> list[TradeRec]:
+        """The kept trades, oldest first (exchange order)."""
+        return self._all[self._head :]
 
     def append(self, rec: TradeRec) -> None:
         self._all.append(rec)

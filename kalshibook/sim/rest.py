@@ -24,6 +24,7 @@ from kalshibook.sim.wire import (
     dollars_str,
     rfc3339_s,
     rfc3339_us,
+    rfc3339_us_exact,
     size_str,
 )
 
@@ -240,7 +241,7 @@ def trade_json(t: TradeRec) -> dict[str, Any]:
     outcome = t.taker_outcome_side
     return {
         "count_fp": size_str(t.size),
-        "created_time": rfc3339_us(t.ts_ms),
+        "created_time": rfc3339_us_exact(t.ts_ms, t.us),
         "is_block_trade": t.is_block_trade,
         "no_price_dollars": PRICE_STR[UNIT - t.yes_price],
         "taker_book_side": "bid" if outcome == "yes" else "ask",

@@ -66,6 +66,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     """0 = pick a free port (``SimServer.port`` tells which)."""
     seed: int = 1
     markets: int = 50
+    start_behind_s: float = 0.0
+    """Start the exchange clock this many seconds before the wall clock (tests that drive a
+    compressed clock and then read what is already in the past)."""
     rate: float = 200.0
     """Data frames per second generated across all channels (0 = none unless ``step`` is called)."""
     lifetime: float = 600.0
@@ -195,7 +198,7 @@ class SimServer:
                 markets=cfg.markets,
                 lifetime_s=cfg.lifetime,
                 new_markets_per_min=cfg.new_markets_per_min,
-                start_ms=wall_ms(),
+                start_ms=wall_ms() - int(cfg.start_behind_s * 1000),
                 trade_history=cfg.trade_history,
             )
         )

@@ -73,6 +73,12 @@ def rfc3339_us(ts_ms: int) -> str:
     return f"{d:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}000Z"
 
 
+def rfc3339_us_exact(ts_ms: int, us: int) -> str:
+    """``2026-08-24T15:01:57.667123Z``: ``us`` microseconds into millisecond ``ts_ms``."""
+    d = _EPOCH + dt.timedelta(milliseconds=ts_ms)
+    return f"{d:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}{us:03d}Z"
+
+
 def rfc3339_s(ts_ms: int) -> str:
     """``2026-08-24T15:01:53Z`` (second precision, truncated)."""
     d = _EPOCH + dt.timedelta(milliseconds=ts_ms - ts_ms % 1000)

@@ -113,7 +113,7 @@ ORDER BY bucket
 LAST_TRADE_BEFORE: Final = """
 SELECT yes_price FROM market.trades
 WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
-ORDER BY ts DESC LIMIT 1
+ORDER BY ts DESC, exchange_seq DESC LIMIT 1
 """
 LAST_QUOTE_BEFORE: Final = """
 SELECT yes_bid, yes_ask FROM market.quotes

@@ -13,6 +13,7 @@ import psycopg
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from kalshibook.errors import SchemaError
 from kalshibook.settings import StorageSettings
@@ -58,6 +59,9 @@ def preflight(url: str) -> None:
 
 CANDLES_REVISION = "0002"
 COMPRESSION_REVISION = "0004"
+EXCHANGE_ORDER_REVISION = "0005"
+# Revisions that (re)create candle aggregates WITH NO DATA, going up or down through them.
+AGGREGATE_REVISIONS = (CANDLES_REVISION, EXCHANGE_ORDER_REVISION)
 EDITION = "SELECT current_setting('timescaledb.license')"
 FIRST_SOURCE_ROW = """
 SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
@@ -73,7 +77,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
     before = current_revision(url)
     _retrying_on_locks(lambda: command.upgrade(alembic_config(url), revision))
     after = current_revision(url)
-    if (before is None or before < CANDLES_REVISION) and (after or "") >= CANDLES_REVISION:
+    if _crossed(before, after):
         materialise_candle_history(url)
     with psycopg.connect(url, autocommit=True) as conn:
         if (after or "") >= COMPRESSION_REVISION:
@@ -146,7 +150,25 @@ def downgrade(url: str, revision: str) -> None:
     if revision == "base":
         with psycopg.connect(url, autocommit=True) as conn:
             remove_watchdog(conn)
+    before = current_revision(url)
     _retrying_on_locks(lambda: command.downgrade(alembic_config(url), revision))
+    after = current_revision(url)
+    if after is not None and after >= CANDLES_REVISION and _crossed(after, before):
+        materialise_candle_history(url)
+
+
+def _crossed(low: str | None, high: str | None) -> bool:
+    """Whether going between revisions ``low`` < ``high`` passed a revision that (re)created
+    candle aggregates empty (``high`` included, ``low`` excluded)."""
+    lo, hi = low or "", high or ""
+    return any(lo < rev <= hi for rev in AGGREGATE_REVISIONS)
+
+
+def head_revision() -> str:
+    """The newest revision of the migrations shipped with this code."""
+    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    assert head is not None
+    return head
 
 
 def current_revision(url: str) -> str | None:

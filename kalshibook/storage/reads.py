@@ -98,9 +98,14 @@ class MarketRow(NamedTuple):
 
 
 class TradeRow(NamedTuple):
-    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``)."""
+    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``).
+
+    ``ts`` is the millisecond (the cursor's time), ``created_time`` the exchange's time at the best
+    precision it gave, ``exchange_seq`` the trade's place in its market's exchange order."""
 
     ts: datetime
+    created_time: datetime
+    exchange_seq: int
     trade_id: str
     market_ticker: str
     yes_price: str
@@ -258,7 +263,7 @@ SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
 # -- trades and settlements ----------------------------------------------------------------------
 
 LIST_TRADES = """
-SELECT t.ts, t.trade_id::text AS trade_id, t.market_ticker,
+SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
        round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
            AS yes_price,
        round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
@@ -277,10 +282,14 @@ WHERE (%(tickers)s::text[] IS NULL OR t.market_ticker = ANY(%(tickers)s::text[])
   AND (%(start)s::timestamptz IS NULL OR t.ts >= %(start)s::timestamptz)
   AND (%(end)s::timestamptz IS NULL OR t.ts < %(end)s::timestamptz)
   AND (%(c_ts)s::timestamptz IS NULL
-       OR (t.ts, t.trade_id) > (%(c_ts)s::timestamptz, %(c_id)s::uuid))
-ORDER BY t.ts, t.trade_id
+       OR (t.ts >= %(c_ts)s::timestamptz
+           AND (t.ts, t.exchange_seq, t.trade_id)
+               > (%(c_ts)s::timestamptz, %(c_seq)s::bigint, %(c_id)s::uuid)))
+ORDER BY t.ts, t.exchange_seq, t.trade_id
 LIMIT %(limit)s
 """
+"""Exchange order: one market's trades by ``exchange_seq`` (its millisecond, then its rank in it;
+migration 0005); trades of different markets in one millisecond by ``trade_id``."""
 """Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
 :func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
 page then needs no Decimal work in Python."""
@@ -318,7 +327,7 @@ WITH snap AS (
     SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
     FROM market.orderbook_snapshots
     WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s
-    ORDER BY ts DESC
+    ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
     LIMIT 1
 )
 SELECT snap.ts, snap.epoch, snap.seq, snap.source, snap.yes_bids, snap.no_bids,
@@ -337,7 +346,8 @@ LEFT JOIN LATERAL (
 """
 """The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
 containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
-keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found."""
+keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found. Snapshots
+in one millisecond are taken in feed order (epoch, then seq)."""
 
 BOOK_DELTAS = """
 SELECT side, (price * 1000000)::bigint, (delta * 100)::bigint, ts, seq
@@ -561,7 +571,7 @@ async def list_trades(
     series: str | None,
     start: datetime | None,
     end: datetime | None,
-    after: tuple[datetime, uuid.UUID | str] | None,
+    after: tuple[datetime, int, uuid.UUID | str] | None,
     limit: int,
 ) -> list[TradeRow]:
     params = {
@@ -570,7 +580,7 @@ async def list_trades(
         "series": series,
         "start": start,
         "end": end,
-        **_keyset(("c_ts", "c_id"), after),
+        **_keyset(("c_ts", "c_seq", "c_id"), after),
         "limit": limit,
     }
     return await _fetch_all(conn, TradeRow, LIST_TRADES, params)

@@ -78,6 +78,7 @@ class TradeRow(NamedTuple):
     is_block_trade: bool
     source: str  # 'ws' | 'rest'
     received_at: datetime
+    exchange_seq: int  # kalshibook.domain.exchange_order (migration 0005)
 
 
 class SnapshotRow(NamedTuple):
@@ -224,24 +225,37 @@ class SettlementRow(NamedTuple):
 
 COPY_TRADES_STAGE: Final[LiteralString] = (
     "COPY pg_temp.kalshibook_trades_stage (ts, trade_id, market_ticker, yes_price, no_price, "
-    "count, taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
-    "FROM STDIN (FORMAT BINARY)"
+    "count, taker_outcome_side, taker_book_side, is_block_trade, source, received_at, "
+    "exchange_seq) FROM STDIN (FORMAT BINARY)"
 )
+# The staging table has the COPY's columns and no constraints (``created_time`` is derived).
 CREATE_TRADES_STAGE: Final[LiteralString] = (
-    "CREATE TEMP TABLE IF NOT EXISTS kalshibook_trades_stage "
-    "(LIKE market.trades INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS kalshibook_trades_stage (ts timestamptz, trade_id uuid, "
+    "market_ticker text, yes_price numeric, no_price numeric, count numeric, "
+    "taker_outcome_side text, taker_book_side text, is_block_trade boolean, source text, "
+    "received_at timestamptz, exchange_seq bigint) ON COMMIT DELETE ROWS"
 )
 # The time is truncated here, not only by the table's trigger: TimescaleDB checks ON CONFLICT
 # against a compressed chunk with the tuple as it arrives, before BEFORE-INSERT triggers run, so a
 # REST copy (µs) of a WS trade (ms) in a compressed chunk was inserted twice (tests/integration/
-# test_compression.py).
+# test_compression.py). ``created_time`` keeps the staged time at its full precision.
+# One row per trade (a batch may hold a trade's WS and REST copies: the REST one is kept). A REST
+# copy of a stored trade sets its exchange_seq and created_time (REST ranks a whole millisecond
+# and has microseconds; kalshibook.domain.exchange_order), so the stored values do not depend on
+# which path stored the trade first; a WS copy of a stored trade changes nothing.
 MERGE_TRADES: Final[LiteralString] = (
-    "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, "
-    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at) "
-    "SELECT date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
-    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at "
+    "INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, no_price, count, "
+    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, created_time, "
+    "exchange_seq) "
+    "SELECT DISTINCT ON (trade_id, date_trunc('milliseconds', ts)) "
+    "date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
+    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, ts, exchange_seq "
     "FROM pg_temp.kalshibook_trades_stage "
-    "ON CONFLICT (trade_id, ts) DO NOTHING"
+    "ORDER BY trade_id, date_trunc('milliseconds', ts), source = 'rest' DESC "
+    "ON CONFLICT (trade_id, ts) DO UPDATE SET "
+    "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time "
+    "WHERE EXCLUDED.source = 'rest' AND (t.exchange_seq, t.created_time) "
+    "IS DISTINCT FROM (EXCLUDED.exchange_seq, EXCLUDED.created_time)"
 )
 COPY_ORDERBOOK_SNAPSHOTS: Final[LiteralString] = (
     "COPY market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq, "
@@ -406,7 +420,7 @@ def _types(spec: str) -> tuple[str, ...]:
 TRADES: Final = TableSpec(
     name="trades",
     row_type=TradeRow,
-    pg_types=_types("ts uuid text num num num text text bool text ts"),
+    pg_types=_types("ts uuid text num num num text text bool text ts int8"),
     mode="dedupe",
     write_sql=COPY_TRADES_STAGE,
     stage_sql=CREATE_TRADES_STAGE,

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import ConfigError
 from kalshibook.settings import CoreSettings, Settings, StorageSettings, WriterSettings
 from kalshibook.storage import migrate, reads
@@ -113,6 +114,7 @@ def trade(i: int, price: str, ts: datetime, source: str = "ws") -> TradeRow:
         is_block_trade=False,
         source=source,
         received_at=ts,
+        exchange_seq=exchange_seq(ts, 0),
     )
 
 
@@ -247,11 +249,11 @@ def test_migrate_command_applies_the_policy_settings(db_url: str) -> None:
 
 PAGE_PLANS = {
     "trades": "SELECT ts, trade_id FROM market.trades WHERE market_ticker = 'KXORD' "
-    "ORDER BY ts, trade_id LIMIT 1000",
+    "ORDER BY ts, exchange_seq, trade_id LIMIT 1000",
     "orderbook_deltas": "SELECT ts, epoch, seq FROM market.orderbook_deltas "
     "WHERE market_ticker = 'KXORD' ORDER BY ts, epoch, seq LIMIT 1000",
     "trades newest first": "SELECT ts FROM market.trades WHERE market_ticker = 'KXORD' "
-    "ORDER BY ts DESC LIMIT 1",
+    "ORDER BY ts DESC, exchange_seq DESC LIMIT 1",
 }
 
 

@@ -23,6 +23,7 @@ import pytest_asyncio
 from psycopg import sql
 
 from kalshibook.domain.book import OrderBook
+from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import StorageError
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
 from kalshibook.storage.copyworker import CopyWorker
@@ -109,6 +110,7 @@ def trade(trade_id: uuid.UUID, ts: datetime, source: str = "ws") -> TradeRow:
         is_block_trade=False,
         source=source,
         received_at=T0,
+        exchange_seq=exchange_seq(ts, 0),
     )
 
 

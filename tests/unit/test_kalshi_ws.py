@@ -12,6 +12,7 @@ import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -390,14 +391,16 @@ async def test_one_read_may_overshoot_the_bound_then_reading_stops() -> None:
     await session.close()
 
 
-async def test_frames_of_one_read_share_a_receive_time() -> None:
+async def test_receive_times_order_every_frame_of_the_connection() -> None:
+    """Frames of one read get the read's time plus a microsecond each; a later read never goes
+    back (a clock step, or a read within the same microsecond): a replay can order them."""
     conn = FakeConn(None)
     _, session = await open_session(conn)
     conn.push_batch([trade(10, 1), trade(10, 2)])
     conn.push(trade(10, 3))
     items = await drain(session, 3)
-    assert items[0].received_at == items[1].received_at
-    assert items[2].received_at >= items[1].received_at
+    assert items[1].received_at - items[0].received_at == timedelta(microseconds=1)
+    assert items[2].received_at > items[1].received_at
     await session.close()
 
 

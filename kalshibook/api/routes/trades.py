@@ -37,7 +37,8 @@ def trade_out(row: reads.TradeRow) -> s.Trade:
     return s.Trade(
         trade_id=row.trade_id,
         ticker=row.market_ticker,
-        created_time=row.ts,
+        created_time=row.created_time,
+        exchange_seq=row.exchange_seq,
         yes_price_dollars=row.yes_price,
         no_price_dollars=row.no_price,
         count_fp=row.contracts,
@@ -78,7 +79,7 @@ async def _trades_page(
 ) -> s.TradePage:
     pager = Pager(request, settings, limit, "trades")
     t0, t1 = parse_range(start, end)
-    after = pager.after(cursor, tuple[datetime, uuid.UUID])
+    after = pager.after(cursor, tuple[datetime, int, uuid.UUID])
     rows = await reads.list_trades(
         conn,
         tickers=tickers,
@@ -96,13 +97,17 @@ async def _trades_page(
         and not await reads.market_known(conn, known_ticker)
     ):
         raise NotFound(f"unknown market ticker {known_ticker!r}", parameter="ticker")
-    return pager.page(s.TradePage, rows, trade_out, lambda r: (r.ts, r.trade_id))
+    return pager.page(s.TradePage, rows, trade_out, lambda r: (r.ts, r.exchange_seq, r.trade_id))
 
 
 @get(
     "/v1/trades",
     summary="Trades of one or many markets",
-    description="Ordered by (created_time, trade_id) ascending; `[start, end)`.",
+    description=(
+        "In exchange order: by time, one market's trades of one millisecond by `exchange_seq` "
+        "(the order the exchange printed them), other ties by trade_id; `[start, end)` on the "
+        "millisecond."
+    ),
     tags=["trades"],
     responses=responses(s.TradePage, docs.TRADE_PAGE),
     **priced(2),
@@ -142,7 +147,11 @@ async def list_trades(
 @get(
     "/v1/markets/{ticker:str}/trades",
     summary="Trades of one market",
-    description="Ordered by (created_time, trade_id) ascending; `[start, end)`.",
+    description=(
+        "In exchange order: by time, one market's trades of one millisecond by `exchange_seq` "
+        "(the order the exchange printed them), other ties by trade_id; `[start, end)` on the "
+        "millisecond."
+    ),
     tags=["trades"],
     responses=responses(s.TradePage, docs.TRADE_PAGE, errors=(400, 401, 402, 404, 429, 503)),
     **priced(2),
