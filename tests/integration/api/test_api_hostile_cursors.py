@@ -36,7 +36,8 @@ CASES = [
     ("/v1/events", "events", ("a" * 10_000,)),
     ("/v1/settlements", "settlements", (None, "KX\x00")),
     (f"/v1/markets/{B45}/gaps", "gaps", (T, T, T, "re\x00sync")),
-    (f"/v1/markets/{B45}/trades", "trades", ("2026-01-15T12:00:00", str(uuid.UUID(int=1)))),
+    (f"/v1/markets/{B45}/trades", "trades", ("2026-01-15T12:00:00", 1, str(uuid.UUID(int=1)))),
+    (f"/v1/markets/{B45}/trades", "trades", (T, 2**64 - 1, str(uuid.UUID(int=1)))),
 ]
 
 
