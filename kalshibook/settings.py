@@ -28,6 +28,10 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Python logging level: DEBUG, INFO, WARNING, ERROR."""
     data_dir: str = ".data"
     """Local state: spool files, simulator truth, demo pids."""
+    refuse_superuser: bool = False
+    """`collect` and `serve` refuse to start when their database login is a superuser (compose
+    sets true); false: they start with a loud warning. Give them `kalshibook service-user`
+    logins."""
 
 
 class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ from kalshibook.errors import SchemaError
 from kalshibook.settings import StorageSettings
 from kalshibook.storage.policies import apply_policies
 from kalshibook.storage.reader_limits import harden_readers, remove_watchdog
+from kalshibook.storage.service_roles import apply_service_grants
 from kalshibook.storage.urls import redact, unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
             apply_policies(conn, storage or StorageSettings())
         if after is not None:
             harden_readers(conn)
+            apply_service_grants(conn)
 
 
 LOCK_RETRIES = 12
