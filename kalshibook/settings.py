@@ -147,6 +147,40 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
 
+class ReplicaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Read replicas of the API (PostgreSQL streaming standbys of ``KALSHIBOOK_DATABASE_URL``)."""
+
+    urls: str = ""
+    """Comma-separated read-only database URLs; the API sends each request's reads to one of
+    them (credits, usage and keys stay on the primary). Empty: everything on the primary."""
+    max_lag_seconds: float = 10.0
+    """A replica further behind the primary than this gets no reads until it catches up."""
+    fallback: str = "primary"
+    """With no healthy replica: `primary` serves the reads, `unavailable` answers 503."""
+    check_interval: float = 1.0
+    """Seconds between two lag checks of every replica."""
+
+    def __post_init__(self) -> None:
+        if self.fallback not in ("primary", "unavailable"):
+            raise ConfigError(
+                f"KALSHIBOOK_REPLICA_FALLBACK={self.fallback!r} is invalid: "
+                "expected primary or unavailable"
+            )
+        if not 0.05 <= self.check_interval <= 3600:
+            raise ConfigError(
+                f"KALSHIBOOK_REPLICA_CHECK_INTERVAL={self.check_interval:g} is invalid: "
+                "expected 0.05 to 3600 seconds"
+            )
+        for url in self.url_list():
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ConfigError(
+                    "KALSHIBOOK_REPLICA_URLS holds an entry that is not a postgresql:// URL"
+                )
+
+    def url_list(self) -> list[str]:
+        return [u.strip() for u in self.urls.split(",") if u.strip()]
+
+
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Compression and retention policies (Community edition; applied by ``kalshibook migrate``).
 
@@ -226,6 +260,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    replica: ReplicaSettings = msgspec.field(default_factory=ReplicaSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

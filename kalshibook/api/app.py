@@ -6,7 +6,8 @@ shutdown: the data pool for the handlers' queries and a small control pool for a
 usage and ``/health`` (see :mod:`kalshibook.api.middleware`). A pool passed in serves both and is
 never closed. Every handler of
 :data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
-``/schema`` (``/schema/openapi.json``).
+``/schema`` (``/schema/openapi.json``). The seed API of the kalshibook SDK
+(:mod:`kalshibook.api.seed`) is mounted beside ``/v1`` with its own error handlers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.middleware import ApiMiddleware, Services
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
+from kalshibook.api.seed import seed_router
 from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.ops.secrets import cursor_secret
 from kalshibook.settings import Settings
@@ -47,21 +49,29 @@ POOL_MAX_SIZE = 16
 POOL_TIMEOUT = 10.0
 """Seconds the lifespan waits for the database at start."""
 CONTROL_POOL_SIZE = 4
-CONNECTION_OPTIONS = (
-    "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout={ms}"
-    " -c synchronous_commit=off"
-)
-"""UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold away; no one query longer than
-the request deadline (the server stops it even if the client's cancel were lost). The API's only
-writes are credit charges and usage rows: they commit without waiting for the WAL flush (a server
-crash could forget the last fraction of a second of charges, never corrupt them)."""
+
+
+def connection_options(statement_ms: int) -> str:
+    """The server settings of the API's connections (see :data:`CONNECTION_OPTIONS`)."""
+    return (
+        "-c timezone=UTC -c plan_cache_mode=force_custom_plan "
+        f"-c statement_timeout={statement_ms} -c synchronous_commit=off"
+    )
+
+
+CONNECTION_OPTIONS = connection_options(10_000)
+"""With the default deadline. UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold
+away; no one query longer than the request deadline (the server stops it even if the client's
+cancel were lost). The API's only writes are credit charges and usage rows: they commit without
+waiting for the WAL flush (a server crash could forget the last fraction of a second of charges,
+never corrupt them)."""
 CONTROL_STATEMENT_MS = 5000
 
 DESCRIPTION = """\
 Kalshi market data recorded by kalshibook: the series > event > market hierarchy, trades,
 settlements, order books at any instant, raw book deltas and data-quality information.
 
-* **Auth**: `Authorization: Bearer kb_<prefix>_<secret>`; each request spends the credits listed
+* **Auth**: `Authorization: Bearer kb-<prefix>-<secret>`; each request spends the credits listed
   per endpoint; the balance comes back in `X-Credits-Remaining`. 401 missing/unknown/revoked key,
   402 out of credits, 429 rate limited.
 * **Lists** return `{data, next_cursor, has_more, request_id, response_time}`; pass `next_cursor`
@@ -69,6 +79,9 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 * **Times**: RFC 3339 or Unix seconds; ranges are `[start, end)`; responses are RFC 3339 UTC.
 * **Numbers**: prices are exact dollar strings (`"0.4200"`), sizes exact count strings (`"12.50"`).
 * **Errors**: RFC 9457 `application/problem+json` with `parameter` naming the bad parameter.
+* **kalshibook SDK**: the routes tagged "kalshibook SDK" (no `/v1` prefix) serve the same data in
+  the shapes of the `kalshibook` Python SDK: cents, `{"error": {"code", "message"}}` errors,
+  `X-Credits-Cost`; see docs/api.md "Using the kalshibook SDK".
 """
 
 
@@ -85,7 +98,7 @@ def make_pool(
         timeout=POOL_TIMEOUT,
         name=f"{application_name}-control" if control else application_name,
         autocommit=True,
-        options=CONNECTION_OPTIONS.format(ms=ms),
+        options=connection_options(ms),
     )
 
 
@@ -149,7 +162,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
                 "bearer": SecurityScheme(
                     type="http",
                     scheme="bearer",
-                    bearer_format="kb_<prefix>_<secret>",
+                    bearer_format="kb-<prefix>-<secret>",
                     description="API key from `kalshibook keys create`",
                 )
             }
@@ -166,7 +179,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         create_examples=False,
     )
     return Litestar(
-        route_handlers=list(ROUTE_HANDLERS),
+        route_handlers=[*ROUTE_HANDLERS, seed_router()],
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),

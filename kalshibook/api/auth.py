@@ -1,6 +1,7 @@
 """API-key authentication, per-key rate limiting and credit charging.
 
-Contract: a request to a priced route sends ``Authorization: Bearer kb_<prefix>_<secret>``; the
+Contract: a request to a priced route sends ``Authorization: Bearer kb-<prefix>-<secret>`` (keys
+of the first format, ``kb_<prefix>_<secret>``, too); the
 route's cost is declared on its handler as ``opt={"cost": N}`` (``opt={"public": True}`` for
 routes that need no key). Order of checks: key shape → known prefix → constant-time comparison
 of the secret's hash → rate limit (in-process token bucket per key) → concurrency (at most
@@ -150,7 +151,7 @@ class Authenticator:
         """Authenticate the ``Authorization`` header value, take a slot and spend ``cost``."""
         if not authorization:
             raise Unauthorized(
-                "missing API key: send the header `Authorization: Bearer kb_<prefix>_<secret>` "
+                "missing API key: send the header `Authorization: Bearer kb-<prefix>-<secret>` "
                 "(create one with `kalshibook keys create`)",
                 parameter="Authorization",
             )
@@ -158,7 +159,7 @@ class Authenticator:
         parsed = api_keys.parse_key(token.strip()) if scheme.lower() == "bearer" else None
         if parsed is None:
             raise Unauthorized(
-                "malformed Authorization header: expected `Bearer kb_<prefix>_<secret>`",
+                "malformed Authorization header: expected `Bearer kb-<prefix>-<secret>`",
                 parameter="Authorization",
             )
         prefix, secret = parsed

@@ -3,9 +3,10 @@
 Nothing in kalshibook logs a key or a signature on purpose; this is the second line of defence
 against a library that does at DEBUG level (``websockets`` logs handshake headers, for example):
 every record passes :class:`RedactingFilter`, which removes PEM blocks, the values of the
-``KALSHI-ACCESS-*`` headers, kalshibook API keys (``kb_<prefix>_<secret>``: the prefix stays), the
-values of credential-like query parameters (``?api_key=``, ``token``, ...: a client may put its key
-in the URL, and the access log writes every URL) and any registered secret string.
+``KALSHI-ACCESS-*`` headers, kalshibook API keys (``kb-<prefix>-<secret>`` or ``kb_…``: the
+prefix stays), the values of credential-like query parameters (``?api_key=``, ``token``, ...: a
+client may put its key in the URL, and the access log writes every URL) and any registered secret
+string.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _HEADER = re.compile(
     r"(KALSHI-ACCESS-(?:KEY|SIGNATURE|TIMESTAMP)['\"]?\s*[:=,]\s*['\"]?)([^\s'\",}]+)",
     re.I,
 )
-_API_KEY = re.compile(r"\b(kb_[A-Za-z0-9]{4,16}_)[A-Za-z0-9_-]{8,}")
+_API_KEY = re.compile(r"\b(kb[-_][A-Za-z0-9]{4,16}[-_])[A-Za-z0-9_-]{8,}")
 _QUERY_SECRET = re.compile(
     r"([?&;](?:api[_-]?key|key|token|access[_-]?token|secret|password|authorization)=)[^&\s\"']*",
     re.I,
@@ -53,7 +54,7 @@ class RedactingFilter(logging.Filter):
             text = _PEM.sub(_REDACTED, text)
         if "KALSHI-ACCESS" in text.upper():
             text = _HEADER.sub(lambda m: m.group(1) + _REDACTED, text)
-        if "kb_" in text:
+        if "kb_" in text or "kb-" in text:
             text = _API_KEY.sub(lambda m: m.group(1) + _REDACTED, text)
         if "=" in text:
             text = _QUERY_SECRET.sub(lambda m: m.group(1) + _REDACTED, text)

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 from kalshibook.errors import ConfigError, DatabaseUnavailable, KalshibookError, StorageError
 from kalshibook.ops import status
 from kalshibook.settings import Settings
-from kalshibook.storage import status_reads
+from kalshibook.storage import replicas, status_reads
 from kalshibook.storage.urls import redact, scrub, unreachable
 
 SET_TIMEOUT = "SET statement_timeout = '20s'"
@@ -33,6 +33,8 @@ exit codes:
      unhealthy
   {status.EXIT_POLICIES}  Community edition: a refresh, compression or retention policy's last run
      failed or is paused, or the job scheduler is off (timescaledb.max_background_workers = 0)
+  {status.EXIT_REPLICAS}  a read replica (KALSHIBOOK_REPLICA_URLS) is unreachable or lags more
+     than KALSHIBOOK_REPLICA_MAX_LAG_SECONDS
 
 freshness = now - newest received_at, per hypertable: {", ".join(status_reads.CHANNELS[:3])},
 {", ".join(status_reads.CHANNELS[3:])}. Only the freshest channel decides by default (a quiet
@@ -161,6 +163,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         required_channels=tuple(dict.fromkeys(args.channel)),
         require_collector=args.require_collector,
     )
+    if settings.replica.url_list():
+        report = status.with_replicas(
+            report,
+            [
+                status.ReplicaLine(
+                    name=r.name,
+                    healthy=r.healthy,
+                    lag_seconds=r.lag_seconds,
+                    behind_bytes=r.behind_bytes,
+                    error=r.error,
+                )
+                for r in replicas.measure(url, settings.replica)
+            ],
+        )
     if args.json:
         sys.stdout.buffer.write(status.encode_json(report))
         sys.stdout.flush()

@@ -36,8 +36,10 @@ __all__ = (
     "EXIT_COLLECTOR",
     "EXIT_OK",
     "EXIT_POLICIES",
+    "EXIT_REPLICAS",
     "EXIT_STALE",
     "CollectorState",
+    "ReplicaLine",
     "Report",
     "assess",
     "collector_health_url",
@@ -48,6 +50,7 @@ __all__ = (
     "probe_collector",
     "render_text",
     "unreachable_report",
+    "with_replicas",
 )
 
 EXIT_OK: Final = 0
@@ -58,6 +61,8 @@ EXIT_COLLECTOR: Final = 4
 """``--require-collector`` and the collector's ``/health`` is unreachable or not healthy."""
 EXIT_POLICIES: Final = 5
 """Community edition: a policy's last run failed, or the job scheduler is off."""
+EXIT_REPLICAS: Final = 6
+"""A read replica (``KALSHIBOOK_REPLICA_URLS``) is unreachable, not a replica, or lagging."""
 # 1 (database unreachable, schema missing) and 2 (bad configuration) come from the error tree.
 
 # -- report types ---------------------------------------------------------------------------------
@@ -74,6 +79,15 @@ class CollectorState(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
+class ReplicaLine(msgspec.Struct, kw_only=True):
+    name: str
+    """The replica's URL without its password."""
+    healthy: bool
+    lag_seconds: float | None
+    behind_bytes: float | None
+    error: str | None
+
+
 class Report(msgspec.Struct, kw_only=True):
     checked_at: datetime | None
     healthy: bool
@@ -87,6 +101,20 @@ class Report(msgspec.Struct, kw_only=True):
     hypertables: list[Relation] = msgspec.field(default_factory=list)
     candles: list[Relation] = msgspec.field(default_factory=list)
     policies: list[PolicyJob] = msgspec.field(default_factory=list)
+    replicas: list[ReplicaLine] = msgspec.field(default_factory=list)
+
+
+def with_replicas(report: Report, replicas: list[ReplicaLine]) -> Report:
+    """``report`` with the read replicas' state; an unusable one is a problem (exit
+    :data:`EXIT_REPLICAS` when nothing worse was found)."""
+    report.replicas = replicas
+    for r in replicas:
+        if not r.healthy:
+            report.problems.append(f"replica {r.name}: {r.error or 'unhealthy'}")
+            if report.exit_code == EXIT_OK:
+                report.exit_code = EXIT_REPLICAS
+                report.healthy = False
+    return report
 
 
 # -- collector ------------------------------------------------------------------------------------
@@ -398,6 +426,22 @@ def render_text(report: Report) -> str:
         ]
         lines += _table(
             ("relation", "policy", "every", "last run", "status", "runs/failed", "next run"), jobs
+        )
+
+    if report.replicas:
+        lines.append("")
+        lines.append("read replicas")
+        lines += _table(
+            ("replica", "state", "lag", "behind"),
+            [
+                (
+                    r.name,
+                    "ok" if r.healthy else (r.error or "unhealthy"),
+                    "-" if r.lag_seconds is None else format_age(r.lag_seconds),
+                    "-" if r.behind_bytes is None else format_bytes(int(max(0, r.behind_bytes))),
+                )
+                for r in report.replicas
+            ],
         )
 
     lines.append("")

@@ -1,8 +1,11 @@
 """API keys and credits in ``private.api_keys`` / ``private.api_usage``.
 
-A key reads ``kb_<prefix>_<secret>``: the prefix (8 hex digits) is public and identifies the key
-(``keys list``, ``keys revoke PREFIX``); the secret (32 random bytes, base64url) is shown once at
-creation and stored only as its SHA-256, which is safe for a high-entropy secret. Credits are
+A key reads ``kb-<prefix>-<secret>`` (the form the kalshibook SDK requires: it refuses keys not
+starting with ``kb-``); keys issued before read ``kb_<prefix>_<secret>`` and keep working, in
+either form: the separators are not part of the secret. The prefix (8 hex digits) is public and
+identifies the key (``keys list``, ``keys revoke PREFIX``); the secret (32 random bytes,
+base64url) is shown once at creation and stored only as its SHA-256, which is safe for a
+high-entropy secret. Credits are
 spent atomically by one ``UPDATE … WHERE credits >= cost RETURNING credits``. Nothing here logs or
 returns a secret except :func:`create_key`'s result.
 """
@@ -25,6 +28,7 @@ __all__ = (
     "IssuedKey",
     "KeyInfo",
     "create_key",
+    "format_key",
     "hash_secret",
     "list_keys",
     "parse_key",
@@ -33,6 +37,10 @@ __all__ = (
 )
 
 KEY_SCHEME = "kb"
+KEY_SEPARATOR = "-"
+"""Separator of issued keys; ``_`` (the first format) is accepted too."""
+_SEPARATORS = frozenset("-_")
+_PREFIX_LEN = 8
 _PREFIX_RE = re.compile(r"^[0-9a-f]{8}$")
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 MAX_CREDITS = 10**15
@@ -111,12 +119,19 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
+def format_key(prefix: str, secret: str) -> str:
+    return f"{KEY_SCHEME}{KEY_SEPARATOR}{prefix}{KEY_SEPARATOR}{secret}"
+
+
 def parse_key(token: str) -> tuple[str, str] | None:
-    """``kb_<prefix>_<secret>`` → ``(prefix, secret)``; ``None`` if it is not shaped like a key."""
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME:
+    """``kb-<prefix>-<secret>`` or ``kb_<prefix>_<secret>`` → ``(prefix, secret)``; ``None`` if
+    it is not shaped like a key (mixed separators included)."""
+    scheme, sep = token[: len(KEY_SCHEME)], token[len(KEY_SCHEME) : len(KEY_SCHEME) + 1]
+    start = len(KEY_SCHEME) + 1
+    prefix = token[start : start + _PREFIX_LEN]
+    if scheme != KEY_SCHEME or sep not in _SEPARATORS or token[start + _PREFIX_LEN :][:1] != sep:
         return None
-    prefix, secret = parts[1], parts[2]
+    secret = token[start + _PREFIX_LEN + 1 :]
     if not _PREFIX_RE.match(prefix) or not _SECRET_RE.match(secret):
         return None
     return prefix, secret
@@ -166,7 +181,7 @@ def create_key(target: Connection[Any] | str, *, name: str, credits: int) -> Iss
             except psycopg.errors.UniqueViolation:
                 continue  # a prefix collision (1 in 4 billion): draw again
             return IssuedKey(
-                prefix=prefix, name=name, credits=credits, key=f"{KEY_SCHEME}_{prefix}_{secret}"
+                prefix=prefix, name=name, credits=credits, key=format_key(prefix, secret)
             )
         raise RuntimeError("could not draw a unique key prefix")  # pragma: no cover
     finally:

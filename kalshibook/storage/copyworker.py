@@ -198,7 +198,10 @@ def write_rows(
         if spec.merge_sql is None:
             return len(rows), skipped
         cur.execute(spec.merge_sql)
-        return cur.rowcount, skipped
+        if cur.description is None:
+            return cur.rowcount, skipped
+        inserted = cur.fetchone()  # a merge that reports how many rows it inserted
+        return (int(inserted[0]) if inserted else 0), skipped
 
 
 # -- the child ----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from psycopg.rows import args_row
 
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import BookError
+from kalshibook.storage.windows import read_windows
 
 __all__ = (
     "BookAt",
@@ -34,7 +34,6 @@ __all__ = (
     "SeriesRow",
     "SettlementRow",
     "SnapshotInfo",
-    "TradeRow",
     "book_at",
 )
 
@@ -95,26 +94,6 @@ class MarketRow(NamedTuple):
     settlement_value: Decimal | None
     first_seen_at: datetime
     updated_at: datetime
-
-
-class TradeRow(NamedTuple):
-    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``).
-
-    ``ts`` is the millisecond (the cursor's time), ``created_time`` the exchange's time at the best
-    precision it gave, ``exchange_seq`` the trade's place in its market's exchange order."""
-
-    ts: datetime
-    created_time: datetime
-    exchange_seq: int
-    trade_id: str
-    market_ticker: str
-    yes_price: str
-    no_price: str
-    contracts: str
-    taker_outcome_side: str | None
-    taker_book_side: str | None
-    is_block_trade: bool
-    source: str
 
 
 class SettlementRow(NamedTuple):
@@ -189,6 +168,7 @@ SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, e.mutu
        e.collateral_return_type, e.strike_date, e.strike_period, e.first_seen_at, e.updated_at
 FROM market.events e
 WHERE (%(series)s::text IS NULL OR e.series_ticker = %(series)s::text)
+  AND (%(category)s::text IS NULL OR e.category = %(category)s::text)
   AND (%(statuses)s::text[] IS NULL OR EXISTS (
         SELECT 1 FROM market.markets m
         WHERE m.event_ticker = e.event_ticker AND m.status = ANY(%(statuses)s::text[])))
@@ -256,43 +236,11 @@ LIMIT %(limit)s
 
 MARKET_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trade_extents WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.book_extents WHERE market_ticker = %(ticker)s)
 """
 
 # -- trades and settlements ----------------------------------------------------------------------
-
-LIST_TRADES = """
-SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
-       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
-           AS yes_price,
-       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
-           AS no_price,
-       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
-       t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
-FROM market.trades t
-WHERE (%(tickers)s::text[] IS NULL OR t.market_ticker = ANY(%(tickers)s::text[]))
-  AND (%(event)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets WHERE event_ticker = %(event)s::text))
-  AND (%(series)s::text IS NULL OR t.market_ticker IN (
-        SELECT ticker FROM market.markets
-        WHERE series_ticker = %(series)s::text
-           OR event_ticker IN (SELECT event_ticker FROM market.events
-                               WHERE series_ticker = %(series)s::text)))
-  AND (%(start)s::timestamptz IS NULL OR t.ts >= %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR t.ts < %(end)s::timestamptz)
-  AND (%(c_ts)s::timestamptz IS NULL
-       OR (t.ts >= %(c_ts)s::timestamptz
-           AND (t.ts, t.exchange_seq, t.trade_id)
-               > (%(c_ts)s::timestamptz, %(c_seq)s::bigint, %(c_id)s::uuid)))
-ORDER BY t.ts, t.exchange_seq, t.trade_id
-LIMIT %(limit)s
-"""
-"""Exchange order: one market's trades by ``exchange_seq`` (its millisecond, then its rank in it;
-migration 0005); trades of different markets in one millisecond by ``trade_id``."""
-"""Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
-:func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
-page then needs no Decimal work in Python."""
 
 LIST_SETTLEMENTS = """
 SELECT s.market_ticker, s.event_ticker, s.series_ticker, s.result, s.settlement_value,
@@ -368,17 +316,23 @@ ORDER BY ts
 LIMIT 1
 """
 
-LIST_DELTAS = """
+DELTAS_IN_WINDOW = """
 SELECT ts, side, price, delta, epoch, sid, seq, received_at
 FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s
-  AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR ts < %(end)s::timestamptz)
+  AND ts >= %(lo)s::timestamptz AND ts < %(hi)s::timestamptz
   AND (%(c_ts)s::timestamptz IS NULL
        OR (ts, epoch, seq) > (%(c_ts)s::timestamptz, %(c_epoch)s::bigint, %(c_seq)s::bigint))
 ORDER BY ts, epoch, seq
 LIMIT %(limit)s
 """
+"""One window of a deltas page (kalshibook.storage.windows): feed order inside a millisecond."""
+BOOK_EXTENT = """
+SELECT first_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
+"""
+"""Where the market's recorded book starts (migration 0006): no deltas before its first snapshot."""
+DELTAS_HORIZON = timedelta(days=1)
+"""How far past the present an open-ended deltas page may look (clock skew margin)."""
 
 LIST_GAPS = """
 SELECT market_ticker, from_ts, to_ts, reason, sid, detected_at
@@ -518,14 +472,16 @@ async def series_events(
 
 
 async def list_events(
-    conn: Conn, *, series: str | None, statuses: list[str] | None, after: str | None, limit: int
+    conn: Conn,
+    *,
+    series: str | None,
+    statuses: list[str] | None,
+    after: str | None,
+    limit: int,
+    category: str | None = None,
 ) -> list[EventRow]:
-    return await _fetch_all(
-        conn,
-        EventRow,
-        LIST_EVENTS,
-        {"series": series, "statuses": statuses, "after": after, "limit": limit},
-    )
+    params = {"series": series, "category": category, "statuses": statuses, "after": after}
+    return await _fetch_all(conn, EventRow, LIST_EVENTS, {**params, "limit": limit})
 
 
 async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
@@ -533,8 +489,9 @@ async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
 
 
 async def event_markets(
-    conn: Conn, event_ticker: str, *, after: str | None, limit: int
+    conn: Conn, event_ticker: str, *, after: str | None = None, limit: int | None = None
 ) -> list[MarketRow]:
+    """One page of an event's markets by ticker (``limit=None``: all of them, unbounded)."""
     params = {"event": event_ticker, "after": after, "limit": limit}
     return await _fetch_all(conn, MarketRow, EVENT_MARKETS, params)
 
@@ -557,33 +514,11 @@ async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
-    """True when the market is in ``market.markets`` or has any book or trade data."""
+    """True when the market is in ``market.markets`` or has any book or trade data (read
+    extents, migration 0006: no hypertable is read)."""
     cur = await conn.execute(MARKET_KNOWN, {"ticker": ticker})
     row = await cur.fetchone()
     return bool(row and row[0])
-
-
-async def list_trades(
-    conn: Conn,
-    *,
-    tickers: list[str] | None,
-    event: str | None,
-    series: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, int, uuid.UUID | str] | None,
-    limit: int,
-) -> list[TradeRow]:
-    params = {
-        "tickers": tickers,
-        "event": event,
-        "series": series,
-        "start": start,
-        "end": end,
-        **_keyset(("c_ts", "c_seq", "c_id"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, TradeRow, LIST_TRADES, params)
 
 
 async def list_settlements(
@@ -622,14 +557,19 @@ async def list_deltas(
     after: tuple[datetime, int, int] | None,
     limit: int,
 ) -> list[DeltaRow]:
-    params = {
-        "ticker": ticker,
-        "start": start,
-        "end": end,
-        **_keyset(("c_ts", "c_epoch", "c_seq"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, DeltaRow, LIST_DELTAS, params)
+    """A page of the market's deltas in feed order, read in windows from its first snapshot."""
+    cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
+    extent = await cur.fetchone()
+    if extent is None:
+        return []  # no snapshot, no book: deltas are recorded only after one
+    lo: datetime = extent[0]
+    if start is not None:
+        lo = max(lo, start)
+    if after is not None:
+        lo = max(lo, after[0])
+    hi = end if end is not None else datetime.now(UTC) + DELTAS_HORIZON
+    params = {"ticker": ticker, **_keyset(("c_ts", "c_epoch", "c_seq"), after)}
+    return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit)
 
 
 async def list_gaps(

@@ -76,8 +76,12 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA market
     GRANT SELECT, INSERT, UPDATE ON TABLES TO kalshibook_collector;
 ALTER DEFAULT PRIVILEGES IN SCHEMA market GRANT USAGE, SELECT ON SEQUENCES TO kalshibook_collector;
 GRANT USAGE ON SCHEMA private TO kalshibook_collector;
-GRANT SELECT, INSERT, UPDATE, DELETE ON private.writer_progress TO kalshibook_collector;
 """
+WRITER_PROGRESS = "SELECT to_regclass('private.writer_progress') IS NOT NULL"
+"""The writer's commit marks exist from revision 0003 on (a migrate may stop before it)."""
+WRITER_PROGRESS_GRANT = (
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON private.writer_progress TO kalshibook_collector"
+)
 
 LOGIN_INFO = "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
 
@@ -89,6 +93,9 @@ def apply_service_grants(conn: Connection[Any]) -> None:
         conn.execute(ENSURE_ROLES)
         conn.execute(API_GRANTS)
         conn.execute(COLLECTOR_GRANTS)
+        row = conn.execute(WRITER_PROGRESS).fetchone()
+        if row is not None and row[0]:
+            conn.execute(WRITER_PROGRESS_GRANT)
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(
                 database, sql.Identifier(API_ROLE), sql.Identifier(COLLECTOR_ROLE)

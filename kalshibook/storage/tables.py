@@ -239,23 +239,32 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # against a compressed chunk with the tuple as it arrives, before BEFORE-INSERT triggers run, so a
 # REST copy (µs) of a WS trade (ms) in a compressed chunk was inserted twice (tests/integration/
 # test_compression.py). ``created_time`` keeps the staged time at its full precision.
-# One row per trade (a batch may hold a trade's WS and REST copies: the REST one is kept). A REST
+# One row per trade (a batch may hold a trade's WS and REST copies: the REST copy's time and rank
+# are kept, with the source and receive time of the copy that came first, as across batches). A REST
 # copy of a stored trade sets its exchange_seq and created_time (REST ranks a whole millisecond
 # and has microseconds; kalshibook.domain.exchange_order), so the stored values do not depend on
-# which path stored the trade first; a WS copy of a stored trade changes nothing.
+# which path stored the trade first; a WS copy of a stored trade changes nothing. Rows go in by
+# market so that concurrent batches take the trade_extents rows (0006's trigger) in one order.
+# Returns the number of trades inserted (xmax = 0: not an update of a stored trade).
 MERGE_TRADES: Final[LiteralString] = (
-    "INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, no_price, count, "
+    "WITH merged AS (INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, "
+    "no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, created_time, "
     "exchange_seq) "
-    "SELECT DISTINCT ON (trade_id, date_trunc('milliseconds', ts)) "
+    "SELECT * FROM (SELECT DISTINCT ON (trade_id, date_trunc('milliseconds', ts)) "
     "date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
-    "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, ts, exchange_seq "
+    "taker_outcome_side, taker_book_side, is_block_trade, first_value(source) OVER w, "
+    "first_value(received_at) OVER w, ts, exchange_seq "
     "FROM pg_temp.kalshibook_trades_stage "
-    "ORDER BY trade_id, date_trunc('milliseconds', ts), source = 'rest' DESC "
+    "WINDOW w AS (PARTITION BY trade_id, date_trunc('milliseconds', ts) ORDER BY ctid) "
+    "ORDER BY trade_id, date_trunc('milliseconds', ts), source = 'rest' DESC) AS one_per_trade "
+    "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "
     "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time "
     "WHERE EXCLUDED.source = 'rest' AND (t.exchange_seq, t.created_time) "
-    "IS DISTINCT FROM (EXCLUDED.exchange_seq, EXCLUDED.created_time)"
+    "IS DISTINCT FROM (EXCLUDED.exchange_seq, EXCLUDED.created_time) "
+    "RETURNING xmax = 0 AS inserted) "
+    "SELECT count(*) FILTER (WHERE inserted) FROM merged"
 )
 COPY_ORDERBOOK_SNAPSHOTS: Final[LiteralString] = (
     "COPY market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq, "

@@ -28,12 +28,12 @@ from kalshibook.api.docs import (
 from kalshibook.api.params import parse_range
 from kalshibook.api.routes._paging import Pager
 from kalshibook.errors import NotFound
-from kalshibook.storage import reads
+from kalshibook.storage import reads, trade_reads
 
 __all__ = ("HANDLERS",)
 
 
-def trade_out(row: reads.TradeRow) -> s.Trade:
+def trade_out(row: trade_reads.TradeRow) -> s.Trade:
     return s.Trade(
         trade_id=row.trade_id,
         ticker=row.market_ticker,
@@ -80,7 +80,7 @@ async def _trades_page(
     pager = Pager(request, settings, limit, "trades")
     t0, t1 = parse_range(start, end)
     after = pager.after(cursor, tuple[datetime, int, uuid.UUID])
-    rows = await reads.list_trades(
+    rows = await trade_reads.list_trades(
         conn,
         tickers=tickers,
         event=event,

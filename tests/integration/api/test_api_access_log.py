@@ -16,13 +16,16 @@ from api_support import TEST_CURSOR_SECRET, free_port
 
 from kalshibook.api.auth import create_key
 from kalshibook.cli.logs import RedactingFilter
+from kalshibook.storage.api_keys import parse_key
 
 pytestmark = pytest.mark.db
 
 
 def test_keys_in_urls_are_redacted_in_the_access_log(seeded_url: str, tmp_path: Path) -> None:
     key = create_key(seeded_url, name="logged", credits=100).key
-    secret = key.split("_", 2)[2]
+    parsed = parse_key(key)
+    assert parsed is not None
+    secret = parsed[1]
     port = free_port()
     env = {
         **os.environ,
@@ -60,5 +63,7 @@ def test_redaction_patterns() -> None:
         "GET /v1/series?api_key=[REDACTED] HTTP/1.1"
     )
     assert scrub(f"path /v1/markets/{key}") == "path /v1/markets/kb_5ca1ab1e_[REDACTED]"
+    dashed = "kb-5ca1ab1e-" + "S3cr3t-value_" * 3
+    assert scrub(f"GET /v1/x/{dashed} 401") == "GET /v1/x/kb-5ca1ab1e-[REDACTED] 401"
     assert scrub("GET /x?limit=5&token=abc&ticker=K") == "GET /x?limit=5&token=[REDACTED]&ticker=K"
     assert scrub("GET /v1/markets?limit=5") == "GET /v1/markets?limit=5"  # nothing else touched

@@ -49,6 +49,7 @@ class ThreadedProxy:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        self.loop.close()
 
 
 OUTAGE = 60.0

@@ -1,0 +1,201 @@
+"""Read replicas: PostgreSQL streaming standbys the API reads from, with their lag watched.
+
+kalshibook grows past one machine on PostgreSQL's own streaming replication: the API sends a
+request's data reads to one replica (all of them: a response never mixes two servers) and keeps
+writes (credits, usage, keys) on the primary. :class:`Replicas` owns one small pool per replica and
+a monitor (:meth:`Replicas.monitor`, run by its owner as a task it awaits) that measures each
+replica every ``check_interval`` seconds:
+
+- **lag**: how far its replay is behind the primary. The primary's current WAL position is
+  compared with the replica's replay position; when they are equal the lag is 0 (an idle primary
+  writes nothing: the time since the last replayed transaction would grow forever), else it is
+  the age of the last replayed transaction;
+- **health**: reachable, in recovery, and at most ``max_lag_seconds`` behind. An unhealthy
+  replica gets no reads until a later check finds it healthy again.
+
+:meth:`Replicas.choose` picks a healthy replica (in turn); with none, the caller falls back to the
+primary, or answers 503 when ``fallback = "unavailable"`` (settings: :class:`ReplicaSettings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from kalshibook.settings import ReplicaSettings
+from kalshibook.storage.pool import Pool
+from kalshibook.storage.urls import redact
+
+__all__ = (
+    "PRIMARY_LSN",
+    "REPLICA_POSITION",
+    "ReplicaState",
+    "Replicas",
+    "apply_position",
+    "lag_seconds",
+    "measure",
+)
+
+log = logging.getLogger(__name__)
+
+PRIMARY_LSN: Final = "SELECT pg_current_wal_lsn()::text"
+REPLICA_POSITION: Final = """
+SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
+       pg_wal_lsn_diff(%(primary)s::pg_lsn, pg_last_wal_replay_lsn())::float8
+"""
+"""``%(primary)s``: the primary's WAL position read just before (bytes behind = the difference)."""
+CHECK_TIMEOUT: Final = 2.0
+
+
+def lag_seconds(behind_bytes: float | None, replay_age: float | None) -> float | None:
+    """The replica's lag: 0 when it has replayed everything the primary wrote, else the age of
+    its last replayed transaction (None: unknown, e.g. nothing replayed yet)."""
+    if behind_bytes is not None and behind_bytes <= 0:
+        return 0.0
+    return None if replay_age is None else max(0.0, replay_age)
+
+
+@dataclass
+class ReplicaState:
+    """What the last check found (shown by ``/v1/status`` and ``kalshibook status``)."""
+
+    name: str
+    """The replica's URL without its password."""
+    healthy: bool = False
+    lag_seconds: float | None = None
+    behind_bytes: float | None = None
+    error: str | None = None
+    checked_at: float | None = None
+    """time.monotonic() of the last check."""
+
+
+def apply_position(state: ReplicaState, row: Any, max_lag: float) -> None:
+    """Set ``state`` from a :data:`REPLICA_POSITION` row."""
+    in_recovery, _replay, age, behind = row
+    state.behind_bytes = behind
+    state.lag_seconds = lag_seconds(behind, age)
+    if not in_recovery:
+        state.healthy, state.error = False, "not a replica (not in recovery)"
+    elif state.lag_seconds is None or state.lag_seconds > max_lag:
+        state.healthy, state.error = False, "lagging"
+    else:
+        state.healthy, state.error = True, None
+
+
+def measure(primary_url: str, settings: ReplicaSettings, *, timeout: int = 3) -> list[ReplicaState]:
+    """Every configured replica measured once against the primary (``kalshibook status``)."""
+    states = []
+    try:
+        with psycopg.connect(primary_url, connect_timeout=timeout) as conn:
+            row = conn.execute(PRIMARY_LSN).fetchone()
+        primary_lsn = str(row[0]) if row else None
+    except psycopg.Error:
+        primary_lsn = None
+    for url in settings.url_list():
+        state = ReplicaState(redact(url), checked_at=time.monotonic())
+        try:
+            with psycopg.connect(url, connect_timeout=timeout) as conn:
+                position = conn.execute(REPLICA_POSITION, {"primary": primary_lsn}).fetchone()
+            apply_position(state, position, settings.max_lag_seconds)
+        except psycopg.Error as exc:
+            state.error = f"unreachable: {type(exc).__name__}"
+        states.append(state)
+    return states
+
+
+class Replicas:
+    """The API's replicas: pools, health and lag (a primary pool is needed to measure lag)."""
+
+    def __init__(self, settings: ReplicaSettings, make_pool: Callable[[str, str], Pool]) -> None:
+        self.settings = settings
+        self.urls = settings.url_list()
+        self.pools: list[Pool] = [
+            make_pool(url, f"kalshibook-api-replica-{i}") for i, url in enumerate(self.urls)
+        ]
+        self.states = [ReplicaState(redact(url)) for url in self.urls]
+        self._turn = itertools.count()
+
+    def __bool__(self) -> bool:
+        return bool(self.pools)
+
+    async def open(self) -> None:
+        """Open the pools without waiting: a replica that is down is only unhealthy."""
+        for pool in self.pools:
+            await pool.open(wait=False)
+
+    async def close(self) -> None:
+        for pool in self.pools:
+            await pool.close()
+
+    def choose(self) -> Pool | None:
+        """A healthy replica's pool, in turn; None when there is none."""
+        healthy = [p for p, s in zip(self.pools, self.states, strict=True) if s.healthy]
+        if not healthy:
+            return None
+        return healthy[next(self._turn) % len(healthy)]
+
+    def mark_failed(self, pool: Pool, error: BaseException) -> None:
+        """A read failed on ``pool``'s server: no more reads there until the next good check."""
+        for p, state in zip(self.pools, self.states, strict=True):
+            if p is pool:
+                state.healthy = False
+                state.error = type(error).__name__
+
+    async def check(self, primary: Pool) -> None:
+        """Measure every replica once."""
+        try:
+            async with primary.connection(timeout=CHECK_TIMEOUT) as conn:
+                row = await (await conn.execute(PRIMARY_LSN)).fetchone()
+            primary_lsn = str(row[0]) if row else None
+        except (psycopg.Error, PoolTimeout):
+            primary_lsn = None  # lag then falls back to the replay age
+        await asyncio.gather(
+            *(
+                self._check_one(pool, state, primary_lsn)
+                for pool, state in zip(self.pools, self.states, strict=True)
+            )
+        )
+
+    async def _check_one(self, pool: Pool, state: ReplicaState, primary_lsn: str | None) -> None:
+        state.checked_at = time.monotonic()
+        try:
+            async with pool.connection(timeout=CHECK_TIMEOUT) as conn:
+                cur = await conn.execute(REPLICA_POSITION, {"primary": primary_lsn})
+                row = await cur.fetchone()
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            if state.healthy or state.error is None:
+                log.warning("replica %s unavailable: %s", state.name, type(exc).__name__)
+            state.healthy, state.error = False, type(exc).__name__
+            state.lag_seconds = state.behind_bytes = None
+            return
+        assert row is not None
+        apply_position(state, row, self.settings.max_lag_seconds)
+
+    async def monitor(self, primary: Pool, stop: asyncio.Event) -> None:
+        """Check every ``check_interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            await self.check(primary)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.check_interval)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": s.name,
+                "healthy": s.healthy,
+                "lag_seconds": s.lag_seconds,
+                "behind_bytes": s.behind_bytes,
+                "error": s.error,
+            }
+            for s in self.states
+        ]

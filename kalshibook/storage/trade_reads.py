@@ -1,0 +1,144 @@
+"""Trades pages whose cost follows the page, not the history (migration 0006).
+
+A page is answered in three steps, each a small constant query:
+
+1. **Scope.** ``tickers`` / ``event`` / ``series`` resolve to market tickers (``market.markets``);
+   none matching: an empty page, no trade is read.
+2. **Extent.** ``market.trade_extents`` gives the UTC hours holding those markets' trades (all
+   markets: the union); clipped by ``start``/``end`` and the cursor. No extent: empty page.
+3. **Windows.** The page is read in explicit time windows from the extent's start
+   (:mod:`kalshibook.storage.windows`): TimescaleDB plans only each window's chunks and the scan
+   stops at ``limit``.
+
+Order: exchange order (``ts``, then ``exchange_seq``; ties across markets by ``trade_id``), the
+keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final, LiteralString, NamedTuple
+
+from psycopg import AsyncConnection
+
+from kalshibook.storage.windows import read_windows
+
+__all__ = ("TradeRow", "list_trades", "trade_scope")
+
+Conn = AsyncConnection[Any]
+
+
+class TradeRow(NamedTuple):
+    """Prices and count already formatted as exact strings (``"0.4200"``, ``"12.50"``).
+
+    ``ts`` is the millisecond (the cursor's time), ``created_time`` the exchange's time at the best
+    precision it gave, ``exchange_seq`` the trade's place in its market's exchange order."""
+
+    ts: datetime
+    created_time: datetime
+    exchange_seq: int
+    trade_id: str
+    market_ticker: str
+    yes_price: str
+    no_price: str
+    contracts: str
+    taker_outcome_side: str | None
+    taker_book_side: str | None
+    is_block_trade: bool
+    source: str
+
+
+MARKETS_OF_EVENT: Final[LiteralString] = (
+    "SELECT ticker FROM market.markets WHERE event_ticker = %(event)s"
+)
+MARKETS_OF_SERIES: Final[LiteralString] = """
+SELECT ticker FROM market.markets
+WHERE series_ticker = %(series)s
+   OR event_ticker IN (SELECT event_ticker FROM market.events WHERE series_ticker = %(series)s)
+"""
+EXTENT_OF: Final = """
+SELECT min(first_hour), max(end_hour) FROM market.trade_extents
+WHERE market_ticker = ANY(%(tickers)s::text[])
+"""
+EXTENT_ALL: Final = "SELECT min(first_hour), max(end_hour) FROM market.trade_extents"
+
+_COLUMNS = """
+SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
+       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
+           AS yes_price,
+       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
+           AS no_price,
+       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
+       t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
+FROM market.trades t
+"""
+_WINDOW = """
+  AND t.ts >= %(lo)s::timestamptz AND t.ts < %(hi)s::timestamptz
+  AND (%(c_ts)s::timestamptz IS NULL
+       OR (t.ts, t.exchange_seq, t.trade_id)
+          > (%(c_ts)s::timestamptz, %(c_seq)s::bigint, %(c_id)s::uuid))
+ORDER BY t.ts, t.exchange_seq, t.trade_id
+LIMIT %(limit)s
+"""
+TRADES_OF_MARKETS: Final = _COLUMNS + "WHERE t.market_ticker = ANY(%(tickers)s::text[])" + _WINDOW
+TRADES_OF_ALL: Final = _COLUMNS + "WHERE true" + _WINDOW
+"""Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
+:func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
+page then needs no Decimal work in Python."""
+
+
+async def trade_scope(
+    conn: Conn, tickers: Sequence[str] | None, event: str | None, series: str | None
+) -> list[str] | None:
+    """The markets a trades request covers: ``None`` for every market, else their tickers (empty:
+    none, e.g. an unknown event)."""
+    scope: set[str] | None = None if tickers is None else set(tickers)
+    lookups: list[tuple[str, dict[str, str]]] = []
+    if event is not None:
+        lookups.append((MARKETS_OF_EVENT, {"event": event}))
+    if series is not None:
+        lookups.append((MARKETS_OF_SERIES, {"series": series}))
+    for query, params in lookups:
+        async with conn.cursor() as cur:
+            await cur.execute(query, params)
+            found = {str(r[0]) for r in await cur.fetchall()}
+        scope = found if scope is None else scope & found
+    return None if scope is None else sorted(scope)
+
+
+async def list_trades(
+    conn: Conn,
+    *,
+    tickers: list[str] | None,
+    event: str | None,
+    series: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, int, uuid.UUID | str] | None,
+    limit: int,
+) -> list[TradeRow]:
+    """One page of trades in exchange order, ``[start, end)`` on ``ts``, after the cursor."""
+    scope = await trade_scope(conn, tickers, event, series)
+    if scope is not None and not scope:
+        return []
+    async with conn.cursor() as cur:
+        if scope is None:
+            await cur.execute(EXTENT_ALL)
+        else:
+            await cur.execute(EXTENT_OF, {"tickers": scope})
+        row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return []
+    lo: datetime = row[0]
+    hi: datetime = row[1]
+    if start is not None:
+        lo = max(lo, start)
+    if after is not None:
+        lo = max(lo, after[0])
+    if end is not None:
+        hi = min(hi, end)
+    cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
+    query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
+    return await read_windows(conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit)
