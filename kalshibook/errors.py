@@ -147,6 +147,12 @@ class RateLimited(ApiError):
     status = 429
 
 
+class DeadlineExceeded(ApiError):
+    """The request ran past its deadline (all its queries together); charged, not refunded."""
+
+    status = 504
+
+
 class FeedDisconnected(FeedError):
     """The Kalshi WebSocket connection is closed."""
 

@@ -28,6 +28,10 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Python logging level: DEBUG, INFO, WARNING, ERROR."""
     data_dir: str = ".data"
     """Local state: spool files, simulator truth, demo pids."""
+    refuse_superuser: bool = False
+    """`collect` and `serve` refuse to start when their database login is a superuser (compose
+    sets true); false: they start with a loud warning. Give them `kalshibook service-user`
+    logins."""
 
 
 class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +114,37 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Requests per second per API key before 429."""
     require_auth: bool = True
     """Require API keys (set false only for local development)."""
+    request_timeout: float = 10.0
+    """Seconds one request may take in all (every query, and sending the response); past it a
+    504, charged."""
+    max_connections: int = 256
+    """Client connections the API serves at once; beyond, new requests get a 503 at once (with
+    the per-response memory bound, this bounds the API's memory)."""
+    max_concurrent_per_key: int = 4
+    """Requests of one API key served at once; more are a 429 at once (no queueing)."""
+    seconds_per_credit: float = 2.0
+    """A request is charged one extra credit per this many seconds it held the database (a slow
+    request is not free; 0 disables)."""
+    cursor_secret: str = ""
+    """Key that signs pagination cursors (≥ 32 characters; the same for every API process of a
+    deployment). Empty: <data_dir>/cursor_secret, generated with mode 0600 at first start."""
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.request_timeout <= 600:  # NaN fails too
+            raise ConfigError(
+                f"{env_var('api', 'request_timeout')}={self.request_timeout:g} is invalid: "
+                "expected 0.1 to 600 seconds"
+            )
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(
+                f"{env_var('api', 'max_connections')}={self.max_connections} is invalid: "
+                "expected 1 to 100000"
+            )
+        if not 1 <= self.max_concurrent_per_key <= 1000:
+            raise ConfigError(
+                f"{env_var('api', 'max_concurrent_per_key')}={self.max_concurrent_per_key} is "
+                "invalid: expected 1 to 1000"
+            )
 
 
 class ReplicaSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -77,6 +77,10 @@ def env_example() -> str:
         "# compose.yaml only: the TimescaleDB password and the host port it is published on.",
         "POSTGRES_PASSWORD=change-me",
         "KALSHIBOOK_DB_PORT=5432",
+        "# compose.yaml only: the collector's and the API's own least-privilege logins",
+        "# (`kalshibook service-user create collector|api NAME`); empty: the owner's URL.",
+        "KALSHIBOOK_COLLECTOR_DATABASE_URL=",
+        "KALSHIBOOK_API_DATABASE_URL=",
     ]
     return "\n".join(out) + "\n"
 

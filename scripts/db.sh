@@ -115,8 +115,9 @@ shared_buffers = 512MB
 max_locks_per_transaction = 256
 logging_collector = off
 CONF
-    printf 'postgresql://postgres:%s@127.0.0.1:%s/kalshibook\n' "$pw" "$port" >"$URL_FILE"
+    (umask 077 && printf 'postgresql://postgres:%s@127.0.0.1:%s/kalshibook\n' "$pw" "$port" >"$URL_FILE")
   fi
+  chmod 600 "$URL_FILE"  # the superuser's password: the operator's eyes only
   local edition; edition="$(cluster_edition)"
   if write_edition_conf "$edition" && is_running; then
     log "edition settings changed ($edition): restarting PostgreSQL"

@@ -104,6 +104,16 @@ cmd_start() {
     export KALSHIBOOK_DATABASE_URL="$DB_URL"
     say "migrating"
     "$KB" migrate >/dev/null
+    # the collector and the API run as their own least-privilege logins, never as the superuser
+    local svc
+    for svc in collector api; do
+      local svc_file="$STATE/${svc}_database_url"
+      if [ -s "$svc_file" ] && psql "$(cat "$svc_file")" -tAc 'SELECT 1' >/dev/null 2>&1; then
+        continue
+      fi
+      rm -f "$svc_file"
+      "$KB" service-user create "$svc" "kb_demo_${svc}_$(date +%s)_$$" --url-file "$svc_file" >/dev/null
+    done
 
     if [ ! -f "$STATE/kalshi_private.pem" ]; then
       say "generating a demo Kalshi API key pair (RSA) for signed requests to the simulator"
@@ -139,10 +149,15 @@ PY
     KALSHIBOOK_KALSHI_PRIVATE_KEY_PATH="$STATE/kalshi_private.pem" \
     KALSHIBOOK_COLLECTOR_METRICS_PORT="$metrics_port" \
     KALSHIBOOK_DATA_DIR="$STATE" \
+    KALSHIBOOK_DATABASE_URL="$(cat "$STATE/collector_database_url")" \
+    KALSHIBOOK_REFUSE_SUPERUSER=true \
       start_bg collector "$KB" collect
 
     say "starting the API on 127.0.0.1:$api_port"
-    start_bg api "$KB" serve --host 127.0.0.1 --port "$api_port"
+    KALSHIBOOK_DATA_DIR="$STATE" \
+    KALSHIBOOK_DATABASE_URL="$(cat "$STATE/api_database_url")" \
+    KALSHIBOOK_REFUSE_SUPERUSER=true \
+      start_bg api "$KB" serve --host 127.0.0.1 --port "$api_port"
     local api_url="http://127.0.0.1:$api_port"
     for _ in $(seq 1 150); do
       curl -fsS "$api_url/health" >/dev/null 2>&1 && break

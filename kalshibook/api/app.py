@@ -1,8 +1,10 @@
 """The Litestar application factory.
 
-``create_app(settings, pool=None)``: the lifespan opens its own psycopg pool (``open=False``,
-``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes it on
-shutdown; a pool passed in is used as is and never closed. Every handler of
+``create_app(settings, pool=None)``: the lifespan opens its own psycopg pools (``open=False``,
+``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes them on
+shutdown: the data pool for the handlers' queries and a small control pool for auth, credits,
+usage and ``/health`` (see :mod:`kalshibook.api.middleware`). A pool passed in serves both and is
+never closed. Every handler of
 :data:`kalshibook.api.routes.ROUTE_HANDLERS` is registered. The OpenAPI document is served under
 ``/schema`` (``/schema/openapi.json``). The seed API of the kalshibook SDK
 (:mod:`kalshibook.api.seed`) is mounted beside ``/v1`` with its own error handlers, and so is the
@@ -11,8 +13,6 @@ Kalshi-compatible ``/trade-api/v2`` (:mod:`kalshibook.api.kalshi_compat`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.api.seed import seed_router
 from kalshibook.errors import BadRequest, DatabaseUnavailable
+from kalshibook.ops.secrets import cursor_secret
 from kalshibook.settings import Settings
 from kalshibook.storage import pool as storage_pool
 from kalshibook.storage.pool import Pool
@@ -48,14 +49,25 @@ OPENAPI_PATH = "/schema"
 POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 16
 POOL_TIMEOUT = 10.0
-"""Seconds a request waits for a free connection before a 503."""
-CONNECTION_OPTIONS = (
-    "-c timezone=UTC -c plan_cache_mode=force_custom_plan -c statement_timeout=30000"
-    " -c synchronous_commit=off"
-)
-"""UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold away; no query over 30 s.
-The API's only writes are credit charges and usage rows: they commit without waiting for the WAL
-flush (a server crash could forget the last fraction of a second of charges, never corrupt them)."""
+"""Seconds the lifespan waits for the database at start."""
+CONTROL_POOL_SIZE = 4
+
+
+def connection_options(statement_ms: int) -> str:
+    """The server settings of the API's connections (see :data:`CONNECTION_OPTIONS`)."""
+    return (
+        "-c timezone=UTC -c plan_cache_mode=force_custom_plan "
+        f"-c statement_timeout={statement_ms} -c synchronous_commit=off"
+    )
+
+
+CONNECTION_OPTIONS = connection_options(10_000)
+"""With the default deadline. UTC times; custom plans so ``(%(x)s IS NULL OR …)`` filters fold
+away; no one query longer than the request deadline (the server stops it even if the client's
+cancel were lost). The API's only writes are credit charges and usage rows: they commit without
+waiting for the WAL flush (a server crash could forget the last fraction of a second of charges,
+never corrupt them)."""
+CONTROL_STATEMENT_MS = 5000
 
 DESCRIPTION = """\
 Kalshi market data recorded by kalshibook: the series > event > market hierarchy, trades,
@@ -78,27 +90,21 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 """
 
 
-def make_pool(settings: Settings, *, application_name: str = "kalshibook-api") -> Pool:
+def make_pool(
+    settings: Settings, *, application_name: str = "kalshibook-api", control: bool = False
+) -> Pool:
     """A closed pool for the API (open it with ``await pool.open(wait=True)``): autocommit
-    connections with the API's server settings."""
+    connections with the API's server settings; ``control`` for the small auth/usage pool."""
+    ms = CONTROL_STATEMENT_MS if control else max(1, int(settings.api.request_timeout * 1000))
     return storage_pool.make_pool(
         settings,
-        min_size=POOL_MIN_SIZE,
-        max_size=POOL_MAX_SIZE,
+        min_size=1 if control else POOL_MIN_SIZE,
+        max_size=CONTROL_POOL_SIZE if control else POOL_MAX_SIZE,
         timeout=POOL_TIMEOUT,
-        name=application_name,
+        name=f"{application_name}-control" if control else application_name,
         autocommit=True,
-        options=CONNECTION_OPTIONS,
+        options=connection_options(ms),
     )
-
-
-def _cursor_secret(settings: Settings, pool: AsyncConnectionPool[Any] | None) -> bytes:
-    """Cursors are signed with a key derived from the database URL (incl. its password): every API
-    process of one deployment agrees on it without another secret to distribute."""
-    material = settings.core.database_url
-    if not material and pool is not None and isinstance(pool.conninfo, str):
-        material = pool.conninfo
-    return hmac.new(b"kalshibook cursors", material.encode(), hashlib.sha256).digest()
 
 
 async def _add_request_id(message: Message, scope: Scope) -> None:
@@ -131,20 +137,24 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
                 services.pool = None  # injected: the caller closes it
             return
         own = make_pool(settings)
+        control = make_pool(settings, control=True)
         try:
             await own.open(wait=True, timeout=POOL_TIMEOUT)
+            await control.open(wait=True, timeout=POOL_TIMEOUT)
         except PoolTimeout:
             await own.close()
+            await control.close()
             raise DatabaseUnavailable(
                 f"the API cannot connect to {redact(settings.require_database())} "
                 f"within {POOL_TIMEOUT:g} s"
             ) from None
-        services.pool = own
+        services.pool, services.control = own, control
         try:
             yield
         finally:
-            services.pool = None
+            services.pool = services.control = None
             await own.close()
+            await control.close()
 
     openapi = OpenAPIConfig(
         title="kalshibook",
@@ -185,9 +195,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         before_send=[_add_request_id],
         lifespan=[lifespan],
         openapi_config=openapi,
-        state=State(
-            {"services": services, "cursor_codec": CursorCodec(_cursor_secret(settings, pool))}
-        ),
+        state=State({"services": services, "cursor_codec": CursorCodec(cursor_secret(settings))}),
         debug=False,
         logging_config=None,  # the process's logging is kalshibook.cli.logs' (one setup)
     )

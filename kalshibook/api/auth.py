@@ -4,8 +4,12 @@ Contract: a request to a priced route sends ``Authorization: Bearer kb-<prefix>-
 of the first format, ``kb_<prefix>_<secret>``, too); the
 route's cost is declared on its handler as ``opt={"cost": N}`` (``opt={"public": True}`` for
 routes that need no key). Order of checks: key shape → known prefix → constant-time comparison
-of the secret's hash → rate limit (in-process token bucket per key) → one atomic ``UPDATE`` that
-spends the credits. Failures: 401 (missing, unknown or revoked key), 429 (rate), 402 (credits).
+of the secret's hash → rate limit (in-process token bucket per key) → concurrency (at most
+``max_concurrent`` requests of one key at once) → one atomic ``UPDATE`` that spends the credits.
+Failures: 401 (missing, unknown or revoked key), 429 (rate or concurrency), 402 (credits). The
+database work is done on connections of the pool passed in (the API's small control pool), checked
+out only when needed: a malformed header never takes one. A granted :class:`Charge` holds one of
+its key's slots until :meth:`Authenticator.release`.
 Keys for tests and tools come from :func:`create_key` (``kalshibook keys create`` on the CLI).
 Secrets are never logged; only the public prefix may appear in messages.
 """
@@ -17,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.errors import PaymentRequired, RateLimited, Unauthorized
 from kalshibook.storage import api_keys
@@ -27,6 +31,7 @@ __all__ = (
     "Authenticator",
     "Charge",
     "IssuedKey",
+    "KeyBusy",
     "KeyRateLimited",
     "OutOfCredits",
     "TokenBucket",
@@ -68,6 +73,10 @@ class KeyRateLimited(RateLimited):
         self.retry_after = retry_after
 
 
+class KeyBusy(KeyRateLimited):
+    """This API key already has its most requests in flight."""
+
+
 class OutOfCredits(PaymentRequired):
     """The API key has no credits left."""
 
@@ -84,9 +93,12 @@ class Charge:
 
 
 class Authenticator:
-    def __init__(self, rate_per_second: float) -> None:
+    def __init__(self, rate_per_second: float, max_concurrent: int = 4) -> None:
         self.rate = rate_per_second
         self.capacity = max(1.0, rate_per_second)
+        self.max_concurrent = max_concurrent
+        self._active: dict[int, int] = {}
+        """key id → requests in flight (entries at zero are removed: bounded by in-flight)."""
         self._buckets: dict[int, TokenBucket] = {}
         self._keys: dict[str, tuple[int, bytes]] = {}
         """prefix → (key id, secret hash): immutable facts, so safe to cache; revocation and
@@ -107,10 +119,36 @@ class Authenticator:
                 retry_after=wait,
             )
 
+    def _hold(self, key_id: int) -> None:
+        active = self._active.get(key_id, 0)
+        if active >= self.max_concurrent:
+            raise KeyBusy(
+                f"{active} requests with this API key are already in flight (at most "
+                f"{self.max_concurrent}); retry when one has answered",
+                retry_after=1.0,
+            )
+        self._active[key_id] = active + 1
+
+    def release(self, key_id: int) -> None:
+        """Give back the slot a :class:`Charge` held."""
+        active = self._active.get(key_id, 0) - 1
+        if active > 0:
+            self._active[key_id] = active
+        else:
+            self._active.pop(key_id, None)
+
+    def in_flight(self, key_id: int) -> int:
+        return self._active.get(key_id, 0)
+
     async def authorize(
-        self, conn: AsyncConnection[Any], authorization: str | None, cost: int
+        self,
+        pool: AsyncConnectionPool[Any],
+        authorization: str | None,
+        cost: int,
+        *,
+        wait: float,
     ) -> Charge:
-        """Authenticate the ``Authorization`` header value and spend ``cost`` credits."""
+        """Authenticate the ``Authorization`` header value, take a slot and spend ``cost``."""
         if not authorization:
             raise Unauthorized(
                 "missing API key: send the header `Authorization: Bearer kb-<prefix>-<secret>` "
@@ -127,7 +165,8 @@ class Authenticator:
         prefix, secret = parsed
         known = self._keys.get(prefix)
         if known is None:
-            known = await api_keys.lookup(conn, prefix)
+            async with pool.connection(timeout=wait) as conn:
+                known = await api_keys.lookup(conn, prefix)
             if known is None:
                 raise Unauthorized("unknown API key", parameter="Authorization")
             if len(self._keys) >= _MAX_CACHED_KEYS:
@@ -137,10 +176,17 @@ class Authenticator:
         if not hmac.compare_digest(stored_hash, api_keys.hash_secret(secret)):
             raise Unauthorized("unknown API key", parameter="Authorization")
         self._rate_limit(key_id)
-        remaining = await api_keys.charge(conn, key_id, cost)
+        self._hold(key_id)
+        try:
+            async with pool.connection(timeout=wait) as conn:
+                remaining = await api_keys.charge(conn, key_id, cost)
+                state = None if remaining is not None else await api_keys.key_state(conn, key_id)
+        except BaseException:
+            self.release(key_id)
+            raise
         if remaining is not None:
             return Charge(key_id=key_id, cost=cost, remaining=remaining)
-        state = await api_keys.key_state(conn, key_id)
+        self.release(key_id)
         if state is None:
             self._keys.pop(prefix, None)
             raise Unauthorized("unknown API key", parameter="Authorization")

@@ -21,11 +21,23 @@ class RequestContext:
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     conn: AsyncConnection[Any] | None = None
-    """The connection the auth middleware checked out; handlers reuse it."""
+    """The request's data connection, checked out on first use (``deps.provide_conn``) and given
+    back by the middleware when the response starts: a client slow to read holds none."""
+    conn_since: float = 0.0
+    db_seconds: float = 0.0
+    """Seconds the request held a data connection (charged: ``seconds_per_credit``)."""
+    deadline: float | None = None
+    """``time.monotonic()`` by which the whole request must be done (priced routes)."""
     credits_remaining: int | None = None
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+    def remaining(self, default: float) -> float:
+        """Seconds left before the deadline (``default`` when there is none), at least 1 ms."""
+        if self.deadline is None:
+            return default
+        return max(0.001, min(default, self.deadline - time.monotonic()))
 
 
 def _incoming_request_id(scope: Any) -> str | None:

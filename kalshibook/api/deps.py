@@ -1,13 +1,12 @@
 """Dependencies and helpers shared by the route modules.
 
-Handlers declare ``conn: Conn`` to get the request's database connection (the one the auth
-middleware checked out, or a fresh one from the pool on public routes), page with
+Handlers declare ``conn: Conn`` to get the request's database connection (checked out from the
+data pool on first use; the middleware gives it back), page with
 ``routes._paging.Pager`` and fill the envelope with :func:`envelope_meta`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -50,13 +49,9 @@ def services_of(state: State) -> Services:
     return services
 
 
-async def provide_conn(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncConnection[Any]]:
-    ctx = request_context(request.scope)
-    if ctx.conn is not None:
-        yield ctx.conn
-        return
-    async with services_of(request.app.state).require_pool().connection() as conn:
-        yield conn
+async def provide_conn(request: Request[Any, Any, Any]) -> AsyncConnection[Any]:
+    """The request's data connection (the middleware gives it back when the response starts)."""
+    return await services_of(request.app.state).data_connection(request_context(request.scope))
 
 
 def provide_settings(state: State) -> Settings:

@@ -309,12 +309,13 @@ _PAGE: dict[str, Any] = {
 _ONE: dict[str, Any] = {"request_id": _RID, "response_time": 1.8}
 
 SERIES_PAGE = s.SeriesPage(data=[SERIES], response_time=2.1, **_PAGE)
+_ONE_PAGED: dict[str, Any] = {**_ONE, "next_cursor": None, "has_more": False}
 SERIES_ONE = s.SeriesOne(
-    data=s.SeriesDetail(**msgspec.structs.asdict(SERIES), events=[EVENT]), **_ONE
+    data=s.SeriesDetail(**msgspec.structs.asdict(SERIES), events=[EVENT]), **_ONE_PAGED
 )
 EVENT_PAGE = s.EventPage(data=[EVENT], response_time=2.4, **_PAGE)
 EVENT_ONE = s.EventOne(
-    data=s.EventDetail(**msgspec.structs.asdict(EVENT), markets=[MARKET]), **_ONE
+    data=s.EventDetail(**msgspec.structs.asdict(EVENT), markets=[MARKET]), **_ONE_PAGED
 )
 MARKET_PAGE = s.MarketPage(data=[MARKET], response_time=2.6, **_PAGE)
 MARKET_ONE = s.MarketOne(data=MARKET, **_ONE)

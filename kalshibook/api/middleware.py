@@ -1,14 +1,22 @@
-"""The request pipeline around every route: connection, auth + credits, usage, metrics, headers.
+"""The request pipeline around every route: auth + credits, deadline, usage, metrics, headers.
 
-For a priced route the middleware checks out one pooled connection for the whole request (auth,
-the handler's queries and the usage row share it), charges the route's cost before the handler
-runs, records usage after the response went out (refunding a request that failed on our side),
-and adds ``X-Credits-Remaining``. Public routes (``opt={"public": True}`` and the OpenAPI
-documents) skip all of it except metrics.
+Two pools: the **data** pool serves the handlers' queries, the small **control** pool serves auth,
+credits, usage rows and ``/health``, so none of those ever waits behind data queries (an injected
+pool serves both). For a priced route the middleware authenticates the key and charges the
+route's cost before the handler runs (:class:`~kalshibook.api.auth.Authenticator`, which also caps
+the requests one key has in flight), then runs the handler under the request's **deadline**
+(``api.request_timeout``: every query and the sending of the response together; past it a 504, the
+running query cancelled). The handler's data connection is checked out on first use and given back
+as soon as the response starts, so a client that reads slowly holds no connection. After the
+response the usage row settles the charge: a request that failed on our side (5xx other than the
+504 of its own deadline) is refunded; a request that held the database longer is charged one more
+credit per ``api.seconds_per_credit`` (a timed-out request is not free). Public routes
+(``opt={"public": True}`` and the OpenAPI documents) skip auth, credits and the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,10 +28,10 @@ from litestar.exceptions import HTTPException
 from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.api.auth import Authenticator, Charge
-from kalshibook.api.context import request_context
+from kalshibook.api.context import RequestContext, request_context
 from kalshibook.api.credentials import authorization_of, request_cost
 from kalshibook.api.metrics import ApiMetrics
-from kalshibook.errors import KalshibookError
+from kalshibook.errors import DeadlineExceeded, KalshibookError
 from kalshibook.storage import api_keys
 
 if TYPE_CHECKING:
@@ -31,25 +39,61 @@ if TYPE_CHECKING:
 
     from kalshibook.settings import Settings
 
-__all__ = ("ApiMiddleware", "Services")
+__all__ = ("CONTROL_TIMEOUT", "ApiMiddleware", "Services", "settle")
 
 log = logging.getLogger(__name__)
 
+CONTROL_TIMEOUT = 5.0
+"""Seconds auth and usage wait for a control connection."""
+BODY_CHUNK = 64 * 1024
+"""A response body goes to the server in pieces of this size, so the server's flow control holds
+the handler back while the client does not read (instead of buffering the whole body); at the
+deadline the response is abandoned and its memory freed."""
+
 
 class Services:
-    """What the pipeline needs, held on ``app.state.services``; the pool is set by the lifespan."""
+    """What the pipeline needs, held on ``app.state.services``; the lifespan sets the pools."""
 
     def __init__(self, settings: Settings, openapi_path: str) -> None:
         self.settings = settings
         self.openapi_path = openapi_path
         self.pool: AsyncConnectionPool[Any] | None = None
-        self.auth = Authenticator(settings.api.rate_limit_per_second)
+        self.control: AsyncConnectionPool[Any] | None = None
+        self.auth = Authenticator(
+            settings.api.rate_limit_per_second, settings.api.max_concurrent_per_key
+        )
         self.metrics = ApiMetrics()
 
     def require_pool(self) -> AsyncConnectionPool[Any]:
         if self.pool is None:  # pragma: no cover - the lifespan always sets it
             raise RuntimeError("the API's connection pool is not open")
         return self.pool
+
+    def require_control(self) -> AsyncConnectionPool[Any]:
+        return self.control if self.control is not None else self.require_pool()
+
+    async def data_connection(self, ctx: RequestContext) -> psycopg.AsyncConnection[Any]:
+        """The request's data connection, checked out now if it has none yet."""
+        if ctx.conn is None:
+            pool = self.require_pool()  # its own wait, never past the request's deadline
+            ctx.conn = await pool.getconn(timeout=ctx.remaining(pool.timeout))
+            ctx.conn_since = time.monotonic()
+        return ctx.conn
+
+    async def release(self, ctx: RequestContext) -> None:
+        """Give the request's data connection back (idempotent)."""
+        conn, ctx.conn = ctx.conn, None
+        if conn is not None:
+            ctx.db_seconds += time.monotonic() - ctx.conn_since
+            await self.require_pool().putconn(conn)
+
+
+def settle(status: int, cost: int, db_seconds: float, seconds_per_credit: float) -> tuple[int, int]:
+    """``(refund, extra)`` credits of a finished request (pure; the rule of docs/api.md)."""
+    if status >= 500 and status != DeadlineExceeded.status:
+        return cost, 0
+    extra = int(db_seconds // seconds_per_credit) if seconds_per_credit > 0 else 0
+    return 0, extra
 
 
 class ApiMiddleware:
@@ -61,47 +105,87 @@ class ApiMiddleware:
             await self.app(scope, receive, send)
             return
         services: Services = scope["litestar_app"].state.services
+        api = services.settings.api
         ctx = request_context(scope)
         handler = scope["route_handler"]
         route: str = scope.get("path_template") or scope["path"]
         method = scope.get("method", "GET")
         status = 500
+        started = False
         charge: Charge | None = None
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
+                await services.release(ctx)  # the body goes out without a connection held
                 if ctx.credits_remaining is not None:
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
                         ctx.credits_remaining
                     )
+            elif message["type"] == "http.response.body" and len(message["body"]) > BODY_CHUNK:
+                body = memoryview(message["body"])
+                more = message.get("more_body", False)
+                for offset in range(0, len(body), BODY_CHUNK):
+                    piece = bytes(body[offset : offset + BODY_CHUNK])
+                    last = offset + BODY_CHUNK >= len(body)
+                    await send(
+                        {"type": "http.response.body", "body": piece, "more_body": more or not last}
+                    )
+                return
             await send(message)
 
         public = bool(handler.opt.get("public")) or scope["path"].startswith(services.openapi_path)
+        cost = 0 if public else request_cost(handler.opt, scope)
         try:
             if public:
-                await self.app(scope, receive, send_wrapper)
-                return
-            cost = request_cost(handler.opt, scope)
-            async with services.require_pool().connection() as conn:
-                ctx.conn = conn
                 try:
-                    if services.settings.api.require_auth:
-                        charge = await services.auth.authorize(conn, authorization_of(scope), cost)
-                        ctx.credits_remaining = charge.remaining
-                    await self.app(scope, receive, send_wrapper)
+                    async with asyncio.timeout(api.request_timeout):
+                        await self.app(scope, receive, send_wrapper)
+                except TimeoutError:
+                    if not started:
+                        raise DeadlineExceeded(
+                            f"the request took longer than {api.request_timeout:g} s"
+                        ) from None
+                    log.info("request %s: response not read within the deadline", ctx.request_id)
                 finally:
-                    ctx.conn = None
-                    if charge is not None:
-                        await _record_usage(conn, charge, route, status, ctx.request_id)
+                    await services.release(ctx)
+                return
+            ctx.deadline = time.monotonic() + api.request_timeout
+            if api.require_auth:
+                charge = await services.auth.authorize(
+                    services.require_control(),
+                    authorization_of(scope),
+                    cost,
+                    wait=CONTROL_TIMEOUT,
+                )
+                ctx.credits_remaining = charge.remaining
+            try:
+                async with asyncio.timeout(ctx.remaining(api.request_timeout)):
+                    await self.app(scope, receive, send_wrapper)
+            except TimeoutError:
+                if started:  # the client did not read the response in time: drop it
+                    log.info("request %s: response not read within the deadline", ctx.request_id)
+                    return
+                raise DeadlineExceeded(
+                    f"the request took longer than {api.request_timeout:g} s and was stopped "
+                    "(it is charged); narrow the time range, lower `limit` or ask for fewer "
+                    "tickers"
+                ) from None
+            finally:
+                await services.release(ctx)
         except Exception as exc:
             status = _status_of(exc)
             if status in _REJECTIONS:
                 services.metrics.reject(_REJECTIONS[status])
             raise
         finally:
-            spent = 0 if charge is None or status >= 500 else charge.cost
+            spent = 0
+            if charge is not None:
+                services.auth.release(charge.key_id)
+                refund, extra = settle(status, charge.cost, ctx.db_seconds, api.seconds_per_credit)
+                spent = charge.cost - refund + extra
+                await _record_usage(services, charge, route, status, ctx.request_id, refund, extra)
             services.metrics.observe(
                 route, method, status, time.perf_counter() - ctx.started, spent
             )
@@ -115,23 +199,27 @@ def _status_of(exc: Exception) -> int:
         return exc.status
     if isinstance(exc, HTTPException):
         return exc.status_code
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DeadlineExceeded.status
     if isinstance(exc, psycopg.OperationalError):
         return 503
     return 500
 
 
 async def _record_usage(
-    conn: psycopg.AsyncConnection[Any], charge: Charge, route: str, status: int, rid: str
+    services: Services, charge: Charge, route: str, status: int, rid: str, refund: int, extra: int
 ) -> None:
     try:
-        await api_keys.record_usage(
-            conn,
-            key_id=charge.key_id,
-            endpoint=route,
-            cost=charge.cost,
-            refund=charge.cost if status >= 500 else 0,
-            status=status,
-            request_id=rid,
-        )
-    except psycopg.Error as exc:
+        async with services.require_control().connection(timeout=CONTROL_TIMEOUT) as conn:
+            await api_keys.record_usage(
+                conn,
+                key_id=charge.key_id,
+                endpoint=route,
+                cost=charge.cost,
+                refund=refund,
+                extra=extra,
+                status=status,
+                request_id=rid,
+            )
+    except (psycopg.Error, TimeoutError) as exc:
         log.warning("request %s: usage not recorded: %s", rid, type(exc).__name__)

@@ -39,6 +39,7 @@ _SLUGS = {
     429: "rate-limited",
     500: "internal-error",
     503: "unavailable",
+    504: "deadline-exceeded",
 }
 
 
@@ -125,7 +126,10 @@ def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     if isinstance(exc, psycopg.errors.QueryCanceled):
         log.warning("request %s: query cancelled (timeout)", rid)
         return problem_response(
-            request, 503, "the query took too long; narrow the time range or lower `limit`"
+            request,
+            504,
+            "the query took too long and was stopped (it is charged); narrow the time range "
+            "or lower `limit`",
         )
     log.warning("request %s: database unavailable: %s", rid, type(exc).__name__)
     return problem_response(

@@ -292,6 +292,8 @@ class SeriesPage(Base):
 
 class SeriesOne(Base):
     data: SeriesDetail
+    next_cursor: NextCursor
+    has_more: bool
     request_id: RequestId
     response_time: ResponseTime
 
@@ -306,6 +308,8 @@ class EventPage(Base):
 
 class EventOne(Base):
     data: EventDetail
+    next_cursor: NextCursor
+    has_more: bool
     request_id: RequestId
     response_time: ResponseTime
 

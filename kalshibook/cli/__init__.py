@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kalshibook.cli.serve", "run the REST API"),
     "keys": ("kalshibook.cli.keys", "create, list, revoke and top up API keys"),
     "sql-user": ("kalshibook.cli.sql_user", "create or drop read-only SQL login roles"),
+    "service-user": (
+        "kalshibook.cli.service_user",
+        "create the least-privilege database login of the API or the collector",
+    ),
     "status": (
         "kalshibook.cli.status",
         "data freshness, gaps, sizes and policy runs (non-zero exit when unhealthy)",

@@ -21,6 +21,7 @@ from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket
 from kalshibook.settings import Settings
 from kalshibook.storage.pool import make_pool
+from kalshibook.storage.service_roles import enforce_login
 from kalshibook.storage.urls import redact, unreachable
 from kalshibook.storage.writer import Writer
 
@@ -61,12 +62,13 @@ def _load_key(settings: Settings, no_auth: bool) -> PrivateKey | None:
 
 
 SCHEMA_CHECK: Final = (
-    "SELECT to_regclass('market.orderbook_deltas'), to_regclass('private.writer_progress')"
+    "SELECT to_regclass('market.orderbook_deltas'), to_regclass('private.writer_progress'), "
+    "(SELECT current_user), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
 )
 """The first and the latest table the collector needs (migrations 0001 and 0003)."""
 
 
-async def _check_schema(url: str) -> None:
+async def _check_schema(url: str, refuse_superuser: bool = False) -> None:
     try:
         async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
             cur = await conn.execute(SCHEMA_CHECK)
@@ -80,12 +82,13 @@ async def _check_schema(url: str) -> None:
             f"the kalshibook schema in {redact(url)} is older than this version: "
             "run `kalshibook migrate`"
         )
+    enforce_login("collector", str(row[2]), superuser=bool(row[3]), refuse=refuse_superuser)
 
 
 async def main(settings: Settings, *, no_auth: bool = False) -> int:
     key = _load_key(settings, no_auth)
     url = settings.require_database()
-    await _check_schema(url)
+    await _check_schema(url, settings.core.refuse_superuser)
     pool = make_pool(settings, min_size=1, max_size=4, name="kalshibook-collector")
     try:
         await pool.open(wait=True, timeout=30.0)
@@ -100,6 +103,7 @@ async def main(settings: Settings, *, no_auth: bool = False) -> int:
             with signal_handlers(loop, collector.stop):
                 shown = msgspec.to_builtins(settings)
                 shown["core"]["database_url"] = redact(url)
+                shown["api"]["cursor_secret"] = "***" if settings.api.cursor_secret else ""
                 log.debug("settings %s", msgspec.json.encode(shown).decode())
                 log.info(
                     "collector starting ws=%s rest=%s database=%s",

@@ -3,7 +3,10 @@
 Nothing in kalshibook logs a key or a signature on purpose; this is the second line of defence
 against a library that does at DEBUG level (``websockets`` logs handshake headers, for example):
 every record passes :class:`RedactingFilter`, which removes PEM blocks, the values of the
-``KALSHI-ACCESS-*`` headers and any registered secret string before the line is written.
+``KALSHI-ACCESS-*`` headers, kalshibook API keys (``kb-<prefix>-<secret>`` or ``kb_…``: the
+prefix stays), the values of credential-like query parameters (``?api_key=``, ``token``, ...: a
+client may put its key in the URL, and the access log writes every URL) and any registered secret
+string.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ _HEADER = re.compile(
     r"(KALSHI-ACCESS-(?:KEY|SIGNATURE|TIMESTAMP)['\"]?\s*[:=,]\s*['\"]?)([^\s'\",}]+)",
     re.I,
 )
+_API_KEY = re.compile(r"\b(kb[-_][A-Za-z0-9]{4,16}[-_])[A-Za-z0-9_-]{8,}")
+_QUERY_SECRET = re.compile(
+    r"([?&;](?:api[_-]?key|key|token|access[_-]?token|secret|password|authorization)=)[^&\s\"']*",
+    re.I,
+)
 _REDACTED = "[REDACTED]"
 _QUIET = ("websockets", "httpx", "httpcore", "hpack", "asyncio")
 
@@ -46,6 +54,10 @@ class RedactingFilter(logging.Filter):
             text = _PEM.sub(_REDACTED, text)
         if "KALSHI-ACCESS" in text.upper():
             text = _HEADER.sub(lambda m: m.group(1) + _REDACTED, text)
+        if "kb_" in text or "kb-" in text:
+            text = _API_KEY.sub(lambda m: m.group(1) + _REDACTED, text)
+        if "=" in text:
+            text = _QUERY_SECRET.sub(lambda m: m.group(1) + _REDACTED, text)
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, _REDACTED)
@@ -94,8 +106,11 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Strings of the settings no log line may show: the Kalshi key id, the database password."""
+    """Strings of the settings no log line may show: the Kalshi key id, the database password,
+    the cursor secret."""
     secrets = [settings.kalshi.key_id] if settings.kalshi.key_id else []
+    if settings.api.cursor_secret:
+        secrets.append(settings.api.cursor_secret)
     try:
         password = urlsplit(settings.core.database_url).password
     except ValueError:  # a malformed URL: the command reports it (redacted) itself

@@ -13,6 +13,7 @@ import uvicorn
 
 from kalshibook.api.app import create_app
 from kalshibook.settings import Settings
+from kalshibook.storage.service_roles import LOGIN_INFO, enforce_login
 from kalshibook.storage.urls import unreachable
 
 
@@ -34,16 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _preflight(url: str) -> None:
-    """Fail with one line before uvicorn starts (a lifespan failure prints a traceback)."""
+def _preflight(url: str, refuse_superuser: bool) -> None:
+    """Fail with one line before uvicorn starts (a lifespan failure prints a traceback); refuse
+    or warn about a superuser login."""
     try:
-        psycopg.connect(url, connect_timeout=10).close()
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute(LOGIN_INFO).fetchone()
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
+    user, superuser = (str(row[0]), bool(row[1])) if row else ("?", False)
+    enforce_login("api", user, superuser=superuser, refuse=refuse_superuser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    _preflight(settings.require_database())
+    _preflight(settings.require_database(), settings.core.refuse_superuser)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         proxy_headers=False,
         server_header=False,
+        limit_concurrency=settings.api.max_connections,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -7,6 +7,7 @@ import argparse
 import psycopg
 
 from kalshibook.settings import Settings
+from kalshibook.storage.reader_limits import TEMP_FILE_LIMIT
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user
 from kalshibook.storage.urls import redact, unreachable
 
@@ -19,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--statement-timeout", default="30s", help="per-statement limit, e.g. 30s, 500ms, 2min"
     )
     create.add_argument("--connection-limit", type=int, default=5, help="concurrent sessions")
+    create.add_argument(
+        "--temp-file-limit",
+        default=TEMP_FILE_LIMIT,
+        help="disk one session's query may spill, e.g. 512MB (the reader cannot raise it)",
+    )
     drop = sub.add_parser("drop", help="drop a role made by `sql-user create`")
     drop.add_argument("name")
 
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 args.name,
                 statement_timeout=args.statement_timeout,
                 connection_limit=args.connection_limit,
+                temp_file_limit=args.temp_file_limit,
             )
             info = conn.info
             print(f"created read-only role {user.name} on {redact(url)}")
@@ -43,7 +50,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"  connect: psql 'postgresql://{user.name}@{info.host}:{info.port}/"
                 f"{user.database}'  (statement timeout {user.statement_timeout}, "
-                f"at most {user.connection_limit} connections)"
+                f"at most {user.connection_limit} connections, "
+                f"temp files {user.temp_file_limit})"
             )
             return 0
         drop_sql_user(conn, args.name)

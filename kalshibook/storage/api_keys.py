@@ -81,15 +81,17 @@ RETURNING credits
 KEY_STATE = "SELECT credits, revoked_at IS NOT NULL FROM private.api_keys WHERE id = %(id)s"
 
 RECORD_USAGE = """
-WITH refund AS (
-    UPDATE private.api_keys SET credits = credits + %(refund)s
-    WHERE id = %(key_id)s AND %(refund)s > 0
+WITH settle AS (
+    UPDATE private.api_keys SET credits = GREATEST(credits + %(refund)s - %(extra)s, 0)
+    WHERE id = %(key_id)s AND (%(refund)s > 0 OR %(extra)s > 0)
+    RETURNING credits
 )
 INSERT INTO private.api_usage (key_id, endpoint, cost, status, request_id)
 VALUES (%(key_id)s, %(endpoint)s, %(cost)s, %(status)s, %(request_id)s)
 """
-"""One row per charged request; ``refund`` gives back the cost of a request that failed on our
-side (5xx)."""
+"""One row per charged request. ``refund`` gives back the cost of a request that failed on our
+side (database unavailable, internal error); ``extra`` charges the time a slow request held the
+database beyond its listed cost (never below a zero balance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +257,16 @@ async def record_usage(
     refund: int,
     status: int,
     request_id: str,
+    extra: int = 0,
 ) -> None:
     await conn.execute(
         RECORD_USAGE,
         {
             "key_id": key_id,
             "endpoint": endpoint,
-            "cost": cost - refund,
+            "cost": cost - refund + extra,
             "refund": refund,
+            "extra": extra,
             "status": status,
             "request_id": request_id,
         },

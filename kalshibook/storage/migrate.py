@@ -18,6 +18,8 @@ from alembic.script import ScriptDirectory
 from kalshibook.errors import SchemaError
 from kalshibook.settings import StorageSettings
 from kalshibook.storage.policies import apply_policies
+from kalshibook.storage.reader_limits import harden_readers, remove_watchdog
+from kalshibook.storage.service_roles import apply_service_grants
 from kalshibook.storage.urls import redact, unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,16 +72,20 @@ SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.qu
 
 def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = None) -> None:
     """Upgrade the schema to ``revision``, then make the compression and retention policies
-    match ``storage`` (the defaults when not given) once compression exists (0004)."""
+    match ``storage`` (the defaults when not given) once compression exists (0004), and apply
+    the SQL readers' limits (:func:`~kalshibook.storage.reader_limits.harden_readers`)."""
     preflight(url)
     before = current_revision(url)
     _retrying_on_locks(lambda: command.upgrade(alembic_config(url), revision))
     after = current_revision(url)
     if _crossed(before, after):
         materialise_candle_history(url)
-    if (after or "") >= COMPRESSION_REVISION:
-        with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if (after or "") >= COMPRESSION_REVISION:
             apply_policies(conn, storage or StorageSettings())
+        if after is not None:
+            harden_readers(conn)
+            apply_service_grants(conn)
 
 
 LOCK_RETRIES = 12
@@ -143,6 +149,9 @@ async def _refresh_all(url: str, first: datetime) -> None:
 
 def downgrade(url: str, revision: str) -> None:
     preflight(url)
+    if revision == "base":
+        with psycopg.connect(url, autocommit=True) as conn:
+            remove_watchdog(conn)
     before = current_revision(url)
     _retrying_on_locks(lambda: command.downgrade(alembic_config(url), revision))
     after = current_revision(url)

@@ -20,12 +20,18 @@ from psycopg_pool import AsyncConnectionPool
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import unreachable
 
-__all__ = ("Pool", "connect_kwargs", "make_pool", "open_pool")
+__all__ = ("RECONNECT_TIMEOUT", "Pool", "connect_kwargs", "make_pool", "open_pool")
 
 Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[Any]]
 
 CONNECT_TIMEOUT = 5
 """Seconds libpq waits for a TCP/auth handshake before giving up."""
+RECONNECT_TIMEOUT = 5.0
+"""Seconds one chain of reconnection attempts lasts. psycopg_pool doubles the wait between the
+attempts of a chain (1, 2, 4, 8 ... s) until this runs out, so with its default (5 min) a pool
+whose database was away for a minute tried again only half a minute or more after it was back.
+Short chains end while the waits are still short; a connection asked for afterwards starts a new
+chain at once, so a pool notices a database that came back within seconds."""
 KEEPALIVES: dict[str, Any] = {
     # Notice a dead peer (cut network, crashed host) in ~25 s instead of the kernel's hours.
     "keepalives": 1,
@@ -49,15 +55,15 @@ def make_pool(
     timeout: float = 30.0,
     autocommit: bool = False,
     options: str | None = None,
-    reconnect_timeout: float = 300.0,
+    reconnect_timeout: float = RECONNECT_TIMEOUT,
 ) -> Pool:
     """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``): the one pool
     constructor of the code base (the collector and the API call it with their options).
 
     ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`;
     ``autocommit`` and ``options`` (server settings, ``-c name=value ...``) apply to every
-    connection; ``reconnect_timeout`` is how long the pool keeps trying to replace connections
-    before it reports the database gone.
+    connection; ``reconnect_timeout`` is how long one chain of attempts to replace a connection
+    lasts (:data:`RECONNECT_TIMEOUT`).
     """
     kwargs = connect_kwargs(name)
     if autocommit:

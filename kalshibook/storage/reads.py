@@ -189,7 +189,9 @@ SELECT event_ticker, series_ticker, title, sub_title, category, mutually_exclusi
        collateral_return_type, strike_date, strike_period, first_seen_at, updated_at
 FROM market.events
 WHERE series_ticker = %(series)s
+  AND (%(after)s::text IS NULL OR event_ticker > %(after)s::text)
 ORDER BY event_ticker
+LIMIT %(limit)s
 """
 
 LIST_MARKETS = """
@@ -227,7 +229,9 @@ SELECT ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, n
        first_seen_at, updated_at
 FROM market.markets
 WHERE event_ticker = %(event)s
+  AND (%(after)s::text IS NULL OR ticker > %(after)s::text)
 ORDER BY ticker
+LIMIT %(limit)s
 """
 
 MARKET_KNOWN = """
@@ -460,8 +464,11 @@ async def get_series(conn: Conn, ticker: str) -> SeriesRow | None:
     return await _fetch_one(conn, SeriesRow, GET_SERIES, {"ticker": ticker})
 
 
-async def series_events(conn: Conn, series: str) -> list[EventRow]:
-    return await _fetch_all(conn, EventRow, SERIES_EVENTS, {"series": series})
+async def series_events(
+    conn: Conn, series: str, *, after: str | None, limit: int
+) -> list[EventRow]:
+    params = {"series": series, "after": after, "limit": limit}
+    return await _fetch_all(conn, EventRow, SERIES_EVENTS, params)
 
 
 async def list_events(
@@ -481,8 +488,12 @@ async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
     return await _fetch_one(conn, EventRow, GET_EVENT, {"event": event_ticker})
 
 
-async def event_markets(conn: Conn, event_ticker: str) -> list[MarketRow]:
-    return await _fetch_all(conn, MarketRow, EVENT_MARKETS, {"event": event_ticker})
+async def event_markets(
+    conn: Conn, event_ticker: str, *, after: str | None = None, limit: int | None = None
+) -> list[MarketRow]:
+    """One page of an event's markets by ticker (``limit=None``: all of them, unbounded)."""
+    params = {"event": event_ticker, "after": after, "limit": limit}
+    return await _fetch_all(conn, MarketRow, EVENT_MARKETS, params)
 
 
 async def list_markets(

@@ -9,6 +9,10 @@ the server (nor its statement log); it is returned once to be shown to the user.
 Limits of the model: ``default_transaction_read_only`` and ``statement_timeout`` are per-role
 defaults a user can change inside their own session; what actually protects the data is that the
 role holds no privilege but ``SELECT`` on ``market`` (writes fail with ``permission denied``).
+What keeps a reader from exhausting the server — a ``temp_file_limit`` it cannot change, no
+``TEMPORARY`` on the database, its connection limit, and a watchdog that ends statements and idle
+transactions past the role's timeouts even when the session lifted them — is
+:mod:`kalshibook.storage.reader_limits`, applied on every ``create``.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import psycopg
 from psycopg import Connection, sql
 
 from kalshibook.errors import InvalidInput, UnknownObject
+from kalshibook.storage.reader_limits import TEMP_FILE_LIMIT, harden_readers, limit_login
 
 __all__ = ("READER_ROLE", "SqlUser", "create_sql_user", "drop_sql_user", "scram_verifier")
 
 READER_ROLE = "kalshibook_reader"
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TIMEOUT = re.compile(r"^(\d{1,9})\s*(ms|s|min|h)?$")
+SIZE = re.compile(r"^(\d{1,9})\s*(kB|MB|GB|TB)$")
 RESERVED = {READER_ROLE, "postgres", "public", "pg_signal_backend"}
 SCRAM_ITERATIONS = 4096
 
@@ -47,6 +53,7 @@ class SqlUser:
     database: str
     statement_timeout: str
     connection_limit: int
+    temp_file_limit: str
     password: str = field(repr=False)
 
 
@@ -91,10 +98,18 @@ def create_sql_user(
     *,
     statement_timeout: str = "30s",
     connection_limit: int = 5,
+    temp_file_limit: str = TEMP_FILE_LIMIT,
 ) -> SqlUser:
     """Create a read-only login role; the returned password is the only copy."""
     validate_role_name(name)
     timeout = normalise_timeout(statement_timeout)
+    m = SIZE.match(temp_file_limit.strip())
+    if not m or int(m.group(1)) == 0:
+        raise InvalidInput(
+            f"invalid temp file limit {temp_file_limit!r}: use e.g. 512MB, 1GB (must be > 0)",
+            "temp_file_limit",
+        )
+    spill = f"{int(m.group(1))}{m.group(2)}"
     if not 1 <= connection_limit <= 1000:
         raise InvalidInput("connection limit must be between 1 and 1000", "connection_limit")
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
@@ -120,14 +135,17 @@ def create_sql_user(
                 role, sql.Literal("10min")
             )
         )
+        limit_login(conn, name, spill)
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
         )
+    harden_readers(conn)
     return SqlUser(
         name=name,
         database=database,
         statement_timeout=timeout,
         connection_limit=connection_limit,
+        temp_file_limit=spill,
         password=password,
     )
 

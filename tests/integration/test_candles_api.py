@@ -47,7 +47,11 @@ async def api(db_url: str) -> AsyncIterator[tuple[AsyncTestClient[Any], str]]:
     key = create_key(db_url, name="candles tests", credits=1000).key
     settings = Settings(
         core=CoreSettings(database_url=db_url),
-        api=ApiSettings(max_candles=10_000, rate_limit_per_second=1_000_000.0),
+        api=ApiSettings(
+            max_candles=10_000,
+            rate_limit_per_second=1_000_000.0,
+            cursor_secret="candles-tests-cursor-secret-0123456789",
+        ),
     )
     async with AsyncTestClient(app=create_app(settings), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {key}"

@@ -17,9 +17,9 @@ fields that change on every request (``request_id``, ``response_time``, ``now``,
 
 The examples run in document order in one app, on the sample data of ``docs_api_seed`` (the data
 the page was generated from), with a key holding ``START_CREDITS`` credits, so even the
-``X-Credits-Remaining`` headers shown are checked. Cursors are signed with a secret derived from
-``settings.core.database_url``; the app gets a fixed URL there (and the real database as an
-injected pool), so the cursors printed in the page are the ones the test gets.
+``X-Credits-Remaining`` headers shown are checked. Cursors are signed with
+``KALSHIBOOK_API_CURSOR_SECRET``; the app gets the fixed :data:`DOCS_CURSOR_SECRET` there, so the
+cursors printed in the page are the ones the test gets.
 
 The page's credit table is checked against the costs the handlers declare, every endpoint must
 have at least one successful example, and the ```python recipes are executed against the app.
@@ -53,7 +53,9 @@ pytestmark = pytest.mark.db
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 CURSOR_SECRET_URL = "postgresql://kalshibook@localhost:5432/kalshibook"
-"""Stands in for the database URL from which the cursor secret is derived (see the docstring)."""
+"""Stands in for the database URL when the real database comes as an injected pool."""
+DOCS_CURSOR_SECRET = "kalshibook-docs-example-cursor-secret"
+"""The cursor secret the page's examples were signed with (see the docstring)."""
 VOLATILE = frozenset({"request_id", "response_time", "now", "lag_seconds", "approx_rows"})
 ELLIPSIS = "…"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
@@ -225,7 +227,8 @@ def exchanges() -> list[Exchange]:
 
 def docs_settings(url: str = CURSOR_SECRET_URL) -> Settings:
     return Settings(
-        core=CoreSettings(database_url=url), api=ApiSettings(rate_limit_per_second=1_000_000.0)
+        core=CoreSettings(database_url=url),
+        api=ApiSettings(rate_limit_per_second=1_000_000.0, cursor_secret=DOCS_CURSOR_SECRET),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -10,6 +12,7 @@ import pytest
 
 from kalshibook import cli
 from kalshibook.errors import InvalidInput, UnknownObject
+from kalshibook.storage.reader_limits import run_watchdog
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user, scram_verifier
 
 pytestmark = [pytest.mark.db, pytest.mark.both_editions]
@@ -118,3 +121,125 @@ def test_scram_verifier_is_accepted_by_the_server_format() -> None:
     v = scram_verifier("secret", salt=b"0123456789abcdef")
     assert v.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$")
     assert "secret" not in v
+
+
+# -- limits a reader cannot lift (issue 16, point 3) ----------------------------------------------
+
+
+def _edition(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_setting('timescaledb.license')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_reader_cannot_lift_its_disk_temp_table_or_connection_limits(
+    db_url: str, role_name: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        user = create_sql_user(
+            admin, role_name, connection_limit=2, temp_file_limit="1MB", statement_timeout="1min"
+        )
+    url = login_url(db_url, role_name, user.password)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SHOW temp_file_limit").fetchone() == ("1MB",)
+        conn.execute("SET default_transaction_read_only = off")  # as an attacker would
+        # a superuser-only setting: neither for the session nor as the role's default
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET temp_file_limit = -1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"ALTER ROLE {role_name} SET temp_file_limit = -1")
+        # a sort spilling more than the limit fails instead of filling the disk
+        conn.execute("SET work_mem = '64kB'")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            conn.execute("SELECT md5(g::text) FROM generate_series(1, 300000) g ORDER BY 1")
+        # no temporary tables, even with read-only transactions switched off
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TEMP TABLE fill (x text)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE public.fill (x text)")
+        # nor a larger connection limit
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"ALTER ROLE {role_name} CONNECTION LIMIT -1")
+        with (
+            psycopg.connect(url),
+            pytest.raises(psycopg.OperationalError, match="too many connections"),
+        ):
+            psycopg.connect(url).close()
+
+
+def _wait_terminated(conn: psycopg.Connection, sql: str, seconds: float) -> float:
+    """Run ``sql`` on ``conn``; the seconds until the server ended the session."""
+    began = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute(sql)
+    elapsed = time.monotonic() - began
+    assert elapsed < seconds
+    return elapsed
+
+
+def test_reader_that_lifts_its_timeouts_is_stopped_by_the_watchdog(
+    db_url: str, role_name: str
+) -> None:
+    """``statement_timeout`` and ``idle_in_transaction_session_timeout`` are user-settable; the
+    watchdog ends the session anyway. On the Community edition nothing but its TimescaleDB job
+    runs it; on the Apache edition the test runs it like the operator's cron would."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        user = create_sql_user(admin, role_name, statement_timeout="1s")
+        admin.execute(f"ALTER ROLE {role_name} SET idle_in_transaction_session_timeout = '1s'")
+        scheduled = _edition(admin) == "timescale"
+        if scheduled:
+            # a test database is cloned from a template, so TimescaleDB's launcher would only
+            # notice it at its next poll (up to a minute): start its job scheduler now
+            admin.execute("SELECT _timescaledb_functions.start_background_workers()")
+    url = login_url(db_url, role_name, user.password)
+    stop = threading.Event()
+
+    def cron() -> None:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            while not stop.wait(1.0):
+                run_watchdog(admin)
+
+    runner = None if scheduled else threading.Thread(target=cron)
+    if runner is not None:
+        runner.start()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = 0")  # allowed: the watchdog is the limit
+            _wait_terminated(conn, "SELECT pg_sleep(60)", 30.0)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET idle_in_transaction_session_timeout = 0")
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1")  # now idle in a transaction, past 1 s + grace soon
+            pid = conn.info.backend_pid
+            deadline = time.monotonic() + 30.0
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                while time.monotonic() < deadline:
+                    alive = admin.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
+                    ).fetchone()
+                    if alive is None:
+                        break
+                    time.sleep(0.5)
+                else:
+                    pytest.fail("an idle transaction outlived the reader's idle timeout")
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+    finally:
+        stop.set()
+        if runner is not None:
+            runner.join()
+
+
+def test_watchdog_leaves_other_sessions_alone(db_url: str, role_name: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        create_sql_user(admin, role_name, statement_timeout="1s")
+        with psycopg.connect(db_url, autocommit=True) as other:
+            done: list[object] = []
+            t = threading.Thread(
+                target=lambda: done.append(other.execute("SELECT pg_sleep(4)").fetchone())
+            )
+            t.start()
+            time.sleep(3.5)
+            assert run_watchdog(admin) == 0  # an owner's 3.5 s statement is not a reader's
+            t.join()
+            assert done == [("",)]

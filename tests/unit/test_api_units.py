@@ -17,7 +17,7 @@ from kalshibook.errors import BadRequest, InvalidInput
 from kalshibook.storage.api_keys import hash_secret, parse_key
 from kalshibook.storage.sql_users import normalise_timeout, validate_role_name
 
-codec = CursorCodec(b"test secret")
+codec = CursorCodec(b"unit-test-cursor-secret-0123456789")
 
 
 @given(
@@ -49,7 +49,7 @@ def test_cursor_bound_to_kind_type_and_secret() -> None:
         with pytest.raises(BadRequest):
             codec.decode(cursor, kind, typ)
     with pytest.raises(BadRequest):
-        CursorCodec(b"another deployment").decode(cursor, "markets", tuple[str])
+        CursorCodec(b"another-deployment-cursor-secret-0123").decode(cursor, "markets", tuple[str])
     raw = bytearray(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     for i in range(len(raw)):
         flipped = bytearray(raw)
@@ -136,9 +136,14 @@ def test_openapi_document_has_valid_examples_for_every_operation() -> None:
     import msgspec
 
     from kalshibook.api.app import create_app
-    from kalshibook.settings import CoreSettings, Settings
+    from kalshibook.settings import ApiSettings, CoreSettings, Settings
 
-    app = create_app(Settings(core=CoreSettings(database_url="postgresql://u@localhost/x")))
+    app = create_app(
+        Settings(
+            core=CoreSettings(database_url="postgresql://u@localhost/x"),
+            api=ApiSettings(cursor_secret="x" * 32),
+        )
+    )
     doc = json.loads(msgspec.json.encode(app.openapi_schema.to_schema()))
     checked = 0
     for path, item in doc["paths"].items():

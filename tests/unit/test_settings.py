@@ -52,3 +52,23 @@ def test_readme_and_env_example_match_the_code() -> None:
     for var, _ in all_env_vars():
         assert var in readme
         assert var in env
+
+
+def test_request_deadline_and_concurrency_are_bounded() -> None:
+    import pytest
+
+    from kalshibook.errors import ConfigError
+    from kalshibook.settings import Settings
+
+    ok = Settings.from_env(
+        {"KALSHIBOOK_API_REQUEST_TIMEOUT": "2.5", "KALSHIBOOK_API_MAX_CONCURRENT_PER_KEY": "8"}
+    )
+    assert (ok.api.request_timeout, ok.api.max_concurrent_per_key) == (2.5, 8)
+    for var, value in (
+        ("KALSHIBOOK_API_REQUEST_TIMEOUT", "0"),
+        ("KALSHIBOOK_API_REQUEST_TIMEOUT", "nan"),
+        ("KALSHIBOOK_API_REQUEST_TIMEOUT", "1e9"),
+        ("KALSHIBOOK_API_MAX_CONCURRENT_PER_KEY", "0"),
+    ):
+        with pytest.raises(ConfigError, match=var):
+            Settings.from_env({var: value})

@@ -49,6 +49,10 @@ class Pager:
         """The position to resume after (``None`` on the first page)."""
         return None if cursor is None else self.codec.decode(cursor, self.kind, position_type)
 
+    def split(self, rows: list[R], key: Callable[[R], Any]) -> tuple[list[R], str | None, bool]:
+        """``(page, next_cursor, has_more)`` of rows fetched with :attr:`fetch`."""
+        return split_page(rows, self.limit, self.codec, self.kind, key)
+
     def page(
         self,
         envelope: Callable[..., P],

@@ -104,7 +104,7 @@ async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
     },
 )
 async def health(state: State) -> Response[s.Health]:
-    pool = services_of(state).require_pool()
+    pool = services_of(state).require_control()  # never behind data queries
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             async with pool.connection(timeout=HEALTH_TIMEOUT) as conn:

@@ -144,23 +144,37 @@ async def list_series(
 @get(
     "/v1/series/{ticker:str}",
     summary="One series with its events",
+    description="`data.events` is one page of the series' events, ordered by ticker: at most "
+    "`limit`; `next_cursor` gives the next page (the series again, with the following events).",
     tags=["reference"],
     responses=responses(s.SeriesOne, docs.SERIES_ONE, errors=(401, 402, 404, 429, 503)),
     **priced(1),
 )
 async def get_series(
-    request: Request[Any, Any, Any], conn: Conn, ticker: SeriesTickerPath
+    request: Request[Any, Any, Any],
+    conn: Conn,
+    settings: SettingsDep,
+    ticker: SeriesTickerPath,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> s.SeriesOne:
+    pager = Pager(request, settings, limit, "series_events")
+    after = pager.after(cursor, tuple[str])
     row = await reads.get_series(conn, ticker)
     if row is None:
         raise NotFound(f"unknown series ticker {ticker!r}", parameter="ticker")
-    events = await reads.series_events(conn, ticker)
+    rows = await reads.series_events(
+        conn, ticker, after=after[0] if after else None, limit=pager.fetch
+    )
+    events, next_cursor, has_more = pager.split(rows, lambda r: (r.event_ticker,))
     base = series_out(row)
     detail = s.SeriesDetail(
         **{f: getattr(base, f) for f in base.__struct_fields__},
         events=[event_out(e) for e in events],
     )
-    return s.SeriesOne(data=detail, **envelope_meta(request))
+    return s.SeriesOne(
+        data=detail, next_cursor=next_cursor, has_more=has_more, **envelope_meta(request)
+    )
 
 
 @get(
@@ -195,19 +209,33 @@ async def list_events(
 @get(
     "/v1/events/{event_ticker:str}",
     summary="One event with its markets",
+    description="`data.markets` is one page of the event's markets, ordered by ticker: at most "
+    "`limit`; `next_cursor` gives the next page (the event again, with the following markets).",
     tags=["reference"],
     responses=responses(s.EventOne, docs.EVENT_ONE, errors=(401, 402, 404, 429, 503)),
     **priced(1),
 )
 async def get_event(
-    request: Request[Any, Any, Any], conn: Conn, event_ticker: EventTickerPath
+    request: Request[Any, Any, Any],
+    conn: Conn,
+    settings: SettingsDep,
+    event_ticker: EventTickerPath,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> s.EventOne:
+    pager = Pager(request, settings, limit, "event_markets")
+    after = pager.after(cursor, tuple[str])
     row = await reads.get_event(conn, event_ticker)
     if row is None:
         raise NotFound(f"unknown event ticker {event_ticker!r}", parameter="event_ticker")
-    markets = await reads.event_markets(conn, event_ticker)
+    rows = await reads.event_markets(
+        conn, event_ticker, after=after[0] if after else None, limit=pager.fetch
+    )
+    markets, next_cursor, has_more = pager.split(rows, lambda r: (r.ticker,))
     detail = s.EventDetail(**row._asdict(), markets=[market_out(m) for m in markets])
-    return s.EventOne(data=detail, **envelope_meta(request))
+    return s.EventOne(
+        data=detail, next_cursor=next_cursor, has_more=has_more, **envelope_meta(request)
+    )
 
 
 @get(

@@ -30,6 +30,7 @@ J16 = "KXHIGHNY-26JAN16-B45"
 RAIN = "KXRAIN-26JAN-T1"
 ORPHAN = "ORPHAN-M1"
 D = Decimal
+TEST_CURSOR_SECRET = "api-tests-cursor-secret-" + "0123456789abcdef"
 
 
 @dataclass
@@ -288,6 +289,7 @@ def insert_seed(url: str, seed: Seed = SEED) -> None:
 
 def api_settings(url: str, **api: Any) -> Settings:
     api.setdefault("rate_limit_per_second", 1_000_000.0)
+    api.setdefault("cursor_secret", TEST_CURSOR_SECRET)
     return Settings(core=CoreSettings(database_url=url), api=ApiSettings(**api))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from api_support import B45, SEED, api_settings, assert_problem, free_port
+from api_support import B45, SEED, TEST_CURSOR_SECRET, api_settings, assert_problem, free_port
 from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
@@ -132,7 +132,12 @@ def test_kalshibook_serve_cli(seeded_url: str) -> None:
     import httpx
 
     port = free_port()
-    env = {**os.environ, "KALSHIBOOK_DATABASE_URL": seeded_url, "KALSHIBOOK_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "KALSHIBOOK_DATABASE_URL": seeded_url,
+        "KALSHIBOOK_LOG_LEVEL": "WARNING",
+        "KALSHIBOOK_API_CURSOR_SECRET": TEST_CURSOR_SECRET,
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "kalshibook", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -20,7 +20,7 @@ async def test_series_walk_and_detail(client) -> None:
     r = await client.get("/v1/series/KXHIGHNY")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"data", "request_id", "response_time"}
+    assert set(body) == {"data", "next_cursor", "has_more", "request_id", "response_time"}
     assert body["data"]["ticker"] == "KXHIGHNY"
     assert [e["event_ticker"] for e in body["data"]["events"]] == [
         "KXHIGHNY-26JAN15",
@@ -130,3 +130,47 @@ async def test_control_characters_are_bad_input_on_every_endpoint(
     """PostgreSQL text cannot hold NUL: a NUL (or any control character) in a parameter is a
     400 naming it, never a 500."""
     assert_problem(await client.get(path, params=params), 400, parameter)
+
+
+async def test_series_and_event_children_are_paginated(client) -> None:
+    """``/v1/series/{t}`` and ``/v1/events/{t}`` embed one page of children (issue 16, point 2):
+    walking ``next_cursor`` with ``limit=1`` yields every child once, in order, the parent each
+    time; a cursor of one parent's children is refused by the other endpoint."""
+    seed = SEED
+    cases = [
+        (
+            "/v1/series/KXHIGHNY",
+            "events",
+            "event_ticker",
+            sorted(e for e, series in seed.events.items() if series == "KXHIGHNY"),
+        ),
+        (
+            "/v1/events/KXHIGHNY-26JAN15",
+            "markets",
+            "ticker",
+            sorted(t for t, (e, _, _) in seed.markets.items() if e == "KXHIGHNY-26JAN15"),
+        ),
+    ]
+    cursors = {}
+    for path, children, key, expected in cases:
+        assert len(expected) >= 2
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+            body = (await client.get(path, params=params)).json()
+            assert len(body["data"][children]) <= 1
+            seen += [c[key] for c in body["data"][children]]
+            assert body["has_more"] == (body["next_cursor"] is not None)
+            if not body["has_more"]:
+                break
+            cursor = cursors[path] = body["next_cursor"]
+        assert seen == expected
+        full = (await client.get(path)).json()
+        assert [c[key] for c in full["data"][children]] == expected
+        assert full["has_more"] is False
+        assert_problem(await client.get(path, params={"limit": 0}), 400, "limit")
+    (series_path, *_), (event_path, *_) = cases
+    assert_problem(
+        await client.get(event_path, params={"cursor": cursors[series_path]}), 400, "cursor"
+    )
