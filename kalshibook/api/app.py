@@ -13,6 +13,7 @@ Kalshi-compatible ``/trade-api/v2`` (:mod:`kalshibook.api.kalshi_compat`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from kalshibook.ops.secrets import cursor_secret
 from kalshibook.settings import Settings
 from kalshibook.storage import pool as storage_pool
 from kalshibook.storage.pool import Pool
+from kalshibook.storage.replicas import Replicas
 from kalshibook.storage.urls import redact
 
 if TYPE_CHECKING:
@@ -91,7 +93,11 @@ settlements, order books at any instant, raw book deltas and data-quality inform
 
 
 def make_pool(
-    settings: Settings, *, application_name: str = "kalshibook-api", control: bool = False
+    settings: Settings,
+    *,
+    application_name: str = "kalshibook-api",
+    control: bool = False,
+    url: str | None = None,
 ) -> Pool:
     """A closed pool for the API (open it with ``await pool.open(wait=True)``): autocommit
     connections with the API's server settings; ``control`` for the small auth/usage pool."""
@@ -104,6 +110,7 @@ def make_pool(
         name=f"{application_name}-control" if control else application_name,
         autocommit=True,
         options=connection_options(ms),
+        url=url,
     )
 
 
@@ -149,10 +156,26 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
                 f"within {POOL_TIMEOUT:g} s"
             ) from None
         services.pool, services.control = own, control
+        replicas = Replicas(
+            settings.replica,
+            lambda url, name: make_pool(settings, application_name=name, url=url),
+        )
+        stop = asyncio.Event()
+        monitor: asyncio.Task[None] | None = None
+        if replicas:
+            await replicas.open()
+            await replicas.check(own)  # first measure, so the first requests can use them
+            services.replicas = replicas
+            monitor = asyncio.create_task(replicas.monitor(own, stop), name="replica-monitor")
         try:
             yield
         finally:
+            stop.set()
+            if monitor is not None:
+                await monitor
+            services.replicas = None
             services.pool = services.control = None
+            await replicas.close()
             await own.close()
             await control.close()
 

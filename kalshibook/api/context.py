@@ -23,6 +23,8 @@ class RequestContext:
     conn: AsyncConnection[Any] | None = None
     """The request's data connection, checked out on first use (``deps.provide_conn``) and given
     back by the middleware when the response starts: a client slow to read holds none."""
+    conn_pool: Any = None
+    """The pool ``conn`` came from (the primary's or a read replica's)."""
     conn_since: float = 0.0
     db_seconds: float = 0.0
     """Seconds the request held a data connection (charged: ``seconds_per_credit``)."""

@@ -25,14 +25,15 @@ import psycopg
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from kalshibook.api.auth import Authenticator, Charge
 from kalshibook.api.context import RequestContext, request_context
 from kalshibook.api.credentials import authorization_of, request_cost
 from kalshibook.api.metrics import ApiMetrics
-from kalshibook.errors import DeadlineExceeded, KalshibookError
+from kalshibook.errors import DatabaseUnavailable, DeadlineExceeded, KalshibookError
 from kalshibook.storage import api_keys
+from kalshibook.storage.replicas import Replicas
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,6 +52,10 @@ the handler back while the client does not read (instead of buffering the whole 
 deadline the response is abandoned and its memory freed."""
 
 
+REPLICA_WAIT = 1.0
+"""Seconds a request waits for a replica's connection before that replica counts as failed."""
+
+
 class Services:
     """What the pipeline needs, held on ``app.state.services``; the lifespan sets the pools."""
 
@@ -59,6 +64,8 @@ class Services:
         self.openapi_path = openapi_path
         self.pool: AsyncConnectionPool[Any] | None = None
         self.control: AsyncConnectionPool[Any] | None = None
+        self.replicas: Replicas | None = None
+        """Read replicas (``KALSHIBOOK_REPLICA_URLS``): the data connection comes from one."""
         self.auth = Authenticator(
             settings.api.rate_limit_per_second, settings.api.max_concurrent_per_key
         )
@@ -72,11 +79,37 @@ class Services:
     def require_control(self) -> AsyncConnectionPool[Any]:
         return self.control if self.control is not None else self.require_pool()
 
+    def read_pool(self) -> AsyncConnectionPool[Any]:
+        """Where a request's data reads go: a healthy replica when there are replicas, else the
+        primary (or a 503 with ``KALSHIBOOK_REPLICA_FALLBACK=unavailable``)."""
+        replicas = self.replicas
+        if replicas:
+            chosen = replicas.choose()
+            if chosen is not None:
+                return chosen
+            if self.settings.replica.fallback == "unavailable":
+                raise DatabaseUnavailable(
+                    "no read replica is usable (down or lagging more than "
+                    f"{self.settings.replica.max_lag_seconds:g} s) and "
+                    "KALSHIBOOK_REPLICA_FALLBACK=unavailable"
+                )
+        return self.require_pool()
+
     async def data_connection(self, ctx: RequestContext) -> psycopg.AsyncConnection[Any]:
-        """The request's data connection, checked out now if it has none yet."""
+        """The request's data connection, checked out now if it has none yet: all of one
+        request's reads go to one server. A replica that gives no connection within
+        ``REPLICA_WAIT`` is marked failed and the request goes to the fallback."""
         if ctx.conn is None:
-            pool = self.require_pool()  # its own wait, never past the request's deadline
-            ctx.conn = await pool.getconn(timeout=ctx.remaining(pool.timeout))
+            pool = self.read_pool()  # its own wait, never past the request's deadline
+            if self.replicas and pool is not self.pool:
+                try:
+                    ctx.conn = await pool.getconn(timeout=ctx.remaining(REPLICA_WAIT))
+                except PoolTimeout as exc:
+                    self.replicas.mark_failed(pool, exc)
+                    pool = self.read_pool()
+            if ctx.conn is None:
+                ctx.conn = await pool.getconn(timeout=ctx.remaining(pool.timeout))
+            ctx.conn_pool = pool
             ctx.conn_since = time.monotonic()
         return ctx.conn
 
@@ -85,7 +118,11 @@ class Services:
         conn, ctx.conn = ctx.conn, None
         if conn is not None:
             ctx.db_seconds += time.monotonic() - ctx.conn_since
-            await self.require_pool().putconn(conn)
+            pool = ctx.conn_pool or self.require_pool()
+            ctx.conn_pool = None
+            if conn.broken and self.replicas and pool is not self.pool:
+                self.replicas.mark_failed(pool, psycopg.OperationalError("connection lost"))
+            await pool.putconn(conn)
 
 
 def settle(status: int, cost: int, db_seconds: float, seconds_per_credit: float) -> tuple[int, int]:

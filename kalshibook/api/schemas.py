@@ -268,10 +268,24 @@ class Coverage(Base):
     gaps_last_24h: int
 
 
+class ReplicaStatus(Base):
+    name: Annotated[str, Meta(description="the replica's URL without its password")]
+    healthy: Annotated[bool, Meta(description="reads go to it (reachable, lag within the limit)")]
+    lag_seconds: Annotated[
+        float | None, Meta(description="replay lag behind the primary (0 when caught up)")
+    ]
+    behind_bytes: Annotated[float | None, Meta(description="WAL bytes not replayed yet")]
+    error: str | None
+
+
 class Status(Base):
     now: datetime
     channels: list[ChannelFreshness]
     coverage: Coverage
+    replicas: Annotated[
+        list[ReplicaStatus],
+        Meta(description="read replicas (KALSHIBOOK_REPLICA_URLS); empty without any"),
+    ] = []
 
 
 class Health(Base):

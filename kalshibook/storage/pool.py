@@ -56,8 +56,10 @@ def make_pool(
     autocommit: bool = False,
     options: str | None = None,
     reconnect_timeout: float = RECONNECT_TIMEOUT,
+    url: str | None = None,
 ) -> Pool:
-    """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``): the one pool
+    """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``, or ``url``: a read
+    replica's): the one pool
     constructor of the code base (the collector and the API call it with their options).
 
     ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`;
@@ -71,7 +73,7 @@ def make_pool(
     if options:
         kwargs["options"] = options
     return AsyncConnectionPool(
-        settings.require_database(),
+        url or settings.require_database(),
         connection_class=AsyncConnection,
         kwargs=kwargs,
         min_size=min_size,

@@ -51,6 +51,7 @@ kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
 )
 async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
     now = datetime.now(UTC)
+    replicas = services_of(request.app.state).replicas
     channels = await reads.status_channels(conn)
     coverage, by_status = await reads.status_coverage(conn)
     data = s.Status(
@@ -77,6 +78,7 @@ async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
             settlements=coverage.settlements,
             gaps_last_24h=coverage.gaps_last_24h,
         ),
+        replicas=[s.ReplicaStatus(**r) for r in replicas.describe()] if replicas else [],
     )
     return s.StatusOne(data=data, **envelope_meta(request))
 

@@ -1,0 +1,193 @@
+"""Read replicas (issue #15): a real streaming replica (``pg_basebackup -R``) of a private primary.
+
+The API reads trades, candles and books from the replica and charges credits on the primary; a
+replica whose replay is paused falls behind, is skipped once its lag passes the setting (the
+primary serves, and the data the replica lacks appears), a stopped replica is skipped, lag shows
+in ``/v1/status``, and with ``fallback = unavailable`` a request without a usable replica is a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import replica_harness as harness
+from litestar.testing import AsyncTestClient
+
+from kalshibook.api.app import create_app
+from kalshibook.settings import ApiSettings, CoreSettings, ReplicaSettings, Settings
+from kalshibook.storage import migrate
+from kalshibook.storage.api_keys import create_key
+
+pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
+
+TICKER = "KXREPL-26DEC02-T1"
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+SEED = (
+    "INSERT INTO market.series (ticker, raw) VALUES ('KXREPL', '{}')",
+    "INSERT INTO market.events (event_ticker, series_ticker, raw) "
+    "VALUES ('KXREPL-26DEC02', 'KXREPL', '{}')",
+    "INSERT INTO market.markets (ticker, event_ticker, series_ticker, status, raw) "
+    "VALUES (%(t)s, 'KXREPL-26DEC02', 'KXREPL', 'active', '{}')",
+    "INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, "
+    "seq, yes_bids, no_bids) VALUES (%(t0)s, %(t)s, %(t0)s, 'snapshot', 1, 1, 1, "
+    '\'[["0.4000", "10.00"]]\', \'[["0.5500", "5.00"]]\')',
+)
+INSERT_TRADE = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+VALUES (%s, %s, %s, 0.42, 0.58, 3, 'ws', now())
+"""
+
+
+@pytest.fixture
+def clusters() -> Iterator[tuple[harness.Cluster, harness.Cluster]]:
+    tag = f"r{uuid.uuid4().hex[:8]}"
+    primary = harness.start_primary(tag)
+    replica: harness.Cluster | None = None
+    try:
+        with psycopg.connect(primary.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE kalshibook")
+        migrate.upgrade(primary.url("kalshibook"))
+        with psycopg.connect(primary.url("kalshibook"), autocommit=True) as conn:
+            for statement in SEED:
+                params = {"t": TICKER, "t0": T0}
+                conn.execute(statement, params if "%(" in statement else None)
+            for i in range(5):
+                conn.execute(INSERT_TRADE, (T0 + timedelta(minutes=i), uuid.uuid4(), TICKER))
+        replica = harness.start_replica(primary, tag)
+        yield primary, replica
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()
+        harness.remove(tag)
+
+
+@pytest.fixture
+async def api(
+    clusters: tuple[harness.Cluster, harness.Cluster], request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[AsyncTestClient[Any], str]]:
+    primary, replica = clusters
+    fallback = getattr(request, "param", "primary")
+    key = create_key(primary.url("kalshibook"), name="replica test", credits=1000).key
+    settings = Settings(
+        core=CoreSettings(database_url=primary.url("kalshibook")),
+        api=ApiSettings(rate_limit_per_second=1e6),
+        replica=ReplicaSettings(
+            urls=replica.url("kalshibook"),
+            max_lag_seconds=2.0,
+            check_interval=0.2,
+            fallback=fallback,
+        ),
+    )
+    async with AsyncTestClient(app=create_app(settings), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client, primary.url("kalshibook")
+
+
+async def replica_status(client: AsyncTestClient[Any]) -> dict[str, Any]:
+    r = await client.get("/v1/status")
+    assert r.status_code == 200, r.text
+    [state] = r.json()["data"]["replicas"]
+    return dict(state)
+
+
+async def until(predicate: Any, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.2)
+
+
+async def trade_count(client: AsyncTestClient[Any]) -> int:
+    r = await client.get(f"/v1/markets/{TICKER}/trades", params={"limit": 100})
+    assert r.status_code == 200, r.text
+    return len(r.json()["data"])
+
+
+async def test_reads_from_the_replica_writes_on_the_primary(
+    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+) -> None:
+    client, primary_url = api
+    _, replica = clusters
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    await until(healthy)
+    state = await replica_status(client)
+    assert state["lag_seconds"] is not None
+    assert state["lag_seconds"] <= 2.0
+
+    # Pause replay: a trade committed on the primary now is missing on the replica, and the API
+    # does not show it while the replica is within its lag allowance.
+    with psycopg.connect(replica.url("kalshibook"), autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    with psycopg.connect(primary_url, autocommit=True) as conn:
+        conn.execute(INSERT_TRADE, (T0 + timedelta(minutes=30), uuid.uuid4(), TICKER))
+    assert await trade_count(client) == 5  # served by the replica
+    r = await client.get(f"/v1/markets/{TICKER}/trades")
+    remaining = int(r.headers["X-Credits-Remaining"])
+    with psycopg.connect(primary_url) as conn:
+        row = conn.execute(
+            "SELECT credits FROM private.api_keys WHERE name = 'replica test'"
+        ).fetchone()
+    assert row is not None
+    assert int(row[0]) == remaining  # charged on the primary
+
+    # Past max_lag_seconds the replica is skipped: the primary serves, with the new trade.
+    async def lagging() -> bool:
+        return not (await replica_status(client))["healthy"]
+
+    await until(lagging)
+    assert (await replica_status(client))["error"] == "lagging"
+    assert await trade_count(client) == 6
+    for path, params in (
+        (f"/v1/markets/{TICKER}/candles", {"interval": "1h", "start": T0.isoformat()}),
+        (f"/v1/markets/{TICKER}/orderbook", {"at": (T0 + timedelta(minutes=1)).isoformat()}),
+    ):
+        r = await client.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+
+    # Replay resumes: the replica catches up and serves again.
+    with psycopg.connect(replica.url("kalshibook"), autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_resume()")
+    await until(healthy)
+    assert await trade_count(client) == 6
+
+    # A stopped replica is skipped, and /v1/status says so.
+    replica.stop()
+    assert await trade_count(client) == 6
+    await until(lagging)
+    assert (await replica_status(client))["error"] is not None
+
+
+@pytest.mark.parametrize("api", ["unavailable"], indirect=True)
+async def test_no_usable_replica_is_a_503_when_configured(
+    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+) -> None:
+    client, _ = api
+    _, replica = clusters
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    await until(healthy)
+    assert await trade_count(client) == 5
+    replica.stop()
+
+    async def refused() -> bool:
+        r = await client.get(f"/v1/markets/{TICKER}/trades")
+        return r.status_code == 503
+
+    await until(refused)
+    r = await client.get(f"/v1/markets/{TICKER}/trades")
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "replica" in r.json()["detail"]
