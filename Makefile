@@ -12,7 +12,7 @@ DB_URL_FILE := $(DATA)/database_url
 DB_URL = $${KALSHIBOOK_DATABASE_URL:-$$(cat $(DB_URL_FILE) 2>/dev/null)}
 PYTEST_ARGS ?=
 
-.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status clean
+.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status export clean
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ psql: ## open psql on the database
 
 status: install ## data freshness, gaps, sizes (non-zero exit when stale)
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) status
+
+export: install ## bulk files: make export OUT=exports START=2026-01-15 [END=…] [ARGS='--market T --format csv']
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) export --out "$${OUT:-exports}" --start "$${START:?set START=YYYY-MM-DD}" $${END:+--end $$END} $${ARGS:-}
 
 clean: db-stop ## stop the cluster and delete .data and .venv
 	rm -rf $(DATA) $(VENV)

@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "data freshness, gaps, sizes and policy runs (non-zero exit when unhealthy)",
     ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
+    "export": (
+        "kalshibook.cli.export",
+        "write Parquet / gzip CSV files of recorded data (one per table, market and UTC day)",
+    ),
     "sim": ("kalshibook.cli.sim", "run the local Kalshi-protocol exchange simulator"),
 }
 

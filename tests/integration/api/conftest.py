@@ -55,3 +55,13 @@ def live_server_factory() -> Iterator[Any]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+async def client_rw(seeded_rw_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    """An app client with a key on the test's private seeded database."""
+    key = create_key(seeded_rw_url, name="rw tests", credits=10**9).key
+    app = create_app(api_settings(seeded_rw_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {key}"
+        yield c

@@ -1,0 +1,193 @@
+"""Reading export rows from the database: server-side cursors, one bounded batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import psycopg
+
+from kalshibook.domain.candle_rows import CandleRow
+from kalshibook.domain.periods import Interval
+from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec
+from kalshibook.storage.candle_reads import read_candle_rows
+
+__all__ = (
+    "BATCH_ROWS",
+    "candle_batches",
+    "day_bounds",
+    "day_fingerprints",
+    "raw_batches",
+    "select_markets",
+    "settlement_batches",
+    "settlements_fingerprint",
+)
+
+AConn = psycopg.AsyncConnection[Any]
+BATCH_ROWS: Final = 20_000
+
+SELECT_MARKETS: Final = """
+SELECT ticker FROM market.markets
+WHERE (%(tickers)s::text[] IS NULL OR ticker = ANY(%(tickers)s::text[]))
+  AND (%(events)s::text[] IS NULL OR event_ticker = ANY(%(events)s::text[]))
+  AND (%(series)s::text[] IS NULL OR series_ticker = ANY(%(series)s::text[]))
+ORDER BY ticker
+"""
+# The f-strings below interpolate only the static table specs of export/tables.py.
+DAY_FINGERPRINTS: Final = {
+    name: f"""
+SELECT ({spec.time_column} AT TIME ZONE 'UTC')::date AS day, {spec.fingerprint}
+FROM {spec.relation}
+WHERE market_ticker = %(ticker)s AND {spec.time_column} >= %(start)s
+  AND {spec.time_column} < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+    for name, spec in RAW_TABLES.items()
+}
+RAW_ROWS: Final = {
+    name: f"""
+SELECT {spec.select_list} FROM {spec.relation}
+WHERE market_ticker = %(ticker)s AND {spec.time_column} >= %(start)s
+  AND {spec.time_column} < %(end)s
+ORDER BY {spec.order_by}
+"""
+    for name, spec in RAW_TABLES.items()
+}
+SOURCE_DAYS: Final = """
+SELECT day FROM (
+    SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
+    WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
+    UNION SELECT (ts AT TIME ZONE 'UTC')::date FROM market.quotes
+    WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
+    UNION SELECT (ts AT TIME ZONE 'UTC')::date FROM market.market_stats
+    WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
+) d ORDER BY day
+"""
+SETTLEMENTS_FINGERPRINT: Final = f"""
+SELECT {SETTLEMENTS.fingerprint} FROM market.settlements WHERE market_ticker = ANY(%(tickers)s)
+"""
+SETTLEMENT_ROWS: Final = f"""
+SELECT {SETTLEMENTS.select_list} FROM market.settlements
+WHERE market_ticker = ANY(%(tickers)s) ORDER BY {SETTLEMENTS.order_by}
+"""
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+async def select_markets(
+    conn: AConn,
+    tickers: Sequence[str] | None,
+    events: Sequence[str] | None,
+    series: Sequence[str] | None,
+) -> list[str]:
+    """The markets to export: named ones are taken as given (recorded data may predate
+    reference rows); event/series filters select from ``market.markets``."""
+    if tickers and not events and not series:
+        return sorted(set(tickers))
+    params = {
+        "tickers": list(tickers) if tickers else None,
+        "events": list(events) if events else None,
+        "series": list(series) if series else None,
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(SELECT_MARKETS, params)
+        return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def day_fingerprints(
+    conn: AConn, spec: TableSpec, ticker: str, start: datetime, end: datetime
+) -> list[tuple[date, str]]:
+    """The UTC days of ``[start, end)`` holding rows of the market, each with its fingerprint."""
+    params = {"ticker": ticker, "start": start, "end": end}
+    async with conn.cursor() as cur:
+        await cur.execute(DAY_FINGERPRINTS[spec.name], params)
+        return [(r[0], str(r[1])) for r in await cur.fetchall()]
+
+
+async def source_days(conn: AConn, ticker: str, start: datetime, end: datetime) -> list[date]:
+    """UTC days with a trade, quote or stats row (the days candles can exist)."""
+    async with conn.cursor() as cur:
+        await cur.execute(SOURCE_DAYS, {"ticker": ticker, "start": start, "end": end})
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def _named(
+    conn: AConn, query: str, params: dict[str, Any], batch_rows: int
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    async with conn.transaction(), conn.cursor(name="kalshibook_export") as cur:
+        await cur.execute(query, params)
+        while rows := await cur.fetchmany(batch_rows):
+            yield rows
+
+
+def raw_batches(
+    conn: AConn,
+    spec: TableSpec,
+    ticker: str,
+    start: datetime,
+    end: datetime,
+    batch_rows: int = BATCH_ROWS,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The market's rows of ``[start, end)`` in the table's order, ``batch_rows`` at a time."""
+    params = {"ticker": ticker, "start": start, "end": end}
+    return _named(conn, RAW_ROWS[spec.name], params, batch_rows)
+
+
+async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:
+    async with conn.cursor() as cur:
+        await cur.execute(SETTLEMENTS_FINGERPRINT, {"tickers": list(tickers)})
+        row = await cur.fetchone()
+    return str(row[0]) if row else ""
+
+
+def settlement_batches(
+    conn: AConn, tickers: Sequence[str], batch_rows: int = BATCH_ROWS
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    return _named(conn, SETTLEMENT_ROWS, {"tickers": list(tickers)}, batch_rows)
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def candle_tuple(ticker: str, r: CandleRow) -> tuple[Any, ...]:
+    vwap = None if r.vwap is None else Decimal(r.vwap).scaleb(-6)
+    return (
+        r.start,
+        r.end,
+        ticker,
+        _dec(r.open),
+        _dec(r.high),
+        _dec(r.low),
+        _dec(r.close),
+        Decimal(r.volume),
+        vwap,
+        r.trade_count,
+        Decimal(r.taker_yes_volume),
+        Decimal(r.taker_no_volume),
+        _dec(r.previous),
+        _dec(r.yes_bid_open),
+        _dec(r.yes_bid_high),
+        _dec(r.yes_bid_low),
+        _dec(r.yes_bid_close),
+        _dec(r.yes_ask_open),
+        _dec(r.yes_ask_high),
+        _dec(r.yes_ask_low),
+        _dec(r.yes_ask_close),
+        _dec(r.open_interest),
+    )
+
+
+async def candle_batches(
+    conn: AConn, ticker: str, interval: Interval, day: date
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The market's candles whose period starts in the UTC day (the API's candle read; a day
+    holds at most 1,440 rows, so one batch)."""
+    start, end = day_bounds(day)
+    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=False)
+    yield [candle_tuple(ticker, r) for r in rows if start <= r.start < end]
