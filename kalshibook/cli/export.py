@@ -18,7 +18,7 @@ import psycopg
 
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.export.files import FORMATS
-from kalshibook.export.run import ExportRequest, Summary, run_export, validate
+from kalshibook.export.run import ALL_TABLES, ExportRequest, Summary, run_export, validate
 from kalshibook.export.tables import TABLES
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import unreachable
@@ -38,9 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tables",
         type=_list,
         default=tuple(t for t in TABLES if t != "candles_1m"),
-        help=f"comma-separated tables among {', '.join(TABLES)} (default: all but candles_1m)",
+        help=f"comma-separated, among {', '.join(ALL_TABLES)} (default: all but candles_1m "
+        "and the replayed book_samples / trades_bbo)",
     )
     parser.add_argument("--format", choices=FORMATS, default="parquet")
+    parser.add_argument(
+        "--levels", type=int, default=10, help="book_samples: levels per side (default 10)"
+    )
+    parser.add_argument(
+        "--every", type=float, default=1.0, help="book_samples: seconds between samples (1)"
+    )
     parser.add_argument("--market", type=_list, default=(), help="market tickers, comma-separated")
     parser.add_argument("--event", type=_list, default=(), help="event tickers, comma-separated")
     parser.add_argument("--series", type=_list, default=(), help="series tickers, comma-separated")
@@ -68,6 +75,8 @@ def request_from(args: argparse.Namespace) -> ExportRequest:
         tickers=tuple(args.market),
         events=tuple(args.event),
         series=tuple(args.series),
+        levels=int(args.levels),
+        every=timedelta(seconds=float(args.every)),
     )
     try:
         validate(req)

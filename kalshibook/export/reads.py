@@ -65,6 +65,20 @@ SELECT day FROM (
     WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
 ) d ORDER BY day
 """
+BOOK_DAYS: Final = {
+    "book_samples": """
+SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date AS day FROM (
+    SELECT ts FROM market.orderbook_snapshots
+    WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
+    UNION ALL SELECT ts FROM market.orderbook_deltas
+    WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
+) e ORDER BY day
+""",
+    "trades_bbo": """
+SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s ORDER BY day
+""",
+}
 SETTLEMENTS_FINGERPRINT: Final = f"""
 SELECT {SETTLEMENTS.fingerprint} FROM market.settlements WHERE market_ticker = ANY(%(tickers)s)
 """
@@ -113,6 +127,15 @@ async def source_days(conn: AConn, ticker: str, start: datetime, end: datetime) 
     """UTC days with a trade, quote or stats row (the days candles can exist)."""
     async with conn.cursor() as cur:
         await cur.execute(SOURCE_DAYS, {"ticker": ticker, "start": start, "end": end})
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def book_days(
+    conn: AConn, ticker: str, start: datetime, end: datetime, table: str
+) -> list[date]:
+    """Days with book events (``book_samples``) or trades (``trades_bbo``)."""
+    async with conn.cursor() as cur:
+        await cur.execute(BOOK_DAYS[table], {"ticker": ticker, "start": start, "end": end})
         return [r[0] for r in await cur.fetchall()]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +24,8 @@ from kalshibook.errors import InvalidInput
 from kalshibook.export import manifest as mf
 from kalshibook.export import reads
 from kalshibook.export.files import Format, extension, write_file
-from kalshibook.export.tables import RAW_TABLES, TABLES
+from kalshibook.export.sampled import TBBO, bbo_batches, sample_batches, samples_spec
+from kalshibook.export.tables import RAW_TABLES, TABLES, TableSpec
 
 __all__ = ("ExportRequest", "Summary", "run_export")
 
@@ -42,6 +43,8 @@ class ExportRequest(msgspec.Struct, frozen=True):
     events: tuple[str, ...] = ()
     series: tuple[str, ...] = ()
     batch_rows: int = reads.BATCH_ROWS
+    levels: int = 10  # book_samples: levels per side
+    every: timedelta = timedelta(seconds=1)  # book_samples: sampling interval
 
 
 class Summary(msgspec.Struct):
@@ -84,7 +87,28 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
             )
             continue
         for ticker in markets:
-            if table in RAW_TABLES:
+            if table in ("book_samples", "trades_bbo"):
+                # Replayed per day that has trades or book events; always recomputed (content
+                # compared), since the book carried into the day depends on earlier days.
+                book_days = await reads.book_days(conn, ticker, req.start, req.end, table)
+                for day in book_days:
+                    jobs.append(
+                        _Job(
+                            f"{table}/{ticker}/{day.isoformat()}.{ext}",
+                            table,
+                            ticker,
+                            day.isoformat(),
+                            None,
+                            (
+                                lambda t=ticker, d=day: sample_batches(  # type: ignore[misc]
+                                    conn, t, d, req.levels, req.every
+                                )
+                            )
+                            if table == "book_samples"
+                            else (lambda t=ticker, d=day: bbo_batches(conn, t, d)),  # type: ignore[misc]
+                        )
+                    )
+            elif table in RAW_TABLES:
                 spec = RAW_TABLES[table]
                 days = await reads.day_fingerprints(conn, spec, ticker, req.start, req.end)
                 for day, fp in days:
@@ -119,10 +143,25 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
     return jobs
 
 
+ALL_TABLES = (*TABLES, "book_samples", "trades_bbo")
+
+
+def spec_for(table: str, req: ExportRequest) -> TableSpec:
+    if table == "book_samples":
+        return samples_spec(req.levels)
+    return TBBO if table == "trades_bbo" else TABLES[table]
+
+
 def validate(req: ExportRequest) -> None:
-    unknown = [t for t in req.tables if t not in TABLES]
+    unknown = [t for t in req.tables if t not in ALL_TABLES]
     if unknown:
-        raise InvalidInput(f"unknown table(s) {', '.join(unknown)}; tables: {', '.join(TABLES)}")
+        raise InvalidInput(
+            f"unknown table(s) {', '.join(unknown)}; tables: {', '.join(ALL_TABLES)}"
+        )
+    if not 1 <= req.levels <= 100:
+        raise InvalidInput("levels must be between 1 and 100")
+    if req.every < timedelta(milliseconds=1) or req.every > timedelta(days=1):
+        raise InvalidInput("the sampling interval must be between 1 ms and 1 day")
     if req.end <= req.start:
         raise InvalidInput("the end date must be after the start date")
 
@@ -142,7 +181,7 @@ async def run_export(
         if _unchanged(root, job, old):
             summary.skipped.append(job.rel)
         else:
-            spec = TABLES[job.table]
+            spec = spec_for(job.table, req)
             written = await write_file(root / job.rel, spec, req.fmt, job.make())
             summary.rows += written.rows
             if old is not None and old.sha256 == written.sha256 and job.fingerprint is None:

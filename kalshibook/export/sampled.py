@@ -1,0 +1,207 @@
+"""Sampled books and trades with the prevailing quote, replayed from snapshots + deltas.
+
+- ``book_samples``: every ``every`` (default 1 s) from the UTC day's midnight, the best ``levels``
+  levels of each side (level 0 = best bid) and ``complete`` / ``gap_reason``: the book
+  ``GET /v1/markets/{ticker}/orderbook?at=`` returns at that instant.
+- ``trades_bbo``: each trade of the day (exchange order) with the YES bid/ask and sizes of the book
+  just before it (events stamped before the trade), like Databento's TBBO.
+
+Both stream: one server-side cursor over the day's events (from the last snapshot before the
+day), one over its trades; :class:`kalshibook.domain.book_replay.BookReplay` does the book math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
+from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
+from kalshibook.export.reads import BATCH_ROWS, day_bounds
+from kalshibook.export.tables import Column, TableSpec
+
+__all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec")
+
+AConn = psycopg.AsyncConnection[Any]
+_ONE_US: Final = timedelta(microseconds=1)
+
+SNAPSHOT_BEFORE: Final = """
+SELECT max(ts) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s AND ts <= %(at)s
+"""
+GAPS: Final = """
+SELECT from_ts, to_ts, reason FROM market.book_gaps
+WHERE market_ticker = %(ticker)s AND from_ts < %(hi)s
+  AND (to_ts > %(lo)s OR %(snap)s::timestamptz IS NULL OR from_ts > %(snap)s::timestamptz)
+ORDER BY from_ts
+"""
+EVENTS: Final = """
+SELECT ts, epoch, seq, 1 AS kind, NULL::text AS side, NULL::bigint AS price,
+       NULL::bigint AS delta, yes_bids::text, no_bids::text
+FROM market.orderbook_snapshots
+WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
+UNION ALL
+SELECT ts, epoch, seq, 0, side, (price * 1000000)::bigint, (delta * 100)::bigint, NULL, NULL
+FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
+ORDER BY ts, epoch, seq NULLS FIRST, kind
+"""
+DAY_TRADES: Final = """
+SELECT ts, exchange_seq, trade_id::text, market_ticker, yes_price, count, taker_outcome_side
+FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
+ORDER BY exchange_seq, trade_id
+"""
+
+
+def samples_spec(levels: int) -> TableSpec:
+    cols = [
+        Column("ts", "ts"),
+        Column("market_ticker", "text"),
+        Column("complete", "bool"),
+        Column("gap_reason", "text"),
+    ]
+    for side in ("yes", "no"):
+        for i in range(levels):
+            cols += [Column(f"{side}_bid_{i}", "price"), Column(f"{side}_bid_size_{i}", "size")]
+    return TableSpec("book_samples", "", "ts", tuple(cols), "ts")
+
+
+TBBO: Final = TableSpec(
+    "trades_bbo",
+    "",
+    "ts",
+    (
+        Column("ts", "ts"),
+        Column("exchange_seq", "int64"),
+        Column("trade_id", "text"),
+        Column("market_ticker", "text"),
+        Column("yes_price", "price"),
+        Column("count", "size"),
+        Column("taker_outcome_side", "text"),
+        Column("yes_bid", "price"),
+        Column("yes_bid_size", "size"),
+        Column("yes_ask", "price"),
+        Column("yes_ask_size", "size"),
+        Column("complete", "bool"),
+        Column("gap_reason", "text"),
+    ),
+    "exchange_seq",
+)
+
+
+class _Events:
+    """The day's events through a server-side cursor, fed to a replay up to an instant."""
+
+    def __init__(self, cur: psycopg.AsyncServerCursor[Any], replay: BookReplay) -> None:
+        self.cur = cur
+        self.replay = replay
+        self.buf: list[Any] = []
+        self.pos = 0
+        self.done = False
+
+    async def _peek(self) -> Any | None:
+        if self.pos >= len(self.buf):
+            if self.done:
+                return None
+            self.buf, self.pos = await self.cur.fetchmany(BATCH_ROWS), 0
+            if not self.buf:
+                self.done = True
+                return None
+        return self.buf[self.pos]
+
+    async def advance(self, until: datetime, inclusive: bool) -> None:
+        """Apply every event with ``ts <= until`` (``< until`` when not inclusive)."""
+        while (row := await self._peek()) is not None:
+            ts = row[0]
+            if ts > until or (ts == until and not inclusive):
+                return
+            self.pos += 1
+            if row[3] == 1:
+                self.replay.snapshot(ts, row[1], row[2], row[7], row[8])
+            else:
+                self.replay.delta(ts, row[1], row[2], row[4], row[5], row[6])
+
+
+async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
+    start, end = day_bounds(day)
+    async with conn.cursor() as cur:
+        await cur.execute(SNAPSHOT_BEFORE, {"ticker": ticker, "at": start})
+        row = await cur.fetchone()
+        snap = row[0] if row else None
+        lo = (snap if snap is not None else start) - DELTA_SLACK
+        await cur.execute(GAPS, {"ticker": ticker, "lo": lo, "hi": end, "snap": snap})
+        gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
+    return {"ticker": ticker, "lo": lo, "hi": end}, BookReplay(gaps)
+
+
+def _levels(replay: BookReplay, side: str, n: int) -> list[Any]:
+    best_first = replay.book.levels_units(side, n)[::-1]
+    out: list[Any] = []
+    for i in range(n):
+        if i < len(best_first):
+            p, s = best_first[i]
+            out += [units_to_price(p), units_to_size(s)]
+        else:
+            out += [None, None]
+    return out
+
+
+async def sample_batches(
+    conn: AConn, ticker: str, day: date, levels: int, every: timedelta
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    params, replay = await _setup(conn, ticker, day)
+    start, end = day_bounds(day)
+    async with conn.transaction(), conn.cursor(name="kalshibook_samples") as cur:
+        await cur.execute(EVENTS, params)
+        events = _Events(cur, replay)
+        batch: list[tuple[Any, ...]] = []
+        t = start
+        while t < end:
+            await events.advance(t, inclusive=True)
+            reason = replay.gap_at(t)
+            row = (t, ticker, reason is None, reason)
+            batch.append(
+                row + tuple(_levels(replay, "yes", levels) + _levels(replay, "no", levels))
+            )
+            if len(batch) >= BATCH_ROWS:
+                yield batch
+                batch = []
+            t += every
+        if batch:
+            yield batch
+
+
+async def bbo_batches(conn: AConn, ticker: str, day: date) -> AsyncIterator[list[tuple[Any, ...]]]:
+    params, replay = await _setup(conn, ticker, day)
+    start = day_bounds(day)[0]
+    async with (
+        conn.transaction(),
+        conn.cursor(name="kalshibook_bbo_events") as ecur,
+        conn.cursor(name="kalshibook_bbo_trades") as tcur,
+    ):
+        await ecur.execute(EVENTS, params)
+        await tcur.execute(DAY_TRADES, {**params, "lo": start})
+        events = _Events(ecur, replay)
+        while trades := await tcur.fetchmany(BATCH_ROWS):
+            batch: list[tuple[Any, ...]] = []
+            for tr in trades:
+                ts = tr[0]
+                await events.advance(ts, inclusive=False)
+                reason = replay.gap_at(ts - _ONE_US)
+                yb = replay.book.best_yes_bid_units()
+                nb = replay.book.best_no_bid_units()
+                batch.append(
+                    (
+                        *tr,
+                        None if yb is None else units_to_price(yb[0]),
+                        None if yb is None else units_to_size(yb[1]),
+                        None if nb is None else units_to_price(PRICE_SCALE - nb[0]),
+                        None if nb is None else units_to_size(nb[1]),
+                        reason is None,
+                        reason,
+                    )
+                )
+            yield batch
