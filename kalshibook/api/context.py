@@ -31,6 +31,8 @@ class RequestContext:
     deadline: float | None = None
     """``time.monotonic()`` by which the whole request must be done (priced routes)."""
     credits_remaining: int | None = None
+    extra_credits: int = 0
+    """Credits a handler adds to the request's price once it knows its size (export rows)."""
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)

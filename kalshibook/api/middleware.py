@@ -221,6 +221,8 @@ class ApiMiddleware:
             if charge is not None:
                 services.auth.release(charge.key_id)
                 refund, extra = settle(status, charge.cost, ctx.db_seconds, api.seconds_per_credit)
+                if not refund:
+                    extra += ctx.extra_credits
                 spent = charge.cost - refund + extra
                 await _record_usage(services, charge, route, status, ctx.request_id, refund, extra)
             services.metrics.observe(

@@ -359,3 +359,9 @@ def test_python_recipes_work(docs_db: str) -> None:
         assert kalshi["ticker"] == MARKET
         ends = [c["end_period_ts"] for c in kalshi["candlesticks"]]
         assert ends == list(range(1772974800, 1772989200 + 1, 3600))
+        # one export file: the market's trades of the day, in exchange order
+        table = namespace["export_table"](client, "trades", MARKET, "2026-03-08")
+        of_day = [t for t in trades if t["created_time"].startswith("2026-03-08")]
+        of_day.sort(key=lambda t: (t["exchange_seq"], t["trade_id"]))
+        assert table.column("trade_id").to_pylist() == [t["trade_id"] for t in of_day]
+        assert table.num_rows > 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kalshibook.api.routes import books, candles, ops, reference, trades
+from kalshibook.api.routes import books, candles, exports, ops, reference, trades
 
 ROUTE_HANDLERS: list[Any] = [
     *reference.HANDLERS,
@@ -18,4 +18,5 @@ ROUTE_HANDLERS: list[Any] = [
     *books.HANDLERS,
     *ops.HANDLERS,
     *candles.HANDLERS,
+    *exports.HANDLERS,
 ]
