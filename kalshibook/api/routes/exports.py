@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 import anyio
 from litestar import Request, get
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -58,6 +59,7 @@ def _responses() -> dict[int, ResponseSpec]:
         data_container=bytes,
         description="the file: Parquet, or gzip CSV with format=csv",
         media_type=MEDIA_TYPE,
+        examples=[Example(summary="the file's bytes", value="PAR1…(Parquet bytes)…PAR1")],
         generate_examples=False,
     )
     return out
