@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from kalshibook.domain.candle_rows import CandleRow
 from kalshibook.domain.periods import Interval
-from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec
+from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_schema
 from kalshibook.storage.candle_reads import read_candle_rows
 
 __all__ = (
@@ -55,6 +58,10 @@ ORDER BY {spec.order_by}
 """
     for name, spec in RAW_TABLES.items()
 }
+RAW_COPY: Final = {
+    name: f"COPY ({query.strip()}) TO STDOUT (FORMAT csv)" for name, query in RAW_ROWS.items()
+}
+BLOCK_BYTES: Final = 4 << 20
 SOURCE_DAYS: Final = """
 SELECT day FROM (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
@@ -148,17 +155,51 @@ async def _named(
             yield rows
 
 
-def raw_batches(
+async def raw_batches(
     conn: AConn,
     spec: TableSpec,
     ticker: str,
     start: datetime,
     end: datetime,
-    batch_rows: int = BATCH_ROWS,
-) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """The market's rows of ``[start, end)`` in the table's order, ``batch_rows`` at a time."""
+    block_bytes: int = BLOCK_BYTES,
+) -> AsyncIterator[pa.RecordBatch]:
+    """The market's rows of ``[start, end)`` in the table's order, as Arrow record batches.
+
+    PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` (times in UTC);
+    each block of about ``block_bytes``, cut at a line end, is parsed by pyarrow's CSV reader
+    straight into the exact column types (a value off its decimal scale raises, never rounds).
+    No exported text column can hold a line break (tickers, enums, uuids, jsonb text).
+    """
+    query = RAW_COPY[spec.name]
     params = {"ticker": ticker, "start": start, "end": end}
-    return _named(conn, RAW_ROWS[spec.name], params, batch_rows)
+    schema = arrow_schema(spec)
+    read = pacsv.ReadOptions(column_names=[c.name for c in spec.columns], use_threads=False)
+    convert = pacsv.ConvertOptions(
+        column_types=schema,
+        true_values=["t"],
+        false_values=["f"],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+
+    def parse(block: bytes) -> list[pa.RecordBatch]:
+        table = pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
+        return list(table.to_batches())
+
+    async with conn.transaction():
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")
+        async with conn.cursor() as cur, cur.copy(query, params) as copy:
+            buf = bytearray()
+            async for chunk in copy:
+                buf += chunk
+                if len(buf) >= block_bytes:
+                    cut = buf.rfind(b"\n") + 1
+                    for rb in parse(bytes(buf[:cut])):
+                        yield rb
+                    del buf[:cut]
+            if buf:
+                for rb in parse(bytes(buf)):
+                    yield rb
 
 
 async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:

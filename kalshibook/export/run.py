@@ -121,7 +121,7 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
                             day.isoformat(),
                             fp,
                             lambda s=spec, t=ticker, a=lo, b=hi: reads.raw_batches(  # type: ignore[misc]
-                                conn, s, t, a, b, req.batch_rows
+                                conn, s, t, a, b
                             ),
                         )
                     )

@@ -51,7 +51,13 @@ class Column(msgspec.Struct, frozen=True):
 
     @property
     def select(self) -> str:
-        return f"{self.expr} AS {self.name}" if self.expr else self.name
+        if self.expr:
+            return f"{self.expr} AS {self.name}"
+        if self.kind in ("price", "size"):
+            # trailing zeros of a wide numeric scale dropped exactly; an off-grid value still
+            # fails the decimal conversion instead of being rounded
+            return f"trim_scale({self.name}) AS {self.name}"
+        return self.name
 
 
 class TableSpec(msgspec.Struct, frozen=True):
