@@ -51,8 +51,8 @@ NEXT = datetime(2026, 2, 3, tzinfo=UTC)
 LOAD_DELTAS: LiteralString = """
 INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
                                      sid, seq)
-SELECT %(day)s + g * (INTERVAL '86399 seconds' / %(n)s), %(ticker)s,
-       %(day)s + g * (INTERVAL '86399 seconds' / %(n)s) + INTERVAL '3 ms',
+SELECT %(day)s + g * (INTERVAL '86000 seconds' / %(n)s), %(ticker)s,
+       %(day)s + g * (INTERVAL '86000 seconds' / %(n)s) + INTERVAL '3 ms',
        CASE WHEN g %% 2 = 0 THEN 'yes' ELSE 'no' END, ((g %% 40) + 30) / 100.0,
        CASE WHEN g %% 3 = 0 THEN -1.5 ELSE 2.25 END, 1, 1, g + 1
 FROM generate_series(1, %(n)s) g
@@ -66,9 +66,9 @@ VALUES (%(day)s, %(ticker)s, %(day)s, 'snapshot', 1, 1, 1,
 LOAD_TRADES: LiteralString = """
 INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
                            taker_outcome_side, taker_book_side, source, received_at)
-SELECT %(day)s + g * (INTERVAL '86399 seconds' / %(n)s), gen_random_uuid(), %(ticker)s,
+SELECT %(day)s + g * (INTERVAL '86000 seconds' / %(n)s), gen_random_uuid(), %(ticker)s,
        ((g %% 98) + 1) / 100.0, 1 - ((g %% 98) + 1) / 100.0, (g %% 500) / 10.0 + 1, 'yes', 'bid',
-       'ws', %(day)s + g * (INTERVAL '86399 seconds' / %(n)s) + INTERVAL '40 ms'
+       'ws', %(day)s + g * (INTERVAL '86000 seconds' / %(n)s) + INTERVAL '40 ms'
 FROM generate_series(1, %(n)s) g
 """
 
