@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kalshibook.cli.status",
         "data freshness, gaps, sizes and policy runs (non-zero exit when unhealthy)",
     ),
+    "backfill": (
+        "kalshibook.cli.backfill",
+        "load history from Kalshi's REST: hierarchy, settlements, trades, Kalshi's candles",
+    ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
     "sim": ("kalshibook.cli.sim", "run the local Kalshi-protocol exchange simulator"),
 }
