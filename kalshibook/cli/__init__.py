@@ -50,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kalshibook.cli.backfill",
         "load history from Kalshi's REST: hierarchy, settlements, trades, Kalshi's candles",
     ),
+    "verify": (
+        "kalshibook.cli.verify",
+        "compare kalshibook's candles with Kalshi's official candlesticks (non-zero exit over a "
+        "threshold)",
+    ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
     "sim": ("kalshibook.cli.sim", "run the local Kalshi-protocol exchange simulator"),
 }

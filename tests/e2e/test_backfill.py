@@ -71,14 +71,16 @@ def env_for(db_url: str, data: Path, sim: SimServer, **extra: str) -> dict[str, 
 
 
 async def start_backfill(env: dict[str, str], log: Path, *args: str) -> asyncio.subprocess.Process:
+    return await start_cli(env, log, "backfill", "--no-auth", *args)
+
+
+async def start_cli(env: dict[str, str], log: Path, *args: str) -> asyncio.subprocess.Process:
     out = log.open("ab")
     try:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "kalshibook",
-            "backfill",
-            "--no-auth",
             *args,
             env=env,
             stdout=out,
@@ -211,6 +213,31 @@ async def test_backfill_equals_truth_killed_and_resumed_with_429s(
         assert len(last) == 2
         assert " trades=0 " in last[-1]
         assert " trades=0 " not in last[0]
+        # verify: kalshibook's candles from the backfilled trades equal Kalshi's, every period.
+        vlog = tmp_path / "verify.log"
+        proc = await start_cli(env, vlog, "verify")
+        assert await asyncio.wait_for(proc.wait(), 120) == 0, vlog.read_text()
+        summary = vlog.read_text().splitlines()[0]
+        assert summary.endswith(" mismatched=0"), summary
+        fields = dict(kv.split("=") for kv in summary.split()[1:])
+        assert int(fields["markets"]) >= len({t.ticker for t in truth.trades()})
+        assert int(fields["exact"]) == int(fields["periods"]) > 1000
+        # A wrong Kalshi candle is reported, and exits non-zero over the threshold.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE market.kalshi_candles SET volume = volume + 1 WHERE (market_ticker, "
+                "period_minutes, end_ts) = (SELECT market_ticker, period_minutes, end_ts "
+                "FROM market.kalshi_candles WHERE volume > 0 AND period_minutes = 60 LIMIT 1)"
+            )
+        vlog.unlink()
+        proc = await start_cli(env, vlog, "verify")
+        assert await asyncio.wait_for(proc.wait(), 120) == 1, vlog.read_text()
+        text = vlog.read_text()
+        assert " mismatched=1" in text.splitlines()[0]
+        assert "60m ending" in text
+        assert "volume: kalshi=" in text
+        proc = await start_cli(env, vlog, "verify", "--threshold", "1")
+        assert await asyncio.wait_for(proc.wait(), 120) == 0
 
 
 async def test_backfill_a_selection_from_a_start(db_url: str, tmp_path: Path) -> None:
