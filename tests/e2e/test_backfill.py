@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,13 @@ from e2e_harness import (
     settings_for,
     wait_for,
 )
+from litestar.testing import AsyncTestClient
 
+from kalshibook.api.app import create_app
+from kalshibook.settings import CoreSettings, Settings
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, parse_truth
+from kalshibook.storage.api_keys import create_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
 
@@ -307,3 +312,65 @@ async def test_backfill_while_the_collector_runs(db_url: str, tmp_path: Path) ->
     for tk, lst in order.items():
         exp = [t.trade_id for t in truth.trades(tk) if t.trade_id in set(lst)]
         assert lst == exp, tk
+    await check_coverage(db_url, rows, env, tmp_path)
+
+
+async def check_coverage(db_url: str, rows: list[Any], env: dict[str, str], tmp_path: Path) -> None:
+    """``GET /v1/markets/{t}/coverage`` and ``kalshibook status --market``: trades from/to per
+    source as stored, the backfill's progress, books from the first live snapshot, gaps."""
+    with psycopg.connect(db_url) as conn:
+        spans = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(
+                "SELECT market_ticker, source, min(ts), max(ts) FROM market.trades GROUP BY 1, 2"
+            )
+        }
+        snaps = dict(
+            conn.execute(
+                "SELECT market_ticker, min(ts) FROM market.orderbook_snapshots GROUP BY 1"
+            ).fetchall()
+        )
+        progress = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT market_ticker, trades_from, trades_through, trades_complete "
+                "FROM market.backfill_progress"
+            )
+        }
+    both = next(t for t, src in spans if src == "ws" and (t, "rest") in spans)
+    key = create_key(db_url, name="coverage", credits=10**6).key
+    app = create_app(Settings(core=CoreSettings(database_url=db_url)))
+    headers = {"Authorization": f"Bearer {key}"}
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        r = await client.get(f"/v1/markets/{both}/coverage", headers=headers)
+        assert r.status_code == 200, r.text
+        d = r.json()["data"]
+        got = {x["source"]: (x["first"], x["last"]) for x in d["trade_sources"]}
+        for src, label in (("ws", "live"), ("rest", "rest")):
+            lo, hi = spans[both, src]
+            assert got[label] == (iso(lo), iso(hi))
+        assert d["trades_from"] == min(got[k][0] for k in got)
+        assert d["books_from"] == iso(snaps[both])
+        assert "cannot be backfilled" in d["books_note"]
+        assert (d["backfill_from"], d["backfill_through"], d["backfill_complete"]) == (
+            iso(progress[both][0]),
+            iso(progress[both][1]),
+            progress[both][2],
+        )
+        assert isinstance(d["gaps"], list)
+        r = await client.get("/v1/markets/NOPE-1/coverage", headers=headers)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
+    log = tmp_path / "status.log"
+    proc = await start_cli(env, log, "status", "--market", both, "--market", "NOPE-1")
+    await asyncio.wait_for(proc.wait(), 60)
+    text = log.read_text()
+    assert f"coverage {both}:" in text
+    assert "    live: " in text
+    assert "    rest: " in text
+    assert "books from " in text
+    assert "coverage NOPE-1: unknown market" in text
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
