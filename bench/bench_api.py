@@ -489,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     machine += f", {server_version}"
     every = args.checkpoint_every
-    run = " ".join(argv if argv is not None else sys.argv[1:])
+    # never the database URL (it holds a password) in BENCHMARKS.md
+    given = list(argv if argv is not None else sys.argv[1:])
+    run = " ".join(
+        "URL"
+        if i > 0 and given[i - 1] == "--database-url"
+        else ("--database-url=URL" if a.startswith("--database-url=") else a)
+        for i, a in enumerate(given)
+    )
     lines = [
         "## API (`bench/bench_api.py`)",
         "",

@@ -64,6 +64,9 @@ class Services:
         self.openapi_path = openapi_path
         self.pool: AsyncConnectionPool[Any] | None = None
         self.control: AsyncConnectionPool[Any] | None = None
+        self.status_cache: tuple[float, object] | None = None
+        """``/v1/status``'s last database reading: (monotonic time, value)."""
+        self.status_lock = asyncio.Lock()
         self.replicas: Replicas | None = None
         """Read replicas (``KALSHIBOOK_REPLICA_URLS``): the data connection comes from one."""
         self.auth = Authenticator(

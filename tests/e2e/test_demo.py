@@ -192,7 +192,14 @@ def test_make_demo_runs_answers_and_stops(
             assert "TimescaleDB  Community edition: 9 continuous aggregates" in text, text
         else:
             assert "TimescaleDB  Apache-2 edition: candles are plain views" in text, text
-        printed = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("curl ")]
+        # the examples follow the banner a moment later (a loaded machine shows the gap)
+        deadline = time.monotonic() + 30
+        while True:
+            text = demo.text()
+            printed = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("curl ")]
+            if len(printed) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert len(printed) == 4, text
         # let it record for about a minute in all
         time.sleep(max(0.0, RUN_SECONDS - (time.monotonic() - started)))

@@ -29,3 +29,13 @@ def test_recorded_kalshi_payloads_live_in_the_repository() -> None:
     fixtures = ROOT / "tests" / "fixtures" / "kalshi"
     assert (fixtures / "SOURCES.md").is_file()
     assert len(list(fixtures.glob("*.json*"))) >= 20
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (rootdir-relative packages are not used): two
+    files with one name in different directories stop the whole collection."""
+    root = Path(__file__).resolve().parents[1]
+    names: dict[str, list[str]] = {}
+    for path in root.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(root)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}

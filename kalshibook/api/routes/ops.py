@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from litestar import Request, Response, get
@@ -17,6 +18,7 @@ from kalshibook.api import docs
 from kalshibook.api import schemas as s
 from kalshibook.api.deps import Conn, envelope_meta, services_of
 from kalshibook.api.docs import priced, responses
+from kalshibook.api.middleware import Services
 from kalshibook.storage import reads
 
 __all__ = ("HANDLERS",)
@@ -40,6 +42,25 @@ kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
 """
 
 
+STATUS_TTL = 2.0
+"""Seconds one reading of the freshness and coverage queries serves every ``/v1/status``
+request (they cost ~0.2 s of database time on a large history; the endpoint is free)."""
+
+
+async def _status_reads(services: Services, conn: Conn) -> tuple[datetime, Any, Any, Any]:
+    """The status queries, read at most once per ``STATUS_TTL`` per API process."""
+    async with services.status_lock:
+        cached = services.status_cache
+        if cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
+            return cast(tuple[datetime, Any, Any, Any], cached[1])
+        now = datetime.now(UTC)
+        channels = await reads.status_channels(conn)
+        coverage, by_status = await reads.status_coverage(conn)
+        value = (now, channels, coverage, by_status)
+        services.status_cache = (time.monotonic(), value)
+        return value
+
+
 @get(
     "/v1/status",
     summary="Data freshness and coverage",
@@ -50,10 +71,9 @@ kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
     **priced(0),
 )
 async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
-    now = datetime.now(UTC)
-    replicas = services_of(request.app.state).replicas
-    channels = await reads.status_channels(conn)
-    coverage, by_status = await reads.status_coverage(conn)
+    services = services_of(request.app.state)
+    replicas = services.replicas
+    now, channels, coverage, by_status = await _status_reads(services, conn)
     data = s.Status(
         now=now,
         channels=[

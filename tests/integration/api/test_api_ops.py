@@ -156,3 +156,40 @@ def test_kalshibook_serve_cli(seeded_url: str) -> None:
         proc.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM for an honest exit status
         assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_status_reads_the_database_at_most_once_per_ttl(seeded_rw_url: str) -> None:
+    """/v1/status is free: its ~0.2 s of queries (on a large history) serve every request for
+    STATUS_TTL seconds, so a key calling it at the rate limit cannot load the database."""
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from kalshibook.storage.api_keys import create_key
+
+    key = create_key(seeded_rw_url, name="status ttl", credits=100).key
+    app = create_app(api_settings(seeded_rw_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {key}"
+
+        async def last_trade_ts() -> str:
+            r = await c.get("/v1/status")
+            assert r.status_code == 200, r.text
+            return next(
+                x["last_ts"] for x in r.json()["data"]["channels"] if x["table"] == "trades"
+            )
+
+        before = await last_trade_ts()
+        now = datetime.now(UTC)
+        with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, "
+                "count, source, received_at) VALUES (%s, %s, %s, 0.5, 0.5, 1, 'ws', %s)",
+                (now, uuid.uuid4(), B45, now),
+            )
+        assert await last_trade_ts() == before  # served from the last reading
+        await asyncio.sleep(ops.STATUS_TTL + 0.1)
+        assert await last_trade_ts() != before
