@@ -176,6 +176,7 @@ def check_kalshi_candles(url: str, sim: SimServer) -> None:
         assert v * 100 <= want[t]
 
 
+@pytest.mark.both_editions
 async def test_backfill_equals_truth_killed_and_resumed_with_429s(
     db_url: str, tmp_path: Path
 ) -> None:
