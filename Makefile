@@ -12,7 +12,7 @@ DB_URL_FILE := $(DATA)/database_url
 DB_URL = $${KALSHIBOOK_DATABASE_URL:-$$(cat $(DB_URL_FILE) 2>/dev/null)}
 PYTEST_ARGS ?=
 
-.PHONY: help install db db-stop migrate collect serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status export clean
+.PHONY: help install db db-stop migrate collect backfill serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status export clean
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ migrate: install ## upgrade the database schema to head
 
 collect: install ## run the collector daemon (needs Kalshi credentials, see .env.example)
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) collect
+
+backfill: install ## load history from Kalshi's REST: make backfill ARGS="--series KXHIGHNY --start 2026-01-01"
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) backfill $(or $(ARGS),--all)
 
 serve: install ## run the REST API
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) serve
@@ -79,7 +82,7 @@ status: install ## data freshness, gaps, sizes (non-zero exit when stale)
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) status
 
 export: install ## bulk files: make export OUT=exports START=2026-01-15 [END=…] [ARGS='--market T --format csv']
-	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) export --out "$${OUT:-exports}" --start "$${START:?set START=YYYY-MM-DD}" $${END:+--end $$END} $${ARGS:-}
+	@$(if $(START),,$(error set START=YYYY-MM-DD))KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) export --out "$(or $(OUT),exports)" --start "$(START)" $(if $(END),--end $(END)) $(ARGS)
 
 clean: db-stop ## stop the cluster and delete .data and .venv
 	rm -rf $(DATA) $(VENV)

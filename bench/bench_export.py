@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "- *COPY*: `COPY (<the export's SELECT>) TO STDOUT` read to the end by psycopg, the same "
         "rows in the same order, no file written. *Parquet / gzip CSV*: `run_export` in-process "
-        "(server-side cursor, 20,000-row batches converted to Arrow with exact decimals, written "
+        "(COPY … (FORMAT csv) parsed by pyarrow in 4 MiB blocks into exact decimals, written "
         "and checksummed). Runs interleaved, medians of the repeats.",
         "- RSS: a child `kalshibook export` process sampled every 20 ms; memory is bounded by one "
         "batch, so the peak does not grow with the day's size (compare `--deltas` sizes).",

@@ -46,6 +46,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kalshibook.cli.status",
         "data freshness, gaps, sizes and policy runs (non-zero exit when unhealthy)",
     ),
+    "backfill": (
+        "kalshibook.cli.backfill",
+        "load history from Kalshi's REST: hierarchy, settlements, trades, Kalshi's candles",
+    ),
+    "verify": (
+        "kalshibook.cli.verify",
+        "compare kalshibook's candles with Kalshi's official candlesticks (non-zero exit over a "
+        "threshold)",
+    ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
     "export": (
         "kalshibook.cli.export",

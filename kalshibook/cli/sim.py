@@ -122,6 +122,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="new markets per minute (default: steady state, markets*60/lifetime)",
     )
     mkt.add_argument(
+        "--history-hours",
+        type=_seconds,
+        default=0.0,
+        metavar="HOURS",
+        help="generate this many hours of exchange history before listening (markets created, "
+        "traded and settled; the /historical/cutoff lies in its middle) (default: %(default)s)",
+    )
+    mkt.add_argument(
+        "--history-rate",
+        type=_seconds,
+        default=20.0,
+        metavar="FRAMES_PER_S",
+        help="data frames per exchange second in the generated history (default: %(default)s)",
+    )
+    mkt.add_argument(
         "--truth",
         metavar="PATH",
         help="write ground truth (JSON Lines: trades, books, lifecycle, "
@@ -228,6 +243,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
         rate=args.rate,
         lifetime=max(1.0, args.lifetime),
         new_markets_per_min=args.new_markets_per_min,
+        history_hours=args.history_hours,
+        history_rate=args.history_rate,
         public_keys=dict(args.public_key),
         no_auth=args.no_auth,
         auth_window=args.auth_window,

@@ -7,6 +7,7 @@ The exit code is the verdict (see ``EPILOG``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from datetime import timedelta
 
@@ -15,8 +16,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from kalshibook.errors import ConfigError, DatabaseUnavailable, KalshibookError, StorageError
 from kalshibook.ops import status
+from kalshibook.ops.coverage import coverage_lines
 from kalshibook.settings import Settings
 from kalshibook.storage import replicas, status_reads
+from kalshibook.storage.coverage import Coverage, read_coverage
 from kalshibook.storage.urls import redact, scrub, unreachable
 
 SET_TIMEOUT = "SET statement_timeout = '20s'"
@@ -90,6 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--require-collector",
         action="store_true",
         help=f"exit {status.EXIT_COLLECTOR} when the collector is unreachable or unhealthy",
+    )
+    parser.add_argument(
+        "--market",
+        action="append",
+        default=[],
+        metavar="TICKER",
+        help="also print this market's coverage: trades per source, backfill, books, gaps "
+        "(repeatable; text output only)",
     )
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -185,7 +196,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"kalshibook status: {problem}")
     else:
         sys.stdout.write(status.render_text(report))
+        for ticker in dict.fromkeys(args.market):
+            for line in coverage_lines(ticker, asyncio.run(_coverage(url, ticker))):
+                print(line)
     return report.exit_code
+
+
+async def _coverage(url: str, ticker: str) -> Coverage | None:
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        ) as conn:
+            return await read_coverage(conn, ticker)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
 
 
 def _emit_unreachable(

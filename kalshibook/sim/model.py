@@ -65,6 +65,8 @@ class Exchange(Lifecycle):
         self.trades = TradeLog(cfg.trade_history)
         self.cid = 0
         self.trade_n = 0
+        self.cutoff_ms = cfg.start_ms - 30 * 86_400_000
+        """Kalshi's ``/historical/cutoff`` (the server moves it into a generated history)."""
         self._live = []
         self._schedule = []
         self._sched_n = 0

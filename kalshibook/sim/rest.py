@@ -28,7 +28,24 @@ from kalshibook.sim.wire import (
     size_str,
 )
 
-__all__ = ("REST_PREFIX", "RestError", "handle", "market_json")
+__all__ = (
+    "PERIODS",
+    "REST_PREFIX",
+    "Query",
+    "RestError",
+    "bad",
+    "candle_params",
+    "candles",
+    "decode_cursor",
+    "encode_cursor",
+    "handle",
+    "int_param",
+    "list_param",
+    "market_json",
+    "not_found",
+    "one_param",
+    "trades_page",
+)
 
 REST_PREFIX: Final = "/trade-api/v2"
 
@@ -212,7 +229,9 @@ def event_json(ev: Event, ex: Exchange, nested: bool) -> dict[str, Any]:
         "title": ev.title,
     }
     if nested:
-        d["markets"] = [market_json(m, ex) for m in ev.markets]
+        d["markets"] = [
+            market_json(m, ex) for m in ev.markets if not rest_history.is_historical(ex, m)
+        ]
     return d
 
 
@@ -317,6 +336,8 @@ def _get_markets(ex: Exchange, q: Query) -> dict[str, Any]:
         candidates = ex.market_list[after + 1 :] if after is not None else ex.market_list
 
     def keep(m: Market) -> bool:
+        if rest_history.is_historical(ex, m):
+            return False
         if statuses is not None and m.status not in statuses:
             return False
         if series_ticker is not None and m.event.series_ticker != series_ticker:
@@ -411,20 +432,24 @@ def _get_series_list(ex: Exchange, q: Query) -> dict[str, Any]:
     return {"series": out}
 
 
-def _get_trades(ex: Exchange, q: Query) -> dict[str, Any]:
+def trades_page(ex: Exchange, q: Query, from_ms: int | None, to_ms: int | None) -> dict[str, Any]:
+    """A page of trades (newest first) inside the query's window and ``[from_ms, to_ms]``
+    (the live/historical partition)."""
     limit = _int(q, "limit", 1, 1000) or 100
     before = _decode_cursor(q, "t")
     ticker = _one(q, "ticker")
     min_ts = _int(q, "min_ts")
     max_ts = _int(q, "max_ts")
     block = _one(q, "is_block_trade")
-    recs, cont = ex.trades.page(
-        ticker,
-        None if min_ts is None else min_ts * 1000,
-        None if max_ts is None else max_ts * 1000 + 999,
-        before,
-        limit,
-    )
+    lo = None if min_ts is None else min_ts * 1000
+    hi = None if max_ts is None else max_ts * 1000 + 999
+    if from_ms is not None:
+        lo = from_ms if lo is None else max(lo, from_ms)
+    if to_ms is not None:
+        hi = to_ms if hi is None else min(hi, to_ms)
+    if lo is not None and hi is not None and hi < lo:
+        return {"cursor": "", "trades": []}
+    recs, cont = ex.trades.page(ticker, lo, hi, before, limit)
     if block is not None:
         want = _bool(q, "is_block_trade")
         recs = [t for t in recs if t.is_block_trade == want]
@@ -434,7 +459,8 @@ def _get_trades(ex: Exchange, q: Query) -> dict[str, Any]:
     }
 
 
-_PERIODS: Final = {1: 60_000, 60: 3_600_000, 1440: 86_400_000}
+PERIODS: Final = {1: 60_000, 60: 3_600_000, 1440: 86_400_000}
+_PERIODS: Final = PERIODS
 
 
 def _ny_offset_ms(ts_ms: int) -> int:
@@ -558,6 +584,14 @@ def _get_candles(ex: Exchange, series: str, ticker: str, q: Query, now_ms: int) 
     m = ex.markets.get(ticker)
     if m is None or (m.event.series_ticker and m.event.series_ticker != series):
         raise _not_found(f"market {ticker} in series {series}")
+    if rest_history.is_historical(ex, m):
+        raise _not_found(f"market {ticker} (historical: /historical/markets/{ticker}/candlesticks)")
+    start, end, interval = candle_params(q)
+    return {"ticker": ticker, "candlesticks": candles(ex, m, start, end, interval, now_ms)}
+
+
+def candle_params(q: Query) -> tuple[int, int, int]:
+    """``start_ts``, ``end_ts`` and ``period_interval`` (all required)."""
     start = _int(q, "start_ts")
     end = _int(q, "end_ts")
     interval = _int(q, "period_interval")
@@ -565,7 +599,7 @@ def _get_candles(ex: Exchange, series: str, ticker: str, q: Query, now_ms: int) 
         raise _bad("start_ts, end_ts and period_interval are required")
     if interval not in _PERIODS:
         raise _bad("period_interval must be 1, 60 or 1440")
-    return {"ticker": ticker, "candlesticks": candles(ex, m, start, end, interval, now_ms)}
+    return start, end, interval
 
 
 def handle(ex: Exchange, path: str, q: Query, now_ms: int) -> tuple[int, bytes]:
@@ -586,7 +620,9 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
         if n == 1:
             return _get_markets(ex, q)
         if n == 2 and parts[1] == "trades":
-            return _get_trades(ex, q)
+            return trades_page(ex, q, rest_history.cutoff_ms(ex), None)
+        if n == 2 and parts[1] == "candlesticks":
+            return rest_history.batch_candles(ex, q, now_ms)
         if n == 2 and parts[1] == "orderbooks":
             tickers = _list(q, "tickers") or []
             if len(tickers) > 100:
@@ -599,7 +635,7 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             return {"orderbooks": books}
         if n == 2:
             m = ex.markets.get(parts[1])
-            if m is None:
+            if m is None or rest_history.is_historical(ex, m):
                 raise _not_found(f"market {parts[1]}")
             return {"market": market_json(m, ex)}
         if n == 3 and parts[2] == "orderbook":
@@ -618,7 +654,9 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             nested = _bool(q, "with_nested_markets")
             return {
                 "event": event_json(ev, ex, nested),
-                "markets": [market_json(m, ex) for m in ev.markets],
+                "markets": [
+                    market_json(m, ex) for m in ev.markets if not rest_history.is_historical(ex, m)
+                ],
             }
     elif head == "series":
         if n == 1:
@@ -631,14 +669,10 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
             return {"series": series_json(s, vol)}
         if n == 5 and parts[2] == "markets" and parts[4] == "candlesticks":
             return _get_candles(ex, parts[1], parts[3], q, now_ms)
-    elif head == "historical" and n == 2 and parts[1] == "cutoff":
-        cutoff = rfc3339_s(ex.config.start_ms - 30 * 86_400_000)
-        return {
-            "market_positions_last_updated_ts": cutoff,
-            "market_settled_ts": cutoff,
-            "orders_updated_ts": cutoff,
-            "trades_created_ts": cutoff,
-        }
+        if n == 5 and parts[2] == "events" and parts[4] == "candlesticks":
+            return rest_history.event_candles(ex, parts[1], parts[3], q, now_ms)
+    elif head == "historical":
+        return rest_history.route(ex, parts, q, now_ms)
     elif head == "exchange" and n == 2 and parts[1] == "status":
         return {
             "exchange_active": True,
@@ -648,3 +682,15 @@ def _route(ex: Exchange, path: str, q: Query, now_ms: int) -> Any:
     elif head == "exchange" and n == 2 and parts[1] == "schedule":
         return {"schedule": {"maintenance_windows": [], "standard_hours": []}}
     raise _not_found("endpoint")
+
+
+# Public names of the query helpers (used by :mod:`kalshibook.sim.rest_history`).
+bad = _bad
+not_found = _not_found
+one_param = _one
+int_param = _int
+list_param = _list
+encode_cursor = _encode_cursor
+decode_cursor = _decode_cursor
+
+from kalshibook.sim import rest_history  # noqa: E402  (circular: it uses the helpers above)

@@ -90,6 +90,13 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     autopump: bool = True
     """Run the model on the clock; False = only :meth:`SimServer.step` makes it move."""
     trade_history: int = 500_000
+    history_hours: float = 0.0
+    """Exchange history generated before the simulator listens: markets created, traded, closed
+    and settled this many hours before the wall clock (0 = none). Kalshi's ``/historical/cutoff``
+    then lies in the middle of it, so older trades and settled markets are only served by the
+    ``/historical/...`` endpoints."""
+    history_rate: float = 20.0
+    """Data frames per exchange second while generating the history."""
     # Faults (0 = off).
     drop_every: float = 0.0
     skip_seq_every: int = 0
@@ -198,10 +205,13 @@ class SimServer:
                 markets=cfg.markets,
                 lifetime_s=cfg.lifetime,
                 new_markets_per_min=cfg.new_markets_per_min,
-                start_ms=wall_ms() - int(cfg.start_behind_s * 1000),
+                start_ms=wall_ms() - int((cfg.start_behind_s + cfg.history_hours * 3600) * 1000),
                 trade_history=cfg.trade_history,
             )
         )
+        if cfg.history_hours > 0:
+            self._model.cutoff_ms = self._model.now_ms + int(cfg.history_hours * 1_800_000)
+        history_end = wall_ms() - int(cfg.start_behind_s * 1000)
         if cfg.truth_path:
             self._truth = TruthWriter(
                 cfg.truth_path,
@@ -221,6 +231,8 @@ class SimServer:
             max_size=1 << 20,
             logger=_ws_log,
         )
+        if cfg.history_hours > 0:
+            self._generate_history(history_end)
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
         if cfg.autopump:
@@ -304,6 +316,18 @@ class SimServer:
                     due = cap
             produced = self._generate(wall_ms(), due)
             done += produced
+
+    def _generate_history(self, until_ms: int) -> None:
+        """Run the model one exchange second at a time up to ``until_ms`` (nobody listens yet;
+        the truth file, if any, records it all)."""
+        model = self.model
+        frames = max(0, int(self.config.history_rate))
+        t = model.now_ms
+        while t < until_ms:
+            t = min(until_ms, t + 1000)
+            out = model.advance(t, frames)
+            if out and self._truth is not None:
+                self._dispatch(out)
 
     def step(self, frames: int = 0, now_ms: int | None = None) -> list[Emit]:
         """Advance the exchange now (to ``now_ms`` or the wall clock) by ``frames`` data frames,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kalshibook.api.routes import books, candles, exports, ops, reference, trades
+from kalshibook.api.routes import books, candles, coverage, exports, ops, reference, trades
 
 ROUTE_HANDLERS: list[Any] = [
     *reference.HANDLERS,
+    *coverage.HANDLERS,
     *trades.HANDLERS,
     *books.HANDLERS,
     *ops.HANDLERS,

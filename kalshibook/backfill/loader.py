@@ -1,0 +1,303 @@
+"""The backfill's I/O: REST -> writer (trades, hierarchy, settlements) and Kalshi's candles.
+
+Markets are worked by a fixed number of workers (``concurrency``) over one shared list, so the REST
+client's token bucket is what limits the pace. Per market: its settlement, its trades (one
+:class:`~kalshibook.domain.exchange_order.RestRanker` per window, windows on whole seconds), a
+writer drain (the trades are committed), the progress row; then Kalshi's candles and the progress
+row again. A killed run redoes at most the markets it was in: the writer drops the trades it
+already stored and candles are upserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import psycopg
+
+from kalshibook.backfill import plan
+from kalshibook.backfill.progress import ProgressReport
+from kalshibook.collector.catalog import Catalog
+from kalshibook.collector.reference import rest_trade_row, series_row, settlement_row
+from kalshibook.collector.reference_sync import BATCH, ReferenceSync, chunks
+from kalshibook.domain.exchange_order import RestRanker
+from kalshibook.errors import FeedError
+from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.rest_models import Market, RestTrade
+from kalshibook.storage.backfill_store import Progress, read_progress, save_candles, save_progress
+from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.pool import Pool
+from kalshibook.storage.writer import Writer
+
+__all__ = ("Backfill", "Selection", "Summary")
+
+log = logging.getLogger(__name__)
+
+EARLIEST = datetime(2021, 1, 1, tzinfo=UTC)
+"""Kalshi opened in 2021: no trade is older."""
+MARKET_ATTEMPTS = 5
+
+
+class Selection(msgspec.Struct, frozen=True, kw_only=True):
+    """What to backfill: everything, or these series / events / markets, from ``start``."""
+
+    all: bool = False
+    series: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    markets: tuple[str, ...] = ()
+    start: datetime | None = None
+    candles: bool = True
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    markets: int = 0
+    markets_failed: int = 0
+    trades_fetched: int = 0
+    candles_fetched: int = 0
+    settlements: int = 0
+    first_trade: datetime | None = None
+    last_trade: datetime | None = None
+
+
+class Backfill:
+    def __init__(
+        self,
+        *,
+        rest: KalshiRest,
+        writer: Writer,
+        pool: Pool,
+        report: ProgressReport,
+        concurrency: int = 4,
+    ) -> None:
+        self.rest = rest
+        self.writer = writer
+        self.pool = pool
+        self.report = report
+        self.concurrency = max(1, concurrency)
+        self.catalog = Catalog()
+        self.sync = ReferenceSync(rest, writer, self.catalog)
+        self.summary = Summary()
+        self._cutoff = EARLIEST
+        self._now = datetime.now(UTC)
+
+    async def run(self, sel: Selection) -> Summary:
+        for attempt in range(MARKET_ATTEMPTS):
+            try:
+                cut = await self.rest.get_historical_cutoff()
+                self._cutoff = cut.trades_created_ts or EARLIEST
+                self._now = plan.floor_s(datetime.now(UTC))
+                markets = await self._hierarchy(sel)
+                break
+            except FeedError as exc:
+                if attempt + 1 == MARKET_ATTEMPTS:
+                    raise
+                log.warning("loading the market list failed (%s); retrying", exc)
+                await asyncio.sleep(min(30.0, 2.0**attempt))
+        async with self.pool.connection() as conn:
+            done = await read_progress(conn, [m.ticker for m, _ in markets])
+        self.report.start(len(markets))
+        todo = list(markets)
+        self.summary.markets = len(todo)
+
+        async def worker() -> None:
+            while todo:
+                m, historical = todo.pop(0)
+                await self._market(sel, m, historical, done.get(m.ticker))
+                self.report.market_done(self.rest.stats.requests)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(self.concurrency, len(todo)) or 0):
+                tg.create_task(worker())
+        await self.writer.drain()
+        await self._refresh()
+        self.report.finish(self.rest.stats.requests)
+        return self.summary
+
+    # -- hierarchy -------------------------------------------------------------------------
+
+    async def _hierarchy(self, sel: Selection) -> list[tuple[Market, bool]]:
+        found: dict[str, tuple[Market, bool]] = {}
+
+        async def add(it: AsyncIterator[Market], historical: bool) -> None:
+            async for m in it:
+                if historical or m.ticker not in found:
+                    found[m.ticker] = (m, historical)
+
+        rest = self.rest
+        if sel.all:
+            await add(rest.get_markets(), False)
+            await add(rest.get_historical_markets(), True)
+            rows = [series_row(s) for s in await rest.get_series_list()]
+            await self.writer.upsert_series(rows)
+            self.catalog.series.update(r[0] for r in rows)
+        for s in sel.series:
+            await add(rest.get_markets(series_ticker=s), False)
+            await add(rest.get_historical_markets(series_ticker=s), True)
+        for e in sel.events:
+            await add(rest.get_markets(event_ticker=e), False)
+            await add(rest.get_historical_markets(event_ticker=e), True)
+        for chunk in chunks(list(sel.markets), BATCH):
+            await add(rest.get_markets(tickers=chunk), False)
+            await add(rest.get_historical_markets(tickers=chunk), True)
+        chosen = [
+            (m, h)
+            for m, h in found.values()
+            if sel.start is None or m.close_time is None or m.close_time >= sel.start
+        ]
+        events = list(dict.fromkeys(m.event_ticker for m, _ in chosen if m.event_ticker))
+        await self.sync.store_events(events)
+        await self.sync.fetch_series(list(sel.series))
+        await self.sync.store_markets([m for m, _ in chosen])
+        log.info(
+            "backfill: %d markets (%d historical), %d events, cutoff %s",
+            len(chosen),
+            sum(h for _, h in chosen),
+            len(events),
+            self._cutoff.isoformat(),
+        )
+        return chosen
+
+    # -- one market ------------------------------------------------------------------------
+
+    async def _market(
+        self, sel: Selection, m: Market, historical: bool, p: Progress | None
+    ) -> None:
+        for attempt in range(MARKET_ATTEMPTS):
+            try:
+                await self._market_once(sel, m, historical, p)
+                return
+            except FeedError as exc:
+                if attempt + 1 == MARKET_ATTEMPTS:
+                    self.summary.markets_failed += 1
+                    log.error("backfill of %s failed: %s", m.ticker, exc)
+                    return
+                log.warning("backfill of %s failed (%s); retrying", m.ticker, exc)
+                await asyncio.sleep(min(30.0, 2.0**attempt))
+                async with self.pool.connection() as conn:
+                    p = (await read_progress(conn, [m.ticker])).get(m.ticker)
+
+    async def _market_once(
+        self, sel: Selection, m: Market, historical: bool, p: Progress | None
+    ) -> None:
+        row = settlement_row(m, self.catalog)
+        if row is not None:
+            await self.writer.upsert_settlement(row)
+            self.summary.settlements += 1
+        if p is None or not p.trades_complete:
+            p = await self._trades(sel, m, historical, p)
+        if sel.candles:
+            await self._candles(sel, m, historical, p)
+
+    async def _trades(
+        self, sel: Selection, m: Market, historical: bool, p: Progress | None
+    ) -> Progress:
+        first = max(t for t in (sel.start, m.open_time or m.created_time, EARLIEST) if t)
+        start = p.trades_through if p is not None and p.trades_through is not None else first
+        end = self._now
+        n = 0
+        for w in plan.trade_windows(
+            start=start, end=end, cutoff=self._cutoff, historical_market=historical
+        ):
+            n += await self._window(m.ticker, w)
+        await self.writer.drain()
+        prog = Progress(
+            m.ticker,
+            p.trades_from if p is not None and p.trades_from is not None else plan.floor_s(first),
+            max(plan.floor_s(start), end),
+            (p.trades_loaded if p is not None else 0) + n,
+            plan.trades_complete(m.status, m.close_time, end),
+            p.candles_through if p is not None else None,
+        )
+        async with self.pool.connection() as conn:
+            await save_progress(conn, prog)
+        return prog
+
+    async def _window(self, ticker: str, w: plan.TradeWindow) -> int:
+        last = w.end - timedelta(seconds=1)
+        it = (
+            self.rest.get_historical_trades(ticker, w.start, last)
+            if w.historical
+            else self.rest.get_trades(ticker, w.start, last)
+        )
+        ranker: RestRanker[RestTrade] = RestRanker()
+        n = 0
+        async for t in it:
+            if t.created_time is None:
+                continue
+            for trade, seq in ranker.push(t.ticker, t.created_time, t):
+                n += await self._put(trade, seq)
+        for trade, seq in ranker.finish():
+            n += await self._put(trade, seq)
+        if ranker.out_of_order:
+            log.warning(
+                "REST trades of %s not listed newest first (%d)", ticker, ranker.out_of_order
+            )
+        return n
+
+    async def _put(self, t: RestTrade, seq: int) -> int:
+        row = rest_trade_row(t, self._now, seq)
+        if row is None:
+            return 0
+        await self.writer.put("trades", row)
+        s = self.summary
+        s.trades_fetched += 1
+        if s.first_trade is None or row[0] < s.first_trade:
+            s.first_trade = row[0]
+        if s.last_trade is None or row[0] > s.last_trade:
+            s.last_trade = row[0]
+        self.report.trades(1)
+        return 1
+
+    async def _candles(self, sel: Selection, m: Market, historical: bool, p: Progress) -> None:
+        span = plan.candle_span(
+            m.open_time or m.created_time, m.close_time, p.candles_through or sel.start, self._now
+        )
+        if span is None:
+            return
+        series = self.catalog.events.get(m.event_ticker or "") or m.event_ticker or ""
+        for period in plan.CANDLE_PERIODS:
+            for lo, hi in plan.candle_chunks(span[0], span[1], period):
+                got = (
+                    await self.rest.get_historical_candlesticks(m.ticker, lo, hi, period)
+                    if historical
+                    else await self.rest.get_candlesticks(series, m.ticker, lo, hi, period)
+                )
+                if got is None:
+                    continue
+                rows = [plan.candle_row(m.ticker, period, c) for c in got.candlesticks]
+                async with self.pool.connection() as conn:
+                    await save_candles(conn, rows)
+                self.summary.candles_fetched += len(rows)
+        async with self.pool.connection() as conn:
+            await save_progress(conn, p._replace(candles_through=span[1]))
+
+    async def _refresh(self) -> None:
+        s = self.summary
+        if s.first_trade is None or s.last_trade is None:
+            return
+        lo = s.first_trade - timedelta(minutes=1)
+        hi = s.last_trade + timedelta(minutes=1)
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    done = await refresh_candles(conn, lo, hi)
+                finally:
+                    await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            log.warning("candle refresh failed: %r (run kalshibook refresh-candles)", exc)
+            return
+        log.info("candles refreshed over [%s, %s): %s", lo.isoformat(), hi.isoformat(), done)
+
+
+def describe(sel: Selection) -> str:
+    parts: Sequence[str] = (
+        ["all"]
+        if sel.all
+        else [*(f"series={s}" for s in sel.series), *(f"event={e}" for e in sel.events)]
+        + [f"market={m}" for m in sel.markets]
+    )
+    return " ".join(parts) + (f" from {sel.start.isoformat()}" if sel.start else "")

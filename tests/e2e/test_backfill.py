@@ -1,0 +1,377 @@
+"""History from day one (issue #19): ``kalshibook backfill`` against a simulator whose history
+started hours before anyone connected (markets created, traded and settled; the historical cutoff
+in the middle), checked against the simulator's truth file.
+
+The backfill runs as a real process (``python -m kalshibook backfill``) so that it can be killed
+with SIGKILL midway and resumed; 429 bursts are on in that test. The last test runs the collector
+daemon at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from e2e_harness import (
+    check_reference,
+    check_trades,
+    run_daemon,
+    settings_for,
+    wait_for,
+)
+from litestar.testing import AsyncTestClient
+
+from kalshibook.api.app import create_app
+from kalshibook.settings import CoreSettings, Settings
+from kalshibook.sim.server import SimConfig, SimServer
+from kalshibook.sim.truth import Truth, parse_truth
+from kalshibook.storage.api_keys import create_key
+
+pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def history_config(tmp: Path, **kw: Any) -> SimConfig:
+    base: dict[str, Any] = {
+        "no_auth": True,
+        "markets": 8,
+        "history_hours": 2.0,
+        "history_rate": 6.0,
+        "lifetime": 1200.0,
+        "autopump": False,
+        "rate": 0.0,
+        "trade_history": 2_000_000,
+        "truth_path": str(tmp / "truth.jsonl"),
+    }
+    base.update(kw)
+    return SimConfig(**base)
+
+
+def env_for(db_url: str, data: Path, sim: SimServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    env.update(
+        KALSHIBOOK_DATABASE_URL=db_url,
+        KALSHIBOOK_DATA_DIR=str(data),
+        KALSHIBOOK_KALSHI_REST_URL=sim.rest_url,
+        KALSHIBOOK_KALSHI_WS_URL=sim.ws_url,
+        KALSHIBOOK_KALSHI_REST_RATE="400",
+        KALSHIBOOK_KALSHI_REST_BURST="50",
+        KALSHIBOOK_KALSHI_RECONNECT_INITIAL="0.05",
+        KALSHIBOOK_KALSHI_RECONNECT_MAX="0.5",
+        KALSHIBOOK_WRITER_BATCH_AGE="0.05",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+async def start_backfill(env: dict[str, str], log: Path, *args: str) -> asyncio.subprocess.Process:
+    return await start_cli(env, log, "backfill", "--no-auth", *args)
+
+
+async def start_cli(env: dict[str, str], log: Path, *args: str) -> asyncio.subprocess.Process:
+    out = log.open("ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kalshibook",
+            *args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    finally:
+        out.close()
+
+
+async def backfill(env: dict[str, str], log: Path, *args: str) -> int:
+    proc = await start_backfill(env, log, *args)
+    return await asyncio.wait_for(proc.wait(), 300)
+
+
+def truth_of(sim: SimServer) -> Truth:
+    assert sim.truth_path is not None
+    sim._truth.flush()  # type: ignore[union-attr]
+    return parse_truth(sim.truth_path.read_bytes())
+
+
+def read_truth(path: str) -> Truth:
+    return parse_truth(Path(path).read_bytes())
+
+
+def counts(url: str) -> tuple[int, int, int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM market.trades), "
+            "(SELECT count(*) FROM market.kalshi_candles), "
+            "(SELECT count(*) FROM market.settlements), "
+            "(SELECT count(*) FROM market.markets)"
+        ).fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def check_exchange_order(url: str, truth: Truth) -> None:
+    """Stored order (ts, exchange_seq) of each market's trades = the simulator's order."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT market_ticker, trade_id::text FROM market.trades "
+            "ORDER BY market_ticker, ts, exchange_seq"
+        ).fetchall()
+    stored: dict[str, list[str]] = {}
+    for t, i in rows:
+        stored.setdefault(t, []).append(i)
+    want: dict[str, list[str]] = {}
+    for tr in truth.trades():
+        want.setdefault(tr.ticker, []).append(tr.trade_id)
+    assert stored == want
+
+
+def check_model_settlements(url: str, sim: SimServer) -> None:
+    """Every market the simulator determined or settled (in the history or the initial
+    catalogue) has its settlement, with its result and instant; no other."""
+    with psycopg.connect(url) as conn:
+        rows = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                "SELECT market_ticker, result, settled_at FROM market.settlements"
+            )
+        }
+    want = {
+        m.ticker: (m.result, m.event.settled_ms // 1000 if m.status == "finalized" else None)
+        for m in sim.model.market_list
+        if m.status in ("finalized", "determined")
+    }
+    got = {t: (r, None if at is None else int(at.timestamp())) for t, (r, at) in rows.items()}
+    assert got == want
+
+
+def check_kalshi_candles(url: str, sim: SimServer) -> None:
+    """Daily Kalshi candles stored = the volume the simulator traded per market."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT market_ticker, sum(volume) FROM market.kalshi_candles "
+            "WHERE period_minutes = 1 GROUP BY market_ticker"
+        ).fetchall()
+    got = {t: v for t, v in rows if v}
+    want: dict[str, int] = {}
+    for tr in sim.model.trades.records():
+        want[tr.ticker] = want.get(tr.ticker, 0) + tr.size
+    # 1-minute candles cover every trade but the ones in the minute still in progress.
+    assert set(got) <= set(want)
+    assert len(got) >= len(want) - 2
+    for t, v in got.items():
+        assert v * 100 <= want[t]
+
+
+@pytest.mark.both_editions
+async def test_backfill_equals_truth_killed_and_resumed_with_429s(
+    db_url: str, tmp_path: Path
+) -> None:
+    cfg = history_config(tmp_path, rest_429_every=3.0, rest_429_burst=5)
+    async with SimServer(cfg) as sim:
+        truth = truth_of(sim)
+        assert len(truth.trades()) > 2000
+        env = env_for(db_url, tmp_path / "data", sim)
+        log = tmp_path / "backfill.log"
+        # Killed midway: once some markets are done, SIGKILL.
+        proc = await start_backfill(env, log, "--all", "--concurrency", "2")
+
+        def some_done() -> bool:
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM market.backfill_progress WHERE trades_complete"
+                ).fetchone()
+            return row is not None and row[0] >= 3
+
+        await wait_for(some_done, 60, "a few markets backfilled", why=log.read_text)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        partial = counts(db_url)
+        assert 0 < partial[0] < len(truth.trades())
+        # Resumed: the same result as one run.
+        assert await backfill(env, log, "--all") == 0, log.read_text()[-3000:]
+        assert sim.stats["rest_429"] > 0
+        n = check_trades(db_url, truth)
+        assert n == len(truth.trades())
+        check_exchange_order(db_url, truth)
+        check_model_settlements(db_url, sim)
+        check_reference(db_url, sim, truth)
+        check_kalshi_candles(db_url, sim)
+        first = counts(db_url)
+        # Twice adds nothing.
+        assert await backfill(env, log, "--all") == 0, log.read_text()[-3000:]
+        assert counts(db_url) == first
+        # ... and fetches no trade again (every market is complete up to the last run's end).
+        last = [ln for ln in log.read_text().splitlines() if ln.startswith("backfill: markets=")]
+        assert len(last) == 2
+        assert " trades=0 " in last[-1]
+        assert " trades=0 " not in last[0]
+        # verify: kalshibook's candles from the backfilled trades equal Kalshi's, every period.
+        vlog = tmp_path / "verify.log"
+        proc = await start_cli(env, vlog, "verify")
+        assert await asyncio.wait_for(proc.wait(), 120) == 0, vlog.read_text()
+        summary = vlog.read_text().splitlines()[0]
+        assert summary.endswith(" mismatched=0"), summary
+        fields = dict(kv.split("=") for kv in summary.split()[1:])
+        assert int(fields["markets"]) >= len({t.ticker for t in truth.trades()})
+        assert int(fields["exact"]) == int(fields["periods"]) > 1000
+        # A wrong Kalshi candle is reported, and exits non-zero over the threshold.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE market.kalshi_candles SET volume = volume + 1 WHERE (market_ticker, "
+                "period_minutes, end_ts) = (SELECT market_ticker, period_minutes, end_ts "
+                "FROM market.kalshi_candles WHERE volume > 0 AND period_minutes = 60 LIMIT 1)"
+            )
+        vlog.unlink()
+        proc = await start_cli(env, vlog, "verify")
+        assert await asyncio.wait_for(proc.wait(), 120) == 1, vlog.read_text()
+        text = vlog.read_text()
+        assert " mismatched=1" in text.splitlines()[0]
+        assert "60m ending" in text
+        assert "volume: kalshi=" in text
+        proc = await start_cli(env, vlog, "verify", "--threshold", "1")
+        assert await asyncio.wait_for(proc.wait(), 120) == 0
+
+
+async def test_backfill_a_selection_from_a_start(db_url: str, tmp_path: Path) -> None:
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        ev = next(e for e in sim.model.event_list if len(e.markets) > 1 and e.series_ticker)
+        start_s = (sim.model.cutoff_ms - 1_800_000) // 1000
+        env = env_for(db_url, tmp_path / "data", sim)
+        log = tmp_path / "backfill.log"
+        code = await backfill(
+            env, log, "--event", ev.event_ticker, "--start", str(start_s), "--no-candles"
+        )
+        assert code == 0, log.read_text()
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute("SELECT trade_id::text FROM market.trades").fetchall()
+            candles = conn.execute("SELECT count(*) FROM market.kalshi_candles").fetchone()
+        want = {
+            t.trade_id
+            for t in truth.trades()
+            if t.ticker in {m.ticker for m in ev.markets} and t.ts >= start_s * 1000
+        }
+        assert {r[0] for r in rows} == want
+        assert candles == (0,)
+        # Bad input: one line, exit 2.
+        code = await backfill(env, log)
+        assert code == 2
+        assert "choose what to backfill" in log.read_text()
+
+
+async def test_backfill_while_the_collector_runs(db_url: str, tmp_path: Path) -> None:
+    cfg = history_config(
+        tmp_path, autopump=True, rate=40.0, lifetime=600.0, markets=40, history_hours=1.0
+    )
+    async with SimServer(cfg) as sim:
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        env = env_for(db_url, tmp_path / "data2", sim)
+        log = tmp_path / "backfill.log"
+        hist_end_ms = sim.model.now_ms
+        async with run_daemon(settings) as daemon:
+            assert await backfill(env, log, "--all", "--no-candles") == 0, log.read_text()
+            await asyncio.sleep(1.0)
+            stop_ms = int(time.time() * 1000) - 1000
+            await daemon.stop()
+        await sim.stop()
+    truth = read_truth(cfg.truth_path or "")
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT market_ticker, trade_id::text, source FROM market.trades "
+            "ORDER BY market_ticker, ts, exchange_seq"
+        ).fetchall()
+    ids = [r[1] for r in rows]
+    assert len(ids) == len(set(ids)), "duplicate trades"
+    made = {t.trade_id for t in truth.trades()}
+    assert set(ids) <= made
+    # Every trade from the history's start until just before the daemon stopped, exactly once,
+    # whoever stored it (the backfill over REST, the collector over the WebSocket or its own
+    # gap backfill), in exchange order.
+    want = [t for t in truth.trades() if t.ts < stop_ms]
+    missing = [t.trade_id for t in want if t.trade_id not in set(ids)]
+    assert not missing, f"{len(missing)} of {len(want)} missing"
+    sources = {r[2] for r in rows}
+    assert [t for t in truth.trades() if t.ts > hist_end_ms], "nothing traded live"
+    assert sources == {"ws", "rest"}
+    order: dict[str, list[str]] = {}
+    for tk, i, _ in rows:
+        order.setdefault(tk, []).append(i)
+    for tk, lst in order.items():
+        exp = [t.trade_id for t in truth.trades(tk) if t.trade_id in set(lst)]
+        assert lst == exp, tk
+    await check_coverage(db_url, rows, env, tmp_path)
+
+
+async def check_coverage(db_url: str, rows: list[Any], env: dict[str, str], tmp_path: Path) -> None:
+    """``GET /v1/markets/{t}/coverage`` and ``kalshibook status --market``: trades from/to per
+    source as stored, the backfill's progress, books from the first live snapshot, gaps."""
+    with psycopg.connect(db_url) as conn:
+        spans = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(
+                "SELECT market_ticker, source, min(ts), max(ts) FROM market.trades GROUP BY 1, 2"
+            )
+        }
+        snaps = dict(
+            conn.execute(
+                "SELECT market_ticker, min(ts) FROM market.orderbook_snapshots GROUP BY 1"
+            ).fetchall()
+        )
+        progress = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT market_ticker, trades_from, trades_through, trades_complete "
+                "FROM market.backfill_progress"
+            )
+        }
+    both = next(t for t, src in spans if src == "ws" and (t, "rest") in spans)
+    key = create_key(db_url, name="coverage", credits=10**6).key
+    app = create_app(Settings(core=CoreSettings(database_url=db_url)))
+    headers = {"Authorization": f"Bearer {key}"}
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        r = await client.get(f"/v1/markets/{both}/coverage", headers=headers)
+        assert r.status_code == 200, r.text
+        d = r.json()["data"]
+        got = {x["source"]: (x["first"], x["last"]) for x in d["trade_sources"]}
+        for src, label in (("ws", "live"), ("rest", "rest")):
+            lo, hi = spans[both, src]
+            assert got[label] == (iso(lo), iso(hi))
+        assert d["trades_from"] == min(got[k][0] for k in got)
+        assert d["books_from"] == iso(snaps[both])
+        assert "cannot be backfilled" in d["books_note"]
+        assert (d["backfill_from"], d["backfill_through"], d["backfill_complete"]) == (
+            iso(progress[both][0]),
+            iso(progress[both][1]),
+            progress[both][2],
+        )
+        assert isinstance(d["gaps"], list)
+        r = await client.get("/v1/markets/NOPE-1/coverage", headers=headers)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
+    log = tmp_path / "status.log"
+    proc = await start_cli(env, log, "status", "--market", both, "--market", "NOPE-1")
+    await asyncio.wait_for(proc.wait(), 60)
+    text = log.read_text()
+    assert f"coverage {both}:" in text
+    assert "    live: " in text
+    assert "    rest: " in text
+    assert "books from " in text
+    assert "coverage NOPE-1: unknown market" in text
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
