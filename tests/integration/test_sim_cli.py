@@ -43,6 +43,8 @@ FLAGS = [
     "--stall-for",
     "--heartbeat",
     "--auth-window",
+    "--history-hours",
+    "--history-rate",
 ]
 
 
