@@ -25,7 +25,7 @@ from typing import Any, Final, LiteralString, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.windows import read_windows, read_windows_desc
+from kalshibook.storage.windows import read_windows
 
 __all__ = ("TradeRow", "list_trades", "list_trades_desc", "trade_scope")
 
@@ -192,6 +192,6 @@ async def list_trades_desc(
         hi = min(hi, before[0] + _ONE_US)
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), before or (None, None, None), strict=True))
     query = TRADES_OF_ALL_DESC if scope is None else TRADES_OF_MARKETS_DESC
-    return await read_windows_desc(
-        conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit
+    return await read_windows(
+        conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit, descending=True
     )

@@ -6,8 +6,8 @@ therefore read window by window from its lower bound: the first window is one ho
 wide as the density seen so far says the rest of the page needs (four times wider while nothing
 was found, at most sixteen times the last). Each statement binds ``lo``/``hi`` as constants, so
 plan-time chunk exclusion keeps its plan to the window. The bounds come from the read extents of
-migration 0006 (``market.trade_extents``, ``market.book_extents``). :func:`read_windows_desc` is
-the same loop walking down from the upper bound, for newest-first pages.
+migration 0006 (``market.trade_extents``, ``market.book_extents``). :func:`read_windows` with
+``descending`` walks down from the upper bound instead, for newest-first pages.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final, LiteralString, TypeVar
 from psycopg import AsyncConnection
 from psycopg.rows import args_row
 
-__all__ = ("FIRST_WINDOW", "next_width", "read_windows", "read_windows_desc")
+__all__ = ("FIRST_WINDOW", "next_width", "read_windows")
 
 FIRST_WINDOW: Final = timedelta(hours=1)
 WINDOW_GROWTH: Final = 4
@@ -46,41 +46,27 @@ async def read_windows(
     lo: datetime,
     hi: datetime,
     limit: int,
+    *,
+    descending: bool = False,
 ) -> list[R]:
-    """Up to ``limit`` rows of ``query`` (ordered by time, bound by ``%(lo)s <= ts < %(hi)s`` and
-    ``LIMIT %(limit)s``) over ``[lo, hi)``, window by window."""
+    """Up to ``limit`` rows of ``query`` (bound by ``%(lo)s <= ts < %(hi)s`` and
+    ``LIMIT %(limit)s``) over ``[lo, hi)``, window by window: from ``lo`` upwards for a query
+    ordered by time, or from ``hi`` downwards (``descending``) for one ordered newest first."""
     out: list[R] = []
-    first, width = lo, FIRST_WINDOW
+    start, width = (hi if descending else lo), FIRST_WINDOW
     while lo < hi and len(out) < limit:
-        upper = min(hi, lo + width)
-        bound = {**params, "lo": lo, "hi": upper, "limit": limit - len(out)}
+        if descending:
+            w_lo, w_hi = max(lo, hi - width), hi
+        else:
+            w_lo, w_hi = lo, min(hi, lo + width)
+        bound = {**params, "lo": w_lo, "hi": w_hi, "limit": limit - len(out)}
         async with conn.cursor(row_factory=args_row(row)) as cur:
             await cur.execute(query, bound)
             out += await cur.fetchall()
-        lo = upper
-        width = next_width(width, upper - first, len(out), limit - len(out))
-    return out
-
-
-async def read_windows_desc(
-    conn: AsyncConnection[Any],
-    row: Callable[..., R],
-    query: LiteralString,
-    params: Mapping[str, Any],
-    lo: datetime,
-    hi: datetime,
-    limit: int,
-) -> list[R]:
-    """:func:`read_windows` reversed: ``query`` is ordered newest first and the windows walk down
-    from ``hi`` to ``lo`` (each still bound by ``%(lo)s <= ts < %(hi)s``)."""
-    out: list[R] = []
-    last, width = hi, FIRST_WINDOW
-    while lo < hi and len(out) < limit:
-        lower = max(lo, hi - width)
-        bound = {**params, "lo": lower, "hi": hi, "limit": limit - len(out)}
-        async with conn.cursor(row_factory=args_row(row)) as cur:
-            await cur.execute(query, bound)
-            out += await cur.fetchall()
-        hi = lower
-        width = next_width(width, last - lower, len(out), limit - len(out))
+        if descending:
+            hi = w_lo
+        else:
+            lo = w_hi
+        scanned = (start - w_lo) if descending else (w_hi - start)
+        width = next_width(width, scanned, len(out), limit - len(out))
     return out
