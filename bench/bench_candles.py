@@ -447,8 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         if not exists or not args.reuse:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
     try:
-        if not (exists and args.reuse):
-            migrate.upgrade(url)
+        migrate.upgrade(url)  # a reused database gets the migrations added since
         print(f"{args.trades:,} trades over {args.markets:,} markets in {redact(url)}", flush=True)
         phases = prepare(url, args.trades, args.markets, args.seed, args.refresh_days)
         if args.prepare_only:
