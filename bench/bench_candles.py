@@ -33,24 +33,27 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import LiteralString
+from typing import Any, LiteralString
 
+import msgspec
 import psycopg
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
 from kalshibook.api.app import POOL_MIN_SIZE, create_app
-from kalshibook.domain.periods import period_ceil, period_floor
+from kalshibook.api.routes.candles import candles_out
+from kalshibook.api.schemas import CandlePage
+from kalshibook.domain.periods import Interval, period_ceil, period_floor
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
-from kalshibook.storage.candles import CANDLE_CHAIN, REFRESH
+from kalshibook.storage.candles import CANDLE_CHAIN, REFRESH, read_candle_rows
 from kalshibook.storage.urls import redact, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:candles -->", "<!-- /bench:candles -->"
 DB_NAME = "kb_bench_candles"
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 365
@@ -72,7 +75,7 @@ FROM market.trades WHERE market_ticker = %s AND ts >= %s AND ts < %s GROUP BY b 
 """
 
 # (label, interval, span, raw query)
-SCENARIOS: list[tuple[str, str, timedelta, LiteralString]] = [
+SCENARIOS: list[tuple[str, Interval, timedelta, LiteralString]] = [
     ("1 day of 1m candles", "1m", timedelta(days=1), RAW_MINUTE),
     ("30 days of 1h candles", "1h", timedelta(days=30), RAW_HOUR),
     ("1 year of 1d candles", "1d", timedelta(days=DAYS), RAW_DAY),
@@ -311,43 +314,89 @@ def windows(span: timedelta, n: int, rnd: random.Random) -> list[tuple[datetime,
     return out
 
 
+@dataclass
+class Timings:
+    """One repeat of one scenario, ms per request."""
+
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    handler_cold: list[float] = field(default_factory=list)
+    handler_warm: list[float] = field(default_factory=list)
+    candles: int = 0
+
+
+def _params(interval: str, start: datetime, end: datetime) -> dict[str, str]:
+    return {
+        "interval": interval,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fill": "true",
+    }
+
+
+async def handler_work(
+    conn: psycopg.AsyncConnection[Any],
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+) -> bytes:
+    """What the route does once auth, charging and the connection are done: the read, assembly,
+    formatting and the JSON body (routes.candles.candles_handler, minus HTTP)."""
+    now = datetime.now(UTC)
+    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=True, until=now)
+    page = CandlePage(
+        data=candles_out(rows),
+        next_cursor=None,
+        has_more=False,
+        request_id="bench",
+        response_time=0.0,
+        ticker=ticker,
+        interval=interval,
+    )
+    return msgspec.json.encode(page)
+
+
 async def time_endpoint(
-    url: str, ticker: str, interval: str, wins: list[tuple[datetime, datetime]]
-) -> tuple[list[float], int]:
+    url: str,
+    ticker: str,
+    interval: Interval,
+    wins: list[tuple[datetime, datetime]],
+    handler_wins: list[tuple[datetime, datetime]],
+) -> Timings:
+    """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm); then the handler's work
+    alone on a connection of the same pool at ``handler_wins`` (other random positions: cold
+    too) and at ``handler_wins[0]`` (warm)."""
     settings = Settings(
         core=CoreSettings(database_url=url),
         api=ApiSettings(rate_limit_per_second=1_000_000.0),
     )
     key = create_key(url, name="bench candles", credits=10**9).key
-    samples: list[float] = []
-    returned = 0
+    out = Timings()
+    path = f"/v1/markets/{ticker}/candles"
     async with AsyncTestClient(app=create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {key}"
-        path = f"/v1/markets/{ticker}/candles"
-        params = {
-            "interval": interval,
-            "start": wins[0][0].isoformat(),
-            "end": wins[0][1].isoformat(),
-            "fill": "true",
-        }
         # warm-up: one request per connection the pool opens (it hands them out in turn, and a
         # server process's first read of the candle relations loads their catalog entries)
         for _ in range(POOL_MIN_SIZE):
-            await client.get(path, params=params)
-        for start, end in [*wins, *[wins[0]] * len(wins)]:  # random positions, then warm
-            params = {
-                "interval": interval,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "fill": "true",
-            }
+            await client.get(path, params=_params(interval, *wins[0]))
+        for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
+            params = _params(interval, start, end)
             t = time.perf_counter()
             r = await client.get(path, params=params)
-            samples.append((time.perf_counter() - t) * 1000)
+            took = (time.perf_counter() - t) * 1000
+            (out.cold if k < len(wins) else out.warm).append(took)
             if r.status_code != 200:
                 raise SystemExit(f"{path} {params}: {r.status_code} {r.text[:300]}")
-            returned = len(r.json()["data"])
-    return samples, returned
+            out.candles = len(r.json()["data"])
+        pool = client.app.state.services.require_pool()
+        for k, (start, end) in enumerate([*handler_wins, *[handler_wins[0]] * len(handler_wins)]):
+            async with pool.connection() as conn:
+                t = time.perf_counter()
+                await handler_work(conn, ticker, interval, start, end)
+                took = (time.perf_counter() - t) * 1000
+            (out.handler_cold if k < len(handler_wins) else out.handler_warm).append(took)
+    return out
 
 
 RAW_BUDGET_S = 60.0
@@ -388,16 +437,39 @@ def server_facts(url: str) -> dict[str, str]:
         }
 
 
-def write_section(path: Path, section: str) -> None:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def write_section(path: Path, name: str, section: str, after: str | None = None) -> None:
+    """Replace the ``name`` section of ``path``; a new one goes after the ``after`` section (or
+    at the end)."""
+    begin, end = markers(name)
     text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
+    elif after is not None and markers(after)[1] in text:
+        head, tail = text.split(markers(after)[1], 1)
+        text = head + markers(after)[1] + "\n\n" + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def figure(reps: list[Timings], kind: str, q: float) -> str:
+    """The ``q`` quantile of the ``kind`` samples, over the repeats (see :func:`spread`)."""
+    return spread([pct(getattr(t, kind), q) for t in reps])
+
+
+def spread(values: list[float]) -> str:
+    """The median of per-repeat figures, with their min-max when there are several."""
+    mid = statistics.median(values)
+    if len(values) < 2:
+        return f"{mid:,.1f}"
+    return f"{mid:,.1f} ({min(values):,.1f}-{max(values):,.1f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markets", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repeats of every request kind (default 3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument(
         "--reuse",
@@ -468,14 +543,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
             }
         facts = server_facts(url)
-        rnd = random.Random(args.seed)
-        rows = []
-        for label, interval, span, raw in SCENARIOS:
-            wins = windows(span, args.requests, rnd)
-            print(f"timing {label} ...", flush=True)
-            api, candles = asyncio.run(time_endpoint(url, busiest, interval, wins))
-            direct, groups = time_raw(url, busiest, raw, wins)
-            rows.append((label, candles, groups, api, direct))
+        runs: dict[str, list[Timings]] = {label: [] for label, *_ in SCENARIOS}
+        raws: dict[str, list[float]] = {}
+        loads: list[float] = []
+        for repeat in range(args.repeat):
+            rnd = random.Random(args.seed + repeat)
+            for label, interval, span, raw in SCENARIOS:
+                wins = windows(span, args.requests, rnd)
+                handler_wins = windows(span, args.requests, rnd)
+                loads.append(os.getloadavg()[0])
+                print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
+                runs[label].append(
+                    asyncio.run(time_endpoint(url, busiest, interval, wins, handler_wins))
+                )
+                if repeat == 0:
+                    raws[label], _groups = time_raw(url, busiest, raw, wins)
+            loads.append(os.getloadavg()[0])
     finally:
         if not (args.keep or args.prepare_only):
             with psycopg.connect(admin, autocommit=True) as conn:
@@ -485,20 +568,25 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
 
+    community = facts["license"] == "timescale"
     edition = (
         "Community (continuous aggregates, materialised over the whole year, then compressed "
         "by running the compression policies: the year lies beyond every compress-after)"
-        if facts["license"] == "timescale"
+        if community
         else "Apache-2 (candle relations are plain views, computed on read)"
     )
     load_note = f" Load (server-side generation): {phases['load']:.0f} s" + (
-        f"; refresh ({args.refresh_days}-day windows) {phases['refresh']:.0f} s, compression "
-        f"{phases['compress']:.0f} s."
-        if facts["license"] == "timescale"
+        f"; refresh ({args.refresh_days}-day windows of 1m and 1h, level by level) "
+        f"{phases['refresh']:.0f} s; compression {phases['compress']:.0f} s."
+        if community
         else "."
     )
+    command = (
+        f"python bench/bench_candles.py --trades {args.trades} --markets {args.markets} "
+        f"--requests {args.requests} --repeat {args.repeat}"
+    )
     lines = [
-        "## Candles (`bench/bench_candles.py`)",
+        "## Candles (`bench/bench_candles.py`)" if community else "## Candles, Apache-2 edition",
         "",
         f"TimescaleDB {facts['tsdb']} **{edition}**, PostgreSQL {facts['pg']}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; API in-process "
@@ -507,46 +595,58 @@ def main(argv: list[str] | None = None) -> int:
         f"across {DAYS} days, {totals['quotes']:,} quotes, {totals['market_stats']:,} market-stats "
         f"rows; database {facts['size']}.{load_note} Busiest market `{busiest}`: "
         f"{busiest_n:,} trades.",
-        f"Run: `python bench/bench_candles.py --trades {args.trades} --markets {args.markets} "
-        f"--requests {args.requests}` ({datetime.now(UTC):%Y-%m-%d}). *cold*: {args.requests} "
-        "requests, each at a random position in the year; *warm*: the first of those ranges "
-        f"{args.requests} times again; `fill=true`; after one warm-up request per pooled "
-        "connection.",
+        f"Run: `{command}` ({datetime.now(UTC):%Y-%m-%d}), 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} during the run. Per repeat and request kind: "
+        f"*cold*: {args.requests} requests, each at a random position in the year; *warm*: the "
+        f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
+        "request per pooled connection. Figures: the median over the "
+        f"{args.repeat} repeats of each repeat's p50 / p99, (min-max over the repeats).",
         "",
         "| request (busiest market) | candles | cold p50 ms | cold p99 ms | warm p50 ms "
-        "| warm p99 ms | raw GROUP BY p50 ms (n) | raw / endpoint (cold p50) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| warm p99 ms | handler cold p50 / p99 ms | handler warm p50 / p99 ms "
+        "| raw GROUP BY p50 ms (n) | raw / endpoint (cold p50) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, candles, _groups, api, direct in rows:
-        half = len(api) // 2
-        cold, warm = api[:half], api[half:]
+    for label, *_ in SCENARIOS:
+        reps = runs[label]
+        cold_p50 = statistics.median(pct(t.cold, 0.5) for t in reps)
+        raw_ms = raws[label]
         lines.append(
-            f"| {label} | {candles:,} | {statistics.median(cold):.1f} | {pct(cold, 0.99):.1f} "
-            f"| {statistics.median(warm):.1f} | {pct(warm, 0.99):.1f} "
-            f"| {statistics.median(direct):,.1f} ({len(direct)}) "
-            f"| {statistics.median(direct) / statistics.median(cold):,.1f}x |"
+            f"| {label} | {reps[0].candles:,} | {figure(reps, 'cold', 0.5)} "
+            f"| {figure(reps, 'cold', 0.99)} | {figure(reps, 'warm', 0.5)} "
+            f"| {figure(reps, 'warm', 0.99)} "
+            f"| {figure(reps, 'handler_cold', 0.5)} / {figure(reps, 'handler_cold', 0.99)} "
+            f"| {figure(reps, 'handler_warm', 0.5)} / {figure(reps, 'handler_warm', 0.99)} "
+            f"| {statistics.median(raw_ms):,.1f} ({len(raw_ms)}) "
+            f"| {statistics.median(raw_ms) / cold_p50:,.1f}x |"
         )
     lines += [
         "",
-        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge (two "
-        "durable commits: the key's credits and the usage row), the trades/quotes/stats candle "
-        "relations in one statement, the carried-in state (the 1m aggregates of the two days "
-        "before, the 1d ones only when those leave something unknown; three raw look-ups on "
-        "Apache), assembly (bid/ask/OI carried, fill), JSON with both kalshibook's and Kalshi's "
-        "fields. On Community the aggregates' watermarks are read first and the range below them "
-        "is read from the materialisation hypertables directly (what the real-time aggregates "
+        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge, the "
+        "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
+        "aggregates of the two days before, the 1d ones only when those leave something unknown; "
+        "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
+        "kalshibook's and Kalshi's fields. On Community one pipelined transaction, planned "
+        "without parallel workers, reads the aggregates' watermarks and then the range below "
+        "them from the materialisation hypertables directly (what the real-time aggregates "
         "return there, without planning their live part); above them, the aggregates.",
+        "- *handler*: the route's own work (the read, assembly, formatting, the JSON body) called "
+        "directly on a connection of the same pool, at other random positions (cold) and one "
+        "range repeated (warm): the endpoint minus HTTP, auth, charging and usage.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
         "OHLC, volume, notional, count only), on a direct connection: what computing candles "
-        "from the hypertable costs without any candle relation (at random positions; bounded "
-        f"to about {RAW_BUDGET_S:.0f} s per row, at least two queries).",
+        "from the hypertable costs without any candle relation (first repeat's positions; "
+        f"bounded to about {RAW_BUDGET_S:.0f} s per row, at least two queries).",
         "- On the Apache edition both read the same raw rows, so the endpoint cannot beat the raw "
         "query there; the Community edition's continuous aggregates read pre-aggregated rows.",
         "- Apache, 1d: the view nests three aggregations (1m, 1h, New York day) per source and "
         "the time-zone bucket defeats chunk exclusion, so every 1d read aggregates the market's "
         "whole history of trades, quotes and stats, and plans over every chunk.",
     ]
-    write_section(args.out, "\n".join(lines))
+    if community:
+        write_section(args.out, "candles", "\n".join(lines))
+    else:
+        write_section(args.out, "candles-apache", "\n".join(lines), after="candles")
     print("\n".join(lines))
     return 0
 
