@@ -12,7 +12,8 @@ arithmetic, with no datetime per row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -197,49 +198,61 @@ def _periods(
     """(start, end, row or None) of every period to return, in order."""
     width = period_width(interval)
     first_us, end_us = to_us(first), to_us(end)
-    width_us = width // _US if width else 0
-    by_us: dict[int, BucketRow] = {}
-    for row in rows:
-        b = row.bucket_us
-        if b in by_us:
-            raise ValueError(f"two rows for bucket {from_us(b).isoformat()}")
-        if width_us:
-            on_grid = (b - first_us) % width_us == 0
+    stop = end if until is None or not fill else min(end, _utc(until))
+    if width is None:  # New York days: the range's periods once; rows are checked against them
+        grid = list(iter_periods(first, end, interval))
+        position = {to_us(t): k for k, t in enumerate(grid)}
+        by_us = _by_bucket(rows, interval, lambda b: b in position)
+        if fill:
+            filled = bisect_left(grid, stop)
+            indices = [*range(filled), *sorted(k for b in by_us if (k := position[b]) >= filled)]
         else:
-            start = from_us(b)
-            on_grid = period_floor(start, interval) == start
-        if not (first_us <= b < end_us and on_grid):
-            raise ValueError(
-                f"row bucket {from_us(b).isoformat()} is not a {interval} period in range"
+            indices = sorted(position[b] for b in by_us)
+        last = len(grid) - 1
+        return [
+            (
+                grid[k],
+                grid[k + 1] if k < last else period_end(grid[k], interval),
+                by_us.get(to_us(grid[k])),
             )
-        by_us[b] = row
+            for k in indices
+        ]
+    width_us = width // _US
+    by_us = _by_bucket(
+        rows, interval, lambda b: first_us <= b < end_us and (b - first_us) % width_us == 0
+    )
     if fill:
-        stop = end if until is None else min(end, _utc(until))
-        keys: Sequence[int]
-        if width:
-            count = max(0, -(-(stop - first) // width))
-            starts = [first + width * k for k in range(count)]
-            keys = range(first_us, first_us + count * width_us, width_us)
-        else:
-            starts = list(iter_periods(first, stop, interval))
-            keys = [to_us(t) for t in starts]
+        count = max(0, -(-(stop - first) // width))
+        starts = [first + width * k for k in range(count)]
         get = by_us.get
-        slots = [get(k) for k in keys]
-        placed = len(slots) - slots.count(None)
-        if placed < len(by_us):  # rows of periods after ``until`` (clock skew): sparse, appended
-            last = keys[-1] if len(keys) else first_us - 1
-            later = sorted(k for k in by_us if k > last)
+        slots = [get(k) for k in range(first_us, first_us + count * width_us, width_us)]
+        if len(slots) - slots.count(None) < len(by_us):
+            # rows of periods after ``until`` (the caller's clock behind the database's):
+            # sparse, after the filled periods
+            later = sorted(k for k in by_us if k >= first_us + count * width_us)
             starts += [from_us(k) for k in later]
             slots += [by_us[k] for k in later]
     else:
         ordered = sorted(by_us)
         starts = [from_us(k) for k in ordered]
         slots = [by_us[k] for k in ordered]
-    if width:
-        out = [(t, t + width, r) for t, r in zip(starts, slots, strict=True)]
-    else:
-        out = [(t, period_end(t, interval), r) for t, r in zip(starts, slots, strict=True)]
-    return out
+    return [(t, t + width, r) for t, r in zip(starts, slots, strict=True)]
+
+
+def _by_bucket(
+    rows: Sequence[BucketRow], interval: Interval, is_period: Callable[[int], bool]
+) -> dict[int, BucketRow]:
+    by_us: dict[int, BucketRow] = {}
+    for row in rows:
+        b = row.bucket_us
+        if b in by_us:
+            raise ValueError(f"two rows for bucket {from_us(b).isoformat()}")
+        if not is_period(b):
+            raise ValueError(
+                f"row bucket {from_us(b).isoformat()} is not a {interval} period in range"
+            )
+        by_us[b] = row
+    return by_us
 
 
 def assemble_rows(
