@@ -1,31 +1,35 @@
 """Candle reads: the endpoint vs one time_bucket GROUP BY over market.trades.
 
-1. creates a scratch database next to ``KALSHIBOOK_DATABASE_URL``'s (``kb_bench_candles``), migrates
-   it and generates server-side (``INSERT ... SELECT``, seeded) ``--trades`` trades over
+1. prepares a scratch database next to ``KALSHIBOOK_DATABASE_URL``'s (``kb_bench_candles``):
+   migrates it and generates server-side (``INSERT ... SELECT``, seeded) ``--trades`` trades over
    ``--markets`` markets spread over one year (market popularity is Zipf-like, so one market is
    much busier than the rest), plus half as many quotes and a tenth as many market-stats rows; on
    the Community edition the candle aggregates are then refreshed over the whole year and the
-   compression policies run once (the state the policies would have reached);
+   compression policies run once (the state the policies would have reached), with the
+   database's policy jobs paused meanwhile. Each phase (load, refresh, compress) is recorded in
+   the database: ``--reuse`` resumes an interrupted preparation and measures a kept database
+   again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 3 minutes on 2 CPUs);
 2. for the busiest market, times ``--requests`` requests of each scenario through
    ``GET /v1/markets/{ticker}/candles`` (the real app in-process via Litestar's AsyncTestClient,
    with auth and credit charging on): a 1-day 1m request, a 30-day 1h request, a 1-year 1d request,
    each at a random (seeded) position in the year (cold), then the first range again as many
-   times (warm), with ``fill=true``;
+   times (warm), with ``fill=true``; then the handler's own work (read, assembly, formatting,
+   JSON) on one connection, cold and warm likewise; all of it ``--repeat`` times;
 3. times the same ranges computed straight from ``market.trades`` with one
    ``time_bucket ... GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
    assembly, no HTTP), over one direct connection, for at most about ``RAW_BUDGET_S`` per scenario;
-4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md with both and the
-   TimescaleDB edition measured; the scratch database is dropped unless ``--keep``.
+4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md (``bench:candles-apache`` on
+   the Apache-2 edition) with both; the scratch database is dropped unless ``--keep``.
 
     python bench/bench_candles.py --trades 1000000      # modest
-    python bench/bench_candles.py                       # 10,000,000 trades over 1,000 markets
+    python bench/bench_candles.py --keep                # 10,000,000 trades over 1,000 markets
+    python bench/bench_candles.py --reuse --keep        # measure the kept database again
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import logging
 import os
 import platform
@@ -46,11 +50,17 @@ from psycopg import sql
 from kalshibook.api.app import CONNECTION_OPTIONS, POOL_MIN_SIZE, create_app
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandlePage
-from kalshibook.domain.periods import Interval, period_ceil, period_floor
+from kalshibook.domain.periods import Interval
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
-from kalshibook.storage.candles import CANDLE_CHAIN, REFRESH, read_candle_rows
+from kalshibook.storage.candles import (
+    CANDLE_CHAIN,
+    DB_NOW,
+    REFRESH,
+    read_candle_rows,
+    refresh_window,
+)
 from kalshibook.storage.urls import redact, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,41 +209,35 @@ def schedule_jobs(url: str, scheduled: bool) -> None:
         conn.execute(SCHEDULE_JOBS, (scheduled,))
 
 
-REFRESH_DAYS = 30
-"""Days per refresh window of the 1m and 1h levels (see :func:`refresh_year`)."""
-REFRESH_WORK_MEM = "64MB"
-"""``work_mem`` of the refresh session: a month of 1m groups sorts in memory instead of on disk."""
-SET_WORK_MEM: LiteralString = "SELECT set_config('work_mem', %s, false)"
+def refresh_year(url: str) -> list[tuple[str, float]]:
+    """Community edition: materialise every candle aggregate over the year, as
+    ``refresh_candles`` (``kalshibook refresh-candles``) does: one window, widened to New York
+    midnights, each aggregate in chain order (1m -> 1h -> 1d), logging each one's time.
 
-
-def refresh_year(url: str, window_days: int) -> list[tuple[str, int, float]]:
-    """Community edition: materialise every candle aggregate over the year, level by level.
-
-    Level-major, not window-major: a 1d refresh reads the 1h aggregate, whose real-time part
+    Chain order per window matters: a 1d refresh reads the 1h aggregate, whose real-time part
     reads the 1m aggregate, whose real-time part aggregates ``market.trades`` from the 1m
-    watermark on; the New York day bucket gives that scan no upper bound, so a 1d refresh run
-    while the 1m level is materialised only up to its window's end aggregates every raw row of
-    the rest of the year (~100 s per window and source at 10M trades). With 1m and 1h done first
-    the real-time parts are empty. The 1m and 1h levels go in ``window_days`` windows (bounded
-    statements, progress), the 1d level in one (a few hundred thousand 1h rows). Returns
-    (relation, windows, seconds) per aggregate."""
+    watermark on, and the New York day bucket gives that scan no upper bound. Refreshed window by
+    window (a month of 1m, 1h, 1d, then the next month), every 1d refresh aggregated all raw rows
+    of the rest of the year (~100 s per window and source at 10M trades); with the whole year of
+    1m and 1h materialised first, the real-time parts are empty. One window for the year took
+    537 s at 10M trades; month windows level by level (1m, then 1h, then 1d) ~690 s.
+    Returns (aggregate, seconds)."""
     if not is_community(url):
         return []
-    bounds = [
-        period_floor(YEAR_START + timedelta(days=d), "1d") for d in range(0, DAYS, window_days)
-    ]
-    bounds.append(period_ceil(YEAR_START + timedelta(days=DAYS + 1), "1d"))
-    done: list[tuple[str, int, float]] = []
+    start, end = YEAR_START, YEAR_START + timedelta(days=DAYS + 1)
+    done: list[tuple[str, float]] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SET_WORK_MEM, (REFRESH_WORK_MEM,))
+        row = conn.execute(DB_NOW).fetchone()
+        assert row is not None
         for name, level in CANDLE_CHAIN:
-            spans = list(itertools.pairwise(bounds)) if level != "1d" else [(bounds[0], bounds[-1])]
+            window = refresh_window(start, end, level, row[0])
+            if window is None:
+                continue
             t = time.perf_counter()
-            for lo, hi in spans:
-                conn.execute(REFRESH, (name, lo, hi))
+            conn.execute(REFRESH, (name, *window))
             took = time.perf_counter() - t
-            print(f"  refreshed {name}: {len(spans)} windows, {took:.0f} s", flush=True)
-            done.append((name, len(spans), took))
+            print(f"  refreshed {name}: {took:.0f} s", flush=True)
+            done.append((name, took))
     return done
 
 
@@ -265,7 +269,7 @@ STATE_MARK: LiteralString = (
 PHASES = ("load", "refresh", "compress")
 
 
-def prepare(url: str, trades: int, markets: int, seed: int, window_days: int) -> dict[str, float]:
+def prepare(url: str, trades: int, markets: int, seed: int) -> dict[str, float]:
     """Run the preparation phases not done yet; the seconds each took (this run or an earlier)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(STATE_DDL)
@@ -282,7 +286,7 @@ def prepare(url: str, trades: int, markets: int, seed: int, window_days: int) ->
         if phase == "load":
             load(url, trades, markets, seed)
         elif phase == "refresh":
-            refresh_year(url, window_days)
+            refresh_year(url)
         else:
             compressed = compress_as_policies_would(url)
             if compressed:
@@ -497,12 +501,6 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop after preparing the scratch database (implies --keep)",
     )
-    parser.add_argument(
-        "--refresh-days",
-        type=int,
-        default=REFRESH_DAYS,
-        help=f"days per refresh window (default {REFRESH_DAYS})",
-    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
         "--database-name",
@@ -528,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         migrate.upgrade(url)  # a reused database gets the migrations added since
         print(f"{args.trades:,} trades over {args.markets:,} markets in {redact(url)}", flush=True)
-        phases = prepare(url, args.trades, args.markets, args.seed, args.refresh_days)
+        phases = prepare(url, args.trades, args.markets, args.seed)
         if args.prepare_only:
             return 0
         with psycopg.connect(url, autocommit=True) as conn:
@@ -580,8 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         else "Apache-2 (candle relations are plain views, computed on read)"
     )
     load_note = f" Load (server-side generation): {phases['load']:.0f} s" + (
-        f"; refresh ({args.refresh_days}-day windows of 1m and 1h, level by level) "
-        f"{phases['refresh']:.0f} s; compression {phases['compress']:.0f} s."
+        f"; refresh (one window, chain order, jobs paused) {phases['refresh']:.0f} s; "
+        f"compression {phases['compress']:.0f} s."
         if community
         else "."
     )
