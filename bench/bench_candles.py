@@ -47,7 +47,7 @@ import psycopg
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
-from kalshibook.api.app import CONNECTION_OPTIONS, POOL_MIN_SIZE, create_app
+from kalshibook.api.app import POOL_MIN_SIZE, connection_options, create_app
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandlePage
 from kalshibook.domain.periods import Interval
@@ -402,7 +402,7 @@ async def time_endpoint(
     # the app runs in the test client's own thread and event loop: a direct connection here,
     # with the API's connection settings, warmed up like the pool's
     async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, options=CONNECTION_OPTIONS
+        url, autocommit=True, options=connection_options(int(request_timeout * 1000))
     ) as conn:
         for _ in range(HANDLER_WARM_UP):
             await handler_work(conn, ticker, interval, *handler_wins[0])
