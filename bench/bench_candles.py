@@ -623,8 +623,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(loads):.1f}-{max(loads):.1f} during the run. Per repeat and request kind: "
         f"*cold*: {args.requests} requests, each at a random position in the year; *warm*: the "
         f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
-        "request per pooled connection. Figures: the median over the "
-        f"{args.repeat} repeats of each repeat's p50 / p99, (min-max over the repeats).",
+        "request per pooled connection. "
+        + (
+            f"Figures: the median over the {args.repeat} repeats of each repeat's p50 / p99 "
+            f"(min-max over the repeats in brackets); p99 of {args.requests} samples is "
+            "their maximum."
+            if args.repeat > 1
+            else f"Figures: p50 / p99 of the {args.requests} samples (p99: their maximum)."
+        ),
         "",
         "| request (busiest market) | candles | cold p50 ms | cold p99 ms | warm p50 ms "
         "| warm p99 ms | handler cold p50 / p99 ms | handler warm p50 / p99 ms "
