@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import httpx
 import psycopg
@@ -113,6 +113,21 @@ FROM (SELECT show_chunks('market.orderbook_deltas') UNION ALL
       SELECT show_chunks('market.orderbook_snapshots')) AS chunks(c)
 """
 
+ALONE_ROUNDS = 200
+"""Sequential requests of one client (the service time of one request)."""
+
+BARE_TRADES: LiteralString = """
+SELECT ts::text, created_time::text, exchange_seq::text, trade_id::text, market_ticker,
+       yes_price::text, no_price::text, count::text, taker_outcome_side, taker_book_side,
+       is_block_trade::text, source
+FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts >= %(start)s
+ORDER BY ts, exchange_seq, trade_id
+LIMIT 1001
+"""
+"""The rows of the 1,000-row page (plus the one that tells ``has_more``), every column as text,
+straight from the table: the floor the endpoint is compared with."""
+
 DROP_CHECKPOINTS = """
 DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
 """
@@ -170,7 +185,7 @@ def serve(kind: str, port: int, url: str) -> None:
 
         settings = Settings(
             core=CoreSettings(database_url=url),
-            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000),
+            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000, max_concurrent_per_key=1000),
         )
         app = create_app(settings)
     else:
@@ -291,6 +306,29 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
     return asyncio.run(_httpx_load(url, headers, duration, connections))
 
 
+def pgbench_rate(
+    url: str, query: LiteralString, params: dict[str, Any], duration: int, connections: int
+) -> float:
+    """Queries/s of ``query`` (parameters inlined as literals) run by pgbench over
+    ``connections`` connections for ``duration`` s: what the database alone sustains."""
+    if shutil.which("pgbench") is None:
+        return float("nan")
+    with psycopg.connect(url) as conn:
+        inlined = psycopg.ClientCursor(conn).mogrify(query, params)
+    script = ROOT / ".data" / "bench-bare.sql"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(" ".join(inlined.split()) + ";\n")
+    try:
+        out = subprocess.run(
+            ["pgbench", "-n", "-M", "extended", "-c", str(connections), "-j", "1",
+             "-T", str(duration), "-f", str(script), url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        script.unlink(missing_ok=True)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -394,8 +432,32 @@ def main(argv: list[str] | None = None) -> int:
         assert len(check["data"]) == 1000, "the trades page must hold 1,000 rows"
         trades = load(trades_url, auth, d, c)
         print(f"trades page: {fmt(trades)}", flush=True)
+        # one client: the endpoint's service time beside the bare query of the same rows
+        page_alone, bare_alone = [], []
+        with (
+            psycopg.connect(bench_url, autocommit=True) as conn,
+            httpx.Client(headers=auth, timeout=60) as client,
+        ):
+            bare_params = {"ticker": TRADES, "start": T0 + timedelta(minutes=60)}
+            for _ in range(ALONE_ROUNDS):  # interleaved, so drift hits both alike
+                t = time.perf_counter()
+                rows = conn.execute(BARE_TRADES, bare_params).fetchall()
+                bare_alone.append((time.perf_counter() - t) * 1000)
+                assert len(rows) == 1001
+                t = time.perf_counter()
+                resp = client.get(trades_url)
+                page_alone.append((time.perf_counter() - t) * 1000)
+                assert resp.status_code == 200, resp.text[:200]
+        bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
+        print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
+        print(
+            f"trades page one client: p50 {statistics.median(page_alone):.2f} ms, bare query "
+            f"p50 {statistics.median(bare_alone):.2f} ms",
+            flush=True,
+        )
 
         book_rows: list[str] = []
+        book_alone: dict[int, list[float]] = {}
         headline: Result | None = None
         loaded = 0
         with psycopg.connect(bench_url, autocommit=True) as conn:
@@ -432,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 replayed_cp = body["data"]["deltas_applied"]
                 with_cp = load(book_url, auth, d, c)
                 headline = headline or with_cp
+                plain_alone, _, _ = sequential(book_url, auth, ALONE_ROUNDS)
+                book_alone[n] = plain_alone
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
                 times, body, status = sequential(book_url, auth, 3 if n <= 2_000_000 else 1)
@@ -474,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
                     compressed += " | | | "
                 book_rows.append(
                     f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
-                    f"{with_cp.p99_ms:.2f} | {compressed} | {replayed} | {outcome} |"
+                    f"{with_cp.p99_ms:.2f} | {statistics.median(plain_alone):.2f} / "
+                    f"{pct(plain_alone, 0.99):.2f} | {compressed} | {replayed} | {outcome} |"
                 )
         assert headline is not None
         for r in (base, trades, headline):
@@ -516,15 +581,32 @@ def main(argv: list[str] | None = None) -> int:
         f"| `GET /v1/markets/{{ticker}}/orderbook?at=` ({sizes[0]:,} deltas in history, "
         f"checkpoints) | {fmt(headline)} | {headline.rps / base.rps:.3f} |",
         "",
+        f"One client ({ALONE_ROUNDS} sequential requests on one keep-alive connection, "
+        "interleaved with the bare query on one psycopg connection):",
+        "",
+        "| 1,000-row trades page | p50 ms | p99 ms |",
+        "|---|---:|---:|",
+        f"| endpoint (auth, charge, page, JSON, HTTP) | {statistics.median(page_alone):.2f} | "
+        f"{pct(page_alone, 0.99):.2f} |",
+        f"| bare query: the same 1,001 rows, every column as text | "
+        f"{statistics.median(bare_alone):.2f} | {pct(bare_alone, 0.99):.2f} |",
+        f"| endpoint / bare query (medians) | "
+        f"{statistics.median(page_alone) / statistics.median(bare_alone):.2f} | |",
+        "",
+        f"The bare query alone under the same {c} connections (pgbench, no HTTP, no auth, rows "
+        f"not even decoded): {bare_load:,.0f} queries/s, {bare_load / base.rps:.3f} of the "
+        "constant route: the ceiling of any endpoint that must read those rows on this machine.",
+        "",
         "Order book at an instant near the end of the history, just before the last checkpoint: "
         f"the worst case with checkpoints ({every} - 1 deltas to replay), nearly the whole "
         "history without them (checkpoints deleted, a few sequential requests):",
         "",
         "| deltas in history | replayed (checkpoints) | req/s | p50 ms | p99 ms "
+        "| one client: p50 / p99 ms "
         "| compressed: req/s | compressed: p50 ms | compressed: p99 ms "
         "| compressed, one client: p50 / p99 ms "
         "| replayed (no checkpoints) | latency ms, no checkpoints |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *book_rows,
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
