@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,6 +15,7 @@ import pyarrow.csv as pacsv
 
 from kalshibook.domain.candle_rows import CandleRow
 from kalshibook.domain.periods import Interval
+from kalshibook.export.copy_out import copy_blocks
 from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_schema
 from kalshibook.storage.candle_reads import read_candle_rows
 
@@ -61,7 +63,7 @@ ORDER BY {spec.order_by}
 RAW_COPY: Final = {
     name: f"COPY ({query.strip()}) TO STDOUT (FORMAT csv)" for name, query in RAW_ROWS.items()
 }
-BLOCK_BYTES: Final = 4 << 20
+BLOCK_BYTES: Final = 16 << 20
 SOURCE_DAYS: Final = """
 SELECT day FROM (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
@@ -162,13 +164,16 @@ async def raw_batches(
     start: datetime,
     end: datetime,
     block_bytes: int = BLOCK_BYTES,
-) -> AsyncIterator[pa.RecordBatch]:
-    """The market's rows of ``[start, end)`` in the table's order, as Arrow record batches.
+) -> AsyncIterator[pa.Table]:
+    """The market's rows of ``[start, end)`` in the table's order, as Arrow tables of about
+    ``block_bytes`` of COPY text each.
 
-    PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` (times in UTC);
-    each block of about ``block_bytes``, cut at a line end, is parsed by pyarrow's CSV reader
-    straight into the exact column types (a value off its decimal scale raises, never rounds).
-    No exported text column can hold a line break (tickers, enums, uuids, jsonb text).
+    PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` (times in UTC),
+    read in blocks of whole rows (:func:`~kalshibook.export.copy_out.copy_blocks`); each block is
+    parsed by pyarrow's CSV reader straight into the exact column types (a value off its decimal
+    scale raises, never rounds). CSV rather than text or binary COPY: pyarrow parses it natively.
+    No exported text column can hold a line break (tickers, enums, uuids, jsonb text); CSV
+    quoting would carry one anyway.
     """
     query = RAW_COPY[spec.name]
     params = {"ticker": ticker, "start": start, "end": end}
@@ -182,24 +187,26 @@ async def raw_batches(
         quoted_strings_can_be_null=False,
     )
 
-    def parse(block: bytes) -> list[pa.RecordBatch]:
-        table = pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
-        return list(table.to_batches())
+    def parse(block: bytes) -> pa.Table:
+        return pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
 
-    async with conn.transaction():
-        await conn.execute("SET LOCAL TimeZone = 'UTC'")
-        async with conn.cursor() as cur, cur.copy(query, params) as copy:
-            buf = bytearray()
-            async for chunk in copy:
-                buf += chunk
-                if len(buf) >= block_bytes:
-                    cut = buf.rfind(b"\n") + 1
-                    for rb in parse(bytes(buf[:cut])):
-                        yield rb
-                    del buf[:cut]
-            if buf:
-                for rb in parse(bytes(buf)):
-                    yield rb
+    # Each block is parsed in a worker thread (pyarrow releases the GIL) while the next one is
+    # read and the previous one written: at most two parsed blocks and one raw block in memory.
+    parsing: asyncio.Future[pa.Table] | None = None
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL TimeZone = 'UTC'")
+            async for block in copy_blocks(conn, query, params, block_bytes):
+                ready, parsing = parsing, asyncio.ensure_future(asyncio.to_thread(parse, block))
+                if ready is not None:
+                    yield await ready
+        if parsing is not None:
+            ready, parsing = parsing, None
+            yield await ready
+    finally:
+        if parsing is not None:  # closed early: the thread ends on its own, its table dropped
+            parsing.cancel()
+            await asyncio.gather(parsing, return_exceptions=True)
 
 
 async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:

@@ -76,7 +76,7 @@ TBBO: Final = TableSpec(
     (
         Column("ts", "ts"),
         Column("exchange_seq", "int64"),
-        Column("trade_id", "text"),
+        Column("trade_id", "text", distinct=True),
         Column("market_ticker", "text"),
         Column("yes_price", "price"),
         Column("count", "size"),
