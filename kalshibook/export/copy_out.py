@@ -6,8 +6,8 @@ which made reading cost three times the server's own COPY. :func:`copy_blocks` l
 start the COPY (client-side parameter binding, the connection's lock, error and cancel handling
 of an interrupted COPY), then takes the rows libpq has already buffered in a tight loop over the
 public libpq wrapper (``psycopg.pq.PGconn.get_copy_data``), waits for the socket only when the
-buffer is empty, and collects the final result itself. Memory: one block (about ``block_bytes``
-plus one row) at a time.
+buffer is empty, and collects the final result itself. Memory: the block being filled (about
+``block_bytes`` plus one row); each full block is handed to the caller without a copy.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ async def copy_blocks(
     query: Query,
     params: Mapping[str, Any],
     block_bytes: int,
-) -> AsyncIterator[bytes]:
-    """The output of ``query`` (a ``COPY ... TO STDOUT``) as blocks of whole rows."""
+) -> AsyncIterator[bytearray]:
+    """The output of ``query`` (a ``COPY ... TO STDOUT``) as blocks of whole rows, each a new
+    buffer of ``block_bytes`` plus at most one row (the last one shorter)."""
     async with conn.cursor() as cur, cur.copy(query, params):
         pgconn = conn.pgconn
         encoding = conn.info.encoding
@@ -84,8 +85,8 @@ async def copy_blocks(
                 # copied at once: holding libpq's row buffers (one per row) costs twice as much
                 block += data
                 if len(block) >= block_bytes:
-                    yield bytes(block)
-                    block.clear()
+                    full, block = block, bytearray()
+                    yield full  # handed over, not copied: the caller may keep it
             elif nbytes == 0:  # libpq's buffer is empty: wait for the socket
                 await _readable(pgconn.socket)
                 pgconn.consume_input()
@@ -96,4 +97,4 @@ async def copy_blocks(
                 raise psycopg.OperationalError(message or "COPY failed")
         await _finish(pgconn, encoding)
         if block:
-            yield bytes(block)
+            yield block

@@ -3,7 +3,7 @@
 Rows arrive as Arrow tables or record batches, or as batches of tuples in the table's column
 order (each then becomes one Arrow record batch); each is written before the next is read, so
 memory holds one batch. In Parquet each batch is one row group (the raw tables' batches are
-blocks of about 16 MiB of COPY text, some 200,000 rows); only text columns are dictionary-encoded
+blocks of about 8 MiB of COPY text, some 90,000 deltas); only text columns are dictionary-encoded
 (times, numbers and ids are nearly unique: trying a dictionary on them doubled the write time and
 the size). The file is written beside its final path and renamed into place, its sha256 computed
 from the bytes as they are written. Gzip headers carry no time, so the same rows give the same

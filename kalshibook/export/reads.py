@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -63,7 +62,7 @@ ORDER BY {spec.order_by}
 RAW_COPY: Final = {
     name: f"COPY ({query.strip()}) TO STDOUT (FORMAT csv)" for name, query in RAW_ROWS.items()
 }
-BLOCK_BYTES: Final = 16 << 20
+BLOCK_BYTES: Final = 8 << 20
 SOURCE_DAYS: Final = """
 SELECT day FROM (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
@@ -187,8 +186,8 @@ async def raw_batches(
         quoted_strings_can_be_null=False,
     )
 
-    def parse(block: bytes) -> pa.Table:
-        return pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
+    def parse(block: bytearray) -> pa.Table:  # pa.BufferReader: read in place, no copy
+        return pacsv.read_csv(pa.BufferReader(block), read_options=read, convert_options=convert)
 
     # Each block is parsed in a worker thread (pyarrow releases the GIL) while the next one is
     # read and the previous one written: at most two parsed blocks and one raw block in memory.
