@@ -46,6 +46,7 @@ class Written(msgspec.Struct, frozen=True):
     last_ts: datetime | None
     sha256: str
     bytes: int
+    replaced: bool = True  # False: the same bytes were already there (``keep``), left as they were
 
 
 def csv_schema(schema: pa.Schema) -> pa.Schema:
@@ -107,10 +108,25 @@ def _as_arrow(schema: pa.Schema, batch: Any) -> Batch:
     return to_batch(schema, batch)
 
 
+def _put_in_place(tmp: Path, path: Path, same_digest: bool) -> tuple[int, bool]:
+    """Rename ``tmp`` onto ``path`` unless ``path`` already holds these bytes: (size, replaced)."""
+    size = tmp.stat().st_size
+    if same_digest and path.exists() and path.stat().st_size == size:
+        return size, False
+    tmp.replace(path)
+    return size, True
+
+
 async def write_file(
-    path: Path, spec: TableSpec, fmt: Format, batches: AsyncIterator[Any]
+    path: Path,
+    spec: TableSpec,
+    fmt: Format,
+    batches: AsyncIterator[Any],
+    *,
+    keep: str | None = None,
 ) -> Written:
-    """Write every batch to ``path`` (replacing it atomically); the counts, range and checksum."""
+    """Write every batch to ``path`` (replacing it atomically); the counts, range and checksum.
+    When the bytes' sha256 is ``keep`` and ``path`` exists, the file is left untouched."""
     schema = arrow_schema(spec)
     names = [c.name for c in spec.columns]
     span = _Range(names.index(spec.time_column))
@@ -147,8 +163,7 @@ async def write_file(
                         rows += rb.num_rows
                         cw.write(rb.cast(out_schema))
         digest = hashing.hash.hexdigest()
-        size = tmp.stat().st_size
-        tmp.replace(path)
+        size, replaced = _put_in_place(tmp, path, digest == keep)
     finally:
         tmp.unlink(missing_ok=True)
-    return Written(rows, span.first, span.last, digest, size)
+    return Written(rows, span.first, span.last, digest, size, replaced)

@@ -5,22 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kalshibook.domain.candle_rows import CandleRow
-from kalshibook.domain.periods import Interval
 from kalshibook.export.copy_out import copy_blocks
 from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_schema
-from kalshibook.storage.candle_reads import read_candle_rows
 
 __all__ = (
     "BATCH_ROWS",
-    "candle_batches",
     "day_bounds",
     "day_fingerprints",
     "raw_batches",
@@ -219,45 +214,3 @@ def settlement_batches(
     conn: AConn, tickers: Sequence[str], batch_rows: int = BATCH_ROWS
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     return _named(conn, SETTLEMENT_ROWS, {"tickers": list(tickers)}, batch_rows)
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
-def candle_tuple(ticker: str, r: CandleRow) -> tuple[Any, ...]:
-    vwap = None if r.vwap is None else Decimal(r.vwap).scaleb(-6)
-    return (
-        r.start,
-        r.end,
-        ticker,
-        _dec(r.open),
-        _dec(r.high),
-        _dec(r.low),
-        _dec(r.close),
-        Decimal(r.volume),
-        vwap,
-        r.trade_count,
-        Decimal(r.taker_yes_volume),
-        Decimal(r.taker_no_volume),
-        _dec(r.previous),
-        _dec(r.yes_bid_open),
-        _dec(r.yes_bid_high),
-        _dec(r.yes_bid_low),
-        _dec(r.yes_bid_close),
-        _dec(r.yes_ask_open),
-        _dec(r.yes_ask_high),
-        _dec(r.yes_ask_low),
-        _dec(r.yes_ask_close),
-        _dec(r.open_interest),
-    )
-
-
-async def candle_batches(
-    conn: AConn, ticker: str, interval: Interval, day: date
-) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """The market's candles whose period starts in the UTC day (the API's candle read; a day
-    holds at most 1,440 rows, so one batch)."""
-    start, end = day_bounds(day)
-    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=False)
-    yield [candle_tuple(ticker, r) for r in rows if start <= r.start < end]

@@ -29,6 +29,7 @@ from kalshibook.api.deps import Conn
 from kalshibook.api.docs import priced, responses
 from kalshibook.errors import BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
+from kalshibook.export.candles import candle_batches
 from kalshibook.export.files import FORMATS, Format, extension, write_file
 from kalshibook.export.run import ExportRequest, spec_for
 from kalshibook.export.sampled import bbo_batches, sample_batches
@@ -79,7 +80,7 @@ def _batches(conn: Conn, table: str, ticker: str, day: dt.date) -> AsyncIterator
     if table == "trades_bbo":
         return bbo_batches(conn, ticker, day)
     interval = table.removeprefix("candles_")
-    return export_reads.candle_batches(conn, ticker, interval, day)  # type: ignore[arg-type]
+    return candle_batches(conn, ticker, interval, day)  # type: ignore[arg-type]
 
 
 async def _stream(path: Path, folder: tempfile.TemporaryDirectory[str]) -> AsyncIterator[bytes]:
