@@ -13,7 +13,7 @@ buffer is empty, and collects the final result itself. Memory: the block being f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Final
 
 import psycopg
@@ -72,7 +72,7 @@ async def copy_blocks(
     query: Query,
     params: Mapping[str, Any],
     block_bytes: int,
-) -> AsyncIterator[bytearray]:
+) -> AsyncGenerator[bytearray, None]:
     """The output of ``query`` (a ``COPY ... TO STDOUT``) as blocks of whole rows, each a new
     buffer of ``block_bytes`` plus at most one row (the last one shorter)."""
     async with conn.cursor() as cur, cur.copy(query, params):

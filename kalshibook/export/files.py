@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -108,6 +109,55 @@ def _as_arrow(schema: pa.Schema, batch: Any) -> Batch:
     return to_batch(schema, batch)
 
 
+async def _write_parquet(
+    out: _HashingFile, spec: TableSpec, batches: AsyncIterator[Any], span: _Range
+) -> int:
+    """Each batch one row group; the rows written."""
+    schema, rows = arrow_schema(spec), 0
+    with pq.ParquetWriter(
+        pa.PythonFile(out, mode="w"),
+        schema,
+        compression="zstd",
+        compression_level=ZSTD_LEVEL,
+        use_dictionary=dictionary_columns(spec),
+    ) as pw:
+        async for batch in batches:
+            rb = _as_arrow(schema, batch)
+            span.see(rb)
+            rows += rb.num_rows
+            table = pa.Table.from_batches([rb]) if isinstance(rb, pa.RecordBatch) else rb
+            pw.write_table(table, row_group_size=max(1, rb.num_rows))
+    return rows
+
+
+async def _write_csv(
+    out: _HashingFile, spec: TableSpec, batches: AsyncIterator[Any], span: _Range
+) -> int:
+    """A header, then every batch (decimals as exact text), gzip-compressed; the rows written."""
+    schema, rows = arrow_schema(spec), 0
+    out_schema = csv_schema(schema)
+    gz = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+    with gz, pacsv.CSVWriter(gz, out_schema) as cw:
+        async for batch in batches:
+            rb = _as_arrow(schema, batch)
+            span.see(rb)
+            rows += rb.num_rows
+            cw.write(rb.cast(out_schema))
+    return rows
+
+
+@asynccontextmanager
+async def _closing(batches: AsyncIterator[Any]) -> AsyncIterator[None]:
+    """Close the batches' generator however the write ends, so that its cursor or COPY is
+    finished (or cancelled) and its transaction ended before the connection is used again."""
+    try:
+        yield
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _put_in_place(tmp: Path, path: Path, same_digest: bool) -> tuple[int, bool]:
     """Rename ``tmp`` onto ``path`` unless ``path`` already holds these bytes: (size, replaced)."""
     size = tmp.stat().st_size
@@ -127,41 +177,16 @@ async def write_file(
 ) -> Written:
     """Write every batch to ``path`` (replacing it atomically); the counts, range and checksum.
     When the bytes' sha256 is ``keep`` and ``path`` exists, the file is left untouched."""
-    schema = arrow_schema(spec)
     names = [c.name for c in spec.columns]
     span = _Range(names.index(spec.time_column))
-    rows = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as raw:
-            hashing = _HashingFile(raw)
-            if fmt == "parquet":
-                sink = pa.PythonFile(hashing, mode="w")
-                with pq.ParquetWriter(
-                    sink,
-                    schema,
-                    compression="zstd",
-                    compression_level=ZSTD_LEVEL,
-                    use_dictionary=dictionary_columns(spec),
-                ) as pw:
-                    async for batch in batches:
-                        rb = _as_arrow(schema, batch)
-                        span.see(rb)
-                        rows += rb.num_rows
-                        pw.write_table(
-                            pa.Table.from_batches([rb]) if isinstance(rb, pa.RecordBatch) else rb,
-                            row_group_size=max(1, rb.num_rows),
-                        )
-            else:
-                out_schema = csv_schema(schema)
-                gz = gzip.GzipFile(fileobj=hashing, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
-                with gz, pacsv.CSVWriter(gz, out_schema) as cw:
-                    async for batch in batches:
-                        rb = _as_arrow(schema, batch)
-                        span.see(rb)
-                        rows += rb.num_rows
-                        cw.write(rb.cast(out_schema))
+        async with _closing(batches):
+            with tmp.open("wb") as raw:
+                hashing = _HashingFile(raw)
+                write = _write_parquet if fmt == "parquet" else _write_csv
+                rows = await write(hashing, spec, batches, span)
         digest = hashing.hash.hexdigest()
         size, replaced = _put_in_place(tmp, path, digest == keep)
     finally:

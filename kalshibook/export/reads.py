@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
@@ -190,10 +191,13 @@ async def raw_batches(
     try:
         async with conn.transaction():
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
-            async for block in copy_blocks(conn, query, params, block_bytes):
-                ready, parsing = parsing, asyncio.ensure_future(asyncio.to_thread(parse, block))
-                if ready is not None:
-                    yield await ready
+            # closed on any exit (an error, a cancel): the COPY is cancelled and drained before
+            # the transaction ends, not left running on the connection
+            async with aclosing(copy_blocks(conn, query, params, block_bytes)) as blocks:
+                async for block in blocks:
+                    ready, parsing = parsing, asyncio.ensure_future(asyncio.to_thread(parse, block))
+                    if ready is not None:
+                        yield await ready
         if parsing is not None:
             ready, parsing = parsing, None
             yield await ready
