@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
     lines = [
-        "## Bulk exports (`bench/bench_export.py`)",
+        f"## Bulk exports, {args.deltas:,} deltas (`bench/bench_export.py`)",
         "",
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         "database on the same machine. "
