@@ -117,16 +117,17 @@ ALONE_ROUNDS = 200
 """Sequential requests of one client (the service time of one request)."""
 
 BARE_TRADES: LiteralString = """
-SELECT ts::text, created_time::text, exchange_seq::text, trade_id::text, market_ticker,
-       yes_price::text, no_price::text, count::text, taker_outcome_side, taker_book_side,
-       is_block_trade::text, source
-FROM market.trades
-WHERE market_ticker = %(ticker)s AND ts >= %(start)s
-ORDER BY ts, exchange_seq, trade_id
+SELECT t.ts::text, t.created_time::text, t.exchange_seq::text, t.trade_id::text, t.market_ticker,
+       t.yes_price::text, t.no_price::text, t.count::text, t.taker_outcome_side,
+       t.taker_book_side, t.is_block_trade::text, t.source
+FROM market.trades t
+WHERE t.market_ticker = %(ticker)s AND t.ts >= %(start)s AND t.ts < %(end)s
+ORDER BY t.ts, t.exchange_seq, t.trade_id
 LIMIT 1001
 """
 """The rows of the 1,000-row page (plus the one that tells ``has_more``), every column as text,
-straight from the table: the floor the endpoint is compared with."""
+straight from the table, bounded like the endpoint's first time window (one hour, which holds
+them): the floor the endpoint is compared with."""
 
 DROP_CHECKPOINTS = """
 DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
@@ -438,7 +439,11 @@ def main(argv: list[str] | None = None) -> int:
             psycopg.connect(bench_url, autocommit=True) as conn,
             httpx.Client(headers=auth, timeout=60) as client,
         ):
-            bare_params = {"ticker": TRADES, "start": T0 + timedelta(minutes=60)}
+            bare_params = {
+                "ticker": TRADES,
+                "start": T0 + timedelta(minutes=60),
+                "end": T0 + timedelta(minutes=120),
+            }
             for _ in range(ALONE_ROUNDS):  # interleaved, so drift hits both alike
                 t = time.perf_counter()
                 rows = conn.execute(BARE_TRADES, bare_params).fetchall()
