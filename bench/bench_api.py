@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import platform
 import re
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, LiteralString
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -335,6 +337,47 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+class OneClient:
+    """One keep-alive HTTP/1.1 connection of the standard library's lean client (httpx costs
+    about a millisecond of its own per request): the server's service time, body read in full."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.headers = headers
+        self.conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=60
+        )
+
+    def get(self) -> tuple[float, int]:
+        """One request: (latency ms, status)."""
+        t = time.perf_counter()
+        self.conn.request("GET", self.target, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        return (time.perf_counter() - t) * 1000, response.status
+
+    def times(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            ms, status = self.get()
+            if status != 200:
+                raise SystemExit(f"{self.target}: HTTP {status}")
+            out.append(ms)
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def one_client(url: str, headers: dict[str, str], n: int) -> list[float]:
+    client = OneClient(url, headers)
+    try:
+        return client.times(n)
+    finally:
+        client.close()
+
+
 def sequential(
     url: str, headers: dict[str, str], n: int
 ) -> tuple[list[float], dict[str, Any], int]:
@@ -435,10 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trades page: {fmt(trades)}", flush=True)
         # one client: the endpoint's service time beside the bare query of the same rows
         page_alone, bare_alone = [], []
-        with (
-            psycopg.connect(bench_url, autocommit=True) as conn,
-            httpx.Client(headers=auth, timeout=60) as client,
-        ):
+        client = OneClient(trades_url, auth)
+        with psycopg.connect(bench_url, autocommit=True) as conn:
             bare_params = {
                 "ticker": TRADES,
                 "start": T0 + timedelta(minutes=60),
@@ -449,10 +490,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows = conn.execute(BARE_TRADES, bare_params).fetchall()
                 bare_alone.append((time.perf_counter() - t) * 1000)
                 assert len(rows) == 1001
-                t = time.perf_counter()
-                resp = client.get(trades_url)
-                page_alone.append((time.perf_counter() - t) * 1000)
-                assert resp.status_code == 200, resp.text[:200]
+                ms, status = client.get()
+                page_alone.append(ms)
+                assert status == 200, status
+        client.close()
         bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
         print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
         print(
@@ -499,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                 replayed_cp = body["data"]["deltas_applied"]
                 with_cp = load(book_url, auth, d, c)
                 headline = headline or with_cp
-                plain_alone, _, _ = sequential(book_url, auth, ALONE_ROUNDS)
+                plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
                 book_alone[n] = plain_alone
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
@@ -532,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                     same = packed_body["data"] == plain_body["data"]
                     assert same, "the book read from compressed chunks differs"
                     comp = load(book_url, auth, d, c)
-                    alone, _, _ = sequential(book_url, auth, 200)  # one client: service time
+                    alone = one_client(book_url, auth, ALONE_ROUNDS)  # one client: service time
                     compressed = (
                         f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f} | "
                         f"{statistics.median(alone):.2f} / {pct(alone, 0.99):.2f}"
@@ -586,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| `GET /v1/markets/{{ticker}}/orderbook?at=` ({sizes[0]:,} deltas in history, "
         f"checkpoints) | {fmt(headline)} | {headline.rps / base.rps:.3f} |",
         "",
-        f"One client ({ALONE_ROUNDS} sequential requests on one keep-alive connection, "
+        f"One client ({ALONE_ROUNDS} sequential requests on one keep-alive connection of "
+        "Python's `http.client`, body read in full, "
         "interleaved with the bare query on one psycopg connection):",
         "",
         "| 1,000-row trades page | p50 ms | p99 ms |",
@@ -618,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
         "time; the book returned is checked equal to the uncompressed one). Under wrk's 8 "
         f"connections the latency is mostly queueing on {os.cpu_count()} CPUs; *one client* is "
-        "200 sequential requests (the service time of one request).",
+        f"{ALONE_ROUNDS} sequential requests on one `http.client` connection (the service time of "
+        "one request).",
         "",
         "With checkpoints the latency does not depend on the length of the history (at most "
         f"{every} deltas are replayed); without them every request replays the whole history "
