@@ -1,24 +1,29 @@
 """Candle reads: the endpoint vs one time_bucket GROUP BY over market.trades.
 
-1. creates a scratch database next to ``KALSHIBOOK_DATABASE_URL``'s (``kb_bench_candles``), migrates
-   it and generates server-side (``INSERT ... SELECT``, seeded) ``--trades`` trades over
+1. prepares a scratch database next to ``KALSHIBOOK_DATABASE_URL``'s (``kb_bench_candles``):
+   migrates it and generates server-side (``INSERT ... SELECT``, seeded) ``--trades`` trades over
    ``--markets`` markets spread over one year (market popularity is Zipf-like, so one market is
    much busier than the rest), plus half as many quotes and a tenth as many market-stats rows; on
    the Community edition the candle aggregates are then refreshed over the whole year and the
-   compression policies run once (the state the policies would have reached);
+   compression policies run once (the state the policies would have reached), with the
+   database's policy jobs paused meanwhile. Each phase (load, refresh, compress) is recorded in
+   the database: ``--reuse`` resumes an interrupted preparation and measures a kept database
+   again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 3 minutes on 2 CPUs);
 2. for the busiest market, times ``--requests`` requests of each scenario through
    ``GET /v1/markets/{ticker}/candles`` (the real app in-process via Litestar's AsyncTestClient,
    with auth and credit charging on): a 1-day 1m request, a 30-day 1h request, a 1-year 1d request,
    each at a random (seeded) position in the year (cold), then the first range again as many
-   times (warm), with ``fill=true``;
+   times (warm), with ``fill=true``; then the handler's own work (read, assembly, formatting,
+   JSON) on one connection, cold and warm likewise; all of it ``--repeat`` times;
 3. times the same ranges computed straight from ``market.trades`` with one
    ``time_bucket ... GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
    assembly, no HTTP), over one direct connection, for at most about ``RAW_BUDGET_S`` per scenario;
-4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md with both and the
-   TimescaleDB edition measured; the scratch database is dropped unless ``--keep``.
+4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md (``bench:candles-apache`` on
+   the Apache-2 edition) with both; the scratch database is dropped unless ``--keep``.
 
     python bench/bench_candles.py --trades 1000000      # modest
-    python bench/bench_candles.py                       # 10,000,000 trades over 1,000 markets
+    python bench/bench_candles.py --keep                # 10,000,000 trades over 1,000 markets
+    python bench/bench_candles.py --reuse --keep        # measure the kept database again
 """
 
 from __future__ import annotations
@@ -32,23 +37,33 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import LiteralString
+from typing import Any, LiteralString
 
+import msgspec
 import psycopg
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
-from kalshibook.api.app import POOL_MIN_SIZE, create_app
+from kalshibook.api.app import CONNECTION_OPTIONS, POOL_MIN_SIZE, create_app
+from kalshibook.api.routes.candles import candles_out
+from kalshibook.api.schemas import CandlePage
+from kalshibook.domain.periods import Interval
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
-from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.candles import (
+    CANDLE_CHAIN,
+    DB_NOW,
+    REFRESH,
+    read_candle_rows,
+    refresh_window,
+)
 from kalshibook.storage.urls import redact, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:candles -->", "<!-- /bench:candles -->"
 DB_NAME = "kb_bench_candles"
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 365
@@ -70,7 +85,7 @@ FROM market.trades WHERE market_ticker = %s AND ts >= %s AND ts < %s GROUP BY b 
 """
 
 # (label, interval, span, raw query)
-SCENARIOS: list[tuple[str, str, timedelta, LiteralString]] = [
+SCENARIOS: list[tuple[str, Interval, timedelta, LiteralString]] = [
     ("1 day of 1m candles", "1m", timedelta(days=1), RAW_MINUTE),
     ("30 days of 1h candles", "1h", timedelta(days=30), RAW_HOUR),
     ("1 year of 1d candles", "1d", timedelta(days=DAYS), RAW_DAY),
@@ -169,21 +184,119 @@ COMPRESSION_JOBS: LiteralString = (
     "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' "
     "ORDER BY job_id"
 )
+# The scratch database's policy jobs (ids >= 1000: TimescaleDB's own jobs lie below).
+SCHEDULE_JOBS: LiteralString = """
+SELECT count(*) FROM timescaledb_information.jobs AS j,
+     LATERAL alter_job(j.job_id, scheduled => %s) AS a
+WHERE j.job_id >= 1000
+"""
+IS_COMMUNITY: LiteralString = "SELECT current_setting('timescaledb.license') = 'timescale'"
+
+
+def is_community(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(IS_COMMUNITY).fetchone()
+    return bool(row and row[0])
+
+
+def schedule_jobs(url: str, scheduled: bool) -> None:
+    """Community edition: pause (or resume) the scratch database's policy jobs. Paused while the
+    data is prepared: a compression policy compressing chunks while they are still loaded or read
+    by a refresh only adds lock waits and decompression to the preparation."""
+    if not is_community(url):
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SCHEDULE_JOBS, (scheduled,))
+
+
+def refresh_year(url: str) -> list[tuple[str, float]]:
+    """Community edition: materialise every candle aggregate over the year, as
+    ``refresh_candles`` (``kalshibook refresh-candles``) does: one window, widened to New York
+    midnights, each aggregate in chain order (1m -> 1h -> 1d), logging each one's time.
+
+    Chain order per window matters: a 1d refresh reads the 1h aggregate, whose real-time part
+    reads the 1m aggregate, whose real-time part aggregates ``market.trades`` from the 1m
+    watermark on, and the New York day bucket gives that scan no upper bound. Refreshed window by
+    window (a month of 1m, 1h, 1d, then the next month), every 1d refresh aggregated all raw rows
+    of the rest of the year (~100 s per window and source at 10M trades); with the whole year of
+    1m and 1h materialised first, the real-time parts are empty. One window for the year took
+    537 s at 10M trades; month windows level by level (1m, then 1h, then 1d) ~690 s.
+    Returns (aggregate, seconds)."""
+    if not is_community(url):
+        return []
+    start, end = YEAR_START, YEAR_START + timedelta(days=DAYS + 1)
+    done: list[tuple[str, float]] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(DB_NOW).fetchone()
+        assert row is not None
+        for name, level in CANDLE_CHAIN:
+            window = refresh_window(start, end, level, row[0])
+            if window is None:
+                continue
+            t = time.perf_counter()
+            conn.execute(REFRESH, (name, *window))
+            took = time.perf_counter() - t
+            print(f"  refreshed {name}: {took:.0f} s", flush=True)
+            done.append((name, took))
+    return done
 
 
 def compress_as_policies_would(url: str) -> int:
     """Community edition: run every compression policy once, now (the year of data lies beyond
     every compress-after: the state a production database reaches on its own)."""
+    if not is_community(url):
+        return 0
     with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT current_setting('timescaledb.license')").fetchone() != (
-            "timescale",
-        ):
-            return 0
         jobs = [int(r[0]) for r in conn.execute(COMPRESSION_JOBS).fetchall()]
         for job in jobs:
             conn.execute("CALL run_job(%s)", (job,))
         conn.execute("ANALYZE")
     return len(jobs)
+
+
+# Preparation phases done, kept in the scratch database itself: --reuse resumes after the last
+# one that finished (a load or refresh interrupted half-way is redone from its start).
+STATE_DDL: LiteralString = """
+CREATE TABLE IF NOT EXISTS public.bench_candles_state (
+    phase text PRIMARY KEY, seconds double precision NOT NULL, done_at timestamptz NOT NULL
+)
+"""
+STATE_DONE: LiteralString = "SELECT phase, seconds FROM public.bench_candles_state"
+STATE_MARK: LiteralString = (
+    "INSERT INTO public.bench_candles_state VALUES (%s, %s, now()) "
+    "ON CONFLICT (phase) DO UPDATE SET seconds = excluded.seconds, done_at = excluded.done_at"
+)
+PHASES = ("load", "refresh", "compress")
+
+
+def prepare(url: str, trades: int, markets: int, seed: int) -> dict[str, float]:
+    """Run the preparation phases not done yet; the seconds each took (this run or an earlier)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(STATE_DDL)
+        done = {str(r[0]): float(r[1]) for r in conn.execute(STATE_DONE).fetchall()}
+    if "load" not in done:
+        for phase in PHASES:  # a reload invalidates every later phase
+            done.pop(phase, None)
+    schedule_jobs(url, False)
+    for phase in PHASES:
+        if phase in done:
+            continue
+        print(f"{phase} ...", flush=True)
+        t = time.perf_counter()
+        if phase == "load":
+            load(url, trades, markets, seed)
+        elif phase == "refresh":
+            refresh_year(url)
+        else:
+            compressed = compress_as_policies_would(url)
+            if compressed:
+                print(f"  ran {compressed} compression policies", flush=True)
+        done[phase] = time.perf_counter() - t
+        print(f"{phase}: {done[phase]:.0f} s", flush=True)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(STATE_MARK, (phase, done[phase]))
+    schedule_jobs(url, True)
+    return done
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -205,43 +318,99 @@ def windows(span: timedelta, n: int, rnd: random.Random) -> list[tuple[datetime,
     return out
 
 
+HANDLER_WARM_UP = 6
+"""Handler calls before the timed ones: psycopg prepares a statement at its 5th execution on a
+connection (the pooled connections of the endpoint pass have long passed it)."""
+
+
+@dataclass
+class Timings:
+    """One repeat of one scenario, ms per request."""
+
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    handler_cold: list[float] = field(default_factory=list)
+    handler_warm: list[float] = field(default_factory=list)
+    candles: int = 0
+
+
+def _params(interval: str, start: datetime, end: datetime) -> dict[str, str]:
+    return {
+        "interval": interval,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fill": "true",
+    }
+
+
+async def handler_work(
+    conn: psycopg.AsyncConnection[Any],
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+) -> bytes:
+    """What the route does once auth, charging and the connection are done: the read, assembly,
+    formatting and the JSON body (routes.candles.candles_handler, minus HTTP)."""
+    now = datetime.now(UTC)
+    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=True, until=now)
+    page = CandlePage(
+        data=candles_out(rows),
+        next_cursor=None,
+        has_more=False,
+        request_id="bench",
+        response_time=0.0,
+        ticker=ticker,
+        interval=interval,
+    )
+    return msgspec.json.encode(page)
+
+
 async def time_endpoint(
-    url: str, ticker: str, interval: str, wins: list[tuple[datetime, datetime]]
-) -> tuple[list[float], int]:
+    url: str,
+    ticker: str,
+    interval: Interval,
+    wins: list[tuple[datetime, datetime]],
+    handler_wins: list[tuple[datetime, datetime]],
+) -> Timings:
+    """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm); then the handler's work
+    alone, on one connection, at ``handler_wins`` (other random positions: cold too) and at
+    ``handler_wins[0]`` (warm)."""
     settings = Settings(
         core=CoreSettings(database_url=url),
         api=ApiSettings(rate_limit_per_second=1_000_000.0),
     )
     key = create_key(url, name="bench candles", credits=10**9).key
-    samples: list[float] = []
-    returned = 0
+    out = Timings()
+    path = f"/v1/markets/{ticker}/candles"
     async with AsyncTestClient(app=create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {key}"
-        path = f"/v1/markets/{ticker}/candles"
-        params = {
-            "interval": interval,
-            "start": wins[0][0].isoformat(),
-            "end": wins[0][1].isoformat(),
-            "fill": "true",
-        }
         # warm-up: one request per connection the pool opens (it hands them out in turn, and a
         # server process's first read of the candle relations loads their catalog entries)
         for _ in range(POOL_MIN_SIZE):
-            await client.get(path, params=params)
-        for start, end in [*wins, *[wins[0]] * len(wins)]:  # random positions, then warm
-            params = {
-                "interval": interval,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "fill": "true",
-            }
+            await client.get(path, params=_params(interval, *wins[0]))
+        for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
+            params = _params(interval, start, end)
             t = time.perf_counter()
             r = await client.get(path, params=params)
-            samples.append((time.perf_counter() - t) * 1000)
+            took = (time.perf_counter() - t) * 1000
+            (out.cold if k < len(wins) else out.warm).append(took)
             if r.status_code != 200:
                 raise SystemExit(f"{path} {params}: {r.status_code} {r.text[:300]}")
-            returned = len(r.json()["data"])
-    return samples, returned
+            out.candles = len(r.json()["data"])
+    # the app runs in the test client's own thread and event loop: a direct connection here,
+    # with the API's connection settings, warmed up like the pool's
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, options=CONNECTION_OPTIONS
+    ) as conn:
+        for _ in range(HANDLER_WARM_UP):
+            await handler_work(conn, ticker, interval, *handler_wins[0])
+        for k, (start, end) in enumerate([*handler_wins, *[handler_wins[0]] * len(handler_wins)]):
+            t = time.perf_counter()
+            await handler_work(conn, ticker, interval, start, end)
+            took = (time.perf_counter() - t) * 1000
+            (out.handler_cold if k < len(handler_wins) else out.handler_warm).append(took)
+    return out
 
 
 RAW_BUDGET_S = 60.0
@@ -282,16 +451,39 @@ def server_facts(url: str) -> dict[str, str]:
         }
 
 
-def write_section(path: Path, section: str) -> None:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def write_section(path: Path, name: str, section: str, after: str | None = None) -> None:
+    """Replace the ``name`` section of ``path``; a new one goes after the ``after`` section (or
+    at the end)."""
+    begin, end = markers(name)
     text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
+    elif after is not None and markers(after)[1] in text:
+        head, tail = text.split(markers(after)[1], 1)
+        text = head + markers(after)[1] + "\n\n" + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def figure(reps: list[Timings], kind: str, q: float) -> str:
+    """The ``q`` quantile of the ``kind`` samples, over the repeats (see :func:`spread`)."""
+    return spread([pct(getattr(t, kind), q) for t in reps])
+
+
+def spread(values: list[float]) -> str:
+    """The median of per-repeat figures, with their min-max when there are several."""
+    mid = statistics.median(values)
+    if len(values) < 2:
+        return f"{mid:,.1f}"
+    return f"{mid:,.1f} ({min(values):,.1f}-{max(values):,.1f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,11 +492,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markets", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repeats of every request kind (default 3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="use the scratch database as left by --keep (no reload)",
+        help="use the scratch database as left by --keep: only the preparation phases (load, "
+        "refresh, compress) it has not finished are run",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="stop after preparing the scratch database (implies --keep)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
@@ -322,7 +523,6 @@ def main(argv: list[str] | None = None) -> int:
     admin = with_database(base, "postgres")
     db_name = args.database_name
     url = with_database(base, db_name)
-    t_load = 0.0
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
         if exists and not args.reuse:
@@ -330,29 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         if not exists or not args.reuse:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
     try:
-        if not (exists and args.reuse):
-            print(
-                f"loading {args.trades:,} trades over {args.markets:,} markets into "
-                f"{redact(url)} ...",
-                flush=True,
-            )
-            migrate.upgrade(url)
-            t = time.perf_counter()
-            load(url, args.trades, args.markets, args.seed)
-            t_load = time.perf_counter() - t
-
-            async def refresh() -> list[str]:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-                    return await refresh_candles(
-                        c, YEAR_START, YEAR_START + timedelta(days=DAYS + 1)
-                    )
-
-            refreshed = asyncio.run(refresh())
-            if refreshed:
-                print(f"  refreshed {len(refreshed)} continuous aggregates", flush=True)
-            compressed = compress_as_policies_would(url)
-            if compressed:
-                print(f"  ran {compressed} compression policies", flush=True)
+        migrate.upgrade(url)  # a reused database gets the migrations added since
+        print(f"{args.trades:,} trades over {args.markets:,} markets in {redact(url)}", flush=True)
+        phases = prepare(url, args.trades, args.markets, args.seed)
+        if args.prepare_only:
+            return 0
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT market_ticker, count(*) FROM market.trades GROUP BY 1 ORDER BY 2 DESC "
@@ -369,16 +551,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
             }
         facts = server_facts(url)
-        rnd = random.Random(args.seed)
-        rows = []
-        for label, interval, span, raw in SCENARIOS:
-            wins = windows(span, args.requests, rnd)
-            print(f"timing {label} ...", flush=True)
-            api, candles = asyncio.run(time_endpoint(url, busiest, interval, wins))
-            direct, groups = time_raw(url, busiest, raw, wins)
-            rows.append((label, candles, groups, api, direct))
+        runs: dict[str, list[Timings]] = {label: [] for label, *_ in SCENARIOS}
+        raws: dict[str, list[float]] = {}
+        loads: list[float] = []
+        for repeat in range(args.repeat):
+            rnd = random.Random(args.seed + repeat)
+            for label, interval, span, raw in SCENARIOS:
+                wins = windows(span, args.requests, rnd)
+                handler_wins = windows(span, args.requests, rnd)
+                loads.append(os.getloadavg()[0])
+                print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
+                runs[label].append(
+                    asyncio.run(time_endpoint(url, busiest, interval, wins, handler_wins))
+                )
+                if repeat == 0:
+                    raws[label], _groups = time_raw(url, busiest, raw, wins)
+            loads.append(os.getloadavg()[0])
     finally:
-        if not args.keep:
+        if not (args.keep or args.prepare_only):
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
@@ -386,15 +576,25 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
 
+    community = facts["license"] == "timescale"
     edition = (
         "Community (continuous aggregates, materialised over the whole year, then compressed "
         "by running the compression policies: the year lies beyond every compress-after)"
-        if facts["license"] == "timescale"
+        if community
         else "Apache-2 (candle relations are plain views, computed on read)"
     )
-    load_note = f" Load (server-side generation): {t_load:.0f} s." if t_load else ""
+    load_note = f" Load (server-side generation): {phases['load']:.0f} s" + (
+        f"; refresh (one window, chain order, jobs paused) {phases['refresh']:.0f} s; "
+        f"compression {phases['compress']:.0f} s."
+        if community
+        else "."
+    )
+    command = (
+        f"python bench/bench_candles.py --trades {args.trades} --markets {args.markets} "
+        f"--requests {args.requests} --repeat {args.repeat}"
+    )
     lines = [
-        "## Candles (`bench/bench_candles.py`)",
+        "## Candles (`bench/bench_candles.py`)" if community else "## Candles, Apache-2 edition",
         "",
         f"TimescaleDB {facts['tsdb']} **{edition}**, PostgreSQL {facts['pg']}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; API in-process "
@@ -403,46 +603,59 @@ def main(argv: list[str] | None = None) -> int:
         f"across {DAYS} days, {totals['quotes']:,} quotes, {totals['market_stats']:,} market-stats "
         f"rows; database {facts['size']}.{load_note} Busiest market `{busiest}`: "
         f"{busiest_n:,} trades.",
-        f"Run: `python bench/bench_candles.py --trades {args.trades} --markets {args.markets} "
-        f"--requests {args.requests}` ({datetime.now(UTC):%Y-%m-%d}). *cold*: {args.requests} "
-        "requests, each at a random position in the year; *warm*: the first of those ranges "
-        f"{args.requests} times again; `fill=true`; after one warm-up request per pooled "
-        "connection.",
+        f"Run: `{command}` ({datetime.now(UTC):%Y-%m-%d}), 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} during the run. Per repeat and request kind: "
+        f"*cold*: {args.requests} requests, each at a random position in the year; *warm*: the "
+        f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
+        "request per pooled connection. Figures: the median over the "
+        f"{args.repeat} repeats of each repeat's p50 / p99, (min-max over the repeats).",
         "",
         "| request (busiest market) | candles | cold p50 ms | cold p99 ms | warm p50 ms "
-        "| warm p99 ms | raw GROUP BY p50 ms (n) | raw / endpoint (cold p50) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| warm p99 ms | handler cold p50 / p99 ms | handler warm p50 / p99 ms "
+        "| raw GROUP BY p50 ms (n) | raw / endpoint (cold p50) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, candles, _groups, api, direct in rows:
-        half = len(api) // 2
-        cold, warm = api[:half], api[half:]
+    for label, *_ in SCENARIOS:
+        reps = runs[label]
+        cold_p50 = statistics.median(pct(t.cold, 0.5) for t in reps)
+        raw_ms = raws[label]
         lines.append(
-            f"| {label} | {candles:,} | {statistics.median(cold):.1f} | {pct(cold, 0.99):.1f} "
-            f"| {statistics.median(warm):.1f} | {pct(warm, 0.99):.1f} "
-            f"| {statistics.median(direct):,.1f} ({len(direct)}) "
-            f"| {statistics.median(direct) / statistics.median(cold):,.1f}x |"
+            f"| {label} | {reps[0].candles:,} | {figure(reps, 'cold', 0.5)} "
+            f"| {figure(reps, 'cold', 0.99)} | {figure(reps, 'warm', 0.5)} "
+            f"| {figure(reps, 'warm', 0.99)} "
+            f"| {figure(reps, 'handler_cold', 0.5)} / {figure(reps, 'handler_cold', 0.99)} "
+            f"| {figure(reps, 'handler_warm', 0.5)} / {figure(reps, 'handler_warm', 0.99)} "
+            f"| {statistics.median(raw_ms):,.1f} ({len(raw_ms)}) "
+            f"| {statistics.median(raw_ms) / cold_p50:,.1f}x |"
         )
     lines += [
         "",
-        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge (two "
-        "durable commits: the key's credits and the usage row), the trades/quotes/stats candle "
-        "relations in one statement, the carried-in state (the 1m aggregates of the two days "
-        "before, the 1d ones only when those leave something unknown; three raw look-ups on "
-        "Apache), assembly (bid/ask/OI carried, fill), JSON with both kalshibook's and Kalshi's "
-        "fields. On Community the aggregates' watermarks are read first and the range below them "
-        "is read from the materialisation hypertables directly (what the real-time aggregates "
+        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge, the "
+        "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
+        "aggregates of the two days before, the 1d ones only when those leave something unknown; "
+        "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
+        "kalshibook's and Kalshi's fields. On Community one pipelined transaction, planned "
+        "without parallel workers, reads the aggregates' watermarks and then the range below "
+        "them from the materialisation hypertables directly (what the real-time aggregates "
         "return there, without planning their live part); above them, the aggregates.",
+        "- *handler*: the route's own work (the read, assembly, formatting, the JSON body) called "
+        "directly on one connection with the API's connection settings, at other random "
+        "positions (cold) and one range repeated (warm): the endpoint minus HTTP (the test "
+        "client runs the app in its own thread), auth, charging and usage.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
         "OHLC, volume, notional, count only), on a direct connection: what computing candles "
-        "from the hypertable costs without any candle relation (at random positions; bounded "
-        f"to about {RAW_BUDGET_S:.0f} s per row, at least two queries).",
+        "from the hypertable costs without any candle relation (first repeat's positions; "
+        f"bounded to about {RAW_BUDGET_S:.0f} s per row, at least two queries).",
         "- On the Apache edition both read the same raw rows, so the endpoint cannot beat the raw "
         "query there; the Community edition's continuous aggregates read pre-aggregated rows.",
         "- Apache, 1d: the view nests three aggregations (1m, 1h, New York day) per source and "
         "the time-zone bucket defeats chunk exclusion, so every 1d read aggregates the market's "
         "whole history of trades, quotes and stats, and plans over every chunk.",
     ]
-    write_section(args.out, "\n".join(lines))
+    if community:
+        write_section(args.out, "candles", "\n".join(lines))
+    else:
+        write_section(args.out, "candles-apache", "\n".join(lines), after="candles")
     print("\n".join(lines))
     return 0
 

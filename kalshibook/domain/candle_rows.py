@@ -5,13 +5,15 @@ price, open interest carried forward, fill, VWAP half-even to 6 dp). Numbers sta
 PostgreSQL prints for a numeric (or ``str(Decimal)``): a request of 1,440 candles would otherwise
 spend most of its time building and formatting tens of thousands of Decimal objects. Text is
 compared numerically only where a rule needs an order (bid/ask high and low), through Decimals
-built once per distinct value, and VWAP is computed with integers, exactly.
+built once per distinct value, and VWAP is computed with integers, exactly. Buckets are integer
+microseconds since the Unix epoch (what the read returns): placing a row in its period is integer
+arithmetic, with no datetime per row.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -21,22 +23,43 @@ import msgspec
 
 from kalshibook.domain.periods import Interval, iter_periods, period_end, period_floor, period_width
 
-__all__ = ("VWAP_DP", "BucketRow", "CandleRow", "CarriedText", "assemble_rows", "vwap_units")
+__all__ = (
+    "VWAP_DP",
+    "BucketRow",
+    "CandleRow",
+    "CarriedText",
+    "assemble_rows",
+    "from_us",
+    "to_us",
+    "vwap_units",
+)
 
 VWAP_DP: Final = 6
 _SCALE: Final = 10**VWAP_DP
-_ZERO: Final = timedelta(0)
-_PLAIN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+_POW10: Final[tuple[int, ...]] = tuple(10**k for k in range(64))
+
+
+def to_us(ts: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (exact)."""
+    return (ts - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """Integer microseconds since the Unix epoch as a UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 class BucketRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One period's aggregate rows (trades, quotes, stats joined on the bucket), numbers as text.
 
-    ``open`` is None when the period has no trade (a trade row always has a price); ``quoted``
-    says whether the period has a quotes row (whose values may all be None: an empty book).
+    ``bucket_us`` is the period's start in microseconds since the Unix epoch. ``open`` is None
+    when the period has no trade (a trade row always has a price); ``quoted`` says whether the
+    period has a quotes row (whose values may all be None: an empty book).
     """
 
-    bucket: datetime
+    bucket_us: int
     open: str | None = None
     high: str | None = None
     low: str | None = None
@@ -91,24 +114,35 @@ class CandleRow(msgspec.Struct, frozen=True, gc=False):
     open_interest: str | None
 
 
-def _int_scale(text: str) -> tuple[int, int]:
-    whole, _, frac = text.partition(".")
-    return int(whole + frac), len(frac)
+def _vwap_exact(notional: str, volume: str) -> int | None:
+    if Decimal(volume) == 0:
+        return None
+    exact: Fraction = Fraction(Decimal(notional)) / Fraction(Decimal(volume)) * _SCALE
+    units: int = round(exact)
+    return units
 
 
 def vwap_units(notional: str, volume: str) -> int | None:
     """notional / volume in micro-dollars, rounded half-even exactly; None when volume is 0."""
-    if _PLAIN.fullmatch(notional) is None or _PLAIN.fullmatch(volume) is None:
-        if Decimal(volume) == 0:
-            return None
-        exact: Fraction = Fraction(Decimal(notional)) / Fraction(Decimal(volume)) * _SCALE
-        return round(exact)
-    n, n_dp = _int_scale(notional)
-    v, v_dp = _int_scale(volume)
+    n_whole, _, n_frac = notional.partition(".")
+    v_whole, _, v_frac = volume.partition(".")
+    n_digits = n_whole + n_frac
+    v_digits = v_whole + v_frac
+    # plain decimals (PostgreSQL's numeric text): ASCII digits, one optional '-', one '.'
+    if not (
+        n_digits.isascii()
+        and v_digits.isascii()
+        and n_digits.removeprefix("-").isdigit()
+        and v_digits.removeprefix("-").isdigit()
+        and len(n_frac) < len(_POW10)
+        and len(v_frac) + VWAP_DP < len(_POW10)
+    ):
+        return _vwap_exact(notional, volume)  # exponent, NaN, ...: the Fraction way
+    v = int(v_digits)
     if v == 0:
         return None
-    num: int = n * 10 ** (v_dp + VWAP_DP)
-    den: int = v * 10**n_dp
+    num = int(n_digits) * _POW10[len(v_frac) + VWAP_DP]
+    den = v * _POW10[len(n_frac)]
     if den < 0:
         num, den = -num, -den
     q, r = divmod(num, den)
@@ -148,40 +182,77 @@ class _Numbers:
 
 
 def _utc(ts: datetime) -> datetime:
-    """``ts`` with the UTC tzinfo object: the database's datetimes carry the session's zone
-    (``Etc/UTC``, ...), and comparing or hashing datetimes of different zones costs a utcoffset()
-    call each time, the bulk of an assembly of 1,440 periods."""
+    """``ts`` with the UTC tzinfo object (comparing or hashing datetimes of different zones costs
+    a utcoffset() call each time)."""
     return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
-def _buckets(
+def _periods(
     interval: Interval,
     first: datetime,
     end: datetime,
     rows: Sequence[BucketRow],
     fill: bool,
     until: datetime | None,
-) -> tuple[list[datetime], dict[datetime, BucketRow]]:
-    by_bucket: dict[datetime, BucketRow] = {}
+) -> list[tuple[datetime, datetime, BucketRow | None]]:
+    """(start, end, row or None) of every period to return, in order."""
     width = period_width(interval)
-    for row in rows:
-        b = _utc(row.bucket)
-        if b in by_bucket:
-            raise ValueError(f"two rows for bucket {b.isoformat()}")
-        on_grid = (b - first) % width == _ZERO if width else period_floor(b, interval) == b
-        if not (first <= b < end and on_grid):
-            raise ValueError(f"row bucket {b.isoformat()} is not a {interval} period in range")
-        by_bucket[b] = row
-    if not fill:
-        return sorted(by_bucket), by_bucket
-    stop = end if until is None else min(end, _utc(until))
-    if width:
-        periods = [first + width * k for k in range(max(0, -(-(stop - first) // width)))]
+    first_us, end_us = to_us(first), to_us(end)
+    stop = end if until is None or not fill else min(end, _utc(until))
+    if width is None:  # New York days: the range's periods once; rows are checked against them
+        grid = list(iter_periods(first, end, interval))
+        position = {to_us(t): k for k, t in enumerate(grid)}
+        by_us = _by_bucket(rows, interval, lambda b: b in position)
+        if fill:
+            filled = bisect_left(grid, stop)
+            indices = [*range(filled), *sorted(k for b in by_us if (k := position[b]) >= filled)]
+        else:
+            indices = sorted(position[b] for b in by_us)
+        last = len(grid) - 1
+        return [
+            (
+                grid[k],
+                grid[k + 1] if k < last else period_end(grid[k], interval),
+                by_us.get(to_us(grid[k])),
+            )
+            for k in indices
+        ]
+    width_us = width // _US
+    by_us = _by_bucket(
+        rows, interval, lambda b: first_us <= b < end_us and (b - first_us) % width_us == 0
+    )
+    if fill:
+        count = max(0, -(-(stop - first) // width))
+        starts = [first + width * k for k in range(count)]
+        get = by_us.get
+        slots = [get(k) for k in range(first_us, first_us + count * width_us, width_us)]
+        if len(slots) - slots.count(None) < len(by_us):
+            # rows of periods after ``until`` (the caller's clock behind the database's):
+            # sparse, after the filled periods
+            later = sorted(k for k in by_us if k >= first_us + count * width_us)
+            starts += [from_us(k) for k in later]
+            slots += [by_us[k] for k in later]
     else:
-        periods = list(iter_periods(first, stop, interval))
-    if len(by_bucket) and not by_bucket.keys() <= set(periods):
-        return sorted(set(periods) | set(by_bucket)), by_bucket
-    return periods, by_bucket
+        ordered = sorted(by_us)
+        starts = [from_us(k) for k in ordered]
+        slots = [by_us[k] for k in ordered]
+    return [(t, t + width, r) for t, r in zip(starts, slots, strict=True)]
+
+
+def _by_bucket(
+    rows: Sequence[BucketRow], interval: Interval, is_period: Callable[[int], bool]
+) -> dict[int, BucketRow]:
+    by_us: dict[int, BucketRow] = {}
+    for row in rows:
+        b = row.bucket_us
+        if b in by_us:
+            raise ValueError(f"two rows for bucket {from_us(b).isoformat()}")
+        if not is_period(b):
+            raise ValueError(
+                f"row bucket {from_us(b).isoformat()} is not a {interval} period in range"
+            )
+        by_us[b] = row
+    return by_us
 
 
 def assemble_rows(
@@ -201,21 +272,13 @@ def assemble_rows(
     before ``min(end, until)`` is returned; otherwise only the periods of ``rows``.
     """
     first = _utc(period_floor(start, interval))
-    end = _utc(end)
-    buckets, by_bucket = _buckets(interval, first, end, rows, fill, until)
-    width = period_width(interval)
+    periods = _periods(interval, first, _utc(end), rows, fill, until)
     num = _Numbers()
     last_price = carried.last_price
     bid, ask, oi = carried.yes_bid, carried.yes_ask, carried.open_interest
     out: list[CandleRow] = []
     append = out.append
-    for bucket in buckets:
-        row = by_bucket.get(bucket)
-        bid_open, ask_open = bid, ask
-        bid_high = bid_low = bid_open
-        ask_high = ask_low = ask_open
-        previous = last_price
-        stop = bucket + width if width else period_end(bucket, interval)
+    for bucket, stop, row in periods:
         if row is None:
             append(
                 CandleRow(
@@ -230,7 +293,7 @@ def assemble_rows(
                     0,
                     "0",
                     "0",
-                    previous,
+                    last_price,
                     bid,
                     bid,
                     bid,
@@ -243,6 +306,10 @@ def assemble_rows(
                 )
             )
             continue
+        bid_open, ask_open = bid, ask
+        bid_high = bid_low = bid_open
+        ask_high = ask_low = ask_open
+        previous = last_price
         if row.quoted:
             bid_high = num.max(bid_open, row.yes_bid_high)
             bid_low = num.min(bid_open, row.yes_bid_low)

@@ -42,6 +42,7 @@ from kalshibook.domain.candle_rows import (
     CandleRow,
     CarriedText,
     assemble_rows,
+    to_us,
     vwap_units,
 )
 from kalshibook.domain.periods import (
@@ -208,7 +209,7 @@ def _bucket_rows(
         trade, quote, stat = by_trade.get(bucket), by_quote.get(bucket), by_stats.get(bucket)
         out.append(
             BucketRow(
-                bucket=bucket,
+                bucket_us=to_us(bucket),
                 open=t(trade.open) if trade else None,
                 high=t(trade.high) if trade else None,
                 low=t(trade.low) if trade else None,

@@ -45,10 +45,13 @@ AConn = AsyncConnection[Any]
 # bucket, numbers as text (exact, and no Decimal per value: see domain.candle_rows). A UNION ALL
 # grouped by bucket, not a FULL JOIN: each relation has at most one row per bucket, and a full
 # join of real-time aggregates planned one side as a merge over a re-evaluated aggregate (seconds
-# on a year of data). {trades}/{quotes}/{stats}: the level's aggregates, or their materialisations.
+# on a year of data). The bucket comes as integer microseconds since the epoch (exact: timestamptz
+# has microsecond resolution), cheaper to decode and to place than a datetime per row.
+# {trades}/{quotes}/{stats}: the level's aggregates, or their materialisations.
 ROWS_TEMPLATE: Final = """
-SELECT bucket, max(open), max(high), max(low), max(close), max(volume), max(notional),
-       max(trade_count), max(taker_yes_volume), max(taker_no_volume), bool_or(quoted),
+SELECT (extract(epoch FROM bucket) * 1000000)::bigint, max(open), max(high), max(low),
+       max(close), max(volume), max(notional), max(trade_count), max(taker_yes_volume),
+       max(taker_no_volume), bool_or(quoted),
        max(yes_bid_high), max(yes_bid_low), max(yes_bid_close),
        max(yes_ask_high), max(yes_ask_low), max(yes_ask_close), max(open_interest)
 FROM (
@@ -156,6 +159,12 @@ ORDER BY ts DESC LIMIT 1
 """
 CARRY_SEARCH_WINDOW: Final = timedelta(days=1)
 _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Community edition: no parallel workers for the candle reads (for this read's transaction only).
+# One market's buckets are at most max_candles rows from a few chunks, yet the planner picked a
+# two-worker Gather for a day of 1m candles, and starting the workers cost ~25 ms of a 30 ms
+# statement (10M trades, 2 CPUs); serially it took ~4 ms.
+SERIAL_PLANS: Final = "SET LOCAL max_parallel_workers_per_gather = 0"
 
 # The candle aggregates' materialisation hypertables (Community edition; none on Apache).
 MATERIALISATIONS: Final = """
@@ -273,29 +282,32 @@ async def _fetch_community(
     conn: AConn, direct: _Direct, ticker: str, interval: Interval, start: datetime, end: datetime
 ) -> CandleData:
     ids = direct.ids
-    async with conn.cursor() as cur:
-        await cur.execute(WATERMARKS, {"ids": sorted({*ids["1m"], *ids[interval], *ids["1d"]})})
-        marks: dict[int, datetime] = {int(r[0]): r[1] for r in await cur.fetchall()}
-    level_mark, minute_mark, day_mark = (
-        min(marks[i] for i in ids[lv]) for lv in (interval, "1m", "1d")
-    )
     carried_params = {"ticker": ticker, "start": start, "near": start - CARRIED_NEAR}
     below: list[BucketRow] = []
     above: list[BucketRow] = []
+    # One pipeline: BEGIN, the planner setting and the watermarks go in one round trip, the rows
+    # and the carried-in state in the next, COMMIT in the last.
     async with (
+        conn.pipeline(),
+        conn.transaction(),
         conn.cursor(row_factory=args_row(BucketRow)) as below_cur,
         conn.cursor(row_factory=args_row(BucketRow)) as above_cur,
         conn.cursor() as cur,
     ):
-        async with conn.pipeline():
-            if start < level_mark:
-                below_params = {"ticker": ticker, "start": start, "end": min(end, level_mark)}
-                await below_cur.execute(direct.rows_sql[interval], below_params)
-            if end > level_mark:
-                above_params = {"ticker": ticker, "start": max(start, level_mark), "end": end}
-                await above_cur.execute(ROWS_SQL[interval], above_params)
-            near_sql = direct.near_sql if start <= minute_mark else CARRIED_NEAR_SQL
-            await cur.execute(near_sql, carried_params)
+        await conn.execute(SERIAL_PLANS)
+        await cur.execute(WATERMARKS, {"ids": sorted({*ids["1m"], *ids[interval], *ids["1d"]})})
+        marks: dict[int, datetime] = {int(r[0]): r[1] for r in await cur.fetchall()}
+        level_mark, minute_mark, day_mark = (
+            min(marks[i] for i in ids[lv]) for lv in (interval, "1m", "1d")
+        )
+        if start < level_mark:
+            below_params = {"ticker": ticker, "start": start, "end": min(end, level_mark)}
+            await below_cur.execute(direct.rows_sql[interval], below_params)
+        if end > level_mark:
+            above_params = {"ticker": ticker, "start": max(start, level_mark), "end": end}
+            await above_cur.execute(ROWS_SQL[interval], above_params)
+        near_sql = direct.near_sql if start <= minute_mark else CARRIED_NEAR_SQL
+        await cur.execute(near_sql, carried_params)
         if start < level_mark:
             below = await below_cur.fetchall()
         if end > level_mark:

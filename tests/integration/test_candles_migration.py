@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -191,3 +192,36 @@ def test_downgrade_to_0001_drops_the_candles_and_upgrade_restores_them(empty_db_
     migrate.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute(count).fetchone() == (len(NAMES),)
+
+
+MAT_CHUNK_INTERVALS = """
+SELECT c.view_name, d.time_interval
+FROM timescaledb_information.continuous_aggregates c
+JOIN timescaledb_information.dimensions d
+  ON d.hypertable_schema = c.materialization_hypertable_schema
+ AND d.hypertable_name = c.materialization_hypertable_name
+WHERE c.view_schema = 'market'
+"""
+
+
+def test_hourly_and_daily_materialisations_have_larger_chunks(
+    empty_db_url: str, edition: str
+) -> None:
+    """0008: the 1h and 1d levels get chunks of 30 days and a year (a year of 1d candles then
+    spans one or two chunks instead of 38); the 1m level keeps TimescaleDB's default (10 x the
+    source's 1-day chunks); a downgrade restores 10 days. Nothing to set on Apache (views)."""
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        got = {str(r[0]): r[1] for r in conn.execute(MAT_CHUNK_INTERVALS).fetchall()}
+    if edition != "community":
+        assert got == {}
+        return
+    ten = timedelta(days=10)
+    assert got == {
+        name: {"1m": ten, "1h": timedelta(days=30), "1d": timedelta(days=365)}[name[-2:]]
+        for name in NAMES
+    }
+    migrate.downgrade(empty_db_url, "0007")
+    with psycopg.connect(empty_db_url) as conn:
+        got = {str(r[0]): r[1] for r in conn.execute(MAT_CHUNK_INTERVALS).fetchall()}
+    assert got == dict.fromkeys(NAMES, ten)

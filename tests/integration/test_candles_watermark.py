@@ -149,3 +149,45 @@ async def test_state_carried_from_days_before_comes_from_the_daily_materialisati
         (start + k * M, Decimal("0.61"), Decimal("0.60"), Decimal("0.63"), Decimal(77), 0)
         for k in range(2)
     ]
+
+
+# auto_explain sends every statement's plan to the client as a NOTICE; forced parallel mode puts a
+# Gather on top of every parallel-safe plan unless max_parallel_workers_per_gather is 0 (the GUC
+# was renamed in PostgreSQL 16).
+EXPLAIN_EVERYTHING = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_level = 'notice'",
+)
+FORCE_PARALLEL = """
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                       THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', false)
+"""
+
+
+async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
+    """A candle read of one market is planned serially (SERIAL_PLANS): starting parallel workers
+    costs more than the read (~25 ms of a 30 ms day of 1m candles at 10M trades), even when the
+    planner's costs say otherwise; the setting ends with the read's transaction."""
+    load(db_url)
+    plans: list[str] = []
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        for statement in EXPLAIN_EVERYTHING:
+            await conn.execute(statement)  # type: ignore[arg-type]  # constants above
+        await conn.execute(FORCE_PARALLEL)
+        direct = await candle_reads._direct(conn)
+        assert direct is not None
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        # the control: without the read's setting this connection plans the same rows in parallel
+        params = {"ticker": TICKER, "start": T0 - 60 * M, "end": T0 + 5 * M}
+        await conn.execute(direct.rows_sql["1m"], params)
+        assert any("Gather" in p for p in plans)
+        plans.clear()
+        candles = await read_candles(conn, TICKER, "1m", T0 - 60 * M, T0 + 10 * M, fill=False)
+        cur = await conn.execute("SHOW max_parallel_workers_per_gather")
+        after = await cur.fetchone()
+    assert len(candles) == 10
+    assert len(plans) >= 3  # watermarks, rows below and above the watermark, carried-in state
+    assert not [p for p in plans if "Gather" in p]
+    assert after is not None
+    assert after[0] != "0"  # SET LOCAL: not left on the connection

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from kalshibook.domain.candle_rows import vwap_units
 from kalshibook.domain.candles import (
     CarriedIn,
     QuoteBucket,
@@ -130,6 +134,37 @@ def test_vwap_is_exact_and_rounded_half_even_to_6_dp() -> None:
     assert vwap(D("0.0000025"), D("1")) == D("0.000002")
     assert vwap(D("12.345"), D("25.00")) == D("0.493800")
     assert vwap(D("0"), D("0")) is None
+
+
+def _reference_units(notional: Decimal, volume: Decimal) -> int | None:
+    if volume == 0:
+        return None
+    exact = Fraction(notional) / Fraction(volume) * 10**6
+    floor = exact.numerator // exact.denominator
+    rest = exact - floor
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2):
+        return floor + 1
+    return floor
+
+
+decimals = st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9)
+
+
+@given(decimals, decimals, st.booleans())
+def test_vwap_units_is_the_exact_half_even_quotient_of_any_decimal_text(
+    notional: Decimal, volume: Decimal, plain: bool
+) -> None:
+    """Plain text (PostgreSQL's numeric output: the integer path) or str(Decimal) (exponents too:
+    the Fraction path), any sign and scale: the exact quotient, rounded half-even."""
+    n_text, v_text = (
+        (format(notional, "f"), format(volume, "f"))
+        if plain
+        else (
+            str(notional),
+            str(volume),
+        )
+    )
+    assert vwap_units(n_text, v_text) == _reference_units(notional, volume)
 
 
 # --- assembly -----------------------------------------------------------------------------------
@@ -279,6 +314,30 @@ def test_fill_stops_at_until_and_labels_daily_periods_by_new_york_days() -> None
         (utc(2026, 3, 9, 4), utc(2026, 3, 10, 4)),  # in progress at `until`
     ]
     assert all(c.previous == D("0.5") for c in candles)
+
+
+@pytest.mark.parametrize("interval", ["1m", "1h", "1d"])
+def test_fill_keeps_rows_of_periods_after_until(interval: str) -> None:
+    """A row of a period that starts after ``until`` (the caller's clock behind the database's)
+    is still returned, after the filled periods, without filling the gap before it."""
+    first = period_floor(utc(2026, 3, 7, 12), interval)  # type: ignore[arg-type]
+    starts = list(iter_periods(first, first + timedelta(days=40), interval))  # type: ignore[arg-type]
+    late = starts[5]
+    candles = assemble(
+        interval,  # type: ignore[arg-type]
+        first,
+        starts[8],
+        trades=[trade(starts[0], *["0.4"] * 4, "1", "0.4"), trade(late, *["0.6"] * 4, "2", "1.2")],
+        quotes=[],
+        stats=[],
+        carried=CarriedIn(),
+        fill=True,
+        until=starts[2] + timedelta(seconds=1),  # the third period is in progress
+    )
+    assert [c.start for c in candles] == [starts[0], starts[1], starts[2], late]
+    assert [c.close for c in candles] == [D("0.4"), None, None, D("0.6")]
+    assert [c.previous for c in candles] == [None, D("0.4"), D("0.4"), D("0.4")]
+    assert candles[-1].end == starts[6]
 
 
 def test_start_inside_a_period_selects_that_period() -> None:

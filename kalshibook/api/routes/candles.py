@@ -48,47 +48,49 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND: Final = timedelta(seconds=1)
 
 
+class _Dollars(dict[str | None, str | None]):
+    """``fmt_dollars_text`` of each distinct text, computed on the first look-up (a plain dict
+    look-up after that: no Python call per field)."""
+
+    def __missing__(self, text: str | None) -> str | None:
+        out = self[text] = None if text is None else fmt_dollars_text(text)
+        return out
+
+
+class _Counts(dict[str, str]):
+    """``fmt_count_text`` of each distinct text, as :class:`_Dollars`."""
+
+    def __missing__(self, text: str) -> str:
+        out = self[text] = fmt_count_text(text)
+        return out
+
+
 def candles_out(rows: Sequence[CandleRow]) -> list[s.CandleOut]:
     """The candles in the response shape: Kalshi-style strings, exactly fmt_dollars / fmt_count
     of the same values (kalshibook.domain.prices), each distinct text formatted once per request,
     and the bid/ask objects of consecutive candles with the same quotes shared (most periods of a
     filled range repeat the state carried into them). This runs per candle: keep it lean."""
-    dollars: dict[str | None, str | None] = {None: None}
-    counts: dict[str, str] = {}
-
-    def d(text: str | None) -> str | None:
-        try:
-            return dollars[text]
-        except KeyError:
-            assert text is not None  # None is always there
-            out = dollars[text] = fmt_dollars_text(text)
-            return out
-
-    def n(text: str) -> str:
-        try:
-            return counts[text]
-        except KeyError:
-            out = counts[text] = fmt_count_text(text)
-            return out
-
+    d = _Dollars()
+    n = _Counts()
     no_quote: _Quote = (None, None, None, None)
     bid_key, ask_key = no_quote, no_quote
     bid = ask = s.KalshiQuoteOHLC(None, None, None, None)
     out: list[s.CandleOut] = []
     append = out.append
+    micro = fmt_micro_dollars
     for c in rows:
         key: _Quote = (c.yes_bid_open, c.yes_bid_high, c.yes_bid_low, c.yes_bid_close)
         if key != bid_key:
             bid_key = key
-            bid = s.KalshiQuoteOHLC(d(key[0]), d(key[2]), d(key[1]), d(key[3]))
+            bid = s.KalshiQuoteOHLC(d[key[0]], d[key[2]], d[key[1]], d[key[3]])
         key = (c.yes_ask_open, c.yes_ask_high, c.yes_ask_low, c.yes_ask_close)
         if key != ask_key:
             ask_key = key
-            ask = s.KalshiQuoteOHLC(d(key[0]), d(key[2]), d(key[1]), d(key[3]))
-        o, h, lo, cl, prev = d(c.open), d(c.high), d(c.low), d(c.close), d(c.previous)
-        vwap = None if c.vwap is None else fmt_micro_dollars(c.vwap)
-        volume = n(c.volume)
-        oi = None if c.open_interest is None else n(c.open_interest)
+            ask = s.KalshiQuoteOHLC(d[key[0]], d[key[2]], d[key[1]], d[key[3]])
+        o, h, lo, cl, prev = d[c.open], d[c.high], d[c.low], d[c.close], d[c.previous]
+        vwap = None if c.vwap is None else micro(c.vwap)
+        volume = n[c.volume]
+        oi = None if c.open_interest is None else n[c.open_interest]
         append(
             s.CandleOut(
                 c.start,
@@ -100,8 +102,8 @@ def candles_out(rows: Sequence[CandleRow]) -> list[s.CandleOut]:
                 volume,
                 vwap,
                 c.trade_count,
-                n(c.taker_yes_volume),
-                n(c.taker_no_volume),
+                n[c.taker_yes_volume],
+                n[c.taker_no_volume],
                 prev,
                 bid.open_dollars,
                 bid.high_dollars,
