@@ -47,6 +47,18 @@ EDITIONS = ("community", "apache")
 
 # -- the suite stays inside the repository --------------------------------------------------------
 
+_TEMP = Path(tempfile.gettempdir()).resolve()
+if _TEMP in ROOT.parents:
+    # A checkout inside the temporary directory (a clone in /tmp): what the suite and the code
+    # under test make there would lie beside the repository, where the suite must not read, so
+    # the session's temporary directory (TMPDIR, inherited by workers and subprocesses) moves
+    # inside the repository's ignored .data/.
+    _OWN_TEMP = ROOT / ".data" / "tmp"
+    _OWN_TEMP.mkdir(parents=True, exist_ok=True)
+    _OWN_TEMP.chmod(0o1777)  # like /tmp: the postgres user's clusters live there too
+    os.environ["TMPDIR"] = str(_OWN_TEMP)
+    tempfile.tempdir = None
+
 OUTSIDE_READS: list[str] = []
 _ROOT_PREFIX = str(ROOT) + os.sep
 _WATCHED = str(ROOT.parent) + os.sep
