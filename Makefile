@@ -11,6 +11,8 @@ DB_URL_FILE := $(DATA)/database_url
 # The database URL: KALSHIBOOK_DATABASE_URL if set, else the local cluster from `make db`.
 DB_URL = $${KALSHIBOOK_DATABASE_URL:-$$(cat $(DB_URL_FILE) 2>/dev/null)}
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many pytest-xdist workers, one test file per worker at a time.
+TEST_WORKERS ?= 2
 
 .PHONY: help install db db-stop migrate collect backfill serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status export clean
 
@@ -53,7 +55,7 @@ demo-stop: ## stop everything `make demo` started
 	@scripts/demo.sh stop
 
 test: install db ## run the whole test suite against a real TimescaleDB
-	@$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: install ## the database-free tests only (seconds: the inner loop)
 	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

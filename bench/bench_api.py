@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import platform
 import re
@@ -33,7 +34,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -113,6 +115,22 @@ FROM (SELECT show_chunks('market.orderbook_deltas') UNION ALL
       SELECT show_chunks('market.orderbook_snapshots')) AS chunks(c)
 """
 
+ALONE_ROUNDS = 200
+"""Sequential requests of one client (the service time of one request)."""
+
+BARE_TRADES: LiteralString = """
+SELECT t.ts::text, t.created_time::text, t.exchange_seq::text, t.trade_id::text, t.market_ticker,
+       t.yes_price::text, t.no_price::text, t.count::text, t.taker_outcome_side,
+       t.taker_book_side, t.is_block_trade::text, t.source
+FROM market.trades t
+WHERE t.market_ticker = %(ticker)s AND t.ts >= %(start)s AND t.ts < %(end)s
+ORDER BY t.ts, t.exchange_seq, t.trade_id
+LIMIT 1001
+"""
+"""The rows of the 1,000-row page (plus the one that tells ``has_more``), every column as text,
+straight from the table, bounded like the endpoint's first time window (one hour, which holds
+them): the floor the endpoint is compared with."""
+
 DROP_CHECKPOINTS = """
 DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
 """
@@ -170,7 +188,7 @@ def serve(kind: str, port: int, url: str) -> None:
 
         settings = Settings(
             core=CoreSettings(database_url=url),
-            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000),
+            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000, max_concurrent_per_key=1000),
         )
         app = create_app(settings)
     else:
@@ -291,9 +309,73 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
     return asyncio.run(_httpx_load(url, headers, duration, connections))
 
 
+def pgbench_rate(
+    url: str, query: LiteralString, params: dict[str, Any], duration: int, connections: int
+) -> float:
+    """Queries/s of ``query`` (parameters inlined as literals) run by pgbench over
+    ``connections`` connections for ``duration`` s: what the database alone sustains."""
+    if shutil.which("pgbench") is None:
+        return float("nan")
+    with psycopg.connect(url) as conn:
+        inlined = psycopg.ClientCursor(conn).mogrify(query, params)
+    script = ROOT / ".data" / "bench-bare.sql"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(" ".join(inlined.split()) + ";\n")
+    try:
+        out = subprocess.run(
+            ["pgbench", "-n", "-M", "extended", "-c", str(connections), "-j", "1",
+             "-T", str(duration), "-f", str(script), url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        script.unlink(missing_ok=True)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+class OneClient:
+    """One keep-alive HTTP/1.1 connection of the standard library's lean client (httpx costs
+    about a millisecond of its own per request): the server's service time, body read in full."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.headers = headers
+        self.conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=60
+        )
+
+    def get(self) -> tuple[float, int]:
+        """One request: (latency ms, status)."""
+        t = time.perf_counter()
+        self.conn.request("GET", self.target, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        return (time.perf_counter() - t) * 1000, response.status
+
+    def times(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            ms, status = self.get()
+            if status != 200:
+                raise SystemExit(f"{self.target}: HTTP {status}")
+            out.append(ms)
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def one_client(url: str, headers: dict[str, str], n: int) -> list[float]:
+    client = OneClient(url, headers)
+    try:
+        return client.times(n)
+    finally:
+        client.close()
 
 
 def sequential(
@@ -394,8 +476,34 @@ def main(argv: list[str] | None = None) -> int:
         assert len(check["data"]) == 1000, "the trades page must hold 1,000 rows"
         trades = load(trades_url, auth, d, c)
         print(f"trades page: {fmt(trades)}", flush=True)
+        # one client: the endpoint's service time beside the bare query of the same rows
+        page_alone, bare_alone = [], []
+        client = OneClient(trades_url, auth)
+        with psycopg.connect(bench_url, autocommit=True) as conn:
+            bare_params = {
+                "ticker": TRADES,
+                "start": T0 + timedelta(minutes=60),
+                "end": T0 + timedelta(minutes=120),
+            }
+            for _ in range(ALONE_ROUNDS):  # interleaved, so drift hits both alike
+                t = time.perf_counter()
+                rows = conn.execute(BARE_TRADES, bare_params).fetchall()
+                bare_alone.append((time.perf_counter() - t) * 1000)
+                assert len(rows) == 1001
+                ms, status = client.get()
+                page_alone.append(ms)
+                assert status == 200, status
+        client.close()
+        bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
+        print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
+        print(
+            f"trades page one client: p50 {statistics.median(page_alone):.2f} ms, bare query "
+            f"p50 {statistics.median(bare_alone):.2f} ms",
+            flush=True,
+        )
 
         book_rows: list[str] = []
+        book_alone: dict[int, list[float]] = {}
         headline: Result | None = None
         loaded = 0
         with psycopg.connect(bench_url, autocommit=True) as conn:
@@ -432,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
                 replayed_cp = body["data"]["deltas_applied"]
                 with_cp = load(book_url, auth, d, c)
                 headline = headline or with_cp
+                plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
+                book_alone[n] = plain_alone
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
                 times, body, status = sequential(book_url, auth, 3 if n <= 2_000_000 else 1)
@@ -463,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                     same = packed_body["data"] == plain_body["data"]
                     assert same, "the book read from compressed chunks differs"
                     comp = load(book_url, auth, d, c)
-                    alone, _, _ = sequential(book_url, auth, 200)  # one client: service time
+                    alone = one_client(book_url, auth, ALONE_ROUNDS)  # one client: service time
                     compressed = (
                         f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f} | "
                         f"{statistics.median(alone):.2f} / {pct(alone, 0.99):.2f}"
@@ -474,7 +584,8 @@ def main(argv: list[str] | None = None) -> int:
                     compressed += " | | | "
                 book_rows.append(
                     f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
-                    f"{with_cp.p99_ms:.2f} | {compressed} | {replayed} | {outcome} |"
+                    f"{with_cp.p99_ms:.2f} | {statistics.median(plain_alone):.2f} / "
+                    f"{pct(plain_alone, 0.99):.2f} | {compressed} | {replayed} | {outcome} |"
                 )
         assert headline is not None
         for r in (base, trades, headline):
@@ -516,22 +627,41 @@ def main(argv: list[str] | None = None) -> int:
         f"| `GET /v1/markets/{{ticker}}/orderbook?at=` ({sizes[0]:,} deltas in history, "
         f"checkpoints) | {fmt(headline)} | {headline.rps / base.rps:.3f} |",
         "",
+        f"One client ({ALONE_ROUNDS} sequential requests on one keep-alive connection of "
+        "Python's `http.client`, body read in full, "
+        "interleaved with the bare query on one psycopg connection):",
+        "",
+        "| 1,000-row trades page | p50 ms | p99 ms |",
+        "|---|---:|---:|",
+        f"| endpoint (auth, charge, page, JSON, HTTP) | {statistics.median(page_alone):.2f} | "
+        f"{pct(page_alone, 0.99):.2f} |",
+        f"| bare query: the same 1,001 rows, every column as text | "
+        f"{statistics.median(bare_alone):.2f} | {pct(bare_alone, 0.99):.2f} |",
+        f"| endpoint / bare query (medians) | "
+        f"{statistics.median(page_alone) / statistics.median(bare_alone):.2f} | |",
+        "",
+        f"The bare query alone under the same {c} connections (pgbench, no HTTP, no auth, rows "
+        f"not even decoded): {bare_load:,.0f} queries/s, {bare_load / base.rps:.3f} of the "
+        "constant route: the ceiling of any endpoint that must read those rows on this machine.",
+        "",
         "Order book at an instant near the end of the history, just before the last checkpoint: "
         f"the worst case with checkpoints ({every} - 1 deltas to replay), nearly the whole "
         "history without them (checkpoints deleted, a few sequential requests):",
         "",
         "| deltas in history | replayed (checkpoints) | req/s | p50 ms | p99 ms "
+        "| one client: p50 / p99 ms "
         "| compressed: req/s | compressed: p50 ms | compressed: p99 ms "
         "| compressed, one client: p50 / p99 ms "
         "| replayed (no checkpoints) | latency ms, no checkpoints |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *book_rows,
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
         "time; the book returned is checked equal to the uncompressed one). Under wrk's 8 "
         f"connections the latency is mostly queueing on {os.cpu_count()} CPUs; *one client* is "
-        "200 sequential requests (the service time of one request).",
+        f"{ALONE_ROUNDS} sequential requests on one `http.client` connection (the service time of "
+        "one request).",
         "",
         "With checkpoints the latency does not depend on the length of the history (at most "
         f"{every} deltas are replayed); without them every request replays the whole history "

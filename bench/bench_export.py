@@ -5,15 +5,18 @@
    (one snapshot at midnight) and a tenth as many trades;
 2. times ``--repeats`` exports of that day's deltas and trades per format (Parquet zstd, gzip CSV;
    in-process ``run_export`` into a fresh directory each time), and in the same run
-   ``COPY (SELECT <the export's columns> ... ORDER BY <its order>) TO STDOUT`` of the same rows read
-   to the end by psycopg (the floor: the database's own serialisation, no file written);
+   ``COPY (SELECT <the export's columns> ... ORDER BY <its order>) TO STDOUT`` of the same rows
+   (the floor: the database's own serialisation, no file written), read to the end twice: by
+   psycopg (a row at a time, as an application would) and by ``psql -o /dev/null`` (libpq's C
+   loop; includes psql's start and connection, a few tens of ms);
 3. runs ``kalshibook export`` once per format as a child process and samples its RSS
-   (``/proc/<pid>/status`` every 20 ms): the peak beside the RSS right after start-up;
-4. rewrites the ``<!-- bench:export -->`` section of BENCHMARKS.md; the scratch database is
-   dropped unless ``--keep``.
+   (``/proc/<pid>/status`` every 20 ms): the peak, beside the peak of the same command over a day
+   with no rows (start-up: imports, connection);
+4. rewrites the ``<!-- bench:export -->`` section of BENCHMARKS.md (``--section NAME``: another
+   one); the scratch database is dropped unless ``--keep``.
 
     python bench/bench_export.py                     # 2,000,000 deltas (modest, the default)
-    python bench/bench_export.py --deltas 10000000   # the issue's 10M-delta day
+    python bench/bench_export.py --deltas 10000000 --section export-10m   # a 10M-delta day
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import LiteralString
 
@@ -42,7 +45,6 @@ from kalshibook.storage import migrate
 from kalshibook.storage.urls import redact, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:export -->", "<!-- /bench:export -->"
 DB_NAME = "kb_bench_export"
 TICKER = "BENCH-EXPORT-M1"
 DAY = datetime(2026, 2, 2, tzinfo=UTC)
@@ -73,15 +75,29 @@ FROM generate_series(1, %(n)s) g
 """
 
 
-def copy_rows_per_s(url: str, table: str, rows: int) -> float:
+def _copy_statement(url: str, table: str) -> str:
     query = f"COPY ({RAW_ROWS[table].strip()}) TO STDOUT"  # the export's own statement
     params = {"ticker": TICKER, "start": DAY, "end": NEXT}
     with psycopg.connect(url) as conn, psycopg.ClientCursor(conn) as cur:
+        return cur.mogrify(query, params)
+
+
+def copy_rows_per_s(url: str, table: str, rows: int) -> float:
+    statement = _copy_statement(url, table)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
         t = time.perf_counter()
-        with cur.copy(cur.mogrify(query, params)) as copy:
+        with cur.copy(statement.encode()) as copy:
             for _ in copy:
                 pass
         return rows / (time.perf_counter() - t)
+
+
+def psql_copy_rows_per_s(url: str, table: str, rows: int) -> float:
+    statement = _copy_statement(url, table)
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-c", statement, url]
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return rows / (time.perf_counter() - t)
 
 
 def export_rows_per_s(url: str, table: str, fmt: Format, rows: int) -> float:
@@ -108,11 +124,12 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def child_rss(url: str, fmt: str) -> tuple[float, float, float]:
-    """(seconds, RSS after start-up MiB, peak RSS MiB) of one `kalshibook export` process."""
+def child_rss(url: str, fmt: str, day: datetime = DAY) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one `kalshibook export` process of the deltas of ``day``."""
     with tempfile.TemporaryDirectory(prefix="kb-bench-export-") as out:
         argv = [sys.executable, "-m", "kalshibook", "export", "--out", out, "--start"]
-        argv += [DAY.date().isoformat(), "--end", NEXT.date().isoformat(), "--tables", "deltas"]
+        end = (day + timedelta(days=1)).date().isoformat()
+        argv += [day.date().isoformat(), "--end", end, "--tables", "deltas"]
         argv += ["--market", TICKER, "--format", fmt]
         env = {**os.environ, "KALSHIBOOK_DATABASE_URL": url}
         samples: list[int] = []
@@ -133,17 +150,16 @@ def child_rss(url: str, fmt: str) -> tuple[float, float, float]:
         elapsed = time.perf_counter() - t
         if code != 0:
             raise RuntimeError(f"kalshibook export exited {code}")
-    # the first second is start-up (imports, connection); the peak is over the whole run
-    startup = max(samples[: min(len(samples), 50)]) if samples else 0
-    return elapsed, startup / 1024, (max(samples) if samples else 0) / 1024
+    return elapsed, (max(samples) if samples else 0) / 1024
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, name: str, section: str) -> None:
     text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
@@ -154,6 +170,14 @@ def _spread(xs: list[float]) -> str:
     return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
 
 
+LABELS = {
+    "psycopg": "COPY … TO STDOUT (text), psycopg",
+    "psql": "COPY … TO STDOUT (text), psql",
+    "parquet": "Parquet (zstd)",
+    "csv": "gzip CSV",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--deltas", type=int, default=2_000_000, help="deltas in the day (2M)")
@@ -161,19 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--reuse", action="store_true", help="reuse a --keep database as is")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--database", default=DB_NAME, help=f"scratch database ({DB_NAME})")
+    parser.add_argument(
+        "--section", default="export", help="BENCHMARKS.md section to rewrite (export)"
+    )
     args = parser.parse_args(argv)
     base = os.environ.get("KALSHIBOOK_DATABASE_URL")
     if not base:
         print("KALSHIBOOK_DATABASE_URL is not set (run make db)", file=sys.stderr)
         return 2
-    admin, url = with_database(base, "postgres"), with_database(base, DB_NAME)
+    db_name: str = args.database
+    admin, url = with_database(base, "postgres"), with_database(base, db_name)
     n_trades = max(1, args.deltas // 10)
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
         if exists and not args.reuse:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
         if not (exists and args.reuse):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
     try:
         if not (exists and args.reuse):
             print(f"loading {args.deltas:,} deltas into {redact(url)} ...", flush=True)
@@ -184,61 +213,80 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(LOAD_DELTAS, p)
                 conn.execute(LOAD_TRADES, {**p, "n": n_trades})
                 conn.execute("ANALYZE")
-        results: list[tuple[str, int, str, str, float]] = []
+        results: list[tuple[str, ...]] = []
         for table, rows in (("deltas", args.deltas), ("trades", n_trades)):
-            copy_runs: list[float] = []
-            runs: dict[Format, list[float]] = {"parquet": [], "csv": []}
+            runs: dict[str, list[float]] = {"psycopg": [], "psql": [], "parquet": [], "csv": []}
             for _ in range(args.repeats):  # interleaved: the machine's load hits all alike
-                copy_runs.append(copy_rows_per_s(url, table, rows))
+                runs["psycopg"].append(copy_rows_per_s(url, table, rows))
+                runs["psql"].append(psql_copy_rows_per_s(url, table, rows))
                 for fmt in FORMATS:
                     runs[fmt].append(export_rows_per_s(url, table, fmt, rows))
-            base_rate = statistics.median(copy_runs)
-            results.append((table, rows, "COPY … TO STDOUT (text)", _spread(copy_runs), 1.0))
-            for fmt, label in (("parquet", "Parquet (zstd)"), ("csv", "gzip CSV")):
-                ratio = statistics.median(runs[fmt]) / base_rate
-                results.append((table, rows, label, _spread(runs[fmt]), ratio))
-            print(results[-3:], flush=True)
-        rss = {fmt: child_rss(url, fmt) for fmt in ("parquet", "csv")}
+            floor = {k: statistics.median(runs[k]) for k in ("psycopg", "psql")}
+            for key, label in LABELS.items():
+                ratios = [
+                    statistics.median([x / y for x, y in zip(runs[key], runs[b], strict=True)])
+                    for b in floor
+                ]  # each repeat against the COPY of the same round, then the median
+                results.append(
+                    (
+                        table,
+                        f"{rows:,}",
+                        label,
+                        _spread(runs[key]),
+                        f"{statistics.median(runs[key]) / floor['psycopg']:.2f} ({ratios[0]:.2f})",
+                        f"{statistics.median(runs[key]) / floor['psql']:.2f} ({ratios[1]:.2f})",
+                    )
+                )
+            print(results[-4:], flush=True)
+        empty_day = DAY - timedelta(days=30)
+        rss = {fmt: (child_rss(url, fmt, empty_day), child_rss(url, fmt)) for fmt in FORMATS}
+        load = os.getloadavg()
     finally:
         if not args.keep:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(DB_NAME)
+                        sql.Identifier(db_name)
                     )
                 )
     lines = [
-        "## Bulk exports (`bench/bench_export.py`)",
+        f"## Bulk exports, {args.deltas:,} deltas (`bench/bench_export.py`)",
         "",
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         "database on the same machine. "
         f"Run: `python bench/bench_export.py --deltas {args.deltas} --repeats {args.repeats}` "
-        f"({datetime.now(UTC):%Y-%m-%d}); for the 10M-delta day: `--deltas 10000000`.",
+        f"({datetime.now(UTC):%Y-%m-%d}; load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}).",
         "",
-        "| table (one market, one UTC day) | rows | writer | rows/s median (min–max) | vs COPY |",
-        "|---|---:|---|---:|---:|",
+        "| table (one market, one UTC day) | rows | reader / writer | rows/s median (min–max) "
+        "| vs COPY by psycopg | vs COPY by psql |",
+        "|---|---:|---|---:|---:|---:|",
     ]
-    for table, rows, label, spread, ratio in results:
-        lines.append(f"| {table} | {rows:,} | {label} | {spread} | {ratio:.2f} |")
+    for row in results:
+        lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "| `kalshibook export --tables deltas` | seconds | RSS after start-up MiB | peak RSS MiB |",
-        "|---|---:|---:|---:|",
+        "| `kalshibook export --tables deltas` | seconds | peak RSS MiB |",
+        "|---|---:|---:|",
     ]
-    for name, (secs, startup, peak) in rss.items():
-        lines.append(
-            f"| {name}, {args.deltas:,} deltas | {secs:.1f} | {startup:.0f} | {peak:.0f} |"
-        )
+    for name, ((_, startup), (secs, peak)) in rss.items():
+        lines.append(f"| {name}, a day with no rows (start-up) | – | {startup:.0f} |")
+        lines.append(f"| {name}, {args.deltas:,} deltas | {secs:.1f} | {peak:.0f} |")
     lines += [
         "",
-        "- *COPY*: `COPY (<the export's SELECT>) TO STDOUT` read to the end by psycopg, the same "
-        "rows in the same order, no file written. *Parquet / gzip CSV*: `run_export` in-process "
-        "(COPY … (FORMAT csv) parsed by pyarrow in 4 MiB blocks into exact decimals, written "
-        "and checksummed). Runs interleaved, medians of the repeats.",
-        "- RSS: a child `kalshibook export` process sampled every 20 ms; memory is bounded by one "
-        "batch, so the peak does not grow with the day's size (compare `--deltas` sizes).",
+        "- *COPY*: `COPY (<the export's SELECT>) TO STDOUT` of the same rows in the same order, no "
+        "file written, read to the end by psycopg (a Python loop over rows) and by `psql -o "
+        "/dev/null` (libpq's C loop; the time includes psql's start and connection). *Parquet / "
+        "gzip CSV*: `run_export` in-process into a fresh directory (day fingerprint, COPY … "
+        "(FORMAT csv) read in 8 MiB blocks of whole rows, parsed by pyarrow into exact decimals "
+        "in a worker thread while the next block is read, written and checksummed). Runs "
+        "interleaved; ratios: medians over medians, in brackets the median of the per-round "
+        "ratios.",
+        "- RSS: a child `kalshibook export` process sampled every 20 ms. Memory is bounded by a "
+        "few blocks (one being read, one being parsed, one being written), so the peak does not "
+        "grow with the day's size (compare `--deltas` sizes).",
     ]
-    write_section(args.out, "\n".join(lines))
+    write_section(args.out, args.section, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

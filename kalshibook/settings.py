@@ -117,6 +117,12 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout: float = 10.0
     """Seconds one request may take in all (every query, and sending the response); past it a
     504, charged."""
+    export_timeout: float = 300.0
+    """Seconds one `GET /v1/exports/{table}` request may take in all (building the file, and
+    sending it); the other routes keep the request timeout."""
+    max_concurrent_exports: int = 4
+    """Export files built at once (each holds a database connection for up to the export
+    timeout); one more is a 503 at once, not charged."""
     max_connections: int = 256
     """Client connections the API serves at once; beyond, new requests get a 503 at once (with
     the per-response memory bound, this bounds the API's memory)."""
@@ -134,6 +140,16 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"{env_var('api', 'request_timeout')}={self.request_timeout:g} is invalid: "
                 "expected 0.1 to 600 seconds"
+            )
+        if not 0.1 <= self.export_timeout <= 3600:  # NaN fails too
+            raise ConfigError(
+                f"{env_var('api', 'export_timeout')}={self.export_timeout:g} is invalid: "
+                "expected 0.1 to 3600 seconds"
+            )
+        if not 1 <= self.max_concurrent_exports <= 1000:
+            raise ConfigError(
+                f"{env_var('api', 'max_concurrent_exports')}={self.max_concurrent_exports} is "
+                "invalid: expected 1 to 1000"
             )
         if not 1 <= self.max_connections <= 100_000:
             raise ConfigError(

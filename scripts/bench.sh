@@ -12,6 +12,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null 2>&1 \
     || echo "wrk not installed: bench_api falls back to its httpx load generator"
 fi
+# bench_reads also serves its largest size from a streaming replica (a private primary + standby)
+: "${BENCH_ARGS_reads:=--replica}"
 for bench in bench/bench_*.py; do
   name="$(basename "$bench" .py)"; name="${name#bench_}"
   var="BENCH_ARGS_${name}"

@@ -47,6 +47,18 @@ EDITIONS = ("community", "apache")
 
 # -- the suite stays inside the repository --------------------------------------------------------
 
+_TEMP = Path(tempfile.gettempdir()).resolve()
+if _TEMP in ROOT.parents:
+    # A checkout inside the temporary directory (a clone in /tmp): what the suite and the code
+    # under test make there would lie beside the repository, where the suite must not read, so
+    # the session's temporary directory (TMPDIR, inherited by workers and subprocesses) moves
+    # inside the repository's ignored .data/.
+    _OWN_TEMP = ROOT / ".data" / "tmp"
+    _OWN_TEMP.mkdir(parents=True, exist_ok=True)
+    _OWN_TEMP.chmod(0o1777)  # like /tmp: the postgres user's clusters live there too
+    os.environ["TMPDIR"] = str(_OWN_TEMP)
+    tempfile.tempdir = None
+
 OUTSIDE_READS: list[str] = []
 _ROOT_PREFIX = str(ROOT) + os.sep
 _WATCHED = str(ROOT.parent) + os.sep
@@ -80,13 +92,24 @@ def outside_reads() -> list[str]:
     return OUTSIDE_READS
 
 
+def _outside_reads_text() -> str:
+    return "the test suite read outside the repository:\n  " + "\n  ".join(
+        sorted(set(OUTSIDE_READS))
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reads_stay_inside_the_repository() -> Iterator[None]:
+    """An error at the end of the session (of each pytest-xdist worker, too, whose exit status
+    the controller does not look at) when anything outside the repository was read."""
+    yield
+    if OUTSIDE_READS:
+        pytest.fail(_outside_reads_text(), pytrace=False)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if OUTSIDE_READS:
-        sys.stderr.write(
-            "\nthe test suite read outside the repository:\n  "
-            + "\n  ".join(sorted(set(OUTSIDE_READS)))
-            + "\n"
-        )
+        sys.stderr.write("\n" + _outside_reads_text() + "\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -5,7 +5,7 @@ credits, usage rows and ``/health``, so none of those ever waits behind data que
 pool serves both). For a priced route the middleware authenticates the key and charges the
 route's cost before the handler runs (:class:`~kalshibook.api.auth.Authenticator`, which also caps
 the requests one key has in flight), then runs the handler under the request's **deadline**
-(``api.request_timeout``: every query and the sending of the response together; past it a 504, the
+(``route_timeout``: every query and the sending of the response together; past it a 504, the
 running query cancelled). The handler's data connection is checked out on first use and given back
 as soon as the response starts, so a client that reads slowly holds no connection. After the
 response the usage row settles the charge: a request that failed on our side (5xx other than the
@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from kalshibook.api.auth import Authenticator, Charge
 from kalshibook.api.context import RequestContext, request_context
 from kalshibook.api.credentials import authorization_of, request_cost
+from kalshibook.api.deadlines import route_timeout
 from kalshibook.api.metrics import ApiMetrics
 from kalshibook.errors import DatabaseUnavailable, DeadlineExceeded, KalshibookError
 from kalshibook.storage import api_keys
@@ -191,7 +192,8 @@ class ApiMiddleware:
                 finally:
                     await services.release(ctx)
                 return
-            ctx.deadline = time.monotonic() + api.request_timeout
+            timeout = route_timeout(handler.opt, api)  # the route's own (exports: longer)
+            ctx.deadline = time.monotonic() + timeout
             if api.require_auth:
                 charge = await services.auth.authorize(
                     services.require_control(),
@@ -201,14 +203,14 @@ class ApiMiddleware:
                 )
                 ctx.credits_remaining = charge.remaining
             try:
-                async with asyncio.timeout(ctx.remaining(api.request_timeout)):
+                async with asyncio.timeout(ctx.remaining(timeout)):
                     await self.app(scope, receive, send_wrapper)
             except TimeoutError:
                 if started:  # the client did not read the response in time: drop it
                     log.info("request %s: response not read within the deadline", ctx.request_id)
                     return
                 raise DeadlineExceeded(
-                    f"the request took longer than {api.request_timeout:g} s and was stopped "
+                    f"the request took longer than {timeout:g} s and was stopped "
                     "(it is charged); narrow the time range, lower `limit` or ask for fewer "
                     "tickers"
                 ) from None

@@ -2,8 +2,8 @@
 
 ``manifest.json`` at the export root maps each file's path (relative, ``/``-separated) to its
 table, market, UTC day, row count, time range, sha256, size and the source fingerprint it was
-written from. A re-run skips a file whose fingerprint is unchanged and whose bytes still match
-the sha256; it rewrites the rest.
+written from (kalshibook/export/run.py). A re-run skips a file whose fingerprint is unchanged and
+whose size still matches; it computes the rest again and replaces those whose bytes changed.
 """
 
 from __future__ import annotations

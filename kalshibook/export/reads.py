@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import io
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kalshibook.domain.candle_rows import CandleRow
-from kalshibook.domain.periods import Interval
+from kalshibook.export.copy_out import copy_blocks
 from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_schema
-from kalshibook.storage.candle_reads import read_candle_rows
 
 __all__ = (
     "BATCH_ROWS",
-    "candle_batches",
     "day_bounds",
     "day_fingerprints",
     "raw_batches",
@@ -61,7 +58,7 @@ ORDER BY {spec.order_by}
 RAW_COPY: Final = {
     name: f"COPY ({query.strip()}) TO STDOUT (FORMAT csv)" for name, query in RAW_ROWS.items()
 }
-BLOCK_BYTES: Final = 4 << 20
+BLOCK_BYTES: Final = 8 << 20
 SOURCE_DAYS: Final = """
 SELECT day FROM (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
@@ -162,13 +159,16 @@ async def raw_batches(
     start: datetime,
     end: datetime,
     block_bytes: int = BLOCK_BYTES,
-) -> AsyncIterator[pa.RecordBatch]:
-    """The market's rows of ``[start, end)`` in the table's order, as Arrow record batches.
+) -> AsyncIterator[pa.Table]:
+    """The market's rows of ``[start, end)`` in the table's order, as Arrow tables of about
+    ``block_bytes`` of COPY text each.
 
-    PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` (times in UTC);
-    each block of about ``block_bytes``, cut at a line end, is parsed by pyarrow's CSV reader
-    straight into the exact column types (a value off its decimal scale raises, never rounds).
-    No exported text column can hold a line break (tickers, enums, uuids, jsonb text).
+    PostgreSQL streams them with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` (times in UTC),
+    read in blocks of whole rows (:func:`~kalshibook.export.copy_out.copy_blocks`); each block is
+    parsed by pyarrow's CSV reader straight into the exact column types (a value off its decimal
+    scale raises, never rounds). CSV rather than text or binary COPY: pyarrow parses it natively.
+    No exported text column can hold a line break (tickers, enums, uuids, jsonb text); CSV
+    quoting would carry one anyway.
     """
     query = RAW_COPY[spec.name]
     params = {"ticker": ticker, "start": start, "end": end}
@@ -182,24 +182,29 @@ async def raw_batches(
         quoted_strings_can_be_null=False,
     )
 
-    def parse(block: bytes) -> list[pa.RecordBatch]:
-        table = pacsv.read_csv(io.BytesIO(block), read_options=read, convert_options=convert)
-        return list(table.to_batches())
+    def parse(block: bytearray) -> pa.Table:  # pa.BufferReader: read in place, no copy
+        return pacsv.read_csv(pa.BufferReader(block), read_options=read, convert_options=convert)
 
-    async with conn.transaction():
-        await conn.execute("SET LOCAL TimeZone = 'UTC'")
-        async with conn.cursor() as cur, cur.copy(query, params) as copy:
-            buf = bytearray()
-            async for chunk in copy:
-                buf += chunk
-                if len(buf) >= block_bytes:
-                    cut = buf.rfind(b"\n") + 1
-                    for rb in parse(bytes(buf[:cut])):
-                        yield rb
-                    del buf[:cut]
-            if buf:
-                for rb in parse(bytes(buf)):
-                    yield rb
+    # Each block is parsed in a worker thread (pyarrow releases the GIL) while the next one is
+    # read and the previous one written: at most two parsed blocks and one raw block in memory.
+    parsing: asyncio.Future[pa.Table] | None = None
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL TimeZone = 'UTC'")
+            # closed on any exit (an error, a cancel): the COPY is cancelled and drained before
+            # the transaction ends, not left running on the connection
+            async with aclosing(copy_blocks(conn, query, params, block_bytes)) as blocks:
+                async for block in blocks:
+                    ready, parsing = parsing, asyncio.ensure_future(asyncio.to_thread(parse, block))
+                    if ready is not None:
+                        yield await ready
+        if parsing is not None:
+            ready, parsing = parsing, None
+            yield await ready
+    finally:
+        if parsing is not None:  # closed early: the thread ends on its own, its table dropped
+            parsing.cancel()
+            await asyncio.gather(parsing, return_exceptions=True)
 
 
 async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:
@@ -213,45 +218,3 @@ def settlement_batches(
     conn: AConn, tickers: Sequence[str], batch_rows: int = BATCH_ROWS
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     return _named(conn, SETTLEMENT_ROWS, {"tickers": list(tickers)}, batch_rows)
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
-def candle_tuple(ticker: str, r: CandleRow) -> tuple[Any, ...]:
-    vwap = None if r.vwap is None else Decimal(r.vwap).scaleb(-6)
-    return (
-        r.start,
-        r.end,
-        ticker,
-        _dec(r.open),
-        _dec(r.high),
-        _dec(r.low),
-        _dec(r.close),
-        Decimal(r.volume),
-        vwap,
-        r.trade_count,
-        Decimal(r.taker_yes_volume),
-        Decimal(r.taker_no_volume),
-        _dec(r.previous),
-        _dec(r.yes_bid_open),
-        _dec(r.yes_bid_high),
-        _dec(r.yes_bid_low),
-        _dec(r.yes_bid_close),
-        _dec(r.yes_ask_open),
-        _dec(r.yes_ask_high),
-        _dec(r.yes_ask_low),
-        _dec(r.yes_ask_close),
-        _dec(r.open_interest),
-    )
-
-
-async def candle_batches(
-    conn: AConn, ticker: str, interval: Interval, day: date
-) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """The market's candles whose period starts in the UTC day (the API's candle read; a day
-    holds at most 1,440 rows, so one batch)."""
-    start, end = day_bounds(day)
-    rows = await read_candle_rows(conn, ticker, interval, start, end, fill=False)
-    yield [candle_tuple(ticker, r) for r in rows if start <= r.start < end]

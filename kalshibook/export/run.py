@@ -10,9 +10,10 @@ Layout under the output directory (``EXT`` = ``parquet`` or ``csv.gz``)::
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,8 +24,15 @@ from kalshibook.domain.periods import Interval
 from kalshibook.errors import InvalidInput
 from kalshibook.export import manifest as mf
 from kalshibook.export import reads
+from kalshibook.export.candles import CandleDay
 from kalshibook.export.files import Format, extension, write_file
-from kalshibook.export.sampled import TBBO, bbo_batches, sample_batches, samples_spec
+from kalshibook.export.sampled import (
+    TBBO,
+    bbo_batches,
+    sample_batches,
+    samples_spec,
+    source_fingerprint,
+)
 from kalshibook.export.tables import RAW_TABLES, TABLES, TableSpec
 
 __all__ = ("ExportRequest", "Summary", "run_export")
@@ -58,15 +66,44 @@ class _Job(msgspec.Struct, frozen=True):
     table: str
     ticker: str | None
     date: str | None
-    fingerprint: str | None  # None: compare by content (candles)
+    fingerprint: Callable[[], Awaitable[str]]  # the file's sources, read just before the file
     make: Callable[[], AsyncIterator[Sequence[Sequence[Any]]]]
+    release: Callable[[], None] = lambda: None  # drop what fingerprint() read (file skipped)
 
 
-def _unchanged(root: Path, job: _Job, entry: mf.Entry | None) -> bool:
-    if entry is None or job.fingerprint is None or entry.fingerprint != job.fingerprint:
+def _known(fp: str) -> Callable[[], Awaitable[str]]:
+    async def known() -> str:
+        return fp
+
+    return known
+
+
+def _unchanged(root: Path, rel: str, fingerprint: str, entry: mf.Entry | None) -> bool:
+    if entry is None or entry.fingerprint != fingerprint:
         return False
-    path = root / job.rel
+    path = root / rel
     return path.exists() and path.stat().st_size == entry.bytes
+
+
+def _replay_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: date) -> _Job:
+    def make() -> AsyncIterator[Sequence[Sequence[Any]]]:
+        if table == "book_samples":
+            return sample_batches(conn, ticker, day, req.levels, req.every)
+        return bbo_batches(conn, ticker, day)
+
+    async def fingerprint() -> str:
+        return await source_fingerprint(conn, ticker, day, table, req.levels, req.every)
+
+    rel = f"{table}/{ticker}/{day.isoformat()}.{extension(req.fmt)}"
+    return _Job(rel, table, ticker, day.isoformat(), fingerprint, make)
+
+
+def _candle_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: date) -> _Job:
+    source = CandleDay(conn, ticker, cast(Interval, table.removeprefix("candles_")), day)
+    rel = f"{table}/{ticker}/{day.isoformat()}.{extension(req.fmt)}"
+    return _Job(
+        rel, table, ticker, day.isoformat(), source.fingerprint, source.batches, source.release
+    )
 
 
 async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Job]:
@@ -81,33 +118,16 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
                     table,
                     None,
                     None,
-                    fp,
+                    _known(fp),
                     lambda: reads.settlement_batches(conn, markets, req.batch_rows),
                 )
             )
             continue
         for ticker in markets:
             if table in ("book_samples", "trades_bbo"):
-                # Replayed per day that has trades or book events; always recomputed (content
-                # compared), since the book carried into the day depends on earlier days.
-                book_days = await reads.book_days(conn, ticker, req.start, req.end, table)
-                for day in book_days:
-                    jobs.append(
-                        _Job(
-                            f"{table}/{ticker}/{day.isoformat()}.{ext}",
-                            table,
-                            ticker,
-                            day.isoformat(),
-                            None,
-                            (
-                                lambda t=ticker, d=day: sample_batches(  # type: ignore[misc]
-                                    conn, t, d, req.levels, req.every
-                                )
-                            )
-                            if table == "book_samples"
-                            else (lambda t=ticker, d=day: bbo_batches(conn, t, d)),  # type: ignore[misc]
-                        )
-                    )
+                # replayed per day that has book events (samples) or trades (BBO)
+                for day in await reads.book_days(conn, ticker, req.start, req.end, table):
+                    jobs.append(_replay_job(conn, req, table, ticker, day))
             elif table in RAW_TABLES:
                 spec = RAW_TABLES[table]
                 days = await reads.day_fingerprints(conn, spec, ticker, req.start, req.end)
@@ -119,27 +139,15 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
                             table,
                             ticker,
                             day.isoformat(),
-                            fp,
+                            _known(fp),
                             lambda s=spec, t=ticker, a=lo, b=hi: reads.raw_batches(  # type: ignore[misc]
                                 conn, s, t, a, b
                             ),
                         )
                     )
             else:
-                interval = cast(Interval, table.removeprefix("candles_"))
                 for day in await reads.source_days(conn, ticker, req.start, req.end):
-                    jobs.append(
-                        _Job(
-                            f"{table}/{ticker}/{day.isoformat()}.{ext}",
-                            table,
-                            ticker,
-                            day.isoformat(),
-                            None,
-                            lambda t=ticker, d=day, i=interval: reads.candle_batches(  # type: ignore[misc]
-                                conn, t, i, d
-                            ),
-                        )
-                    )
+                    jobs.append(_candle_job(conn, req, table, ticker, day))
     return jobs
 
 
@@ -166,28 +174,36 @@ def validate(req: ExportRequest) -> None:
         raise InvalidInput("the end date must be after the start date")
 
 
+def columns_tag(spec: TableSpec) -> str:
+    """A short digest of a table's columns and types: part of every fingerprint, so files made
+    with other columns (another ``--levels``, a newer kalshibook) are rewritten."""
+    text = ",".join(f"{c.name}:{c.kind}" for c in spec.columns)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 async def run_export(
     conn: AConn, req: ExportRequest, root: Path, progress: Progress | None = None
 ) -> Summary:
-    """Export ``req`` under ``root``; files whose source fingerprint and size match the manifest
-    are skipped, candle files are rewritten only when their bytes change."""
+    """Export ``req`` under ``root``. Each file's source fingerprint is read first; a file whose
+    fingerprint and size match the manifest is skipped without reading or computing its rows. A
+    file computed again to the same bytes is left as it was (and counted unchanged)."""
     validate(req)
     markets = await reads.select_markets(conn, req.tickers, req.events, req.series)
     manifest = mf.load(root)
     jobs = await _jobs(conn, req, markets)
     summary = Summary()
     for i, job in enumerate(jobs):
+        spec = spec_for(job.table, req)
+        fingerprint = f"{columns_tag(spec)}:{await job.fingerprint()}"
         old = manifest.files.get(job.rel)
-        if _unchanged(root, job, old):
+        if _unchanged(root, job.rel, fingerprint, old):
+            job.release()
             summary.skipped.append(job.rel)
         else:
-            spec = spec_for(job.table, req)
-            written = await write_file(root / job.rel, spec, req.fmt, job.make())
+            keep = old.sha256 if old is not None else None
+            written = await write_file(root / job.rel, spec, req.fmt, job.make(), keep=keep)
             summary.rows += written.rows
-            if old is not None and old.sha256 == written.sha256 and job.fingerprint is None:
-                summary.skipped.append(job.rel)
-            else:
-                summary.written.append(job.rel)
+            (summary.written if written.replaced else summary.skipped).append(job.rel)
             manifest.files[job.rel] = mf.Entry(
                 table=job.table,
                 market_ticker=job.ticker,
@@ -198,7 +214,7 @@ async def run_export(
                 last_ts=written.last_ts,
                 sha256=written.sha256,
                 bytes=written.bytes,
-                fingerprint=job.fingerprint,
+                fingerprint=fingerprint,
             )
             mf.save(root, manifest)
         if progress is not None:

@@ -8,14 +8,21 @@
 
 Both stream: one server-side cursor over the day's events (from the last snapshot before the
 day), one over its trades; :class:`kalshibook.domain.book_replay.BookReplay` does the book math.
+
+:func:`source_fingerprint` summarises exactly what a replay reads (the snapshots and deltas of its
+window, the gaps it is given, for ``trades_bbo`` the day's trades), so a re-run whose fingerprint
+is unchanged skips the replay: row count and latest ``received_at`` of each source (rows are only
+ever added; a late row has the latest ``received_at``), the gaps themselves, the sampling.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
+import msgspec
 import psycopg
 
 from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
@@ -23,7 +30,7 @@ from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
 from kalshibook.export.reads import BATCH_ROWS, day_bounds
 from kalshibook.export.tables import Column, TableSpec
 
-__all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec")
+__all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fingerprint")
 
 AConn = psycopg.AsyncConnection[Any]
 _ONE_US: Final = timedelta(microseconds=1)
@@ -47,6 +54,20 @@ SELECT ts, epoch, seq, 0, side, (price * 1000000)::bigint, (delta * 100)::bigint
 FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
 ORDER BY ts, epoch, seq NULLS FIRST, kind
+"""
+WINDOW_FINGERPRINT: Final = """
+SELECT
+  (SELECT count(*)::text || '/' || coalesce(max(received_at)::text, '')
+   FROM market.orderbook_snapshots
+   WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s),
+  (SELECT count(*)::text || '/' || coalesce(max(received_at)::text, '')
+   FROM market.orderbook_deltas
+   WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s),
+  CASE WHEN %(trades)s THEN
+  (SELECT count(*)::text || '/' || coalesce(max(received_at)::text, '') || '/'
+          || coalesce(sum(exchange_seq)::text, '') || '/' || count(*) FILTER (WHERE source = 'rest')
+   FROM market.trades
+   WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(hi)s) END
 """
 DAY_TRADES: Final = """
 SELECT ts, exchange_seq, trade_id::text, market_ticker, yes_price, count, taker_outcome_side
@@ -76,7 +97,7 @@ TBBO: Final = TableSpec(
     (
         Column("ts", "ts"),
         Column("exchange_seq", "int64"),
-        Column("trade_id", "text"),
+        Column("trade_id", "text", distinct=True),
         Column("market_ticker", "text"),
         Column("yes_price", "price"),
         Column("count", "size"),
@@ -125,7 +146,9 @@ class _Events:
                 self.replay.delta(ts, row[1], row[2], row[4], row[5], row[6])
 
 
-async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
+async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], list[Gap]]:
+    """The replay's window (events from the last snapshot at or before the day's start, less
+    ``DELTA_SLACK``, to its end) and the gaps that bear on it."""
     start, end = day_bounds(day)
     async with conn.cursor() as cur:
         await cur.execute(SNAPSHOT_BEFORE, {"ticker": ticker, "at": start})
@@ -134,7 +157,29 @@ async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], B
         lo = (snap if snap is not None else start) - DELTA_SLACK
         await cur.execute(GAPS, {"ticker": ticker, "lo": lo, "hi": end, "snap": snap})
         gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
-    return {"ticker": ticker, "lo": lo, "hi": end}, BookReplay(gaps)
+    return {"ticker": ticker, "lo": lo, "hi": end}, gaps
+
+
+async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
+    params, gaps = await _window(conn, ticker, day)
+    return params, BookReplay(gaps)
+
+
+async def source_fingerprint(
+    conn: AConn, ticker: str, day: date, table: str, levels: int, every: timedelta
+) -> str:
+    """What the replay of ``table`` (``book_samples`` or ``trades_bbo``) for the day reads."""
+    params, gaps = await _window(conn, ticker, day)
+    trades = table == "trades_bbo"
+    async with conn.cursor() as cur:
+        await cur.execute(
+            WINDOW_FINGERPRINT, {**params, "start": day_bounds(day)[0], "trades": trades}
+        )
+        row = await cur.fetchone()
+    assert row is not None  # one row always
+    sampling = f"{levels}x{every.total_seconds():g}s" if table == "book_samples" else ""
+    digest = hashlib.sha256(msgspec.msgpack.encode(gaps)).hexdigest()[:16]
+    return "|".join([*(str(v or "") for v in row), f"gaps {len(gaps)} {digest}", sampling])
 
 
 def _levels(replay: BookReplay, side: str, n: int) -> list[Any]:

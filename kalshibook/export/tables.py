@@ -25,6 +25,7 @@ __all__ = (
     "TableSpec",
     "arrow_schema",
     "arrow_type",
+    "dictionary_columns",
 )
 
 Kind = Literal["text", "json", "ts", "int64", "int32", "bool", "price", "size"]
@@ -48,6 +49,7 @@ class Column(msgspec.Struct, frozen=True):
     name: str
     kind: Kind
     expr: str = ""  # SQL expression when it is not the column itself
+    distinct: bool = False  # text whose values are nearly all distinct (ids): no dictionary
 
     @property
     def select(self) -> str:
@@ -74,8 +76,8 @@ class TableSpec(msgspec.Struct, frozen=True):
         return ", ".join(c.select for c in self.columns)
 
 
-def _c(name: str, kind: Kind, expr: str = "") -> Column:
-    return Column(name, kind, expr)
+def _c(name: str, kind: Kind, expr: str = "", *, distinct: bool = False) -> Column:
+    return Column(name, kind, expr, distinct)
 
 
 TRADES: Final = TableSpec(
@@ -85,7 +87,7 @@ TRADES: Final = TableSpec(
     (
         _c("ts", "ts"),
         _c("exchange_seq", "int64"),
-        _c("trade_id", "text", "trade_id::text"),
+        _c("trade_id", "text", "trade_id::text", distinct=True),
         _c("market_ticker", "text"),
         _c("yes_price", "price"),
         _c("no_price", "price"),
@@ -226,6 +228,12 @@ TABLES: Final[dict[str, TableSpec]] = {**RAW_TABLES, "settlements": SETTLEMENTS,
 
 def arrow_type(kind: Kind) -> pa.DataType:
     return _ARROW[kind]
+
+
+def dictionary_columns(spec: TableSpec) -> list[str]:
+    """The columns Parquet dictionary-encodes: text with few distinct values (tickers, enums).
+    Times, numbers, ids and JSON books are nearly unique: a dictionary there only costs time."""
+    return [c.name for c in spec.columns if c.kind == "text" and not c.distinct]
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:

@@ -24,7 +24,7 @@ from kalshibook.storage.urls import with_database
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_SECONDS = 60
+RUN_SECONDS = 25
 
 
 def _free_port() -> int:
@@ -201,7 +201,7 @@ def test_make_demo_runs_answers_and_stops(
                 break
             time.sleep(0.5)
         assert len(printed) == 4, text
-        # let it record for about a minute in all
+        # let it record for a while (trades, a candle with volume, a book)
         time.sleep(max(0.0, RUN_SECONDS - (time.monotonic() - started)))
         answers = []
         for command in printed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -260,7 +261,7 @@ def server_without_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iter
     if not (bindir / "initdb").exists():
         pytest.skip("PostgreSQL 15 server binaries not installed")
     root = os.geteuid() == 0
-    base = Path("/tmp") / f"kb_plain_pg_{uuid.uuid4().hex[:8]}"
+    base = Path(tempfile.gettempdir()) / f"kb_plain_pg_{uuid.uuid4().hex[:8]}"
     base.mkdir()
     data = base / "data"
 

@@ -60,6 +60,22 @@ def make_settings(url: str, tmp_path: Path, **writer: Any) -> Settings:
     )
 
 
+PAUSE_COMPRESSION = """
+SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression'
+"""
+
+
+@pytest.fixture(autouse=True)
+def _compression_paused(request: pytest.FixtureRequest) -> None:
+    """These tests read commit order from ``xmin``, which rows of a compressed chunk do not have,
+    and write rows with old timestamps: the compression policy of the test's database (its job
+    scheduler runs) must not compress them mid-test."""
+    if "db_url" in request.fixturenames:
+        with psycopg.connect(request.getfixturevalue("db_url"), autocommit=True) as conn:
+            conn.execute(PAUSE_COMPRESSION)
+
+
 @contextlib.asynccontextmanager
 async def writer_on(settings: Settings, **kw: Any) -> AsyncIterator[Writer]:
     async with (

@@ -2,9 +2,16 @@
 
 The file is the one ``kalshibook export`` writes for that table, market and UTC day (the same
 columns and types, docs/export.md). It is written to a temporary file with the request's
-connection (server-side cursor, bounded memory), then streamed from disk, so a client slow to
-read holds no database connection. Credits: 1 for the request, plus 1 per started 1,000 rows
+connection (server-side cursor or COPY, bounded memory), then streamed from disk, so a client slow
+to read holds no database connection. Credits: 1 for the request, plus 1 per started 1,000 rows
 (charged when the response is sent; a key without enough credits gets 402 and pays only the 1).
+
+A large day takes longer than the API's request deadline, so the route has its own,
+``api.export_timeout`` (``kalshibook.api.deadlines``), and its statements the matching
+``statement_timeout`` (the data connections' default is the request deadline). What keeps that
+from being abused: the per-key cap on requests in flight, the charge by rows and by seconds held,
+and at most ``api.max_concurrent_exports`` files built at once in the process (one more: 503 at
+once, refunded), so exports cannot hold every data connection.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import datetime as dt
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 
 import anyio
 from litestar import Request, get
@@ -25,10 +32,12 @@ from litestar.response import Stream
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
 from kalshibook.api.context import request_context
-from kalshibook.api.deps import Conn
+from kalshibook.api.deadlines import EXPORT
+from kalshibook.api.deps import Conn, SettingsDep
 from kalshibook.api.docs import priced, responses
-from kalshibook.errors import BadRequest, NotFound, PaymentRequired
+from kalshibook.errors import ApiError, BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
+from kalshibook.export.candles import candle_batches
 from kalshibook.export.files import FORMATS, Format, extension, write_file
 from kalshibook.export.run import ExportRequest, spec_for
 from kalshibook.export.sampled import bbo_batches, sample_batches
@@ -51,6 +60,36 @@ DEFAULTS: Final = ExportRequest(tables=(), start=_EPOCH, end=_EPOCH)
 """book_samples through the API: the CLI's defaults (10 levels, every second)."""
 _CHUNK: Final = 1 << 16
 MEDIA_TYPE: Final = "application/octet-stream"
+STATEMENT_TIMEOUT: Final = "SELECT set_config('statement_timeout', %(ms)s, true)"
+"""For the rest of the export's transaction: its statements may run until its deadline."""
+_SLOTS_KEY: Final = "export_slots"
+
+
+class ExportsBusy(ApiError):
+    """Every export slot of the process is building a file (refunded, as every 503)."""
+
+    status = 503
+
+
+class _Slots:
+    """Export files being built in this process (one event loop: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+
+
+def _slots(request: Request[Any, Any, Any]) -> _Slots:
+    state = request.app.state
+    slots = state.get(_SLOTS_KEY)
+    if slots is None:
+        slots = state[_SLOTS_KEY] = _Slots()
+    return cast(_Slots, slots)
+
+
+def _route_options() -> dict[str, Any]:
+    options = priced(1)
+    options["opt"] = {**options["opt"], "deadline": EXPORT}
+    return options
 
 
 def _responses() -> dict[int, ResponseSpec]:
@@ -79,7 +118,7 @@ def _batches(conn: Conn, table: str, ticker: str, day: dt.date) -> AsyncIterator
     if table == "trades_bbo":
         return bbo_batches(conn, ticker, day)
     interval = table.removeprefix("candles_")
-    return export_reads.candle_batches(conn, ticker, interval, day)  # type: ignore[arg-type]
+    return candle_batches(conn, ticker, interval, day)  # type: ignore[arg-type]
 
 
 async def _stream(path: Path, folder: tempfile.TemporaryDirectory[str]) -> AsyncIterator[bytes]:
@@ -98,15 +137,18 @@ async def _stream(path: Path, folder: tempfile.TemporaryDirectory[str]) -> Async
         "The file `kalshibook export` writes for `table`, `ticker` and the UTC `date`: "
         f"tables {', '.join(API_TABLES)}; columns and types in docs/export.md. Costs 1 credit "
         f"plus 1 per started {ROWS_PER_CREDIT:,} rows (402 when the key cannot pay them). "
-        "`X-Row-Count` and `X-Content-SHA256` describe the file."
+        "`X-Row-Count` and `X-Content-SHA256` describe the file. The request has its own "
+        "deadline, `KALSHIBOOK_API_EXPORT_TIMEOUT` (300 s by default), not the request "
+        "timeout; 503 when the server is already building its maximum of export files."
     ),
     tags=["exports"],
     responses=_responses(),
-    **priced(1),
+    **_route_options(),
 )
 async def export_file(
     request: Request[Any, Any, Any],
     conn: Conn,
+    settings: SettingsDep,
     table: Annotated[str, Parameter(description="export table")],
     ticker: Annotated[str, Parameter(description="market ticker")],
     date: Annotated[str, Parameter(description="UTC day, YYYY-MM-DD")],
@@ -128,12 +170,21 @@ async def export_file(
     if not await reads.market_known(conn, ticker):
         raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
     spec = spec_for(table, DEFAULTS)
+    ctx = request_context(request.scope)
+    slots = _slots(request)
+    if slots.busy >= settings.api.max_concurrent_exports:
+        raise ExportsBusy(
+            f"the server is building {slots.busy} export files already; retry in a few seconds"
+        )
     folder = tempfile.TemporaryDirectory(prefix="kalshibook-export-")
+    slots.busy += 1
     try:
         name = f"{table}_{ticker}_{day.isoformat()}.{extension(fmt)}"
         path = Path(folder.name) / name
-        written = await write_file(path, spec, fmt, _batches(conn, table, ticker, day))
-        ctx = request_context(request.scope)
+        async with conn.transaction():
+            ms = int(ctx.remaining(settings.api.export_timeout) * 1000)
+            await conn.execute(STATEMENT_TIMEOUT, {"ms": str(max(1, ms))})
+            written = await write_file(path, spec, fmt, _batches(conn, table, ticker, day))
         credits = row_credits(written.rows)
         if ctx.credits_remaining is not None and credits > ctx.credits_remaining:
             raise PaymentRequired(
@@ -144,6 +195,8 @@ async def export_file(
     except BaseException:
         folder.cleanup()
         raise
+    finally:
+        slots.busy -= 1
     return Stream(
         _stream(path, folder),
         media_type=MEDIA_TYPE,

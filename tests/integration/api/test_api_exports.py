@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pyarrow.parquet as pq
 import pytest
@@ -95,3 +99,58 @@ async def test_export_file_needs_credits_for_its_rows(seeded_rw_url: str) -> Non
         assert_problem(r, 402, None)
         assert "1620 rows" in r.json()["detail"]
     assert _credits(seeded_rw_url, key) == 1
+
+
+BIG_DAY = """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT %(t0)s + g * interval '100 ms', %(ticker)s, %(t0)s + g * interval '100 ms', 'yes',
+       0.40, 1, 7, 1, g
+FROM generate_series(1, %(n)s) g
+"""
+
+
+async def test_a_large_day_streams_past_the_request_deadline(
+    seeded_rw_url: str, live_server_factory: Any
+) -> None:
+    """The export route has its own deadline (and statement timeout): a file whose build takes
+    far longer than the 0.1 s request deadline (and its 100 ms statement timeout) is complete."""
+    n = 300_000
+    with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+        conn.execute(BIG_DAY, {"t0": T0, "ticker": B45, "n": n})
+    key = create_key(seeded_rw_url, name="big", credits=10_000).key
+    params = {"ticker": B45, "date": DAY}
+    settings = api_settings(seeded_rw_url, request_timeout=0.1, export_timeout=120)
+    async with AsyncTestClient(app=create_app(settings), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        t = time.perf_counter()
+        r = await client.get("/v1/exports/deltas", params=params)
+        took = time.perf_counter() - t
+        assert r.status_code == 200, r.text
+        assert took > 0.1
+        assert int(r.headers["x-row-count"]) == n + 130
+        assert hashlib.sha256(r.content).hexdigest() == r.headers["x-content-sha256"]
+        assert pq.read_table(io.BytesIO(r.content)).num_rows == n + 130
+
+    # at most max_concurrent_exports files built at once: one more is a 503, refunded
+    busy = api_settings(seeded_rw_url, export_timeout=120, max_concurrent_exports=1)
+    server = live_server_factory(busy)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=120) as client:
+        before = _credits(seeded_rw_url, key)
+        both = await asyncio.gather(
+            client.get("/v1/exports/deltas", params=params),
+            client.get("/v1/exports/deltas", params={**params, "format": "csv"}),
+        )
+        assert sorted(r.status_code for r in both) == [200, 503]
+        refused = next(r for r in both if r.status_code == 503)
+        assert "export files already" in refused.json()["detail"]
+        spent = before - _credits(seeded_rw_url, key)
+        assert spent >= 1 + 301  # the file's rows (and its seconds); the 503 refunded
+
+    # the export deadline applies to exports: past it, a 504
+    short = api_settings(seeded_rw_url, export_timeout=0.1)
+    async with AsyncTestClient(app=create_app(short), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        r = await client.get("/v1/exports/deltas", params=params)
+        assert_problem(r, 504, None)
