@@ -8,7 +8,7 @@
    compression policies run once (the state the policies would have reached), with the
    database's policy jobs paused meanwhile. Each phase (load, refresh, compress) is recorded in
    the database: ``--reuse`` resumes an interrupted preparation and measures a kept database
-   again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 3 minutes on 2 CPUs);
+   again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 2 minutes on 2 CPUs);
 2. for the busiest market, times ``--requests`` requests of each scenario through
    ``GET /v1/markets/{ticker}/candles`` (the real app in-process via Litestar's AsyncTestClient,
    with auth and credit charging on): a 1-day 1m request, a 30-day 1h request, a 1-year 1d request,
