@@ -92,25 +92,15 @@ def outside_reads() -> list[str]:
     return OUTSIDE_READS
 
 
-def _outside_reads_text() -> str:
-    return "the test suite read outside the repository:\n  " + "\n  ".join(
-        sorted(set(OUTSIDE_READS))
-    )
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _reads_stay_inside_the_repository() -> Iterator[None]:
-    """An error at the end of the session (of each pytest-xdist worker, too, whose exit status
-    the controller does not look at) when anything outside the repository was read."""
+    """An error at the end of the session (of each pytest-xdist worker too: the controller does
+    not look at a worker's exit status) when anything outside the repository was read. Set up
+    first, so torn down after every other session fixture."""
     yield
     if OUTSIDE_READS:
-        pytest.fail(_outside_reads_text(), pytrace=False)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if OUTSIDE_READS:
-        sys.stderr.write("\n" + _outside_reads_text() + "\n")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        listed = "\n  ".join(sorted(set(OUTSIDE_READS)))
+        pytest.fail(f"the test suite read outside the repository:\n  {listed}", pytrace=False)
 
 
 # -- database servers, one per edition ------------------------------------------------------------
