@@ -13,9 +13,14 @@ What it does, on this machine, over loopback:
    and a minimal Litestar app returning a constant, each in its own uvicorn process;
 3. drives them with ``wrk`` (or an httpx load generator when wrk is not installed): requests/s,
    p50 and p99 latency, and the ratio to the constant route;
-4. measures the order book at the end of the history for each N, with the checkpoints and then
-   without them (deleted), which shows that checkpoints bound the replay;
-5. rewrites its section of BENCHMARKS.md between ``<!-- bench:api -->`` and ``<!-- /bench:api -->``.
+4. for the 1,000-row page, one client: the endpoint through one keep-alive ``http.client``
+   connection, interleaved with the bare query of the same rows as text on one psycopg
+   connection (:data:`BARE_TRADES`), and that query's own rate under the same connections
+   (``pgbench``, when installed);
+5. measures the order book at the end of the history for each N, with the checkpoints and then
+   without them (deleted), which shows that checkpoints bound the replay; one client too, and on
+   the Community edition again with every book chunk compressed;
+6. rewrites its section of BENCHMARKS.md between ``<!-- bench:api -->`` and ``<!-- /bench:api -->``.
 """
 
 from __future__ import annotations
