@@ -12,6 +12,7 @@ bytes.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import os
@@ -126,7 +127,8 @@ async def _write_parquet(
             span.see(rb)
             rows += rb.num_rows
             table = pa.Table.from_batches([rb]) if isinstance(rb, pa.RecordBatch) else rb
-            pw.write_table(table, row_group_size=max(1, rb.num_rows))
+            # compressing and hashing a block is CPU work: off the event loop (the API's)
+            await asyncio.to_thread(pw.write_table, table, row_group_size=max(1, rb.num_rows))
     return rows
 
 
@@ -142,7 +144,7 @@ async def _write_csv(
             rb = _as_arrow(schema, batch)
             span.see(rb)
             rows += rb.num_rows
-            cw.write(rb.cast(out_schema))
+            await asyncio.to_thread(cw.write, rb.cast(out_schema))
     return rows
 
 

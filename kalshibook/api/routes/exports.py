@@ -183,7 +183,7 @@ async def export_file(
         path = Path(folder.name) / name
         async with conn.transaction():
             ms = int(ctx.remaining(settings.api.export_timeout) * 1000)
-            await conn.execute(STATEMENT_TIMEOUT, {"ms": str(max(1, ms))})
+            await conn.execute(STATEMENT_TIMEOUT, {"ms": str(ms)})
             written = await write_file(path, spec, fmt, _batches(conn, table, ticker, day))
         credits = row_credits(written.rows)
         if ctx.credits_remaining is not None and credits > ctx.credits_remaining:
