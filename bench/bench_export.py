@@ -104,7 +104,7 @@ def export_rows_per_s(url: str, table: str, fmt: Format, rows: int) -> float:
     async def once() -> float:
         with tempfile.TemporaryDirectory(prefix="kb-bench-export-") as out:
             req = ExportRequest(tables=(table,), start=DAY, end=NEXT, fmt=fmt, tickers=(TICKER,))
-            async with await psycopg.AsyncConnection.connect(url) as conn:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 t = time.perf_counter()
                 summary = await run_export(conn, req, Path(out))
                 elapsed = time.perf_counter() - t

@@ -97,7 +97,9 @@ def _progress(done: int, total: int, rel: str) -> None:
 
 async def _export(url: str, req: ExportRequest, out: Path) -> Summary:
     try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+        # autocommit: each read its own transaction (no snapshot held for the whole export; a
+        # SET LOCAL of one read, e.g. the candle read's, ends with it)
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
     async with conn:
