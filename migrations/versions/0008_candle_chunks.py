@@ -44,6 +44,8 @@ INTERVALS: tuple[tuple[str, str], ...] = tuple(
     for source in ("trades", "quotes", "stats")
 )
 PREVIOUS = "10 days"
+"""The interval 0002 gave them. Like the upgrade, a downgrade changes the interval of chunks
+created afterwards only: chunks already made keep their size (both sizes read the same)."""
 
 MAT_HYPERTABLE = """
 SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
