@@ -196,6 +196,9 @@ def serve(kind: str, port: int, url: str) -> None:
             api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000, max_concurrent_per_key=1000),
         )
         app = create_app(settings)
+        from kalshibook.gctune import tune_gc
+
+        tune_gc()  # as `kalshibook serve` does once its app is built
     else:
         from litestar import Litestar, get
 

@@ -51,6 +51,7 @@ from kalshibook.api.app import POOL_MIN_SIZE, connection_options, create_app
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandlePage
 from kalshibook.domain.periods import Interval
+from kalshibook.gctune import tune_gc
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
@@ -299,6 +300,18 @@ def prepare(url: str, trades: int, markets: int, seed: int) -> dict[str, float]:
     return done
 
 
+def cpu_reference() -> float:
+    """ms for a fixed pure-Python loop: the speed of this machine's CPU at the moment. On a
+    shared virtual machine it drifts (by half and more over minutes), and every latency here drifts
+    with it; the figures are shown beside the results."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+    assert total > 0
+    return (time.perf_counter() - started) * 1000
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -384,7 +397,9 @@ async def time_endpoint(
     key = create_key(url, name="bench candles", credits=10**9).key
     out = Timings()
     path = f"/v1/markets/{ticker}/candles"
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    app = create_app(settings)
+    tune_gc()  # as `kalshibook serve` does once its app is built
+    async with AsyncTestClient(app=app) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         # warm-up: one request per connection the pool opens (it hands them out in turn, and a
         # server process's first read of the candle relations loads their catalog entries)
@@ -493,7 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trades", type=int, default=10_000_000)
     parser.add_argument("--markets", type=int, default=1_000)
-    parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=100,
+        help="timed requests per scenario (default 100: the p99 of fewer samples is their maximum)",
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--repeat", type=int, default=3, help="repeats of every request kind (default 3)"
@@ -564,12 +584,14 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[Timings]] = {label: [] for label, *_ in SCENARIOS}
         raws: dict[str, list[float]] = {}
         loads: list[float] = []
+        cpu: list[float] = []
         for repeat in range(args.repeat):
             rnd = random.Random(args.seed + repeat)
             for label, interval, span, raw in SCENARIOS:
                 wins = windows(span, args.requests, rnd)
                 handler_wins = windows(span, args.requests, rnd)
                 loads.append(os.getloadavg()[0])
+                cpu.append(cpu_reference())
                 print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
                 runs[label].append(
                     asyncio.run(
@@ -581,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                 if repeat == 0:
                     raws[label], _groups = time_raw(url, busiest, raw, wins)
             loads.append(os.getloadavg()[0])
+            cpu.append(cpu_reference())
     finally:
         if not (args.keep or args.prepare_only):
             with psycopg.connect(admin, autocommit=True) as conn:
@@ -620,16 +643,17 @@ def main(argv: list[str] | None = None) -> int:
         f"rows; database {facts['size']}.{load_note} Busiest market `{busiest}`: "
         f"{busiest_n:,} trades.",
         f"Run: `{command}` ({datetime.now(UTC):%Y-%m-%d}), 1-minute load average "
-        f"{min(loads):.1f}-{max(loads):.1f} during the run. Per repeat and request kind: "
+        f"{min(loads):.1f}-{max(loads):.1f} during the run; CPU reference (a fixed Python loop, "
+        f"timed before each request kind) {min(cpu):.0f}-{max(cpu):.0f} ms, median "
+        f"{statistics.median(cpu):.0f}. Per repeat and request kind: "
         f"*cold*: {args.requests} requests, each at a random position in the year; *warm*: the "
         f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
         "request per pooled connection. "
         + (
             f"Figures: the median over the {args.repeat} repeats of each repeat's p50 / p99 "
-            f"(min-max over the repeats in brackets); p99 of {args.requests} samples is "
-            "their maximum."
+            "(min-max over the repeats in brackets)."
             if args.repeat > 1
-            else f"Figures: p50 / p99 of the {args.requests} samples (p99: their maximum)."
+            else f"Figures: p50 / p99 of the {args.requests} samples."
         ),
         "",
         "| request (busiest market) | candles | cold p50 ms | cold p99 ms | warm p50 ms "

@@ -192,6 +192,7 @@ async def measure(targets: list[Target], requests: int) -> dict[tuple[str, str, 
     from litestar.testing import AsyncTestClient
 
     from kalshibook.api.app import create_app
+    from kalshibook.gctune import tune_gc
     from kalshibook.settings import ApiSettings, CoreSettings, ReplicaSettings, Settings
     from kalshibook.storage.api_keys import create_key
 
@@ -210,6 +211,7 @@ async def measure(targets: list[Target], requests: int) -> dict[tuple[str, str, 
             if target.replica:
                 await _healthy_replica(client)
             clients.append((target, client))
+        tune_gc()  # as `kalshibook serve` does once its app is built
         for name, path, params in CASES:
             for limit in LIMITS:
                 q = {**params, "limit": str(limit)}

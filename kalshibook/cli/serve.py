@@ -12,6 +12,7 @@ import psycopg
 import uvicorn
 
 from kalshibook.api.app import create_app
+from kalshibook.gctune import tune_gc
 from kalshibook.settings import Settings
 from kalshibook.storage.service_roles import LOGIN_INFO, enforce_login
 from kalshibook.storage.urls import unreachable
@@ -50,6 +51,7 @@ def _preflight(url: str, refuse_superuser: bool) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     _preflight(settings.require_database(), settings.core.refuse_superuser)
     app = create_app(settings)
+    tune_gc()  # after the app is built: its routes, schemas and OpenAPI document are frozen
     config = uvicorn.Config(
         app,
         host=args.host or settings.api.host,

@@ -158,6 +158,7 @@ EXPLAIN_EVERYTHING = (
     "LOAD 'auto_explain'",
     "SET auto_explain.log_min_duration = 0",
     "SET auto_explain.log_level = 'notice'",
+    "SET auto_explain.log_settings = on",  # the plan lists the planner settings that differ
 )
 FORCE_PARALLEL = """
 SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
@@ -166,9 +167,10 @@ SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
 
 
 async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
-    """A candle read of one market is planned serially (SERIAL_PLANS): starting parallel workers
-    costs more than the read (~25 ms of a 30 ms day of 1m candles at 10M trades), even when the
-    planner's costs say otherwise; the setting ends with the read's transaction."""
+    """A candle read of one market is planned serially and without hash aggregation (READ_PLANS):
+    starting parallel workers costs more than the read (~25 ms of a 30 ms day of 1m candles at 10M
+    trades), even when the planner's costs say otherwise; the settings end with the read's
+    transaction."""
     load(db_url)
     plans: list[str] = []
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
@@ -184,10 +186,17 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
         assert any("Gather" in p for p in plans)
         plans.clear()
         candles = await read_candles(conn, TICKER, "1m", T0 - 60 * M, T0 + 10 * M, fill=False)
-        cur = await conn.execute("SHOW max_parallel_workers_per_gather")
+        read_plans = list(plans)
+        cur = await conn.execute(
+            "SELECT current_setting('max_parallel_workers_per_gather'), "
+            "current_setting('enable_hashagg')"
+        )
         after = await cur.fetchone()
     assert len(candles) == 10
-    assert len(plans) >= 3  # watermarks, rows below and above the watermark, carried-in state
-    assert not [p for p in plans if "Gather" in p]
+    assert len(read_plans) >= 3  # watermarks, rows below and above the watermark, carried-in state
+    assert not [p for p in read_plans if "Gather" in p]
     assert after is not None
     assert after[0] != "0"  # SET LOCAL: not left on the connection
+    assert after[1] == "on"
+    # every statement of the read planned without hash aggregation (grouped in order)
+    assert all("enable_hashagg = 'off'" in p for p in read_plans)
