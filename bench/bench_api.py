@@ -70,11 +70,14 @@ VALUES ('BENCH-TRADES', 'BENCH-EV', 'BENCH', 'active', '{}'),
        ('BENCH-BOOK', 'BENCH-EV', 'BENCH', 'active', '{}');
 """
 
+# Numbers have the scales the collector stores from Kalshi's strings ("0.5600" dollars, "12.00"
+# counts); a bare ``/ 100.0`` has 20 decimal places.
 SEED_TRADES = """
 INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
                            taker_outcome_side, taker_book_side, source, received_at)
 SELECT %(t0)s + i * interval '250 milliseconds', gen_random_uuid(), 'BENCH-TRADES',
-       (1 + i %% 99) / 100.0, 1 - (1 + i %% 99) / 100.0, 1 + (i %% 1000) / 100.0,
+       round((1 + i %% 99) / 100.0, 4), round(1 - (1 + i %% 99) / 100.0, 4),
+       round(1 + (i %% 1000) / 100.0, 2),
        CASE WHEN i %% 2 = 0 THEN 'yes' ELSE 'no' END, 'bid', 'ws',
        %(t0)s + i * interval '250 milliseconds'
 FROM generate_series(0, %(n)s::bigint - 1) AS i
@@ -93,7 +96,7 @@ INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price
                                      sid, seq)
 SELECT %(t0)s + k * %(step)s, 'BENCH-BOOK', %(t0)s + k * %(step)s,
        CASE WHEN (k / 2) %% 2 = 0 THEN 'yes' ELSE 'no' END,
-       (1 + (k / 4) %% 49) / 100.0,
+       round((1 + (k / 4) %% 49) / 100.0, 4),
        CASE WHEN k %% 2 = 0 THEN 1.00 ELSE -1.00 END,
        1, 1, k + 2
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS k

@@ -102,7 +102,9 @@ def tickers(markets: int) -> list[str]:
 # hour of Python row building. Market popularity is Zipf-like: index = floor((N+1)^u) - 1 for a
 # uniform u gives P(index <= k) ~ ln(k+2)/ln(N+1) (the busiest market gets ~10 % of the rows).
 # Prices wander per market and day on the cent grid; random() is seeded per day (setseed), so a
-# given --seed loads the same rows every time.
+# given --seed loads the same rows every time. Numbers have the scales the collector stores from
+# Kalshi's strings ("0.5600" dollars, "12.00" counts): a bare ``p / 100.0`` has 20 decimal
+# places, which made every number the reads return five times longer than real data's.
 _EVENTS = """
 SELECT %(day_start)s::timestamptz + floor(random() * 86400000) * INTERVAL '1 millisecond' AS ts,
        least(%(markets)s - 1, floor(exp(random() * ln(%(markets)s + 1)))::int - 1) AS m
@@ -113,7 +115,7 @@ GEN_TRADES: LiteralString = (
 INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
     taker_outcome_side, taker_book_side, is_block_trade, source, received_at)
 SELECT ts, gen_random_uuid(), format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')),
-       p / 100.0, (100 - p) / 100.0, (1 + floor(random() * 499))::numeric,
+       round(p / 100.0, 4), round((100 - p) / 100.0, 4), round((1 + floor(random() * 499))::numeric, 2),
        CASE WHEN random() < 0.5 THEN 'yes' ELSE 'no' END,
        CASE WHEN random() < 0.5 THEN 'bid' ELSE 'ask' END, false, 'ws', now()
 FROM ("""
@@ -128,8 +130,9 @@ GEN_QUOTES: LiteralString = (
 INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
     yes_ask_size)
 SELECT ts, format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')), now(),
-       CASE WHEN random() < 0.02 THEN NULL ELSE (p - 1) / 100.0 END,
-       (1 + floor(random() * 499))::numeric, (p + 1) / 100.0, (1 + floor(random() * 499))::numeric
+       CASE WHEN random() < 0.02 THEN NULL ELSE round((p - 1) / 100.0, 4) END,
+       round((1 + floor(random() * 499))::numeric, 2), round((p + 1) / 100.0, 4),
+       round((1 + floor(random() * 499))::numeric, 2)
 FROM ("""
     + _EVENTS
     + """) e
@@ -141,8 +144,8 @@ GEN_STATS: LiteralString = (
     """
 INSERT INTO market.market_stats (ts, market_ticker, received_at, price, volume, open_interest)
 SELECT ts, format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')), now(),
-       (20 + (m * 7 + %(day)s) %% 60) / 100.0, (%(day)s * 1000 + m)::numeric,
-       (100 + floor(random() * 9900))::numeric
+       round((20 + (m * 7 + %(day)s) %% 60) / 100.0, 4), round(%(day)s * 1000 + m, 2),
+       round((100 + floor(random() * 9900))::numeric, 2)
 FROM ("""
     + _EVENTS
     + """) e

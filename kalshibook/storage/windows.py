@@ -8,6 +8,10 @@ was found, at most sixteen times the last). Each statement binds ``lo``/``hi`` a
 plan-time chunk exclusion keeps its plan to the window. The bounds come from the read extents of
 migration 0006 (``market.trade_extents``, ``market.book_extents``). :func:`read_windows` with
 ``descending`` walks down from the upper bound instead, for newest-first pages.
+
+Rows come in PostgreSQL's binary format: the same values (timestamps, integers, exact numerics
+with their scale), without the server formatting each timestamp as text and the client parsing it
+back: ~1 ms of a 1,000-row trades page (bench/bench_api.py).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ async def read_windows(
         else:
             w_lo, w_hi = lo, min(hi, lo + width)
         bound = {**params, "lo": w_lo, "hi": w_hi, "limit": limit - len(out)}
-        async with conn.cursor(row_factory=args_row(row)) as cur:
+        async with conn.cursor(row_factory=args_row(row), binary=True) as cur:
             await cur.execute(query, bound)
             out += await cur.fetchall()
         if descending:
