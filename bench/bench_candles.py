@@ -115,7 +115,8 @@ GEN_TRADES: LiteralString = (
 INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
     taker_outcome_side, taker_book_side, is_block_trade, source, received_at)
 SELECT ts, gen_random_uuid(), format('KXBENCH-25-M%%s', lpad(m::text, 4, '0')),
-       round(p / 100.0, 4), round((100 - p) / 100.0, 4), round((1 + floor(random() * 499))::numeric, 2),
+       round(p / 100.0, 4), round((100 - p) / 100.0, 4),
+       round((1 + floor(random() * 499))::numeric, 2),
        CASE WHEN random() < 0.5 THEN 'yes' ELSE 'no' END,
        CASE WHEN random() < 0.5 THEN 'bid' ELSE 'ask' END, false, 'ws', now()
 FROM ("""
