@@ -10,9 +10,10 @@
    the database: ``--reuse`` resumes an interrupted preparation and measures a kept database
    again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 2 minutes on 2 CPUs);
 2. for the busiest market, times ``--requests`` requests of each scenario through
-   ``GET /v1/markets/{ticker}/candles`` (the real app in-process via Litestar's AsyncTestClient,
-   with auth and credit charging on): a 1-day 1m request, a 30-day 1h request, a 1-year 1d request,
-   each at a random (seeded) position in the year (cold), then the first range again as many
+   ``GET /v1/markets/{ticker}/candles`` (``kalshibook serve`` in its own process, one client over
+   a keep-alive connection, auth and credit charging on): a 1-day 1m request, a 30-day 1h
+   request, a 1-year 1d request, each at a random (seeded) position in the year (cold), then the
+   first range again as many
    times (warm), with ``fill=true``; then the handler's own work (read, assembly, formatting,
    JSON) on one connection, cold and warm likewise; all of it ``--repeat`` times;
 3. times the same ranges computed straight from ``market.trades`` with one
@@ -30,29 +31,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import logging
 import os
 import platform
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, LiteralString
+from urllib.parse import urlencode
 
 import msgspec
 import psycopg
-from litestar.testing import AsyncTestClient
 from psycopg import sql
 
-from kalshibook.api.app import POOL_MIN_SIZE, connection_options, create_app
+from kalshibook.api.app import POOL_MIN_SIZE, connection_options
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandlePage
 from kalshibook.domain.periods import Interval
-from kalshibook.gctune import tune_gc
-from kalshibook.settings import ApiSettings, CoreSettings, Settings
+from kalshibook.settings import ApiSettings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
 from kalshibook.storage.candles import (
@@ -383,56 +386,106 @@ async def handler_work(
     return msgspec.json.encode(page)
 
 
-async def time_endpoint(
+class ApiServer:
+    """``kalshibook serve`` (the command operators run: settings from the environment, its
+    garbage-collector tuning, uvicorn) on a free local port, and one client's keep-alive
+    connection to it (``http.client``: ~0.1 ms of its own per request, where httpx adds ~3 ms)."""
+
+    def __init__(self, url: str, request_timeout: float) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        env = {
+            **os.environ,
+            "KALSHIBOOK_DATABASE_URL": url,
+            "KALSHIBOOK_API_RATE_LIMIT_PER_SECOND": "1000000",
+            "KALSHIBOOK_API_REQUEST_TIMEOUT": f"{request_timeout:g}",
+            "KALSHIBOOK_LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-m", "kalshibook", "serve", "--host", "127.0.0.1"]
+        self.proc = subprocess.Popen(
+            [*command, "--port", str(self.port), "--no-access-log"], cwd=ROOT, env=env
+        )
+        self.timeout = request_timeout + 30
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.get("/health", {})[0] == 200:
+                    return
+            except OSError:
+                self.conn.close()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise SystemExit("kalshibook serve did not start")
+            time.sleep(0.2)
+
+    def get(self, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.conn.request("GET", target, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def time_endpoint(
+    server: ApiServer,
+    key: str,
+    ticker: str,
+    interval: Interval,
+    wins: list[tuple[datetime, datetime]],
+    out: Timings,
+) -> None:
+    """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm), one request at a time
+    over one keep-alive connection; the body read in full."""
+    headers = {"Authorization": f"Bearer {key}"}
+    path = f"/v1/markets/{ticker}/candles"
+
+    def target(start: datetime, end: datetime) -> str:
+        return f"{path}?{urlencode(_params(interval, start, end))}"
+
+    # warm-up: one request per connection the server's pool opens (it hands them out in turn,
+    # and a server process's first read of the candle relations loads their catalog entries)
+    for _ in range(POOL_MIN_SIZE):
+        status, body = server.get(target(*wins[0]), headers)
+        if status != 200:
+            raise SystemExit(f"{target(*wins[0])}: {status} {body[:300]!r}")
+    out.candles = len(msgspec.json.decode(body)["data"])
+    for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
+        t = time.perf_counter()
+        status, body = server.get(target(start, end), headers)
+        took = (time.perf_counter() - t) * 1000
+        (out.cold if k < len(wins) else out.warm).append(took)
+        if status != 200:
+            raise SystemExit(f"{target(start, end)}: {status} {body[:300]!r}")
+
+
+async def time_handler(
     url: str,
     ticker: str,
     interval: Interval,
     wins: list[tuple[datetime, datetime]],
-    handler_wins: list[tuple[datetime, datetime]],
     request_timeout: float,
-) -> Timings:
-    """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm); then the handler's work
-    alone, on one connection, at ``handler_wins`` (other random positions: cold too) and at
-    ``handler_wins[0]`` (warm)."""
-    settings = Settings(
-        core=CoreSettings(database_url=url),
-        api=ApiSettings(rate_limit_per_second=1_000_000.0, request_timeout=request_timeout),
-    )
-    key = create_key(url, name="bench candles", credits=10**9).key
-    out = Timings()
-    path = f"/v1/markets/{ticker}/candles"
-    app = create_app(settings)
-    tune_gc()  # as `kalshibook serve` does once its app is built
-    async with AsyncTestClient(app=app) as client:
-        client.headers["Authorization"] = f"Bearer {key}"
-        # warm-up: one request per connection the pool opens (it hands them out in turn, and a
-        # server process's first read of the candle relations loads their catalog entries)
-        for _ in range(POOL_MIN_SIZE):
-            r = await client.get(path, params=_params(interval, *wins[0]))
-        # the candles counted once: decoding every 1.4 MB body here would fill this process
-        # (which also runs the app) with garbage the collector then walks in the timed requests
-        out.candles = len(r.json()["data"])
-        for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
-            params = _params(interval, start, end)
-            t = time.perf_counter()
-            r = await client.get(path, params=params)
-            took = (time.perf_counter() - t) * 1000
-            (out.cold if k < len(wins) else out.warm).append(took)
-            if r.status_code != 200:
-                raise SystemExit(f"{path} {params}: {r.status_code} {r.text[:300]}")
-    # the app runs in the test client's own thread and event loop: a direct connection here,
-    # with the API's connection settings, warmed up like the pool's
+    out: Timings,
+) -> None:
+    """The handler's work alone, on one connection with the API's connection settings, at
+    ``wins`` (cold), then ``wins[0]`` as often (warm), after warming the connection up."""
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, options=connection_options(int(request_timeout * 1000))
     ) as conn:
         for _ in range(HANDLER_WARM_UP):
-            await handler_work(conn, ticker, interval, *handler_wins[0])
-        for k, (start, end) in enumerate([*handler_wins, *[handler_wins[0]] * len(handler_wins)]):
+            await handler_work(conn, ticker, interval, *wins[0])
+        for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
             t = time.perf_counter()
             await handler_work(conn, ticker, interval, start, end)
             took = (time.perf_counter() - t) * 1000
-            (out.handler_cold if k < len(handler_wins) else out.handler_warm).append(took)
-    return out
+            (out.handler_cold if k < len(wins) else out.handler_warm).append(took)
 
 
 RAW_BUDGET_S = 60.0
@@ -589,25 +642,31 @@ def main(argv: list[str] | None = None) -> int:
         raws: dict[str, list[float]] = {}
         loads: list[float] = []
         cpu: list[float] = []
-        for repeat in range(args.repeat):
-            rnd = random.Random(args.seed + repeat)
-            for label, interval, span, raw in SCENARIOS:
-                wins = windows(span, args.requests, rnd)
-                handler_wins = windows(span, args.requests, rnd)
-                loads.append(os.getloadavg()[0])
-                cpu.append(cpu_reference())
-                print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
-                runs[label].append(
+        key = create_key(url, name="bench candles", credits=10**9).key
+        server = ApiServer(url, args.request_timeout)
+        try:
+            for repeat in range(args.repeat):
+                rnd = random.Random(args.seed + repeat)
+                for label, interval, span, raw in SCENARIOS:
+                    wins = windows(span, args.requests, rnd)
+                    handler_wins = windows(span, args.requests, rnd)
+                    loads.append(os.getloadavg()[0])
+                    cpu.append(cpu_reference())
+                    print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
+                    timings = Timings()
+                    time_endpoint(server, key, busiest, interval, wins, timings)
                     asyncio.run(
-                        time_endpoint(
-                            url, busiest, interval, wins, handler_wins, args.request_timeout
+                        time_handler(
+                            url, busiest, interval, handler_wins, args.request_timeout, timings
                         )
                     )
-                )
-                if repeat == 0:
-                    raws[label], _groups = time_raw(url, busiest, raw, wins)
-            loads.append(os.getloadavg()[0])
-            cpu.append(cpu_reference())
+                    runs[label].append(timings)
+                    if repeat == 0:
+                        raws[label], _groups = time_raw(url, busiest, raw, wins)
+                loads.append(os.getloadavg()[0])
+                cpu.append(cpu_reference())
+        finally:
+            server.close()
     finally:
         if not (args.keep or args.prepare_only):
             with psycopg.connect(admin, autocommit=True) as conn:
@@ -640,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
         "## Candles (`bench/bench_candles.py`)" if community else "## Candles, Apache-2 edition",
         "",
         f"TimescaleDB {facts['tsdb']} **{edition}**, PostgreSQL {facts['pg']}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; API in-process "
-        "(Litestar AsyncTestClient, auth and credit charging on), database on the same machine.",
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; API: `kalshibook serve` "
+        "(uvicorn, auth and credit charging on) and one client over a keep-alive connection, "
+        "database on the same machine.",
         f"Data: {totals['trades']:,} trades over {args.markets:,} markets (Zipf-like popularity) "
         f"across {DAYS} days, {totals['quotes']:,} quotes, {totals['market_stats']:,} market-stats "
         f"rows; database {facts['size']}.{load_note} Busiest market `{busiest}`: "
@@ -680,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request: auth + charge, the "
+        "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request as the client sees "
+        "it (sent until the body is read): auth + charge, the "
         "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
         "aggregates of the two days before, the 1d ones only when those leave something unknown; "
         "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
@@ -690,8 +751,8 @@ def main(argv: list[str] | None = None) -> int:
         "return there, without planning their live part); above them, the aggregates.",
         "- *handler*: the route's own work (the read, assembly, formatting, the JSON body) called "
         "directly on one connection with the API's connection settings, at other random "
-        "positions (cold) and one range repeated (warm): the endpoint minus HTTP (the test "
-        "client runs the app in its own thread), auth, charging and usage.",
+        "positions (cold) and one range repeated (warm), in the bench's process: the endpoint "
+        "minus HTTP, auth, charging and usage.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
         "OHLC, volume, notional, count only), on a direct connection: what computing candles "
         "from the hypertable costs without any candle relation (first repeat's positions; "
