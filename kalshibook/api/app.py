@@ -1,7 +1,7 @@
 """The Litestar application factory.
 
 ``create_app(settings, pool=None)``: the lifespan opens its own psycopg pools (``open=False``,
-``check=AsyncConnectionPool.check_connection``, ``await open(wait=True)``) and closes them on
+``check=storage.pool.check_connection``, ``await open(wait=True)``) and closes them on
 shutdown: the data pool for the handlers' queries and a small control pool for auth, credits,
 usage and ``/health`` (see :mod:`kalshibook.api.middleware`). A pool passed in serves both and is
 never closed. Every handler of

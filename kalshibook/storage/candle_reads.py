@@ -297,8 +297,8 @@ async def _fetch_community(
     async with (
         conn.pipeline(),
         conn.transaction(),
-        conn.cursor(row_factory=args_row(BucketRow)) as below_cur,
-        conn.cursor(row_factory=args_row(BucketRow)) as above_cur,
+        conn.cursor(row_factory=args_row(BucketRow), binary=True) as below_cur,
+        conn.cursor(row_factory=args_row(BucketRow), binary=True) as above_cur,
         conn.cursor() as cur,
     ):
         await conn.execute(READ_PLANS)

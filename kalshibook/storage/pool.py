@@ -2,25 +2,34 @@
 
 ``make_pool`` never opens the pool (an async pool must not open in its constructor); the owner
 calls ``await pool.open(wait=True)`` and closes it. Every connection handed out is checked first
-(``AsyncConnectionPool.check_connection``), so connections broken by a database restart or a network
-cut are replaced instead of failing the next query. ``open_pool`` does both for a block and never
+(:func:`check_connection`), so connections broken by a database restart or a terminated backend
+are replaced instead of failing the next query. ``open_pool`` does both for a block and never
 closes a pool it was given.
 """
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import unreachable
 
-__all__ = ("RECONNECT_TIMEOUT", "Pool", "connect_kwargs", "make_pool", "open_pool")
+__all__ = (
+    "RECONNECT_TIMEOUT",
+    "Pool",
+    "check_connection",
+    "connect_kwargs",
+    "make_pool",
+    "open_pool",
+)
 
 Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[Any]]
 
@@ -39,6 +48,23 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+
+
+async def check_connection(conn: AsyncConnection[Any]) -> None:
+    """The pool's check of a connection before handing it out; raises if it is unusable.
+
+    An idle connection has nothing to read: a server that shut down, restarted or terminated the
+    backend has sent its last message or closed the socket, which makes the socket readable. Only
+    then (or when the connection is not idle) does this make the round trip of
+    ``AsyncConnectionPool.check_connection``, an empty query; a quiet socket costs a ``select``
+    instead of a round trip (~0.2 ms of every API request). A peer gone without a word (a cut
+    network) is not seen by either until the keepalives (:data:`KEEPALIVES`) or the query's own
+    failure."""
+    if not conn.closed and conn.pgconn.transaction_status == TransactionStatus.IDLE:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 def connect_kwargs(name: str) -> dict[str, Any]:
@@ -79,7 +105,7 @@ def make_pool(
         min_size=min_size,
         max_size=max_size,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=check_connection,
         name=name,
         timeout=timeout,
         reconnect_timeout=reconnect_timeout,
