@@ -410,16 +410,19 @@ class ApiServer:
         self.timeout = request_timeout + 30
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.get("/health", {})[0] == 200:
-                    return
-            except OSError:
-                self.conn.close()
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise SystemExit("kalshibook serve did not start")
-            time.sleep(0.2)
+        try:
+            while True:
+                try:
+                    if self.get("/health", {})[0] == 200:
+                        return
+                except OSError:
+                    self.conn.close()
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("kalshibook serve did not start")
+                time.sleep(0.2)
+        except BaseException:
+            self.close()
+            raise
 
     def get(self, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
         self.conn.request("GET", target, headers=headers)

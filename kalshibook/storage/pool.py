@@ -60,11 +60,25 @@ async def check_connection(conn: AsyncConnection[Any]) -> None:
     instead of a round trip (~0.2 ms of every API request). A peer gone without a word (a cut
     network) is not seen by either until the keepalives (:data:`KEEPALIVES`) or the query's own
     failure."""
-    if not conn.closed and conn.pgconn.transaction_status == TransactionStatus.IDLE:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        if not readable:
+    if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+        try:
+            quiet = _quiet(conn.pgconn.socket)
+        except (OSError, ValueError):  # no answer about the socket: the round trip decides
+            quiet = False
+        if quiet:
             return
     await AsyncConnectionPool.check_connection(conn)
+
+
+def _quiet(fd: int) -> bool:
+    """True when nothing is waiting to be read on ``fd`` (``poll``: no descriptor-number limit,
+    where ``select`` fails above 1023)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not poller.poll(0)
+    readable, _, _ = select.select([fd], [], [], 0)
+    return not readable
 
 
 def connect_kwargs(name: str) -> dict[str, Any]:

@@ -5,13 +5,17 @@ trip."""
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+import socket
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.pq import Trace
 
 from kalshibook.settings import Settings
-from kalshibook.storage.pool import make_pool
+from kalshibook.storage.pool import _quiet, make_pool
 
 PID = "SELECT pg_backend_pid()"
 
@@ -67,4 +71,23 @@ async def test_a_quiet_idle_connection_is_handed_out_without_a_round_trip(
     finally:
         await pool.close()
     sent = trace.read_text()
-    assert "\tQuery\t" not in sent, sent  # AsyncConnectionPool.check_connection sends one
+    # nothing sent at all (AsyncConnectionPool.check_connection sends an empty Query)
+    assert "F\t" not in sent, sent
+
+
+def test_the_quiet_check_works_on_descriptors_above_1023() -> None:
+    """``select`` fails on a descriptor number >= 1024 (FD_SETSIZE); a busy API server can have
+    its pool's sockets there."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1600:
+        pytest.skip(f"open-file limit {soft} is too low to place a socket at descriptor 1500")
+    a, b = socket.socketpair()
+    high = os.dup2(a.fileno(), 1500)
+    try:
+        assert _quiet(high)
+        b.sendall(b"x")
+        assert not _quiet(high)
+    finally:
+        os.close(high)
+        a.close()
+        b.close()
