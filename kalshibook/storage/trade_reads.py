@@ -10,6 +10,11 @@ A page is answered in three steps, each a small constant query:
    (:mod:`kalshibook.storage.windows`): TimescaleDB plans only each window's chunks and the scan
    stops at ``limit``.
 
+When the request gives its own lower bound (``start`` or a cursor), the first window (from that
+bound) does not depend on the extent: it goes to the server with the extent look-up, in one round
+trip, and the windows after it start where the extent says the trades are. Any partition of the
+range into consecutive windows gives the same page; only the work differs.
+
 Order: exchange order (``ts``, then ``exchange_seq``; ties across markets by ``trade_id``), the
 keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order).
 :func:`list_trades_desc` reads the same rows in the reverse order (newest first, as Kalshi's
@@ -24,9 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import args_row
 
-from kalshibook.storage.windows import read_windows
+from kalshibook.storage.windows import FIRST_WINDOW, read_windows
 
 __all__ = ("TradeRow", "list_trades", "list_trades_desc", "trade_scope")
 
@@ -133,14 +139,44 @@ async def _extent(
     if scope is not None and not scope:
         return None
     async with conn.cursor() as cur:
-        if scope is None:
-            await cur.execute(EXTENT_ALL)
-        else:
-            await cur.execute(EXTENT_OF, {"tickers": scope})
+        await _execute_extent(cur, scope)
         row = await cur.fetchone()
     if row is None or row[0] is None:
         return None
     return scope, row[0], row[1]
+
+
+async def _execute_extent(cur: AsyncCursor[Any], scope: list[str] | None) -> None:
+    if scope is None:
+        await cur.execute(EXTENT_ALL)
+    else:
+        await cur.execute(EXTENT_OF, {"tickers": scope})
+
+
+async def _extent_and_first_window(
+    conn: Conn,
+    scope: list[str] | None,
+    query: LiteralString,
+    params: dict[str, Any],
+    floor: datetime,
+    end: datetime | None,
+    limit: int,
+) -> tuple[tuple[datetime, datetime] | None, list[TradeRow], datetime]:
+    """The extent of ``scope`` and the window ``[floor, floor + FIRST_WINDOW)`` (cut at ``end``)
+    in one round trip: ``(extent or None, the window's rows, the window's end)``."""
+    w_hi = floor + FIRST_WINDOW if end is None else min(floor + FIRST_WINDOW, end)
+    bound = {**params, "lo": floor, "hi": w_hi, "limit": limit}
+    async with (
+        conn.pipeline(),
+        conn.cursor() as ext_cur,
+        conn.cursor(row_factory=args_row(TradeRow), binary=True) as win_cur,
+    ):
+        await _execute_extent(ext_cur, scope)
+        await win_cur.execute(query, bound)
+        row = await ext_cur.fetchone()
+        rows = await win_cur.fetchall()
+    extent = None if row is None or row[0] is None else (row[0], row[1])
+    return extent, rows, w_hi
 
 
 async def list_trades(
@@ -155,19 +191,31 @@ async def list_trades(
     limit: int,
 ) -> list[TradeRow]:
     """One page of trades in exchange order, ``[start, end)`` on ``ts``, after the cursor."""
-    extent = await _extent(conn, tickers, event, series)
-    if extent is None:
-        return []
-    scope, lo, hi = extent
-    if start is not None:
-        lo = max(lo, start)
-    if after is not None:
-        lo = max(lo, after[0])
-    if end is not None:
-        hi = min(hi, end)
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
+    bounds = [t for t in (start, after[0] if after is not None else None) if t is not None]
+    if not bounds:
+        extent = await _extent(conn, tickers, event, series)
+        if extent is None:
+            return []
+        scope, lo, hi = extent
+        if end is not None:
+            hi = min(hi, end)
+        query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
+        params = {"tickers": scope, **cursor}
+        return await read_windows(conn, TradeRow, query, params, lo, hi, limit)
+    floor = max(bounds)
+    scope = await trade_scope(conn, tickers, event, series)
+    if (scope is not None and not scope) or (end is not None and end <= floor):
+        return []
     query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
-    return await read_windows(conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit)
+    params = {"tickers": scope, **cursor}
+    found, first, w_hi = await _extent_and_first_window(
+        conn, scope, query, params, floor, end, limit
+    )
+    if found is None or len(first) >= limit:
+        return first  # no extent: no trade (the window found none either)
+    lo, hi = max(found[0], w_hi), found[1] if end is None else min(found[1], end)
+    return first + await read_windows(conn, TradeRow, query, params, lo, hi, limit - len(first))
 
 
 async def list_trades_desc(
