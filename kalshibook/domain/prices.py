@@ -159,6 +159,8 @@ def _fmt_text(text: str, min_dp: int) -> str:
         and (frac.isdigit() or not dot)
     ):
         return _fmt(Decimal(text), min_dp)  # exponent, NaN, ...: the Decimal way
+    if len(frac) == min_dp:  # already in shape (the collector's "12.00", "0.5600"): as is
+        return text
     frac = frac.rstrip("0")
     if len(frac) < min_dp:
         frac = frac.ljust(min_dp, "0")

@@ -49,6 +49,10 @@ def test_text_formatting_equals_the_decimal_formatting(d: Decimal, zeros: int) -
         ("100", "100.0000", "100.00"),
         ("1E+2", "100.0000", "100.00"),
         ("1E-7", "0.0000001", "0.0000001"),
+        ("12.00", "12.0000", "12.00"),  # already in a shape: returned as is
+        ("0.5600", "0.5600", "0.56"),
+        ("-0.50", "-0.5000", "-0.50"),
+        ("0.1250", "0.1250", "0.125"),
     ],
 )
 def test_text_formatting_examples(text: str, dollars: str, count: str) -> None:
