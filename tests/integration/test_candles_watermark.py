@@ -11,6 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from kalshibook.domain.periods import period_floor
 from kalshibook.storage import candle_reads
 from kalshibook.storage.candle_reads import read_candles
 
@@ -189,7 +190,7 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
         read_plans = list(plans)
         cur = await conn.execute(
             "SELECT current_setting('max_parallel_workers_per_gather'), "
-            "current_setting('enable_hashagg')"
+            "current_setting('enable_hashagg'), current_setting('plan_cache_mode')"
         )
         after = await cur.fetchone()
     assert len(candles) == 10
@@ -198,5 +199,42 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
     assert after is not None
     assert after[0] != "0"  # SET LOCAL: not left on the connection
     assert after[1] == "on"
-    # every statement of the read planned without hash aggregation (grouped in order)
+    assert after[2] == "auto"
+    # every statement of the read planned without hash aggregation (grouped in order), with
+    # generic plans for its prepared statements
     assert all("enable_hashagg = 'off'" in p for p in read_plans)
+    assert all("plan_cache_mode = 'force_generic_plan'" in p for p in read_plans)
+
+
+async def test_generic_plans_read_what_custom_plans_read(db_url: str) -> None:
+    """The read's prepared statements run with generic plans (READ_PLANS): the same rows and
+    carried-in state as statements planned with their values, below, across and above the
+    watermark, at every level (a connection that prepares at once against one that never
+    does)."""
+    load(db_url)
+    options = "-c plan_cache_mode=force_custom_plan"
+    async with (
+        await psycopg.AsyncConnection.connect(
+            db_url, autocommit=True, options=options, prepare_threshold=None
+        ) as custom,
+        await psycopg.AsyncConnection.connect(
+            db_url, autocommit=True, options=options, prepare_threshold=0
+        ) as generic,
+    ):
+        ranges = [(T0 - 60 * M, T0 + 3 * M), (T0, T0 + 10 * M), (T0 + 6 * M, T0 + 9 * M)]
+        for interval in ("1m", "1h", "1d"):
+            for start, end in ranges * 3:  # each statement executed several times
+                if interval != "1m":
+                    start = period_floor(start - timedelta(days=2), interval)
+                    end = end + timedelta(days=1)
+                a = await candle_reads.fetch_candle_data(custom, TICKER, interval, start, end)
+                b = await candle_reads.fetch_candle_data(generic, TICKER, interval, start, end)
+                assert a == b, (interval, start, end)
+        cur = await generic.execute(
+            "SELECT sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements "
+            "WHERE cardinality(parameter_types) > 0"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    assert row[0] > 0  # the statements with parameters did run with generic plans
+    assert row[1] == 0
