@@ -19,10 +19,10 @@ def tune_gc() -> None:
     With the default thresholds a young-generation pass runs every 700 allocations and older
     passes keep re-walking long-lived objects (the books and catalog; a batch of decoded rows):
     measured at ~15 % of the collector's CPU at 70k frames/s, and at 80 % of a COPY worker's
-    row decoding (bench/bench_collector.py). The API server is the same kind of process: a day of
-    1m candles or a 1,000-row page allocates tens of thousands of short-lived rows and strings, and
-    with the default thresholds the collector's passes took ~4 ms of an 18 ms candle request
-    (bench/bench_candles.py). Objects alive at start-up are frozen (never walked
+    row decoding (bench/bench_collector.py). The API server is the same kind of process (a day of
+    1m candles or a 1,000-row page allocates tens of thousands of short-lived rows and strings),
+    though there the gain was within the machine's noise at the endpoint (BENCHMARKS.md, candles).
+    Objects alive at start-up are frozen (never walked
     again) and passes run 70x less often. Reference counting still frees everything acyclic at
     once, so memory does not grow; only cyclic garbage waits longer.
     """

@@ -166,8 +166,9 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # candles, and starting the workers cost ~25 ms of a 30 ms statement (10M trades, 2 CPUs);
 # serially it took ~4 ms. No hash aggregation: the rows statement groups the three relations'
 # rows by bucket, and the planner's estimate (200 groups) picks a HashAggregate and then sorts its
-# output; sorting the ~4,000 input rows and aggregating them in order was ~1 ms of ~4.5 cheaper
-# (p50 over 30 days of 1m at 10M trades, and a third of the spread). Generic plans: the API's
+# output; sorting the ~2,300 input rows and aggregating them in order took ~1 ms less of the
+# server's ~4.5 for a day of 1m at 10M trades (0.2-0.4 ms less at the client, interleaved reads),
+# with a third of the spread. Generic plans: the API's
 # connections force custom plans (for the trades pages' optional filters), so every execution of
 # a prepared candle statement was planned again, over the materialisations' chunks; these
 # statements have no optional filter, and TimescaleDB excludes the chunks at executor start-up

@@ -30,9 +30,8 @@ from typing import Any, Final, LiteralString
 
 import msgspec
 from psycopg import AsyncConnection, AsyncCursor
-from psycopg.rows import args_row
 
-from kalshibook.storage.windows import FIRST_WINDOW, read_windows
+from kalshibook.storage.windows import FIRST_WINDOW, read_windows, window_cursor
 
 __all__ = ("TradeRow", "list_trades", "list_trades_desc", "trade_scope")
 
@@ -140,10 +139,8 @@ async def _extent(
         return None
     async with conn.cursor() as cur:
         await _execute_extent(cur, scope)
-        row = await cur.fetchone()
-    if row is None or row[0] is None:
-        return None
-    return scope, row[0], row[1]
+        found = _hours(await cur.fetchone())
+    return None if found is None else (scope, *found)
 
 
 async def _execute_extent(cur: AsyncCursor[Any], scope: list[str] | None) -> None:
@@ -153,30 +150,8 @@ async def _execute_extent(cur: AsyncCursor[Any], scope: list[str] | None) -> Non
         await cur.execute(EXTENT_OF, {"tickers": scope})
 
 
-async def _extent_and_first_window(
-    conn: Conn,
-    scope: list[str] | None,
-    query: LiteralString,
-    params: dict[str, Any],
-    floor: datetime,
-    end: datetime | None,
-    limit: int,
-) -> tuple[tuple[datetime, datetime] | None, list[TradeRow], datetime]:
-    """The extent of ``scope`` and the window ``[floor, floor + FIRST_WINDOW)`` (cut at ``end``)
-    in one round trip: ``(extent or None, the window's rows, the window's end)``."""
-    w_hi = floor + FIRST_WINDOW if end is None else min(floor + FIRST_WINDOW, end)
-    bound = {**params, "lo": floor, "hi": w_hi, "limit": limit}
-    async with (
-        conn.pipeline(),
-        conn.cursor() as ext_cur,
-        conn.cursor(row_factory=args_row(TradeRow), binary=True) as win_cur,
-    ):
-        await _execute_extent(ext_cur, scope)
-        await win_cur.execute(query, bound)
-        row = await ext_cur.fetchone()
-        rows = await win_cur.fetchall()
-    extent = None if row is None or row[0] is None else (row[0], row[1])
-    return extent, rows, w_hi
+def _hours(row: tuple[Any, ...] | None) -> tuple[datetime, datetime] | None:
+    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 async def list_trades(
@@ -191,30 +166,34 @@ async def list_trades(
     limit: int,
 ) -> list[TradeRow]:
     """One page of trades in exchange order, ``[start, end)`` on ``ts``, after the cursor."""
-    cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
-    bounds = [t for t in (start, after[0] if after is not None else None) if t is not None]
-    if not bounds:
+    floors = [t for t in (start, after[0] if after is not None else None) if t is not None]
+    if not floors:
         extent = await _extent(conn, tickers, event, series)
         if extent is None:
             return []
         scope, lo, hi = extent
-        if end is not None:
-            hi = min(hi, end)
-        query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
-        params = {"tickers": scope, **cursor}
-        return await read_windows(conn, TradeRow, query, params, lo, hi, limit)
-    floor = max(bounds)
-    scope = await trade_scope(conn, tickers, event, series)
-    if (scope is not None and not scope) or (end is not None and end <= floor):
-        return []
+        first: list[TradeRow] = []
+    else:
+        # the request's own lower bound: its first window goes with the extent look-up
+        lo = max(floors)
+        scope = await trade_scope(conn, tickers, event, series)
+        if (scope is not None and not scope) or (end is not None and end <= lo):
+            return []
     query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
+    cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
     params = {"tickers": scope, **cursor}
-    found, first, w_hi = await _extent_and_first_window(
-        conn, scope, query, params, floor, end, limit
-    )
-    if found is None or len(first) >= limit:
-        return first  # no extent: no trade (the window found none either)
-    lo, hi = max(found[0], w_hi), found[1] if end is None else min(found[1], end)
+    if floors:
+        w_hi = lo + FIRST_WINDOW if end is None else min(lo + FIRST_WINDOW, end)
+        async with conn.pipeline(), conn.cursor() as cur, window_cursor(conn, TradeRow) as win:
+            await _execute_extent(cur, scope)
+            await win.execute(query, {**params, "lo": lo, "hi": w_hi, "limit": limit})
+            found = _hours(await cur.fetchone())
+            first = await win.fetchall()
+        if found is None or len(first) >= limit:
+            return first  # no extent: no trade (the window found none either)
+        lo, hi = max(found[0], w_hi), found[1]
+    if end is not None:
+        hi = min(hi, end)
     return first + await read_windows(conn, TradeRow, query, params, lo, hi, limit - len(first))
 
 

@@ -20,16 +20,21 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import args_row
 
-__all__ = ("FIRST_WINDOW", "next_width", "read_windows")
+__all__ = ("FIRST_WINDOW", "next_width", "read_windows", "window_cursor")
 
 FIRST_WINDOW: Final = timedelta(hours=1)
 WINDOW_GROWTH: Final = 4
 MAX_GROWTH: Final = 16
 
 R = TypeVar("R")
+
+
+def window_cursor(conn: AsyncConnection[Any], row: Callable[..., R]) -> AsyncCursor[R]:
+    """A cursor for one window's rows, built by ``row``, in the binary format."""
+    return conn.cursor(row_factory=args_row(row), binary=True)
 
 
 def next_width(width: timedelta, scanned: timedelta, found: int, missing: int) -> timedelta:
@@ -64,7 +69,7 @@ async def read_windows(
         else:
             w_lo, w_hi = lo, min(hi, lo + width)
         bound = {**params, "lo": w_lo, "hi": w_hi, "limit": limit - len(out)}
-        async with conn.cursor(row_factory=args_row(row), binary=True) as cur:
+        async with window_cursor(conn, row) as cur:
             await cur.execute(query, bound)
             out += await cur.fetchall()
         if descending:
