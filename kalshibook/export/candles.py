@@ -13,7 +13,7 @@ never again, leaving the file stale.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -87,7 +87,7 @@ class CandleDay:
         data = await self._read()
         return hashlib.sha256(msgspec.msgpack.encode((data.rows, data.carried))).hexdigest()
 
-    async def batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+    async def batches(self) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """The candles whose period starts in the day (one batch)."""
         data = await self._read()
         rows = assemble_rows(
@@ -102,6 +102,6 @@ class CandleDay:
 
 def candle_batches(
     conn: AConn, ticker: str, interval: Interval, day: date
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
     """The market's candles whose period starts in the UTC day (one batch)."""
     return CandleDay(conn, ticker, interval, day).batches()

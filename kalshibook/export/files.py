@@ -16,8 +16,8 @@ import asyncio
 import gzip
 import hashlib
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -111,7 +111,7 @@ def _as_arrow(schema: pa.Schema, batch: Any) -> Batch:
 
 
 async def _write_parquet(
-    out: _HashingFile, spec: TableSpec, batches: AsyncIterator[Any], span: _Range
+    out: _HashingFile, spec: TableSpec, batches: AsyncGenerator[Any, None], span: _Range
 ) -> int:
     """Each batch one row group; the rows written."""
     schema, rows = arrow_schema(spec), 0
@@ -133,7 +133,7 @@ async def _write_parquet(
 
 
 async def _write_csv(
-    out: _HashingFile, spec: TableSpec, batches: AsyncIterator[Any], span: _Range
+    out: _HashingFile, spec: TableSpec, batches: AsyncGenerator[Any, None], span: _Range
 ) -> int:
     """A header, then every batch (decimals as exact text), gzip-compressed; the rows written."""
     schema, rows = arrow_schema(spec), 0
@@ -144,20 +144,13 @@ async def _write_csv(
             rb = _as_arrow(schema, batch)
             span.see(rb)
             rows += rb.num_rows
-            await asyncio.to_thread(cw.write, rb.cast(out_schema))
+            # the decimal -> text cast too: CPU work, off the event loop
+            await asyncio.to_thread(_write_cast, cw, rb, out_schema)
     return rows
 
 
-@asynccontextmanager
-async def _closing(batches: AsyncIterator[Any]) -> AsyncIterator[None]:
-    """Close the batches' generator however the write ends, so that its cursor or COPY is
-    finished (or cancelled) and its transaction ended before the connection is used again."""
-    try:
-        yield
-    finally:
-        aclose = getattr(batches, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def _write_cast(cw: pacsv.CSVWriter, rb: Batch, schema: pa.Schema) -> None:
+    cw.write(rb.cast(schema))
 
 
 def _put_in_place(tmp: Path, path: Path, same_digest: bool) -> tuple[int, bool]:
@@ -173,7 +166,7 @@ async def write_file(
     path: Path,
     spec: TableSpec,
     fmt: Format,
-    batches: AsyncIterator[Any],
+    batches: AsyncGenerator[Any, None],
     *,
     keep: str | None = None,
 ) -> Written:
@@ -184,7 +177,9 @@ async def write_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        async with _closing(batches):
+        # close the batches' generator however the write ends, so that its cursor or COPY is
+        # finished (or cancelled) and its transaction ended before the connection is used again
+        async with aclosing(batches):
             with tmp.open("wb") as raw:
                 hashing = _HashingFile(raw)
                 write = _write_parquet if fmt == "parquet" else _write_csv

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -145,7 +145,7 @@ async def book_days(
 
 async def _named(
     conn: AConn, query: str, params: dict[str, Any], batch_rows: int
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
     async with conn.transaction(), conn.cursor(name="kalshibook_export") as cur:
         await cur.execute(query, params)
         while rows := await cur.fetchmany(batch_rows):
@@ -159,7 +159,7 @@ async def raw_batches(
     start: datetime,
     end: datetime,
     block_bytes: int = BLOCK_BYTES,
-) -> AsyncIterator[pa.Table]:
+) -> AsyncGenerator[pa.Table, None]:
     """The market's rows of ``[start, end)`` in the table's order, as Arrow tables of about
     ``block_bytes`` of COPY text each.
 
@@ -216,5 +216,5 @@ async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:
 
 def settlement_batches(
     conn: AConn, tickers: Sequence[str], batch_rows: int = BATCH_ROWS
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
     return _named(conn, SETTLEMENT_ROWS, {"tickers": list(tickers)}, batch_rows)

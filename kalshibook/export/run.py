@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -67,7 +67,7 @@ class _Job(msgspec.Struct, frozen=True):
     ticker: str | None
     date: str | None
     fingerprint: Callable[[], Awaitable[str]]  # the file's sources, read just before the file
-    make: Callable[[], AsyncIterator[Sequence[Sequence[Any]]]]
+    make: Callable[[], AsyncGenerator[Sequence[Sequence[Any]], None]]
     release: Callable[[], None] = lambda: None  # drop what fingerprint() read (file skipped)
 
 
@@ -86,7 +86,7 @@ def _unchanged(root: Path, rel: str, fingerprint: str, entry: mf.Entry | None) -
 
 
 def _replay_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: date) -> _Job:
-    def make() -> AsyncIterator[Sequence[Sequence[Any]]]:
+    def make() -> AsyncGenerator[Sequence[Sequence[Any]], None]:
         if table == "book_samples":
             return sample_batches(conn, ticker, day, req.levels, req.every)
         return bbo_batches(conn, ticker, day)

@@ -18,7 +18,7 @@ ever added; a late row has the latest ``received_at``), the gaps themselves, the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -196,7 +196,7 @@ def _levels(replay: BookReplay, side: str, n: int) -> list[Any]:
 
 async def sample_batches(
     conn: AConn, ticker: str, day: date, levels: int, every: timedelta
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
     params, replay = await _setup(conn, ticker, day)
     start, end = day_bounds(day)
     async with conn.transaction(), conn.cursor(name="kalshibook_samples") as cur:
@@ -219,7 +219,9 @@ async def sample_batches(
             yield batch
 
 
-async def bbo_batches(conn: AConn, ticker: str, day: date) -> AsyncIterator[list[tuple[Any, ...]]]:
+async def bbo_batches(
+    conn: AConn, ticker: str, day: date
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
     params, replay = await _setup(conn, ticker, day)
     start = day_bounds(day)[0]
     async with (

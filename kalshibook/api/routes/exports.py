@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, cast
 
@@ -109,7 +109,9 @@ def row_credits(rows: int) -> int:
     return -(-rows // ROWS_PER_CREDIT)
 
 
-def _batches(conn: Conn, table: str, ticker: str, day: dt.date) -> AsyncIterator[Sequence[Any]]:
+def _batches(
+    conn: Conn, table: str, ticker: str, day: dt.date
+) -> AsyncGenerator[Sequence[Any], None]:
     if table in RAW_TABLES:
         lo, hi = export_reads.day_bounds(day)
         return export_reads.raw_batches(conn, RAW_TABLES[table], ticker, lo, hi)
