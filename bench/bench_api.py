@@ -514,7 +514,6 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         book_rows: list[str] = []
-        book_alone: dict[int, list[float]] = {}
         headline: Result | None = None
         loaded = 0
         with psycopg.connect(bench_url, autocommit=True) as conn:
@@ -552,7 +551,6 @@ def main(argv: list[str] | None = None) -> int:
                 with_cp = load(book_url, auth, d, c)
                 headline = headline or with_cp
                 plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
-                book_alone[n] = plain_alone
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
                 times, body, status = sequential(book_url, auth, 3 if n <= 2_000_000 else 1)
@@ -669,8 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
-        "time; the book returned is checked equal to the uncompressed one). Under wrk's 8 "
-        f"connections the latency is mostly queueing on {os.cpu_count()} CPUs; *one client* is "
+        "time; the book returned is checked equal to the uncompressed one). Under the load's "
+        f"{c} connections the latency is mostly queueing on {os.cpu_count()} CPUs; *one client* is "
         f"{ALONE_ROUNDS} sequential requests on one `http.client` connection (the service time of "
         "one request).",
         "",

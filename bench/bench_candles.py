@@ -8,7 +8,7 @@
    compression policies run once (the state the policies would have reached), with the
    database's policy jobs paused meanwhile. Each phase (load, refresh, compress) is recorded in
    the database: ``--reuse`` resumes an interrupted preparation and measures a kept database
-   again, ``--prepare-only`` stops after preparing (10M trades: ~9 + 9 + 2 minutes on 2 CPUs);
+   again, ``--prepare-only`` stops after preparing (10M trades: ~5 + 9 + 2 minutes on 2 CPUs);
 2. for the busiest market, times ``--requests`` requests of each scenario through
    ``GET /v1/markets/{ticker}/candles`` (``kalshibook serve`` in its own process, one client over
    a keep-alive connection, auth and credit charging on): a 1-day 1m request, a 30-day 1h
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import logging
 import os
 import platform
 import random
@@ -497,7 +496,8 @@ async def time_handler(
 
 RAW_BUDGET_S = 60.0
 """Seconds the raw baseline may take per scenario (at least two timed queries): a year of 1d
-candles of the busiest market straight from the hypertable takes about a minute per query."""
+candles of the busiest market straight from the hypertable takes about a second per query at 10M
+trades, and far longer as the history grows."""
 
 
 def time_raw(
@@ -608,7 +608,6 @@ def main(argv: list[str] | None = None) -> int:
         help=f"scratch database name (default {DB_NAME}): keep data sets of two sizes side by side",
     )
     args = parser.parse_args(argv)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     base = os.environ.get("KALSHIBOOK_DATABASE_URL")
     if not base:
@@ -669,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     runs[label].append(timings)
                     if repeat == 0:
-                        raws[label], _groups = time_raw(url, busiest, raw, wins)
+                        raws[label], _ = time_raw(url, busiest, raw, wins)
                 loads.append(os.getloadavg()[0])
                 cpu.append(cpu_reference())
         finally:
@@ -717,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(loads):.1f}-{max(loads):.1f} during the run; CPU reference (a fixed Python loop, "
         f"timed before each request kind) {min(cpu):.0f}-{max(cpu):.0f} ms, median "
         f"{statistics.median(cpu):.0f}. Per repeat and request kind: "
-        f"*cold*: {args.requests} requests, each at a random position in the year; *warm*: the "
+        f"*cold*: {args.requests} requests, each at a random position in the year (a year of "
+        "1d: the whole year, the same range each time); *warm*: the "
         f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
         "request per pooled connection. "
         + (
@@ -752,8 +752,9 @@ def main(argv: list[str] | None = None) -> int:
         "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
         "aggregates of the two days before, the 1d ones only when those leave something unknown; "
         "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
-        "kalshibook's and Kalshi's fields. On Community one pipelined transaction, planned "
-        "without parallel workers, reads the aggregates' watermarks and then the range below "
+        "kalshibook's and Kalshi's fields. On Community one pipelined transaction (no parallel "
+        "workers, no hash aggregation, generic plans for its prepared statements) reads the "
+        "aggregates' watermarks and then the range below "
         "them from the materialisation hypertables directly (what the real-time aggregates "
         "return there, without planning their live part); above them, the aggregates.",
         "- *handler*: the route's own work (the read, assembly, formatting, the JSON body) called "

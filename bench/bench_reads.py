@@ -58,10 +58,10 @@ START, END = "<!-- bench:reads -->", "<!-- /bench:reads -->"
 LIMITS = (1, 10, 100, 1000)
 REPLICA_TAG = "bench-reads"
 LOAD_BATCH = 100_000
+"""Generated rows per INSERT (one transaction each)."""
 PRIMARY_SETTINGS = {"shared_buffers": "512MB", "max_wal_size": "4GB", "work_mem": "16MB"}
 """The private primary of ``--replica`` (the replica inherits them): the test harness's small
 defaults are for many short-lived clusters, not for 10M-row tables."""
-"""Generated rows per INSERT (one transaction each)."""
 
 SEED = """
 SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
