@@ -1,12 +1,14 @@
-"""copy_blocks: COPY TO STDOUT read in blocks of whole rows, errors raised as psycopg's own,
-and the connection usable after an error, an early close or a cancel."""
+"""copy_blocks and the export writes on it: COPY TO STDOUT read in blocks of whole rows, errors
+raised as psycopg's own, and the connection usable after an error, an early close or a cancel."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -86,10 +88,20 @@ async def test_an_export_cancelled_mid_copy_leaves_the_connection_idle(
         conn.execute(MANY_DELTAS, {"t0": DAY, "n": 400_000})
     path = tmp_path / "deltas.parquet"
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        batches = raw_batches(conn, DELTAS, "CANCEL-M1", DAY, DAY + timedelta(days=1), 1 << 16)
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):
-                await write_file(path, DELTAS, "parquet", batches)
+        written_one = asyncio.Event()
+
+        async def batches() -> AsyncGenerator[Any, None]:
+            day = (DAY, DAY + timedelta(days=1))
+            async with aclosing(raw_batches(conn, DELTAS, "CANCEL-M1", *day, 1 << 16)) as inner:
+                async for batch in inner:
+                    yield batch
+                    written_one.set()  # the first block is written; the COPY goes on
+
+        task = asyncio.create_task(write_file(path, DELTAS, "parquet", batches()))
+        await written_one.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert await (await conn.execute("SELECT 41 + 1")).fetchone() == (42,)
         assert not path.exists()

@@ -110,6 +110,12 @@ FROM generate_series(1, %(n)s) g
 """
 
 
+WAITING_ON_DELTAS = """
+SELECT EXISTS (SELECT 1 FROM pg_locks
+               WHERE NOT granted AND relation = 'market.orderbook_deltas'::regclass)
+"""
+
+
 async def test_a_large_day_streams_past_the_request_deadline(
     seeded_rw_url: str, live_server_factory: Any
 ) -> None:
@@ -138,13 +144,22 @@ async def test_a_large_day_streams_past_the_request_deadline(
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=120) as client:
         before = _credits(seeded_rw_url, key)
-        both = await asyncio.gather(
-            client.get("/v1/exports/deltas", params=params),
-            client.get("/v1/exports/deltas", params={**params, "format": "csv"}),
-        )
-        assert sorted(r.status_code for r in both) == [200, 503]
-        refused = next(r for r in both if r.status_code == 503)
+        # the first build is held on a lock of the deltas table while the second one asks
+        with psycopg.connect(seeded_rw_url) as holder:
+            holder.execute("LOCK TABLE market.orderbook_deltas IN ACCESS EXCLUSIVE MODE")
+            first = asyncio.create_task(client.get("/v1/exports/deltas", params=params))
+            for _ in range(600):
+                waiting = holder.execute(WAITING_ON_DELTAS).fetchone()
+                if waiting and waiting[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the first export never reached the deltas")
+            refused = await client.get("/v1/exports/deltas", params={**params, "format": "csv"})
+            holder.rollback()  # the lock goes: the first build goes on
+        assert refused.status_code == 503, refused.text
         assert "export files already" in refused.json()["detail"]
+        assert (await first).status_code == 200
         spent = before - _credits(seeded_rw_url, key)
         assert spent >= 1 + 301  # the file's rows (and its seconds); the 503 refunded
 
