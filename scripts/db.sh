@@ -150,12 +150,7 @@ cmd_url() { cat "$URL_FILE"; }
 cmd_edition() { sed -n "s/^# written by scripts\/db.sh: \(.*\) edition$/\1/p" "$PGDATA/kalshibook_edition.conf"; }
 
 case "${1:-start}" in
-  start)
-    # one start at a time per cluster (the suite's two workers may both start the Apache one)
-    mkdir -p "$DATA_ROOT"
-    exec 9>"$DATA_ROOT/.db$SUFFIX.start.lock"
-    flock 9
-    cmd_start ;;
+  start) cmd_start ;;
   stop) cmd_stop ;;
   url) cmd_url ;;
   status) is_running ;;
