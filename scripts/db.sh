@@ -5,6 +5,7 @@
 #   scripts/db.sh url     print the URL of a running cluster
 #   scripts/db.sh status  exit 0 when the cluster is running
 #   scripts/db.sh edition print the edition the cluster runs (community or apache)
+#   scripts/db.sh dir     print the cluster's data directory
 # The cluster lives in $KALSHIBOOK_DATA_DIR/pg (default .data/pg) and listens on 127.0.0.1.
 #
 # KALSHIBOOK_DB_EDITION=apache gives a second cluster (.data/pg-apache, URL in
@@ -64,12 +65,13 @@ max_worker_processes = 24"
 # no job scheduler: the Apache edition has no policies
 timescaledb.max_background_workers = 0"
   fi
-  printf '# written by scripts/db.sh: %s edition\n%s\n' "$edition" "$conf" | as_owner tee "$PGDATA/kalshibook_edition.conf.new" >/dev/null
-  if ! cmp -s "$PGDATA/kalshibook_edition.conf.new" "$PGDATA/kalshibook_edition.conf" 2>/dev/null; then
-    as_owner mv "$PGDATA/kalshibook_edition.conf.new" "$PGDATA/kalshibook_edition.conf"
+  local new="$PGDATA/kalshibook_edition.conf.new"
+  printf '# written by scripts/db.sh: %s edition\n%s\n' "$edition" "$conf" | as_owner tee "$new" >/dev/null
+  if ! cmp -s "$new" "$PGDATA/kalshibook_edition.conf" 2>/dev/null; then
+    as_owner mv "$new" "$PGDATA/kalshibook_edition.conf"
     return 0  # changed
   fi
-  as_owner rm -f "$PGDATA/kalshibook_edition.conf.new"
+  as_owner rm -f "$new"
   return 1
 }
 
@@ -88,6 +90,12 @@ is_running() { [ -f "$PGDATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$PG
 cmd_start() {
   "$ROOT/scripts/install_timescaledb.sh"
   mkdir -p "$DATA_ROOT"
+  # One start of a cluster at a time (the test suite's workers may all start the same cluster on a
+  # fresh clone: two initdb runs, or two servers, in one directory). The lock is held on
+  # descriptor 9 until this script exits; the server is started with 9 closed (`9>&-`), or the
+  # postmaster would inherit the lock and hold it for its whole life, blocking every later start.
+  exec 9>"$DATA_ROOT/.db-start${SUFFIX}.lock"
+  flock 9
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$DATA_ROOT"
     mkdir -p "$(dirname "$PGDATA")" && chown postgres: "$(dirname "$PGDATA")"
@@ -125,7 +133,7 @@ CONF
   fi
   if ! is_running; then
     log "starting PostgreSQL"
-    as_owner "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null
+    as_owner "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null 9>&-
   fi
   local url; url="$(cat "$URL_FILE")"
   local admin="${url%/kalshibook}/postgres"
@@ -155,5 +163,6 @@ case "${1:-start}" in
   url) cmd_url ;;
   status) is_running ;;
   edition) cmd_edition ;;
-  *) echo "usage: $0 start|stop|url|status|edition" >&2; exit 2 ;;
+  dir) echo "$PGDATA" ;;
+  *) echo "usage: $0 start|stop|url|status|edition|dir" >&2; exit 2 ;;
 esac
