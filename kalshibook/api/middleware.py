@@ -74,6 +74,8 @@ class Services:
             settings.api.rate_limit_per_second, settings.api.max_concurrent_per_key
         )
         self.metrics = ApiMetrics()
+        self.exports_busy = 0
+        """Export files being built in this process (one event loop: no lock needed)."""
 
     def require_pool(self) -> AsyncConnectionPool[Any]:
         if self.pool is None:  # pragma: no cover - the lifespan always sets it

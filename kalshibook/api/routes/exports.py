@@ -20,7 +20,7 @@ import datetime as dt
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final
 
 import anyio
 from litestar import Request, get
@@ -33,7 +33,7 @@ from kalshibook.api import docs
 from kalshibook.api import schemas as s
 from kalshibook.api.context import request_context
 from kalshibook.api.deadlines import EXPORT
-from kalshibook.api.deps import Conn, SettingsDep
+from kalshibook.api.deps import Conn, SettingsDep, services_of
 from kalshibook.api.docs import priced, responses
 from kalshibook.errors import ApiError, BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
@@ -62,28 +62,12 @@ _CHUNK: Final = 1 << 16
 MEDIA_TYPE: Final = "application/octet-stream"
 STATEMENT_TIMEOUT: Final = "SELECT set_config('statement_timeout', %(ms)s, true)"
 """For the rest of the export's transaction: its statements may run until its deadline."""
-_SLOTS_KEY: Final = "export_slots"
 
 
 class ExportsBusy(ApiError):
     """Every export slot of the process is building a file (refunded, as every 503)."""
 
     status = 503
-
-
-class _Slots:
-    """Export files being built in this process (one event loop: no lock needed)."""
-
-    def __init__(self) -> None:
-        self.busy = 0
-
-
-def _slots(request: Request[Any, Any, Any]) -> _Slots:
-    state = request.app.state
-    slots = state.get(_SLOTS_KEY)
-    if slots is None:
-        slots = state[_SLOTS_KEY] = _Slots()
-    return cast(_Slots, slots)
 
 
 def _route_options() -> dict[str, Any]:
@@ -173,13 +157,14 @@ async def export_file(
         raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
     spec = spec_for(table, DEFAULTS)
     ctx = request_context(request.scope)
-    slots = _slots(request)
-    if slots.busy >= settings.api.max_concurrent_exports:
+    services = services_of(request.app.state)
+    if services.exports_busy >= settings.api.max_concurrent_exports:
         raise ExportsBusy(
-            f"the server is building {slots.busy} export files already; retry in a few seconds"
+            f"the server is building {services.exports_busy} export files already; "
+            "retry in a few seconds"
         )
     folder = tempfile.TemporaryDirectory(prefix="kalshibook-export-")
-    slots.busy += 1
+    services.exports_busy += 1
     try:
         name = f"{table}_{ticker}_{day.isoformat()}.{extension(fmt)}"
         path = Path(folder.name) / name
@@ -198,7 +183,7 @@ async def export_file(
         folder.cleanup()
         raise
     finally:
-        slots.busy -= 1
+        services.exports_busy -= 1
     return Stream(
         _stream(path, folder),
         media_type=MEDIA_TYPE,
