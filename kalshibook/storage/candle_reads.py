@@ -198,12 +198,31 @@ SELECT id, greatest(least(
          '9999-01-01 00:00+00'), '1970-01-01 00:00+00')
 FROM unnest(%(ids)s::int[]) AS id
 """
-MARKET_EXISTS: Final = """
+# Whether a market without candle data in or before a range exists at all: listed, or with any
+# trade, book, quote or stats row. Trades and books by their read extents (migration 0006), index
+# look-ups. Quotes and stats have no extents, and an EXISTS over their hypertables plans every
+# chunk of the history: ~750 ms of planning per unknown ticker after a year of daily chunks at
+# 10M trades. On the Community edition they are asked of the 1d aggregates' materialisations (two
+# chunks a year) and of the hypertables only from the 1d watermark on (``since``: the chunks after
+# it, excluded at planning), which together hold every row the candles show; a row written below
+# the watermark and not yet refreshed shows in neither the candles nor here until
+# `kalshibook refresh-candles` (or the policy) has run. The Apache edition's candle relations are
+# views of the hypertables, so it asks them.
+# {quotes}/{stats}: the 1d aggregates' materialisations, or the hypertables (since = 1970).
+MARKET_EXISTS_TEMPLATE: Final = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.trades WHERE market_ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.quotes WHERE market_ticker = %(ticker)s)
-    OR EXISTS (SELECT 1 FROM market.market_stats WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.trade_extents WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.book_extents WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM {quotes} WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM {stats} WHERE market_ticker = %(ticker)s)
+    OR EXISTS (SELECT 1 FROM market.quotes
+               WHERE market_ticker = %(ticker)s AND ts >= %(since)s)
+    OR EXISTS (SELECT 1 FROM market.market_stats
+               WHERE market_ticker = %(ticker)s AND ts >= %(since)s)
 """
+MARKET_EXISTS_SQL: Final = sql.SQL(MARKET_EXISTS_TEMPLATE).format(
+    quotes=sql.Identifier("market", "quotes"), stats=sql.Identifier("market", "market_stats")
+)
 
 
 class _Direct(msgspec.Struct, frozen=True):
@@ -213,6 +232,7 @@ class _Direct(msgspec.Struct, frozen=True):
     rows_sql: dict[Interval, sql.Composed]
     near_sql: sql.Composed
     far_sql: sql.Composed
+    exists_sql: sql.Composed
 
 
 class CandleData(msgspec.Struct, frozen=True):
@@ -265,6 +285,9 @@ async def _direct(conn: AConn) -> _Direct | None:
             rows_sql={i: sql.SQL(ROWS_TEMPLATE).format(**tables[i]) for i in levels},
             near_sql=sql.SQL(CARRIED_NEAR_TEMPLATE).format(**tables["1m"]),
             far_sql=sql.SQL(CARRIED_FAR_TEMPLATE).format(**tables["1d"]),
+            exists_sql=sql.SQL(MARKET_EXISTS_TEMPLATE).format(
+                quotes=tables["1d"]["quotes"], stats=tables["1d"]["stats"]
+            ),
         )
     _DIRECT[key] = direct
     return direct
@@ -374,9 +397,17 @@ async def fetch_candle_data(
 
 
 async def market_exists(conn: AConn, ticker: str) -> bool:
-    """True when the market is in ``market.markets`` or has any trade, quote or stats row."""
+    """True when the market is in ``market.markets`` or has any trade, book, quote or stats row
+    (see MARKET_EXISTS_TEMPLATE for rows not yet refreshed into the Community aggregates)."""
+    direct = await _direct(conn)
     async with conn.cursor() as cur:
-        await cur.execute(MARKET_EXISTS, {"ticker": ticker})
+        if direct is None:
+            await cur.execute(MARKET_EXISTS_SQL, {"ticker": ticker, "since": _NO_LOWER_BOUND})
+        else:
+            ids = [direct.ids["1d"][k] for k, s in enumerate(_SOURCES) if s != "trades"]
+            await cur.execute(WATERMARKS, {"ids": ids})
+            since = min(r[1] for r in await cur.fetchall())
+            await cur.execute(direct.exists_sql, {"ticker": ticker, "since": since})
         row = await cur.fetchone()
     return bool(row and row[0])
 

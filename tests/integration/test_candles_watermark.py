@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import psycopg
 import pytest
 
@@ -100,16 +101,12 @@ async def test_aggregates_replaced_under_a_running_process_are_looked_up_again(
             stats=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
         )
         stale["1m"] = gone
-        candle_reads._DIRECT[key] = candle_reads._Direct(
-            ids=known.ids, rows_sql=stale, near_sql=known.near_sql, far_sql=known.far_sql
-        )
+        candle_reads._DIRECT[key] = msgspec.structs.replace(known, rows_sql=stale)
         again = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
         assert candle_reads._DIRECT[key] == known
         # ... and the id of a dropped aggregate (cagg_watermark refuses it)
         gone_ids = {level: [999_999] for level in ("1m", "1h", "1d")}
-        candle_reads._DIRECT[key] = candle_reads._Direct(
-            ids=gone_ids, rows_sql=known.rows_sql, near_sql=known.near_sql, far_sql=known.far_sql
-        )
+        candle_reads._DIRECT[key] = msgspec.structs.replace(known, ids=gone_ids)
         once_more = await read_candles(conn, TICKER, "1m", T0, T0 + 10 * M, fill=False)
     assert again == first
     assert once_more == first
