@@ -44,16 +44,22 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kalshibook.storage.urls import with_database  # noqa: E402
+from benchlib import (  # noqa: E402
+    BENCHMARKS_MD,
+    create_database,
+    default_url,
+    drop_database,
+    free_port,
+    pct_round,
+    stop_process,
+    write_section,
+)
 
-BENCH_MD = ROOT / "BENCHMARKS.md"
-START, END = "<!-- bench:api -->", "<!-- /bench:api -->"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BOOK = "BENCH-BOOK"
 TRADES = "BENCH-TRADES"
@@ -148,37 +154,6 @@ def levels_json() -> str:
     return "[" + ",".join(f"[{(i + 1) / 100:.2f},100.00]" for i in range(LEVELS)) + "]"
 
 
-def default_url() -> str:
-    url = os.environ.get("KALSHIBOOK_DATABASE_URL")
-    if url:
-        return url
-    path = ROOT / ".data" / "database_url"
-    if path.exists():
-        return path.read_text().strip()
-    raise SystemExit("no database: set KALSHIBOOK_DATABASE_URL or run `make db`")
-
-
-def create_database(server_url: str, name: str) -> str:
-    admin = with_database(server_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    from kalshibook.storage import migrate
-
-    migrate.upgrade(url)
-    return url
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 # -- servers -------------------------------------------------------------------------------------
 
 
@@ -215,11 +190,7 @@ def serve(kind: str, port: int, url: str) -> None:
 
 class Server:
     def __init__(self, kind: str, url: str) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [
@@ -246,11 +217,7 @@ class Server:
         raise SystemExit(f"{kind} server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 # -- load ----------------------------------------------------------------------------------------
@@ -343,11 +310,6 @@ def pgbench_rate(
     return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 class OneClient:
     """One keep-alive HTTP/1.1 connection of the standard library's lean client (httpx costs
     about a millisecond of its own per request): the server's service time, body read in full."""
@@ -410,20 +372,6 @@ def sequential(
 # -- report --------------------------------------------------------------------------------------
 
 
-def write_section(text: str) -> None:
-    section = f"{START}\n{text.rstrip()}\n{END}"
-    if BENCH_MD.exists():
-        current = BENCH_MD.read_text()
-        if START in current and END in current:
-            before, rest = current.split(START, 1)
-            after = rest.split(END, 1)[1]
-            BENCH_MD.write_text(before + section + after)
-            return
-        BENCH_MD.write_text(current.rstrip() + "\n\n" + section + "\n")
-    else:
-        BENCH_MD.write_text("# kalshibook benchmarks\n\n" + section + "\n")
-
-
 def fmt(r: Result) -> str:
     return f"{r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f}"
 
@@ -448,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(set(args.deltas))
     db_name = f"kb_bench_api_{os.getpid()}"
     print(f"scratch database {db_name}", flush=True)
-    bench_url = create_database(url, db_name)
+    bench_url = create_database(url, db_name, replace=True)
+    from kalshibook.storage import migrate
+
+    migrate.upgrade(bench_url)
     servers: list[Server] = []
     try:
         from kalshibook.api.auth import create_key
@@ -585,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                     alone = one_client(book_url, auth, ALONE_ROUNDS)  # one client: service time
                     compressed = (
                         f"{comp.rps:,.0f} | {comp.p50_ms:.2f} | {comp.p99_ms:.2f} | "
-                        f"{statistics.median(alone):.2f} / {pct(alone, 0.99):.2f}"
+                        f"{statistics.median(alone):.2f} / {pct_round(alone, 0.99):.2f}"
                     )
                     print(f"book @ {n:,} compressed, with checkpoints: {fmt(comp)}", flush=True)
                     conn.execute(DECOMPRESS_BOOK)
@@ -594,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                 book_rows.append(
                     f"| {n:,} | {replayed_cp} | {with_cp.rps:,.0f} | {with_cp.p50_ms:.2f} | "
                     f"{with_cp.p99_ms:.2f} | {statistics.median(plain_alone):.2f} / "
-                    f"{pct(plain_alone, 0.99):.2f} | {compressed} | {replayed} | {outcome} |"
+                    f"{pct_round(plain_alone, 0.99):.2f} | {compressed} | {replayed} | {outcome} |"
                 )
         assert headline is not None
         for r in (base, trades, headline):
@@ -643,9 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         "| 1,000-row trades page | p50 ms | p99 ms |",
         "|---|---:|---:|",
         f"| endpoint (auth, charge, page, JSON, HTTP) | {statistics.median(page_alone):.2f} | "
-        f"{pct(page_alone, 0.99):.2f} |",
+        f"{pct_round(page_alone, 0.99):.2f} |",
         f"| bare query: the same 1,001 rows, every column as text | "
-        f"{statistics.median(bare_alone):.2f} | {pct(bare_alone, 0.99):.2f} |",
+        f"{statistics.median(bare_alone):.2f} | {pct_round(bare_alone, 0.99):.2f} |",
         f"| endpoint / bare query (medians) | "
         f"{statistics.median(page_alone) / statistics.median(bare_alone):.2f} | |",
         "",
@@ -677,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         "since the last snapshot, linearly in its length.",
     ]
     text = "\n".join(lines) + "\n"
-    write_section(text)
-    print(f"wrote the api section of {BENCH_MD}")
+    write_section(BENCHMARKS_MD, "api", text)
+    print(f"wrote the api section of {BENCHMARKS_MD}")
     return 0
 
 

@@ -19,9 +19,7 @@ import asyncio
 import io
 import os
 import platform
-import re
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,7 +28,6 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from kalshibook.backfill.loader import Backfill, Selection
 from kalshibook.backfill.plan import MAX_CANDLES_PER_REQUEST
@@ -38,13 +35,12 @@ from kalshibook.backfill.progress import ProgressReport
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import CoreSettings, KalshiSettings, Settings
 from kalshibook.sim.server import SimConfig, SimServer
-from kalshibook.storage import migrate
 from kalshibook.storage.pool import make_pool
-from kalshibook.storage.urls import redact, with_database
 from kalshibook.storage.writer import Writer
 
+from benchlib import median_min_max, run_in_scratch_database, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:backfill -->", "<!-- /bench:backfill -->"
 TRUNCATE = (
     "TRUNCATE market.trades, market.kalshi_candles, market.backfill_progress, "
     "market.settlements, market.markets, market.events, market.series"
@@ -88,21 +84,6 @@ async def one_run(url: str, sim: SimServer, rate: float, candles: bool) -> dict[
         "requests": requests,
         "http_429": r429,
     }
-
-
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-def spread(xs: list[float]) -> str:
-    return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
 
 
 async def bench(url: str, args: argparse.Namespace) -> str:
@@ -149,8 +130,8 @@ Simulator history of {args.hours:g} h ({n_markets} markets, {n_trades:,} trades,
 
 | mode | trades/s | requests/s | seconds | requests | 429s |
 |---|---:|---:|---:|---:|---:|
-| trades, hierarchy, settlements (`--no-candles`) | {spread(tps)} | {spread(rps)} | {spread([r["seconds"] for r in t_only])} | {spread([r["requests"] for r in t_only])} | {sum(r["http_429"] for r in t_only)} |
-| everything (+ Kalshi's 1m/1h/1d candles) | {spread(tps_full)} | {spread(rps_full)} | {spread([r["seconds"] for r in full])} | {spread([r["requests"] for r in full])} | {sum(r["http_429"] for r in full)} |
+| trades, hierarchy, settlements (`--no-candles`) | {median_min_max(tps)} | {median_min_max(rps)} | {median_min_max([r["seconds"] for r in t_only])} | {median_min_max([r["requests"] for r in t_only])} | {sum(r["http_429"] for r in t_only)} |
+| everything (+ Kalshi's 1m/1h/1d candles) | {median_min_max(tps_full)} | {median_min_max(rps_full)} | {median_min_max([r["seconds"] for r in full])} | {median_min_max([r["requests"] for r in full])} | {sum(r["http_429"] for r in full)} |
 
 - The pace is the token bucket's: {rate:.1f} requests/s measured against {args.rate:g} allowed. In this history a trades request brought {per_req:,.0f} trades on average (per market, pages of up to 1,000; the sim's short-lived markets trade little, so most markets fit in one page per side of the cutoff).
 - **A year of N markets** at {args.rate:g} requests/s: trades cost one request per 1,000 trades per market, plus one for the other side of the cutoff (the hierarchy, a few requests per 1,000 markets, is left out); Kalshi's candles cost {candle_reqs} requests per market-year (1-minute candles, {MAX_CANDLES_PER_REQUEST:,} per request, dominate). Hours:
@@ -159,7 +140,7 @@ Simulator history of {args.hours:g} h ({n_markets} markets, {n_trades:,} trades,
 |---:|---:|---:|---:|
 {year_table}
 """  # noqa: E501
-    write_section(args.out, body)
+    write_section(args.out, "backfill", body)
     return body
 
 
@@ -174,31 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--database-url", default=os.environ.get("KALSHIBOOK_DATABASE_URL", ""))
     args = parser.parse_args(argv)
-    url = args.database_url
-    if not url and (ROOT / ".data" / "database_url").exists():
-        url = (ROOT / ".data" / "database_url").read_text().strip()
-    if not url:
-        print("KALSHIBOOK_DATABASE_URL is not set (run `make db`)", file=sys.stderr)
-        return 2
     args.repeat = max(1, args.repeat)
-    admin = with_database(url, "postgres")
-    scratch = f"kb_bench_backfill_{os.getpid()}"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    except psycopg.Error as exc:
-        print(f"cannot create a scratch database on {redact(admin)}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        scratch_url = with_database(url, scratch)
-        migrate.upgrade(scratch_url)
-        print(asyncio.run(bench(scratch_url, args)))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
-            )
-    return 0
+    return run_in_scratch_database(
+        args.database_url,
+        "kb_bench_backfill",
+        lambda scratch_url: print(asyncio.run(bench(scratch_url, args))),
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import http.client
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,6 @@ from urllib.parse import urlencode
 
 import msgspec
 import psycopg
-from psycopg import sql
 
 from kalshibook.api.app import POOL_MIN_SIZE, connection_options
 from kalshibook.api.routes.candles import candles_out
@@ -66,6 +64,15 @@ from kalshibook.storage.candles import (
     refresh_window,
 )
 from kalshibook.storage.urls import redact, with_database
+
+from benchlib import (
+    drop_database,
+    free_port,
+    pct_round,
+    reuse_or_create_database,
+    stop_process,
+    write_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "kb_bench_candles"
@@ -319,12 +326,6 @@ def cpu_reference() -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def windows(span: timedelta, n: int, rnd: random.Random) -> list[tuple[datetime, datetime]]:
     last_start = YEAR_START + timedelta(days=DAYS) - span
     out = []
@@ -392,9 +393,7 @@ class ApiServer:
     connection to it (``http.client``: ~0.1 ms of its own per request, where httpx adds ~3 ms)."""
 
     def __init__(self, url: str, request_timeout: float) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         env = {
             **os.environ,
             "KALSHIBOOK_DATABASE_URL": url,
@@ -430,11 +429,7 @@ class ApiServer:
 
     def close(self) -> None:
         self.conn.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def time_endpoint(
@@ -533,31 +528,9 @@ def server_facts(url: str) -> dict[str, str]:
         }
 
 
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-
-
-def write_section(path: Path, name: str, section: str, after: str | None = None) -> None:
-    """Replace the ``name`` section of ``path``; a new one goes after the ``after`` section (or
-    at the end)."""
-    begin, end = markers(name)
-    text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    elif after is not None and markers(after)[1] in text:
-        head, tail = text.split(markers(after)[1], 1)
-        text = head + markers(after)[1] + "\n\n" + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def figure(reps: list[Timings], kind: str, q: float) -> str:
     """The ``q`` quantile of the ``kind`` samples, over the repeats (see :func:`spread`)."""
-    return spread([pct(getattr(t, kind), q) for t in reps])
+    return spread([pct_round(getattr(t, kind), q) for t in reps])
 
 
 def spread(values: list[float]) -> str:
@@ -613,15 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     if not base:
         print("KALSHIBOOK_DATABASE_URL is not set (run make db)", file=sys.stderr)
         return 2
-    admin = with_database(base, "postgres")
     db_name = args.database_name
     url = with_database(base, db_name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
-        if exists and not args.reuse:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
-        if not exists or not args.reuse:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+    reuse_or_create_database(base, db_name, args.reuse)
     try:
         migrate.upgrade(url)  # a reused database gets the migrations added since
         print(f"{args.trades:,} trades over {args.markets:,} markets in {redact(url)}", flush=True)
@@ -675,12 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
     finally:
         if not (args.keep or args.prepare_only):
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(db_name)
-                    )
-                )
+            drop_database(base, db_name)
 
     community = facts["license"] == "timescale"
     edition = (
@@ -734,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, *_ in SCENARIOS:
         reps = runs[label]
-        cold_p50 = statistics.median(pct(t.cold, 0.5) for t in reps)
+        cold_p50 = statistics.median(pct_round(t.cold, 0.5) for t in reps)
         raw_ms = raws[label]
         lines.append(
             f"| {label} | {reps[0].candles:,} | {figure(reps, 'cold', 0.5)} "

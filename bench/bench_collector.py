@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,8 +49,17 @@ import msgspec
 import psycopg
 from psycopg import sql
 
+from benchlib import (
+    BENCHMARKS_MD,
+    create_database,
+    drop_database,
+    free_port,
+    pct_floor,
+    rss_kib,
+    write_section,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:collector -->", "<!-- /bench:collector -->"
 SIDS = {"market_lifecycle_v2": 1, "trade": 2, "ticker": 3, "orderbook_delta": 4}
 
 
@@ -256,12 +264,6 @@ def cpu_seconds(pids: set[int]) -> tuple[float, float]:
     return ours, pg
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
@@ -315,8 +317,7 @@ class Run:
     def start(self) -> None:
         from kalshibook.storage import migrate
 
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db)))
+        create_database(self.admin_url, self.db)
         migrate.upgrade(self.db_url)
         port_file = self.tmp / "feed.port"
         self.stats_file = self.tmp / "feed.json"
@@ -422,15 +423,7 @@ class Run:
 
     def rss_kib(self) -> int:
         """Resident memory of the daemon and its COPY workers."""
-        total = 0
-        for pid in self.tree():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        return total
+        return sum(rss_kib(pid) or 0 for pid in self.tree())
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU seconds used so far by (the daemon and its workers, every PostgreSQL process)."""
@@ -447,10 +440,7 @@ class Run:
                     p.wait()
         if hasattr(self, "log"):
             self.log.close()
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db))
-            )
+        drop_database(self.admin_url, self.db)
 
 
 def throughput(run: Run, samples: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
@@ -497,8 +487,7 @@ def latency_p(samples: list[tuple[float, dict[str, float]]], q: float) -> float:
             k += step
         prev_done = done
         j = max(0, j - 2)
-    lat.sort()
-    return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+    return pct_floor(lat, q) if lat else float("nan")
 
 
 def daemon_rows(frames: list[bytes], snaps: list[bytes]) -> dict[str, list[tuple[Any, ...]]]:
@@ -559,12 +548,9 @@ def raw_copy(
     ``measure_compression``, the compression ratio of each table afterwards (not timed)."""
     from kalshibook.storage import migrate
     from kalshibook.storage.tables import TABLES
-    from kalshibook.storage.urls import with_database
 
     name = f"kb_bench_rawcopy_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(admin_url, name)
+    url = create_database(admin_url, name)
     try:
         migrate.upgrade(url)
         with psycopg.connect(url) as conn:
@@ -595,10 +581,7 @@ def raw_copy(
             cpu1 = cpu_seconds(me)
         compression = compression_ratios(url, list(rows)) if measure_compression else {}
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(admin_url, name)
     total = sum(len(v) for v in rows.values())
     return {
         "seconds": seconds,
@@ -609,19 +592,6 @@ def raw_copy(
         "cpu_postgres_us": (cpu1[1] - cpu0[1]) / frames * 1e6,
         "compression": compression,
     }
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        doc = head + block + tail
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
 
 
 def main() -> int:
@@ -831,7 +801,7 @@ Run: `make bench` or
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(BENCHMARKS_MD, "collector", text)
     return 0
 
 

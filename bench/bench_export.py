@@ -36,13 +36,20 @@ from pathlib import Path
 from typing import LiteralString
 
 import psycopg
-from psycopg import sql
 
 from kalshibook.export.files import FORMATS, Format
 from kalshibook.export.reads import RAW_ROWS
 from kalshibook.export.run import ExportRequest, run_export
 from kalshibook.storage import migrate
 from kalshibook.storage.urls import redact, with_database
+
+from benchlib import (
+    drop_database,
+    median_min_max,
+    reuse_or_create_database,
+    rss_kib,
+    write_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "kb_bench_export"
@@ -114,16 +121,6 @@ def export_rows_per_s(url: str, table: str, fmt: Format, rows: int) -> float:
     return asyncio.run(once())
 
 
-def _rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def child_rss(url: str, fmt: str, day: datetime = DAY) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of one `kalshibook export` process of the deltas of ``day``."""
     with tempfile.TemporaryDirectory(prefix="kb-bench-export-") as out:
@@ -138,7 +135,7 @@ def child_rss(url: str, fmt: str, day: datetime = DAY) -> tuple[float, float]:
 
         def watch() -> None:
             while proc.poll() is None:
-                kib = _rss_kib(proc.pid)
+                kib = rss_kib(proc.pid)
                 if kib:
                     samples.append(kib)
                 time.sleep(0.02)
@@ -151,23 +148,6 @@ def child_rss(url: str, fmt: str, day: datetime = DAY) -> tuple[float, float]:
         if code != 0:
             raise RuntimeError(f"kalshibook export exited {code}")
     return elapsed, (max(samples) if samples else 0) / 1024
-
-
-def write_section(path: Path, name: str, section: str) -> None:
-    text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
-def _spread(xs: list[float]) -> str:
-    return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
 
 
 LABELS = {
@@ -195,16 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         print("KALSHIBOOK_DATABASE_URL is not set (run make db)", file=sys.stderr)
         return 2
     db_name: str = args.database
-    admin, url = with_database(base, "postgres"), with_database(base, db_name)
+    url = with_database(base, db_name)
     n_trades = max(1, args.deltas // 10)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
-        if exists and not args.reuse:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
-        if not (exists and args.reuse):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+    reused = reuse_or_create_database(base, db_name, args.reuse)
     try:
-        if not (exists and args.reuse):
+        if not reused:
             print(f"loading {args.deltas:,} deltas into {redact(url)} ...", flush=True)
             migrate.upgrade(url)
             with psycopg.connect(url, autocommit=True) as conn:
@@ -232,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                         table,
                         f"{rows:,}",
                         label,
-                        _spread(runs[key]),
+                        median_min_max(runs[key]),
                         f"{statistics.median(runs[key]) / floor['psycopg']:.2f} ({ratios[0]:.2f})",
                         f"{statistics.median(runs[key]) / floor['psql']:.2f} ({ratios[1]:.2f})",
                     )
@@ -243,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()
     finally:
         if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(db_name)
-                    )
-                )
+            drop_database(base, db_name)
     lines = [
         f"## Bulk exports, {args.deltas:,} deltas (`bench/bench_export.py`)",
         "",

@@ -51,10 +51,16 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import replica_harness as harness  # type: ignore[import-not-found]  # noqa: E402
 
 from kalshibook.storage import migrate  # noqa: E402
-from kalshibook.storage.urls import with_database  # noqa: E402
 
-BENCH_MD = ROOT / "BENCHMARKS.md"
-START, END = "<!-- bench:reads -->", "<!-- /bench:reads -->"
+from benchlib import (  # noqa: E402
+    BENCHMARKS_MD,
+    create_database,
+    default_url,
+    drop_database,
+    pct_floor,
+    write_section,
+)
+
 LIMITS = (1, 10, 100, 1000)
 REPLICA_TAG = "bench-reads"
 LOAD_BATCH = 100_000
@@ -107,25 +113,8 @@ ANALYZE
 """
 
 
-def default_url() -> str:
-    url = os.environ.get("KALSHIBOOK_DATABASE_URL")
-    if url:
-        return url
-    path = ROOT / ".data" / "database_url"
-    if path.exists():
-        return path.read_text().strip()
-    raise SystemExit("no database: set KALSHIBOOK_DATABASE_URL or run `make db`")
-
-
 def load(server: str, rows: int) -> str:
-    name = f"kb_bench_reads_{rows}"
-    admin = with_database(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server, name)
+    url = create_database(server, f"kb_bench_reads_{rows}", replace=True)
     migrate.upgrade(url)
     t = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -145,14 +134,6 @@ def load(server: str, rows: int) -> str:
                     conn.execute(statement, {"n": n, "lo": lo, "hi": hi})
     print(f"loaded {rows:,} rows per table in {time.perf_counter() - t:.0f} s", flush=True)
     return url
-
-
-def drop(server: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 CASES: tuple[tuple[str, str, dict[str, str]], ...] = (
@@ -232,22 +213,6 @@ async def measure(targets: list[Target], requests: int) -> dict[tuple[str, str, 
     return out
 
 
-def pct(samples: list[float], q: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
-def write_section(text: str) -> None:
-    current = BENCH_MD.read_text() if BENCH_MD.exists() else "# kalshibook benchmarks\n"
-    section = f"{START}\n{text.rstrip()}\n{END}"
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1]
-        BENCH_MD.write_text(before + section + after)
-    else:
-        BENCH_MD.write_text(current.rstrip() + "\n\n" + section + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -298,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             harness.remove(REPLICA_TAG)
         elif not args.keep:
             for url in urls.values():
-                drop(server, url)
+                drop_database(server, url.rsplit("/", 1)[1])
     text = report(targets, sizes, results, args.requests)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(BENCHMARKS_MD, "reads", text)
     return 0
 
 
@@ -340,7 +305,7 @@ def report(
             cells = []
             for t in targets:
                 s = results[t.label, name, limit]
-                cells.append(f"{statistics.median(s):.1f} / {pct(s, 0.99):.1f}")
+                cells.append(f"{statistics.median(s):.1f} / {pct_floor(s, 0.99):.1f}")
             ratio = statistics.median(results[large, name, limit]) / max(
                 1e-9, statistics.median(results[small, name, limit])
             )

@@ -25,8 +25,6 @@ import asyncio
 import os
 import platform
 import random
-import re
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,7 +39,6 @@ from psycopg import sql
 
 from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
-from kalshibook.storage import migrate
 from kalshibook.storage.pool import open_pool
 from kalshibook.storage.tables import (
     MARKET_STATS,
@@ -54,11 +51,11 @@ from kalshibook.storage.tables import (
     QuoteRow,
     TradeRow,
 )
-from kalshibook.storage.urls import redact, with_database
 from kalshibook.storage.writer import Writer
 
+from benchlib import run_in_scratch_database, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench:writer -->", "<!-- /bench:writer -->"
 MIX = ((ORDERBOOK_DELTAS.name, 70), (QUOTES.name, 15), (TRADES.name, 10), (MARKET_STATS.name, 5))
 BENCH_TABLES = [name for name, _ in MIX]
 
@@ -209,17 +206,6 @@ def server_version(url: str) -> str:
     return f"PostgreSQL {row[0]}, TimescaleDB {row[1]}"
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# kalshibook benchmarks\n"
-    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def fmt_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}"
 
@@ -284,7 +270,7 @@ async def bench(url: str, n: int, out: Path, repeat: int) -> str:
 - The Writer's trades go through the TEMP staging table + `INSERT … ON CONFLICT DO NOTHING` (dedupe); the raw runs COPY trades straight into the table.
 - The Writer runs its transactions in its COPY worker processes (`KALSHIBOOK_WRITER_CONNECTIONS`, default {base.connections}; rows reach them as msgpack over a pipe) and moves a commit mark per batch; the raw runs format and send in this process, one connection.
 """  # noqa: E501
-    write_section(out, body)
+    write_section(out, "writer", body)
     return body
 
 
@@ -295,30 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--database-url", default=os.environ.get("KALSHIBOOK_DATABASE_URL", ""))
     args = parser.parse_args(argv)
-    url = args.database_url
-    if not url and (ROOT / ".data" / "database_url").exists():
-        url = (ROOT / ".data" / "database_url").read_text().strip()
-    if not url:
-        print("KALSHIBOOK_DATABASE_URL is not set (run `make db`)", file=sys.stderr)
-        return 2
-    admin = with_database(url, "postgres")
-    scratch = f"kb_bench_writer_{os.getpid()}"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    except psycopg.Error as exc:
-        print(f"cannot create a scratch database on {redact(admin)}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        scratch_url = with_database(url, scratch)
-        migrate.upgrade(scratch_url)
-        print(asyncio.run(bench(scratch_url, args.rows, args.out, max(1, args.repeat))))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
-            )
-    return 0
+    return run_in_scratch_database(
+        args.database_url,
+        "kb_bench_writer",
+        lambda url: print(asyncio.run(bench(url, args.rows, args.out, max(1, args.repeat)))),
+    )
 
 
 if __name__ == "__main__":
