@@ -30,17 +30,37 @@ class EventStats(NamedTuple):
     statuses: list[str]
 
 
-MARKET_DATA = """
-SELECT (SELECT count(*) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s),
-       (SELECT count(*) FROM market.orderbook_deltas WHERE market_ticker = %(ticker)s),
-       LEAST((SELECT min(ts) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s),
-             (SELECT min(ts) FROM market.trades WHERE market_ticker = %(ticker)s)),
-       GREATEST((SELECT max(ts) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s),
-                (SELECT max(ts) FROM market.orderbook_deltas WHERE market_ticker = %(ticker)s),
-                (SELECT max(ts) FROM market.trades WHERE market_ticker = %(ticker)s))
+MARKET_EXTENTS = """
+SELECT (SELECT first_hour FROM market.book_extents WHERE market_ticker = %(ticker)s),
+       (SELECT first_hour FROM market.trade_extents WHERE market_ticker = %(ticker)s),
+       (SELECT end_hour FROM market.trade_extents WHERE market_ticker = %(ticker)s)
 """
-"""One market's recorded book: snapshot and delta counts, first and last book/trade time (each an
-index scan on ``(market_ticker, ts)``)."""
+"""Where one market's book and trades lie (read extents, migration 0006): a market without an
+extent has none, and the statements below plan only the chunks inside its extents. Over the whole
+history they planned every chunk of the hypertables (deltas: four chunks a day) for every
+request."""
+
+MARKET_BOOK = """
+SELECT (SELECT count(*) FROM market.orderbook_snapshots
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+       (SELECT count(*) FROM market.orderbook_deltas
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+       (SELECT min(ts) FROM market.orderbook_snapshots
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+       GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
+                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+                (SELECT max(ts) FROM market.orderbook_deltas
+                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s))
+"""
+"""One market's recorded book from its first snapshot's hour (its deltas follow a snapshot):
+snapshot and delta counts, first snapshot, last snapshot or delta (index scans on
+``(market_ticker, ts)``)."""
+
+MARKET_TRADE_SPAN = """
+SELECT min(ts), max(ts) FROM market.trades
+WHERE market_ticker = %(ticker)s AND ts >= %(trades_from)s AND ts < %(trades_to)s
+"""
+"""One market's first and last trade, inside its trade extent."""
 
 EVENT_STATS = """
 SELECT event_ticker, count(*), array_agg(DISTINCT status ORDER BY status)
@@ -60,10 +80,39 @@ WHERE m.ticker = ANY(%(tickers)s::text[])
 
 
 async def market_data(conn: Conn, ticker: str) -> MarketData:
-    cur = await conn.execute(MARKET_DATA, {"ticker": ticker})
-    row = await cur.fetchone()
-    assert row is not None  # scalar subqueries: always one row
-    return MarketData(int(row[0]), int(row[1]), row[2], row[3])
+    """Snapshot and delta counts, first and last book or trade time of one market."""
+    params: dict[str, Any] = {"ticker": ticker}
+    cur = await conn.execute(MARKET_EXTENTS, params)
+    extents = await cur.fetchone()
+    assert extents is not None  # scalar subqueries: always one row
+    params.update(book_from=extents[0], trades_from=extents[1], trades_to=extents[2])
+    book: tuple[Any, ...] = (0, 0, None, None)
+    first_trade = last_trade = None
+    async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:
+        if params["book_from"] is not None:
+            await book_cur.execute(MARKET_BOOK, params)
+        if params["trades_from"] is not None:
+            await trade_cur.execute(MARKET_TRADE_SPAN, params)
+        if params["book_from"] is not None:
+            book = tuple(await book_cur.fetchone() or book)
+        if params["trades_from"] is not None:
+            first_trade, last_trade = await trade_cur.fetchone() or (None, None)
+    snapshots, deltas, first_book, last_book = book
+    return MarketData(
+        int(snapshots),
+        int(deltas),
+        _least(first_book, first_trade),
+        _greatest(last_book, last_trade),
+    )
+
+
+def _least(a: datetime | None, b: datetime | None) -> datetime | None:
+    """SQL's LEAST: the smaller of the values that are not null."""
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 async def event_stats(conn: Conn, events: list[str]) -> dict[str, EventStats]:
