@@ -312,9 +312,12 @@ chunks scanned (a slack before the snapshot time absorbs clock differences)."""
 FIRST_SNAPSHOT_AFTER = """
 SELECT ts FROM market.orderbook_snapshots
 WHERE market_ticker = %(ticker)s AND ts > %(at)s
+  AND ts >= %(first_hour)s AND ts < %(first_hour)s + INTERVAL '1 hour'
 ORDER BY ts
 LIMIT 1
 """
+"""The market's first snapshot when it comes after ``at``: it lies in the first hour of the
+market's book extent."""
 
 DELTAS_IN_WINDOW = """
 SELECT ts, side, price, delta, epoch, sid, seq, received_at
@@ -613,8 +616,8 @@ DELTA_SLACK = timedelta(minutes=1)
 """How far before a snapshot's time its first deltas may be stamped (exchange vs local clock)."""
 SNAPSHOT_WINDOW = timedelta(days=1)
 """Look for the latest snapshot in this window first (checkpoints come every few minutes while a
-book moves), then over the whole history: planning stays independent of the history's length."""
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+book moves), then over the market's recorded book (from its extent's first hour): planning stays
+independent of the history's length, and a ticker without a book reads no snapshot chunk."""
 _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
 
@@ -663,15 +666,24 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
     cur = await conn.execute(BOOK_BASE, params)
     row = await cur.fetchone()
     assert row is not None  # the query always returns exactly one row
-    if row[0] is None:  # no snapshot in the window: search the whole history
-        cur = await conn.execute(BOOK_BASE, {**params, "since": _EARLIEST})
-        row = await cur.fetchone()
-        assert row is not None
+    first_hour: datetime | None = None
+    if row[0] is None:  # no snapshot in the window: search the market's whole recorded book
+        cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
+        extent = await cur.fetchone()
+        first_hour = None if extent is None else extent[0]
+        if first_hour is not None and first_hour < params["since"]:
+            cur = await conn.execute(BOOK_BASE, {**params, "since": first_hour})
+            row = await cur.fetchone()
+            assert row is not None
     snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
     gap = None if gap_reason is None else (gap_from, gap_to, str(gap_reason))
     if snap_ts is None:
-        cur = await conn.execute(FIRST_SNAPSHOT_AFTER, {"ticker": ticker, "at": upper})
-        first = await cur.fetchone()
+        first = None
+        if first_hour is not None:  # no snapshot up to ``at``: the first one comes after it
+            cur = await conn.execute(
+                FIRST_SNAPSHOT_AFTER, {"ticker": ticker, "at": upper, "first_hour": first_hour}
+            )
+            first = await cur.fetchone()
         return BookAt(
             ticker=ticker,
             at=at,

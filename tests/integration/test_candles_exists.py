@@ -10,14 +10,12 @@ planned every chunk of market.quotes and market.market_stats: ~750 ms at 10M tra
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from psycopg import AsyncCursor, sql
+from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.errors import UnknownMarket
@@ -49,20 +47,6 @@ INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size
 VALUES (%(t0)s + INTERVAL '40 days', 'Q-LATE', now(), 0.40, 10, 0.45, 10)
 """
 REFRESH = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
-HYPERTABLE_IDS = """
-SELECT id FROM _timescaledb_catalog.hypertable
-WHERE schema_name = 'market' AND table_name IN ('quotes', 'market_stats')
-"""
-
-
-class Recorder(AsyncCursor[Any]):
-    """A cursor that remembers every statement it runs (the connection's cursor_factory)."""
-
-    log: ClassVar[list[tuple[Any, Any]]] = []
-
-    async def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
-        Recorder.log.append((query, params))
-        return await super().execute(query, params, **kw)
 
 
 def load(url: str) -> bool:
@@ -85,28 +69,6 @@ def load(url: str) -> bool:
                     )
         conn.execute(LATE_QUOTE, {"t0": T0})
     return community
-
-
-def walk(plan: dict[str, Any]) -> Any:
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from walk(child)
-
-
-def raw_chunks_planned(url: str, statements: list[tuple[Any, Any]]) -> int:
-    """Chunks of market.quotes and market.market_stats in the plans of these statements."""
-    count = 0
-    with psycopg.connect(url, autocommit=True, options=CONNECTION_OPTIONS) as conn:
-        prefixes = tuple(f"_hyper_{i}_" for (i,) in conn.execute(HYPERTABLE_IDS).fetchall())
-        for query, params in statements:
-            statement = query if isinstance(query, sql.Composable) else sql.SQL(query)
-            explain = sql.SQL("EXPLAIN (FORMAT JSON) ") + statement
-            [[doc]] = conn.execute(explain, params).fetchall()
-            plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
-            count += sum(
-                1 for node in walk(plan) if node.get("Relation Name", "").startswith(prefixes)
-            )
-    return count
 
 
 @pytest.mark.both_editions
@@ -148,4 +110,4 @@ async def test_an_unknown_market_plans_only_the_chunks_after_the_watermark(db_ur
         Recorder.log = []
         assert not await market_exists(conn, "NOPE")
     # of 2 x 30 daily chunks below the 1d watermark and the late quote's one above it
-    assert raw_chunks_planned(db_url, Recorder.log) <= 2
+    assert chunks_planned(db_url, Recorder.log, ["quotes", "market_stats"]) <= 2

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg
 import pytest
-from psycopg import AsyncCursor
+from plan_support import Recorder, walk
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.storage import trade_reads
@@ -42,22 +42,6 @@ SELECT now() - INTERVAL '1 hour' + k * INTERVAL '1 second', gen_random_uuid(), '
 FROM generate_series(1, 2000) k;
 ANALYZE market.trades;
 """
-
-
-class Recorder(AsyncCursor[Any]):
-    """A cursor that remembers every statement it runs (the connection's cursor_factory)."""
-
-    log: ClassVar[list[tuple[Any, Any]]] = []
-
-    async def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
-        Recorder.log.append((query, params))
-        return await super().execute(query, params, **kw)
-
-
-def walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from walk(child)
 
 
 def plan_cost(url: str, statements: list[tuple[Any, Any]]) -> tuple[int, int, bool]:

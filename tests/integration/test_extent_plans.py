@@ -1,22 +1,27 @@
-"""The seed API's market detail (kalshibook.storage.market_summary.market_data): the same figures
+"""Reads bounded by the read extents (migration 0006).
+
+The seed API's market detail (kalshibook.storage.market_summary.market_data): the same figures
 as counting over the whole history, planned only over the chunks inside the market's extents.
 
 An old market's book and trades span 40 days (160 six-hour chunks of deltas); a recent market has
 a book and trades in the last hours. Over the whole history, every request planned all of them.
+The order book at an instant of a quiet market (last snapshot days ago) searches snapshots from
+its first one, not from 1970; an unknown ticker reads no snapshot chunk outside the last day.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
-from psycopg import AsyncCursor
+from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.storage.market_summary import MarketData, market_data
+from kalshibook.storage.reads import book_at
 
 pytestmark = [pytest.mark.db]
 
@@ -24,10 +29,9 @@ HISTORY = [
     """
 INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
                                         yes_bids, no_bids)
-SELECT now() - INTERVAL '41 days' + k * INTERVAL '10 days', 'OLD', now(), 'snapshot', 1, 1,
-       k * 1000,
-       '[]', '[]'
-FROM generate_series(0, 3) k
+SELECT now() - INTERVAL '41 days' + k * INTERVAL '1 day', 'OLD', now(), 'snapshot', 1, 1,
+       k * 24, '[]', '[]'
+FROM generate_series(0, 39) k
 """,
     """
 INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
@@ -62,8 +66,19 @@ SELECT now() - INTERVAL '4 hours' + k * INTERVAL '1 minute', gen_random_uuid(), 
        0.5, 1, 'ws', now()
 FROM generate_series(0, 9) k
 """,
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+SELECT date_trunc('hour', now()) - k * INTERVAL '1 day' + INTERVAL '10 minutes', 'QUIET', now(),
+       'snapshot', 1, 3, 10 - k, '[[0.4, 5]]', '[]'
+FROM generate_series(4, 5) k
+""",
     "ANALYZE market.orderbook_deltas",
 ]
+QUIET_SNAPSHOTS = """
+SELECT min(ts), max(ts) FROM market.orderbook_snapshots WHERE market_ticker = 'QUIET'
+"""
+BOOK_AND_TRADES = ["orderbook_snapshots", "orderbook_deltas", "trades"]
 # the figures as the seed API first computed them: over the whole history
 REFERENCE = """
 SELECT (SELECT count(*) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s),
@@ -74,39 +89,6 @@ SELECT (SELECT count(*) FROM market.orderbook_snapshots WHERE market_ticker = %(
                 (SELECT max(ts) FROM market.orderbook_deltas WHERE market_ticker = %(ticker)s),
                 (SELECT max(ts) FROM market.trades WHERE market_ticker = %(ticker)s))
 """
-HYPERTABLE_IDS = """
-SELECT id FROM _timescaledb_catalog.hypertable WHERE schema_name = 'market'
-  AND table_name IN ('orderbook_snapshots', 'orderbook_deltas', 'trades')
-"""
-
-
-class Recorder(AsyncCursor[Any]):
-    """A cursor that remembers every statement it runs (the connection's cursor_factory)."""
-
-    log: ClassVar[list[tuple[Any, Any]]] = []
-
-    async def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
-        Recorder.log.append((query, params))
-        return await super().execute(query, params, **kw)
-
-
-def walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from walk(child)
-
-
-def chunks_planned(url: str, statements: list[tuple[Any, Any]]) -> int:
-    count = 0
-    with psycopg.connect(url, autocommit=True, options=CONNECTION_OPTIONS) as conn:
-        prefixes = tuple(f"_hyper_{i}_" for (i,) in conn.execute(HYPERTABLE_IDS).fetchall())
-        for query, params in statements:
-            [[doc]] = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchall()
-            plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
-            count += sum(
-                1 for node in walk(plan) if node.get("Relation Name", "").startswith(prefixes)
-            )
-    return count
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +113,34 @@ async def test_market_data_is_the_whole_history_planned_inside_the_extents(
         got = await market_data(conn, ticker)
     assert got == expected
     if ticker == "OLD":
-        assert (got.delta_count, got.snapshot_count) == (960, 4)
+        assert (got.delta_count, got.snapshot_count) == (960, 40)
     # of ~200 chunks of the three hypertables: the recent market's last hours only; an unknown
     # market's none (the old market's book and trades span the whole history)
     if bound is not None:
-        assert chunks_planned(history, Recorder.log) <= bound
+        assert chunks_planned(history, Recorder.log, BOOK_AND_TRADES) <= bound
+
+
+async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history: str) -> None:
+    now = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        with psycopg.connect(history, autocommit=True) as sync:
+            first, last = sync.execute(QUIET_SNAPSHOTS).fetchone() or (None, None)
+        Recorder.log = []
+        quiet = await book_at(conn, "QUIET", now)
+        quiet_log = list(Recorder.log)
+        Recorder.log = []
+        unknown = await book_at(conn, "NOPE", now)
+        unknown_log = list(Recorder.log)
+        before = await book_at(conn, "QUIET", first - timedelta(hours=2))
+    assert quiet.snapshot is not None
+    assert quiet.snapshot.ts == last
+    assert quiet.gap is None
+    assert unknown.snapshot is None
+    assert unknown.gap == (None, None, "no_snapshot")
+    assert before.snapshot is None
+    assert before.gap == (None, first, "no_snapshot")
+    # of ~42 daily chunks of snapshots: the last day's and the quiet market's five days
+    assert chunks_planned(history, quiet_log, ["orderbook_snapshots"]) <= 8
+    assert chunks_planned(history, unknown_log, ["orderbook_snapshots"]) <= 2
