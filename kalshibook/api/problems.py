@@ -27,6 +27,7 @@ __all__ = (
     "PROBLEM_MEDIA_TYPE",
     "exception_handlers",
     "handler_table",
+    "invalid_fields",
     "problem_response",
     "quota_headers",
 )
@@ -105,19 +106,27 @@ def _kalshibook_error(request: Request[Any, Any, Any], exc: KalshibookError) -> 
     return problem_response(request, exc.status, exc.message)
 
 
+def invalid_fields(exc: ValidationException) -> list[tuple[str, str]]:
+    """``(key, message)`` of each invalid input Litestar reports (key ``""`` when it names none),
+    read the same way on every surface."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return [
+        (str(e.get("key") or ""), str(e.get("message") or "invalid value"))
+        for e in extra
+        if isinstance(e, Mapping)
+    ]
+
+
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[Problem]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if details:
-        first = details[0]
-        key = str(first.get("key") or "") or None
-        message = str(first.get("message") or "invalid value")
+    fields = invalid_fields(exc)
+    if fields:
+        key, message = fields[0]
         detail = f"{key}: {message}" if key else message
-        if len(details) > 1:
-            detail += f" (and {len(details) - 1} more invalid parameters)"
-        return problem_response(request, 400, detail, parameter=key)
+        if len(fields) > 1:
+            detail += f" (and {len(fields) - 1} more invalid parameters)"
+        return problem_response(request, 400, detail, parameter=key or None)
     return problem_response(request, 400, exc.detail or "invalid request")
 
 

@@ -19,7 +19,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from kalshibook.api.context import request_context
 from kalshibook.api.kalshi_compat.schemas import Error, ErrorResponse
-from kalshibook.api.problems import handler_table, quota_headers
+from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
 from kalshibook.errors import ApiError, KalshibookError
 
 __all__ = ("CODES", "kalshi_exception_handlers")
@@ -70,13 +70,10 @@ def _kalshibook_error(
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorResponse]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if not details:
+    fields = invalid_fields(exc)
+    if not fields:
         return kalshi_error(request, 400, exc.detail or "invalid request")
-    first = details[0]
-    key = str(first.get("key") or "")
-    message = str(first.get("message") or "invalid value")
+    key, message = fields[0]
     return kalshi_error(request, 400, f"{key}: {message}" if key else message)
 
 

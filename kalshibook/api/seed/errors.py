@@ -20,7 +20,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from kalshibook.api.context import request_context
-from kalshibook.api.problems import handler_table, quota_headers
+from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
 from kalshibook.api.seed.schemas import ErrorBody, ErrorResponse
 from kalshibook.errors import (
     ApiError,
@@ -110,18 +110,15 @@ def _kalshibook_error(
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorResponse]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if not details:
+    fields = invalid_fields(exc)
+    if not fields:
         return seed_error(request, VALIDATION_STATUS, "validation_error", exc.detail or "invalid")
-    first = details[0]
-    key = str(first.get("key") or "")
-    message = str(first.get("message") or "invalid value")
+    key, message = fields[0]
     leaf = key.rsplit(".", 1)[-1]
     code = "invalid_timestamp" if leaf in TIME_FIELDS else "validation_error"
     text = f"{key}: {message}" if key else message
-    if len(details) > 1:
-        text += f" (and {len(details) - 1} more invalid fields)"
+    if len(fields) > 1:
+        text += f" (and {len(fields) - 1} more invalid fields)"
     return seed_error(request, VALIDATION_STATUS, code, text)
 
 
