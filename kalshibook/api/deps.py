@@ -19,8 +19,9 @@ from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.middleware import Services
 from kalshibook.domain.prices import fmt_dollars
-from kalshibook.errors import BadRequest
+from kalshibook.errors import BadRequest, NotFound
 from kalshibook.settings import Settings
+from kalshibook.storage import reads
 
 __all__ = (
     "Conn",
@@ -32,6 +33,7 @@ __all__ = (
     "parse_tickers",
     "provide_conn",
     "provide_settings",
+    "require_market",
     "services_of",
     "split_page",
 )
@@ -92,6 +94,12 @@ def split_page(
         return rows, None, False
     page = rows[:limit]
     return page, codec.encode(kind, key(page[-1])), True
+
+
+async def require_market(conn: AsyncConnection[Any], ticker: str) -> None:
+    """404 ``unknown market ticker`` unless the market is known (:func:`reads.market_known`)."""
+    if not await reads.market_known(conn, ticker):
+        raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
 
 
 def parse_tickers(value: str | None, name: str = "tickers", maximum: int = 100) -> list[str] | None:

@@ -23,7 +23,14 @@ from kalshibook.api.context import request_context
 from kalshibook.api.schemas import Problem
 from kalshibook.errors import ApiError, KalshibookError, Unauthorized
 
-__all__ = ("PROBLEM_MEDIA_TYPE", "exception_handlers", "problem_response")
+__all__ = (
+    "PROBLEM_MEDIA_TYPE",
+    "exception_handlers",
+    "handler_table",
+    "invalid_fields",
+    "problem_response",
+    "quota_headers",
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +80,21 @@ def problem_response(
     )
 
 
+def quota_headers(exc: ApiError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, at least 1) of a key's rate limit, ``X-Credits-Remaining``
+    of a key out of credits: the same headers on every surface."""
+    if isinstance(exc, KeyRateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if isinstance(exc, OutOfCredits):
+        return {"X-Credits-Remaining": str(exc.credits_remaining)}
+    return {}
+
+
 def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Problem]:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="kalshibook"'
-    if isinstance(exc, KeyRateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    if isinstance(exc, OutOfCredits):
-        headers["X-Credits-Remaining"] = str(exc.credits_remaining)
+    headers.update(quota_headers(exc))
     return problem_response(
         request, exc.status, exc.message, parameter=exc.parameter, headers=headers
     )
@@ -92,19 +106,27 @@ def _kalshibook_error(request: Request[Any, Any, Any], exc: KalshibookError) -> 
     return problem_response(request, exc.status, exc.message)
 
 
+def invalid_fields(exc: ValidationException) -> list[tuple[str, str]]:
+    """``(key, message)`` of each invalid input Litestar reports (key ``""`` when it names none),
+    read the same way on every surface."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return [
+        (str(e.get("key") or ""), str(e.get("message") or "invalid value"))
+        for e in extra
+        if isinstance(e, Mapping)
+    ]
+
+
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[Problem]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if details:
-        first = details[0]
-        key = str(first.get("key") or "") or None
-        message = str(first.get("message") or "invalid value")
+    fields = invalid_fields(exc)
+    if fields:
+        key, message = fields[0]
         detail = f"{key}: {message}" if key else message
-        if len(details) > 1:
-            detail += f" (and {len(details) - 1} more invalid parameters)"
-        return problem_response(request, 400, detail, parameter=key)
+        if len(fields) > 1:
+            detail += f" (and {len(fields) - 1} more invalid parameters)"
+        return problem_response(request, 400, detail, parameter=key or None)
     return problem_response(request, 400, exc.detail or "invalid request")
 
 
@@ -145,14 +167,39 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     )
 
 
-def exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
+Handler = Callable[..., Response[Any]]
+
+
+def handler_table(
+    *,
+    api: Handler,
+    domain: Handler,
+    validation: Handler,
+    http: Handler,
+    database: Handler,
+    internal: Handler,
+) -> dict[type[Exception] | int, Handler]:
+    """The exceptions every surface (``/v1``, Kalshi's, the seed's) renders, each to that surface's
+    handler: the API's domain errors, other domain errors, Litestar's validation and HTTP errors,
+    the database away or too slow (pool timeout, lost connection, cancelled query), the rest."""
     return {
-        ApiError: _api_error,
-        KalshibookError: _kalshibook_error,
-        ValidationException: _validation_error,
-        HTTPException: _http_error,
-        PoolTimeout: _database_error,
-        psycopg.OperationalError: _database_error,
-        psycopg.errors.QueryCanceled: _database_error,
-        Exception: _internal_error,
+        ApiError: api,
+        KalshibookError: domain,
+        ValidationException: validation,
+        HTTPException: http,
+        PoolTimeout: database,
+        psycopg.OperationalError: database,
+        psycopg.errors.QueryCanceled: database,
+        Exception: internal,
     }
+
+
+def exception_handlers() -> dict[type[Exception] | int, Handler]:
+    return handler_table(
+        api=_api_error,
+        domain=_kalshibook_error,
+        validation=_validation_error,
+        http=_http_error,
+        database=_database_error,
+        internal=_internal_error,
+    )

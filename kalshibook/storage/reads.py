@@ -1,7 +1,8 @@
 """Read queries used by the API: named SQL constants with parameters, typed rows.
 
-No SQL here is built from strings at run time. Optional filters use the pattern
-``(%(x)s::type IS NULL OR col = %(x)s)``; the API's connections run with
+No SQL here is built from strings at run time (:data:`STATUS_CHANNELS` is composed once, at
+import, from one template and a fixed list of tables, with quoted identifiers). Optional filters
+use the pattern ``(%(x)s::type IS NULL OR col = %(x)s)``; the API's connections run with
 ``plan_cache_mode = force_custom_plan`` so the planner folds the unused branches away and keeps
 index and chunk exclusion. Keyset pagination: each listing orders by a unique key and resumes with
 a row comparison ``(k1, k2) > (%(c1)s, %(c2)s)``, so a walk returns every row exactly once even
@@ -14,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, LiteralString, NamedTuple, TypeVar
+from typing import Any, Final, LiteralString, NamedTuple, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row
 
 from kalshibook.domain.book import OrderBook
@@ -354,55 +355,37 @@ LIMIT %(limit)s
 
 # -- data quality --------------------------------------------------------------------------------
 
-STATUS_CHANNELS = """
-SELECT 'trades' AS "table",
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.trades
-                                      ORDER BY ts DESC LIMIT 1000) r) AS last_received_at,
-       (SELECT max(ts) FROM market.trades) AS last_ts,
-       (SELECT min(ts) FROM market.trades) AS first_ts,
-       approximate_row_count('market.trades') AS approx_rows
-UNION ALL
-SELECT 'orderbook_snapshots',
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.orderbook_snapshots
-                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.orderbook_snapshots),
-       (SELECT min(ts) FROM market.orderbook_snapshots),
-       approximate_row_count('market.orderbook_snapshots')
-UNION ALL
-SELECT 'orderbook_deltas',
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.orderbook_deltas
-                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.orderbook_deltas),
-       (SELECT min(ts) FROM market.orderbook_deltas),
-       approximate_row_count('market.orderbook_deltas')
-UNION ALL
-SELECT 'quotes',
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.quotes
-                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.quotes), (SELECT min(ts) FROM market.quotes),
-       approximate_row_count('market.quotes')
-UNION ALL
-SELECT 'market_stats',
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.market_stats
-                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.market_stats), (SELECT min(ts) FROM market.market_stats),
-       approximate_row_count('market.market_stats')
-UNION ALL
-SELECT 'lifecycle_events',
-       (SELECT max(received_at) FROM (SELECT received_at FROM market.lifecycle_events
-                                      ORDER BY ts DESC LIMIT 1000) r),
-       (SELECT max(ts) FROM market.lifecycle_events),
-       (SELECT min(ts) FROM market.lifecycle_events),
-       approximate_row_count('market.lifecycle_events')
-UNION ALL
-SELECT 'book_gaps',
-       (SELECT max(detected_at) FROM (SELECT detected_at FROM market.book_gaps
-                                      ORDER BY from_ts DESC LIMIT 1000) r),
-       (SELECT max(from_ts) FROM market.book_gaps), (SELECT min(from_ts) FROM market.book_gaps),
-       approximate_row_count('market.book_gaps')
+_CHANNEL: Final = """
+SELECT {name} AS "table",
+       (SELECT max({received}) FROM (SELECT {received} FROM {relation}
+                                     ORDER BY {ts} DESC LIMIT 1000) r) AS last_received_at,
+       (SELECT max({ts}) FROM {relation}) AS last_ts,
+       (SELECT min({ts}) FROM {relation}) AS first_ts,
+       approximate_row_count({regclass}) AS approx_rows
 """
+_CHANNEL_TABLES: Final = (
+    ("trades", "received_at", "ts"),
+    ("orderbook_snapshots", "received_at", "ts"),
+    ("orderbook_deltas", "received_at", "ts"),
+    ("quotes", "received_at", "ts"),
+    ("market_stats", "received_at", "ts"),
+    ("lifecycle_events", "received_at", "ts"),
+    ("book_gaps", "detected_at", "from_ts"),
+)
+"""``(table, arrival column, time column)`` of every table :data:`STATUS_CHANNELS` reports."""
+STATUS_CHANNELS: Final = sql.SQL("UNION ALL").join(
+    sql.SQL(_CHANNEL).format(
+        name=sql.Literal(table),
+        received=sql.Identifier(received),
+        ts=sql.Identifier(ts),
+        relation=sql.Identifier("market", table),
+        regclass=sql.Literal(f"market.{table}"),
+    )
+    for table, received, ts in _CHANNEL_TABLES
+)
 """Freshness per table: the newest ``received_at`` among the 1,000 newest rows by exchange time
-(an index scan, never a full scan), the time span and TimescaleDB's approximate row count."""
+(an index scan, never a full scan), the time span and TimescaleDB's approximate row count; one
+``UNION ALL`` branch per table, composed once from :data:`_CHANNEL`."""
 
 STATUS_COVERAGE = """
 SELECT (SELECT count(*) FROM market.series) AS series,
@@ -426,7 +409,7 @@ HEALTH_PROBE = "SELECT 1"
 async def _fetch_all(
     conn: Conn,
     row: Callable[..., _R],
-    query: LiteralString,
+    query: LiteralString | sql.Composed,
     params: Mapping[str, Any] | None = None,
 ) -> list[_R]:
     """Every row of one of the constant queries above, built by ``row``."""

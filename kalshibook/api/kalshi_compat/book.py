@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from litestar import get
 from litestar.params import Parameter
 
-from kalshibook.api.deps import Conn
+from kalshibook.api.deps import Conn, require_market
 from kalshibook.api.kalshi_compat import schemas as k
 from kalshibook.api.kalshi_compat.common import (
     TickerPath,
@@ -24,7 +24,7 @@ from kalshibook.api.kalshi_compat.common import (
 )
 from kalshibook.api.kalshi_compat.shapes import book_out
 from kalshibook.api.params import parse_time
-from kalshibook.errors import BadRequest, NotFound
+from kalshibook.errors import BadRequest
 from kalshibook.storage import reads
 
 __all__ = ("HANDLERS",)
@@ -46,8 +46,8 @@ def _depth(value: int | None) -> int | None:
 
 async def _book(conn: Conn, ticker: TickerPath, at: datetime, depth: int | None) -> k.Orderbook:
     result = await reads.book_at(conn, ticker, at)
-    if result.snapshot is None and not await reads.market_known(conn, ticker):
-        raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
+    if result.snapshot is None:
+        await require_market(conn, ticker)
     return book_out(result.book, depth)
 
 

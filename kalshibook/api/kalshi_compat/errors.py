@@ -10,17 +10,16 @@ same as on ``/v1`` (:mod:`kalshibook.errors`); only their rendering differs.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from psycopg_pool import PoolTimeout
 
 from kalshibook.api.context import request_context
 from kalshibook.api.kalshi_compat.schemas import Error, ErrorResponse
+from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
 from kalshibook.errors import ApiError, KalshibookError
 
 __all__ = ("CODES", "kalshi_exception_handlers")
@@ -53,13 +52,7 @@ def kalshi_error(
 
 
 def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    headers: dict[str, str] = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int | float):
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    remaining = getattr(exc, "credits_remaining", None)
-    if isinstance(remaining, int):
-        headers["X-Credits-Remaining"] = str(remaining)
+    headers = quota_headers(exc)
     message = exc.message
     if exc.parameter and exc.status == 400 and exc.parameter not in message:
         message = f"{exc.parameter}: {message}"
@@ -77,13 +70,10 @@ def _kalshibook_error(
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorResponse]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if not details:
+    fields = invalid_fields(exc)
+    if not fields:
         return kalshi_error(request, 400, exc.detail or "invalid request")
-    first = details[0]
-    key = str(first.get("key") or "")
-    message = str(first.get("message") or "invalid value")
+    key, message = fields[0]
     return kalshi_error(request, 400, f"{key}: {message}" if key else message)
 
 
@@ -113,13 +103,11 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def kalshi_exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
     """The Kalshi router's ``exception_handlers`` (they override the app's problem+json ones)."""
-    return {
-        ApiError: _api_error,
-        KalshibookError: _kalshibook_error,
-        ValidationException: _validation_error,
-        HTTPException: _http_error,
-        PoolTimeout: _database_error,
-        psycopg.OperationalError: _database_error,
-        psycopg.errors.QueryCanceled: _database_error,
-        Exception: _internal_error,
-    }
+    return handler_table(
+        api=_api_error,
+        domain=_kalshibook_error,
+        validation=_validation_error,
+        http=_http_error,
+        database=_database_error,
+        internal=_internal_error,
+    )

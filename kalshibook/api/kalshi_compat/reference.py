@@ -65,8 +65,9 @@ def _refuse_unsupported(request: Request[Any, Any, Any]) -> None:
 
 
 async def list_market_rows(
+    request: Request[Any, Any, Any],
     conn: Conn,
-    pager: KalshiPager,
+    limit: int | None,
     cursor: str | None,
     *,
     event: str | None,
@@ -74,10 +75,14 @@ async def list_market_rows(
     status: str | None,
     tickers: list[str] | None,
 ) -> k.Markets:
-    """One Kalshi page of markets by ticker: ``/v1/markets``' read, or the listed tickers."""
+    """One Kalshi page of markets by ticker (``GET /markets``, ``GET /historical/markets``):
+    ``/v1/markets``' read, or the listed tickers."""
+    _refuse_unsupported(request)
+    pager = KalshiPager(request, limit, "markets", default=100, maximum=1000)
+    wanted = parse_tickers(tickers, "tickers", 1000)
     after = pager.after(cursor, tuple[str])
     statuses = None if status is None else STATUS_FILTER[status]
-    if tickers is None:
+    if wanted is None:
         rows = await reads.list_markets(
             conn,
             event=event,
@@ -88,7 +93,7 @@ async def list_market_rows(
         )
     else:
         rows = []
-        for ticker in sorted(tickers):
+        for ticker in sorted(wanted):
             if after is not None and ticker <= after[0]:
                 continue
             row = await reads.get_market(conn, ticker)
@@ -193,16 +198,15 @@ async def list_markets(
     status: KalshiStatus = None,
     tickers: Tickers = None,
 ) -> k.Markets:
-    _refuse_unsupported(request)
-    pager = KalshiPager(request, limit, "markets", default=100, maximum=1000)
     return await list_market_rows(
+        request,
         conn,
-        pager,
+        limit,
         cursor,
         event=event_ticker,
         series=series_ticker,
         status=status,
-        tickers=parse_tickers(tickers, "tickers", 1000),
+        tickers=tickers,
     )
 
 
@@ -258,16 +262,15 @@ async def historical_markets(
     series_ticker: Text = None,
     tickers: Tickers = None,
 ) -> k.Markets:
-    _refuse_unsupported(request)
-    pager = KalshiPager(request, limit, "markets", default=100, maximum=1000)
     return await list_market_rows(
+        request,
         conn,
-        pager,
+        limit,
         cursor,
         event=event_ticker,
         series=series_ticker,
         status=None,
-        tickers=parse_tickers(tickers, "tickers", 1000),
+        tickers=tickers,
     )
 
 

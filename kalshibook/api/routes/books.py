@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
+from kalshibook.api.deps import Conn, SettingsDep, envelope_meta, require_market
 from kalshibook.api.docs import (
     AtParam,
     CursorParam,
@@ -31,7 +31,7 @@ from kalshibook.domain.prices import (
     units_to_price,
     units_to_size,
 )
-from kalshibook.errors import BadRequest, NotFound
+from kalshibook.errors import BadRequest
 from kalshibook.storage import reads
 
 __all__ = ("HANDLERS", "book_out")
@@ -118,11 +118,6 @@ def gap_out(row: reads.GapRow) -> s.Gap:
     )
 
 
-async def _require_known(conn: Conn, ticker: str) -> None:
-    if not await reads.market_known(conn, ticker):
-        raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
-
-
 @get(
     "/v1/markets/{ticker:str}/orderbook",
     summary="Order book at an instant",
@@ -157,7 +152,7 @@ async def orderbook(
         )
     result = await reads.book_at(conn, ticker, instant)
     if result.snapshot is None:
-        await _require_known(conn, ticker)
+        await require_market(conn, ticker)
     return s.OrderBookOne(data=book_out(result, depth), **envelope_meta(request))
 
 
@@ -201,9 +196,9 @@ async def deltas(
         result = await reads.book_at(conn, ticker, t0, inclusive=False)
         book = book_out(result)
         if not rows and result.snapshot is None:
-            await _require_known(conn, ticker)
+            await require_market(conn, ticker)
     elif not rows and after is None:
-        await _require_known(conn, ticker)
+        await require_market(conn, ticker)
     return pager.page(s.DeltaPage, rows, delta_out, lambda r: (r.ts, r.epoch, r.seq), book=book)
 
 
@@ -232,7 +227,7 @@ async def gaps(
         conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
     if not rows and after is None:
-        await _require_known(conn, ticker)
+        await require_market(conn, ticker)
     return pager.page(
         s.GapPage, rows, gap_out, lambda r: (r.from_ts, r.detected_at, r.to_ts, r.reason)
     )

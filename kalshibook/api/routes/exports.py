@@ -33,7 +33,7 @@ from kalshibook.api import docs
 from kalshibook.api import schemas as s
 from kalshibook.api.context import request_context
 from kalshibook.api.deadlines import EXPORT
-from kalshibook.api.deps import Conn, SettingsDep, services_of
+from kalshibook.api.deps import Conn, SettingsDep, require_market, services_of
 from kalshibook.api.docs import priced, responses
 from kalshibook.errors import ApiError, BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
@@ -42,7 +42,6 @@ from kalshibook.export.files import FORMATS, Format, extension, write_file
 from kalshibook.export.run import ExportRequest, spec_for
 from kalshibook.export.sampled import bbo_batches, sample_batches
 from kalshibook.export.tables import RAW_TABLES
-from kalshibook.storage import reads
 
 __all__ = ("HANDLERS", "ROWS_PER_CREDIT", "row_credits")
 
@@ -153,8 +152,7 @@ async def export_file(
         raise BadRequest(f"date must be a UTC day YYYY-MM-DD, got {date!r}", "date") from None
     if not ticker or len(ticker) > 200:
         raise BadRequest("ticker must be 1 to 200 characters", parameter="ticker")
-    if not await reads.market_known(conn, ticker):
-        raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
+    await require_market(conn, ticker)
     spec = spec_for(table, DEFAULTS)
     ctx = request_context(request.scope)
     services = services_of(request.app.state)

@@ -12,7 +12,14 @@ from litestar.params import Parameter
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import Conn, SettingsDep, dollars_str, envelope_meta, parse_tickers
+from kalshibook.api.deps import (
+    Conn,
+    SettingsDep,
+    dollars_str,
+    envelope_meta,
+    parse_tickers,
+    require_market,
+)
 from kalshibook.api.docs import (
     CursorParam,
     EndParam,
@@ -90,13 +97,8 @@ async def _trades_page(
         after=after,
         limit=pager.fetch,
     )
-    if (
-        not rows
-        and after is None
-        and known_ticker is not None
-        and not await reads.market_known(conn, known_ticker)
-    ):
-        raise NotFound(f"unknown market ticker {known_ticker!r}", parameter="ticker")
+    if not rows and after is None and known_ticker is not None:
+        await require_market(conn, known_ticker)
     return pager.page(s.TradePage, rows, trade_out, lambda r: (r.ts, r.exchange_seq, r.trade_id))
 
 

@@ -9,14 +9,13 @@ from typing import Any
 from litestar import Request, post
 from litestar.params import JSONBody
 
-from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
+from kalshibook.api.deps import Conn, SettingsDep, envelope_meta, require_market
 from kalshibook.api.params import parse_range, parse_time
 from kalshibook.api.routes._paging import Pager
 from kalshibook.api.seed import schemas as s
 from kalshibook.api.seed.docs import seed_route
 from kalshibook.api.seed.errors import SeedNotFound
 from kalshibook.api.seed.numbers import cents, cents_of_units, quantity, quantity_of_units
-from kalshibook.errors import NotFound
 from kalshibook.storage import reads
 
 __all__ = ("HANDLERS", "levels")
@@ -28,11 +27,6 @@ def levels(result: reads.BookAt, side: str, depth: int | None) -> list[s.Level]:
         s.Level(price=cents_of_units(p), quantity=quantity_of_units(q))
         for p, q in reversed(result.book.levels_units(side, depth))
     ]
-
-
-async def require_market(conn: Conn, ticker: str) -> None:
-    if not await reads.market_known(conn, ticker):
-        raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
 
 
 @post(

@@ -12,16 +12,15 @@ registered on the seed router only: ``/v1`` keeps RFC 9457 problem+json. The sam
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from psycopg_pool import PoolTimeout
 
 from kalshibook.api.context import request_context
+from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
 from kalshibook.api.seed.schemas import ErrorBody, ErrorResponse
 from kalshibook.errors import (
     ApiError,
@@ -90,12 +89,7 @@ def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Error
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="kalshibook"'
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int | float):
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    remaining = getattr(exc, "credits_remaining", None)
-    if isinstance(remaining, int):
-        headers["X-Credits-Remaining"] = str(remaining)
+    headers.update(quota_headers(exc))
     message = exc.message
     if exc.parameter and status == VALIDATION_STATUS and exc.parameter not in message:
         message = f"{exc.parameter}: {message}"
@@ -116,18 +110,15 @@ def _kalshibook_error(
 def _validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorResponse]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [e for e in extra if isinstance(e, Mapping)]
-    if not details:
+    fields = invalid_fields(exc)
+    if not fields:
         return seed_error(request, VALIDATION_STATUS, "validation_error", exc.detail or "invalid")
-    first = details[0]
-    key = str(first.get("key") or "")
-    message = str(first.get("message") or "invalid value")
+    key, message = fields[0]
     leaf = key.rsplit(".", 1)[-1]
     code = "invalid_timestamp" if leaf in TIME_FIELDS else "validation_error"
     text = f"{key}: {message}" if key else message
-    if len(details) > 1:
-        text += f" (and {len(details) - 1} more invalid fields)"
+    if len(fields) > 1:
+        text += f" (and {len(fields) - 1} more invalid fields)"
     return seed_error(request, VALIDATION_STATUS, code, text)
 
 
@@ -166,13 +157,11 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def seed_exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
     """The seed router's ``exception_handlers`` (they override the app's problem+json ones)."""
-    return {
-        ApiError: _api_error,
-        KalshibookError: _kalshibook_error,
-        ValidationException: _validation_error,
-        HTTPException: _http_error,
-        PoolTimeout: _database_error,
-        psycopg.OperationalError: _database_error,
-        psycopg.errors.QueryCanceled: _database_error,
-        Exception: _internal_error,
-    }
+    return handler_table(
+        api=_api_error,
+        domain=_kalshibook_error,
+        validation=_validation_error,
+        http=_http_error,
+        database=_database_error,
+        internal=_internal_error,
+    )

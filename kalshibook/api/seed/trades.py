@@ -11,12 +11,11 @@ from typing import Annotated, Any, Literal
 from litestar import Request, get, post
 from litestar.params import JSONBody, Parameter
 
-from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
+from kalshibook.api.deps import Conn, SettingsDep, envelope_meta, require_market
 from kalshibook.api.docs import SettledTickerPath
 from kalshibook.api.params import parse_range
 from kalshibook.api.routes._paging import Pager
 from kalshibook.api.seed import schemas as s
-from kalshibook.api.seed.book import require_market
 from kalshibook.api.seed.docs import seed_route
 from kalshibook.api.seed.errors import SeedNotFound
 from kalshibook.api.seed.lists import ListCursor, ListLimit, list_pager
