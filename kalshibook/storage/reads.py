@@ -275,7 +275,7 @@ BOOK_BASE = """
 WITH snap AS (
     SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
     FROM market.orderbook_snapshots
-    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s
+    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s AND ts < %(until)s
     ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
     LIMIT 1
 )
@@ -295,7 +295,8 @@ LEFT JOIN LATERAL (
 """
 """The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
 containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
-keeps the planner to the last chunks; :func:`book_at` widens it when nothing is found. Snapshots
+(and ``until``, the end of the market's snapshots) keep the planner to the chunks where that
+snapshot can be; :func:`book_at` widens them when nothing is found. Snapshots
 in one millisecond are taken in feed order (epoch, then seq)."""
 
 BOOK_DELTAS = """
@@ -332,9 +333,9 @@ LIMIT %(limit)s
 """
 """One window of a deltas page (kalshibook.storage.windows): feed order inside a millisecond."""
 BOOK_EXTENT = """
-SELECT first_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
+SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
 """
-"""Where the market's recorded book starts (migration 0006): no deltas before its first snapshot."""
+"""The hours holding the market's snapshots (migration 0006): no deltas before its first one."""
 DELTAS_HORIZON = timedelta(days=1)
 """How far past the present an open-ended deltas page may look (clock skew margin)."""
 
@@ -548,7 +549,7 @@ async def list_deltas(
     extent = await cur.fetchone()
     if extent is None:
         return []  # no snapshot, no book: deltas are recorded only after one
-    lo: datetime = extent[0]
+    lo: datetime = extent[0]  # deltas follow the first snapshot (they may outlast the last one)
     if start is not None:
         lo = max(lo, start)
     if after is not None:
@@ -601,6 +602,8 @@ SNAPSHOT_WINDOW = timedelta(days=1)
 """Look for the latest snapshot in this window first (checkpoints come every few minutes while a
 book moves), then over the market's recorded book (from its extent's first hour): planning stays
 independent of the history's length, and a ticker without a book reads no snapshot chunk."""
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_HOUR = timedelta(hours=1)
 _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
 
@@ -645,19 +648,23 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
     ``inclusive=False`` gives the book just before ``at`` (events with ``ts < at`` only).
     """
     upper = at if inclusive else at - _ONE_US
-    params = {"ticker": ticker, "at": upper, "since": upper - SNAPSHOT_WINDOW}
+    window = upper - SNAPSHOT_WINDOW
+    params = {"ticker": ticker, "at": upper, "since": window, "until": _LATEST}
     cur = await conn.execute(BOOK_BASE, params)
     row = await cur.fetchone()
     assert row is not None  # the query always returns exactly one row
     first_hour: datetime | None = None
-    if row[0] is None:  # no snapshot in the window: search the market's whole recorded book
+    if row[0] is None:  # no snapshot in the window: search the market's recorded snapshots
         cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
         extent = await cur.fetchone()
-        first_hour = None if extent is None else extent[0]
-        if first_hour is not None and first_hour < params["since"]:
-            cur = await conn.execute(BOOK_BASE, {**params, "since": first_hour})
-            row = await cur.fetchone()
-            assert row is not None
+        if extent is not None:
+            first_hour, end_hour = extent
+            # at or after the last snapshot's hour: the latest snapshot is in that hour
+            since = first_hour if upper < end_hour else max(first_hour, end_hour - _HOUR)
+            if since < window:
+                cur = await conn.execute(BOOK_BASE, {**params, "since": since, "until": end_hour})
+                row = await cur.fetchone()
+                assert row is not None
     snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
     gap = None if gap_reason is None else (gap_from, gap_to, str(gap_reason))
     if snap_ts is None:

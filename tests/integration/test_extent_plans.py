@@ -6,7 +6,8 @@ as counting over the whole history, planned only over the chunks inside the mark
 An old market's book and trades span 40 days (160 six-hour chunks of deltas); a recent market has
 a book and trades in the last hours. Over the whole history, every request planned all of them.
 The order book at an instant of a quiet market (last snapshot days ago) searches snapshots from
-its first one, not from 1970; an unknown ticker reads no snapshot chunk outside the last day.
+its first one, not from 1970; after a market's last snapshot only that snapshot's hour; an
+unknown ticker reads no snapshot chunk outside the last day.
 """
 
 from __future__ import annotations
@@ -73,10 +74,17 @@ SELECT date_trunc('hour', now()) - k * INTERVAL '1 day' + INTERVAL '10 minutes',
        'snapshot', 1, 3, 10 - k, '[[0.4, 5]]', '[]'
 FROM generate_series(4, 5) k
 """,
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+SELECT now() - INTERVAL '40 days' + k * INTERVAL '1 day', 'ENDED', now(), 'snapshot', 1, 4,
+       k, '[[0.3, 2]]', '[]'
+FROM generate_series(0, 1) k
+""",
     "ANALYZE market.orderbook_deltas",
 ]
-QUIET_SNAPSHOTS = """
-SELECT min(ts), max(ts) FROM market.orderbook_snapshots WHERE market_ticker = 'QUIET'
+SNAPSHOT_SPAN = """
+SELECT min(ts), max(ts) FROM market.orderbook_snapshots WHERE market_ticker = %s
 """
 BOOK_AND_TRADES = ["orderbook_snapshots", "orderbook_deltas", "trades"]
 # the figures as the seed API first computed them: over the whole history
@@ -126,7 +134,8 @@ async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history:
         history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
     ) as conn:
         with psycopg.connect(history, autocommit=True) as sync:
-            first, last = sync.execute(QUIET_SNAPSHOTS).fetchone() or (None, None)
+            first, last = sync.execute(SNAPSHOT_SPAN, ("QUIET",)).fetchone() or (None, None)
+            _, last_ended = sync.execute(SNAPSHOT_SPAN, ("ENDED",)).fetchone() or (None, None)
         Recorder.log = []
         quiet = await book_at(conn, "QUIET", now)
         quiet_log = list(Recorder.log)
@@ -134,6 +143,9 @@ async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history:
         unknown = await book_at(conn, "NOPE", now)
         unknown_log = list(Recorder.log)
         before = await book_at(conn, "QUIET", first - timedelta(hours=2))
+        Recorder.log = []
+        ended = await book_at(conn, "ENDED", now)
+        ended_log = list(Recorder.log)
     assert quiet.snapshot is not None
     assert quiet.snapshot.ts == last
     assert quiet.gap is None
@@ -141,6 +153,10 @@ async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history:
     assert unknown.gap == (None, None, "no_snapshot")
     assert before.snapshot is None
     assert before.gap == (None, first, "no_snapshot")
+    assert ended.snapshot is not None
+    assert ended.snapshot.ts == last_ended
     # of ~42 daily chunks of snapshots: the last day's and the quiet market's five days
     assert chunks_planned(history, quiet_log, ["orderbook_snapshots"]) <= 8
     assert chunks_planned(history, unknown_log, ["orderbook_snapshots"]) <= 2
+    # a market whose snapshots ended 39 days ago: the last day's and its last snapshot's hour
+    assert chunks_planned(history, ended_log, ["orderbook_snapshots"]) <= 4
