@@ -31,36 +31,44 @@ class EventStats(NamedTuple):
 
 
 MARKET_EXTENTS = """
-SELECT (SELECT first_hour FROM market.book_extents WHERE market_ticker = %(ticker)s),
-       (SELECT first_hour FROM market.trade_extents WHERE market_ticker = %(ticker)s),
-       (SELECT end_hour FROM market.trade_extents WHERE market_ticker = %(ticker)s)
+SELECT b.first_hour, b.end_hour, t.first_hour, t.end_hour
+FROM (SELECT 1) AS one
+LEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s
+LEFT JOIN market.trade_extents AS t ON t.market_ticker = %(ticker)s
 """
-"""Where one market's book and trades lie (read extents, migration 0006): a market without an
-extent has none, and the statements below plan only the chunks inside its extents. Over the whole
+"""Where one market's snapshots and trades lie (read extents, migration 0006): a market without an
+extent has none, and the statements below plan only chunks inside its extents. Over the whole
 history they planned every chunk of the hypertables (deltas: four chunks a day) for every
 request."""
 
 MARKET_BOOK = """
 SELECT (SELECT count(*) FROM market.orderbook_snapshots
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        (SELECT count(*) FROM market.orderbook_deltas
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
        (SELECT min(ts) FROM market.orderbook_snapshots
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s
+          AND ts < %(book_from)s + INTERVAL '1 hour'),
        GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
-                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+                 WHERE market_ticker = %(ticker)s AND ts >= %(book_to)s - INTERVAL '1 hour'
+                   AND ts < %(book_to)s),
                 (SELECT max(ts) FROM market.orderbook_deltas
                  WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s))
 """
-"""One market's recorded book from its first snapshot's hour (its deltas follow a snapshot):
-snapshot and delta counts, first snapshot, last snapshot or delta (index scans on
-``(market_ticker, ts)``)."""
+"""One market's recorded book: snapshot and delta counts, first snapshot (in the extent's first
+hour), last snapshot (in its last hour) or delta (index scans on ``(market_ticker, ts)``). Deltas
+follow the first snapshot but may outlast the last one, and have no extent of their own: they are
+counted from the first snapshot's hour up to the present."""
 
 MARKET_TRADE_SPAN = """
-SELECT min(ts), max(ts) FROM market.trades
-WHERE market_ticker = %(ticker)s AND ts >= %(trades_from)s AND ts < %(trades_to)s
+SELECT (SELECT min(ts) FROM market.trades
+        WHERE market_ticker = %(ticker)s AND ts >= %(trades_from)s
+          AND ts < %(trades_from)s + INTERVAL '1 hour'),
+       (SELECT max(ts) FROM market.trades
+        WHERE market_ticker = %(ticker)s AND ts >= %(trades_to)s - INTERVAL '1 hour'
+          AND ts < %(trades_to)s)
 """
-"""One market's first and last trade, inside its trade extent."""
+"""One market's first and last trade: in the first and the last hour of its trade extent."""
 
 EVENT_STATS = """
 SELECT event_ticker, count(*), array_agg(DISTINCT status ORDER BY status)
@@ -85,7 +93,9 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
     cur = await conn.execute(MARKET_EXTENTS, params)
     extents = await cur.fetchone()
     assert extents is not None  # scalar subqueries: always one row
-    params.update(book_from=extents[0], trades_from=extents[1], trades_to=extents[2])
+    params.update(
+        book_from=extents[0], book_to=extents[1], trades_from=extents[2], trades_to=extents[3]
+    )
     book: tuple[Any, ...] = (0, 0, None, None)
     first_trade = last_trade = None
     async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:

@@ -108,7 +108,7 @@ def history(databases: Any) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize(("ticker", "bound"), [("OLD", None), ("RECENT", 8), ("NOPE", 0)])
+@pytest.mark.parametrize(("ticker", "bound"), [("OLD", None), ("RECENT", 12), ("NOPE", 0)])
 async def test_market_data_is_the_whole_history_planned_inside_the_extents(
     history: str, ticker: str, bound: int | None
 ) -> None:
@@ -122,8 +122,10 @@ async def test_market_data_is_the_whole_history_planned_inside_the_extents(
     assert got == expected
     if ticker == "OLD":
         assert (got.delta_count, got.snapshot_count) == (960, 40)
+        # its first and last trade: in the first and last hour of its 40 days of trades
+        assert chunks_planned(history, Recorder.log, ["trades"]) <= 2
     # of ~200 chunks of the three hypertables: the recent market's last hours only; an unknown
-    # market's none (the old market's book and trades span the whole history)
+    # market's none (the old market's book spans the whole history, and is counted)
     if bound is not None:
         assert chunks_planned(history, Recorder.log, BOOK_AND_TRADES) <= bound
 
