@@ -35,9 +35,17 @@ __all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fing
 AConn = psycopg.AsyncConnection[Any]
 _ONE_US: Final = timedelta(microseconds=1)
 
-SNAPSHOT_BEFORE: Final = """
-SELECT max(ts) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s AND ts <= %(at)s
+BOOK_EXTENT: Final = """
+SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
 """
+SNAPSHOT_BEFORE: Final = """
+SELECT max(ts) FROM market.orderbook_snapshots
+WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s AND ts < %(until)s
+"""
+"""The last snapshot at or before ``at`` in ``[since, until)``: inside the market's book extent
+(migration 0006), the day before ``at`` first, so the planner keeps to the chunks it can be in."""
+_DAY: Final = timedelta(days=1)
+_HOUR: Final = timedelta(hours=1)
 GAPS: Final = """
 SELECT from_ts, to_ts, reason FROM market.book_gaps
 WHERE market_ticker = %(ticker)s AND from_ts < %(hi)s
@@ -151,13 +159,34 @@ async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], 
     ``DELTA_SLACK``, to its end) and the gaps that bear on it."""
     start, end = day_bounds(day)
     async with conn.cursor() as cur:
-        await cur.execute(SNAPSHOT_BEFORE, {"ticker": ticker, "at": start})
-        row = await cur.fetchone()
-        snap = row[0] if row else None
+        snap = await _snapshot_before(cur, ticker, start)
         lo = (snap if snap is not None else start) - DELTA_SLACK
         await cur.execute(GAPS, {"ticker": ticker, "lo": lo, "hi": end, "snap": snap})
         gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
     return {"ticker": ticker, "lo": lo, "hi": end}, gaps
+
+
+async def _snapshot_before(
+    cur: psycopg.AsyncCursor[Any], ticker: str, at: datetime
+) -> datetime | None:
+    """The time of the market's last snapshot at or before ``at`` (None: no book before it)."""
+    await cur.execute(BOOK_EXTENT, {"ticker": ticker})
+    extent = await cur.fetchone()
+    if extent is None or extent[0] > at:
+        return None
+    first_hour, end_hour = extent
+    if at >= end_hour:  # after the market's last snapshot: it is in the extent's last hour
+        ranges = [(max(first_hour, end_hour - _HOUR), end_hour)]
+    else:
+        ranges = [(max(first_hour, at - _DAY), end_hour), (first_hour, end_hour)]
+    for since, until in ranges:
+        await cur.execute(
+            SNAPSHOT_BEFORE, {"ticker": ticker, "at": at, "since": since, "until": until}
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] is not None:
+            return row[0]  # type: ignore[no-any-return]
+    return None
 
 
 async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:

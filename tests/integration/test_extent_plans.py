@@ -21,6 +21,7 @@ import pytest
 from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
+from kalshibook.export import sampled
 from kalshibook.storage.market_summary import MarketData, market_data
 from kalshibook.storage.reads import book_at
 
@@ -162,3 +163,35 @@ async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history:
     assert chunks_planned(history, unknown_log, ["orderbook_snapshots"]) <= 2
     # a market whose snapshots ended 39 days ago: the last day's and its last snapshot's hour
     assert chunks_planned(history, ended_log, ["orderbook_snapshots"]) <= 4
+
+
+async def test_export_replays_find_the_snapshot_before_a_day_inside_the_book(history: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(history, autocommit=True) as sync:
+        first, last = sync.execute(SNAPSHOT_SPAN, ("QUIET",)).fetchone() or (None, None)
+        _, last_ended = sync.execute(SNAPSHOT_SPAN, ("ENDED",)).fetchone() or (None, None)
+    found = {}
+    logs = {}
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        for name, ticker, at in [
+            ("quiet now", "QUIET", now),
+            ("quiet between", "QUIET", last - timedelta(minutes=1)),
+            ("quiet before", "QUIET", first - timedelta(minutes=1)),
+            ("ended now", "ENDED", now),
+            ("unknown", "NOPE", now),
+        ]:
+            Recorder.log = []
+            async with conn.cursor() as cur:
+                found[name] = await sampled._snapshot_before(cur, ticker, at)
+            logs[name] = list(Recorder.log)
+    assert found == {
+        "quiet now": last, "quiet between": first, "quiet before": None, "ended now": last_ended,
+        "unknown": None,
+    }  # fmt: skip
+    planned = {n: chunks_planned(history, log, ["orderbook_snapshots"]) for n, log in logs.items()}
+    # of ~45 daily chunks of snapshots: a day or an hour of the market's book each
+    assert planned["ended now"] <= 1, planned
+    assert planned["unknown"] == 0, planned
+    assert max(planned.values()) <= 4, planned
