@@ -271,11 +271,11 @@ WHERE market_ticker = %(ticker)s
 
 # -- order book ----------------------------------------------------------------------------------
 
-BOOK_BASE = """
+_BOOK_BASE = """
 WITH snap AS (
     SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
     FROM market.orderbook_snapshots
-    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s AND ts < %(until)s
+    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s{until}
     ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
     LIMIT 1
 )
@@ -293,6 +293,8 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS gap ON true
 """
+BOOK_BASE: Final = _BOOK_BASE.format(until="")
+BOOK_BASE_IN_EXTENT: Final = _BOOK_BASE.format(until=" AND ts < %(until)s")
 """The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
 containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
 (and ``until``, the end of the market's snapshots) keep the planner to the chunks where that
@@ -602,7 +604,6 @@ SNAPSHOT_WINDOW = timedelta(days=1)
 """Look for the latest snapshot in this window first (checkpoints come every few minutes while a
 book moves), then over the market's recorded book (from its extent's first hour): planning stays
 independent of the history's length, and a ticker without a book reads no snapshot chunk."""
-_LATEST = datetime.max.replace(tzinfo=UTC)
 _HOUR = timedelta(hours=1)
 _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
@@ -649,7 +650,7 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
     """
     upper = at if inclusive else at - _ONE_US
     window = upper - SNAPSHOT_WINDOW
-    params = {"ticker": ticker, "at": upper, "since": window, "until": _LATEST}
+    params = {"ticker": ticker, "at": upper, "since": window}
     cur = await conn.execute(BOOK_BASE, params)
     row = await cur.fetchone()
     assert row is not None  # the query always returns exactly one row
@@ -662,7 +663,8 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
             # at or after the last snapshot's hour: the latest snapshot is in that hour
             since = first_hour if upper < end_hour else max(first_hour, end_hour - _HOUR)
             if since < window:
-                cur = await conn.execute(BOOK_BASE, {**params, "since": since, "until": end_hour})
+                in_extent = {**params, "since": since, "until": end_hour}
+                cur = await conn.execute(BOOK_BASE_IN_EXTENT, in_extent)
                 row = await cur.fetchone()
                 assert row is not None
     snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
