@@ -30,7 +30,12 @@ import psycopg
 from psycopg import sql
 
 from kalshibook.errors import SchemaError
-from kalshibook.storage.reads import STATUS_CHANNELS
+from kalshibook.storage.reads import (
+    STATUS_CHANNELS,
+    STATUS_CHUNKS,
+    STATUS_TABLES,
+    status_channel_params,
+)
 
 __all__ = (
     "APACHE",
@@ -370,9 +375,11 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
     )
 
     # the same freshness rule as the API's /v1/status (one query for both)
+    chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES}).fetchall()
+    channel_rows = conn.execute(STATUS_CHANNELS, status_channel_params(chunks)).fetchall()
     channels = [
         Channel(channel=str(name), last_received_at=received, last_ts=ts)
-        for name, received, ts, _first_ts, _rows in conn.execute(STATUS_CHANNELS).fetchall()
+        for name, received, ts, _first_ts, _rows in channel_rows
         if name in CHANNELS
     ]
     channels.sort(key=lambda c: CHANNELS.index(c.channel))

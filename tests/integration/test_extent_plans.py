@@ -19,9 +19,11 @@ from typing import Any
 import psycopg
 import pytest
 from plan_support import Recorder, chunks_planned
+from psycopg import sql
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.export import sampled
+from kalshibook.storage import reads
 from kalshibook.storage.market_summary import MarketData, market_data
 from kalshibook.storage.reads import book_at
 
@@ -195,3 +197,22 @@ async def test_export_replays_find_the_snapshot_before_a_day_inside_the_book(his
     assert planned["ended now"] <= 1, planned
     assert planned["unknown"] == 0, planned
     assert max(planned.values()) <= 4, planned
+
+
+async def test_status_reads_the_newest_and_oldest_chunks_only(history: str) -> None:
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        rows = {r.table: r for r in await reads.status_channels(conn)}
+    with psycopg.connect(history, autocommit=True) as sync:
+        for table, _, ts in reads._CHANNEL_TABLES:
+            span = sync.execute(
+                sql.SQL("SELECT max({ts}), min({ts}) FROM {t}").format(
+                    ts=sql.Identifier(ts), t=sql.Identifier("market", table)
+                )
+            ).fetchone()
+            assert (rows[table].last_ts, rows[table].first_ts) == span, table
+    tables = [t for t, _, _ in reads._CHANNEL_TABLES]
+    # of ~290 chunks (160 of deltas): two at each end of each table, for three look-ups each
+    assert chunks_planned(history, Recorder.log, tables) <= 3 * 2 * len(tables)

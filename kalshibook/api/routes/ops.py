@@ -44,7 +44,8 @@ kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
 
 STATUS_TTL = 2.0
 """Seconds one reading of the freshness and coverage queries serves every ``/v1/status``
-request (they cost ~0.2 s of database time on a large history; the endpoint is free)."""
+request (the endpoint is free; the freshness reads plan only each table's newest and oldest
+chunks, see ``reads.STATUS_CHANNELS``)."""
 
 
 async def _status_reads(services: Services, conn: Conn) -> tuple[datetime, Any, Any, Any]:
