@@ -29,15 +29,13 @@ from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
 from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
 from kalshibook.export.reads import BATCH_ROWS, day_bounds
 from kalshibook.export.tables import Column, TableSpec
+from kalshibook.storage.reads import book_extent
 
 __all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fingerprint")
 
 AConn = psycopg.AsyncConnection[Any]
 _ONE_US: Final = timedelta(microseconds=1)
 
-BOOK_EXTENT: Final = """
-SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
-"""
 SNAPSHOT_BEFORE: Final = """
 SELECT max(ts) FROM market.orderbook_snapshots
 WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s AND ts < %(until)s
@@ -170,14 +168,13 @@ async def _snapshot_before(
     cur: psycopg.AsyncCursor[Any], ticker: str, at: datetime
 ) -> datetime | None:
     """The time of the market's last snapshot at or before ``at`` (None: no book before it)."""
-    await cur.execute(BOOK_EXTENT, {"ticker": ticker})
-    extent = await cur.fetchone()
+    extent = await book_extent(cur.connection, ticker)
     if extent is None or extent[0] > at:
         return None
     first_hour, end_hour = extent
     if at >= end_hour:  # after the market's last snapshot: it is in the extent's last hour
-        ranges = [(max(first_hour, end_hour - _HOUR), end_hour)]
-    else:
+        ranges = [(max(first_hour, end_hour - _HOUR), end_hour), (first_hour, end_hour)]
+    else:  # (or anywhere in the extent, when rows were removed since)
         ranges = [(max(first_hour, at - _DAY), end_hour), (first_hour, end_hour)]
     for since, until in ranges:
         await cur.execute(

@@ -8,10 +8,12 @@ market counts, market statuses and categories. Named SQL with parameters, like `
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
+
+from kalshibook.storage.reads import DELTA_SLACK
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 
@@ -45,30 +47,35 @@ MARKET_BOOK = """
 SELECT (SELECT count(*) FROM market.orderbook_snapshots
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        (SELECT count(*) FROM market.orderbook_deltas
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s),
+        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s),
        (SELECT min(ts) FROM market.orderbook_snapshots
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s
-          AND ts < %(book_from)s + INTERVAL '1 hour'),
+        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
-                 WHERE market_ticker = %(ticker)s AND ts >= %(book_to)s - INTERVAL '1 hour'
-                   AND ts < %(book_to)s),
+                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
                 (SELECT max(ts) FROM market.orderbook_deltas
-                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s))
+                 WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s))
 """
-"""One market's recorded book: snapshot and delta counts, first snapshot (in the extent's first
-hour), last snapshot (in its last hour) or delta (index scans on ``(market_ticker, ts)``). Deltas
-follow the first snapshot but may outlast the last one, and have no extent of their own: they are
-counted from the first snapshot's hour up to the present."""
+"""One market's recorded book: snapshot and delta counts, first snapshot, last snapshot or delta
+(index scans on ``(market_ticker, ts)``), the snapshots inside the book extent. Deltas follow the
+first snapshot, stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the
+last one and have no extent of their own: they are read up to the present."""
 
-MARKET_TRADE_SPAN = """
+_TRADE_SPAN = """
 SELECT (SELECT min(ts) FROM market.trades
-        WHERE market_ticker = %(ticker)s AND ts >= %(trades_from)s
-          AND ts < %(trades_from)s + INTERVAL '1 hour'),
+        WHERE market_ticker = %(ticker)s AND ts >= %(trades_from)s AND ts < {first_until}),
        (SELECT max(ts) FROM market.trades
-        WHERE market_ticker = %(ticker)s AND ts >= %(trades_to)s - INTERVAL '1 hour'
-          AND ts < %(trades_to)s)
+        WHERE market_ticker = %(ticker)s AND ts >= {last_since} AND ts < %(trades_to)s)
 """
-"""One market's first and last trade: in the first and the last hour of its trade extent."""
+MARKET_TRADE_EDGES: Final = _TRADE_SPAN.format(
+    first_until="%(trades_from)s + INTERVAL '1 hour'",
+    last_since="%(trades_to)s - INTERVAL '1 hour'",
+)
+"""One market's first and last trade, in the first and the last hour of its trade extent."""
+MARKET_TRADE_SPAN: Final = _TRADE_SPAN.format(
+    first_until="%(trades_to)s", last_since="%(trades_from)s"
+)
+"""The same over the whole extent, when an edge hour holds no trade any more (an extent only grows:
+retention or a DELETE may have removed its first or last rows)."""
 
 EVENT_STATS = """
 SELECT event_ticker, count(*), array_agg(DISTINCT status ORDER BY status)
@@ -93,20 +100,28 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
     cur = await conn.execute(MARKET_EXTENTS, params)
     extents = await cur.fetchone()
     assert extents is not None  # scalar subqueries: always one row
-    params.update(
-        book_from=extents[0], book_to=extents[1], trades_from=extents[2], trades_to=extents[3]
+    # in UTC: arithmetic on a local datetime (a session in another time zone) is wall-clock time
+    book_from, book_to, trades_from, trades_to = (
+        None if t is None else t.astimezone(UTC) for t in extents
     )
+    params.update(
+        book_from=book_from, book_to=book_to, trades_from=trades_from, trades_to=trades_to
+    )
+    params["deltas_from"] = None if book_from is None else book_from - DELTA_SLACK
     book: tuple[Any, ...] = (0, 0, None, None)
     first_trade = last_trade = None
     async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:
-        if params["book_from"] is not None:
+        if book_from is not None:
             await book_cur.execute(MARKET_BOOK, params)
-        if params["trades_from"] is not None:
-            await trade_cur.execute(MARKET_TRADE_SPAN, params)
-        if params["book_from"] is not None:
+        if trades_from is not None:
+            await trade_cur.execute(MARKET_TRADE_EDGES, params)
+        if book_from is not None:
             book = tuple(await book_cur.fetchone() or book)
-        if params["trades_from"] is not None:
+        if trades_from is not None:
             first_trade, last_trade = await trade_cur.fetchone() or (None, None)
+            if first_trade is None or last_trade is None:
+                await trade_cur.execute(MARKET_TRADE_SPAN, params)
+                first_trade, last_trade = await trade_cur.fetchone() or (None, None)
     snapshots, deltas, first_book, last_book = book
     return MarketData(
         int(snapshots),

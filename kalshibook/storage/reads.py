@@ -135,6 +135,8 @@ class ChannelRow(NamedTuple):
     last_ts: datetime | None
     first_ts: datetime | None
     approx_rows: int
+    newest_rows: int
+    """How many of the newest rows (at most 1,000) ``last_received_at`` was taken from."""
 
 
 class CoverageRow(NamedTuple):
@@ -315,13 +317,13 @@ chunks scanned (a slack before the snapshot time absorbs clock differences)."""
 
 FIRST_SNAPSHOT_AFTER = """
 SELECT ts FROM market.orderbook_snapshots
-WHERE market_ticker = %(ticker)s AND ts > %(at)s
-  AND ts >= %(first_hour)s AND ts < %(first_hour)s + INTERVAL '1 hour'
+WHERE market_ticker = %(ticker)s AND ts > %(at)s AND ts >= %(since)s AND ts < %(until)s
 ORDER BY ts
 LIMIT 1
 """
-"""The market's first snapshot when it comes after ``at``: it lies in the first hour of the
-market's book extent."""
+"""The market's first snapshot after ``at`` in ``[since, until)``: asked of the first hour of the
+market's book extent, then of the whole extent (the first hour's rows may have been removed:
+retention drops chunks, and an extent only ever grows)."""
 
 DELTAS_IN_WINDOW = """
 SELECT ts, side, price, delta, epoch, sid, seq, received_at
@@ -359,12 +361,13 @@ LIMIT %(limit)s
 # -- data quality --------------------------------------------------------------------------------
 
 _CHANNEL: Final = """
-SELECT {name} AS "table",
-       (SELECT max({received}) FROM (SELECT {received} FROM {relation} WHERE {ts} >= {recent}
-                                     ORDER BY {ts} DESC LIMIT 1000) r) AS last_received_at,
+SELECT {name} AS "table", newest.last_received_at,
        (SELECT max({ts}) FROM {relation} WHERE {ts} >= {recent}) AS last_ts,
        (SELECT min({ts}) FROM {relation} WHERE {ts} < {early}) AS first_ts,
-       approximate_row_count({regclass}) AS approx_rows
+       approximate_row_count({regclass}) AS approx_rows, newest.rows AS newest_rows
+FROM (SELECT max({received}) AS last_received_at, count(*) AS rows
+      FROM (SELECT {received} FROM {relation} WHERE {ts} >= {recent}
+            ORDER BY {ts} DESC LIMIT 1000) r) AS newest
 """
 _CHANNEL_TABLES: Final = (
     ("trades", "received_at", "ts"),
@@ -394,18 +397,23 @@ STATUS_CHANNELS: Final = sql.SQL("UNION ALL").join(
 latest time are read from the table's two newest chunks (``<table>_recent``: the older one's
 start), the earliest time from its two oldest (``<table>_early``: the newer one's end), as
 :data:`STATUS_CHUNKS` gives them: over the whole table every reading planned every chunk (~1 s
-after a year: the deltas have four chunks a day)."""
+after a year: the deltas have four chunks a day). That is the whole table's answer when those
+chunks hold 1,000 rows and a first and last time (chunks partition time); otherwise (future rows,
+chunks emptied by a DELETE, a quiet table) the table is read again over all its chunks
+(:func:`status_inexact`)."""
 STATUS_CHUNKS: Final = """
 SELECT hypertable_name,
        (array_agg(range_start ORDER BY range_start DESC))[LEAST(2, count(*))],
-       (array_agg(range_end ORDER BY range_end))[LEAST(2, count(*))]
+       (array_agg(range_end ORDER BY range_end))[LEAST(2, count(*))],
+       count(*)
 FROM timescaledb_information.chunks
 WHERE hypertable_schema = 'market' AND hypertable_name = ANY(%(tables)s)
 GROUP BY hypertable_name
 """
-"""Per hypertable with chunks: the start of its second newest chunk and the end of its second
-oldest (its only chunk's, when it has one). A table without chunks has no rows: its bounds stay
-NULL and its branch reads nothing."""
+"""Per hypertable with chunks: the start of its second newest chunk, the end of its second oldest
+(its only chunk's, when it has one) and its number of chunks. A table without chunks has no rows:
+its bounds stay NULL and its branch reads nothing."""
+_WHOLE_TABLE: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 STATUS_COVERAGE = """
 SELECT (SELECT count(*) FROM market.series) AS series,
@@ -564,11 +572,12 @@ async def list_deltas(
     limit: int,
 ) -> list[DeltaRow]:
     """A page of the market's deltas in feed order, read in windows from its first snapshot."""
-    cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
-    extent = await cur.fetchone()
+    extent = await book_extent(conn, ticker)
     if extent is None:
         return []  # no snapshot, no book: deltas are recorded only after one
-    lo: datetime = extent[0]  # deltas follow the first snapshot (they may outlast the last one)
+    # deltas follow the first snapshot, stamped at most DELTA_SLACK before it (they may outlast
+    # the last one)
+    lo = extent[0] - DELTA_SLACK
     if start is not None:
         lo = max(lo, start)
     if after is not None:
@@ -601,18 +610,40 @@ STATUS_TABLES: Final = [t for t, _, _ in _CHANNEL_TABLES]
 """The ``tables`` parameter of :data:`STATUS_CHUNKS`."""
 
 
-def status_channel_params(chunk_rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
-    """:data:`STATUS_CHANNELS`' parameters from the rows of :data:`STATUS_CHUNKS` (pure)."""
+def status_channel_params(
+    chunk_rows: Iterable[Sequence[Any]], whole: Iterable[str] = ()
+) -> dict[str, Any]:
+    """:data:`STATUS_CHANNELS`' parameters from the rows of :data:`STATUS_CHUNKS`, the tables in
+    ``whole`` read over all their chunks (pure)."""
     params: dict[str, Any] = {f"{t}_{k}": None for t in STATUS_TABLES for k in ("recent", "early")}
-    for table, recent, early in chunk_rows:
+    for table, recent, early, _chunks in chunk_rows:
         params.update({f"{table}_recent": recent, f"{table}_early": early})
+    for table in whole:
+        params.update({f"{table}_recent": _WHOLE_TABLE[0], f"{table}_early": _WHOLE_TABLE[1]})
     return params
+
+
+def status_inexact(rows: Iterable[ChannelRow], chunk_rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The tables whose bounded reading may differ from the whole table's (pure): more than two
+    chunks, and fewer than 1,000 newest rows or no first or last time in the end chunks."""
+    chunks = {str(r[0]): int(r[3]) for r in chunk_rows}
+    return [
+        r.table
+        for r in rows
+        if chunks.get(r.table, 0) > 2
+        and (r.newest_rows < 1000 or r.last_ts is None or r.first_ts is None)
+    ]
 
 
 async def status_channels(conn: Conn) -> list[ChannelRow]:
     cur = await conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES})
-    params = status_channel_params(await cur.fetchall())
-    return await _fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
+    chunk_rows = await cur.fetchall()
+    rows = await _fetch_all(conn, ChannelRow, STATUS_CHANNELS, status_channel_params(chunk_rows))
+    whole = status_inexact(rows, chunk_rows)
+    if whole:
+        params = status_channel_params(chunk_rows, whole)
+        rows = await _fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
+    return rows
 
 
 async def status_coverage(conn: Conn) -> tuple[CoverageRow, dict[str, int]]:
@@ -674,6 +705,16 @@ class BookAt:
         return self.gap is None
 
 
+async def book_extent(conn: Conn, ticker: str) -> tuple[datetime, datetime] | None:
+    """The market's book extent ``(first_hour, end_hour)`` in UTC (arithmetic on it is then
+    absolute time: a session in another time zone returns local datetimes), or None."""
+    cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return row[0].astimezone(UTC), row[1].astimezone(UTC)
+
+
 async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = True) -> BookAt:
     """Rebuild the book at ``at``: latest snapshot at/before it, then its epoch's later deltas.
 
@@ -685,28 +726,37 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
     cur = await conn.execute(BOOK_BASE, params)
     row = await cur.fetchone()
     assert row is not None  # the query always returns exactly one row
-    first_hour: datetime | None = None
+    extent = None
     if row[0] is None:  # no snapshot in the window: search the market's recorded snapshots
-        cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
-        extent = await cur.fetchone()
+        extent = await book_extent(conn, ticker)
         if extent is not None:
             first_hour, end_hour = extent
-            # at or after the last snapshot's hour: the latest snapshot is in that hour
-            since = first_hour if upper < end_hour else max(first_hour, end_hour - _HOUR)
-            if since < window:
-                in_extent = {**params, "since": since, "until": end_hour}
+            # after the market's last snapshot it is in that snapshot's hour (unless rows were
+            # removed since); else anywhere in the extent up to ``at``
+            ranges = [(first_hour, end_hour)]
+            if upper >= end_hour:
+                ranges.insert(0, (max(first_hour, end_hour - _HOUR), end_hour))
+            for since, until in ranges:
+                if since >= window:
+                    continue  # the window has searched it
+                in_extent = {**params, "since": since, "until": until}
                 cur = await conn.execute(BOOK_BASE_IN_EXTENT, in_extent)
                 row = await cur.fetchone()
                 assert row is not None
+                if row[0] is not None:
+                    break
     snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
     gap = None if gap_reason is None else (gap_from, gap_to, str(gap_reason))
     if snap_ts is None:
         first = None
-        if first_hour is not None:  # no snapshot up to ``at``: the first one comes after it
-            cur = await conn.execute(
-                FIRST_SNAPSHOT_AFTER, {"ticker": ticker, "at": upper, "first_hour": first_hour}
-            )
-            first = await cur.fetchone()
+        if extent is not None:  # no snapshot up to ``at``: the first one comes after it
+            first_hour, end_hour = extent
+            for since, until in ((first_hour, first_hour + _HOUR), (first_hour, end_hour)):
+                bounds = {"ticker": ticker, "at": upper, "since": since, "until": until}
+                cur = await conn.execute(FIRST_SNAPSHOT_AFTER, bounds)
+                first = await cur.fetchone()
+                if first is not None:
+                    break
         return BookAt(
             ticker=ticker,
             at=at,

@@ -28,13 +28,16 @@ from typing import Any, Final, LiteralString
 import msgspec
 import psycopg
 from psycopg import sql
+from psycopg.rows import args_row
 
 from kalshibook.errors import SchemaError
 from kalshibook.storage.reads import (
     STATUS_CHANNELS,
     STATUS_CHUNKS,
     STATUS_TABLES,
+    ChannelRow,
     status_channel_params,
+    status_inexact,
 )
 
 __all__ = (
@@ -376,11 +379,16 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
 
     # the same freshness rule as the API's /v1/status (one query for both)
     chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES}).fetchall()
-    channel_rows = conn.execute(STATUS_CHANNELS, status_channel_params(chunks)).fetchall()
+    with conn.cursor(row_factory=args_row(ChannelRow)) as cur:
+        channel_rows = cur.execute(STATUS_CHANNELS, status_channel_params(chunks)).fetchall()
+        whole = status_inexact(channel_rows, chunks)
+        if whole:
+            params = status_channel_params(chunks, whole)
+            channel_rows = cur.execute(STATUS_CHANNELS, params).fetchall()
     channels = [
-        Channel(channel=str(name), last_received_at=received, last_ts=ts)
-        for name, received, ts, _first_ts, _rows in channel_rows
-        if name in CHANNELS
+        Channel(channel=r.table, last_received_at=r.last_received_at, last_ts=r.last_ts)
+        for r in channel_rows
+        if r.table in CHANNELS
     ]
     channels.sort(key=lambda c: CHANNELS.index(c.channel))
 

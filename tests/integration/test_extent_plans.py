@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 from plan_support import Recorder, chunks_planned
-from psycopg import sql
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.export import sampled
@@ -83,6 +82,19 @@ INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, 
 SELECT now() - INTERVAL '40 days' + k * INTERVAL '1 day', 'ENDED', now(), 'snapshot', 1, 4,
        k, '[[0.3, 2]]', '[]'
 FROM generate_series(0, 1) k
+""",
+    """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+SELECT now() - INTERVAL '1 hour' + k * INTERVAL '2 seconds', gen_random_uuid(), 'BUSY', 0.5,
+       0.5, 1, 'ws', now()
+FROM generate_series(1, 1200) k
+""",
+    """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT now() - INTERVAL '1 hour' + k * INTERVAL '2 seconds', 'BUSY', now(), 'no', 0.4, 1, 1, 5, k
+FROM generate_series(1, 1200) k
 """,
     "ANALYZE market.orderbook_deltas",
 ]
@@ -205,14 +217,115 @@ async def test_status_reads_the_newest_and_oldest_chunks_only(history: str) -> N
         history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
     ) as conn:
         rows = {r.table: r for r in await reads.status_channels(conn)}
-    with psycopg.connect(history, autocommit=True) as sync:
-        for table, _, ts in reads._CHANNEL_TABLES:
-            span = sync.execute(
-                sql.SQL("SELECT max({ts}), min({ts}) FROM {t}").format(
-                    ts=sql.Identifier(ts), t=sql.Identifier("market", table)
-                )
-            ).fetchone()
-            assert (rows[table].last_ts, rows[table].first_ts) == span, table
+    assert rows == whole_table_status(history)
+    # of ~290 chunks (160 of deltas): trades and deltas, busy in the last hour, are read in their
+    # two newest and two oldest chunks, three look-ups, twice (the quiet tables, a few rows each,
+    # are read again over all their chunks, in the same statement)
+    for table in ("trades", "orderbook_deltas"):
+        assert chunks_planned(history, Recorder.log, [table]) <= 2 * 3 * 2, table
+
+
+def whole_table_status(url: str) -> dict[str, reads.ChannelRow]:
+    """What the status read over every chunk of each table gives, for comparison."""
     tables = [t for t, _, _ in reads._CHANNEL_TABLES]
-    # of ~290 chunks (160 of deltas): two at each end of each table, for three look-ups each
-    assert chunks_planned(history, Recorder.log, tables) <= 3 * 2 * len(tables)
+    with psycopg.connect(url, autocommit=True) as sync:
+        chunks = sync.execute(reads.STATUS_CHUNKS, {"tables": tables}).fetchall()
+        params = reads.status_channel_params(chunks, tables)
+        return {
+            str(r[0]): reads.ChannelRow(*r)
+            for r in sync.execute(reads.STATUS_CHANNELS, params).fetchall()
+        }
+
+
+TRADE_AT = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+VALUES (%s, gen_random_uuid(), 'F', 0.5, 0.5, 1, 'ws', %s)
+"""
+
+
+async def test_status_reads_the_whole_table_when_its_end_chunks_are_not_enough(
+    db_url: str,
+) -> None:
+    """Rows in the future (their chunks newest), chunks emptied by a DELETE: the same answer as
+    over every chunk."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # trades keep milliseconds
+    old_receipt = now - timedelta(days=400)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for days in (-60, -30, 0):
+            conn.execute(TRADE_AT, (now + timedelta(days=days), now))
+        for days in (400, 404):  # two future chunks, received long ago
+            conn.execute(TRADE_AT, (now + timedelta(days=days), old_receipt))
+    states = []
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, options=CONNECTION_OPTIONS
+    ) as conn:
+        states.append({r.table: r for r in await reads.status_channels(conn)})
+        with psycopg.connect(db_url, autocommit=True) as sync:
+            states.append(whole_table_status(db_url))
+            sync.execute("DELETE FROM market.trades WHERE ts > now() + INTERVAL '1 day'")
+            sync.execute("DELETE FROM market.trades WHERE ts < now() - INTERVAL '45 days'")
+        states.append({r.table: r for r in await reads.status_channels(conn)})
+        states.append(whole_table_status(db_url))
+    assert states[0] == states[1]
+    assert states[0]["trades"].last_received_at == now  # not the future rows' old receipt
+    assert states[2] == states[3]
+    assert states[2]["trades"].last_ts == now
+    assert states[2]["trades"].first_ts == now - timedelta(days=30)
+
+
+SNAPSHOT_AT = """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (%s, %s, now(), 'snapshot', 1, 9, %s, '[[0.45, 10]]', '[]')
+"""
+DELTA_AT = """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+VALUES (%s, %s, now(), 'yes', 0.45, 1, 1, 9, %s)
+"""
+
+
+async def test_bounded_reads_hold_across_time_zones_retention_and_clock_slack(
+    db_url: str,
+) -> None:
+    """A session in New York across the spring-forward hour, the first snapshots' chunks dropped
+    (an extent only grows), a delta stamped just before its snapshot's hour."""
+    dst = datetime(2025, 3, 9, 6, 30, tzinfo=UTC)  # 01:30 EST; 07:00Z is 03:00 EDT
+    first = datetime(2025, 5, 1, 12, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(SNAPSHOT_AT, (dst, "DST", 0))
+        for k in range(5):  # RET: one snapshot a day, 1-5 May
+            conn.execute(SNAPSHOT_AT, (first + timedelta(days=k), "RET", k))
+        conn.execute(
+            "SELECT drop_chunks('market.orderbook_snapshots', older_than => %s::timestamptz, "
+            "newer_than => %s::timestamptz)",
+            (first + timedelta(days=2) - timedelta(hours=12), first - timedelta(days=2)),
+        )
+        slack = datetime(2025, 6, 1, 10, 0, 0, 100000, tzinfo=UTC)
+        conn.execute(SNAPSHOT_AT, (slack, "SLACK", 0))
+        conn.execute(DELTA_AT, (slack - timedelta(milliseconds=150), "SLACK", 1))
+        conn.execute(DELTA_AT, (slack + timedelta(seconds=5), "SLACK", 2))
+    remaining = first + timedelta(days=2)
+    new_york = f"{CONNECTION_OPTIONS} -c timezone=America/New_York"
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, options=new_york
+    ) as conn:
+        async with conn.cursor() as cur:
+            before_export = await sampled._snapshot_before(cur, "DST", dst + timedelta(days=1))
+        later = await book_at(conn, "DST", dst + timedelta(days=3))
+        early = await book_at(conn, "RET", first)
+        ret = await market_data(conn, "RET")
+        slack_data = await market_data(conn, "SLACK")
+        slack_page = await reads.list_deltas(
+            conn, ticker="SLACK", start=None, end=None, after=None, limit=10
+        )
+    assert before_export == dst
+    assert later.snapshot is not None
+    assert later.snapshot.ts == dst
+    assert early.gap == (None, remaining, "no_snapshot")  # the first snapshot left
+    assert ret.first_data_at == remaining
+    assert ret.snapshot_count == 3
+    assert slack_data.delta_count == 2
+    assert [d.seq for d in slack_page] == [1, 2]
