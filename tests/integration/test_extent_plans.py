@@ -217,12 +217,17 @@ async def test_status_reads_the_newest_and_oldest_chunks_only(history: str) -> N
         history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
     ) as conn:
         rows = {r.table: r for r in await reads.status_channels(conn)}
-    assert rows == whole_table_status(history)
+    assert without_estimates(rows) == without_estimates(whole_table_status(history))
     # of ~290 chunks (160 of deltas): trades and deltas, busy in the last hour, are read in their
     # two newest and two oldest chunks, three look-ups, twice (the quiet tables, a few rows each,
     # are read again over all their chunks, in the same statement)
     for table in ("trades", "orderbook_deltas"):
         assert chunks_planned(history, Recorder.log, [table]) <= 2 * 3 * 2, table
+
+
+def without_estimates(rows: dict[str, reads.ChannelRow]) -> dict[str, reads.ChannelRow]:
+    """The rows without TimescaleDB's row estimate (it moves when autovacuum analyses a chunk)."""
+    return {t: r._replace(approx_rows=0) for t, r in rows.items()}
 
 
 def whole_table_status(url: str) -> dict[str, reads.ChannelRow]:
@@ -268,6 +273,7 @@ async def test_status_reads_the_whole_table_when_its_end_chunks_are_not_enough(
             sync.execute("DELETE FROM market.trades WHERE ts < now() - INTERVAL '45 days'")
         states.append({r.table: r for r in await reads.status_channels(conn)})
         states.append(whole_table_status(db_url))
+    states = [without_estimates(state) for state in states]
     assert states[0] == states[1]
     assert states[0]["trades"].last_received_at == now  # not the future rows' old receipt
     assert states[2] == states[3]
