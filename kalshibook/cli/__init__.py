@@ -56,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "threshold)",
     ),
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
+    "rebuild-extents": (
+        "kalshibook.cli.rebuild_extents",
+        "recompute the per-market delta extents after deltas were written outside the collector",
+    ),
     "export": (
         "kalshibook.cli.export",
         "write Parquet / gzip CSV files of recorded data (one per table, market and UTC day)",

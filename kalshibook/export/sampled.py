@@ -29,7 +29,7 @@ from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
 from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
 from kalshibook.export.reads import BATCH_ROWS, day_bounds
 from kalshibook.export.tables import Column, TableSpec
-from kalshibook.storage.reads import book_extent
+from kalshibook.storage.reads import book_extent, delta_span
 
 __all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fingerprint")
 
@@ -58,7 +58,7 @@ WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
 UNION ALL
 SELECT ts, epoch, seq, 0, side, (price * 1000000)::bigint, (delta * 100)::bigint, NULL, NULL
 FROM market.orderbook_deltas
-WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
+WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(deltas_hi)s
 ORDER BY ts, epoch, seq NULLS FIRST, kind
 """
 WINDOW_FINGERPRINT: Final = """
@@ -68,7 +68,7 @@ SELECT
    WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s),
   (SELECT count(*)::text || '/' || coalesce(max(received_at)::text, '')
    FROM market.orderbook_deltas
-   WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s),
+   WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(deltas_hi)s),
   CASE WHEN %(trades)s THEN
   (SELECT count(*)::text || '/' || coalesce(max(received_at)::text, '') || '/'
           || coalesce(sum(exchange_seq)::text, '') || '/' || count(*) FILTER (WHERE source = 'rest')
@@ -154,14 +154,17 @@ class _Events:
 
 async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], list[Gap]]:
     """The replay's window (events from the last snapshot at or before the day's start, less
-    ``DELTA_SLACK``, to its end) and the gaps that bear on it."""
+    ``DELTA_SLACK``, to its end; deltas only up to the end of their extent, migration 0009) and
+    the gaps that bear on it."""
     start, end = day_bounds(day)
     async with conn.cursor() as cur:
         snap = await _snapshot_before(cur, ticker, start)
         lo = (snap if snap is not None else start) - DELTA_SLACK
         await cur.execute(GAPS, {"ticker": ticker, "lo": lo, "hi": end, "snap": snap})
         gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
-    return {"ticker": ticker, "lo": lo, "hi": end}, gaps
+    span = await delta_span(conn, ticker)
+    deltas_hi = end if span is None else min(end, span.hi)
+    return {"ticker": ticker, "lo": lo, "hi": end, "deltas_hi": deltas_hi}, gaps
 
 
 async def _snapshot_before(

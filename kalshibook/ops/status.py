@@ -353,6 +353,12 @@ def render_text(report: Report) -> str:
             f"{db.timescaledb_version} {edition} edition, schema revision "
             f"{db.schema_revision or 'unknown'}"
         )
+        if db.delta_extents is not None and db.delta_extents != "complete":
+            lines.append(
+                f"           delta extents {db.delta_extents}: deltas were written outside the "
+                "collector, reads of deltas scan to the present until `kalshibook "
+                "rebuild-extents`"
+            )
     else:
         lines.append(f"database   unreachable ({db.url}): {db.error}")
 

@@ -47,7 +47,14 @@ from psycopg.adapt import Buffer, Dumper
 
 from kalshibook.errors import StorageError
 from kalshibook.gctune import tune_gc
-from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
+from kalshibook.storage.tables import (
+    ALL_TABLES,
+    MAINTAIN_DELTA_EXTENTS,
+    TABLES,
+    WIDEN_DELTA_EXTENTS,
+    TableSpec,
+    extent_params,
+)
 
 __all__ = ("CopyWorker", "WorkerStartError", "committed", "describe", "rebuild", "write_rows")
 
@@ -181,6 +188,8 @@ def write_rows(
         if spec.mode == "upsert":
             cur.executemany(spec.write_sql, rows)
             return len(rows), skipped
+        if spec.keeps_extents:
+            cur.execute(MAINTAIN_DELTA_EXTENTS)
         if spec.jsonb_columns:
             cur.adapters.register_dumper(None, JsonTextDumper)
         if "numeric" in spec.pg_types:
@@ -195,6 +204,8 @@ def write_rows(
                 data = format_row(row)
                 if data:
                     send(data)
+        if spec.keeps_extents:  # after the COPY, which has checked every row
+            cur.execute(WIDEN_DELTA_EXTENTS, extent_params(rows))
         if spec.merge_sql is None:
             return len(rows), skipped
         cur.execute(spec.merge_sql)

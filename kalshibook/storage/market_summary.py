@@ -13,11 +13,13 @@ from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.reads import DELTA_SLACK
+from kalshibook.storage.reads import DELTA_SLACK, delta_span_of
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 
 Conn = AsyncConnection[Any]
+_INFINITY: Final = datetime.max.replace(tzinfo=UTC)
+"""No end to the deltas known: later than any stored time."""
 
 
 class MarketData(NamedTuple):
@@ -33,32 +35,36 @@ class EventStats(NamedTuple):
 
 
 MARKET_EXTENTS = """
-SELECT b.first_hour, b.end_hour, t.first_hour, t.end_hour
+SELECT b.first_hour, b.end_hour, t.first_hour, t.end_hour, s.complete, d.first_hour, d.end_hour
 FROM (SELECT 1) AS one
 LEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s
 LEFT JOIN market.trade_extents AS t ON t.market_ticker = %(ticker)s
+LEFT JOIN market.delta_extents_state AS s ON true
+LEFT JOIN market.delta_extents AS d ON d.market_ticker = %(ticker)s
 """
-"""Where one market's snapshots and trades lie (read extents, migration 0006): a market without an
-extent has none, and the statements below plan only chunks inside its extents. Over the whole
-history they planned every chunk of the hypertables (deltas: four chunks a day) for every
-request."""
+"""Where one market's snapshots, trades and deltas lie (read extents, migrations 0006 and 0009): a
+market without an extent has none, and the statements below plan only chunks inside its extents.
+Over the whole history they planned every chunk of the hypertables (deltas: four chunks a day)
+for every request."""
 
 MARKET_BOOK = """
 SELECT (SELECT count(*) FROM market.orderbook_snapshots
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        (SELECT count(*) FROM market.orderbook_deltas
-        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s),
+        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s),
        (SELECT min(ts) FROM market.orderbook_snapshots
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
                  WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
                 (SELECT max(ts) FROM market.orderbook_deltas
-                 WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s))
+                 WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s
+                   AND ts < %(deltas_to)s))
 """
 """One market's recorded book: snapshot and delta counts, first snapshot, last snapshot or delta
 (index scans on ``(market_ticker, ts)``), the snapshots inside the book extent. Deltas follow the
 first snapshot, stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the
-last one and have no extent of their own: they are read up to the present."""
+last one: they are read up to the end of their extent, or, while the delta extents are
+incomplete, up to ``'infinity'``."""
 
 _TRADE_SPAN = """
 SELECT (SELECT min(ts) FROM market.trades
@@ -102,12 +108,14 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
     assert extents is not None  # scalar subqueries: always one row
     # in UTC: arithmetic on a local datetime (a session in another time zone) is wall-clock time
     book_from, book_to, trades_from, trades_to = (
-        None if t is None else t.astimezone(UTC) for t in extents
+        None if t is None else t.astimezone(UTC) for t in extents[:4]
     )
     params.update(
         book_from=book_from, book_to=book_to, trades_from=trades_from, trades_to=trades_to
     )
     params["deltas_from"] = None if book_from is None else book_from - DELTA_SLACK
+    span = delta_span_of(extents[4:])
+    params["deltas_to"] = _INFINITY if span is None else span.hi
     book: tuple[Any, ...] = (0, 0, None, None)
     first_trade = last_trade = None
     async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:

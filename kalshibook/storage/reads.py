@@ -340,6 +340,19 @@ BOOK_EXTENT = """
 SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
 """
 """The hours holding the market's snapshots (migration 0006): no deltas before its first one."""
+_DELTA_EXTENT = """
+SELECT {book}s.complete, d.first_hour, d.end_hour
+FROM market.delta_extents_state AS s
+LEFT JOIN market.delta_extents AS d ON d.market_ticker = %(ticker)s{join}
+"""
+DELTA_EXTENT: Final = _DELTA_EXTENT.format(book="", join="")
+"""The hours holding the market's deltas, and whether the extents are complete (migration 0009:
+kept by the collector's writer; marked incomplete when anything else writes deltas)."""
+DELTAS_BOUNDS: Final = _DELTA_EXTENT.format(
+    book="b.first_hour, ",
+    join="\nLEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s",
+)
+"""The market's first snapshot hour and its delta extent, in one round trip."""
 DELTAS_HORIZON = timedelta(days=1)
 """How far past the present an open-ended deltas page may look (clock skew margin)."""
 
@@ -562,6 +575,34 @@ async def get_settlement(conn: Conn, ticker: str) -> SettlementRow | None:
     return await _fetch_one(conn, SettlementRow, GET_SETTLEMENT, {"ticker": ticker})
 
 
+class DeltaSpan(NamedTuple):
+    """Every delta of the market has ``lo <= ts < hi`` (``lo == hi``: it has none)."""
+
+    lo: datetime
+    hi: datetime
+
+
+_NO_DELTAS: Final = DeltaSpan(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def delta_span_of(row: Sequence[Any]) -> DeltaSpan | None:
+    """``(complete, first_hour, end_hour)`` of :data:`DELTA_EXTENT` as a span in UTC; None when
+    the extents are incomplete (or missing), i.e. the deltas' times are unknown (pure)."""
+    complete, first_hour, end_hour = row
+    if not complete:
+        return None
+    if first_hour is None:
+        return _NO_DELTAS  # complete extents and none for the market: it has no deltas
+    return DeltaSpan(first_hour.astimezone(UTC), end_hour.astimezone(UTC))
+
+
+async def delta_span(conn: Conn, ticker: str) -> DeltaSpan | None:
+    """Where the market's deltas lie (see :func:`delta_span_of`)."""
+    cur = await conn.execute(DELTA_EXTENT, {"ticker": ticker})
+    row = await cur.fetchone()
+    return None if row is None else delta_span_of(row)
+
+
 async def list_deltas(
     conn: Conn,
     *,
@@ -571,18 +612,23 @@ async def list_deltas(
     after: tuple[datetime, int, int] | None,
     limit: int,
 ) -> list[DeltaRow]:
-    """A page of the market's deltas in feed order, read in windows from its first snapshot."""
-    extent = await book_extent(conn, ticker)
-    if extent is None:
+    """A page of the market's deltas in feed order, read in windows from its first snapshot to
+    the end of its delta extent (or the present, when the extents are incomplete)."""
+    cur = await conn.execute(DELTAS_BOUNDS, {"ticker": ticker})
+    bounds = await cur.fetchone()
+    if bounds is None or bounds[0] is None:
         return []  # no snapshot, no book: deltas are recorded only after one
     # deltas follow the first snapshot, stamped at most DELTA_SLACK before it (they may outlast
     # the last one)
-    lo = extent[0] - DELTA_SLACK
+    lo = bounds[0].astimezone(UTC) - DELTA_SLACK
     if start is not None:
         lo = max(lo, start)
     if after is not None:
         lo = max(lo, after[0])
     hi = end if end is not None else datetime.now(UTC) + DELTAS_HORIZON
+    span = delta_span_of(bounds[1:])
+    if span is not None:
+        lo, hi = max(lo, span.lo), min(hi, span.hi)
     params = {"ticker": ticker, **_keyset(("c_ts", "c_epoch", "c_seq"), after)}
     return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit)
 
@@ -772,15 +818,24 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         book = OrderBook()
         gap = gap or (snap_ts, None, "invalid_snapshot")
     snapshot = SnapshotInfo(ts=snap_ts, source=str(source), epoch=int(epoch), seq=seq)
+    from_ts = snap_ts - DELTA_SLACK if seq is not None else snap_ts + _ONE_US
+    until = upper
+    if upper - from_ts > SNAPSHOT_WINDOW:
+        # long after the snapshot: the market's deltas may have ended long before ``at``
+        span = await delta_span(conn, ticker)
+        if span is not None:
+            until = min(upper, span.hi - _ONE_US)
     params = {
         "ticker": ticker,
         "epoch": epoch,
-        "at": upper,
-        "from_ts": snap_ts - DELTA_SLACK if seq is not None else snap_ts + _ONE_US,
+        "at": until,
+        "from_ts": from_ts,
         "after_seq": seq if seq is not None else _MIN_SEQ,
     }
-    cur = await conn.execute(BOOK_DELTAS, params)
-    deltas = await cur.fetchall()
+    deltas = []
+    if until >= from_ts:
+        cur = await conn.execute(BOOK_DELTAS, params)
+        deltas = await cur.fetchall()
     apply = book.apply_delta_units
     for side, price, delta, ts, _seq in deltas:
         try:

@@ -22,7 +22,7 @@ error, so one missing function never hides the rest of the snapshot.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, LiteralString
 
 import msgspec
@@ -89,6 +89,8 @@ SELECT now(),
 exists (``to_reg*`` return NULL instead of raising)."""
 
 SCHEMA_REVISION: LiteralString = "SELECT version_num FROM public.alembic_version LIMIT 1"
+DELTA_EXTENTS_STATE: LiteralString = "SELECT complete, changed_at FROM market.delta_extents_state"
+"""Whether the deltas' read extents can be used (migration 0009)."""
 
 GAPS: LiteralString = """
 SELECT reason, count(*), count(DISTINCT market_ticker)
@@ -192,6 +194,8 @@ class DatabaseState(msgspec.Struct, kw_only=True):
     schema_revision: str | None = None
     job_scheduler: str | None = None
     """Community edition: ``running`` or why policies do not run; None on the Apache edition."""
+    delta_extents: str | None = None
+    """``complete``, or since when they are incomplete (migration 0009); None before 0009."""
     error: str | None = None
 
 
@@ -376,6 +380,13 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
         edition=None if edition is None else str(edition),
         schema_revision=revision,
     )
+
+    extents = _optional(conn, DELTA_EXTENTS_STATE)
+    if not isinstance(extents, str) and extents:
+        complete, changed_at = extents[0]
+        database.delta_extents = (
+            "complete" if complete else f"incomplete since {changed_at.astimezone(UTC).isoformat()}"
+        )
 
     # the same freshness rule as the API's /v1/status (one query for both)
     chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES}).fetchall()

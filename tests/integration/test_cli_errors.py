@@ -20,6 +20,7 @@ COMMANDS = [
     ["sql-user", "drop", "nobody"],
     ["status"],
     ["refresh-candles", "--start", "2026-01-01T00:00:00Z"],
+    ["rebuild-extents"],
 ]
 
 URLS = [

@@ -1,0 +1,55 @@
+"""`kalshibook rebuild-extents`: recompute the per-market delta extents (migration 0009).
+
+The collector's writer keeps ``market.delta_extents`` itself; anything else that writes deltas
+(plain SQL, a loader's COPY, a repair) marks them incomplete, and the reads of deltas then ignore
+them and read up to the present (correct, but planned over every delta chunk after a market's
+last snapshot). ``kalshibook status`` says when. This scans ``market.orderbook_deltas`` once
+(minutes on a large history; the collector may keep running) and marks the extents complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import psycopg
+
+from kalshibook.errors import SchemaError, StorageError
+from kalshibook.settings import Settings
+from kalshibook.storage.urls import unreachable
+
+REBUILD: str = "SELECT market.rebuild_delta_extents()"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+async def _rebuild(url: str) -> int:
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+    async with conn:
+        try:
+            row = await (await conn.execute(REBUILD)).fetchone()
+        except psycopg.errors.UndefinedFunction:
+            raise SchemaError(
+                "the database has no delta extents (schema older than 0009): run "
+                "`kalshibook migrate`"
+            ) from None
+        except psycopg.Error as exc:
+            raise StorageError(f"rebuilding the delta extents failed: {exc}") from None
+    return int(row[0]) if row else 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    del args
+    url = settings.require_database()
+    print("scanning market.orderbook_deltas for every market's delta extent ...", flush=True)
+    started = time.monotonic()
+    markets = asyncio.run(_rebuild(url))
+    took = time.monotonic() - started
+    print(f"delta extents rebuilt: {markets} markets with deltas, in {took:.1f} s; complete")
+    return 0
