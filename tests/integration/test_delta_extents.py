@@ -1,0 +1,281 @@
+"""Delta extents (migration 0009): kept by the collector's writer, marked incomplete by any other
+write, rebuilt on demand; the reads of deltas after a market's last snapshot end with them.
+
+A market whose book ended 40 days ago, read "now", planned every delta chunk since (four a day):
+with complete extents its deltas are read only up to their last hour, with the same answers as
+over the whole history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from plan_support import Recorder, chunks_planned
+
+from kalshibook.api.app import CONNECTION_OPTIONS
+from kalshibook.export import sampled
+from kalshibook.settings import CoreSettings, Settings, WriterSettings
+from kalshibook.storage import reads
+from kalshibook.storage.market_summary import market_data
+from kalshibook.storage.pool import open_pool
+from kalshibook.storage.tables import DeltaRow
+from kalshibook.storage.writer import Writer
+
+pytestmark = [pytest.mark.db]
+
+STATE = "SELECT complete FROM market.delta_extents_state"
+EXTENTS = "SELECT market_ticker, first_hour, end_hour FROM market.delta_extents ORDER BY 1"
+TIGHT = """
+SELECT market_ticker, time_bucket(INTERVAL '1 hour', min(ts)),
+       time_bucket(INTERVAL '1 hour', max(ts)) + INTERVAL '1 hour'
+FROM market.orderbook_deltas GROUP BY market_ticker ORDER BY 1
+"""
+UNCOVERED = """
+SELECT count(*) FROM market.orderbook_deltas d
+LEFT JOIN market.delta_extents e USING (market_ticker)
+WHERE e.market_ticker IS NULL OR d.ts < e.first_hour OR d.ts >= e.end_hour
+"""
+DELTA_AT = """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+VALUES (%s, %s, now(), 'yes', 0.45, 1, 1, 9, %s)
+"""
+
+
+def state(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(STATE).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def row(ticker: str, ts: datetime, seq: int) -> DeltaRow:
+    return DeltaRow(
+        ts=ts,
+        market_ticker=ticker,
+        received_at=ts + timedelta(microseconds=5),
+        side="yes" if seq % 2 else "no",
+        price=Decimal("0.4500"),
+        delta=Decimal("1.00") if seq % 3 else Decimal("-1.00"),
+        epoch=1,
+        sid=7,
+        seq=seq,
+    )
+
+
+async def test_the_writer_keeps_the_extents_complete_and_tight(db_url: str, tmp_path: Path) -> None:
+    """Batches of three markets, out of order, across hour boundaries: the extents are exactly
+    the hours of the rows, and still complete."""
+    t0 = datetime(2026, 3, 1, 9, 59, 59, 999000, tzinfo=UTC)
+    offsets = [0, 1, -3600, 7200, 5, 3599, 86400 * 3, -1, 2, 60]
+    settings = Settings(
+        core=CoreSettings(database_url=db_url, data_dir=str(tmp_path / "data")),
+        writer=WriterSettings(batch_age=0.05, retry_max=0.2),
+    )
+    async with (
+        open_pool(settings, min_size=1, max_size=2) as pool,
+        Writer(settings, pool) as writer,
+    ):
+        for batch in range(3):
+            for i, seconds in enumerate(offsets):
+                ticker = f"KX-{(i + batch) % 3}"
+                ts = t0 + timedelta(seconds=seconds * (batch + 1))
+                await writer.put("orderbook_deltas", row(ticker, ts, batch * 100 + i))
+            await writer.drain()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM market.orderbook_deltas").fetchone() == (30,)
+        assert state(conn)
+        assert conn.execute(EXTENTS).fetchall() == conn.execute(TIGHT).fetchall()
+        assert conn.execute(UNCOVERED).fetchone() == (0,)
+
+
+def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: str) -> None:
+    at = datetime(2026, 4, 2, 12, 30, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert state(conn)  # a fresh database: complete (no deltas)
+        conn.execute(DELTA_AT, (at, "PLAIN", 1))
+        assert not state(conn)
+        proc = subprocess.run(
+            [sys.executable, "-m", "kalshibook", "rebuild-extents"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KALSHIBOOK_DATABASE_URL": db_url},
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "1 markets with deltas" in proc.stdout
+        assert state(conn)
+        assert conn.execute(EXTENTS).fetchall() == conn.execute(TIGHT).fetchall()
+        with conn.cursor() as cur, cur.copy("COPY market.orderbook_deltas FROM STDIN") as copy:
+            copy.write_row((at, "COPIED", at, "no", "0.5", "2", 1, 9, 3))
+        assert not state(conn)
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        assert state(conn)
+        conn.execute("UPDATE market.orderbook_deltas SET ts = ts + INTERVAL '2 hours'")
+        assert not state(conn)
+        assert conn.execute(UNCOVERED).fetchone() == (2,)  # ignored while incomplete
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        assert conn.execute(UNCOVERED).fetchone() == (0,)
+
+
+def test_an_insert_during_a_rebuild_is_never_lost(db_url: str) -> None:
+    """A plain insert that commits while a rebuild runs, after its scan: the rebuild must not
+    leave the extents complete without that row."""
+    at = datetime(2026, 4, 2, 12, 30, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(DELTA_AT, (at, "FIRST", 1))
+        assert not state(conn)
+    done = threading.Event()
+    with psycopg.connect(db_url) as rebuilding:
+        rebuilding.execute("SELECT market.rebuild_delta_extents()")  # its transaction stays open
+
+        def insert() -> None:
+            with psycopg.connect(db_url, autocommit=True) as other:
+                other.execute(DELTA_AT, (at + timedelta(days=3), "LATE", 2))
+            done.set()
+
+        thread = threading.Thread(target=insert)
+        thread.start()
+        time.sleep(0.5)
+        blocked = not done.is_set()
+        rebuilding.commit()
+        thread.join(timeout=30)
+    assert blocked  # its trigger waited for the rebuild
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        uncovered = conn.execute(UNCOVERED).fetchone()
+        assert not state(conn) or uncovered == (0,)
+        assert not state(conn)  # the late row came after the rebuild's scan
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+HISTORY = [
+    # ENDED: a snapshot and a day of deltas 40 days ago, then nothing
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (date_trunc('hour', now()) - INTERVAL '40 days', 'ENDED', now(), 'snapshot', 1, 1, 0,
+        '[[0.4, 50]]', '[[0.5, 50]]')
+""",
+    """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT date_trunc('hour', now()) - INTERVAL '40 days' + k * INTERVAL '10 minutes', 'ENDED', now(),
+       CASE WHEN k % 2 = 0 THEN 'yes' ELSE 'no' END, 0.3 + (k % 5) * 0.01, 1, 1, 1, k
+FROM generate_series(1, 144) k
+""",
+    # NODELTA: a snapshot 40 days ago, never a delta
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (date_trunc('hour', now()) - INTERVAL '40 days', 'NODELTA', now(), 'snapshot', 1, 2, 0,
+        '[[0.2, 5]]', '[]')
+""",
+    # BUSY: deltas every hour since, so the delta chunks of the 40 days exist
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (now() - INTERVAL '41 days', 'BUSY', now(), 'snapshot', 1, 3, 0, '[]', '[]')
+""",
+    """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT now() - INTERVAL '41 days' + k * INTERVAL '1 hour', 'BUSY', now(), 'yes', 0.5, 1, 1, 3, k
+FROM generate_series(1, 41 * 24 - 1) k
+""",
+    "ANALYZE market.orderbook_deltas",
+    "SELECT market.rebuild_delta_extents()",
+]
+INCOMPLETE = "UPDATE market.delta_extents_state SET complete = false"
+COMPLETE = "UPDATE market.delta_extents_state SET complete = true"
+
+
+@pytest.fixture(scope="module")
+def history(databases: Any) -> Iterator[str]:
+    with databases.database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in HISTORY:
+                conn.execute(statement)
+        yield url
+
+
+async def _reads(url: str, now: datetime) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every read of deltas, on ENDED, NODELTA and an unknown ticker; and the delta chunks their
+    plans hold."""
+    answers: dict[str, Any] = {}
+    logs: dict[str, list[tuple[Any, Any]]] = {}
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        for ticker in ("ENDED", "NODELTA", "NOPE"):
+            Recorder.log = []
+            answers[f"book {ticker}"] = await reads.book_at(conn, ticker, now)
+            logs[f"book {ticker}"] = list(Recorder.log)
+            Recorder.log = []
+            answers[f"detail {ticker}"] = await market_data(conn, ticker)
+            logs[f"detail {ticker}"] = list(Recorder.log)
+        walk: list[reads.DeltaRow] = []
+        after = None
+        while True:  # the whole walk, 50 a page; its last page is the empty one
+            Recorder.log = []
+            page = await reads.list_deltas(
+                conn, ticker="ENDED", start=None, end=None, after=after, limit=50
+            )
+            if not page:
+                break
+            walk += page
+            after = (page[-1].ts, page[-1].epoch, page[-1].seq)
+        answers["walk"] = walk
+        logs["last page"] = list(Recorder.log)
+        today = now.date()
+        Recorder.log = []
+        answers["export day"] = await _export_day(conn, "ENDED", today)
+        logs["export day"] = list(Recorder.log)
+    planned = {name: chunks_planned(url, log, ["orderbook_deltas"]) for name, log in logs.items()}
+    return answers, planned
+
+
+async def _export_day(conn: psycopg.AsyncConnection[Any], ticker: str, day: date) -> Any:
+    fingerprint = await sampled.source_fingerprint(
+        conn, ticker, day, "book_samples", 5, timedelta(minutes=1)
+    )
+    batches = [b async for b in sampled.sample_batches(conn, ticker, day, 5, timedelta(hours=6))]
+    return fingerprint, batches
+
+
+def test_reads_after_a_book_ended_stop_at_its_last_delta(history: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(history, autocommit=True) as conn:
+        conn.execute(INCOMPLETE)
+        whole, whole_planned = asyncio.run(_reads(history, now))
+        conn.execute(COMPLETE)
+        bounded, planned = asyncio.run(_reads(history, now))
+    assert bounded == whole
+    ended = bounded["book ENDED"]
+    assert ended.deltas_applied == 144 and ended.gap is None
+    assert bounded["detail ENDED"].delta_count == 144
+    assert len(bounded["walk"]) == 144
+    assert bounded["book NODELTA"].deltas_applied == 0
+    # over the whole history: the ~160 delta chunks since the book ended, per read
+    assert whole_planned["book ENDED"] >= 100, whole_planned
+    assert whole_planned["last page"] >= 100, whole_planned
+    # with the extents: the day of the market's deltas (four six-hour chunks, and the next)
+    assert planned["book ENDED"] <= 6, planned
+    assert planned["detail ENDED"] <= 2 * 6, planned
+    assert planned["last page"] <= 6, planned
+    assert planned["export day"] <= 2 * 6, planned
+    assert planned["book NODELTA"] == 0, planned
+    assert planned["detail NODELTA"] == 0, planned
+    assert planned["detail NOPE"] == 0 and planned["book NOPE"] == 0, planned
