@@ -264,7 +264,8 @@ def test_reads_after_a_book_ended_stop_at_its_last_delta(history: str) -> None:
         bounded, planned = asyncio.run(_reads(history, now))
     assert bounded == whole
     ended = bounded["book ENDED"]
-    assert ended.deltas_applied == 144 and ended.gap is None
+    assert ended.deltas_applied == 144
+    assert ended.gap is None
     assert bounded["detail ENDED"].delta_count == 144
     assert len(bounded["walk"]) == 144
     assert bounded["book NODELTA"].deltas_applied == 0
@@ -278,4 +279,5 @@ def test_reads_after_a_book_ended_stop_at_its_last_delta(history: str) -> None:
     assert planned["export day"] <= 2 * 6, planned
     assert planned["book NODELTA"] == 0, planned
     assert planned["detail NODELTA"] == 0, planned
-    assert planned["detail NOPE"] == 0 and planned["book NOPE"] == 0, planned
+    assert planned["detail NOPE"] == 0, planned
+    assert planned["book NOPE"] == 0, planned
