@@ -485,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
                         "levels": levels_json(),
                     },
                 )
+                # loaded by SQL, not by the collector's writer: the delta extents (0009) are
+                # rebuilt, as `kalshibook rebuild-extents` does after such a load
+                conn.execute("SELECT market.rebuild_delta_extents()")
                 conn.execute("VACUUM ANALYZE market.orderbook_deltas")
                 conn.execute("VACUUM ANALYZE market.orderbook_snapshots")
                 loaded = n

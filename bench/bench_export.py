@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(LOAD_SNAPSHOT, p)
                 conn.execute(LOAD_DELTAS, p)
                 conn.execute(LOAD_TRADES, {**p, "n": n_trades})
+                conn.execute("SELECT market.rebuild_delta_extents()")  # loaded by SQL (0009)
                 conn.execute("ANALYZE")
         results: list[tuple[str, ...]] = []
         for table, rows in (("deltas", args.deltas), ("trades", n_trades)):

@@ -103,6 +103,7 @@ INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price
 SELECT now() - INTERVAL '61 days' + (k::float8 / %(n)s) * INTERVAL '60 days', 'B-' || (k %% 200),
        now(), 'yes', 0.5, 1, 1, 1, k
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) k;
+SELECT market.rebuild_delta_extents();
 """
 SETTLEMENTS = """
 INSERT INTO market.settlements (market_ticker, event_ticker, series_ticker, result,

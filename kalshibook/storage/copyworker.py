@@ -47,14 +47,15 @@ from psycopg.adapt import Buffer, Dumper
 
 from kalshibook.errors import StorageError
 from kalshibook.gctune import tune_gc
-from kalshibook.storage.tables import (
-    ALL_TABLES,
+from kalshibook.storage.extents import (
     MAINTAIN_DELTA_EXTENTS,
-    TABLES,
     WIDEN_DELTA_EXTENTS,
-    TableSpec,
-    extent_params,
+    KnownExtents,
+    Span,
+    row_spans,
+    widen_params,
 )
+from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
 
 __all__ = ("CopyWorker", "WorkerStartError", "committed", "describe", "rebuild", "write_rows")
 
@@ -166,13 +167,35 @@ def write_rows(
     spec: TableSpec,
     rows: Sequence[Sequence[Any]],
     mark: dict[str, Any] | None,
+    known: KnownExtents | None = None,
 ) -> tuple[int, int]:
     """One transaction on ``conn``: ``(rows inserted, rows skipped as committed before)``.
 
     With ``mark`` (``writer_id, table, seq, start, done``: rows ``start..done`` of batch ``seq``)
     the writer's commit mark is read under a row lock first, the rows it already covers (a
     late-acknowledged commit, a replayed spool file, a part of a split batch) are skipped, and
-    the mark moves to ``done`` in the same transaction as the rest."""
+    the mark moves to ``done`` in the same transaction as the rest.
+
+    A table that ``keeps_extents`` (deltas) also widens the markets' delta extents to the rows,
+    in the same transaction; ``known`` (the worker's, else a new one) skips the markets whose
+    rows lie inside extents seen committed before, and learns the ones written, after the
+    commit. ``conn`` must have run :data:`MAINTAIN_DELTA_EXTENTS` (the worker's connection
+    does, once), else the deltas' trigger marks the extents incomplete."""
+    widened: dict[str, Span] = {}
+    done = _transaction(conn, spec, rows, mark, known or KnownExtents(), widened)
+    if known is not None and widened:
+        known.committed(widened)
+    return done
+
+
+def _transaction(
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    rows: Sequence[Sequence[Any]],
+    mark: dict[str, Any] | None,
+    known: KnownExtents,
+    widened: dict[str, Span],
+) -> tuple[int, int]:
     skipped = 0
     with conn.transaction(), conn.cursor() as cur:
         if mark is not None:
@@ -188,8 +211,6 @@ def write_rows(
         if spec.mode == "upsert":
             cur.executemany(spec.write_sql, rows)
             return len(rows), skipped
-        if spec.keeps_extents:
-            cur.execute(MAINTAIN_DELTA_EXTENTS)
         if spec.jsonb_columns:
             cur.adapters.register_dumper(None, JsonTextDumper)
         if "numeric" in spec.pg_types:
@@ -205,7 +226,9 @@ def write_rows(
                 if data:
                     send(data)
         if spec.keeps_extents:  # after the COPY, which has checked every row
-            cur.execute(WIDEN_DELTA_EXTENTS, extent_params(rows))
+            widened.update(known.uncovered(row_spans(rows)))
+            if widened:
+                cur.execute(WIDEN_DELTA_EXTENTS, widen_params(widened))
         if spec.merge_sql is None:
             return len(rows), skipped
         cur.execute(spec.merge_sql)
@@ -265,6 +288,7 @@ class _Child:
         self.kwargs = kwargs
         self.conn: psycopg.Connection[Any] | None = None
         self.staged: set[str] = set()
+        self.known = KnownExtents()
 
     def connection(self) -> psycopg.Connection[Any]:
         conn = self.conn
@@ -274,6 +298,8 @@ class _Child:
                     conn.close()
             self.conn = conn = psycopg.connect(self.conninfo, **self.kwargs)
             self.staged.clear()
+            with conn.transaction():  # this connection keeps the delta extents (write_rows)
+                conn.execute(MAINTAIN_DELTA_EXTENTS)
         return conn
 
     def write(self, table: str, mark: dict[str, Any] | None, body: bytes) -> list[Any]:
@@ -287,7 +313,7 @@ class _Child:
                 with conn.transaction():
                     conn.execute(spec.stage_sql)
                 self.staged.add(table)
-            return ["ok", *write_rows(conn, spec, rows, mark)]
+            return ["ok", *write_rows(conn, spec, rows, mark, self.known)]
         except psycopg.Error as exc:
             if exc.sqlstate is None and isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
                 # raised by psycopg itself (e.g. a NUL in a text parameter): the row is at fault,

@@ -25,7 +25,6 @@ Every SQL text is a named literal constant; no SQL is built from values or at ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -275,46 +274,6 @@ COPY_ORDERBOOK_DELTAS: Final[LiteralString] = (
     "COPY market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch, "
     "sid, seq) FROM STDIN (FORMAT BINARY)"
 )
-MAINTAIN_DELTA_EXTENTS: Final[LiteralString] = (
-    "SELECT set_config('kalshibook.delta_extents', 'maintained', true)"
-)
-"""Before the deltas' COPY: this transaction keeps the extents itself, so the statement trigger
-of migration 0009 leaves them complete."""
-WIDEN_DELTA_EXTENTS: Final[LiteralString] = """
-INSERT INTO market.delta_extents AS e (market_ticker, first_hour, end_hour)
-SELECT t, time_bucket(INTERVAL '1 hour', lo), time_bucket(INTERVAL '1 hour', hi) + INTERVAL '1 hour'
-FROM unnest(%(tickers)s::text[], %(lo)s::timestamptz[], %(hi)s::timestamptz[]) AS u(t, lo, hi)
-ORDER BY t
-ON CONFLICT (market_ticker) DO UPDATE
-SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
-    end_hour = greatest(e.end_hour, EXCLUDED.end_hour)
-WHERE e.first_hour > EXCLUDED.first_hour OR e.end_hour < EXCLUDED.end_hour
-"""
-"""After the deltas' COPY, in its transaction: each market's extent covers the batch's rows (one
-statement per batch; rows taken in ticker order, so concurrent batches cannot deadlock)."""
-
-
-def extent_params(rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
-    """:data:`WIDEN_DELTA_EXTENTS`' parameters: per market (sorted), the earliest and the latest
-    ``ts`` of the rows (``ts``, ``market_ticker`` first in each row) (pure)."""
-    spans: dict[str, list[Any]] = {}
-    for row in rows:
-        ts = row[0]
-        span = spans.get(row[1])
-        if span is None:
-            spans[row[1]] = [ts, ts]
-        elif ts < span[0]:
-            span[0] = ts
-        elif ts > span[1]:
-            span[1] = ts
-    tickers = sorted(spans)
-    return {
-        "tickers": tickers,
-        "lo": [spans[t][0] for t in tickers],
-        "hi": [spans[t][1] for t in tickers],
-    }
-
-
 COPY_QUOTES: Final[LiteralString] = (
     "COPY market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask, "
     "yes_ask_size) FROM STDIN (FORMAT BINARY)"
@@ -449,7 +408,8 @@ class TableSpec:
     merge_sql: LiteralString | None = None
     """``dedupe``: moves the staged rows into the table, skipping duplicates."""
     keeps_extents: bool = False
-    """``copy``: the transaction also widens ``market.delta_extents`` from its rows (0009)."""
+    """``copy``: the transaction also widens ``market.delta_extents`` to its rows (0009,
+    :mod:`kalshibook.storage.extents`)."""
 
     @property
     def columns(self) -> tuple[str, ...]:
