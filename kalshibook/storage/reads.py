@@ -342,7 +342,8 @@ SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(tic
 """The hours holding the market's snapshots (migration 0006): no deltas before its first one."""
 _DELTA_EXTENT = """
 SELECT {book}s.complete, d.first_hour, d.end_hour
-FROM market.delta_extents_state AS s
+FROM (SELECT 1) AS one
+LEFT JOIN market.delta_extents_state AS s ON true
 LEFT JOIN market.delta_extents AS d ON d.market_ticker = %(ticker)s{join}
 """
 DELTA_EXTENT: Final = _DELTA_EXTENT.format(book="", join="")
@@ -587,7 +588,8 @@ _NO_DELTAS: Final = DeltaSpan(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1
 
 def delta_span_of(row: Sequence[Any]) -> DeltaSpan | None:
     """``(complete, first_hour, end_hour)`` of :data:`DELTA_EXTENT` as a span in UTC; None when
-    the extents are incomplete (or missing), i.e. the deltas' times are unknown (pure)."""
+    the extents are incomplete (or their state row is missing: ``complete`` NULL), i.e. the
+    deltas' times are unknown (pure)."""
     complete, first_hour, end_hour = row
     if not complete:
         return None
@@ -600,7 +602,8 @@ async def delta_span(conn: Conn, ticker: str) -> DeltaSpan | None:
     """Where the market's deltas lie (see :func:`delta_span_of`)."""
     cur = await conn.execute(DELTA_EXTENT, {"ticker": ticker})
     row = await cur.fetchone()
-    return None if row is None else delta_span_of(row)
+    assert row is not None  # one row, always
+    return delta_span_of(row)
 
 
 async def list_deltas(
@@ -616,7 +619,8 @@ async def list_deltas(
     the end of its delta extent (or the present, when the extents are incomplete)."""
     cur = await conn.execute(DELTAS_BOUNDS, {"ticker": ticker})
     bounds = await cur.fetchone()
-    if bounds is None or bounds[0] is None:
+    assert bounds is not None  # one row, always
+    if bounds[0] is None:
         return []  # no snapshot, no book: deltas are recorded only after one
     # deltas follow the first snapshot, stamped at most DELTA_SLACK before it (they may outlast
     # the last one)

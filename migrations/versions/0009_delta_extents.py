@@ -74,6 +74,7 @@ CREATE FUNCTION market.rebuild_delta_extents() RETURNS bigint LANGUAGE plpgsql A
 DECLARE
     markets bigint;
 BEGIN
+    INSERT INTO market.delta_extents_state (complete) VALUES (false) ON CONFLICT DO NOTHING;
     PERFORM 1 FROM market.delta_extents_state FOR UPDATE;
     INSERT INTO market.delta_extents AS e (market_ticker, first_hour, end_hour)
     SELECT market_ticker, time_bucket(INTERVAL '1 hour', min(ts)),

@@ -281,3 +281,30 @@ def test_reads_after_a_book_ended_stop_at_its_last_delta(history: str) -> None:
     assert planned["detail NODELTA"] == 0, planned
     assert planned["detail NOPE"] == 0, planned
     assert planned["book NOPE"] == 0, planned
+
+
+async def test_a_missing_state_row_means_incomplete(db_url: str) -> None:
+    """Someone deleted the state row: reads treat the extents as unknown (never as "no deltas"),
+    and a rebuild puts the row back."""
+    at = datetime(2026, 4, 2, 12, 30, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(HISTORY[0].replace("'ENDED'", "'GONE'"))
+        conn.execute(HISTORY[1].replace("'ENDED'", "'GONE'"))
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        conn.execute("DELETE FROM market.delta_extents_state")
+        conn.execute("DELETE FROM market.delta_extents")  # and the extents with it
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        assert await reads.delta_span(aconn, "GONE") is None
+        page = await reads.list_deltas(
+            aconn, ticker="GONE", start=None, end=None, after=None, limit=500
+        )
+        book = await reads.book_at(aconn, "GONE", datetime.now(UTC))
+        detail = await market_data(aconn, "GONE")
+    assert len(page) == 144
+    assert book.deltas_applied == 144
+    assert detail.delta_count == 144
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(DELTA_AT, (at, "GONE", 1000))  # the trigger has no row to update
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        assert state(conn)
+        assert conn.execute(UNCOVERED).fetchone() == (0,)
