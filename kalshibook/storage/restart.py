@@ -32,10 +32,12 @@ LAST_SNAPSHOT: Final = "SELECT ts FROM market.orderbook_snapshots ORDER BY ts DE
 LAST_TRADE: Final = "SELECT ts FROM market.trades ORDER BY ts DESC LIMIT 1"
 BOOK_MARKETS: Final = """
 SELECT m.ticker FROM market.markets m
+JOIN market.book_extents e ON e.market_ticker = m.ticker
 WHERE m.status NOT IN ('determined', 'finalized', 'settled')
-  AND EXISTS (SELECT 1 FROM market.orderbook_snapshots s WHERE s.market_ticker = m.ticker)
 """
-"""Unfinished markets with a stored book: the books a restart leaves unknown."""
+"""Unfinished markets with a stored book: the books a restart leaves unknown. The book extents
+(migration 0006) say which markets ever had a snapshot; an ``EXISTS`` over the snapshots
+hypertable was a semi-join over all its chunks at every start."""
 KNOWN_MARKETS: Final = "SELECT ticker, event_ticker, series_ticker, status FROM market.markets"
 
 
