@@ -62,10 +62,13 @@ def _load_key(settings: Settings, no_auth: bool) -> PrivateKey | None:
 
 
 SCHEMA_CHECK: Final = (
-    "SELECT to_regclass('market.orderbook_deltas'), to_regclass('private.writer_progress'), "
+    "SELECT to_regclass('market.orderbook_deltas'), "
+    "to_regclass('private.writer_progress') IS NOT NULL "
+    "AND to_regclass('market.delta_extents') IS NOT NULL, "
     "(SELECT current_user), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
 )
-"""The first and the latest table the collector needs (migrations 0001 and 0003)."""
+"""The first table the collector needs (0001) and the later ones its writer writes (0003, 0009):
+on an older schema every batch of deltas would fail and be retried, then spooled, forever."""
 
 
 async def _check_schema(url: str, refuse_superuser: bool = False) -> None:
@@ -77,7 +80,7 @@ async def _check_schema(url: str, refuse_superuser: bool = False) -> None:
         raise unreachable(url, exc) from None
     if row is None or row[0] is None:
         raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
-    if row[1] is None:
+    if not row[1]:
         raise SchemaError(
             f"the kalshibook schema in {redact(url)} is older than this version: "
             "run `kalshibook migrate`"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 
 import psycopg
@@ -19,14 +20,14 @@ from kalshibook.errors import SchemaError, StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage.urls import unreachable
 
-REBUILD: str = "SELECT market.rebuild_delta_extents()"
+REBUILD: str = "SELECT markets, complete FROM market.rebuild_delta_extents()"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser  # no options
 
 
-async def _rebuild(url: str) -> int:
+async def _rebuild(url: str) -> tuple[int, bool]:
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
@@ -41,7 +42,7 @@ async def _rebuild(url: str) -> int:
             ) from None
         except psycopg.Error as exc:
             raise StorageError(f"rebuilding the delta extents failed: {exc}") from None
-    return int(row[0]) if row else 0
+    return (int(row[0]), bool(row[1])) if row else (0, False)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,7 +50,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     print("scanning market.orderbook_deltas for every market's delta extent ...", flush=True)
     started = time.monotonic()
-    markets = asyncio.run(_rebuild(url))
+    markets, complete = asyncio.run(_rebuild(url))
     took = time.monotonic() - started
-    print(f"delta extents rebuilt: {markets} markets with deltas, in {took:.1f} s; complete")
+    print(f"delta extents rebuilt: {markets} markets with deltas, in {took:.1f} s")
+    if not complete:
+        print(
+            "still incomplete: deltas were written outside the collector during the scan "
+            "(plain SQL, a loader): run `kalshibook rebuild-extents` again once that is over",
+            file=sys.stderr,
+        )
+        return 1
+    print("delta extents complete: reads of deltas end at each market's last delta hour")
     return 0

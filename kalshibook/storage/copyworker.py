@@ -298,6 +298,9 @@ class _Child:
                     conn.close()
             self.conn = conn = psycopg.connect(self.conninfo, **self.kwargs)
             self.staged.clear()
+            # a new connection may reach another server (a failover that lost commits, a
+            # restore): relearn the extents there
+            self.known = KnownExtents()
             with conn.transaction():  # this connection keeps the delta extents (write_rows)
                 conn.execute(MAINTAIN_DELTA_EXTENTS)
         return conn

@@ -63,6 +63,9 @@ COMPRESSION_REVISION = "0004"
 EXCHANGE_ORDER_REVISION = "0005"
 # Revisions that (re)create candle aggregates WITH NO DATA, going up or down through them.
 AGGREGATE_REVISIONS = (CANDLES_REVISION, EXCHANGE_ORDER_REVISION)
+DELTA_EXTENTS_REVISION = "0009"
+REBUILD_DELTA_EXTENTS = "SELECT markets, complete FROM market.rebuild_delta_extents()"
+"""The first rebuild after 0009 created the extents (incomplete), outside its transaction."""
 EDITION = "SELECT current_setting('timescaledb.license')"
 FIRST_SOURCE_ROW = """
 SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
@@ -81,6 +84,9 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
     if _crossed(before, after):
         materialise_candle_history(url)
     with psycopg.connect(url, autocommit=True) as conn:
+        if (before or "") < DELTA_EXTENTS_REVISION <= (after or ""):
+            log.info("computing the delta extents (one scan of market.orderbook_deltas)")
+            conn.execute(REBUILD_DELTA_EXTENTS)
         if (after or "") >= COMPRESSION_REVISION:
             apply_policies(conn, storage or StorageSettings())
         if after is not None:

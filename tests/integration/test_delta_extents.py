@@ -25,9 +25,11 @@ import pytest
 from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
+from kalshibook.cli.collect import _check_schema
+from kalshibook.errors import SchemaError
 from kalshibook.export import sampled
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
-from kalshibook.storage import reads
+from kalshibook.storage import migrate, reads
 from kalshibook.storage.market_summary import market_data
 from kalshibook.storage.pool import open_pool
 from kalshibook.storage.tables import DeltaRow
@@ -36,6 +38,7 @@ from kalshibook.storage.writer import Writer
 pytestmark = [pytest.mark.db]
 
 STATE = "SELECT complete FROM market.delta_extents_state"
+REBUILD = "SELECT markets, complete FROM market.rebuild_delta_extents()"
 EXTENTS = "SELECT market_ticker, first_hour, end_hour FROM market.delta_extents ORDER BY 1"
 TIGHT = """
 SELECT market_ticker, time_bucket(INTERVAL '1 hour', min(ts)),
@@ -116,6 +119,7 @@ def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: 
         )
         assert proc.returncode == 0, proc.stderr
         assert "1 markets with deltas" in proc.stdout
+        assert "delta extents complete" in proc.stdout
         assert state(conn)
         assert conn.execute(EXTENTS).fetchall() == conn.execute(TIGHT).fetchall()
         with conn.cursor() as cur, cur.copy("COPY market.orderbook_deltas FROM STDIN") as copy:
@@ -157,6 +161,42 @@ def test_an_insert_during_a_rebuild_is_never_lost(db_url: str) -> None:
         uncovered = conn.execute(UNCOVERED).fetchone()
         assert not state(conn) or uncovered == (0,)
         assert not state(conn)  # the late row came after the rebuild's scan
+
+
+def test_a_rebuild_that_could_not_see_an_insert_stays_incomplete(db_url: str) -> None:
+    """A plain insert not yet committed when the rebuild scans: the rebuild must not mark the
+    extents complete (it waits for the insert's commit, then sees the generation moved)."""
+    at = datetime(2026, 4, 2, 12, 30, tzinfo=UTC)
+    result: list[Any] = []
+    with psycopg.connect(db_url) as writer:
+        writer.execute(DELTA_AT, (at, "UNSEEN", 1))  # uncommitted: invisible to the scan
+
+        def rebuild() -> None:
+            with psycopg.connect(db_url, autocommit=True) as other:
+                result.append(other.execute(REBUILD).fetchone())
+
+        thread = threading.Thread(target=rebuild)
+        thread.start()
+        time.sleep(0.5)
+        waiting = not result
+        writer.commit()
+        thread.join(timeout=30)
+    assert waiting  # its final update waited for the insert's commit
+    assert result == [(0, False)]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert not state(conn)
+        assert conn.execute(REBUILD).fetchone() == (1, True)
+        assert conn.execute(UNCOVERED).fetchone() == (0,)
+
+
+def test_the_collector_refuses_a_schema_without_delta_extents(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "0008")
+    with pytest.raises(SchemaError, match="older than this version"):
+        asyncio.run(_check_schema(empty_db_url))
+    migrate.upgrade(empty_db_url)  # and the first rebuild comes with the upgrade
+    asyncio.run(_check_schema(empty_db_url))
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert state(conn)
 
 
 # -- reads ---------------------------------------------------------------------------------------
