@@ -8,6 +8,7 @@ uses integers: prices in micro-dollars (:data:`PRICE_SCALE`) and sizes in hundre
 
 from __future__ import annotations
 
+import functools
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 
 from kalshibook.errors import ProtocolError
@@ -175,6 +176,19 @@ def fmt_dollars_text(text: str) -> str:
 def fmt_count_text(text: str) -> str:
     """``fmt_count(Decimal(text))`` without building the Decimal (same string, exactly)."""
     return _fmt_text(text, 2)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def fmt_price_units(units: int) -> str:
+    """:func:`fmt_micro_dollars`, memoised: a book's level prices (a few hundred distinct values
+    in a market's life; ~0.1 us each instead of ~3 us through Decimal)."""
+    return fmt_micro_dollars(units)
+
+
+def fmt_size_units(units: int) -> str:
+    """``fmt_count(units_to_size(units))`` from integer hundredths: exactly 2 dp."""
+    whole, frac = divmod(-units if units < 0 else units, SIZE_SCALE)
+    return f"{'-' if units < 0 else ''}{whole}.{frac:02d}"
 
 
 def fmt_micro_dollars(units: int) -> str:

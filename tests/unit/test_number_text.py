@@ -17,6 +17,10 @@ from kalshibook.domain.prices import (
     fmt_dollars,
     fmt_dollars_text,
     fmt_micro_dollars,
+    fmt_price_units,
+    fmt_size_units,
+    units_to_price,
+    units_to_size,
 )
 
 # Finite decimals as PostgreSQL prints a numeric (trailing zeros kept: scale is part of the text)
@@ -81,3 +85,16 @@ def test_vwap_units_ties_go_to_even_and_zero_volume_is_none() -> None:
     assert vwap_units("1.00", "3") == 333333
     assert vwap_units("0", "0.00") is None
     assert vwap_units("0", "0E-2") is None
+
+
+@given(st.integers(min_value=-(10**15), max_value=10**15))
+def test_book_level_formatting_from_units_is_the_decimal_formatting(units: int) -> None:
+    assert fmt_price_units(units) == fmt_dollars(units_to_price(units))
+    assert fmt_size_units(units) == fmt_count(units_to_size(units))
+
+
+def test_book_level_formatting_from_units_on_every_cent_fraction_and_size() -> None:
+    for units in range(0, 1_000_001, 7):  # prices 0..1 dollars, every 7 micro-dollars
+        assert fmt_price_units(units) == fmt_dollars(units_to_price(units))
+    for units in range(-1000, 100_000):
+        assert fmt_size_units(units) == fmt_count(units_to_size(units))

@@ -28,8 +28,8 @@ from kalshibook.domain.prices import (
     PRICE_SCALE,
     fmt_count,
     fmt_dollars,
-    units_to_price,
-    units_to_size,
+    fmt_price_units,
+    fmt_size_units,
 )
 from kalshibook.errors import BadRequest
 from kalshibook.storage import reads
@@ -43,17 +43,17 @@ UnitLevel = tuple[int, int]
 
 
 def _level(level: UnitLevel) -> tuple[str, str]:
-    return fmt_dollars(units_to_price(level[0])), fmt_count(units_to_size(level[1]))
+    return fmt_price_units(level[0]), fmt_size_units(level[1])
 
 
 def _price(level: UnitLevel | None, complement: bool = False) -> str | None:
     if level is None:
         return None
-    return fmt_dollars(units_to_price(PRICE_SCALE - level[0] if complement else level[0]))
+    return fmt_price_units(PRICE_SCALE - level[0] if complement else level[0])
 
 
 def _size(level: UnitLevel | None) -> str | None:
-    return None if level is None else fmt_count(units_to_size(level[1]))
+    return None if level is None else fmt_size_units(level[1])
 
 
 def book_out(result: reads.BookAt, depth: int | None = None) -> s.OrderBook:
