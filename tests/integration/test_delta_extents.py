@@ -29,7 +29,7 @@ from kalshibook.cli.collect import _check_schema
 from kalshibook.errors import SchemaError
 from kalshibook.export import sampled
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
-from kalshibook.storage import migrate, reads
+from kalshibook.storage import migrate, reads, status_reads
 from kalshibook.storage.market_summary import market_data
 from kalshibook.storage.pool import open_pool
 from kalshibook.storage.tables import DeltaRow
@@ -109,6 +109,8 @@ def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: 
         assert state(conn)  # a fresh database: complete (no deltas)
         conn.execute(DELTA_AT, (at, "PLAIN", 1))
         assert not state(conn)
+        shown = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=1))
+        assert (shown.database.delta_extents or "").startswith("incomplete since 20")
         proc = subprocess.run(
             [sys.executable, "-m", "kalshibook", "rebuild-extents"],
             capture_output=True,
@@ -121,6 +123,8 @@ def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: 
         assert "1 markets with deltas" in proc.stdout
         assert "delta extents complete" in proc.stdout
         assert state(conn)
+        shown = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=1))
+        assert shown.database.delta_extents == "complete"
         assert conn.execute(EXTENTS).fetchall() == conn.execute(TIGHT).fetchall()
         with conn.cursor() as cur, cur.copy("COPY market.orderbook_deltas FROM STDIN") as copy:
             copy.write_row((at, "COPIED", at, "no", "0.5", "2", 1, 9, 3))

@@ -230,3 +230,14 @@ def test_collector_health_url() -> None:
     assert status.collector_health_url("collector", 1) == "http://collector:1/health"
     assert status.collector_health_url("127.0.0.1", 0) is None
     assert status.probe_collector(None).state == "disabled"
+
+
+def test_render_says_when_the_delta_extents_are_incomplete() -> None:
+    complete = snapshot({"trades": 2})
+    complete.database.delta_extents = "complete"
+    assert "delta extents" not in status.render_text(status.assess(complete, UP, stale_after=60))
+    incomplete = snapshot({"trades": 2})
+    incomplete.database.delta_extents = "incomplete since 2026-11-26T14:00:00+00:00"
+    text = status.render_text(status.assess(incomplete, UP, stale_after=60))
+    assert "delta extents incomplete since 2026-11-26T14:00:00+00:00" in text
+    assert "kalshibook rebuild-extents" in text
