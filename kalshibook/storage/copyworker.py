@@ -182,7 +182,7 @@ def write_rows(
     commit. ``conn`` must have run :data:`MAINTAIN_DELTA_EXTENTS` (the worker's connection
     does, once), else the deltas' trigger marks the extents incomplete."""
     widened: dict[str, Span] = {}
-    done = _transaction(conn, spec, rows, mark, known or KnownExtents(), widened)
+    done = _transaction(conn, spec, rows, mark, KnownExtents() if known is None else known, widened)
     if known is not None and widened:
         known.committed(widened)
     return done
