@@ -4,7 +4,9 @@ The collector's writer keeps ``market.delta_extents`` itself; anything else that
 (plain SQL, a loader's COPY, a repair) marks them incomplete, and the reads of deltas then ignore
 them and read up to the present (correct, but planned over every delta chunk after a market's
 last snapshot). ``kalshibook status`` says when. This scans ``market.orderbook_deltas`` once
-(minutes on a large history; the collector may keep running) and marks the extents complete.
+(minutes on a large history; the collector may keep running, no lock is held over the scan) and
+marks the extents complete, unless deltas were written outside the collector during the scan:
+then it says so and exits 1, to be run again.
 """
 
 from __future__ import annotations

@@ -355,9 +355,8 @@ def render_text(report: Report) -> str:
         )
         if db.delta_extents is not None and db.delta_extents != "complete":
             lines.append(
-                f"           delta extents {db.delta_extents}: deltas were written outside the "
-                "collector, reads of deltas scan to the present until `kalshibook "
-                "rebuild-extents`"
+                f"           delta extents {db.delta_extents}: reads of deltas scan to the "
+                "present until `kalshibook rebuild-extents`"
             )
     else:
         lines.append(f"database   unreachable ({db.url}): {db.error}")

@@ -167,7 +167,7 @@ def write_rows(
     spec: TableSpec,
     rows: Sequence[Sequence[Any]],
     mark: dict[str, Any] | None,
-    known: KnownExtents | None = None,
+    known: KnownExtents,
 ) -> tuple[int, int]:
     """One transaction on ``conn``: ``(rows inserted, rows skipped as committed before)``.
 
@@ -177,14 +177,13 @@ def write_rows(
     the mark moves to ``done`` in the same transaction as the rest.
 
     A table that ``keeps_extents`` (deltas) also widens the markets' delta extents to the rows,
-    in the same transaction; ``known`` (the worker's, else a new one) skips the markets whose
-    rows lie inside extents seen committed before, and learns the ones written, after the
-    commit. ``conn`` must have run :data:`MAINTAIN_DELTA_EXTENTS` (the worker's connection
-    does, once), else the deltas' trigger marks the extents incomplete."""
+    in the same transaction; ``known`` (the worker's) skips the markets whose rows lie inside
+    extents seen committed before, and learns the ones written, after the commit. ``conn``
+    must have run :data:`MAINTAIN_DELTA_EXTENTS` (the worker's connection does, once), else the
+    deltas' trigger marks the extents incomplete."""
     widened: dict[str, Span] = {}
-    done = _transaction(conn, spec, rows, mark, KnownExtents() if known is None else known, widened)
-    if known is not None and widened:
-        known.committed(widened)
+    done = _transaction(conn, spec, rows, mark, known, widened)
+    known.committed(widened)
     return done
 
 

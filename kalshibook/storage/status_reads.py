@@ -281,6 +281,15 @@ class DbSnapshot(msgspec.Struct, kw_only=True):
     policies: list[PolicyJob] = msgspec.field(default_factory=list)
 
 
+def delta_extents_text(state: Any) -> str:
+    """``complete`` or since when they are not, from the state row ``(complete, changed_at)``;
+    no row reads as incomplete, as the reads take it (pure)."""
+    if state is None:
+        return "incomplete (its state row is missing)"
+    complete, changed_at = state
+    return "complete" if complete else f"incomplete since {changed_at.astimezone(UTC).isoformat()}"
+
+
 # -- database -------------------------------------------------------------------------------------
 
 
@@ -382,11 +391,8 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
     )
 
     extents = _optional(conn, DELTA_EXTENTS_STATE)
-    if not isinstance(extents, str) and extents:
-        complete, changed_at = extents[0]
-        database.delta_extents = (
-            "complete" if complete else f"incomplete since {changed_at.astimezone(UTC).isoformat()}"
-        )
+    if not isinstance(extents, str):  # an error: a schema before 0009
+        database.delta_extents = delta_extents_text(extents[0] if extents else None)
 
     # the same freshness rule as the API's /v1/status (one query for both)
     chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES}).fetchall()
