@@ -57,6 +57,24 @@ VALUES (%s, %s, now(), 'yes', 0.45, 1, 1, 9, %s)
 """
 
 
+LOCK_WAITS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+def wait_for_a_lock_wait(url: str, within: float = 20.0) -> bool:
+    """Whether a backend of the database comes to wait for a lock within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(LOCK_WAITS).fetchone()
+            if row is not None and row[0] > 0:
+                return True
+            time.sleep(0.02)
+    return False
+
+
 def state(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(STATE).fetchone()
     assert row is not None
@@ -156,14 +174,14 @@ def test_an_insert_during_a_rebuild_is_never_lost(db_url: str) -> None:
 
         thread = threading.Thread(target=insert)
         thread.start()
-        time.sleep(0.5)
-        blocked = not done.is_set()
+        blocked = wait_for_a_lock_wait(db_url)  # its trigger waits for the rebuild's update
+        inserted_first = done.is_set()
         rebuilding.commit()
         thread.join(timeout=30)
-    assert blocked  # its trigger waited for the rebuild
+    assert blocked
+    assert not inserted_first
+    assert done.is_set()
     with psycopg.connect(db_url, autocommit=True) as conn:
-        uncovered = conn.execute(UNCOVERED).fetchone()
-        assert not state(conn) or uncovered == (0,)
         assert not state(conn)  # the late row came after the rebuild's scan
 
 
@@ -181,11 +199,12 @@ def test_a_rebuild_that_could_not_see_an_insert_stays_incomplete(db_url: str) ->
 
         thread = threading.Thread(target=rebuild)
         thread.start()
-        time.sleep(0.5)
-        waiting = not result
+        waiting = wait_for_a_lock_wait(db_url)  # its final update waits for the insert's commit
+        finished_first = bool(result)
         writer.commit()
         thread.join(timeout=30)
-    assert waiting  # its final update waited for the insert's commit
+    assert waiting
+    assert not finished_first
     assert result == [(0, False)]
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert not state(conn)
@@ -348,6 +367,8 @@ async def test_a_missing_state_row_means_incomplete(db_url: str) -> None:
     assert book.deltas_applied == 144
     assert detail.delta_count == 144
     with psycopg.connect(db_url, autocommit=True) as conn:
+        shown = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=1))
+        assert shown.database.delta_extents == "incomplete (its state row is missing)"
         conn.execute(DELTA_AT, (at, "GONE", 1000))  # the trigger has no row to update
         conn.execute("SELECT market.rebuild_delta_extents()")
         assert state(conn)
