@@ -5,7 +5,9 @@ of the first format, ``kb_<prefix>_<secret>``, too); the
 route's cost is declared on its handler as ``opt={"cost": N}`` (``opt={"public": True}`` for
 routes that need no key). Order of checks: key shape → known prefix → constant-time comparison
 of the secret's hash → rate limit (in-process token bucket per key) → concurrency (at most
-``max_concurrent`` requests of one key at once) → one atomic ``UPDATE`` that spends the credits.
+``max_concurrent`` requests of one key at once) (:meth:`Authenticator.admit`) → one atomic
+``UPDATE`` that spends the credits (:meth:`Authenticator.spend`; the middleware may run it beside
+the handler, see :class:`Admission`).
 Failures: 401 (missing, unknown or revoked key), 429 (rate or concurrency), 402 (credits). The
 database work is done on connections of the pool passed in (the API's small control pool), checked
 out only when needed: a malformed header never takes one. A granted :class:`Charge` holds one of
@@ -28,6 +30,7 @@ from kalshibook.storage import api_keys
 from kalshibook.storage.api_keys import IssuedKey, create_key
 
 __all__ = (
+    "Admission",
     "Authenticator",
     "Charge",
     "IssuedKey",
@@ -86,6 +89,20 @@ class OutOfCredits(PaymentRequired):
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """A request whose key passed every check but the credits, holding one of the key's slots.
+    ``covered``: the key's balance after its last charge in this process covered the request
+    (with room for every slot of the key), so its handler may run while the credits are spent;
+    otherwise (first request of the key here, low balance, last charge refused) the charge comes
+    first, and a key without credits never reaches a handler."""
+
+    key_id: int
+    prefix: str
+    cost: int
+    covered: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Charge:
     key_id: int
     cost: int
@@ -100,6 +117,8 @@ class Authenticator:
         self._active: dict[int, int] = {}
         """key id → requests in flight (entries at zero are removed: bounded by in-flight)."""
         self._buckets: dict[int, TokenBucket] = {}
+        self._balances: dict[int, int] = {}
+        """key id → credits left after its last charge (a hint: the charge decides)."""
         self._keys: dict[str, tuple[int, bytes]] = {}
         """prefix → (key id, secret hash): immutable facts, so safe to cache; revocation and
         credits are checked by the charging UPDATE on every request."""
@@ -137,18 +156,25 @@ class Authenticator:
         else:
             self._active.pop(key_id, None)
 
+    def _note_balance(self, key_id: int, remaining: int) -> None:
+        if key_id not in self._balances and len(self._balances) >= _MAX_CACHED_KEYS:
+            self._balances.clear()
+        self._balances[key_id] = remaining
+
     def in_flight(self, key_id: int) -> int:
         return self._active.get(key_id, 0)
 
-    async def authorize(
+    async def admit(
         self,
         pool: AsyncConnectionPool[Any],
         authorization: str | None,
         cost: int,
         *,
         wait: float,
-    ) -> Charge:
-        """Authenticate the ``Authorization`` header value, take a slot and spend ``cost``."""
+    ) -> Admission:
+        """Authenticate the ``Authorization`` header value and take one of its key's slots: every
+        check but the credits (:meth:`spend`). The database is asked only for a prefix not yet
+        cached."""
         if not authorization:
             raise Unauthorized(
                 "missing API key: send the header `Authorization: Bearer kb-<prefix>-<secret>` "
@@ -177,15 +203,28 @@ class Authenticator:
             raise Unauthorized("unknown API key", parameter="Authorization")
         self._rate_limit(key_id)
         self._hold(key_id)
+        # the last balance covers this request even if every slot of the key spends as much
+        covered = self._balances.get(key_id, 0) >= cost * self.max_concurrent
+        return Admission(key_id=key_id, prefix=prefix, cost=cost, covered=covered)
+
+    async def spend(
+        self, pool: AsyncConnectionPool[Any], admitted: Admission, *, wait: float
+    ) -> Charge:
+        """Spend the admitted request's cost in one atomic ``UPDATE``; on any failure (revoked,
+        out of credits, database) the key's slot is given back and the error raised."""
+        key_id, prefix, cost = admitted.key_id, admitted.prefix, admitted.cost
         try:
             async with pool.connection(timeout=wait) as conn:
                 remaining = await api_keys.charge(conn, key_id, cost)
                 state = None if remaining is not None else await api_keys.key_state(conn, key_id)
         except BaseException:
+            self._balances.pop(key_id, None)
             self.release(key_id)
             raise
         if remaining is not None:
+            self._note_balance(key_id, remaining)
             return Charge(key_id=key_id, cost=cost, remaining=remaining)
+        self._balances.pop(key_id, None)
         self.release(key_id)
         if state is None:
             self._keys.pop(prefix, None)

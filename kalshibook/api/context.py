@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
+
+if TYPE_CHECKING:
+    from kalshibook.api.auth import Charge
 
 __all__ = ("RequestContext", "request_context")
 
@@ -30,7 +34,10 @@ class RequestContext:
     """Seconds the request held a data connection (charged: ``seconds_per_credit``)."""
     deadline: float | None = None
     """``time.monotonic()`` by which the whole request must be done (priced routes)."""
-    credits_remaining: int | None = None
+    charging: asyncio.Task[Charge] | None = None
+    """The request's credit charge, running beside the handler (``middleware.granted``)."""
+    charge_refused: bool = False
+    """The charge was refused and the route rendered the refusal."""
     extra_credits: int = 0
     """Credits a handler adds to the request's price once it knows its size (export rows)."""
 

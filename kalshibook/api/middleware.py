@@ -3,8 +3,10 @@
 Two pools: the **data** pool serves the handlers' queries, the small **control** pool serves auth,
 credits, usage rows and ``/health``, so none of those ever waits behind data queries (an injected
 pool serves both). For a priced route the middleware authenticates the key and charges the
-route's cost before the handler runs (:class:`~kalshibook.api.auth.Authenticator`, which also caps
-the requests one key has in flight), then runs the handler under the request's **deadline**
+route's cost (:class:`~kalshibook.api.auth.Authenticator`, which also caps the requests one key has
+in flight): before the handler runs, or beside it when the key's last balance covers the request
+(:class:`~kalshibook.api.auth.Admission`; the result then waits for the charge in
+:func:`await_charge`), and runs the handler under the request's **deadline**
 (``route_timeout``: every query and the sending of the response together; past it a 504, the
 running query cancelled). The handler's data connection is checked out on first use and given back
 as soon as the response starts, so a client that reads slowly holds no connection. After the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -37,11 +40,12 @@ from kalshibook.storage import api_keys
 from kalshibook.storage.replicas import Replicas
 
 if TYPE_CHECKING:
+    from litestar import Response
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from kalshibook.settings import Settings
 
-__all__ = ("CONTROL_TIMEOUT", "ApiMiddleware", "Services", "settle")
+__all__ = ("CONTROL_TIMEOUT", "ApiMiddleware", "Services", "await_charge", "granted", "settle")
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,40 @@ def settle(status: int, cost: int, db_seconds: float, seconds_per_credit: float)
     return 0, extra
 
 
+_CHARGED: ContextVar[RequestContext | None] = ContextVar("kalshibook_charged", default=None)
+"""The request being handled, when it is being charged (set by the middleware for the hook)."""
+
+
+async def await_charge(response: Response[Any]) -> Response[Any]:
+    """``after_request`` hook: the handler's result goes out only once its charge is granted.
+    A refused charge (401 revoked, 402 out of credits, 503 control database) raises here, inside
+    the route, so each surface renders it in its own error shape."""
+    ctx = _CHARGED.get()
+    if ctx is not None:
+        await granted(ctx)
+    return response
+
+
+async def granted(ctx: RequestContext) -> Charge | None:
+    """The request's charge, waited for (``None`` on a public route or with auth off); raises
+    the charge's error. For a handler that needs the balance before it answers (exports)."""
+    if ctx.charging is None:
+        return None
+    try:
+        return await ctx.charging
+    except Exception:
+        ctx.charge_refused = True  # the route renders the refusal; the middleware counts it
+        raise
+
+
+async def _outcome(charging: asyncio.Task[Charge]) -> Charge | BaseException | None:
+    """The charge once it has run: granted, its error, or ``None`` if it was cancelled."""
+    await asyncio.wait((charging,))
+    if charging.cancelled():
+        return None
+    return charging.exception() or charging.result()
+
+
 class ApiMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -156,15 +194,19 @@ class ApiMiddleware:
         status = 500
         started = False
         charge: Charge | None = None
+        charging: asyncio.Task[Charge] | None = None
+        escaped: Exception | None = None
+        charging_token: Token[RequestContext | None] | None = None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 await services.release(ctx)  # the body goes out without a connection held
-                if ctx.credits_remaining is not None:
+                outcome = None if charging is None else await _outcome(charging)
+                if isinstance(outcome, Charge):
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
-                        ctx.credits_remaining
+                        outcome.remaining
                     )
             elif message["type"] == "http.response.body" and len(message["body"]) > BODY_CHUNK:
                 body = memoryview(message["body"])
@@ -197,13 +239,21 @@ class ApiMiddleware:
             timeout = route_timeout(handler.opt, api)  # the route's own (exports: longer)
             ctx.deadline = time.monotonic() + timeout
             if api.require_auth:
-                charge = await services.auth.authorize(
-                    services.require_control(),
-                    authorization_of(scope),
-                    cost,
-                    wait=CONTROL_TIMEOUT,
+                control = services.require_control()
+                admitted = await services.auth.admit(
+                    control, authorization_of(scope), cost, wait=CONTROL_TIMEOUT
                 )
-                ctx.credits_remaining = charge.remaining
+                # a key whose last balance covers the request is charged while the handler
+                # reads (one round trip less): the result waits for the charge (await_charge)
+                # and is dropped if it is refused; any other key is charged first
+                charging = asyncio.create_task(
+                    services.auth.spend(control, admitted, wait=CONTROL_TIMEOUT),
+                    name=f"charge {ctx.request_id}",
+                )
+                ctx.charging = charging
+                charging_token = _CHARGED.set(ctx)
+                if not admitted.covered:
+                    await charging
             try:
                 async with asyncio.timeout(ctx.remaining(timeout)):
                     await self.app(scope, receive, send_wrapper)
@@ -222,9 +272,27 @@ class ApiMiddleware:
             status = _status_of(exc)
             if status in _REJECTIONS:
                 services.metrics.reject(_REJECTIONS[status])
+            escaped = exc
             raise
         finally:
             spent = 0
+            if charging_token is not None:
+                _CHARGED.reset(charging_token)  # an in-process client runs requests in one task
+            if charging is not None:
+                try:
+                    outcome = await _outcome(charging)
+                except asyncio.CancelledError:
+                    charging.cancel()  # spend() gives the key's slot back
+                    raise
+                if isinstance(outcome, Charge):
+                    charge = outcome
+                elif (
+                    ctx.charge_refused
+                    and isinstance(outcome, KalshibookError)
+                    and outcome is not escaped
+                    and outcome.status in _REJECTIONS
+                ):  # refused while the handler ran: rendered in the route, counted here
+                    services.metrics.reject(_REJECTIONS[outcome.status])
             if charge is not None:
                 services.auth.release(charge.key_id)
                 refund, extra = settle(status, charge.cost, ctx.db_seconds, api.seconds_per_credit)

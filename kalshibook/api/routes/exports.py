@@ -35,6 +35,7 @@ from kalshibook.api.context import request_context
 from kalshibook.api.deadlines import EXPORT
 from kalshibook.api.deps import Conn, SettingsDep, require_market, services_of
 from kalshibook.api.docs import priced, responses
+from kalshibook.api.middleware import granted
 from kalshibook.errors import ApiError, BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
 from kalshibook.export.candles import candle_batches
@@ -152,9 +153,10 @@ async def export_file(
         raise BadRequest(f"date must be a UTC day YYYY-MM-DD, got {date!r}", "date") from None
     if not ticker or len(ticker) > 200:
         raise BadRequest("ticker must be 1 to 200 characters", parameter="ticker")
+    ctx = request_context(request.scope)
+    charge = await granted(ctx)  # the file is built only for a granted charge
     await require_market(conn, ticker)
     spec = spec_for(table, DEFAULTS)
-    ctx = request_context(request.scope)
     services = services_of(request.app.state)
     if services.exports_busy >= settings.api.max_concurrent_exports:
         raise ExportsBusy(
@@ -171,10 +173,10 @@ async def export_file(
             await conn.execute(STATEMENT_TIMEOUT, {"ms": str(ms)})
             written = await write_file(path, spec, fmt, _batches(conn, table, ticker, day))
         credits = row_credits(written.rows)
-        if ctx.credits_remaining is not None and credits > ctx.credits_remaining:
+        if charge is not None and credits > charge.remaining:
             raise PaymentRequired(
                 f"this file has {written.rows} rows and costs {credits} more credits; "
-                f"the key has {ctx.credits_remaining} left"
+                f"the key has {charge.remaining} left"
             )
         ctx.extra_credits += credits
     except BaseException:

@@ -127,6 +127,124 @@ async def test_concurrent_requests_spend_exactly_the_balance(seeded_rw_url, live
         )
 
 
+# The API's sessions (data pool "kalshibook-api", control pool "kalshibook-api-control") that
+# connected during the test, and what they ran last.
+API_SESSIONS = """
+SELECT application_name, state, wait_event_type, query FROM pg_stat_activity
+WHERE application_name LIKE 'kalshibook-api%%' AND backend_start >= %(since)s
+"""
+
+
+async def _sessions(url: str, since: object) -> list[tuple[str, str, str | None, str]]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(API_SESSIONS, {"since": since})
+        return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
+
+
+def _charge_waits(rows: list[tuple[str, str, str | None, str]]) -> bool:
+    return any(w == "Lock" and "UPDATE private.api_keys" in q for _, _, w, q in rows)
+
+
+def _data_read(rows: list[tuple[str, str, str | None, str]], table: str) -> bool:
+    return any(a == "kalshibook-api" and f"market.{table}" in q for a, _, _, q in rows)
+
+
+async def _until(probe, within: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await probe():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_charge_runs_beside_the_handler_only_for_a_covered_key(
+    seeded_rw_url: str, live_server_factory
+) -> None:
+    """A key's first request (no balance known in this process) is charged before its handler
+    runs; once its balance covers the request for every slot, the handler reads while the charge
+    is in flight. Shown with the key's row locked by another transaction: the charge waits on
+    the lock, and PostgreSQL shows whether the handler's read ran meanwhile. (A real server: the
+    in-process test client blocks the test's event loop while a request runs.)"""
+    issued = create_key(seeded_rw_url, name="overlap", credits=100)
+    lock = "SELECT 1 FROM private.api_keys WHERE prefix = %s FOR UPDATE"
+    async with await psycopg.AsyncConnection.connect(seeded_rw_url, autocommit=True) as admin:
+        since = (await (await admin.execute("SELECT now()")).fetchone())[0]  # type: ignore[index]
+        server = live_server_factory(api_settings(seeded_rw_url))
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=bearer(issued.key), timeout=30
+        ) as client:
+
+            async def charge_waits() -> bool:
+                return _charge_waits(await _sessions(seeded_rw_url, since))
+
+            async def request_while_locked(path: str, table: str) -> tuple[httpx.Response, bool]:
+                async with admin.transaction():
+                    await admin.execute(lock, (issued.prefix,))
+                    sent = asyncio.create_task(client.get(path))
+                    assert await _until(charge_waits)
+                    await asyncio.sleep(0.3)  # room for a read that must not happen
+                    read = _data_read(await _sessions(seeded_rw_url, since), table)
+                return await sent, read
+
+            # first request: charged first, no read while the charge waits
+            r, read = await request_while_locked(f"/v1/markets/{B45}/trades?limit=1", "trades")
+            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "98"
+            assert not read
+            # balance 98 >= 5 credits x 4 slots: the book is read while the charge waits
+            r, read = await request_while_locked(f"/v1/markets/{B45}/orderbook", "orderbook")
+            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "93"
+            assert read
+            assert r.json()["data"]["ticker"] == B45
+
+
+async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) -> None:
+    """The credits run out between two requests (another server spent them): the second request
+    is admitted on the balance this process last saw, its handler reads, and its charge is
+    refused: the client gets the refusal in the surface's own shape (/v1 and Kalshi's 402, the
+    seed's 429 credits_exhausted), none of the data, no usage row; the key's next request is
+    charged before any handler runs. A key revoked while cached: 401."""
+    issued = create_key(seeded_rw_url, name="drained", credits=100)
+    set_credits = "UPDATE private.api_keys SET credits = %s WHERE prefix = %s"
+    usage = (
+        "SELECT count(*) FROM private.api_usage u JOIN private.api_keys k ON k.id = u.key_id "
+        "WHERE k.prefix = %s"
+    )
+    surfaces = [
+        (f"/v1/markets/{B45}/trades?limit=1", 402, "topup"),
+        (f"/trade-api/v2/markets/trades?ticker={B45}", 402, "topup"),
+        ("/markets", 429, "credits_exhausted"),
+    ]
+    async with AsyncTestClient(app=create_app(api_settings(seeded_rw_url))) as client:
+        client.headers.update(bearer(issued.key))
+        for path, status, said in surfaces:
+            with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+                conn.execute(set_credits, (100, issued.prefix))
+            r = await client.get("/v1/markets")  # this process now knows a balance of 99
+            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "99"
+            with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+                conn.execute(set_credits, (0, issued.prefix))
+                before = conn.execute(usage, (issued.prefix,)).fetchone()
+            r = await client.get(path)
+            assert r.status_code == status, (path, r.text)
+            assert r.headers["x-credits-remaining"] == "0", path
+            assert said in r.text, (path, r.text)
+            assert not {"data", "trades", "markets"} & set(r.json()), (path, r.text)
+            with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+                assert conn.execute(usage, (issued.prefix,)).fetchone() == before
+        assert_problem(await client.get("/v1/markets"), 402, None)  # charged first now
+        metrics = (await client.get("/metrics")).text
+        assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 4.0' in metrics
+        with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+            conn.execute(set_credits, (50, issued.prefix))
+        r = await client.get("/v1/markets")
+        assert r.status_code == 200 and r.headers["x-credits-remaining"] == "49"
+        api_keys.revoke_key(seeded_rw_url, issued.prefix)  # revoked while cached, balance 49
+        for path in ("/v1/markets", "/trade-api/v2/markets", "/v1/series"):
+            r = await client.get(path)
+            assert r.status_code == 401, (path, r.text)
+
+
 async def test_rate_limit_per_key(seeded_rw_url: str) -> None:
     issued = create_key(seeded_rw_url, name="fast", credits=1000)
     other = create_key(seeded_rw_url, name="other", credits=1000)
