@@ -189,11 +189,13 @@ async def test_charge_runs_beside_the_handler_only_for_a_covered_key(
 
             # first request: charged first, no read while the charge waits
             r, read = await request_while_locked(f"/v1/markets/{B45}/trades?limit=1", "trades")
-            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "98"
+            assert r.status_code == 200
+            assert r.headers["x-credits-remaining"] == "98"
             assert not read
             # balance 98 >= 5 credits x 4 slots: the book is read while the charge waits
             r, read = await request_while_locked(f"/v1/markets/{B45}/orderbook", "orderbook")
-            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "93"
+            assert r.status_code == 200
+            assert r.headers["x-credits-remaining"] == "93"
             assert read
             assert r.json()["data"]["ticker"] == B45
 
@@ -221,7 +223,8 @@ async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) ->
             with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
                 conn.execute(set_credits, (100, issued.prefix))
             r = await client.get("/v1/markets")  # this process now knows a balance of 99
-            assert r.status_code == 200 and r.headers["x-credits-remaining"] == "99"
+            assert r.status_code == 200
+            assert r.headers["x-credits-remaining"] == "99"
             with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
                 conn.execute(set_credits, (0, issued.prefix))
                 before = conn.execute(usage, (issued.prefix,)).fetchone()
@@ -238,7 +241,8 @@ async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) ->
         with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
             conn.execute(set_credits, (50, issued.prefix))
         r = await client.get("/v1/markets")
-        assert r.status_code == 200 and r.headers["x-credits-remaining"] == "49"
+        assert r.status_code == 200
+        assert r.headers["x-credits-remaining"] == "49"
         api_keys.revoke_key(seeded_rw_url, issued.prefix)  # revoked while cached, balance 49
         for path in ("/v1/markets", "/trade-api/v2/markets", "/v1/series"):
             r = await client.get(path)
