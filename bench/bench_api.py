@@ -184,7 +184,14 @@ def serve(kind: str, port: int, url: str) -> None:
         def constant() -> dict[str, bool]:
             return {"ok": True}
 
-        app = Litestar([constant])
+        bodies: dict[int, bytes] = {}
+
+        @get("/bytes", sync_to_thread=False, media_type="application/json")
+        def fixed_bytes(n: int) -> bytes:
+            """A body of ``n`` bytes made once: what HTTP alone costs for a body that size."""
+            return bodies.setdefault(n, b" " * n)
+
+        app = Litestar([constant, fixed_bytes])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -439,8 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         trades = load(trades_url, auth, d, c)
         print(f"trades page: {fmt(trades)}", flush=True)
         # one client: the endpoint's service time beside the bare query of the same rows
-        page_alone, bare_alone = [], []
+        page_alone, bare_alone, bytes_alone = [], [], []
         client = OneClient(trades_url, auth)
+        same_size = OneClient(
+            f"{constant.base}/bytes?n={len(httpx.get(trades_url, headers=auth).content)}", {}
+        )
         with psycopg.connect(bench_url, autocommit=True) as conn:
             bare_params = {
                 "ticker": TRADES,
@@ -455,12 +465,17 @@ def main(argv: list[str] | None = None) -> int:
                 ms, status = client.get()
                 page_alone.append(ms)
                 assert status == 200, status
+                ms, status = same_size.get()
+                bytes_alone.append(ms)
+                assert status == 200, status
         client.close()
+        same_size.close()
         bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
         print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
         print(
             f"trades page one client: p50 {statistics.median(page_alone):.2f} ms, bare query "
-            f"p50 {statistics.median(bare_alone):.2f} ms",
+            f"p50 {statistics.median(bare_alone):.2f} ms, the same bytes from a constant route "
+            f"p50 {statistics.median(bytes_alone):.2f} ms",
             flush=True,
         )
 
@@ -560,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             drop_database(url, db_name)
 
+    bare_p50 = statistics.median(bare_alone)
+    floor_ratio = (bare_p50 + statistics.median(bytes_alone)) / bare_p50
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     machine += f", {server_version}"
     every = args.checkpoint_every
@@ -592,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"One client ({ALONE_ROUNDS} sequential requests on one keep-alive connection of "
         "Python's `http.client`, body read in full, "
-        "interleaved with the bare query on one psycopg connection):",
+        "interleaved with the bare query on one psycopg connection and with a request for a "
+        "body of the same size from the constant route's server):",
         "",
         "| 1,000-row trades page | p50 ms | p99 ms |",
         "|---|---:|---:|",
@@ -600,8 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{pct_round(page_alone, 0.99):.2f} |",
         f"| bare query: the same 1,001 rows, every column as text | "
         f"{statistics.median(bare_alone):.2f} | {pct_round(bare_alone, 0.99):.2f} |",
+        f"| HTTP alone: a constant route sending a body of the page's size (no auth, no "
+        f"database, no JSON) | {statistics.median(bytes_alone):.2f} | "
+        f"{pct_round(bytes_alone, 0.99):.2f} |",
         f"| endpoint / bare query (medians) | "
         f"{statistics.median(page_alone) / statistics.median(bare_alone):.2f} | |",
+        f"| (bare query + HTTP alone) / bare query (medians): the ratio before any of the "
+        f"endpoint's own work | "
+        f"{floor_ratio:.2f} | |",
         "",
         f"The bare query alone under the same {c} connections (pgbench, no HTTP, no auth, rows "
         f"not even decoded): {bare_load:,.0f} queries/s, {bare_load / base.rps:.3f} of the "

@@ -169,6 +169,13 @@ async def granted(ctx: RequestContext) -> Charge | None:
         raise
 
 
+def _granted_now(charging: asyncio.Task[Charge] | None) -> Charge | None:
+    """The charge if it is already granted, without waiting."""
+    if charging is None or not charging.done() or charging.cancelled():
+        return None
+    return None if charging.exception() is not None else charging.result()
+
+
 async def _outcome(charging: asyncio.Task[Charge]) -> Charge | BaseException | None:
     """The charge once it has run: granted, its error, or ``None`` if it was cancelled."""
     await asyncio.wait((charging,))
@@ -203,10 +210,13 @@ class ApiMiddleware:
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 await services.release(ctx)  # the body goes out without a connection held
-                outcome = None if charging is None else await _outcome(charging)
-                if isinstance(outcome, Charge):
+                # never waits here (the deadline could strike between Litestar's "started" and
+                # ours): a result waited for its charge in await_charge; an error response whose
+                # charge is still running goes out without the balance
+                charged = _granted_now(charging)
+                if charged is not None:
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
-                        outcome.remaining
+                        charged.remaining
                     )
             elif message["type"] == "http.response.body" and len(message["body"]) > BODY_CHUNK:
                 body = memoryview(message["body"])

@@ -11,13 +11,14 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, LiteralString, NamedTuple, TypeVar
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, pq, sql
 from psycopg.rows import args_row
 
 from kalshibook.domain.book import OrderBook
@@ -311,9 +312,11 @@ WHERE market_ticker = %(ticker)s
   AND ts >= %(from_ts)s AND ts <= %(at)s
   AND seq > %(after_seq)s
 ORDER BY seq
+LIMIT %(limit)s
 """
 """Deltas of the snapshot's epoch after its seq with ``ts <= at``; ``from_ts`` only bounds the
-chunks scanned (a slack before the snapshot time absorbs clock differences)."""
+chunks scanned (a slack before the snapshot time absorbs clock differences). ``limit``: the first
+``REPLAY_BATCH`` (the whole replay, usually), or None for all of them, streamed."""
 
 FIRST_SNAPSHOT_AFTER = """
 SELECT ts FROM market.orderbook_snapshots
@@ -716,6 +719,15 @@ SNAPSHOT_WINDOW = timedelta(days=1)
 """Look for the latest snapshot in this window first (checkpoints come every few minutes while a
 book moves), then over the market's recorded book (from its extent's first hour): planning stays
 independent of the history's length, and a ticker without a book reads no snapshot chunk."""
+REPLAY_BATCH: Final = 20_000
+"""The deltas of a book replay read at once. A replay of more (a book without a recent snapshot:
+millions of deltas) is streamed, this many rows at a time, with a turn of the event loop after
+each batch: it neither holds millions of rows in memory nor stalls the API process's other
+requests for seconds, and its request deadline (noticed only when the loop turns) stops it. With
+checkpoints (500 deltas apart) the whole replay is one batch of one statement."""
+_STREAM_ROWS: Final = REPLAY_BATCH if pq.version() >= 170000 else 1
+"""Rows per network chunk of the stream: libpq 17 reads them in chunks (psycopg's binary
+package bundles a newer libpq than Debian's 15, which streams row by row: the same rows)."""
 _HOUR = timedelta(hours=1)
 _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
@@ -763,6 +775,39 @@ async def book_extent(conn: Conn, ticker: str) -> tuple[datetime, datetime] | No
     if row is None:
         return None
     return row[0].astimezone(UTC), row[1].astimezone(UTC)
+
+
+def _snapshot_book(yes_json: Any, no_json: Any) -> OrderBook | None:
+    """The snapshot's book, or None when its levels are not a valid book."""
+    try:
+        return OrderBook.from_rows(yes_json, no_json)
+    except BookError:
+        return None
+
+
+class _Replay:
+    """Deltas applied to a book in order: how many, the last one, and the first that did not fit
+    (a level going negative: skipped, the book left unchanged, and the result flagged instead of
+    guessed)."""
+
+    __slots__ = ("applied", "book", "gap", "last")
+
+    def __init__(self, book: OrderBook | None, gap: tuple[Any, Any, str] | None) -> None:
+        self.book = book if book is not None else OrderBook()
+        self.gap = gap
+        self.applied = 0
+        self.last: tuple[Any, ...] | None = None
+
+    def apply(self, rows: list[tuple[Any, ...]]) -> None:
+        apply = self.book.apply_delta_units
+        for side, price, delta, ts, _seq in rows:
+            try:
+                apply(side, price, delta)
+            except BookError:
+                self.gap = self.gap or (ts, None, "inconsistent_deltas")
+        if rows:
+            self.applied += len(rows)
+            self.last = rows[-1]
 
 
 async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = True) -> BookAt:
@@ -816,9 +861,8 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
             deltas_applied=0,
             gap=gap or (None, None if first is None else first[0], "no_snapshot"),
         )
-    try:
-        book = OrderBook.from_rows(yes_json, no_json)
-    except BookError:
+    book = _snapshot_book(yes_json, no_json)
+    if book is None:
         book = OrderBook()
         gap = gap or (snap_ts, None, "invalid_snapshot")
     snapshot = SnapshotInfo(ts=snap_ts, source=str(source), epoch=int(epoch), seq=seq)
@@ -836,20 +880,27 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         "from_ts": from_ts,
         "after_seq": seq if seq is not None else _MIN_SEQ,
     }
-    deltas = []
+    replay = _Replay(book, gap)
     if until >= from_ts:
-        cur = await conn.execute(BOOK_DELTAS, params)
-        deltas = await cur.fetchall()
-    apply = book.apply_delta_units
-    for side, price, delta, ts, _seq in deltas:
-        try:
-            apply(side, price, delta)
-        except BookError:
-            # Stored deltas that do not fit the book (a level going negative): skip the delta
-            # (the book is left unchanged) and flag the result instead of guessing.
-            gap = gap or (ts, None, "inconsistent_deltas")
-    if deltas:
-        last = deltas[-1]
+        cur = await conn.execute(BOOK_DELTAS, {**params, "limit": REPLAY_BATCH})
+        first = await cur.fetchall()
+        if len(first) < REPLAY_BATCH:  # the usual case: checkpoints keep it to a few hundred
+            replay.apply(first)
+        else:  # a long replay, streamed in one statement from the snapshot again
+            replay = _Replay(_snapshot_book(yes_json, no_json), gap)
+            async with conn.cursor() as stream_cur:
+                batch: list[tuple[Any, ...]] = []
+                async for row in stream_cur.stream(
+                    BOOK_DELTAS, {**params, "limit": None}, size=_STREAM_ROWS
+                ):
+                    batch.append(row)
+                    if len(batch) == REPLAY_BATCH:
+                        replay.apply(batch)
+                        batch = []
+                        await asyncio.sleep(0)  # other requests, and the deadline, get a turn
+                replay.apply(batch)
+    book, gap, last = replay.book, replay.gap, replay.last
+    if last is not None:
         last_event = LastEvent(kind="delta", ts=last[3], epoch=int(epoch), seq=int(last[4]))
     else:
         last_event = LastEvent(kind="snapshot", ts=snap_ts, epoch=int(epoch), seq=seq)
@@ -859,6 +910,6 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         book=book,
         snapshot=snapshot,
         last_event=last_event,
-        deltas_applied=len(deltas),
+        deltas_applied=replay.applied,
         gap=gap,
     )
