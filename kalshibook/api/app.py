@@ -30,7 +30,7 @@ from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.kalshi_compat import kalshi_router
-from kalshibook.api.middleware import ApiMiddleware, Services, await_charge
+from kalshibook.api.middleware import ApiMiddleware, Services, await_charge, charge_settled
 from kalshibook.api.problems import exception_handlers
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.api.seed import seed_router
@@ -216,6 +216,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         exception_handlers=exception_handlers(),
         before_request=reject_control_characters,
         after_request=await_charge,
+        after_exception=[charge_settled],
         before_send=[_add_request_id],
         lifespan=[lifespan],
         openapi_config=openapi,

@@ -45,7 +45,15 @@ if TYPE_CHECKING:
 
     from kalshibook.settings import Settings
 
-__all__ = ("CONTROL_TIMEOUT", "ApiMiddleware", "Services", "await_charge", "granted", "settle")
+__all__ = (
+    "CONTROL_TIMEOUT",
+    "ApiMiddleware",
+    "Services",
+    "await_charge",
+    "charge_settled",
+    "granted",
+    "settle",
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +165,15 @@ async def await_charge(response: Response[Any]) -> Response[Any]:
     return response
 
 
+async def charge_settled(exc: Exception, scope: Scope) -> None:
+    """``after_exception`` hook: an error response (a 400, a 404) starts only once the request's
+    charge has run, so it carries the balance as every charged response does. Waits, never
+    raises: the error is the answer."""
+    ctx = _CHARGED.get()
+    if ctx is not None and ctx.charging is not None:
+        await asyncio.wait((ctx.charging,))
+
+
 async def granted(ctx: RequestContext) -> Charge | None:
     """The request's charge, waited for (``None`` on a public route or with auth off); raises
     the charge's error. For a handler that needs the balance before it answers (exports)."""
@@ -211,8 +228,8 @@ class ApiMiddleware:
                 status, started = message["status"], True
                 await services.release(ctx)  # the body goes out without a connection held
                 # never waits here (the deadline could strike between Litestar's "started" and
-                # ours): a result waited for its charge in await_charge; an error response whose
-                # charge is still running goes out without the balance
+                # ours): a result waited for its charge in await_charge, an error response in
+                # charge_settled
                 charged = _granted_now(charging)
                 if charged is not None:
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
