@@ -215,6 +215,8 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         middleware=[ApiMiddleware],
         exception_handlers=exception_handlers(),
         before_request=reject_control_characters,
+        # Litestar runs only the innermost layer's after_request: no router, controller or
+        # handler may set its own, or a covered request's data could leave before its charge
         after_request=await_charge,
         after_exception=[charge_settled],
         before_send=[_add_request_id],

@@ -10,8 +10,9 @@ of the secret's hash → rate limit (in-process token bucket per key) → concur
 the handler, see :class:`Admission`).
 Failures: 401 (missing, unknown or revoked key), 429 (rate or concurrency), 402 (credits). The
 database work is done on connections of the pool passed in (the API's small control pool), checked
-out only when needed: a malformed header never takes one. A granted :class:`Charge` holds one of
-its key's slots until :meth:`Authenticator.release`.
+out only when needed: a malformed header never takes one. :meth:`Authenticator.admit` takes one of
+the key's slots; the caller gives it back with :meth:`Authenticator.release` when the request
+ends, whatever became of its charge.
 Keys for tests and tools come from :func:`create_key` (``kalshibook keys create`` on the CLI).
 Secrets are never logged; only the public prefix may appear in messages.
 """
@@ -92,9 +93,11 @@ class OutOfCredits(PaymentRequired):
 class Admission:
     """A request whose key passed every check but the credits, holding one of the key's slots.
     ``covered``: the key's balance after its last charge in this process covered the request
-    (with room for every slot of the key), so its handler may run while the credits are spent;
-    otherwise (first request of the key here, low balance, last charge refused) the charge comes
-    first, and a key without credits never reaches a handler."""
+    (with room for every slot of the key), so its handler may run while the credits are spent.
+    Otherwise (first request of the key here, low balance, last charge refused) the charge comes
+    first. So a key this process has seen without credits reaches no handler; a key drained or
+    revoked elsewhere since its last charge here reaches one once, and its result is dropped. A
+    route that costs 0 is always covered (only a revoked key is refused there)."""
 
     key_id: int
     prefix: str
@@ -149,7 +152,7 @@ class Authenticator:
         self._active[key_id] = active + 1
 
     def release(self, key_id: int) -> None:
-        """Give back the slot a :class:`Charge` held."""
+        """Give back the slot :meth:`admit` took."""
         active = self._active.get(key_id, 0) - 1
         if active > 0:
             self._active[key_id] = active
@@ -210,8 +213,9 @@ class Authenticator:
     async def spend(
         self, pool: AsyncConnectionPool[Any], admitted: Admission, *, wait: float
     ) -> Charge:
-        """Spend the admitted request's cost in one atomic ``UPDATE``; on any failure (revoked,
-        out of credits, database) the key's slot is given back and the error raised."""
+        """Spend the admitted request's cost in one atomic ``UPDATE``; raises when it is refused
+        (revoked, out of credits) or the database fails. The key's slot stays taken either way:
+        whoever admitted the request gives it back (:meth:`release`) when the request ends."""
         key_id, prefix, cost = admitted.key_id, admitted.prefix, admitted.cost
         try:
             async with pool.connection(timeout=wait) as conn:
@@ -219,13 +223,11 @@ class Authenticator:
                 state = None if remaining is not None else await api_keys.key_state(conn, key_id)
         except BaseException:
             self._balances.pop(key_id, None)
-            self.release(key_id)
             raise
         if remaining is not None:
             self._note_balance(key_id, remaining)
             return Charge(key_id=key_id, cost=cost, remaining=remaining)
         self._balances.pop(key_id, None)
-        self.release(key_id)
         if state is None:
             self._keys.pop(prefix, None)
             raise Unauthorized("unknown API key", parameter="Authorization")

@@ -37,7 +37,7 @@ class RequestContext:
     charging: asyncio.Task[Charge] | None = None
     """The request's credit charge, running beside the handler (``middleware.granted``)."""
     charge_refused: bool = False
-    """The charge was refused and the route rendered the refusal."""
+    """The charge failed (refused, or the control database failed) and the route rendered it."""
     extra_credits: int = 0
     """Credits a handler adds to the request's price once it knows its size (export rows)."""
 

@@ -30,7 +30,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kalshibook.api.auth import Authenticator, Charge
+from kalshibook.api.auth import Admission, Authenticator, Charge
 from kalshibook.api.context import RequestContext, request_context
 from kalshibook.api.credentials import authorization_of, request_cost
 from kalshibook.api.deadlines import route_timeout
@@ -180,9 +180,12 @@ async def granted(ctx: RequestContext) -> Charge | None:
     if ctx.charging is None:
         return None
     try:
-        return await ctx.charging
+        # shielded: a deadline striking here stops the request, not its charge (a 504 is paid)
+        return await asyncio.shield(ctx.charging)
+    except asyncio.CancelledError:
+        raise
     except Exception:
-        ctx.charge_refused = True  # the route renders the refusal; the middleware counts it
+        ctx.charge_refused = True  # the route renders the failure; the middleware counts it
         raise
 
 
@@ -221,6 +224,7 @@ class ApiMiddleware:
         charging: asyncio.Task[Charge] | None = None
         escaped: Exception | None = None
         charging_token: Token[RequestContext | None] | None = None
+        admitted: Admission | None = None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, started
@@ -280,7 +284,7 @@ class ApiMiddleware:
                 ctx.charging = charging
                 charging_token = _CHARGED.set(ctx)
                 if not admitted.covered:
-                    await charging
+                    await asyncio.shield(charging)
             try:
                 async with asyncio.timeout(ctx.remaining(timeout)):
                     await self.app(scope, receive, send_wrapper)
@@ -304,13 +308,18 @@ class ApiMiddleware:
         finally:
             spent = 0
             if charging_token is not None:
-                _CHARGED.reset(charging_token)  # an in-process client runs requests in one task
+                _CHARGED.reset(charging_token)
+            if admitted is not None:  # first, before any await: a cancelled request frees it too
+                services.auth.release(admitted.key_id)
+            cancelled: asyncio.CancelledError | None = None
             if charging is not None:
                 try:
                     outcome = await _outcome(charging)
-                except asyncio.CancelledError:
-                    charging.cancel()  # spend() gives the key's slot back
-                    raise
+                except asyncio.CancelledError as exc:
+                    # cancelled while settling: its charge may be spent, so it is waited for
+                    # (once more, bounded by the control timeouts) and recorded, then re-raised
+                    cancelled = exc
+                    outcome = await _outcome(charging)
                 if isinstance(outcome, Charge):
                     charge = outcome
                 elif (
@@ -321,7 +330,6 @@ class ApiMiddleware:
                 ):  # refused while the handler ran: rendered in the route, counted here
                     services.metrics.reject(_REJECTIONS[outcome.status])
             if charge is not None:
-                services.auth.release(charge.key_id)
                 refund, extra = settle(status, charge.cost, ctx.db_seconds, api.seconds_per_credit)
                 if not refund:
                     extra += ctx.extra_credits
@@ -330,6 +338,8 @@ class ApiMiddleware:
             services.metrics.observe(
                 route, method, status, time.perf_counter() - ctx.started, spent
             )
+            if cancelled is not None:
+                raise cancelled
 
 
 _REJECTIONS = {401: "unauthorized", 402: "out_of_credits", 429: "rate_limited"}

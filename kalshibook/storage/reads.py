@@ -12,11 +12,12 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, LiteralString, NamedTuple, TypeVar
+from typing import Any, Final, LiteralString, NamedTuple, TypeVar, cast
 
 from psycopg import AsyncConnection, pq, sql
 from psycopg.rows import args_row
@@ -887,12 +888,22 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         if len(first) < REPLAY_BATCH:  # the usual case: checkpoints keep it to a few hundred
             replay.apply(first)
         else:  # a long replay, streamed in one statement from the snapshot again
+            del first
             replay = _Replay(_snapshot_book(yes_json, no_json), gap)
-            async with conn.cursor() as stream_cur:
+            async with (
+                conn.cursor() as stream_cur,
+                # closed on any exit: a stream left open keeps the connection busy
+                aclosing(
+                    cast(  # an async generator, typed by psycopg as an iterator
+                        "AsyncGenerator[Any, None]",
+                        stream_cur.stream(
+                            BOOK_DELTAS, {**params, "limit": None}, size=_STREAM_ROWS
+                        ),
+                    )
+                ) as rows,
+            ):
                 batch: list[tuple[Any, ...]] = []
-                async for row in stream_cur.stream(
-                    BOOK_DELTAS, {**params, "limit": None}, size=_STREAM_ROWS
-                ):
+                async for row in rows:
                     batch.append(row)
                     if len(batch) == REPLAY_BATCH:
                         replay.apply(batch)

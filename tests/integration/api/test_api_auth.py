@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
@@ -14,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from kalshibook import cli
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
+from kalshibook.api.middleware import await_charge
 from kalshibook.storage import api_keys
 
 pytestmark = [pytest.mark.db, pytest.mark.asyncio(loop_scope="session")]
@@ -200,6 +202,106 @@ async def test_charge_runs_beside_the_handler_only_for_a_covered_key(
             assert r.json()["data"]["ticker"] == B45
 
 
+async def test_a_deadline_during_the_charge_stops_the_request_not_its_charge(
+    seeded_rw_url: str, live_server_factory
+) -> None:
+    """A covered request whose handler is done but whose charge still waits (the key's row is
+    locked) when its 1 s deadline strikes: the client gets the 504, and the charge, once the lock
+    is gone, is spent and recorded with it (a timed-out request is not free), the slot given
+    back."""
+    issued = create_key(seeded_rw_url, name="late charge", credits=100)
+    lock = "SELECT 1 FROM private.api_keys WHERE prefix = %s FOR UPDATE"
+    server = live_server_factory(api_settings(seeded_rw_url, request_timeout=1.0))
+    async with (
+        await psycopg.AsyncConnection.connect(seeded_rw_url, autocommit=True) as admin,
+        httpx.AsyncClient(base_url=server.url, headers=bearer(issued.key), timeout=30) as client,
+    ):
+        first = await client.get("/v1/markets")
+        assert first.headers["x-credits-remaining"] == "99"
+        async with admin.transaction():
+            await admin.execute(lock, (issued.prefix,))
+            sent = asyncio.create_task(client.get(f"/v1/markets/{B45}/orderbook"))
+            await asyncio.sleep(1.5)  # past the deadline, the charge still waiting on the lock
+        r = await sent
+        assert_problem(r, 504, None)
+        assert (await client.get("/v1/markets")).headers["x-credits-remaining"] == "93"
+    with psycopg.connect(seeded_rw_url) as conn:
+        rows = conn.execute(
+            "SELECT u.endpoint, u.status, u.cost FROM private.api_usage u "
+            "JOIN private.api_keys k ON k.id = u.key_id WHERE k.prefix = %s ORDER BY u.id",
+            (issued.prefix,),
+        ).fetchall()
+    assert rows[1] == ("/v1/markets/{ticker}/orderbook", 504, 5), rows
+
+
+def _http_scope(path: str, key: str) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"authorization", f"Bearer {key}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "state": {},
+    }
+
+
+async def test_a_request_cancelled_while_it_settles_gives_its_slot_back(seeded_rw_url: str) -> None:
+    """The ASGI server cancels a request right after its last body message (a server may, on a
+    disconnect or at shutdown): the key's slot is free again and the charge spent is recorded,
+    as for a request that ended normally. Driven straight through ASGI: no test client cancels."""
+    issued = create_key(seeded_rw_url, name="cancelled", credits=100)
+    app = create_app(api_settings(seeded_rw_url))
+    inbox: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        auth = app.state.services.auth
+        loop = asyncio.get_running_loop()
+        running: list[asyncio.Task[None]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                loop.call_soon(running[-1].cancel)
+
+        for n in range(2):  # the second is covered: its charge runs beside the handler
+            task = asyncio.create_task(app(_http_scope("/v1/markets", issued.key), receive, send))
+            running.append(task)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert task.cancelled(), n
+            key_id = next(iter(auth._keys.values()))[0]
+            assert auth.in_flight(key_id) == 0, n
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+    with psycopg.connect(seeded_rw_url) as conn:
+        usage = conn.execute(
+            "SELECT count(*), sum(u.cost) FROM private.api_usage u "
+            "JOIN private.api_keys k ON k.id = u.key_id WHERE k.prefix = %s",
+            (issued.prefix,),
+        ).fetchone()
+        credits = conn.execute(
+            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
+        ).fetchone()
+    assert usage == (2, 2)
+    assert credits == (98,)
+
+
 async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) -> None:
     """The credits run out between two requests (another server spent them): the second request
     is admitted on the balance this process last saw, its handler reads, and its charge is
@@ -322,3 +424,14 @@ async def test_auth_disabled_for_local_dev(seeded_url: str) -> None:
         r = await client.get("/v1/markets")
         assert r.status_code == 200
         assert "x-credits-remaining" not in r.headers
+
+
+async def test_every_route_waits_for_its_charge() -> None:
+    """Litestar runs only the innermost layer's ``after_request``: a router, controller or
+    handler that set its own would let a covered request's data out before its charge."""
+    app = create_app(api_settings("postgresql://nobody@127.0.0.1:1/none"))
+    handlers = [h for route in app.routes for h in getattr(route, "route_handlers", [])]
+    assert len(handlers) > 40
+    for h in handlers:  # the hook Litestar takes is the innermost layer's that sets one
+        hooks = [layer.after_request for layer in h.ownership_layers if layer.after_request]
+        assert hooks == [await_charge], h
