@@ -283,7 +283,9 @@ class ApiMiddleware:
                 )
                 ctx.charging = charging
                 charging_token = _CHARGED.set(ctx)
-                if not admitted.covered:
+                if not admitted.covered or services.control is None:
+                    # with one injected pool for both, a handler holding its last connection
+                    # would wait for a charge waiting for a connection: charge first
                     await asyncio.shield(charging)
             try:
                 async with asyncio.timeout(ctx.remaining(timeout)):

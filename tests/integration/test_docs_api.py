@@ -273,12 +273,9 @@ async def test_every_example_of_the_page_is_what_the_api_returns(docs_db: str) -
     examples = exchanges()
     assert len(examples) >= 30, "docs/api.md lost its examples"
     keys = create_docs_keys(docs_db)
-    # opened full: the test client runs the app in its own thread and event loop while this
-    # loop (where the pool's workers would open more connections) waits for the response, and a
-    # request can hold two connections at once (its data connection and its credit charge)
     pool = make_pool(
         docs_settings(docs_db),
-        min_size=4,
+        min_size=1,
         max_size=4,
         autocommit=True,
         options="-c timezone=UTC",

@@ -302,6 +302,19 @@ async def test_a_request_cancelled_while_it_settles_gives_its_slot_back(seeded_r
     assert credits == (98,)
 
 
+async def test_an_error_response_carries_the_balance_of_its_charge(seeded_rw_url: str) -> None:
+    """A covered request that fails validation at once (its charge still running) is charged and
+    says so, like any charged response."""
+    issued = create_key(seeded_rw_url, name="bad input", credits=100)
+    async with AsyncTestClient(app=create_app(api_settings(seeded_rw_url))) as client:
+        client.headers.update(bearer(issued.key))
+        assert (await client.get("/v1/markets")).headers["x-credits-remaining"] == "99"
+        for expected in ("97", "95"):
+            r = await client.get("/v1/trades", params={"start": "yesterday"})
+            assert_problem(r, 400, "start")
+            assert r.headers["x-credits-remaining"] == expected
+
+
 async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) -> None:
     """The credits run out between two requests (another server spent them): the second request
     is admitted on the balance this process last saw, its handler reads, and its charge is
