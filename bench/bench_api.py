@@ -594,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Loopback, one uvicorn worker per server process, load by {base.tool} for {d} s per "
         f"row, on {machine}; load generator, API and PostgreSQL share the machine. The API runs "
         "with auth on: each request is authenticated with a real key and charged (one "
-        "`UPDATE … RETURNING` plus a usage row). Generated data: "
+        "`UPDATE … RETURNING`, beside the handler once the key's balance is known, plus a usage "
+        "row after the response). Generated data: "
         f"{args.trades:,} trades in one market; an order-book history of one market with one "
         f"delta every 100 ms and a checkpoint snapshot every {every} deltas.",
         f"Run: `python bench/bench_api.py {run}` ({datetime.now(UTC):%Y-%m-%d}).",

@@ -182,26 +182,22 @@ async def granted(ctx: RequestContext) -> Charge | None:
     try:
         # shielded: a deadline striking here stops the request, not its charge (a 504 is paid)
         return await asyncio.shield(ctx.charging)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
+    except Exception:  # not a cancellation (a BaseException): the charge itself failed
         ctx.charge_refused = True  # the route renders the failure; the middleware counts it
         raise
 
 
-def _granted_now(charging: asyncio.Task[Charge] | None) -> Charge | None:
-    """The charge if it is already granted, without waiting."""
-    if charging is None or not charging.done() or charging.cancelled():
-        return None
-    return None if charging.exception() is not None else charging.result()
-
-
-async def _outcome(charging: asyncio.Task[Charge]) -> Charge | BaseException | None:
-    """The charge once it has run: granted, its error, or ``None`` if it was cancelled."""
-    await asyncio.wait((charging,))
+def _result(charging: asyncio.Task[Charge]) -> Charge | BaseException | None:
+    """A finished charge: granted, its error, or ``None`` if it was cancelled."""
     if charging.cancelled():
         return None
     return charging.exception() or charging.result()
+
+
+async def _outcome(charging: asyncio.Task[Charge]) -> Charge | BaseException | None:
+    """The charge once it has run (:func:`_result`), waited for without raising."""
+    await asyncio.wait((charging,))
+    return _result(charging)
 
 
 class ApiMiddleware:
@@ -221,8 +217,6 @@ class ApiMiddleware:
         status = 500
         started = False
         charge: Charge | None = None
-        charging: asyncio.Task[Charge] | None = None
-        escaped: Exception | None = None
         charging_token: Token[RequestContext | None] | None = None
         admitted: Admission | None = None
 
@@ -234,8 +228,9 @@ class ApiMiddleware:
                 # never waits here (the deadline could strike between Litestar's "started" and
                 # ours): a result waited for its charge in await_charge, an error response in
                 # charge_settled
-                charged = _granted_now(charging)
-                if charged is not None:
+                charging = ctx.charging
+                charged = _result(charging) if charging and charging.done() else None
+                if isinstance(charged, Charge):
                     MutableScopeHeaders.from_message(message)["X-Credits-Remaining"] = str(
                         charged.remaining
                     )
@@ -277,16 +272,15 @@ class ApiMiddleware:
                 # a key whose last balance covers the request is charged while the handler
                 # reads (one round trip less): the result waits for the charge (await_charge)
                 # and is dropped if it is refused; any other key is charged first
-                charging = asyncio.create_task(
+                ctx.charging = asyncio.create_task(
                     services.auth.spend(control, admitted, wait=CONTROL_TIMEOUT),
                     name=f"charge {ctx.request_id}",
                 )
-                ctx.charging = charging
                 charging_token = _CHARGED.set(ctx)
                 if not admitted.covered or services.control is None:
                     # with one injected pool for both, a handler holding its last connection
                     # would wait for a charge waiting for a connection: charge first
-                    await asyncio.shield(charging)
+                    await asyncio.shield(ctx.charging)
             try:
                 async with asyncio.timeout(ctx.remaining(timeout)):
                     await self.app(scope, receive, send_wrapper)
@@ -305,7 +299,6 @@ class ApiMiddleware:
             status = _status_of(exc)
             if status in _REJECTIONS:
                 services.metrics.reject(_REJECTIONS[status])
-            escaped = exc
             raise
         finally:
             spent = 0
@@ -314,22 +307,21 @@ class ApiMiddleware:
             if admitted is not None:  # first, before any await: a cancelled request frees it too
                 services.auth.release(admitted.key_id)
             cancelled: asyncio.CancelledError | None = None
-            if charging is not None:
+            if ctx.charging is not None:
                 try:
-                    outcome = await _outcome(charging)
+                    outcome = await _outcome(ctx.charging)
                 except asyncio.CancelledError as exc:
                     # cancelled while settling: its charge may be spent, so it is waited for
                     # (once more, bounded by the control timeouts) and recorded, then re-raised
                     cancelled = exc
-                    outcome = await _outcome(charging)
+                    outcome = await _outcome(ctx.charging)
                 if isinstance(outcome, Charge):
                     charge = outcome
                 elif (
-                    ctx.charge_refused
+                    ctx.charge_refused  # raised in the route: rendered there, counted here
                     and isinstance(outcome, KalshibookError)
-                    and outcome is not escaped
                     and outcome.status in _REJECTIONS
-                ):  # refused while the handler ran: rendered in the route, counted here
+                ):
                     services.metrics.reject(_REJECTIONS[outcome.status])
             if charge is not None:
                 refund, extra = settle(status, charge.cost, ctx.db_seconds, api.seconds_per_credit)

@@ -20,9 +20,8 @@ import psycopg
 
 from kalshibook.errors import SchemaError, StorageError
 from kalshibook.settings import Settings
+from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
 from kalshibook.storage.urls import unreachable
-
-REBUILD: str = "SELECT markets, complete FROM market.rebuild_delta_extents()"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +35,7 @@ async def _rebuild(url: str) -> tuple[int, bool]:
         raise unreachable(url, exc) from None
     async with conn:
         try:
-            row = await (await conn.execute(REBUILD)).fetchone()
+            row = await (await conn.execute(REBUILD_DELTA_EXTENTS)).fetchone()
         except psycopg.errors.UndefinedFunction:
             raise SchemaError(
                 "the database has no delta extents (schema older than 0009): run "

@@ -793,8 +793,8 @@ class _Replay:
 
     __slots__ = ("applied", "book", "gap", "last")
 
-    def __init__(self, book: OrderBook | None, gap: tuple[Any, Any, str] | None) -> None:
-        self.book = book if book is not None else OrderBook()
+    def __init__(self, book: OrderBook, gap: tuple[Any, Any, str] | None) -> None:
+        self.book = book
         self.gap = gap
         self.applied = 0
         self.last: tuple[Any, ...] | None = None
@@ -889,7 +889,8 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
             replay.apply(first)
         else:  # a long replay, streamed in one statement from the snapshot again
             del first
-            replay = _Replay(_snapshot_book(yes_json, no_json), gap)
+            again = _snapshot_book(yes_json, no_json)
+            replay = _Replay(OrderBook() if again is None else again, gap)
             async with (
                 conn.cursor() as stream_cur,
                 # closed on any exit: a stream left open keeps the connection busy

@@ -17,8 +17,8 @@ in the transaction of each COPY, from the batch's own rows; their connections se
 ``kalshibook.delta_extents = 'maintained'`` once. Any other insert or update of deltas (plain SQL,
 a loader's COPY, a repair) fires a statement-level trigger, once per statement, that marks the
 extents incomplete in ``market.delta_extents_state`` and bumps its ``generation``: reads then
-ignore them and read as before, until ``market.rebuild_delta_extents()`` (``kalshibook rebuild-extents``) recomputes them
-from the table and marks them complete again. Compression and decompression fire no trigger
+ignore them and read as before, until ``market.rebuild_delta_extents()`` (``kalshibook
+rebuild-extents``) recomputes them from the table and marks them complete again. Compression and decompression fire no trigger
 (checked on 2.19.3). Two writes bypass the trigger: rows inserted straight into a chunk of
 ``_timescaledb_internal`` (statement triggers stay on the hypertable; not a supported way to
 write), and writes under ``session_replication_role = replica`` (``pg_restore --disable-triggers``,

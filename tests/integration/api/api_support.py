@@ -293,6 +293,27 @@ def api_settings(url: str, **api: Any) -> Settings:
     return Settings(core=CoreSettings(database_url=url), api=ApiSettings(**api))
 
 
+KEY_CREDITS = "SELECT credits FROM private.api_keys WHERE prefix = %s"
+KEY_USAGE = """
+SELECT u.endpoint, u.status, u.cost FROM private.api_usage u
+JOIN private.api_keys k ON k.id = u.key_id WHERE k.prefix = %s ORDER BY u.id
+"""
+
+
+def key_credits(url: str, prefix: str) -> int:
+    """The key's balance, read from the database."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(KEY_CREDITS, (prefix,)).fetchone()
+    assert row is not None, prefix
+    return int(row[0])
+
+
+def key_usage(url: str, prefix: str) -> list[tuple[str, int, int]]:
+    """The key's usage rows in order: ``(endpoint, status, cost)``."""
+    with psycopg.connect(url) as conn:
+        return [(str(e), int(s), int(c)) for e, s, c in conn.execute(KEY_USAGE, (prefix,))]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ import logging
 import httpx
 import psycopg
 import pytest
-from api_support import B45, api_settings, assert_problem
+from api_support import B45, api_settings, assert_problem, key_credits, key_usage
 from litestar.testing import AsyncTestClient
 
 from kalshibook import cli
@@ -85,21 +85,14 @@ async def test_credits_costs_and_usage(seeded_rw_url: str) -> None:
     lines = metrics.splitlines()
     assert 'kalshibook_api_credits_spent_total{route="/v1/markets/{ticker}/orderbook"} 5.0' in lines
     assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 1.0' in lines
-    with psycopg.connect(seeded_rw_url) as conn:
-        rows = conn.execute(
-            "SELECT endpoint, cost, status FROM private.api_usage ORDER BY id"
-        ).fetchall()
-        credits = conn.execute(
-            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
-        ).fetchone()
-    assert rows == [
-        ("/v1/markets/{ticker}/orderbook", 5, 200),
-        ("/v1/trades", 2, 200),
-        ("/v1/status", 0, 200),
-        ("/v1/markets/{ticker}/gaps", 0, 200),
-        ("/v1/markets", 1, 200),
+    assert key_usage(seeded_rw_url, issued.prefix) == [
+        ("/v1/markets/{ticker}/orderbook", 200, 5),
+        ("/v1/trades", 200, 2),
+        ("/v1/status", 200, 0),
+        ("/v1/markets/{ticker}/gaps", 200, 0),
+        ("/v1/markets", 200, 1),
     ]
-    assert credits == (0,)
+    assert key_credits(seeded_rw_url, issued.prefix) == 0
 
 
 async def test_concurrent_requests_spend_exactly_the_balance(seeded_rw_url, live_server_factory):
@@ -119,14 +112,8 @@ async def test_concurrent_requests_spend_exactly_the_balance(seeded_rw_url, live
         int(r.headers["x-credits-remaining"]) for r in responses if r.status_code == 200
     )
     assert remaining == list(range(10))
-    with psycopg.connect(seeded_rw_url) as conn:
-        assert conn.execute(
-            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
-        ).fetchone() == (0,)
-        assert conn.execute("SELECT count(*), sum(cost) FROM private.api_usage").fetchone() == (
-            10,
-            10,
-        )
+    assert key_credits(seeded_rw_url, issued.prefix) == 0
+    assert key_usage(seeded_rw_url, issued.prefix) == [("/v1/markets", 200, 1)] * 10
 
 
 # The API's sessions (data pool "kalshibook-api", control pool "kalshibook-api-control") that
@@ -225,13 +212,8 @@ async def test_a_deadline_during_the_charge_stops_the_request_not_its_charge(
         r = await sent
         assert_problem(r, 504, None)
         assert (await client.get("/v1/markets")).headers["x-credits-remaining"] == "93"
-    with psycopg.connect(seeded_rw_url) as conn:
-        rows = conn.execute(
-            "SELECT u.endpoint, u.status, u.cost FROM private.api_usage u "
-            "JOIN private.api_keys k ON k.id = u.key_id WHERE k.prefix = %s ORDER BY u.id",
-            (issued.prefix,),
-        ).fetchall()
-    assert rows[1] == ("/v1/markets/{ticker}/orderbook", 504, 5), rows
+    usage = key_usage(seeded_rw_url, issued.prefix)
+    assert usage[1] == ("/v1/markets/{ticker}/orderbook", 504, 5), usage
 
 
 def _http_scope(path: str, key: str) -> dict[str, object]:
@@ -289,17 +271,8 @@ async def test_a_request_cancelled_while_it_settles_gives_its_slot_back(seeded_r
         await inbox.put({"type": "lifespan.shutdown"})
         await outbox.get()
         await lifespan
-    with psycopg.connect(seeded_rw_url) as conn:
-        usage = conn.execute(
-            "SELECT count(*), sum(u.cost) FROM private.api_usage u "
-            "JOIN private.api_keys k ON k.id = u.key_id WHERE k.prefix = %s",
-            (issued.prefix,),
-        ).fetchone()
-        credits = conn.execute(
-            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
-        ).fetchone()
-    assert usage == (2, 2)
-    assert credits == (98,)
+    assert key_usage(seeded_rw_url, issued.prefix) == [("/v1/markets", 200, 1)] * 2
+    assert key_credits(seeded_rw_url, issued.prefix) == 98
 
 
 async def test_an_error_response_carries_the_balance_of_its_charge(seeded_rw_url: str) -> None:
@@ -323,10 +296,6 @@ async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) ->
     charged before any handler runs. A key revoked while cached: 401."""
     issued = create_key(seeded_rw_url, name="drained", credits=100)
     set_credits = "UPDATE private.api_keys SET credits = %s WHERE prefix = %s"
-    usage = (
-        "SELECT count(*) FROM private.api_usage u JOIN private.api_keys k ON k.id = u.key_id "
-        "WHERE k.prefix = %s"
-    )
     surfaces = [
         (f"/v1/markets/{B45}/trades?limit=1", 402, "topup"),
         (f"/trade-api/v2/markets/trades?ticker={B45}", 402, "topup"),
@@ -342,14 +311,13 @@ async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) ->
             assert r.headers["x-credits-remaining"] == "99"
             with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
                 conn.execute(set_credits, (0, issued.prefix))
-                before = conn.execute(usage, (issued.prefix,)).fetchone()
+            before = key_usage(seeded_rw_url, issued.prefix)
             r = await client.get(path)
             assert r.status_code == status, (path, r.text)
             assert r.headers["x-credits-remaining"] == "0", path
             assert said in r.text, (path, r.text)
             assert not {"data", "trades", "markets"} & set(r.json()), (path, r.text)
-            with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
-                assert conn.execute(usage, (issued.prefix,)).fetchone() == before
+            assert key_usage(seeded_rw_url, issued.prefix) == before
         assert_problem(await client.get("/v1/markets"), 402, None)  # charged first now
         metrics = (await client.get("/metrics")).text
         assert 'kalshibook_api_auth_rejections_total{reason="out_of_credits"} 4.0' in metrics
@@ -378,11 +346,8 @@ async def test_rate_limit_per_key(seeded_rw_url: str) -> None:
         assert int(limited.headers["retry-after"]) >= 1
         # another key has its own bucket
         assert (await client.get("/v1/series", headers=bearer(other.key))).status_code == 200
-    with psycopg.connect(seeded_rw_url) as conn:
-        (credits,) = conn.execute(
-            "SELECT credits FROM private.api_keys WHERE prefix = %s", (issued.prefix,)
-        ).fetchone()
-    assert credits == 1000 - statuses.count(200)  # rate-limited requests are not charged
+    # rate-limited requests are not charged
+    assert key_credits(seeded_rw_url, issued.prefix) == 1000 - statuses.count(200)
 
 
 async def test_keys_cli_and_secrets_never_logged_or_stored(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from api_support import B45, api_settings
+from api_support import B45, api_settings, key_credits, key_usage
 
 from kalshibook.api.auth import create_key
 from kalshibook.api.middleware import settle
@@ -100,20 +100,13 @@ async def test_a_flood_of_slow_requests_is_bounded_charged_and_starves_no_one(
     assert set(health) == {200}, health
 
     # the timed-out requests were charged their cost plus their time; refusals cost nothing
-    with psycopg.connect(seeded_rw_url) as conn:
-        rows = conn.execute(
-            "SELECT u.status, u.cost FROM private.api_usage u JOIN private.api_keys k"
-            " ON k.id = u.key_id WHERE k.prefix = %s ORDER BY u.ts",
-            (attacker.prefix,),
-        ).fetchall()
-        credits = conn.execute(
-            "SELECT credits FROM private.api_keys WHERE prefix = %s", (attacker.prefix,)
-        ).fetchone()
+    rows = [(status, cost) for _, status, cost in key_usage(seeded_rw_url, attacker.prefix)]
+    credits = key_credits(seeded_rw_url, attacker.prefix)
     timed_out = [cost for status, cost in rows if status == 504]
     assert len(timed_out) == CAP
     assert all(cost == TRADES_COST + 1 for cost in timed_out), rows  # ~3 s held: +1 per 2 s
     assert [s for s, _ in rows].count(429) == 0
-    assert credits == (1000 - sum(cost for _, cost in rows),)
+    assert credits == 1000 - sum(cost for _, cost in rows)
 
 
 def test_settle_rule() -> None:
