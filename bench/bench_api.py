@@ -59,6 +59,7 @@ from benchlib import (  # noqa: E402
     stop_process,
     write_section,
 )
+from constant_app import ConstantServer  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BOOK = "BENCH-BOOK"
@@ -157,46 +158,32 @@ def levels_json() -> str:
 # -- servers -------------------------------------------------------------------------------------
 
 
-def serve(kind: str, port: int, url: str) -> None:
-    """Child process: run the API or the constant app under uvicorn."""
+def serve(port: int, url: str) -> None:
+    """Child process: run the API under uvicorn (the constant app: bench/constant_app.py)."""
     import logging
 
     import uvicorn
 
+    from kalshibook.api.app import create_app
+    from kalshibook.settings import ApiSettings, CoreSettings, Settings
+
     logging.basicConfig(level=logging.WARNING)
-    app: Any
-    if kind == "api":
-        from kalshibook.api.app import create_app
-        from kalshibook.settings import ApiSettings, CoreSettings, Settings
 
-        settings = Settings(
-            core=CoreSettings(database_url=url),
-            api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000, max_concurrent_per_key=1000),
-        )
-        app = create_app(settings)
-        from kalshibook.gctune import tune_gc
+    settings = Settings(
+        core=CoreSettings(database_url=url),
+        api=ApiSettings(rate_limit_per_second=1e9, max_limit=1000, max_concurrent_per_key=1000),
+    )
+    app = create_app(settings)
+    from kalshibook.gctune import tune_gc
 
-        tune_gc()  # as `kalshibook serve` does once its app is built
-    else:
-        from litestar import Litestar, get
-
-        @get("/constant", sync_to_thread=False)
-        def constant() -> dict[str, bool]:
-            return {"ok": True}
-
-        bodies: dict[int, bytes] = {}
-
-        @get("/bytes", sync_to_thread=False, media_type="application/json")
-        def fixed_bytes(n: int) -> bytes:
-            """A body of ``n`` bytes made once: what HTTP alone costs for a body that size."""
-            return bodies.setdefault(n, b" " * n)
-
-        app = Litestar([constant, fixed_bytes])
+    tune_gc()  # as `kalshibook serve` does once its app is built
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 class Server:
-    def __init__(self, kind: str, url: str) -> None:
+    """The API (:func:`serve`) in its own process on a free local port."""
+
+    def __init__(self, url: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -204,7 +191,6 @@ class Server:
                 sys.executable,
                 __file__,
                 "--serve",
-                kind,
                 "--port",
                 str(self.port),
                 "--database-url",
@@ -212,16 +198,15 @@ class Server:
             ],
             cwd=ROOT,
         )
-        probe = "/health" if kind == "api" else "/constant"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.base + probe, timeout=1).status_code == 200:
+                if httpx.get(self.base + "/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"{kind} server did not start")
+        raise SystemExit("the API server did not start")
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -392,12 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=10, help="seconds per load run")
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
-    p.add_argument("--serve", choices=["api", "constant"], help=argparse.SUPPRESS)
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     url = args.database_url or default_url()
     if args.serve:
-        serve(args.serve, args.port, url)
+        serve(args.port, url)
         return 0
 
     sizes = sorted(set(args.deltas))
@@ -407,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     from kalshibook.storage import migrate
 
     migrate.upgrade(bench_url)
-    servers: list[Server] = []
+    servers: list[Server | ConstantServer] = []
     try:
         from kalshibook.api.auth import create_key
 
@@ -431,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         key = create_key(bench_url, name="bench", credits=10**15).key
         auth = {"Authorization": f"Bearer {key}"}
 
-        api = Server("api", bench_url)
+        api = Server(bench_url)
         servers.append(api)
-        constant = Server("constant", bench_url)
+        constant = ConstantServer()
         servers.append(constant)
 
         d, c = args.duration, args.connections

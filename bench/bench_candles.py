@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import itertools
 import os
 import platform
 import random
@@ -51,7 +52,8 @@ import psycopg
 from kalshibook.api.app import POOL_MIN_SIZE, connection_options
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandlePage
-from kalshibook.domain.periods import Interval
+from kalshibook.domain.candle_rows import assemble_rows
+from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.gctune import tune_gc
 from kalshibook.settings import ApiSettings
 from kalshibook.storage import migrate
@@ -60,6 +62,7 @@ from kalshibook.storage.candles import (
     CANDLE_CHAIN,
     DB_NOW,
     REFRESH,
+    fetch_candle_data,
     read_candle_rows,
     refresh_window,
 )
@@ -73,6 +76,7 @@ from benchlib import (
     stop_process,
     write_section,
 )
+from constant_app import ConstantServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "kb_bench_candles"
@@ -353,6 +357,16 @@ class Timings:
     handler_cold: list[float] = field(default_factory=list)
     handler_warm: list[float] = field(default_factory=list)
     candles: int = 0
+    body_bytes: int = 0
+    # a body of each cold response's size from the constant server, right after it
+    http_alone: list[float] = field(default_factory=list)
+    # the handler's parts at the cold positions, ms per request: HANDLER_PARTS
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+
+HANDLER_PARTS = ("read", "assembly", "formatting", "json")
+"""The handler's parts: the database read (storage.candle_reads.fetch_candle_data), assembly
+(domain.candle_rows.assemble_rows), formatting (routes.candles.candles_out), the JSON body."""
 
 
 def _params(interval: str, start: datetime, end: datetime) -> dict[str, str]:
@@ -385,6 +399,41 @@ async def handler_work(
         interval=interval,
     )
     return msgspec.json.encode(page)
+
+
+async def handler_parts(
+    conn: psycopg.AsyncConnection[Any],
+    ticker: str,
+    interval: Interval,
+    start: datetime,
+    end: datetime,
+) -> dict[str, float]:
+    """:func:`handler_work` in its parts (ms each): read_candle_rows' read and assembly (its
+    unknown-market check is not needed: the market has rows), candles_out, the JSON body."""
+    now = datetime.now(UTC)
+    t0 = time.perf_counter()
+    first = period_floor(start, interval)
+    data = await fetch_candle_data(conn, ticker, interval, first, end)
+    t1 = time.perf_counter()
+    rows = assemble_rows(
+        interval, first, end, rows=data.rows, carried=data.carried, fill=True, until=now
+    )
+    t2 = time.perf_counter()
+    out = candles_out(rows)
+    t3 = time.perf_counter()
+    page = CandlePage(
+        data=out,
+        next_cursor=None,
+        has_more=False,
+        request_id="bench",
+        response_time=0.0,
+        ticker=ticker,
+        interval=interval,
+    )
+    msgspec.json.encode(page)
+    t4 = time.perf_counter()
+    spans = itertools.pairwise((t0, t1, t2, t3, t4))
+    return {ph: (b - a) * 1000 for ph, (a, b) in zip(HANDLER_PARTS, spans, strict=True)}
 
 
 class ApiServer:
@@ -434,6 +483,7 @@ class ApiServer:
 
 def time_endpoint(
     server: ApiServer,
+    constant: ConstantServer,
     key: str,
     ticker: str,
     interval: Interval,
@@ -441,7 +491,8 @@ def time_endpoint(
     out: Timings,
 ) -> None:
     """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm), one request at a time
-    over one keep-alive connection; the body read in full."""
+    over one keep-alive connection; the body read in full. After each cold request, a body of
+    its size from the constant server (HTTP alone)."""
     headers = {"Authorization": f"Bearer {key}"}
     path = f"/v1/markets/{ticker}/candles"
     server.conn.close()  # the next request opens a new one: uvicorn closes idle ones after 5 s
@@ -456,6 +507,8 @@ def time_endpoint(
         if status != 200:
             raise SystemExit(f"{target(*wins[0])}: {status} {body[:300]!r}")
     out.candles = len(msgspec.json.decode(body)["data"])
+    out.body_bytes = len(body)
+    constant.get(f"/bytes?n={len(body)}")  # the size's body is made on its first request
     for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
         t = time.perf_counter()
         status, body = server.get(target(start, end), headers)
@@ -463,6 +516,10 @@ def time_endpoint(
         (out.cold if k < len(wins) else out.warm).append(took)
         if status != 200:
             raise SystemExit(f"{target(start, end)}: {status} {body[:300]!r}")
+        if k < len(wins):
+            t = time.perf_counter()
+            constant.get(f"/bytes?n={len(body)}")
+            out.http_alone.append((time.perf_counter() - t) * 1000)
 
 
 async def time_handler(
@@ -474,8 +531,9 @@ async def time_handler(
     out: Timings,
 ) -> None:
     """The handler's work alone, on one connection with the API's connection settings, at
-    ``wins`` (cold), then ``wins[0]`` as often (warm), after warming the connection up; this
-    process's garbage collector tuned as ``kalshibook serve`` tunes the server's."""
+    ``wins`` (cold), then ``wins[0]`` as often (warm), after warming the connection up; then
+    its parts at ``wins`` again (:func:`handler_parts`); this process's garbage collector tuned
+    as ``kalshibook serve`` tunes the server's."""
     tune_gc()
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, options=connection_options(int(request_timeout * 1000))
@@ -487,6 +545,9 @@ async def time_handler(
             await handler_work(conn, ticker, interval, start, end)
             took = (time.perf_counter() - t) * 1000
             (out.handler_cold if k < len(wins) else out.handler_warm).append(took)
+        for start, end in wins:
+            for name, ms in (await handler_parts(conn, ticker, interval, start, end)).items():
+                out.parts.setdefault(name, []).append(ms)
 
 
 RAW_BUDGET_S = 60.0
@@ -617,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu: list[float] = []
         key = create_key(url, name="bench candles", credits=10**9).key
         server = ApiServer(url, args.request_timeout)
+        constant = ConstantServer()
         try:
             for repeat in range(args.repeat):
                 rnd = random.Random(args.seed + repeat)
@@ -627,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
                     cpu.append(cpu_reference())
                     print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
                     timings = Timings()
-                    time_endpoint(server, key, busiest, interval, wins, timings)
+                    time_endpoint(server, constant, key, busiest, interval, wins, timings)
                     asyncio.run(
                         time_handler(
                             url, busiest, interval, handler_wins, args.request_timeout, timings
@@ -640,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu.append(cpu_reference())
         finally:
             server.close()
+            constant.stop()
     finally:
         if not (args.keep or args.prepare_only):
             drop_database(base, db_name)
@@ -709,6 +772,30 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
+        "Where a cold request's time goes (p50 of each part over the cold positions, median over "
+        "the repeats; the parts are timed in the bench's process, so their sum need not equal the "
+        "endpoint's p50):",
+        "",
+        "| request | body | read (database) | assembly | formatting | JSON | handler (parts' sum) "
+        "| HTTP alone for that body | endpoint cold p50 | the rest: auth, charge, routing, usage "
+        "|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, *_ in SCENARIOS:
+        reps = runs[label]
+        parts = [
+            statistics.median(pct_round(t.parts[ph], 0.5) for t in reps) for ph in HANDLER_PARTS
+        ]
+        alone = statistics.median(pct_round(t.http_alone, 0.5) for t in reps)
+        endpoint = statistics.median(pct_round(t.cold, 0.5) for t in reps)
+        rest = endpoint - sum(parts) - alone
+        lines.append(
+            f"| {label} | {reps[0].body_bytes / 1000:,.0f} KB | "
+            + " | ".join(f"{x:.1f}" for x in parts)
+            + f" | {sum(parts):.1f} | {alone:.1f} | {endpoint:.1f} | {rest:.1f} |"
+        )
+    lines += [
+        "",
         "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request as the client sees "
         "it (sent until the body is read): auth + charge, the "
         "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
@@ -723,6 +810,9 @@ def main(argv: list[str] | None = None) -> int:
         "directly on one connection with the API's connection settings, at other random "
         "positions (cold) and one range repeated (warm), in the bench's process: the endpoint "
         "minus HTTP, auth, charging and usage.",
+        "- *HTTP alone*: right after each cold request, a body of its size from a minimal "
+        "Litestar route (bench/constant_app.py: no auth, no database, no JSON encoding) over its "
+        "own keep-alive connection: what serving that many bytes costs on this machine.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
         "OHLC, volume, notional, count only), on a direct connection: what computing candles "
         "from the hypertable costs without any candle relation (first repeat's positions; "
