@@ -14,8 +14,10 @@
    a keep-alive connection, auth and credit charging on): a 1-day 1m request, a 30-day 1h
    request, a 1-year 1d request, each at a random (seeded) position in the year (cold), then the
    first range again as many
-   times (warm), with ``fill=true``; then the handler's own work (read, assembly, formatting,
-   JSON) on one connection, cold and warm likewise; all of it ``--repeat`` times;
+   times (warm), with ``fill=true``; beside each cold request, a body of its size from a
+   minimal Litestar route (``bench/constant_app.py``: HTTP alone) and the handler's parts (read,
+   assembly, formatting, JSON) at the same position; then the handler's own work on one
+   connection, cold and warm likewise; all of it ``--repeat`` times;
 3. times the same ranges computed straight from ``market.trades`` with one
    ``time_bucket ... GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
    assembly, no HTTP), over one direct connection, for at most about ``RAW_BUDGET_S`` per scenario;
@@ -481,9 +483,10 @@ class ApiServer:
         stop_process(self.proc)
 
 
-def time_endpoint(
+async def time_endpoint(
     server: ApiServer,
     constant: ConstantServer,
+    conn: psycopg.AsyncConnection[Any],
     key: str,
     ticker: str,
     interval: Interval,
@@ -491,11 +494,15 @@ def time_endpoint(
     out: Timings,
 ) -> None:
     """The endpoint at ``wins`` (cold), then ``wins[0]`` as often (warm), one request at a time
-    over one keep-alive connection; the body read in full. After each cold request, a body of
-    its size from the constant server (HTTP alone)."""
+    over one keep-alive connection; the body read in full. Beside each cold request, in turns
+    (before it at even positions, after it at odd ones, so that neither always finds the other's
+    pages in the buffer cache): a body of its size from the constant server (HTTP alone) and the
+    handler's parts at the same position on ``conn``."""
     headers = {"Authorization": f"Bearer {key}"}
     path = f"/v1/markets/{ticker}/candles"
-    server.conn.close()  # the next request opens a new one: uvicorn closes idle ones after 5 s
+    # the next requests open new connections: uvicorn closes idle ones after 5 s
+    server.conn.close()
+    constant.conn.close()
 
     def target(start: datetime, end: datetime) -> str:
         return f"{path}?{urlencode(_params(interval, start, end))}"
@@ -509,45 +516,56 @@ def time_endpoint(
     out.candles = len(msgspec.json.decode(body)["data"])
     out.body_bytes = len(body)
     constant.get(f"/bytes?n={len(body)}")  # the size's body is made on its first request
+
+    async def beside(start: datetime, end: datetime, size: int) -> None:
+        t = time.perf_counter()
+        constant.get(f"/bytes?n={size}")
+        out.http_alone.append((time.perf_counter() - t) * 1000)
+        for name, ms in (await handler_parts(conn, ticker, interval, start, end)).items():
+            out.parts.setdefault(name, []).append(ms)
+
     for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
+        cold = k < len(wins)
+        if cold and k % 2 == 0:
+            await beside(start, end, out.body_bytes)
         t = time.perf_counter()
         status, body = server.get(target(start, end), headers)
         took = (time.perf_counter() - t) * 1000
-        (out.cold if k < len(wins) else out.warm).append(took)
+        (out.cold if cold else out.warm).append(took)
         if status != 200:
             raise SystemExit(f"{target(start, end)}: {status} {body[:300]!r}")
-        if k < len(wins):
-            t = time.perf_counter()
-            constant.get(f"/bytes?n={len(body)}")
-            out.http_alone.append((time.perf_counter() - t) * 1000)
+        if cold and k % 2 == 1:
+            await beside(start, end, len(body))
 
 
-async def time_handler(
+async def time_scenario(
+    server: ApiServer,
+    constant: ConstantServer,
     url: str,
+    key: str,
     ticker: str,
     interval: Interval,
     wins: list[tuple[datetime, datetime]],
+    handler_wins: list[tuple[datetime, datetime]],
     request_timeout: float,
     out: Timings,
 ) -> None:
-    """The handler's work alone, on one connection with the API's connection settings, at
-    ``wins`` (cold), then ``wins[0]`` as often (warm), after warming the connection up; then
-    its parts at ``wins`` again (:func:`handler_parts`); this process's garbage collector tuned
-    as ``kalshibook serve`` tunes the server's."""
+    """One request kind: the endpoint (:func:`time_endpoint`), then the handler's work alone at
+    ``handler_wins`` (cold), then ``handler_wins[0]`` as often (warm). The handler runs on one
+    connection with the API's connection settings, warmed up first, and this process's garbage
+    collector tuned as ``kalshibook serve`` tunes the server's."""
     tune_gc()
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, options=connection_options(int(request_timeout * 1000))
     ) as conn:
         for _ in range(HANDLER_WARM_UP):
             await handler_work(conn, ticker, interval, *wins[0])
-        for k, (start, end) in enumerate([*wins, *[wins[0]] * len(wins)]):
+        await time_endpoint(server, constant, conn, key, ticker, interval, wins, out)
+        for k, (start, end) in enumerate([*handler_wins, *[handler_wins[0]] * len(handler_wins)]):
             t = time.perf_counter()
             await handler_work(conn, ticker, interval, start, end)
             took = (time.perf_counter() - t) * 1000
-            (out.handler_cold if k < len(wins) else out.handler_warm).append(took)
-        for start, end in wins:
-            for name, ms in (await handler_parts(conn, ticker, interval, start, end)).items():
-                out.parts.setdefault(name, []).append(ms)
+            (out.handler_cold if k < len(handler_wins) else out.handler_warm).append(took)
 
 
 RAW_BUDGET_S = 60.0
@@ -689,10 +707,18 @@ def main(argv: list[str] | None = None) -> int:
                     cpu.append(cpu_reference())
                     print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
                     timings = Timings()
-                    time_endpoint(server, constant, key, busiest, interval, wins, timings)
                     asyncio.run(
-                        time_handler(
-                            url, busiest, interval, handler_wins, args.request_timeout, timings
+                        time_scenario(
+                            server,
+                            constant,
+                            url,
+                            key,
+                            busiest,
+                            interval,
+                            wins,
+                            handler_wins,
+                            args.request_timeout,
+                            timings,
                         )
                     )
                     runs[label].append(timings)
@@ -772,9 +798,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        "Where a cold request's time goes (p50 of each part over the cold positions, median over "
-        "the repeats; the parts are timed in the bench's process, so their sum need not equal the "
-        "endpoint's p50):",
+        "Where a cold request's time goes: p50 of each part over the cold positions, median over "
+        "the repeats. The handler's parts and HTTP alone are timed beside each cold request (at "
+        "its position, in turns before and after it), the parts in the bench's process; *the "
+        "rest* is the endpoint's p50 less the others' (auth, the charge, Litestar's routing and "
+        "parameters, the usage row, and the difference between the processes):",
         "",
         "| request | body | read (database) | assembly | formatting | JSON | handler (parts' sum) "
         "| HTTP alone for that body | endpoint cold p50 | the rest: auth, charge, routing, usage "

@@ -173,8 +173,12 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # a prepared candle statement was planned again, over the materialisations' chunks; these
 # statements have no optional filter, and TimescaleDB excludes the chunks at executor start-up
 # instead. Interleaved at 10M trades: a read of 30 days of 1h 11.8 -> 8.6 ms p50, a year of 1d
-# 10.2 -> 8.2, a day of 1m 14.1 -> 12.9 (psycopg prepares a statement at its 5th execution on a
-# connection; before that every statement is planned with its values anyway).
+# 10.2 -> 8.2, a day of 1m 14.1 -> 12.9. The statements read under these settings are prepared
+# at their first execution on a connection (``prepare=True``), not at psycopg's 5th: an unprepared
+# (unnamed) statement is planned again at every execution, and under force_generic_plan that is a
+# generic plan over every chunk of the relations, ~25-35 ms at 10M trades, so a new pooled
+# connection's first five candle reads of each kind took 30-50 ms each, against ~8-12 once
+# prepared (bench/bench_candles.py's cold p99). Now only its first read of each kind plans.
 READ_PLANS: Final = """
 SELECT set_config('max_parallel_workers_per_gather', '0', true),
        set_config('enable_hashagg', 'off', true),
@@ -340,12 +344,12 @@ async def _fetch_community(
         )
         if start < level_mark:
             below_params = {"ticker": ticker, "start": start, "end": min(end, level_mark)}
-            await below_cur.execute(direct.rows_sql[interval], below_params)
+            await below_cur.execute(direct.rows_sql[interval], below_params, prepare=True)
         if end > level_mark:
             above_params = {"ticker": ticker, "start": max(start, level_mark), "end": end}
-            await above_cur.execute(ROWS_SQL[interval], above_params)
+            await above_cur.execute(ROWS_SQL[interval], above_params, prepare=True)
         near_sql = direct.near_sql if start <= minute_mark else CARRIED_NEAR_SQL
-        await cur.execute(near_sql, carried_params)
+        await cur.execute(near_sql, carried_params, prepare=True)
         if start < level_mark:
             below = await below_cur.fetchall()
         if end > level_mark:
@@ -356,7 +360,7 @@ async def _fetch_community(
         if near[0] is None or not near[1] or near[4] is None:
             # every 1d bucket before ``start`` is materialised when ``start`` <= the watermark
             far_sql = direct.far_sql if start <= day_mark else CARRIED_FAR_SQL
-            await cur.execute(far_sql, carried_params)
+            await cur.execute(far_sql, carried_params, prepare=True)
             far = await cur.fetchone()
     carried = _carried(tuple(near), None if far is None else tuple(far))
     return CandleData(below + above, carried)

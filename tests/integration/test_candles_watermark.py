@@ -12,6 +12,7 @@ import msgspec
 import psycopg
 import pytest
 
+from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.domain.periods import period_floor
 from kalshibook.storage import candle_reads
 from kalshibook.storage.candle_reads import read_candles
@@ -203,12 +204,18 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
     assert all("plan_cache_mode = 'force_generic_plan'" in p for p in read_plans)
 
 
-async def test_generic_plans_read_what_custom_plans_read(db_url: str) -> None:
+async def test_generic_plans_read_what_custom_plans_read(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The read's prepared statements run with generic plans (READ_PLANS): the same rows and
     carried-in state as statements planned with their values, below, across and above the
-    watermark, at every level (a connection that prepares at once against one that never
-    does)."""
+    watermark, at every level (a connection that prepares at once against one that never does
+    and plans with its values: READ_PLANS with force_custom_plan for its reads, since under
+    force_generic_plan even an unprepared statement is planned generically)."""
     load(db_url)
+    generic_plans = candle_reads.READ_PLANS
+    custom_plans = generic_plans.replace("'force_generic_plan'", "'force_custom_plan'")
+    assert custom_plans != generic_plans
     options = "-c plan_cache_mode=force_custom_plan"
     async with (
         await psycopg.AsyncConnection.connect(
@@ -224,7 +231,9 @@ async def test_generic_plans_read_what_custom_plans_read(db_url: str) -> None:
                 if interval != "1m":
                     start = period_floor(start - timedelta(days=2), interval)
                     end = end + timedelta(days=1)
+                monkeypatch.setattr(candle_reads, "READ_PLANS", custom_plans)
                 a = await candle_reads.fetch_candle_data(custom, TICKER, interval, start, end)
+                monkeypatch.setattr(candle_reads, "READ_PLANS", generic_plans)
                 b = await candle_reads.fetch_candle_data(generic, TICKER, interval, start, end)
                 assert a == b, (interval, start, end)
         cur = await generic.execute(
@@ -235,3 +244,33 @@ async def test_generic_plans_read_what_custom_plans_read(db_url: str) -> None:
     assert row is not None
     assert row[0] > 0  # the statements with parameters did run with generic plans
     assert row[1] == 0
+
+
+async def test_a_connection_prepares_the_read_at_its_first_execution(db_url: str) -> None:
+    """The read's statements run with generic plans (READ_PLANS): each is prepared at its first
+    execution on a connection, so that its generic plan is made once and kept. At psycopg's
+    default threshold (5) the first four executions were unnamed statements, each planned
+    generically again over every chunk of the relations (30-50 ms a read at 10M trades)."""
+    load(db_url)
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, options=CONNECTION_OPTIONS
+    ) as conn:
+        assert conn.prepare_threshold == 5  # psycopg's default, as the API's connections have
+        # across the watermark (rows below and above it) with nothing in the two days before
+        # (the state before the range from the 1d aggregates): every statement of a read
+        data = await candle_reads.fetch_candle_data(conn, TICKER, "1m", T0, T0 + 10 * M)
+        assert len(data.rows) == 10
+        cur = await conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE cardinality(parameter_types) > 0"
+        )
+        first = await cur.fetchall()
+        await candle_reads.fetch_candle_data(conn, TICKER, "1m", T0, T0 + 10 * M)
+        cur = await conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE cardinality(parameter_types) > 0"
+        )
+        second = await cur.fetchall()
+    # rows below the watermark, rows above it, the near and the far carried-in state
+    assert first == [(1, 0)] * 4
+    assert second == [(2, 0)] * 4
