@@ -839,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         "directly on one connection with the API's connection settings, at other random "
         "positions (cold) and one range repeated (warm), in the bench's process: the endpoint "
         "minus HTTP, auth, charging and usage.",
-        "- *HTTP alone*: right after each cold request, a body of its size from a minimal "
+        "- *HTTP alone*: beside each cold request, a body of its size from a minimal "
         "Litestar route (bench/constant_app.py: no auth, no database, no JSON encoding) over its "
         "own keep-alive connection: what serving that many bytes costs on this machine.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
