@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 from psycopg import sql
 
 from kalshibook.api.app import CONNECTION_OPTIONS
@@ -22,21 +23,6 @@ T0 = datetime(2026, 1, 5, 5, 0, tzinfo=UTC)  # a New York midnight
 WINDOW = (T0 - timedelta(days=2), T0 + timedelta(days=4))
 H = timedelta(hours=1)
 
-INSERT_TRADE = """
-INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
-                           taker_outcome_side, taker_book_side, source, received_at)
-VALUES (%s, %s, %s, %s, 1 - %s, 3, 'yes', 'bid', 'ws', now())
-"""
-INSERT_QUOTE = """
-INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
-                           yes_ask_size)
-VALUES (%s, %s, now(), %s, 10, %s, 10)
-"""
-INSERT_STATS = """
-INSERT INTO market.market_stats (ts, market_ticker, received_at, open_interest)
-VALUES (%s, %s, now(), %s)
-"""
-REFRESH = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
 MATERIALISATION = """
 SELECT format('%%I.%%I', materialization_hypertable_schema, materialization_hypertable_name)
 FROM timescaledb_information.continuous_aggregates
@@ -70,7 +56,7 @@ def load(url: str) -> None:
         for k in range(4 * 24):
             ts = T0 + k * H + timedelta(minutes=7)
             p = Decimal("0.30") + Decimal(k % 50) / 100
-            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p))
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p, 3))
             conn.execute(INSERT_QUOTE, (ts, TICKER, p - Decimal("0.01"), p + Decimal("0.01")))
             conn.execute(INSERT_STATS, (ts, TICKER, Decimal(100 + k)))
         for level in LEVELS:

@@ -11,6 +11,7 @@ from decimal import Decimal
 import msgspec
 import psycopg
 import pytest
+from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.domain.periods import period_floor
@@ -23,21 +24,6 @@ TICKER = "KXWATERMARK-26-T1"
 T0 = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 
-INSERT_TRADE = """
-INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
-                           taker_outcome_side, taker_book_side, source, received_at)
-VALUES (%s, %s, %s, %s, 1 - %s, %s, 'yes', 'bid', 'ws', now())
-"""
-INSERT_QUOTE = """
-INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
-                           yes_ask_size)
-VALUES (%s, %s, now(), %s, 10, %s, 10)
-"""
-INSERT_STATS = """
-INSERT INTO market.market_stats (ts, market_ticker, received_at, open_interest)
-VALUES (%s, %s, now(), %s)
-"""
-REFRESH = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
 WATERMARK = """
 SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(mat_hypertable_id))
 FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s

@@ -1,0 +1,26 @@
+"""Rows for the candle tests: one trade, quote or market-stats row at a time, and a refresh of
+one continuous aggregate over a window (Community edition)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# (ts, trade_id, ticker, yes_price, yes_price again for no_price = 1 - it, count)
+INSERT_TRADE: Final = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count,
+                           taker_outcome_side, taker_book_side, source, received_at)
+VALUES (%s, %s, %s, %s, 1 - %s, %s, 'yes', 'bid', 'ws', now())
+"""
+# (ts, ticker, yes_bid, yes_ask)
+INSERT_QUOTE: Final = """
+INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
+                           yes_ask_size)
+VALUES (%s, %s, now(), %s, 10, %s, 10)
+"""
+# (ts, ticker, open_interest)
+INSERT_STATS: Final = """
+INSERT INTO market.market_stats (ts, market_ticker, received_at, open_interest)
+VALUES (%s, %s, now(), %s)
+"""
+# (aggregate, window start, window end)
+REFRESH: Final = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
