@@ -27,6 +27,10 @@
     python bench/bench_candles.py --trades 1000000      # modest
     python bench/bench_candles.py --keep                # 10,000,000 trades over 1,000 markets
     python bench/bench_candles.py --reuse --keep        # measure the kept database again
+    python bench/bench_candles.py --recent --keep       # the year ending today: recent ranges
+
+``--recent`` anchors the year at today, so the compression policies leave its last weeks
+uncompressed as in production, and reads the ranges there (the candles-recent section).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from kalshibook.api.schemas import CandleOut, CandlePage
 from kalshibook.domain.candle_rows import assemble_rows
 from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.gctune import tune_gc
-from kalshibook.settings import ApiSettings
+from kalshibook.settings import ApiSettings, StorageSettings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
 from kalshibook.storage.candles import (
@@ -180,7 +184,7 @@ def per_day(total: int, rnd: random.Random) -> list[int]:
     return counts
 
 
-def load(url: str, trades: int, markets: int, seed: int) -> None:
+def load(url: str, trades: int, markets: int, seed: int, first: datetime) -> None:
     rnd = random.Random(seed)
     loaded = 0
     with psycopg.connect(url, autocommit=True) as conn:
@@ -188,7 +192,7 @@ def load(url: str, trades: int, markets: int, seed: int) -> None:
             per_day(trades, rnd), per_day(trades // 2, rnd), per_day(trades // 10, rnd), strict=True
         )
         for day, (nt, nq, ns) in enumerate(days):
-            day_start = YEAR_START + timedelta(days=day)
+            day_start = first + timedelta(days=day)
             with conn.transaction():
                 conn.execute("SELECT setseed(%s)", (((seed * 7919 + day) % 1000) / 1000.0,))
                 for query, n in ((GEN_TRADES, nt), (GEN_QUOTES, nq), (GEN_STATS, ns)):
@@ -230,7 +234,7 @@ def schedule_jobs(url: str, scheduled: bool) -> None:
         conn.execute(SCHEDULE_JOBS, (scheduled,))
 
 
-def refresh_year(url: str) -> list[tuple[str, float]]:
+def refresh_year(url: str, first: datetime) -> list[tuple[str, float]]:
     """Community edition: materialise every candle aggregate over the year, as
     ``refresh_candles`` (``kalshibook refresh-candles``) does: one window, widened to New York
     midnights, each aggregate in chain order (1m -> 1h -> 1d), logging each one's time.
@@ -245,7 +249,7 @@ def refresh_year(url: str) -> list[tuple[str, float]]:
     Returns (aggregate, seconds)."""
     if not is_community(url):
         return []
-    start, end = YEAR_START, YEAR_START + timedelta(days=DAYS + 1)
+    start, end = first, first + timedelta(days=DAYS + 1)
     done: list[tuple[str, float]] = []
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(DB_NOW).fetchone()
@@ -291,8 +295,9 @@ STATE_MARK: LiteralString = (
 PHASES = ("load", "refresh", "compress")
 
 
-def prepare(url: str, trades: int, markets: int, seed: int) -> dict[str, float]:
-    """Run the preparation phases not done yet; the seconds each took (this run or an earlier)."""
+def prepare(url: str, trades: int, markets: int, seed: int, first: datetime) -> dict[str, float]:
+    """Run the preparation phases not done yet (the year from ``first``); the seconds each took
+    (this run or an earlier)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(STATE_DDL)
         done = {str(r[0]): float(r[1]) for r in conn.execute(STATE_DONE).fetchall()}
@@ -306,9 +311,9 @@ def prepare(url: str, trades: int, markets: int, seed: int) -> dict[str, float]:
         print(f"{phase} ...", flush=True)
         t = time.perf_counter()
         if phase == "load":
-            load(url, trades, markets, seed)
+            load(url, trades, markets, seed, first)
         elif phase == "refresh":
-            refresh_year(url)
+            refresh_year(url, first)
         else:
             compressed = compress_as_policies_would(url)
             if compressed:
@@ -333,17 +338,55 @@ def cpu_reference() -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def windows(span: timedelta, n: int, rnd: random.Random) -> list[tuple[datetime, datetime]]:
-    last_start = YEAR_START + timedelta(days=DAYS) - span
+def windows(
+    span: timedelta,
+    n: int,
+    rnd: random.Random,
+    first: datetime = YEAR_START,
+    within: timedelta | None = None,
+) -> list[tuple[datetime, datetime]]:
+    """``n`` ranges of ``span`` at random whole days of the year from ``first`` (the year itself
+    for a year's span); only in its last ``within`` when given."""
+    year_end = first + timedelta(days=DAYS)
+    lowest = first if within is None else max(first, year_end - within)
+    last_start = year_end - span
     out = []
     for _ in range(n):
         if span >= timedelta(days=DAYS):
-            start = YEAR_START
+            start = first
         else:
-            days = (last_start - YEAR_START).days
-            start = YEAR_START + timedelta(days=rnd.randrange(days + 1))
+            days = (last_start - lowest).days
+            start = lowest + timedelta(days=rnd.randrange(days + 1))
         out.append((start, start + span))
     return out
+
+
+def recent_within(interval: Interval) -> timedelta | None:
+    """``--recent``: the last days of the year a level's candles stay uncompressed (its default
+    compress-after; the 1d level is never compressed: the whole year)."""
+    storage = StorageSettings()
+    days = {
+        "1m": storage.candles_1m_compress_after_days,
+        "1h": storage.candles_1h_compress_after_days,
+    }.get(interval)
+    return None if days is None else timedelta(days=days)
+
+
+YEAR_OF_DATA: LiteralString = "SELECT date_trunc('day', min(ts)) FROM market.trades"
+
+
+def year_start(url: str, recent: bool) -> datetime:
+    """The first day of the data: ``YEAR_START``, or with ``recent`` the year ending today (UTC)
+    for a new database and the year it holds for a reused one."""
+    if not recent:
+        return YEAR_START
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(YEAR_OF_DATA).fetchone()
+    if row is not None and row[0] is not None:
+        held: datetime = row[0]
+        return held.astimezone(UTC)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=DAYS)
 
 
 HANDLER_WARM_UP = 6
@@ -653,8 +696,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
         "--database-name",
-        default=DB_NAME,
-        help=f"scratch database name (default {DB_NAME}): keep data sets of two sizes side by side",
+        default=None,
+        help=f"scratch database name (default {DB_NAME}, {DB_NAME}_recent with --recent): keep "
+        "data sets of two sizes side by side",
+    )
+    parser.add_argument(
+        "--recent",
+        action="store_true",
+        help="the year of data ends today, so the compression policies leave its last weeks "
+        "uncompressed (as in production), and the ranges are read there: a day of 1m in the last "
+        "30 days, 30 days of 1h in the last 90 (the default compress-afters); writes the "
+        "candles-recent section",
     )
     args = parser.parse_args(argv)
 
@@ -662,13 +714,14 @@ def main(argv: list[str] | None = None) -> int:
     if not base:
         print("KALSHIBOOK_DATABASE_URL is not set (run make db)", file=sys.stderr)
         return 2
-    db_name = args.database_name
+    db_name = args.database_name or (f"{DB_NAME}_recent" if args.recent else DB_NAME)
     url = with_database(base, db_name)
     reuse_or_create_database(base, db_name, args.reuse)
     try:
         migrate.upgrade(url)  # a reused database gets the migrations added since
         print(f"{args.trades:,} trades over {args.markets:,} markets in {redact(url)}", flush=True)
-        phases = prepare(url, args.trades, args.markets, args.seed)
+        first = year_start(url, args.recent)
+        phases = prepare(url, args.trades, args.markets, args.seed, first)
         if args.prepare_only:
             return 0
         with psycopg.connect(url, autocommit=True) as conn:
@@ -698,8 +751,9 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeat):
                 rnd = random.Random(args.seed + repeat)
                 for label, interval, span, raw in SCENARIOS:
-                    wins = windows(span, args.requests, rnd)
-                    handler_wins = windows(span, args.requests, rnd)
+                    within = recent_within(interval) if args.recent else None
+                    wins = windows(span, args.requests, rnd, first, within)
+                    handler_wins = windows(span, args.requests, rnd, first, within)
                     loads.append(os.getloadavg()[0])
                     cpu.append(cpu_reference())
                     print(f"timing {label} (repeat {repeat + 1}) ...", flush=True)
@@ -731,11 +785,24 @@ def main(argv: list[str] | None = None) -> int:
             drop_database(base, db_name)
 
     community = facts["license"] == "timescale"
+    compressed = (
+        f"the year ends today ({first + timedelta(days=DAYS):%Y-%m-%d}): the policies compressed "
+        "all but its last weeks (1m candles: the last 30 days uncompressed, 1h: the last 90, 1d: "
+        "never compressed)"
+        if args.recent
+        else "the year lies beyond every compress-after"
+    )
     edition = (
         "Community (continuous aggregates, materialised over the whole year, then compressed "
-        "by running the compression policies: the year lies beyond every compress-after)"
+        f"by running the compression policies: {compressed})"
         if community
         else "Apache-2 (candle relations are plain views, computed on read)"
+    )
+    where = (
+        "at a random day of the level's uncompressed weeks (a day of 1m in the last 30 days, "
+        "30 days of 1h in the last 90)"
+        if args.recent
+        else "at a random position in the year"
     )
     load_note = f" Load (server-side generation): {phases['load']:.0f} s" + (
         f"; refresh (one window, chain order, jobs paused) {phases['refresh']:.0f} s; "
@@ -746,11 +813,17 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python bench/bench_candles.py --trades {args.trades} --markets {args.markets} "
         f"--requests {args.requests} --repeat {args.repeat}"
-    )
+    ) + (" --recent" if args.recent else "")
     if args.request_timeout != ApiSettings().request_timeout:
         command += f" --request-timeout {args.request_timeout:g}"
     lines = [
-        "## Candles (`bench/bench_candles.py`)" if community else "## Candles, Apache-2 edition",
+        (
+            "## Candles, recent ranges (`bench/bench_candles.py --recent`)"
+            if args.recent
+            else "## Candles (`bench/bench_candles.py`)"
+        )
+        if community
+        else "## Candles, Apache-2 edition",
         "",
         f"TimescaleDB {facts['tsdb']} **{edition}**, PostgreSQL {facts['pg']}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; API: `kalshibook serve` "
@@ -764,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(loads):.1f}-{max(loads):.1f} during the run; CPU reference (a fixed Python loop, "
         f"timed before each request kind) {min(cpu):.0f}-{max(cpu):.0f} ms, median "
         f"{statistics.median(cpu):.0f}. Per repeat and request kind: "
-        f"*cold*: {args.requests} requests, each at a random position in the year (a year of "
+        f"*cold*: {args.requests} requests, each {where} (a year of "
         "1d: the whole year, the same range each time); *warm*: the "
         f"first of those ranges {args.requests} times again; `fill=true`; after one warm-up "
         "request per pooled connection. "
@@ -854,7 +927,9 @@ def main(argv: list[str] | None = None) -> int:
             f"- Request deadline raised to {args.request_timeout:g} s for this run (the API's "
             f"default, {default_timeout:g} s, stops a longer request with a 504)."
         )
-    if community:
+    if community and args.recent:
+        write_section(args.out, "candles-recent", "\n".join(lines), after="candles")
+    elif community:
         write_section(args.out, "candles", "\n".join(lines))
     else:
         write_section(args.out, "candles-apache", "\n".join(lines), after="candles")
