@@ -21,4 +21,8 @@ for bench in bench/bench_*.py; do
   # shellcheck disable=SC2086
   "$PY" "$bench" ${!var:-}
 done
+# the candles again on a year ending today: the recent, uncompressed ranges (candles-recent)
+echo "== bench/bench_candles.py --recent ${BENCH_ARGS_candles:-}"
+# shellcheck disable=SC2086
+"$PY" bench/bench_candles.py --recent ${BENCH_ARGS_candles:-}
 echo "BENCHMARKS.md updated"
