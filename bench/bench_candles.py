@@ -342,11 +342,11 @@ def windows(
     span: timedelta,
     n: int,
     rnd: random.Random,
-    first: datetime = YEAR_START,
-    within: timedelta | None = None,
+    first: datetime,
+    within: timedelta | None,
 ) -> list[tuple[datetime, datetime]]:
     """``n`` ranges of ``span`` at random whole days of the year from ``first`` (the year itself
-    for a year's span); only in its last ``within`` when given."""
+    for a year's span); only in its last ``within`` when not None."""
     year_end = first + timedelta(days=DAYS)
     lowest = first if within is None else max(first, year_end - within)
     last_start = year_end - span
@@ -390,8 +390,9 @@ def year_start(url: str, recent: bool) -> datetime:
 
 
 HANDLER_WARM_UP = 6
-"""Handler calls before the timed ones: psycopg prepares a statement at its 5th execution on a
-connection (the pooled connections of the endpoint pass have long passed it)."""
+"""Handler calls before the timed ones: the candle statements make their generic plans at their
+first execution on a connection, and psycopg prepares the others (the watermarks) at their 5th
+(the pooled connections of the endpoint pass have long passed both)."""
 
 
 @dataclass
@@ -404,7 +405,7 @@ class Timings:
     handler_warm: list[float] = field(default_factory=list)
     candles: int = 0
     body_bytes: int = 0
-    # a body of each cold response's size from the constant server, right after it
+    # a body of each cold response's size from the constant server, beside it
     http_alone: list[float] = field(default_factory=list)
     # the handler's parts at the cold positions, ms per request: HANDLER_PARTS
     parts: dict[str, list[float]] = field(default_factory=dict)
@@ -547,8 +548,9 @@ async def time_endpoint(
     def target(start: datetime, end: datetime) -> str:
         return f"{path}?{urlencode(_params(interval, start, end))}"
 
-    # warm-up: one request per connection the server's pool opens (it hands them out in turn,
-    # and a server process's first read of the candle relations loads their catalog entries)
+    # warm-up: one request per connection the server's pool opens (it hands them out in turn;
+    # a connection's first candle read makes its generic plans, and a server process's first
+    # read loads the candle relations' catalog entries)
     for _ in range(POOL_MIN_SIZE):
         status, body = server.get(target(*wins[0]), headers)
         if status != 200:
@@ -704,9 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         "--recent",
         action="store_true",
         help="the year of data ends today, so the compression policies leave its last weeks "
-        "uncompressed (as in production), and the ranges are read there: a day of 1m in the last "
-        "30 days, 30 days of 1h in the last 90 (the default compress-afters); writes the "
-        "candles-recent section",
+        "uncompressed (as in production), and the ranges are read there: a day of 1m and 30 days "
+        "of 1h within their levels' default compress-after; writes the candles-recent section",
     )
     args = parser.parse_args(argv)
 
@@ -785,9 +786,11 @@ def main(argv: list[str] | None = None) -> int:
             drop_database(base, db_name)
 
     community = facts["license"] == "timescale"
+    recent = {i: recent_within(i) for i in ("1m", "1h")}
+    last = {i: f"the last {w.days} days" for i, w in recent.items() if w is not None}
     compressed = (
         f"the year ends today ({first + timedelta(days=DAYS):%Y-%m-%d}): the policies compressed "
-        "all but its last weeks (1m candles: the last 30 days uncompressed, 1h: the last 90, 1d: "
+        f"all but its last weeks (1m candles: {last['1m']} uncompressed, 1h: {last['1h']}, 1d: "
         "never compressed)"
         if args.recent
         else "the year lies beyond every compress-after"
@@ -799,8 +802,8 @@ def main(argv: list[str] | None = None) -> int:
         else "Apache-2 (candle relations are plain views, computed on read)"
     )
     where = (
-        "at a random day of the level's uncompressed weeks (a day of 1m in the last 30 days, "
-        "30 days of 1h in the last 90)"
+        f"at a random day of the level's uncompressed weeks (a day of 1m in {last['1m']}, "
+        f"30 days of 1h in {last['1h']})"
         if args.recent
         else "at a random position in the year"
     )

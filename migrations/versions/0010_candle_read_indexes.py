@@ -18,10 +18,9 @@ columns included (the old one would be a strict prefix: pure write and storage c
 reads on copies of the same 10M-trade database (refreshed, uncompressed ranges): 30 days of 1h
 8.0 -> 5.8 ms, a year of 1d 6.2 -> 4.9 ms. Not the 1m level: its uncompressed weeks (30 days by
 default) hold a row per market and minute, and the covering index would about double their size,
-for 8.6 -> 7.7 ms on a day of 1m. Compressed chunks are not
-concerned (their own index is on the segment and the ordering metadata). An index-only scan
-needs the visibility map: autovacuum sets it after a refresh; until it has, rows are fetched from
-the heap as before (same results).
+for 8.6 -> 7.7 ms on a day of 1m. Compressed chunks are not concerned (their own index is on the
+segment and the ordering metadata). An index-only scan needs the visibility map: autovacuum sets
+it after a refresh; until it has, rows are fetched from the heap as before (same results).
 
 A migration that recreates one of these aggregates (as 0005 did for the trade aggregates) must
 create its index again. Building it locks the materialisation against writes (the refresh
@@ -73,15 +72,19 @@ AGGREGATES: tuple[tuple[str, str], ...] = tuple(
     for source in ("trades", "quotes", "stats")
 )
 
-MAT_HYPERTABLE = """
-SELECT materialization_hypertable_schema, materialization_hypertable_name
+# Each aggregate's materialisation, its covering index and TimescaleDB's name for its group
+# index, quoted by the server.
+MATERIALISATION = """
+SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name),
+       format('%I.%I', materialization_hypertable_schema, view_name || '_read'),
+       format('%I', materialization_hypertable_name || '_market_ticker_bucket_idx')
 FROM timescaledb_information.continuous_aggregates
 WHERE view_schema = 'market' AND view_name = :name
 """
-# The group index TimescaleDB made for the aggregate (named after the materialisation).
+# The group index TimescaleDB made for the aggregate.
 GROUP_INDEX = """
-SELECT indexname FROM pg_indexes
-WHERE schemaname = :schema AND tablename = :table
+SELECT format('%I.%I', schemaname, indexname) FROM pg_indexes
+WHERE format('%I.%I', schemaname, tablename) = :table
   AND indexdef LIKE '%USING btree (market_ticker, bucket DESC)'
 """
 
@@ -91,33 +94,30 @@ def _community() -> bool:
     return bool(edition.scalar() == COMMUNITY)
 
 
-def _materialisations() -> list[tuple[str, str, str, str]]:
-    """(aggregate, source, schema, table) of each candle aggregate's materialisation."""
+def _materialisations() -> list[tuple[str, str, str, str, str]]:
+    """(aggregate, source, materialisation, covering index, group index name) of each."""
     bind = op.get_bind()
     out = []
     for name, source in AGGREGATES:
-        row = bind.execute(text(MAT_HYPERTABLE), {"name": name}).one_or_none()
+        row = bind.execute(text(MATERIALISATION), {"name": name}).one_or_none()
         if row is None:  # pragma: no cover - 0002/0005 create every one on Community
             continue
-        out.append((name, source, str(row[0]), str(row[1])))
+        out.append((name, source, str(row[0]), str(row[1]), str(row[2])))
     return out
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def upgrade() -> None:
     if not _community():
         return
     bind = op.get_bind()
-    for name, source, schema, table in _materialisations():
-        for (index,) in bind.execute(text(GROUP_INDEX), {"schema": schema, "table": table}):
-            bind.execute(text(f"DROP INDEX {_q(schema)}.{_q(str(index))}"))
+    for name, source, table, _covering, _group in _materialisations():
+        group = bind.execute(text(GROUP_INDEX), {"table": table}).scalars().all()
+        for index in group:
+            bind.execute(text(f"DROP INDEX {index}"))
         columns = ", ".join(READ_COLUMNS[source])
         bind.execute(
             text(
-                f"CREATE INDEX {_q(name + '_read')} ON market.{_q(name)} "
+                f"CREATE INDEX {name}_read ON market.{name} "
                 f"(market_ticker, bucket DESC) INCLUDE ({columns})"
             )
         )
@@ -127,11 +127,6 @@ def downgrade() -> None:
     if not _community():
         return
     bind = op.get_bind()
-    for name, _source, schema, table in _materialisations():
-        bind.execute(text(f"DROP INDEX IF EXISTS {_q(schema)}.{_q(name + '_read')}"))
-        bind.execute(
-            text(
-                f"CREATE INDEX {_q(table + '_market_ticker_bucket_idx')} ON "
-                f"{_q(schema)}.{_q(table)} (market_ticker, bucket DESC)"
-            )
-        )
+    for _name, _source, table, covering, group in _materialisations():
+        bind.execute(text(f"DROP INDEX IF EXISTS {covering}"))
+        bind.execute(text(f"CREATE INDEX {group} ON {table} (market_ticker, bucket DESC)"))
