@@ -14,16 +14,20 @@ Kalshi-compatible ``/trade-api/v2`` (:mod:`kalshibook.api.kalshi_compat`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from kalshibook.api.context import request_context
@@ -38,6 +42,7 @@ from kalshibook.errors import BadRequest, DatabaseUnavailable
 from kalshibook.ops.secrets import cursor_secret
 from kalshibook.settings import Settings
 from kalshibook.storage import pool as storage_pool
+from kalshibook.storage.candle_reads import warm_candle_reads
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.replicas import Replicas
 from kalshibook.storage.urls import redact
@@ -45,7 +50,9 @@ from kalshibook.storage.urls import redact
 if TYPE_CHECKING:
     from litestar.types import Message, Scope
 
-__all__ = ("OPENAPI_PATH", "create_app", "make_pool")
+__all__ = ("OPENAPI_PATH", "create_app", "make_pool", "warm_connection")
+
+log = logging.getLogger(__name__)
 
 OPENAPI_PATH = "/schema"
 POOL_MIN_SIZE = 2
@@ -111,7 +118,18 @@ def make_pool(
         autocommit=True,
         options=connection_options(ms),
         url=url,
+        configure=None if control else warm_connection,
     )
+
+
+async def warm_connection(conn: AsyncConnection[Any]) -> None:
+    """A new data-pool connection's candle statements prepared before it serves a request
+    (:func:`kalshibook.storage.candle_reads.warm_candle_reads`). An optimisation only: a failure
+    is logged and the connection is kept (its first candle reads prepare them, as without)."""
+    try:
+        await warm_candle_reads(conn, datetime.now(UTC))
+    except psycopg.Error as exc:
+        log.warning("candle statements not prepared ahead on a new connection: %s", exc)
 
 
 async def _add_request_id(message: Message, scope: Scope) -> None:

@@ -10,7 +10,7 @@ closes a pool it was given.
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
@@ -94,6 +94,7 @@ def make_pool(
     options: str | None = None,
     reconnect_timeout: float = RECONNECT_TIMEOUT,
     url: str | None = None,
+    configure: Callable[[AsyncConnection[Any]], Awaitable[None]] | None = None,
 ) -> Pool:
     """A closed pool on ``settings``' database (``KALSHIBOOK_DATABASE_URL``, or ``url``: a read
     replica's): the one pool
@@ -102,7 +103,8 @@ def make_pool(
     ``timeout`` is the default wait for a connection from :meth:`AsyncConnectionPool.connection`;
     ``autocommit`` and ``options`` (server settings, ``-c name=value ...``) apply to every
     connection; ``reconnect_timeout`` is how long one chain of attempts to replace a connection
-    lasts (:data:`RECONNECT_TIMEOUT`).
+    lasts (:data:`RECONNECT_TIMEOUT`); ``configure`` runs on each new connection before the pool
+    hands it out (psycopg_pool's, in the pool's own task: it must leave the connection idle).
     """
     kwargs = connect_kwargs(name)
     if autocommit:
@@ -120,6 +122,7 @@ def make_pool(
         name=name,
         timeout=timeout,
         reconnect_timeout=reconnect_timeout,
+        configure=configure,
     )
 
 

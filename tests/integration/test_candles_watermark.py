@@ -257,6 +257,7 @@ async def test_a_connection_prepares_the_read_at_its_first_execution(db_url: str
             "WHERE cardinality(parameter_types) > 0"
         )
         second = await cur.fetchall()
-    # rows below the watermark, rows above it, the near and the far carried-in state
-    assert first == [(1, 0)] * 4
-    assert second == [(2, 0)] * 4
+    # the watermarks, rows below the watermark, rows above it, the near and the far carried-in
+    # state
+    assert first == [(1, 0)] * 5
+    assert second == [(2, 0)] * 5

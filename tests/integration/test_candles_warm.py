@@ -1,0 +1,89 @@
+"""Community edition: the API's pool prepares a new connection's candle statements before the
+connection serves anything (kalshibook.api.app.warm_connection), so no request pays for their
+generic plans."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+
+from kalshibook.api.app import make_pool
+from kalshibook.domain.periods import Interval, period_floor
+from kalshibook.settings import Settings
+from kalshibook.storage import candle_reads
+
+pytestmark = [pytest.mark.db]
+
+TICKER = "KXWARM-26-T1"
+H = timedelta(hours=1)
+LEVELS: tuple[Interval, ...] = ("1m", "1h", "1d")
+STEP = {"1m": timedelta(minutes=1), "1h": H, "1d": timedelta(days=1)}
+SPAN = {"1m": 3 * H, "1h": timedelta(days=1), "1d": timedelta(days=3)}  # each read's reach back
+# the statements with parameters prepared on this connection, and their plans
+PREPARED = """
+SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
+WHERE cardinality(parameter_types) > 0
+"""
+
+
+def load(url: str, now: datetime) -> None:
+    """A trade, a quote and an open interest every hour of the last five days; every level
+    materialised up to the hour before ``now`` (the day's start for 1d), as the policies leave
+    them: the live part of a recent range lies above the watermarks."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
+            pytest.skip("continuous aggregates are Community edition only")
+        first = period_floor(now - timedelta(days=5), "1h")
+        for k in range(5 * 24):
+            ts = first + k * H + timedelta(minutes=7)
+            p = Decimal("0.30") + Decimal(k % 50) / 100
+            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p, 3))
+            conn.execute(INSERT_QUOTE, (ts, TICKER, p - Decimal("0.01"), p + Decimal("0.01")))
+            conn.execute(INSERT_STATS, (ts, TICKER, Decimal(100 + k)))
+        for level in LEVELS:
+            end = period_floor(now, "1d") if level == "1d" else period_floor(now, "1h") - H
+            for source in ("trades", "quotes", "stats"):
+                conn.execute(REFRESH, (f"market.candles_{source}_{level}", first - 2 * H, end))
+
+
+async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
+    settings: Settings, db_url: str
+) -> None:
+    now = datetime.now(UTC)
+    load(db_url, now)
+    pool = make_pool(settings)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(PREPARED)
+            warmed = {str(r[0]): (r[1], r[2]) for r in await cur.fetchall()}
+            found = []
+            # the reads users make most: the last day of 1m, hours, days up to now (rows below
+            # and above the watermark, the state before from the materialisations), and a range
+            # after every watermark (the state before from the aggregates)
+            for level in LEVELS:
+                start = period_floor(now - SPAN[level], level)
+                data = await candle_reads.fetch_candle_data(
+                    conn, TICKER, level, start, now + STEP[level]
+                )
+                found.append((len(data.rows) > 0, data.carried.open_interest is not None))
+            late = period_floor(now, "1h")
+            data = await candle_reads.fetch_candle_data(conn, TICKER, "1h", late, late + H)
+            cur = await conn.execute(PREPARED)
+            after = {str(r[0]): (r[1], r[2]) for r in await cur.fetchall()}
+    finally:
+        await pool.close()
+    assert found == [(True, True)] * 3
+    assert data.carried.open_interest is not None
+    # the watermarks, rows below and above the watermark per level, the near and far look-ups on
+    # the materialisations and on the aggregates: planned before the connection served anything
+    assert len(warmed) == 11
+    assert all(custom == 0 for _generic, custom in warmed.values())
+    # the reads planned nothing new: every statement they ran was one of those
+    assert set(after) == set(warmed)
+    assert sum(g for g, _c in after.values()) > sum(g for g, _c in warmed.values())
