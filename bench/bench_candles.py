@@ -20,7 +20,8 @@
    connection, cold and warm likewise; all of it ``--repeat`` times;
 3. times the same ranges computed straight from ``market.trades`` with one
    ``time_bucket ... GROUP BY`` (trade OHLC/volume/VWAP only: no quotes, no open interest, no
-   assembly, no HTTP), over one direct connection, for at most about ``RAW_BUDGET_S`` per scenario;
+   assembly, no HTTP), over one direct connection without JIT, for at most about ``RAW_BUDGET_S``
+   per scenario;
 4. rewrites the ``<!-- bench:candles -->`` section of BENCHMARKS.md (``bench:candles-apache`` on
    the Apache-2 edition) with both; the scratch database is dropped unless ``--keep``.
 
@@ -622,7 +623,10 @@ def time_raw(
     samples: list[float] = []
     rows = 0
     spent = 0.0
-    with psycopg.connect(url, autocommit=True) as conn:
+    # without JIT, as the API's connections: the plan spans every chunk of the range, so its
+    # estimated cost passes jit_above_cost and PostgreSQL compiles it at each execution (a year
+    # of 1d of the busiest market: 0.76 s without JIT, 30 s with it)
+    with psycopg.connect(url, autocommit=True, options="-c jit=off") as conn:
         for start, end in wins:
             t = time.perf_counter()
             rows = len(conn.execute(query, (ticker, start, end)).fetchall())
@@ -915,7 +919,8 @@ def main(argv: list[str] | None = None) -> int:
         "Litestar route (bench/constant_app.py: no auth, no database, no JSON encoding) over its "
         "own keep-alive connection: what serving that many bytes costs on this machine.",
         "- *raw GROUP BY*: one `time_bucket` query over `market.trades` for the same range (trade "
-        "OHLC, volume, notional, count only), on a direct connection: what computing candles "
+        "OHLC, volume, notional, count only), on a direct connection without JIT (as the API's): "
+        "what computing candles "
         "from the hypertable costs without any candle relation (first repeat's positions; "
         f"bounded to about {RAW_BUDGET_S:.0f} s per row, at least two queries).",
         "- On the Apache edition both read the same raw rows, so the endpoint cannot beat the raw "

@@ -1,6 +1,6 @@
-"""Community edition: the API's pool prepares a new connection's candle statements before the
-connection serves anything (kalshibook.api.app.warm_connection), so no request pays for their
-generic plans."""
+"""The API's pooled connections: on the Community edition they prepare their candle statements
+before serving anything (kalshibook.api.app.warm_connection), so no request pays for their
+generic plans; and they never JIT-compile a plan (kalshibook.api.app.connection_options)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ LEVELS: tuple[Interval, ...] = ("1m", "1h", "1d")
 STEP = {"1m": timedelta(minutes=1), "1h": H, "1d": timedelta(days=1)}
 SPAN = {"1m": 3 * H, "1h": timedelta(days=1), "1d": timedelta(days=3)}  # each read's reach back
 # the statements with parameters prepared on this connection, and their plans
+EXPLAIN_EVERYTHING = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_level = 'notice'",
+    # every plan would qualify for JIT compilation, optimisation and inlining
+    "SET jit_above_cost = 0",
+    "SET jit_optimize_above_cost = 0",
+    "SET jit_inline_above_cost = 0",
+)
 PREPARED = """
 SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
 WHERE cardinality(parameter_types) > 0
@@ -87,3 +96,40 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
     # the reads planned nothing new: every statement they ran was one of those
     assert set(after) == set(warmed)
     assert sum(g for g, _c in after.values()) > sum(g for g, _c in warmed.values())
+
+
+async def test_the_api_connections_never_jit_compile(settings: Settings, db_url: str) -> None:
+    """JIT compiles a plan at every execution once its estimated cost passes jit_above_cost, and
+    the estimates over hypertables grow with their history: the API's connections turn it off.
+    Here every plan qualifies; the candle read on an API connection compiles nothing, the same
+    read with JIT on compiles (the check can see it)."""
+    now = datetime.now(UTC)
+    load(db_url, now)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT pg_jit_available()").fetchone()
+    if row != (True,):
+        pytest.skip("this PostgreSQL has no JIT provider (llvmjit)")
+    pool = make_pool(settings)
+    await pool.open(wait=True)
+    plans: dict[str, list[str]] = {"api": [], "jit on": []}
+    try:
+        async with pool.connection() as conn:
+            for statement in EXPLAIN_EVERYTHING:
+                await conn.execute(statement)  # type: ignore[arg-type]  # constants above
+            for name in plans:
+                if name == "jit on":
+                    await conn.execute("SET jit = on")
+                seen = plans[name]
+
+                def keep(d: psycopg.errors.Diagnostic, seen: list[str] = seen) -> None:
+                    seen.append(d.message_primary or "")
+
+                conn.add_notice_handler(keep)
+                start = period_floor(now - SPAN["1m"], "1m")
+                await candle_reads.fetch_candle_data(conn, TICKER, "1m", start, now)
+                conn.remove_notice_handler(keep)
+    finally:
+        await pool.close()
+    assert plans["api"]
+    assert not any("JIT:" in p for p in plans["api"])
+    assert any("JIT:" in p for p in plans["jit on"])
