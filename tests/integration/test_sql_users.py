@@ -53,6 +53,7 @@ def test_sql_user_reads_market_only_and_times_out(db_url: str, role_name: str) -
         )
         assert settings["default_transaction_read_only"] == "on"
         assert settings["statement_timeout"] == "300ms"
+        assert settings["jit"] == "off"
         limit = admin.execute(
             "SELECT rolconnlimit, rolcanlogin, rolpassword LIKE 'SCRAM-SHA-256$%%'"
             " FROM pg_authid WHERE rolname = %s",
