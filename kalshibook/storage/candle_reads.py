@@ -193,6 +193,8 @@ FROM _timescaledb_catalog.continuous_agg AS c
 JOIN _timescaledb_catalog.hypertable AS h ON h.id = c.mat_hypertable_id
 WHERE c.user_view_schema = 'market'
 """
+# Whether the candle relations exist at all (a database not yet migrated has none).
+CANDLE_RELATIONS_EXIST: Final = "SELECT to_regclass('market.candles_trades_1d') IS NOT NULL"
 # Each aggregate's watermark, as its real-time view computes it (COALESCE to -infinity for a
 # never refreshed aggregate), held inside what Python's datetime represents: below 1970 there is
 # no source row, so 1970 reads the same rows as -infinity.
@@ -294,6 +296,12 @@ async def _direct(conn: AConn) -> _Direct | None:
                 quotes=tables["1d"]["quotes"], stats=tables["1d"]["stats"]
             ),
         )
+    if direct is None:
+        async with conn.cursor() as cur:
+            await cur.execute(CANDLE_RELATIONS_EXIST)
+            row = await cur.fetchone()
+        if row is None or not row[0]:
+            return None  # not migrated yet: ask again next time (the pools' warm-up comes first)
     _DIRECT[key] = direct
     return direct
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,8 +15,8 @@ from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 
 from kalshibook.api.app import make_pool
 from kalshibook.domain.periods import Interval, period_floor
-from kalshibook.settings import Settings
-from kalshibook.storage import candle_reads
+from kalshibook.settings import CoreSettings, Settings
+from kalshibook.storage import candle_reads, migrate
 
 pytestmark = [pytest.mark.db]
 
@@ -133,3 +134,29 @@ async def test_the_api_connections_never_jit_compile(settings: Settings, db_url:
     assert plans["api"]
     assert not any("JIT:" in p for p in plans["api"])
     assert any("JIT:" in p for p in plans["jit on"])
+
+
+async def test_an_api_started_before_the_migrations_reads_the_materialisations_after_them(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """The pools' warm-up looks the candle aggregates up as soon as the API starts: on a database
+    without candle relations yet it must not remember "plain views" (the Apache edition's
+    answer), or after ``kalshibook migrate`` every candle read would plan the real-time
+    aggregates through the whole chain until a restart."""
+    migrate.upgrade(empty_db_url, "0001")  # the hypertables, no candle relation yet
+    with psycopg.connect(empty_db_url) as conn:
+        if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
+            pytest.skip("continuous aggregates are Community edition only")
+    settings = Settings(core=CoreSettings(database_url=empty_db_url, data_dir=str(tmp_path)))
+    pool = make_pool(settings)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            assert await candle_reads._direct(conn) is None
+        migrate.upgrade(empty_db_url)
+        async with pool.connection() as conn:
+            direct = await candle_reads._direct(conn)
+    finally:
+        await pool.close()
+    assert direct is not None
+    assert sorted(direct.ids) == ["1d", "1h", "1m"]
