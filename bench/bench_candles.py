@@ -78,6 +78,7 @@ from kalshibook.storage.urls import redact, with_database
 from benchlib import (
     drop_database,
     free_port,
+    http_get,
     pct_round,
     reuse_or_create_database,
     stop_process,
@@ -516,9 +517,7 @@ class ApiServer:
             raise
 
     def get(self, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        self.conn.request("GET", target, headers=headers)
-        response = self.conn.getresponse()
-        return response.status, response.read()
+        return http_get(self.conn, target, headers)
 
     def close(self) -> None:
         self.conn.close()

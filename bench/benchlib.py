@@ -9,6 +9,7 @@ The scripts import it as a sibling module (``import benchlib``): they are run as
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import statistics
@@ -158,6 +159,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+IDLE_CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+"""What a keep-alive connection the server closed while idle raises at the next request."""
+
+
+def http_get(
+    conn: http.client.HTTPConnection, target: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """``GET target`` on a keep-alive connection, body read in full: (status, body). uvicorn
+    closes a connection idle for 5 s (its ``timeout_keep_alive``), as between the slow requests
+    of the Apache edition's candles; such a request is sent again once on a new connection (the
+    benches' GETs are all idempotent)."""
+    for attempt in (1, 2):
+        try:
+            conn.request("GET", target, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except IDLE_CLOSED:
+            conn.close()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:

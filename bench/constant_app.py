@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import ROOT, free_port, stop_process
+from benchlib import ROOT, free_port, http_get, stop_process
 
 
 def serve(port: int) -> None:
@@ -63,9 +63,7 @@ class ConstantServer:
             time.sleep(0.1)
 
     def get(self, target: str) -> tuple[int, bytes]:
-        self.conn.request("GET", target)
-        response = self.conn.getresponse()
-        return response.status, response.read()
+        return http_get(self.conn, target)
 
     def stop(self) -> None:
         self.conn.close()
