@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
@@ -132,11 +131,13 @@ def make_pool(
 async def warm_connection(conn: AsyncConnection[Any]) -> None:
     """A new data-pool connection's candle statements prepared before it serves a request
     (:func:`kalshibook.storage.candle_reads.warm_candle_reads`). An optimisation only: a failure
-    is logged and the connection is kept (its first candle reads prepare them, as without)."""
+    is logged and the connection is kept (its first candle reads prepare them, as without): an
+    exception out of psycopg_pool's ``configure`` discards the connection, and one that every
+    connection raised would keep the API from starting."""
     try:
         await warm_candle_reads(conn, datetime.now(UTC))
-    except psycopg.Error as exc:
-        log.warning("candle statements not prepared ahead on a new connection: %s", exc)
+    except Exception:  # an optimisation must never cost the connection
+        log.warning("candle statements not prepared ahead on a new connection", exc_info=True)
 
 
 async def _add_request_id(message: Message, scope: Scope) -> None:

@@ -19,8 +19,9 @@ looked up once per database and again if a migration replaced them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, LiteralString
+from typing import Any, Final, LiteralString, TypeVar
 
 import msgspec
 from psycopg import AsyncConnection, AsyncCursor, errors, sql
@@ -41,6 +42,7 @@ __all__ = (
 )
 
 AConn = AsyncConnection[Any]
+T = TypeVar("T")
 
 # One statement per interval: the trades, quotes and stats relations of the level, one row per
 # bucket, numbers as text (exact, and no Decimal per value: see domain.candle_rows). A UNION ALL
@@ -394,14 +396,30 @@ async def warm_candle_reads(conn: AConn, now: datetime) -> None:
     carried-in look-ups on the materialisations; one range after every watermark, the look-ups on
     the aggregates. A level never refreshed (its watermark at 1970) has nothing below it to
     prepare: its first read does it, as before."""
+
+    async def warm(direct: _Direct) -> None:
+        for interval in ("1m", "1h", "1d"):
+            start = period_floor(now - CARRIED_NEAR, interval)
+            await _fetch_community(conn, direct, WARM_TICKER, interval, start, now + CARRIED_NEAR)
+        later = period_floor(now + 2 * CARRIED_NEAR, "1d")
+        await _fetch_community(conn, direct, WARM_TICKER, "1d", later, later + CARRIED_NEAR)
+
+    await _with_direct(conn, warm)
+
+
+async def _with_direct(conn: AConn, read: Callable[[_Direct], Awaitable[T]]) -> T | None:
+    """``read(materialisations)`` on the Community edition; None on Apache (plain views). When
+    a migration replaced the aggregates (their materialisations and ids are gone), they are
+    looked up again and ``read`` runs once more."""
     direct = await _direct(conn)
     if direct is None:
-        return
-    for interval in ("1m", "1h", "1d"):
-        start = period_floor(now - CARRIED_NEAR, interval)
-        await _fetch_community(conn, direct, WARM_TICKER, interval, start, now + CARRIED_NEAR)
-    later = period_floor(now + 2 * CARRIED_NEAR, "1d")
-    await _fetch_community(conn, direct, WARM_TICKER, "1d", later, later + CARRIED_NEAR)
+        return None
+    try:
+        return await read(direct)
+    except (errors.UndefinedTable, errors.InvalidParameterValue):
+        _DIRECT.pop(_db_key(conn), None)
+        direct = await _direct(conn)
+        return None if direct is None else await read(direct)
 
 
 async def fetch_candle_data(
@@ -411,17 +429,13 @@ async def fetch_candle_data(
 
     ``start`` must be a period boundary of ``interval`` (see ``period_floor``).
     """
-    direct = await _direct(conn)
-    if direct is not None:
-        try:
-            return await _fetch_community(conn, direct, ticker, interval, start, end)
-        # a migration replaced the aggregates (their materialisations and ids are gone): look
-        # them up again, once
-        except (errors.UndefinedTable, errors.InvalidParameterValue):
-            _DIRECT.pop(_db_key(conn), None)
-            direct = await _direct(conn)
-            if direct is not None:
-                return await _fetch_community(conn, direct, ticker, interval, start, end)
+
+    async def read(direct: _Direct) -> CandleData:
+        return await _fetch_community(conn, direct, ticker, interval, start, end)
+
+    found = await _with_direct(conn, read)
+    if found is not None:
+        return found
     params = {"ticker": ticker, "start": start, "end": end}
     async with conn.cursor(row_factory=args_row(BucketRow)) as rows_cur, conn.cursor() as cur:
         await rows_cur.execute(ROWS_SQL[interval], params)

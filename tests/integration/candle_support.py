@@ -24,3 +24,10 @@ VALUES (%s, %s, now(), %s)
 """
 # (aggregate, window start, window end)
 REFRESH: Final = "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)"
+# auto_explain sends every statement's plan to the client as a NOTICE (a test's notice handler
+# collects them); tests add the settings their question needs
+AUTO_EXPLAIN: Final = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_level = 'notice'",
+)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+from candle_support import AUTO_EXPLAIN, INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 
-from kalshibook.api.app import make_pool
+from kalshibook.api.app import connection_options, make_pool
 from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.settings import CoreSettings, Settings
 from kalshibook.storage import candle_reads, migrate
@@ -26,15 +26,8 @@ LEVELS: tuple[Interval, ...] = ("1m", "1h", "1d")
 STEP = {"1m": timedelta(minutes=1), "1h": H, "1d": timedelta(days=1)}
 SPAN = {"1m": 3 * H, "1h": timedelta(days=1), "1d": timedelta(days=3)}  # each read's reach back
 # the statements with parameters prepared on this connection, and their plans
-EXPLAIN_EVERYTHING = (
-    "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
-    "SET auto_explain.log_level = 'notice'",
-    # every plan would qualify for JIT compilation, optimisation and inlining
-    "SET jit_above_cost = 0",
-    "SET jit_optimize_above_cost = 0",
-    "SET jit_inline_above_cost = 0",
-)
+JIT_EVERYWHERE = " -c jit_above_cost=0 -c jit_optimize_above_cost=0 -c jit_inline_above_cost=0"
+"""Connection options under which every plan qualifies for JIT compilation."""
 PREPARED = """
 SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
 WHERE cardinality(parameter_types) > 0
@@ -72,6 +65,8 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
         async with pool.connection() as conn:
             cur = await conn.execute(PREPARED)
             warmed = {str(r[0]): (r[1], r[2]) for r in await cur.fetchall()}
+            cur = await conn.execute("SHOW jit")
+            jit = await cur.fetchone()
             found = []
             # the reads users make most: the last day of 1m, hours, days up to now (rows below
             # and above the watermark, the state before from the materialisations), and a range
@@ -88,6 +83,7 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
             after = {str(r[0]): (r[1], r[2]) for r in await cur.fetchall()}
     finally:
         await pool.close()
+    assert jit == ("off",)  # connection_options (next test)
     assert found == [(True, True)] * 3
     assert data.carried.open_interest is not None
     # the watermarks, rows below and above the watermark per level, the near and far look-ups on
@@ -96,44 +92,41 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
     assert all(custom == 0 for _generic, custom in warmed.values())
     # the reads planned nothing new: every statement they ran was one of those
     assert set(after) == set(warmed)
-    assert sum(g for g, _c in after.values()) > sum(g for g, _c in warmed.values())
+    # and they ran prepared: the watermarks, rows below and above the watermark at each level,
+    # the near look-ups on the materialisation and on the aggregate (nothing needed the far ones)
+    assert sum(1 for name, (generic, _c) in after.items() if generic > warmed[name][0]) == 9
 
 
-async def test_the_api_connections_never_jit_compile(settings: Settings, db_url: str) -> None:
+async def test_the_api_connections_never_jit_compile(db_url: str) -> None:
     """JIT compiles a plan at every execution once its estimated cost passes jit_above_cost, and
     the estimates over hypertables grow with their history: the API's connections turn it off.
-    Here every plan qualifies; the candle read on an API connection compiles nothing, the same
-    read with JIT on compiles (the check can see it)."""
+    With every JIT threshold at 0, the candle read's statements on a connection with the API's
+    options compile nothing; with JIT on as well, they compile (the check can see it)."""
     now = datetime.now(UTC)
     load(db_url, now)
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT pg_jit_available()").fetchone()
     if row != (True,):
         pytest.skip("this PostgreSQL has no JIT provider (llvmjit)")
-    pool = make_pool(settings)
-    await pool.open(wait=True)
-    plans: dict[str, list[str]] = {"api": [], "jit on": []}
-    try:
-        async with pool.connection() as conn:
-            for statement in EXPLAIN_EVERYTHING:
-                await conn.execute(statement)  # type: ignore[arg-type]  # constants above
-            for name in plans:
-                if name == "jit on":
-                    await conn.execute("SET jit = on")
-                seen = plans[name]
-
-                def keep(d: psycopg.errors.Diagnostic, seen: list[str] = seen) -> None:
-                    seen.append(d.message_primary or "")
-
-                conn.add_notice_handler(keep)
-                start = period_floor(now - SPAN["1m"], "1m")
-                await candle_reads.fetch_candle_data(conn, TICKER, "1m", start, now)
-                conn.remove_notice_handler(keep)
-    finally:
-        await pool.close()
-    assert plans["api"]
-    assert not any("JIT:" in p for p in plans["api"])
-    assert any("JIT:" in p for p in plans["jit on"])
+    start = period_floor(now - SPAN["1m"], "1m")
+    plans: dict[str, list[str]] = {}
+    for name, extra in (("api", ""), ("jit on", " -c jit=on")):
+        options = connection_options(10_000) + JIT_EVERYWHERE + extra
+        async with await psycopg.AsyncConnection.connect(
+            db_url, autocommit=True, options=options
+        ) as conn:
+            for statement in AUTO_EXPLAIN:
+                await conn.execute(statement)  # type: ignore[arg-type]  # constants
+            seen = plans[name] = []
+            conn.add_notice_handler(lambda d, seen=seen: seen.append(d.message_primary or ""))
+            data = await candle_reads.fetch_candle_data(conn, TICKER, "1m", start, now)
+            assert data.rows
+    # the candle statements (rows, carried-in state), not the settings and watermark look-ups
+    candle = {name: [p for p in found if "market_ticker" in p] for name, found in plans.items()}
+    assert len(candle["api"]) >= 3
+    assert not any("JIT:" in p for p in candle["api"])
+    assert len(candle["jit on"]) == len(candle["api"])
+    assert all("JIT:" in p for p in candle["jit on"])
 
 
 async def test_an_api_started_before_the_migrations_reads_the_materialisations_after_them(

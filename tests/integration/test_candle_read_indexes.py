@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+from candle_support import AUTO_EXPLAIN, INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 from psycopg import sql
 
 from kalshibook.api.app import CONNECTION_OPTIONS
@@ -38,9 +38,7 @@ JOIN _timescaledb_catalog.continuous_agg AS ca ON ca.mat_hypertable_id = ch.hype
 LEVELS = ("1m", "1h", "1d")
 SOURCES = ("trades", "quotes", "stats")
 EXPLAIN_EVERYTHING = (
-    "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
-    "SET auto_explain.log_level = 'notice'",
+    *AUTO_EXPLAIN,
     # a few rows per chunk: without this the planner reads such chunks whole; the question is
     # what the indexes allow, as on a materialisation of real size
     "SET enable_seqscan = off",

@@ -11,7 +11,7 @@ from decimal import Decimal
 import msgspec
 import psycopg
 import pytest
-from candle_support import INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+from candle_support import AUTO_EXPLAIN, INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.domain.periods import period_floor
@@ -136,13 +136,11 @@ async def test_state_carried_from_days_before_comes_from_the_daily_materialisati
     ]
 
 
-# auto_explain sends every statement's plan to the client as a NOTICE; forced parallel mode puts a
+# Every statement's plan as a NOTICE; forced parallel mode puts a
 # Gather on top of every parallel-safe plan unless max_parallel_workers_per_gather is 0 (the GUC
 # was renamed in PostgreSQL 16).
 EXPLAIN_EVERYTHING = (
-    "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
-    "SET auto_explain.log_level = 'notice'",
+    *AUTO_EXPLAIN,
     "SET auto_explain.log_settings = on",  # the plan lists the planner settings that differ
 )
 FORCE_PARALLEL = """
