@@ -135,16 +135,11 @@ def create_sql_user(
                 role, sql.Literal("10min")
             )
         )
-        # JIT compiles a plan at every execution once its estimated cost passes jit_above_cost,
-        # and the estimates over hypertables grow with their chunks: a year of daily candles
-        # of one market by time_bucket took 30 s, 29 of them compiling, against 0.76 s without
-        # (10M trades). A default the user may SET back on for a query that gains from it.
-        conn.execute(sql.SQL("ALTER ROLE {} SET jit = off").format(role))
         limit_login(conn, name, spill)
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
         )
-    harden_readers(conn)
+    harden_readers(conn)  # and jit = off, a default the user may SET back on
     return SqlUser(
         name=name,
         database=database,

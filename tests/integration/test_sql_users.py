@@ -12,6 +12,7 @@ import pytest
 
 from kalshibook import cli
 from kalshibook.errors import InvalidInput, UnknownObject
+from kalshibook.storage import migrate
 from kalshibook.storage.reader_limits import run_watchdog
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user, scram_verifier
 
@@ -32,6 +33,35 @@ def role_name(db_url: str):
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
         if exists:
             drop_sql_user(conn, name)
+
+
+ROLE_JIT = """
+SELECT split_part(c, '=', 2) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole,
+     unnest(s.setconfig) c
+WHERE r.rolname = %s AND starts_with(c, 'jit=')
+"""
+
+
+def test_migrate_turns_jit_off_for_readers_made_before_and_keeps_an_explicit_choice(
+    db_url: str, role_name: str
+) -> None:
+    """SQL users made before the jit default (here: one whose setting was reset) get it at the
+    next ``kalshibook migrate``; a login whose jit an operator set on keeps it."""
+    other = f"{role_name}_on"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        create_sql_user(admin, role_name)
+        create_sql_user(admin, other)
+        admin.execute(f"ALTER ROLE {role_name} RESET jit")
+        admin.execute(f"ALTER ROLE {other} SET jit = on")
+        assert admin.execute(ROLE_JIT, (role_name,)).fetchone() is None
+    try:
+        migrate.upgrade(db_url)
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            assert admin.execute(ROLE_JIT, (role_name,)).fetchone() == ("off",)
+            assert admin.execute(ROLE_JIT, (other,)).fetchone() == ("on",)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            drop_sql_user(admin, other)
 
 
 def test_sql_user_reads_market_only_and_times_out(db_url: str, role_name: str) -> None:
