@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
@@ -136,6 +137,8 @@ async def warm_connection(conn: AsyncConnection[Any]) -> None:
     connection raised would keep the API from starting."""
     try:
         await warm_candle_reads(conn, datetime.now(UTC))
+    except psycopg.Error as exc:  # e.g. a lock it would not wait for (WARM_LOCK_TIMEOUT)
+        log.warning("candle statements not prepared ahead on a new connection: %s", exc)
     except Exception:  # an optimisation must never cost the connection
         log.warning("candle statements not prepared ahead on a new connection", exc_info=True)
 

@@ -181,7 +181,8 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # (unnamed) statement is planned again at every execution, and under force_generic_plan that is a
 # generic plan over every chunk of the relations, ~25-35 ms at 10M trades, so a new pooled
 # connection's first five candle reads of each kind took 30-50 ms each, against ~8-12 once
-# prepared (bench/bench_candles.py's cold p99). Now only its first read of each kind plans.
+# prepared (bench/bench_candles.py's cold p99). Now only its first read of each kind plans, and
+# the API's pools make that read before handing the connection out (warm_candle_reads).
 READ_PLANS: Final = """
 SELECT set_config('max_parallel_workers_per_gather', '0', true),
        set_config('enable_hashagg', 'off', true),
@@ -380,6 +381,13 @@ async def _fetch_community(
 
 WARM_TICKER: Final = ""
 """The ticker :func:`warm_candle_reads` reads: no market has it, so the reads find nothing."""
+WARM_LOCK_TIMEOUT: Final = "SELECT set_config('lock_timeout', '100ms', false)"
+"""The warm-up waits at most this long for any lock (session-wide while it runs, then reset): a
+pool hands a new connection out only once it is warmed, so a warm-up waiting behind a lock (a
+migration, a chunk being compressed, an ``ACCESS EXCLUSIVE`` on a raw hypertable, which the
+aggregates' live part reads) would hold up every request waiting for that connection. It gives
+up instead, and the connection's first reads plan as they did without it."""
+RESET_LOCK_TIMEOUT: Final = "RESET lock_timeout"
 
 
 async def warm_candle_reads(conn: AConn, now: datetime) -> None:
@@ -404,7 +412,11 @@ async def warm_candle_reads(conn: AConn, now: datetime) -> None:
         later = period_floor(now + 2 * CARRIED_NEAR, "1d")
         await _fetch_community(conn, direct, WARM_TICKER, "1d", later, later + CARRIED_NEAR)
 
-    await _with_direct(conn, warm)
+    await conn.execute(WARM_LOCK_TIMEOUT)
+    try:
+        await _with_direct(conn, warm)
+    finally:
+        await conn.execute(RESET_LOCK_TIMEOUT)
 
 
 async def _with_direct(conn: AConn, read: Callable[[_Direct], Awaitable[T]]) -> T | None:

@@ -3,7 +3,12 @@ one continuous aggregate over a window (Community edition)."""
 
 from __future__ import annotations
 
-from typing import Final
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import psycopg
 
 # (ts, trade_id, ticker, yes_price, yes_price again for no_price = 1 - it, count)
 INSERT_TRADE: Final = """
@@ -31,3 +36,15 @@ AUTO_EXPLAIN: Final = (
     "SET auto_explain.log_min_duration = 0",
     "SET auto_explain.log_level = 'notice'",
 )
+
+
+def insert_hourly(conn: psycopg.Connection[Any], ticker: str, first: datetime, hours: int) -> None:
+    """At 7 minutes past each of ``hours`` hours from ``first``: a trade of 3 at a price that
+    wanders on the cent grid (0.30 + (k mod 50) cents), a quote a cent either side of it and an
+    open interest of 100 + k."""
+    for k in range(hours):
+        ts = first + timedelta(hours=k, minutes=7)
+        p = Decimal("0.30") + Decimal(k % 50) / 100
+        conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), ticker, p, p, 3))
+        conn.execute(INSERT_QUOTE, (ts, ticker, p - Decimal("0.01"), p + Decimal("0.01")))
+        conn.execute(INSERT_STATS, (ts, ticker, Decimal(100 + k)))

@@ -4,14 +4,13 @@ generic plans; and they never JIT-compile a plan (kalshibook.api.app.connection_
 
 from __future__ import annotations
 
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
-from candle_support import AUTO_EXPLAIN, INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+from candle_support import AUTO_EXPLAIN, REFRESH, insert_hourly
 
 from kalshibook.api.app import connection_options, make_pool
 from kalshibook.domain.periods import Interval, period_floor
@@ -42,12 +41,7 @@ def load(url: str, now: datetime) -> None:
         if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
             pytest.skip("continuous aggregates are Community edition only")
         first = period_floor(now - timedelta(days=5), "1h")
-        for k in range(5 * 24):
-            ts = first + k * H + timedelta(minutes=7)
-            p = Decimal("0.30") + Decimal(k % 50) / 100
-            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p, 3))
-            conn.execute(INSERT_QUOTE, (ts, TICKER, p - Decimal("0.01"), p + Decimal("0.01")))
-            conn.execute(INSERT_STATS, (ts, TICKER, Decimal(100 + k)))
+        insert_hourly(conn, TICKER, first, 5 * 24)
         for level in LEVELS:
             end = period_floor(now, "1d") if level == "1d" else period_floor(now, "1h") - H
             for source in ("trades", "quotes", "stats"):
@@ -153,3 +147,30 @@ async def test_an_api_started_before_the_migrations_reads_the_materialisations_a
         await pool.close()
     assert direct is not None
     assert sorted(direct.ids) == ["1d", "1h", "1m"]
+
+
+async def test_a_warm_up_that_meets_a_lock_gives_up_at_once(
+    settings: Settings, db_url: str
+) -> None:
+    """A pool hands a new connection out only once it is warmed: a warm-up waiting behind a lock
+    (here an ACCESS EXCLUSIVE on market.trades, which the aggregates' live part reads) would hold
+    up every request waiting for it. It gives up within its lock timeout, and the connection
+    serves with its session settings as they were."""
+    now = datetime.now(UTC)
+    load(db_url, now)
+    lock = await psycopg.AsyncConnection.connect(db_url)
+    pool = make_pool(settings)
+    try:
+        await lock.execute("LOCK TABLE market.trades IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        await pool.open(wait=True)
+        took = time.monotonic() - began
+        async with pool.connection() as conn:
+            cur = await conn.execute("SHOW lock_timeout")
+            lock_timeout = await cur.fetchone()
+    finally:
+        await lock.rollback()
+        await lock.close()
+        await pool.close()
+    assert took < 2.0, took  # the request deadline (10 s) without the lock timeout
+    assert lock_timeout == ("0",)

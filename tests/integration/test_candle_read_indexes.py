@@ -5,13 +5,11 @@ carried in from before."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import psycopg
 import pytest
-from candle_support import AUTO_EXPLAIN, INSERT_QUOTE, INSERT_STATS, INSERT_TRADE, REFRESH
+from candle_support import AUTO_EXPLAIN, REFRESH, insert_hourly
 from psycopg import sql
 
 from kalshibook.api.app import CONNECTION_OPTIONS
@@ -52,12 +50,7 @@ def load(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         if conn.execute("SHOW timescaledb.license").fetchone() != ("timescale",):
             pytest.skip("continuous aggregates are Community edition only")
-        for k in range(4 * 24):
-            ts = T0 + k * H + timedelta(minutes=7)
-            p = Decimal("0.30") + Decimal(k % 50) / 100
-            conn.execute(INSERT_TRADE, (ts, uuid.uuid4(), TICKER, p, p, 3))
-            conn.execute(INSERT_QUOTE, (ts, TICKER, p - Decimal("0.01"), p + Decimal("0.01")))
-            conn.execute(INSERT_STATS, (ts, TICKER, Decimal(100 + k)))
+        insert_hourly(conn, TICKER, T0, 4 * 24)
         for level in LEVELS:
             for source in SOURCES:
                 conn.execute(REFRESH, (f"market.candles_{source}_{level}", *WINDOW))
