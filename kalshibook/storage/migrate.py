@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 
 from kalshibook.errors import SchemaError
 from kalshibook.settings import StorageSettings
+from kalshibook.storage.database_defaults import apply_database_defaults
 from kalshibook.storage.policies import apply_policies
 from kalshibook.storage.reader_limits import harden_readers, remove_watchdog
 from kalshibook.storage.service_roles import apply_service_grants
@@ -76,7 +77,8 @@ SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.qu
 def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = None) -> None:
     """Upgrade the schema to ``revision``, then make the compression and retention policies
     match ``storage`` (the defaults when not given) once compression exists (0004), and apply
-    the SQL readers' limits (:func:`~kalshibook.storage.reader_limits.harden_readers`)."""
+    the SQL readers' limits (:func:`~kalshibook.storage.reader_limits.harden_readers`) and the
+    database's session defaults (:mod:`~kalshibook.storage.database_defaults`: ``jit = off``)."""
     preflight(url)
     before = current_revision(url)
     _retrying_on_locks(lambda: command.upgrade(alembic_config(url), revision))
@@ -92,6 +94,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
         if after is not None:
             harden_readers(conn)
             apply_service_grants(conn)
+            apply_database_defaults(conn)
 
 
 LOCK_RETRIES = 12

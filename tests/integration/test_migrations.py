@@ -353,3 +353,21 @@ def test_downgrade_and_upgrade_wait_out_a_lock_held_by_a_job(empty_db_url: str) 
     finally:
         holder.join()
     assert migrate.current_revision(empty_db_url) == migrate.head_revision()
+
+
+def test_migrate_turns_jit_off_for_the_database_and_keeps_an_operators_choice(
+    empty_db_url: str,
+) -> None:
+    """Every session of the database starts without JIT after `kalshibook migrate`
+    (kalshibook.storage.database_defaults): the collector's, exports', the policy jobs' and any
+    other client's; a database whose jit an operator set keeps that value."""
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("on",)  # PostgreSQL's default
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+        name = sql.Identifier(conn.info.dbname)
+        conn.execute(sql.SQL("ALTER DATABASE {} SET jit = on").format(name))
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("on",)
