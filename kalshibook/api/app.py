@@ -137,7 +137,7 @@ async def warm_connection(conn: AsyncConnection[Any]) -> None:
     connection raised would keep the API from starting."""
     try:
         await warm_candle_reads(conn, datetime.now(UTC))
-    except psycopg.Error as exc:  # e.g. a lock it would not wait for (WARM_LOCK_TIMEOUT)
+    except psycopg.Error as exc:  # e.g. a lock it would not wait for (WARM_LIMITS)
         log.warning("candle statements not prepared ahead on a new connection: %s", exc)
     except Exception:  # an optimisation must never cost the connection
         log.warning("candle statements not prepared ahead on a new connection", exc_info=True)

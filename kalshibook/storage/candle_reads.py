@@ -381,13 +381,16 @@ async def _fetch_community(
 
 WARM_TICKER: Final = ""
 """The ticker :func:`warm_candle_reads` reads: no market has it, so the reads find nothing."""
-WARM_LOCK_TIMEOUT: Final = "SELECT set_config('lock_timeout', '100ms', false)"
-"""The warm-up waits at most this long for any lock (session-wide while it runs, then reset): a
-pool hands a new connection out only once it is warmed, so a warm-up waiting behind a lock (a
-migration, a chunk being compressed, an ``ACCESS EXCLUSIVE`` on a raw hypertable, which the
-aggregates' live part reads) would hold up every request waiting for that connection. It gives
-up instead, and the connection's first reads plan as they did without it."""
-RESET_LOCK_TIMEOUT: Final = "RESET lock_timeout"
+WARM_LIMITS: Final = """
+SELECT set_config('lock_timeout', '100ms', false), set_config('statement_timeout', '1s', false)
+"""
+"""The warm-up's bounds (session-wide while it runs, then reset to the connection's own): a pool
+hands a new connection out only once it is warmed, so requests waiting for the pool wait for the
+warm-up too. It waits at most 100 ms for any lock (a migration, a chunk being compressed, an
+``ACCESS EXCLUSIVE`` on a raw hypertable, which the aggregates' live part reads) and 1 s for any
+one statement (its plans take 15-95 ms each at 10M trades, and grow with the chunks), then gives
+up: that connection's first reads plan as they did without the warm-up."""
+RESET_LIMITS: Final = "RESET lock_timeout; RESET statement_timeout"
 
 
 async def warm_candle_reads(conn: AConn, now: datetime) -> None:
@@ -412,11 +415,11 @@ async def warm_candle_reads(conn: AConn, now: datetime) -> None:
         later = period_floor(now + 2 * CARRIED_NEAR, "1d")
         await _fetch_community(conn, direct, WARM_TICKER, "1d", later, later + CARRIED_NEAR)
 
-    await conn.execute(WARM_LOCK_TIMEOUT)
+    await conn.execute(WARM_LIMITS)
     try:
         await _with_direct(conn, warm)
     finally:
-        await conn.execute(RESET_LOCK_TIMEOUT)
+        await conn.execute(RESET_LIMITS)
 
 
 async def _with_direct(conn: AConn, read: Callable[[_Direct], Awaitable[T]]) -> T | None:
