@@ -568,10 +568,15 @@ def main(argv: list[str] | None = None) -> int:
     # never the database URL (it holds a password) in BENCHMARKS.md
     given = list(argv if argv is not None else sys.argv[1:])
     run = " ".join(
-        "URL"
-        if i > 0 and given[i - 1] == "--database-url"
-        else ("--database-url=URL" if a.startswith("--database-url=") else a)
-        for i, a in enumerate(given)
+        [
+            "python bench/bench_api.py",
+            *(
+                "URL"
+                if i > 0 and given[i - 1] == "--database-url"
+                else ("--database-url=URL" if a.startswith("--database-url=") else a)
+                for i, a in enumerate(given)
+            ),
+        ]
     )
     lines = [
         "## API (`bench/bench_api.py`)",
@@ -583,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         "row after the response). Generated data: "
         f"{args.trades:,} trades in one market; an order-book history of one market with one "
         f"delta every 100 ms and a checkpoint snapshot every {every} deltas.",
-        f"Run: `python bench/bench_api.py {run}` ({datetime.now(UTC):%Y-%m-%d}).",
+        f"Run: `{run}` ({datetime.now(UTC):%Y-%m-%d}).",
         "",
         "| route | req/s | p50 ms | p99 ms | vs constant |",
         "|---|---:|---:|---:|---:|",
