@@ -75,14 +75,10 @@ CONNECTION_OPTIONS = connection_options(10_000)
 away; no one query longer than the request deadline (the server stops it even if the client's
 cancel were lost). The API's only writes are credit charges and usage rows: they commit without
 waiting for the WAL flush (a server crash could forget the last fraction of a second of charges,
-never corrupt them). No JIT compilation: PostgreSQL compiles a plan whose estimated cost passes
-``jit_above_cost`` (100,000 by default) at every execution, and the estimates of a statement over
-a hypertable grow with its chunks: the candle reads' generic plans (estimated over every chunk)
-cost 42,000 at 10M trades in a year, so at ~2.4 times that history each day of 1m would compile
-(+20-30 ms a read, measured with the threshold lowered to 40,000: 6-11 ms -> 25-40 ms), and
-past ``jit_optimize_above_cost`` seconds (the raw GROUP BY of a year of 1d candles: 0.76 s
-without JIT, 30 s with it, 29 of them compiling 365 chunks' expressions). The API's reads are
-index look-ups of a few thousand rows, where JIT never pays."""
+never corrupt them). No JIT compilation, whatever the database's setting: over hypertables the
+planner's estimates grow with the chunks, and JIT then compiles every chunk's expressions at each
+execution (kalshibook.storage.database_defaults has the measurements); the candle reads' generic
+plans would reach the threshold at ~2.4 times the 10M-trade bench's year."""
 CONTROL_STATEMENT_MS = 5000
 
 DESCRIPTION = """\

@@ -11,9 +11,10 @@ year of daily candles 30 s (29 of them compiling) against 0.76 s, and the Apache
 views for a year of 1d 13.7-16.7 s against 5.4-5.9. TimescaleDB's own projects turned it off at
 the database level for this reason (timescale/promscale_extension#218, timescale/timescaledb#4222,
 #6122), and PostgreSQL 19 turns it off by default. A database with a ``jit`` setting of its own
-keeps it (an operator's choice); the API's connections and the SQL users' roles turn it off on
-their own as well (kalshibook.api.app.connection_options, kalshibook.storage.reader_limits), for
-databases where this could not be applied.
+keeps it (an operator's choice), and so do SQL users, who may ``SET jit = on`` for a query that
+gains from it. The API's connections turn it off on their own as well
+(kalshibook.api.app.connection_options): their latency must not depend on a database setting that
+could not be applied (``migrate`` run by a role that does not own the database).
 """
 
 from __future__ import annotations
@@ -28,36 +29,27 @@ __all__ = ("apply_database_defaults",)
 
 log = logging.getLogger(__name__)
 
-# The database's own setting of a parameter (not a role's), e.g. 'jit=off'.
-DATABASE_SETTING: Final = """
+# The database's own jit setting (not a role's), if it has one.
+DATABASE_JIT: Final = """
 SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c
 WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.setrole = 0 AND starts_with(c, %(name)s || '=')
+  AND s.setrole = 0 AND starts_with(c, 'jit=')
 """
-DEFAULTS: Final[dict[str, str]] = {"jit": "off"}
 
 
-def apply_database_defaults(conn: Connection[Any]) -> list[str]:
-    """Set each of :data:`DEFAULTS` on the current database unless it has a setting of its own
-    (idempotent); one line per setting made. New sessions see them. Without the privilege
-    (``ALTER DATABASE`` needs the database's owner) it logs how to do it by hand and goes on."""
-    database = sql.Identifier(conn.info.dbname)
-    made = []
-    for name, value in DEFAULTS.items():
-        if conn.execute(DATABASE_SETTING, {"name": name}).fetchone() is not None:
-            continue
-        statement = sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-            database, sql.Identifier(name), sql.Literal(value)
+def apply_database_defaults(conn: Connection[Any]) -> None:
+    """``jit = off`` on the current database unless it has a jit setting of its own
+    (idempotent); new sessions see it. Without the privilege (``ALTER DATABASE`` needs the
+    database's owner) it logs the statement to run by hand and goes on."""
+    if conn.execute(DATABASE_JIT).fetchone() is not None:
+        return
+    statement = sql.SQL("ALTER DATABASE {} SET jit = off").format(sql.Identifier(conn.info.dbname))
+    try:
+        conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning(
+            "cannot turn JIT off for the database (not its owner); as its owner run: %s",
+            statement.as_string(conn),
         )
-        try:
-            conn.execute(statement)
-        except psycopg.errors.InsufficientPrivilege:
-            log.warning(
-                "cannot set %s = %s on the database (not its owner); as its owner run: %s",
-                name,
-                value,
-                statement.as_string(conn),
-            )
-            continue
-        made.append(f"database {conn.info.dbname}: {name} {value}")
-    return made
+        return
+    log.info("database %s: jit = off for every new session", conn.info.dbname)

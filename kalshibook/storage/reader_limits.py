@@ -10,12 +10,6 @@ What PostgreSQL enforces on its own, set by :func:`harden_readers` (idempotent; 
   role that needs temporary tables (the collector's COPY staging) must be granted it.
 - ``CONNECTION LIMIT`` per login: only a role with ``CREATEROLE`` can change it.
 
-And one default that is no limit: ``jit = off`` per login (``ALTER ROLE … SET``) unless the login
-has its own ``jit`` setting (a reader may ``SET jit = on`` in a session). PostgreSQL JIT-compiles
-a plan at every execution once its estimated cost passes ``jit_above_cost``, and the estimates
-over hypertables grow with their chunks: a year of one market's daily candles by ``time_bucket``
-took 30 s with JIT, 29 of them compiling, and 0.76 s without (10M trades; docs/sql.md).
-
 What PostgreSQL cannot enforce: ``statement_timeout`` and ``idle_in_transaction_session_timeout``
 are user-settable, so a reader may ``SET`` them to 0. A server-side **watchdog** takes over:
 :data:`WATCHDOG_FUNCTION` terminates any backend of a reader login that has been running one
@@ -53,13 +47,12 @@ WATCHDOG_INTERVAL = "5 seconds"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
 DEFAULT_IDLE_TIMEOUT = "10min"
 
-# The reader logins (not superusers) without a setting of their own for %(setting)s.
-READER_LOGINS_WITHOUT = """
+UNLIMITED_READER_LOGINS = """
 SELECT r.rolname FROM pg_roles r
 JOIN pg_auth_members m ON m.member = r.oid AND m.roleid = %(reader)s::regrole
 WHERE r.rolcanlogin AND NOT r.rolsuper
   AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) c
-                  WHERE s.setrole = r.oid AND starts_with(c, %(setting)s || '='))
+                  WHERE s.setrole = r.oid AND starts_with(c, 'temp_file_limit='))
 ORDER BY 1
 """
 
@@ -118,8 +111,7 @@ def limit_login(conn: Connection[Any], name: str, temp_file_limit: str = TEMP_FI
 
 
 def harden_readers(conn: Connection[Any]) -> list[str]:
-    """Database-wide reader limits, the watchdog and the logins' ``jit`` default; one line per
-    reader login changed."""
+    """Database-wide reader limits and the watchdog; one line per reader login limited."""
     database = sql.Identifier(conn.info.dbname)
     with conn.transaction():
         conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
@@ -130,12 +122,9 @@ def harden_readers(conn: Connection[Any]) -> list[str]:
                 idle=sql.Literal(DEFAULT_IDLE_TIMEOUT),
             )
         )
-        logins = _readers_without(conn, "temp_file_limit")
+        logins = [str(r[0]) for r in conn.execute(UNLIMITED_READER_LOGINS, {"reader": READER_ROLE})]
         for name in logins:
             limit_login(conn, name)
-        compiling = _readers_without(conn, "jit")
-        for name in compiling:
-            conn.execute(sql.SQL("ALTER ROLE {} SET jit = off").format(sql.Identifier(name)))
         row = conn.execute(EDITION).fetchone()
         if row is not None and row[0] == "timescale":
             job = conn.execute(WATCHDOG_JOB).fetchone()
@@ -148,14 +137,7 @@ def harden_readers(conn: Connection[Any]) -> list[str]:
                 "Apache edition: no job scheduler; schedule `SELECT private.reader_watchdog()` "
                 "every few seconds to enforce reader statement timeouts"
             )
-    return [f"reader {name}: temp_file_limit {TEMP_FILE_LIMIT}" for name in logins] + [
-        f"reader {name}: jit off" for name in compiling
-    ]
-
-
-def _readers_without(conn: Connection[Any], setting: str) -> list[str]:
-    rows = conn.execute(READER_LOGINS_WITHOUT, {"reader": READER_ROLE, "setting": setting})
-    return [str(r[0]) for r in rows]
+    return [f"reader {name}: temp_file_limit {TEMP_FILE_LIMIT}" for name in logins]
 
 
 def remove_watchdog(conn: Connection[Any]) -> None:

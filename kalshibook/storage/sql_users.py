@@ -139,7 +139,7 @@ def create_sql_user(
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
         )
-    harden_readers(conn)  # and jit = off, a default the user may SET back on
+    harden_readers(conn)
     return SqlUser(
         name=name,
         database=database,
