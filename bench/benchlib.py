@@ -172,16 +172,19 @@ def http_get(
     closes a connection idle for 5 s (its ``timeout_keep_alive``), as between the slow requests
     of the Apache edition's candles; such a request is sent again once on a new connection (the
     benches' GETs are all idempotent)."""
-    for attempt in (1, 2):
-        try:
-            conn.request("GET", target, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        except IDLE_CLOSED:
-            conn.close()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _get(conn, target, headers or {})
+    except IDLE_CLOSED:
+        conn.close()
+    return _get(conn, target, headers or {})
+
+
+def _get(
+    conn: http.client.HTTPConnection, target: str, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    conn.request("GET", target, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
