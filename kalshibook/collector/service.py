@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,10 @@ class Collector:
         self._last_frame_wall = 0.0
         self._pump_lock = asyncio.Lock()
         """Held while the router's rows are handed to the writer (per-table order across tasks)."""
+        self._unsent: deque[tuple[str, list[Any]]] = deque()
+        """Rows taken from the router and not yet in the writer's queues (a pump waiting for room
+        when its task was cancelled): the next pump, the shutdown's at the latest, sends them
+        first. At most one burst's rows (the router's output between two pumps)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         refs = ReferenceSync(rest, writer, catalog)
         self.subscriber = Subscriber(
@@ -303,13 +308,29 @@ class Collector:
 
     async def _pump_rows(self) -> None:
         """Hand the router's rows to the writer: per table, at once while there is room, the
-        rest waiting for it (backpressure). Per-table order is what the writer keeps."""
+        rest waiting for it (backpressure). Per-table order is what the writer keeps.
+
+        Rows taken from the router stay in ``_unsent`` until the writer has them: a pump
+        cancelled while it waits for room (the shutdown cancels the tasks that pump) loses
+        nothing; the next pump sends them before anything newer."""
         writer = self.writer
+        unsent = self._unsent
         async with self._pump_lock:  # one taker at a time: a later take waits for the rest
-            for table, rows in self.router.take():
+            unsent.extend(self.router.take())
+            while unsent:
+                table, rows = unsent[0]
                 done = writer.put_table_nowait(table, rows)
-                for row in rows[done:]:
-                    await writer.put(table, row)
+                if done == len(rows):
+                    unsent.popleft()
+                    continue
+                rows = rows[done:]
+                unsent[0] = (table, rows)
+                try:
+                    await writer.put(table, rows[0])  # cancelled while waiting: not queued, kept
+                except Exception:
+                    unsent[0] = (table, rows[1:])  # a row the writer refuses is not retried
+                    raise
+                unsent[0] = (table, rows[1:])
 
     async def _ws_task(self) -> None:
         sessions_iter = self.ws.connect_forever()
