@@ -17,8 +17,10 @@ __all__ = ("Effects", "NullEffects")
 class Effects(Protocol):
     """Follow-up work the router asks for; implementations must not block (queue it)."""
 
-    def request_snapshot(self, sid: int, tickers: list[str]) -> None:
-        """Send ``update_subscription get_snapshot`` for ``tickers`` on orderbook ``sid``."""
+    def request_snapshot(self, sid: int, tickers: list[str] | None) -> None:
+        """Send ``update_subscription get_snapshot`` for ``tickers`` on orderbook ``sid``;
+        ``None``: for every market subscribed on it (a sequence gap: the lost frame may have been
+        any of its markets' snapshot or delta, also of one that has no book yet)."""
 
     def resubscribe(self, sid: int, channel: str, reason: str) -> None:
         """Subscription ``sid`` is gone (error 10/25): subscribe its channel/markets again."""
@@ -43,7 +45,7 @@ class Effects(Protocol):
 class NullEffects:
     """Effects that do nothing (replay, tests)."""
 
-    def request_snapshot(self, sid: int, tickers: list[str]) -> None:
+    def request_snapshot(self, sid: int, tickers: list[str] | None) -> None:
         pass
 
     def resubscribe(self, sid: int, channel: str, reason: str) -> None:

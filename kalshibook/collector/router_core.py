@@ -253,15 +253,21 @@ class RouterCore:
     # -- shared state -----------------------------------------------------------------------
 
     def _open_gap(
-        self, mk: MarketState, from_ts: datetime | None, reason: str, sid: int | None
+        self,
+        mk: MarketState,
+        from_ts: datetime | None,
+        reason: str,
+        sid: int | None,
+        fallback: datetime | None = None,
     ) -> None:
-        if mk.gap is None:
-            start = from_ts or mk.ts or self.xclock
-            if start is None:
-                return  # nothing was ever known about this book: no gap to speak of
-            mk.gap = (start, reason, sid)
+        """The book is untrustworthy from ``from_ts`` (else its last event's time, the exchange
+        clock, ``fallback``) until its next snapshot; its deltas are not applied meanwhile."""
         if mk.mb is not None:
             mk.mb.dirty = True
+        if mk.gap is None:
+            start = from_ts or mk.ts or self.xclock or fallback
+            if start is not None:  # else nothing was ever known of this book: no gap row
+                mk.gap = (start, reason, sid)
 
     def _sid_state(self, sid: int, channel: str) -> SidState:
         s = self._sids.get(sid)

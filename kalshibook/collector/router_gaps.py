@@ -64,7 +64,8 @@ class GapRouting(RouterCore):
     def _book_gap_on_sid(
         self, sid: int, reason: str, now: datetime, since: datetime | None = None
     ) -> list[str]:
-        """Open gaps on every book of ``sid``, from ``since`` (default: the sid's last frame)."""
+        """Open gaps on every book of ``sid``, from ``since`` (default: the sid's last frame;
+        ``now`` when no exchange time was received yet: its snapshots are still unstamped)."""
         s = self._sids.get(sid)
         if s is None:
             return []
@@ -73,7 +74,7 @@ class GapRouting(RouterCore):
         for t in tickers:
             mk = self._mk.get(t)
             if mk is not None and mk.sid == sid:
-                self._open_gap(mk, start, reason, sid)
+                self._open_gap(mk, start, reason, sid, now)
         return tickers
 
     def _on_gap(self, g: GapDetected) -> None:
@@ -85,9 +86,10 @@ class GapRouting(RouterCore):
         )
         if channel == ORDERBOOK:
             assert now is not None
-            tickers = self._book_gap_on_sid(g.sid, "seq_gap", now)
-            if tickers:
-                self.effects.request_snapshot(g.sid, tickers)
+            self._book_gap_on_sid(g.sid, "seq_gap", now)
+            # every market of the sid: the lost frame may be the first snapshot of one without
+            # a book yet (just subscribed or added), whose deltas are dropped until it has one
+            self.effects.request_snapshot(g.sid, None)
         elif channel == "trade":
             s = self._sids.get(g.sid)
             self._trade_gap(s.last_ts if s is not None else None)

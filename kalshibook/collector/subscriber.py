@@ -4,8 +4,9 @@ On every new connection it subscribes ``market_lifecycle_v2``/``trade``/``ticker
 orderbook shard of the :class:`~kalshibook.collector.subscriptions.SubscriptionPlan`; then, as the
 router and discovery queue work (:class:`~kalshibook.collector.work.WorkQueues`), it resubscribes
 after terminal errors 10/25, removes and adds markets, and sends ``get_snapshot`` after sequence
-gaps. A command that fails on a live connection is retried; a closed connection's work is dropped
-(the next connection subscribes everything again).
+gaps. Work leaves its queue only once its command is acknowledged: a command that fails on a live
+connection (no reply in time) leaves it queued and the whole sync is retried, with a growing
+pause; a closed connection's work is dropped (the next connection subscribes everything again).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ __all__ = ("Subscriber",)
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST = 0.5
+"""Seconds before the first retry of a failed subscription command; doubling up to RETRY_MAX."""
+RETRY_MAX = 30.0
+
 
 class Subscriber:
     """The subscription task (:meth:`run`) for the session ``current_session()`` returns."""
@@ -53,10 +58,14 @@ class Subscriber:
         self.current_session = current_session
         self.stop = stop
         self.subscribed_session: WsSession | None = None
-        """The session whose global channels and shards were subscribed."""
+        """The session whose global channels were subscribed."""
+        self._refused: set[Shard] = set()
+        """Shards the exchange refused to subscribe on the current connection (the next one
+        tries again)."""
 
     async def run(self) -> None:
         work = self.work
+        failures = 0
         while not self.stop.is_set():
             await work.sub_wake.wait()
             work.sub_wake.clear()
@@ -65,11 +74,14 @@ class Subscriber:
                 continue
             try:
                 await self.sync(session)
+                failures = 0
             except FeedError as exc:
                 if self.current_session() is not session or session.closed:
                     continue  # the next session subscribes everything again
-                log.warning("subscription command failed: %s", exc)
-                await asyncio.sleep(0.5)
+                failures += 1
+                pause = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+                log.warning("subscription command failed (%s); retrying in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
                 work.sub_wake.set()
 
     def _forget(self, tickers: list[str]) -> None:
@@ -82,7 +94,9 @@ class Subscriber:
                 self.work.enrich_wake.set()
 
     async def sync(self, session: WsSession) -> None:
-        """Carry out the queued subscription work on ``session``."""
+        """Carry out the queued subscription work on ``session``. A command that fails raises
+        :class:`FeedError` with the work not done still queued (or, for shards, unsubscribed):
+        calling this again goes on where it stopped."""
         work = self.work
         plan = self.plan
         if session is not self.subscribed_session:
@@ -90,6 +104,7 @@ class Subscriber:
             work.snapshots.clear()
             work.resubscribe_sids.clear()
             plan.unbind_all()
+            self._refused.clear()
             if work.removes:
                 gone = list(work.removes)
                 plan.remove(gone)  # nothing is subscribed on this connection yet
@@ -102,21 +117,25 @@ class Subscriber:
             plan.global_sids.update(sids)
             log.info("subscribed channels=%s", ",".join(f"{c}:{s}" for c, s in sids.items()))
             self.subscribed_session = session
-            for shard in plan.unsubscribed_shards():
+        # Every shard without a sid on this connection: all of them on a new one, and any whose
+        # subscribe failed since (a command without a reply in time, a resubscription that failed)
+        for shard in plan.unsubscribed_shards():
+            if shard not in self._refused:
                 await self._subscribe_shard(session, shard)
         # terminal errors 10/25: subscribe again (new sid)
         while work.resubscribe_sids:
             sid, (channel, reason) = next(iter(work.resubscribe_sids.items()))
-            del work.resubscribe_sids[sid]
             failed = plan.shard_by_sid(sid)
             if failed is not None:
-                plan.unbind(failed)
+                plan.unbind(failed)  # should the subscribe fail, the loop above retries it
+                del work.resubscribe_sids[sid]
                 await self._subscribe_shard(session, failed)
             else:
                 ch = channel or plan.channel_of_global_sid(sid)
                 if ch and ch != ORDERBOOK:
                     sids = await session.subscribe([ch])
                     plan.global_sids.update(sids)
+                del work.resubscribe_sids[sid]
             log.info("resubscribed sid=%d channel=%s reason=%s", sid, channel, reason)
         # shrink
         if work.removes:
@@ -135,21 +154,33 @@ class Subscriber:
                     await self._update(session, shard.sid, "delete_markets", tickers)
         # grow
         if work.adds:
-            added = plan.add(list(work.adds))
+            added = list(plan.add(list(work.adds)).items())
             work.adds.clear()
-            for shard, tickers in added.items():
-                if shard.sid is None:
-                    await self._subscribe_shard(session, shard)
-                else:
-                    await self._update(session, shard.sid, "add_markets", tickers)
+            for k, (shard, tickers) in enumerate(added):
+                try:
+                    if shard.sid is None:
+                        await self._subscribe_shard(session, shard)
+                    else:
+                        await self._update(session, shard.sid, "add_markets", tickers)
+                except FeedError:
+                    # not acknowledged: those markets are planned and added again on the retry
+                    # (a shard without a sid is subscribed whole by the loop above)
+                    for later, markets in added[k:]:
+                        if later.sid is not None:
+                            plan.remove(markets)
+                            work.adds.update(dict.fromkeys(markets))
+                    raise
         # resync after sequence gaps
         while work.snapshots:
-            sid, tickers_set = next(iter(work.snapshots.items()))
+            sid, wanted = next(iter(work.snapshots.items()))
             del work.snapshots[sid]
             target = plan.shard_by_sid(sid)
             if target is None:
                 continue  # the sid is gone; its resubscription sends snapshots anyway
-            tickers = [t for t in tickers_set if t in target.markets]
+            if wanted is None:  # a sequence gap: every market of the subscription
+                tickers = list(target.markets)
+            else:
+                tickers = [t for t in wanted if t in target.markets]
             if not tickers:
                 continue
             self.metrics.snapshots_requested.inc(len(tickers))
@@ -159,6 +190,9 @@ class Subscriber:
                 log.warning("get_snapshot failed sid=%d code=%d; resubscribing", sid, exc.code)
                 plan.unbind(target)
                 await self._subscribe_shard(session, target)
+            except FeedError:
+                work.request_snapshot(sid, None if wanted is None else tickers)  # asked again
+                raise
 
     async def _subscribe_shard(self, session: WsSession, shard: Shard) -> None:
         if not shard.markets:
@@ -174,6 +208,7 @@ class Subscriber:
                 # Nothing to drop: leave the shard unsubscribed on this connection (the next
                 # connection retries it) and let discovery re-check the markets' states.
                 log.error("orderbook shard left unsubscribed shard=%d", shard.index)
+                self._refused.add(shard)
                 self.work.rediscover()
                 return
             self.plan.remove(bad)

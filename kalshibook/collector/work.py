@@ -24,7 +24,8 @@ class WorkQueues:
     """The router's :class:`~kalshibook.collector.effects.Effects`, queued (bounded, coalescing)."""
 
     def __init__(self) -> None:
-        self.snapshots: dict[int, dict[str, None]] = {}
+        self.snapshots: dict[int, dict[str, None] | None] = {}
+        """Snapshots to request per orderbook sid: those markets, or (None) all of the sid's."""
         self.resubscribe_sids: dict[int, tuple[str, str]] = {}
         self.adds: dict[str, None] = {}
         self.removes: dict[str, None] = {}
@@ -44,8 +45,13 @@ class WorkQueues:
 
     # -- Effects ------------------------------------------------------------------------------
 
-    def request_snapshot(self, sid: int, tickers: list[str]) -> None:
-        self.snapshots.setdefault(sid, {}).update(dict.fromkeys(tickers))
+    def request_snapshot(self, sid: int, tickers: list[str] | None) -> None:
+        wanted = self.snapshots.get(sid, {})
+        if tickers is None or wanted is None:
+            self.snapshots[sid] = None
+        else:
+            wanted.update(dict.fromkeys(tickers))
+            self.snapshots[sid] = wanted
         self.sub_wake.set()
 
     def resubscribe(self, sid: int, channel: str, reason: str) -> None:
@@ -94,7 +100,7 @@ class WorkQueues:
 
     def depth(self) -> dict[tuple[str, ...], float]:
         return {
-            ("snapshots",): float(sum(len(v) for v in self.snapshots.values())),
+            ("snapshots",): float(sum(1 if v is None else len(v) for v in self.snapshots.values())),
             ("resubscribe",): float(len(self.resubscribe_sids)),
             ("subscribe",): float(len(self.adds)),
             ("unsubscribe",): float(len(self.removes)),

@@ -29,6 +29,10 @@ def on_message(sess: Session, message: str | bytes) -> None:
     cmd_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
     name = cmd.get("cmd")
     params = cmd.get("params")
+    fate = sess.host.unanswered.get(name) if isinstance(name, str) else None
+    if fate and fate.pop(0):
+        sess.host.stats["commands_lost"] += 1
+        return
     if name == "subscribe":
         _subscribe(sess, cmd_id, params)
     elif name == "unsubscribe":

@@ -152,7 +152,10 @@ class SimServer:
             "auth_rejected": 0,
             "ws_connections": 0,
             "overflows": 0,
+            "commands_lost": 0,
         }
+        self.unanswered: dict[str, list[bool]] = {}
+        """Commands to lose, by name (:meth:`leave_unanswered`)."""
         self._http = HttpGateway(self, keys_by_id, no_auth=cfg.no_auth, auth_window=cfg.auth_window)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -423,6 +426,12 @@ class SimServer:
         """The next ``count`` sequenced frames of every connection each skip one seq number."""
         for sess in self._sessions:
             sess.skip += count
+
+    def leave_unanswered(self, command: str, count: int = 1, *, after: int = 0) -> None:
+        """After the next ``after`` ones, ``count`` ``command`` commands (``subscribe``,
+        ``update_subscription``, ...) of any connection are lost: neither carried out nor
+        answered (the client's command timeout fires)."""
+        self.unanswered.setdefault(command, []).extend([False] * after + [True] * count)
 
     def send_malformed(self) -> None:
         """Send one malformed (truncated JSON) text frame on every connection."""

@@ -85,6 +85,8 @@ class SessionHost(Protocol):
     """What a session needs from its server."""
 
     stats: dict[str, int]
+    unanswered: dict[str, list[bool]]
+    """Per command name, whether each of its next ones is lost (SimServer.leave_unanswered)."""
 
     @property
     def model(self) -> Exchange: ...

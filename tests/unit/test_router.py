@@ -23,7 +23,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def request_snapshot(self, sid: int, tickers: list[str]) -> None:
+    def request_snapshot(self, sid: int, tickers: list[str] | None) -> None:
         self.calls.append(("snapshot", (sid, tickers)))
 
     def resubscribe(self, sid: int, channel: str, reason: str) -> None:
@@ -192,7 +192,7 @@ def test_seq_gap_marks_the_sid_dirty_until_its_snapshot(router: Router, effects:
     router.handle(delta(4, 3, M, "yes", "0.4300", "2.00", 50))
     router.drain()
     router.handle(GapDetected(sid=4, expected=4, got=6, received_at=at(60)))
-    assert effects.of("snapshot") == [(4, [M, other])]
+    assert effects.of("snapshot") == [(4, None)]  # every market of the sid
     router.handle(delta(4, 6, M, "yes", "0.4400", "1.00", 60))  # dirty: not applied
     assert rows(router, "orderbook_deltas") == []
     router.handle(snap(4, 7, M, YES, NO, cmd_id=9))
@@ -481,3 +481,24 @@ def test_handle_all_reports_a_failing_item_and_goes_on(router: Router) -> None:
     router.handle_all([object()], failed.append)
     assert router.unknown_frames == 1
     assert failed == [bad]
+
+
+def test_seq_gap_before_any_exchange_time_still_stops_the_book(
+    router: Router, effects: Recorder
+) -> None:
+    """Snapshots carry no time: a gap found before any timestamped frame must still mark the
+    book dirty (its later deltas would be applied to a book that missed one) and open a gap from
+    the time the gap was found."""
+    router.sid_channels = {4: "orderbook_delta"}
+    router.handle(snap(4, 1, M, YES, NO))  # unstamped: no exchange time known yet
+    router.handle(GapDetected(sid=4, expected=2, got=3, received_at=at(40)))
+    assert effects.of("snapshot") == [(4, None)]
+    router.handle(delta(4, 3, M, "yes", "0.4300", "2.00", 50))  # not applied: the book is dirty
+    got = split(router)
+    assert "orderbook_deltas" not in got
+    router.handle(snap(4, 4, M, YES, NO, cmd_id=9))
+    router.handle(delta(4, 5, M, "yes", "0.4300", "2.00", 60))
+    got = split(router)
+    (g,) = got["book_gaps"]
+    assert (g.market_ticker, g.reason, g.from_ts, g.sid) == (M, "seq_gap", at(40), 4)
+    assert [d.seq for d in got["orderbook_deltas"]] == [5]

@@ -1,0 +1,111 @@
+"""The collector's subscription task against the simulator when a command gets no reply.
+
+A command whose reply does not come in time (lost, or stuck behind a backlog) raises; the work it
+carried must stay queued and be done by the retry, on the same connection: a lost ``get_snapshot``
+would leave books without data until the next reconnection, a lost shard subscription its markets
+unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sim_support import running_sim
+
+from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.router import Router
+from kalshibook.collector.subscriber import Subscriber
+from kalshibook.collector.subscriptions import SubscriptionPlan
+from kalshibook.collector.work import WorkQueues
+from kalshibook.errors import FeedError
+from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws_frames import OrderbookSnapshot
+from kalshibook.settings import KalshiSettings
+from kalshibook.sim import SimServer
+
+COMMAND_TIMEOUT = 0.5
+
+
+class Rig:
+    def __init__(self, sim: SimServer, session: WsSession, shard_size: int) -> None:
+        self.sim = sim
+        self.session = session
+        self.plan = SubscriptionPlan(shard_size)
+        self.work = WorkQueues()
+        self.sub = Subscriber(
+            plan=self.plan,
+            router=Router(effects=self.work),
+            work=self.work,
+            metrics=Metrics(),
+            current_session=lambda: session,
+            stop=asyncio.Event(),
+        )
+
+    async def snapshots(self, within: float = 5.0) -> list[OrderbookSnapshot]:
+        """The orderbook snapshots received until ``within`` s pass with none more."""
+        out: list[OrderbookSnapshot] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                async with asyncio.timeout(within):
+                    item: Any = await anext(self.session)
+                if isinstance(item, OrderbookSnapshot):
+                    out.append(item)
+                    within = 0.5
+        return out
+
+
+@contextlib.asynccontextmanager
+async def rig(shard_size: int = 10) -> AsyncIterator[tuple[Rig, list[str]]]:
+    async with running_sim(markets=12, no_auth=True) as sim:
+        ws = KalshiWebSocket(
+            KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
+            command_timeout=COMMAND_TIMEOUT,
+            open_timeout=5.0,
+        )
+        session = await ws.connect()
+        try:
+            tickers = [m.ticker for m in sim.model.market_list if m.status == "active"][:4]
+            yield Rig(sim, session, shard_size), tickers
+        finally:
+            await session.close()
+
+
+async def test_a_lost_get_snapshot_stays_queued_and_the_retry_asks_for_every_market() -> None:
+    async with rig() as (r, tickers):
+        r.plan.add(tickers)
+        await r.sub.sync(r.session)
+        first = await r.snapshots()
+        assert sorted(s.market_ticker for s in first) == sorted(tickers)
+        (shard,) = r.plan.shards
+        assert shard.sid is not None
+        # a sequence gap on the sid: snapshots of all its markets (None), and the command is lost
+        r.work.request_snapshot(shard.sid, None)
+        r.sim.leave_unanswered("update_subscription")
+        with pytest.raises(FeedError, match="no reply"):
+            await r.sub.sync(r.session)
+        assert r.work.snapshots == {shard.sid: None}, "the request must stay queued"
+        assert r.sim.stats["commands_lost"] == 1
+        await r.sub.sync(r.session)  # what the task's retry does
+        resent = await r.snapshots()
+        assert r.work.snapshots == {}
+        assert sorted(s.market_ticker for s in resent) == sorted(tickers)
+        assert all(s.id is not None for s in resent), "answers to get_snapshot carry its id"
+
+
+async def test_a_lost_shard_subscription_is_subscribed_by_the_retry() -> None:
+    async with rig(shard_size=2) as (r, tickers):
+        r.plan.add(tickers)  # two shards of two markets
+        # the global channels are subscribed, then the first shard's subscribe is lost
+        r.sim.leave_unanswered("subscribe", after=1)
+        with pytest.raises(FeedError, match="no reply"):
+            await r.sub.sync(r.session)
+        assert len(r.plan.unsubscribed_shards()) == 2, "nothing is lost: both shards wait"
+        await r.sub.sync(r.session)
+        assert not r.plan.unsubscribed_shards()
+        assert set(r.plan.global_sids) == {"trade", "ticker", "market_lifecycle_v2"}
+        got = await r.snapshots()
+        assert sorted({s.market_ticker for s in got}) == sorted(tickers)
