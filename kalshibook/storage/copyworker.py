@@ -55,7 +55,15 @@ from kalshibook.storage.extents import (
     row_spans,
     widen_params,
 )
-from kalshibook.storage.tables import ALL_TABLES, TABLES, TableSpec
+from kalshibook.storage.tables import (
+    ALL_TABLES,
+    DROP_STAGED_TRADE_COPIES,
+    MOVE_STORED_TRADE_COPIES,
+    TABLES,
+    TRADE_COPY_BOUNDS,
+    TRADE_COPY_SPREAD,
+    TableSpec,
+)
 
 __all__ = ("CopyWorker", "WorkerStartError", "committed", "describe", "rebuild", "write_rows")
 
@@ -230,11 +238,30 @@ def _transaction(
                 cur.execute(WIDEN_DELTA_EXTENTS, widen_params(widened))
         if spec.merge_sql is None:
             return len(rows), skipped
+        if spec.copies_at_other_times:
+            _reconcile_trade_copies(cur)
         cur.execute(spec.merge_sql)
         if cur.description is None:
             return cur.rowcount, skipped
         inserted = cur.fetchone()  # a merge that reports how many rows it inserted
         return (int(inserted[0]) if inserted else 0), skipped
+
+
+def _reconcile_trade_copies(cur: psycopg.Cursor[Any]) -> None:
+    """Staged trades with a copy stored at another time (see TRADE_COPY_BOUNDS): the stored copy
+    moves to a staged REST copy's time; a staged whole-second WS copy is dropped. Each statement
+    runs only when the stage has such rows, bounded by their markets and times."""
+    cur.execute(TRADE_COPY_BOUNDS)
+    bounds = cur.fetchone()
+    assert bounds is not None  # an aggregate: one row
+    spread = TRADE_COPY_SPREAD
+    for statement, (lo, hi, markets) in (
+        (MOVE_STORED_TRADE_COPIES, bounds[0:3]),
+        (DROP_STAGED_TRADE_COPIES, bounds[3:6]),
+    ):
+        if lo is not None:
+            params = {"lo": lo - spread, "hi": hi + spread, "markets": markets, "spread": spread}
+            cur.execute(statement, params)
 
 
 # -- the child ----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ Every SQL text is a named literal constant; no SQL is built from values or at ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal, LiteralString, NamedTuple
 from uuid import UUID
@@ -245,19 +245,21 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # and has microseconds; kalshibook.domain.exchange_order), so the stored values do not depend on
 # which path stored the trade first; a WS copy of a stored trade changes nothing. Rows go in by
 # market so that concurrent batches take the trade_extents rows (0006's trigger) in one order.
-# Returns the number of trades inserted (xmax = 0: not an update of a stored trade).
+# Returns the number of trades inserted (xmax = 0: not an update of a stored trade). A trade is
+# its trade_id: copies staged at different times (a WS frame without ``ts_ms`` has whole seconds,
+# kalshibook.kalshi.scalars.frame_time) are one trade, the REST copy's time kept.
 MERGE_TRADES: Final[LiteralString] = (
     "WITH merged AS (INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, "
     "no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, created_time, "
     "exchange_seq) "
-    "SELECT * FROM (SELECT DISTINCT ON (trade_id, date_trunc('milliseconds', ts)) "
+    "SELECT * FROM (SELECT DISTINCT ON (trade_id) "
     "date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, first_value(source) OVER w, "
     "first_value(received_at) OVER w, ts, exchange_seq "
     "FROM pg_temp.kalshibook_trades_stage "
-    "WINDOW w AS (PARTITION BY trade_id, date_trunc('milliseconds', ts) ORDER BY ctid) "
-    "ORDER BY trade_id, date_trunc('milliseconds', ts), source = 'rest' DESC) AS one_per_trade "
+    "WINDOW w AS (PARTITION BY trade_id ORDER BY ctid) "
+    "ORDER BY trade_id, source = 'rest' DESC) AS one_per_trade "
     "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "
     "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time "
@@ -266,6 +268,54 @@ MERGE_TRADES: Final[LiteralString] = (
     "RETURNING xmax = 0 AS inserted) "
     "SELECT count(*) FILTER (WHERE inserted) FROM merged"
 )
+# Before the merge: one trade stored and staged at two different times. The unique key is
+# (trade_id, ts), so ON CONFLICT matches copies of one millisecond only, and a WS trade frame
+# without ``ts_ms`` carries whole seconds (KALSHI_API.md §2.3): its REST copy (microseconds) would
+# be a second row of the same trade. Copies are looked for within TRADE_COPY_SPREAD of each other
+# (Kalshi does not say whether its seconds are floored or rounded), among the staged rows' markets
+# and time range, given as constants: chunk exclusion keeps the statements to those chunks, and
+# a compressed chunk decompresses only those markets' batches of that range (as the merge does).
+# The staged rows that may have another copy stored: every REST row (its time is the one kept),
+# and WS rows on a whole second (a WS row with ``ts_ms`` is matched by ON CONFLICT).
+TRADE_COPY_BOUNDS: Final[LiteralString] = (
+    "SELECT min(ts) FILTER (WHERE rest), max(ts) FILTER (WHERE rest), "
+    "array_agg(DISTINCT market_ticker) FILTER (WHERE rest), "
+    "min(ts) FILTER (WHERE coarse), max(ts) FILTER (WHERE coarse), "
+    "array_agg(DISTINCT market_ticker) FILTER (WHERE coarse) "
+    "FROM (SELECT ts, market_ticker, source = 'rest' AS rest, "
+    "source = 'ws' AND ts = date_trunc('second', ts) AS coarse "
+    "FROM pg_temp.kalshibook_trades_stage) AS staged"
+)
+# A stored copy at another time moves to the REST copy's (its source and receive time stay, as
+# when ON CONFLICT merges a REST copy into a stored trade). ``lo``/``hi``: the staged REST rows'
+# time range widened by the spread.
+MOVE_STORED_TRADE_COPIES: Final[LiteralString] = (
+    "UPDATE market.trades AS t SET ts = date_trunc('milliseconds', s.ts), created_time = s.ts, "
+    "exchange_seq = s.exchange_seq "
+    "FROM pg_temp.kalshibook_trades_stage AS s "
+    "WHERE t.market_ticker = ANY(%(markets)s::text[]) "
+    "AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz "
+    "AND s.source = 'rest' AND t.trade_id = s.trade_id AND t.market_ticker = s.market_ticker "
+    "AND t.ts BETWEEN date_trunc('milliseconds', s.ts) - %(spread)s::interval "
+    "AND date_trunc('milliseconds', s.ts) + %(spread)s::interval "
+    "AND t.ts <> date_trunc('milliseconds', s.ts) "
+    # both copies stored already (before this reconciliation existed): the merge keeps that one
+    "AND NOT EXISTS (SELECT 1 FROM market.trades AS u "
+    "WHERE u.market_ticker = ANY(%(markets)s::text[]) "
+    "AND u.ts >= %(lo)s::timestamptz AND u.ts <= %(hi)s::timestamptz "
+    "AND u.trade_id = s.trade_id AND u.ts = date_trunc('milliseconds', s.ts))"
+)
+# A staged whole-second WS copy of a trade stored at another time is dropped.
+DROP_STAGED_TRADE_COPIES: Final[LiteralString] = (
+    "DELETE FROM pg_temp.kalshibook_trades_stage AS s USING market.trades AS t "
+    "WHERE t.market_ticker = ANY(%(markets)s::text[]) "
+    "AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz "
+    "AND s.source = 'ws' AND s.ts = date_trunc('second', s.ts) AND t.trade_id = s.trade_id "
+    "AND t.ts BETWEEN s.ts - %(spread)s::interval AND s.ts + %(spread)s::interval "
+    "AND t.ts <> s.ts"
+)
+TRADE_COPY_SPREAD: Final = timedelta(seconds=1)
+
 COPY_ORDERBOOK_SNAPSHOTS: Final[LiteralString] = (
     "COPY market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq, "
     "yes_bids, no_bids) FROM STDIN (FORMAT BINARY)"
@@ -407,6 +457,9 @@ class TableSpec:
     """``dedupe``: creates the TEMP staging table (once per connection)."""
     merge_sql: LiteralString | None = None
     """``dedupe``: moves the staged rows into the table, skipping duplicates."""
+    copies_at_other_times: bool = False
+    """``dedupe``: one row's copies may be staged and stored at different times (trades); the
+    COPY worker reconciles them before the merge (TRADE_COPY_BOUNDS)."""
     keeps_extents: bool = False
     """``copy``: the transaction also widens ``market.delta_extents`` to its rows (0009,
     :mod:`kalshibook.storage.extents`)."""
@@ -437,6 +490,7 @@ TRADES: Final = TableSpec(
     write_sql=COPY_TRADES_STAGE,
     stage_sql=CREATE_TRADES_STAGE,
     merge_sql=MERGE_TRADES,
+    copies_at_other_times=True,
 )
 ORDERBOOK_SNAPSHOTS: Final = TableSpec(
     name="orderbook_snapshots",

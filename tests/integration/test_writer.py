@@ -476,6 +476,56 @@ async def test_trades_dedupe_in_and_across_batches_ms_vs_us(db_url: str, tmp_pat
     assert sorted(got) == sorted([(a, ws_ts, "ws"), (b, ws_ts, "ws"), (c, ws_ts, "rest")])
 
 
+LICENSE = "SELECT current_setting('timescaledb.license')"
+COMPRESS_TRADES = "SELECT count(compress_chunk(c)) FROM show_chunks('market.trades') AS c"
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "compressed"])
+async def test_a_ws_trade_without_milliseconds_and_its_rest_copy_are_one_trade(
+    db_url: str, tmp_path: Path, compressed: bool
+) -> None:
+    """A WS trade frame without ``ts_ms`` has whole seconds (the deprecated ``ts``); its REST copy
+    has microseconds. Whichever is stored first, in one batch or two, with the trades' chunk
+    compressed or not, one row remains, at the REST copy's time and rank."""
+    if compressed and await query(db_url, LICENSE) == [("apache",)]:
+        pytest.skip("the Apache edition has no compression")
+    settings = make_settings(db_url, tmp_path, batch_rows=100)
+    second = T0.replace(microsecond=0)  # what the WS frame says: 15:09:26
+    cases = {  # trade -> the batches its copies come in
+        "ws, then rest": [["ws"], ["rest"]],
+        "rest, then ws": [["rest"], ["ws"]],
+        "one batch": [["ws", "rest"]],
+        "one batch, rest first": [["rest", "ws"]],
+    }
+    ids = {name: uuid.uuid4() for name in cases}
+    rank = {name: k + 1 for k, name in enumerate(cases)}
+
+    def copy(name: str, source: str) -> TradeRow:
+        ts = second if source == "ws" else T0 + timedelta(microseconds=rank[name])
+        seq = exchange_seq(ts, 0 if source == "ws" else rank[name])
+        return trade(ids[name], ts, source)._replace(exchange_seq=seq)
+
+    async with writer_on(settings) as w:
+        for step in range(2):
+            for name, batches in cases.items():
+                for source in batches[step] if step < len(batches) else []:
+                    await w.put("trades", copy(name, source))
+            await w.drain()
+            if compressed and step == 0:
+                await query(db_url, COMPRESS_TRADES)
+    got = await query(
+        db_url, "SELECT trade_id, ts, created_time, exchange_seq, source FROM market.trades"
+    )
+    by_id = {r[0]: r[1:] for r in got}
+    assert len(got) == len(cases), got
+    for name, first in ((n, b[0][0]) for n, b in cases.items()):
+        ts, created, seq, source = by_id[ids[name]]
+        rest_time = T0 + timedelta(microseconds=rank[name])
+        assert (ts, created) == (T0.replace(microsecond=535000), rest_time), name
+        assert seq == exchange_seq(rest_time, rank[name]), name
+        assert source == first, name  # the first copy's source is kept, as for ms copies
+
+
 # -- flushing and backpressure -----------------------------------------------------------------
 
 
