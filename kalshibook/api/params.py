@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from kalshibook.domain import times
 from kalshibook.errors import BadRequest, InvalidInput
@@ -12,6 +12,14 @@ def parse_time(value: str, name: str) -> datetime:
     """RFC 3339 (offset required; ``Z`` allowed) or Unix seconds → aware UTC datetime (else 400)."""
     try:
         return times.parse_time(value, name)
+    except InvalidInput as exc:
+        raise BadRequest(exc.message, parameter=name) from None
+
+
+def parse_day(value: str, name: str) -> date:
+    """A UTC day ``YYYY-MM-DD`` within the range of :func:`parse_time` (else 400)."""
+    try:
+        return times.parse_day(value, name)
     except InvalidInput as exc:
         raise BadRequest(exc.message, parameter=name) from None
 

@@ -19,6 +19,7 @@ __all__ = (
     "BATCH_ROWS",
     "day_bounds",
     "day_fingerprints",
+    "has_book_events",
     "raw_batches",
     "select_markets",
     "settlement_batches",
@@ -83,6 +84,13 @@ SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
 WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s ORDER BY day
 """,
 }
+BOOK_EVENT_IN: Final = """
+SELECT EXISTS (SELECT 1 FROM market.orderbook_snapshots
+               WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s)
+    OR EXISTS (SELECT 1 FROM market.orderbook_deltas
+               WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s)
+"""
+"""Whether ``[start, end)`` holds a book event of the market: the rule of ``BOOK_DAYS``."""
 SETTLEMENTS_FINGERPRINT: Final = f"""
 SELECT {SETTLEMENTS.fingerprint} FROM market.settlements WHERE market_ticker = ANY(%(tickers)s)
 """
@@ -141,6 +149,15 @@ async def book_days(
     async with conn.cursor() as cur:
         await cur.execute(BOOK_DAYS[table], {"ticker": ticker, "start": start, "end": end})
         return [r[0] for r in await cur.fetchall()]
+
+
+async def has_book_events(conn: AConn, ticker: str, start: datetime, end: datetime) -> bool:
+    """Whether the market has a snapshot or delta in ``[start, end)`` (a day :func:`book_days`
+    lists for ``book_samples``), without reading them all."""
+    async with conn.cursor() as cur:
+        await cur.execute(BOOK_EVENT_IN, {"ticker": ticker, "start": start, "end": end})
+        row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def _named(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -86,13 +86,15 @@ def _unchanged(root: Path, rel: str, fingerprint: str, entry: mf.Entry | None) -
 
 
 def _replay_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: date) -> _Job:
+    now = datetime.now(UTC)  # a day in progress: samples up to now, and its fingerprint says so
+
     def make() -> AsyncGenerator[Sequence[Sequence[Any]], None]:
         if table == "book_samples":
-            return sample_batches(conn, ticker, day, req.levels, req.every)
+            return sample_batches(conn, ticker, day, req.levels, req.every, now=now)
         return bbo_batches(conn, ticker, day)
 
     async def fingerprint() -> str:
-        return await source_fingerprint(conn, ticker, day, table, req.levels, req.every)
+        return await source_fingerprint(conn, ticker, day, table, req.levels, req.every, now=now)
 
     rel = f"{table}/{ticker}/{day.isoformat()}.{extension(req.fmt)}"
     return _Job(rel, table, ticker, day.isoformat(), fingerprint, make)

@@ -2,7 +2,9 @@
 
 - ``book_samples``: every ``every`` (default 1 s) from the UTC day's midnight, the best ``levels``
   levels of each side (level 0 = best bid) and ``complete`` / ``gap_reason``: the book
-  ``GET /v1/markets/{ticker}/orderbook?at=`` returns at that instant.
+  ``GET /v1/markets/{ticker}/orderbook?at=`` returns at that instant. Only for a day holding a
+  book event of the market (the days ``kalshibook export`` lists; another day has no rows), and
+  never past the present: the day in progress stops at the last instant at or before "now".
 - ``trades_bbo``: each trade of the day (exchange order) with the YES bid/ask and sizes of the book
   just before it (events stamped before the trade), like Databento's TBBO.
 
@@ -12,14 +14,15 @@ day), one over its trades; :class:`kalshibook.domain.book_replay.BookReplay` doe
 :func:`source_fingerprint` summarises exactly what a replay reads (the snapshots and deltas of its
 window, the gaps it is given, for ``trades_bbo`` the day's trades), so a re-run whose fingerprint
 is unchanged skips the replay: row count and latest ``received_at`` of each source (rows are only
-ever added; a late row has the latest ``received_at``), the gaps themselves, the sampling.
+ever added; a late row has the latest ``received_at``), the gaps themselves, the sampling (and,
+for a day in progress, its last instant so far).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncGenerator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -27,7 +30,7 @@ import psycopg
 
 from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
 from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
-from kalshibook.export.reads import BATCH_ROWS, day_bounds
+from kalshibook.export.reads import BATCH_ROWS, day_bounds, has_book_events
 from kalshibook.export.tables import Column, TableSpec
 from kalshibook.storage.reads import book_extent, delta_span
 
@@ -189,15 +192,32 @@ async def _snapshot_before(
     return None
 
 
+def last_instant(day: date, every: timedelta, now: datetime) -> datetime | None:
+    """The day's last sample instant (``midnight + k × every``) at or before ``now``; None when
+    the day has not begun."""
+    start, end = day_bounds(day)
+    if now < start:
+        return None
+    return start + ((min(now, end - _ONE_US) - start) // every) * every
+
+
 async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
     params, gaps = await _window(conn, ticker, day)
     return params, BookReplay(gaps)
 
 
 async def source_fingerprint(
-    conn: AConn, ticker: str, day: date, table: str, levels: int, every: timedelta
+    conn: AConn,
+    ticker: str,
+    day: date,
+    table: str,
+    levels: int,
+    every: timedelta,
+    *,
+    now: datetime | None = None,
 ) -> str:
-    """What the replay of ``table`` (``book_samples`` or ``trades_bbo``) for the day reads."""
+    """What the replay of ``table`` (``book_samples`` or ``trades_bbo``) for the day reads; for
+    the samples of a day still in progress at ``now`` (default: the clock), its last instant."""
     params, gaps = await _window(conn, ticker, day)
     trades = table == "trades_bbo"
     async with conn.cursor() as cur:
@@ -206,7 +226,13 @@ async def source_fingerprint(
         )
         row = await cur.fetchone()
     assert row is not None  # one row always
-    sampling = f"{levels}x{every.total_seconds():g}s" if table == "book_samples" else ""
+    sampling = ""
+    if table == "book_samples":
+        sampling = f"{levels}x{every.total_seconds():g}s"
+        now = datetime.now(UTC) if now is None else now
+        if now < day_bounds(day)[1]:  # the day's samples so far: a re-run adds the later ones
+            last = last_instant(day, every, now)
+            sampling += f" until {last.isoformat() if last is not None else '-'}"
     digest = hashlib.sha256(msgspec.msgpack.encode(gaps)).hexdigest()[:16]
     return "|".join([*(str(v or "") for v in row), f"gaps {len(gaps)} {digest}", sampling])
 
@@ -224,16 +250,28 @@ def _levels(replay: BookReplay, side: str, n: int) -> list[Any]:
 
 
 async def sample_batches(
-    conn: AConn, ticker: str, day: date, levels: int, every: timedelta
+    conn: AConn,
+    ticker: str,
+    day: date,
+    levels: int,
+    every: timedelta,
+    *,
+    now: datetime | None = None,
 ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
-    params, replay = await _setup(conn, ticker, day)
+    """The day's samples up to :func:`last_instant` of ``now`` (default: the clock); none for a
+    day without a book event of the market (not the last book repeated, nor a day of
+    ``no_snapshot`` rows)."""
     start, end = day_bounds(day)
+    last = last_instant(day, every, datetime.now(UTC) if now is None else now)
+    if last is None or not await has_book_events(conn, ticker, start, end):
+        return
+    params, replay = await _setup(conn, ticker, day)
     async with conn.transaction(), conn.cursor(name="kalshibook_samples") as cur:
         await cur.execute(EVENTS, params)
         events = _Events(cur, replay)
         batch: list[tuple[Any, ...]] = []
         t = start
-        while t < end:
+        while t <= last:
             await events.advance(t, inclusive=True)
             reason = replay.gap_at(t)
             row = (t, ticker, reason is None, reason)

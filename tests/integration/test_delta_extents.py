@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -302,19 +302,21 @@ async def _reads(url: str, now: datetime) -> tuple[dict[str, Any], dict[str, int
             after = (page[-1].ts, page[-1].epoch, page[-1].seq)
         answers["walk"] = walk
         logs["last page"] = list(Recorder.log)
-        today = now.date()
         Recorder.log = []
-        answers["export day"] = await _export_day(conn, "ENDED", today)
+        answers["export day"] = await _export_day(conn, "ENDED", now)
         logs["export day"] = list(Recorder.log)
     planned = {name: chunks_planned(url, log, ["orderbook_deltas"]) for name, log in logs.items()}
     return answers, planned
 
 
-async def _export_day(conn: psycopg.AsyncConnection[Any], ticker: str, day: date) -> Any:
+async def _export_day(conn: psycopg.AsyncConnection[Any], ticker: str, now: datetime) -> Any:
+    """Today's samples as of ``now`` (the same instants on every call)."""
+    day = now.date()
     fingerprint = await sampled.source_fingerprint(
-        conn, ticker, day, "book_samples", 5, timedelta(minutes=1)
+        conn, ticker, day, "book_samples", 5, timedelta(minutes=1), now=now
     )
-    batches = [b async for b in sampled.sample_batches(conn, ticker, day, 5, timedelta(hours=6))]
+    samples = sampled.sample_batches(conn, ticker, day, 5, timedelta(hours=6), now=now)
+    batches = [b async for b in samples]
     return fingerprint, batches
 
 

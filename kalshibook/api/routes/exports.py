@@ -36,6 +36,7 @@ from kalshibook.api.deadlines import EXPORT
 from kalshibook.api.deps import Conn, SettingsDep, require_market, services_of
 from kalshibook.api.docs import priced, responses
 from kalshibook.api.middleware import granted
+from kalshibook.api.params import parse_day
 from kalshibook.errors import ApiError, BadRequest, NotFound, PaymentRequired
 from kalshibook.export import reads as export_reads
 from kalshibook.export.candles import candle_batches
@@ -147,10 +148,7 @@ async def export_file(
     if format not in FORMATS:
         raise BadRequest("format must be parquet or csv", parameter="format")
     fmt: Format = "csv" if format == "csv" else "parquet"
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError:
-        raise BadRequest(f"date must be a UTC day YYYY-MM-DD, got {date!r}", "date") from None
+    day = parse_day(date, "date")
     if not ticker or len(ticker) > 200:
         raise BadRequest("ticker must be 1 to 200 characters", parameter="ticker")
     ctx = request_context(request.scope)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import hashlib
 import io
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
 from kalshibook.api.auth import create_key
+from kalshibook.api.routes.exports import API_TABLES
 from kalshibook.export.run import ExportRequest, run_export
 
 pytestmark = [pytest.mark.db, pytest.mark.asyncio(loop_scope="session")]
@@ -99,6 +101,107 @@ async def test_export_file_needs_credits_for_its_rows(seeded_rw_url: str) -> Non
         assert_problem(r, 402, None)
         assert "1620 rows" in r.json()["detail"]
     assert _credits(seeded_rw_url, key) == 1
+
+
+NOT_A_DAY = (
+    "9999-12-31",  # its end is past the last representable instant
+    "0001-01-01",  # its candle period / replay window starts before the first
+    "1999-12-31",  # outside 2000-01-01 .. 2199-12-31, the range of every other time parameter
+    "2200-01-01",
+    "2026-W03-4",  # ISO 8601 forms that are not YYYY-MM-DD
+    "20260115",
+    "2026-01-15T00:00:00Z",
+    " 2026-01-15",
+    "2026-02-30",
+)
+
+
+async def test_export_date_is_a_strict_day_within_the_api_range(seeded_rw_url: str) -> None:
+    """Every table: a date that is not a YYYY-MM-DD day of 2000-01-01 .. 2199-12-31 is a 400
+    naming ``date`` (not a 500 from a date overflow); the range's first and last days are files
+    (empty ones: no data then)."""
+    key = create_key(seeded_rw_url, name="dates", credits=10_000).key
+    app = create_app(api_settings(seeded_rw_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        for table in API_TABLES:
+            for bad in NOT_A_DAY:
+                params = {"ticker": B45, "date": bad, "format": "csv"}
+                r = await client.get(f"/v1/exports/{table}", params=params)
+                body = assert_problem(r, 400, "date")
+                assert body["detail"].startswith("date"), body
+            for edge in ("2000-01-01", "2199-12-31"):
+                params = {"ticker": B45, "date": edge, "format": "csv"}
+                r = await client.get(f"/v1/exports/{table}", params=params)
+                assert r.status_code == 200, (table, edge, r.text)
+                assert r.headers["x-row-count"] == "0", (table, edge)
+
+
+async def test_book_samples_of_a_day_without_book_events_answer_as_trades_do(
+    seeded_rw_url: str,
+) -> None:
+    """docs/export.md: book samples exist for days with book events. A day after the market's
+    last book event, a future one and one before its first event answer like a day without
+    trades does: 200, an empty file, 1 credit (not 86,400 rows of the last book repeated, or of
+    ``no_snapshot``)."""
+    key = create_key(seeded_rw_url, name="empty days", credits=10_000).key
+    app = create_app(api_settings(seeded_rw_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        for day in ("2030-01-01", "2026-01-16", "2026-01-14"):
+            answers = {}
+            for table in ("trades", "book_samples"):
+                before = _credits(seeded_rw_url, key)
+                params = {"ticker": B45, "date": day, "format": "csv"}
+                r = await client.get(f"/v1/exports/{table}", params=params)
+                lines = gzip.decompress(r.content).decode().splitlines()
+                assert lines[0].startswith('"ts",'), (table, day, lines[:2])
+                answers[table] = (
+                    r.status_code,
+                    r.headers["x-row-count"],
+                    len(lines),
+                    before - _credits(seeded_rw_url, key),
+                )
+            assert answers["book_samples"] == answers["trades"] == (200, "0", 1, 1), (day, answers)
+
+
+SNAPSHOT_AT = """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (%s, %s, %s, 'snapshot', 9, 9, 1, '[[0.4, 50]]', '[[0.5, 20]]')
+"""
+
+
+async def test_book_samples_of_the_day_in_progress_stop_at_now(seeded_rw_url: str) -> None:
+    """No sample instant after the present: today's file ends at the last second so far."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+        conn.execute(SNAPSHOT_AT, (midnight, B45, midnight))
+    key = create_key(seeded_rw_url, name="today", credits=10_000).key
+    app = create_app(api_settings(seeded_rw_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        params = {"ticker": B45, "date": midnight.date().isoformat(), "format": "csv"}
+        before = datetime.now(UTC)
+        r = await client.get("/v1/exports/book_samples", params=params)
+        after = datetime.now(UTC)
+    if after >= midnight + timedelta(days=1):
+        pytest.skip("the UTC day ended during the request")
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(r.content).decode())))
+    # one sample a second from midnight: 00:00:00 .. the last second at or before the request
+    low = int((before - midnight).total_seconds()) + 1
+    high = int((after - midnight).total_seconds()) + 1
+    assert low <= len(rows) <= high, (low, len(rows), high)
+    assert r.headers["x-row-count"] == str(len(rows))
+    last = datetime.fromisoformat(rows[-1]["ts"])
+    assert last == midnight + timedelta(seconds=len(rows) - 1)
+    assert last <= after
+    assert (rows[0]["complete"], rows[0]["yes_bid_0"], rows[0]["no_bid_0"]) == (
+        "true",
+        "0.400000",
+        "0.500000",
+    )
 
 
 BIG_DAY = """

@@ -3,6 +3,7 @@ sources are unchanged are neither recomputed nor touched; a late row rewrites ex
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from api_support import B45, B47, T0
 
@@ -52,9 +54,9 @@ def _spy(monkeypatch: Any) -> list[tuple[str, str]]:
     computed: list[tuple[str, str]] = []
 
     def wrap(table: str, fn: Callable[..., AsyncIterator[Any]], at: int) -> Any:
-        def spied(*args: Any) -> AsyncIterator[Any]:
+        def spied(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             computed.append((table, args[at]))
-            return fn(*args)
+            return fn(*args, **kwargs)
 
         return spied
 
@@ -123,3 +125,43 @@ async def test_rerun_computes_only_files_whose_sources_changed(
         fifth = await run_export(conn, msgspec.structs.replace(REQ, levels=2), out)
         assert fifth.written == [f"book_samples/{B45}/{DAY}.parquet"]
         assert computed == [("book_samples", B45)]
+
+
+async def test_a_rerun_extends_the_book_samples_of_the_day_in_progress(
+    seeded_rw_url: str, tmp_path: Path
+) -> None:
+    """Today's samples stop at the run's present; a later run, even with no new book event,
+    computes them again up to its own present (the fingerprint holds the day's last instant)."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    req = ExportRequest(
+        tables=("book_samples",),
+        start=midnight,
+        end=midnight + timedelta(days=1),
+        tickers=(B45,),
+        levels=1,
+    )
+    rel = f"book_samples/{B45}/{midnight.date().isoformat()}.parquet"
+    out = tmp_path / "export"
+    async with await psycopg.AsyncConnection.connect(seeded_rw_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source,"
+            " epoch, sid, seq, yes_bids, no_bids)"
+            " VALUES (%s, %s, %s, 'snapshot', 9, 9, 1, '[[0.4, 50]]', '[[0.5, 20]]')",
+            (midnight, B45, midnight),
+        )
+        runs = []
+        for _ in range(2):
+            summary = await run_export(conn, req, out)
+            done = datetime.now(UTC)
+            ts = pq.read_table(out / rel).column("ts").to_pylist()
+            runs.append((summary.written, len(ts), ts[-1], done))
+            await asyncio.sleep(1.1)
+    if done >= midnight + timedelta(days=1):
+        pytest.skip("the UTC day ended during the test")
+    (written1, n1, last1, done1), (written2, n2, last2, done2) = runs
+    assert written1 == written2 == [rel]
+    assert last1 == midnight + timedelta(seconds=n1 - 1)
+    assert last1 <= done1
+    assert last2 == midnight + timedelta(seconds=n2 - 1)
+    assert last2 <= done2
+    assert n2 > n1
