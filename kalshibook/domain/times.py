@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 from typing import Final
 
 from kalshibook.errors import InvalidInput
@@ -17,6 +18,7 @@ from kalshibook.errors import InvalidInput
 __all__ = ("LAST_DAY", "MAX_TIME", "MIN_TIME", "parse_day", "parse_time")
 
 _UNIX: Final = re.compile(r"^-?\d+(\.\d+)?$")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
 """Earliest accepted instant (inclusive)."""
 MAX_TIME: Final = datetime(2200, 1, 1, tzinfo=UTC)
@@ -34,7 +36,10 @@ def parse_time(value: str, name: str) -> datetime:
     text = value.strip()
     try:
         if _UNIX.match(text):
-            out = datetime.fromtimestamp(float(text), tz=UTC)
+            # exact, truncated to the microsecond as the RFC 3339 form is (a float rounds:
+            # 1772974800.0009996 became .001000, after an event at .001 it was asked before)
+            micros = (Decimal(text) * 1_000_000).to_integral_value(rounding=ROUND_FLOOR)
+            out = _EPOCH + timedelta(microseconds=int(micros))
         else:
             out = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
             if out.tzinfo is None:

@@ -1,8 +1,16 @@
 """What the previous collector run left behind: read once at daemon start (restart recovery).
 
 The collector opens ``daemon_restart`` gaps on the books of the markets it was following, from
-the last data the previous run stored, and backfills trades from the last trade stored; it also
-seeds its market catalog with the markets already stored.
+the last book data the previous run stored, and backfills trades from the last trade stored; it
+also seeds its market catalog with the markets already stored.
+
+The writer commits each table on its own and holds rows in memory while the database is slow, so
+a run that was killed (SIGKILL, OOM, power) may have stored later rows of one table and lost
+earlier rows of another: trades up to 10:00:10 and deltas only up to 10:00:01, or the deltas after
+a reconnection without the snapshot they apply to. The book gap therefore starts at the older of
+the newest stored delta and the newest stored snapshot, never at a trade's time: every book row
+that may be missing is inside it. (After a clean stop the two are the same instant: the last
+checkpoints are written at each book's last delta.)
 """
 
 from __future__ import annotations
@@ -45,7 +53,8 @@ class LastStored(NamedTuple):
     """Exchange times of the newest stored rows (None: the table is empty)."""
 
     data: datetime | None
-    """Newest delta or snapshot or trade."""
+    """Where the books become unknown: the older of the newest delta and the newest snapshot
+    (either, when the other table is empty)."""
     trade: datetime | None
 
 
@@ -63,10 +72,10 @@ async def _last_ts(conn: AConn, sql: LiteralString) -> datetime | None:
 
 
 async def last_stored(conn: AConn) -> LastStored:
-    """The newest stored data and trade times."""
+    """Where the stored books end and the newest stored trade's time."""
     times = [await _last_ts(conn, sql) for sql in (LAST_DELTA, LAST_SNAPSHOT, LAST_TRADE)]
-    known = [t for t in times if t is not None]
-    return LastStored(max(known) if known else None, times[2])
+    book = [t for t in times[:2] if t is not None]
+    return LastStored(min(book) if book else None, times[2])
 
 
 async def book_markets(conn: AConn) -> list[str]:
