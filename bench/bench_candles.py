@@ -438,7 +438,7 @@ async def handler_work(
     formatting and the JSON body (routes.candles.candles_handler, minus HTTP)."""
     now = datetime.now(UTC)
     rows = await read_candle_rows(conn, ticker, interval, start, end, fill=True, until=now)
-    return page_body(ticker, interval, candles_out(rows))
+    return page_body(ticker, interval, candles_out(rows, interval))
 
 
 def page_body(ticker: str, interval: Interval, data: list[CandleOut]) -> bytes:
@@ -473,7 +473,7 @@ async def handler_parts(
         interval, first, end, rows=data.rows, carried=data.carried, fill=True, until=now
     )
     t2 = time.perf_counter()
-    out = candles_out(rows)
+    out = candles_out(rows, interval)
     t3 = time.perf_counter()
     page_body(ticker, interval, out)
     t4 = time.perf_counter()

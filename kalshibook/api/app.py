@@ -34,8 +34,15 @@ from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.kalshi_compat import kalshi_router
-from kalshibook.api.middleware import ApiMiddleware, Services, await_charge, charge_settled
+from kalshibook.api.middleware import (
+    ApiMiddleware,
+    Services,
+    await_charge,
+    charge_settled,
+    credit_headers,
+)
 from kalshibook.api.problems import exception_handlers
+from kalshibook.api.query import QueryRules
 from kalshibook.api.routes import ROUTE_HANDLERS
 from kalshibook.api.seed import seed_router
 from kalshibook.errors import BadRequest, DatabaseUnavailable
@@ -156,6 +163,17 @@ async def reject_control_characters(request: Request[Any, Any, Any]) -> None:
             raise BadRequest(f"{name} contains a control character", parameter=name)
 
 
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook of every route (Litestar runs only the innermost layer's: no
+    router, controller or handler may set its own): no control characters
+    (:func:`reject_control_characters`), and on ``/v1`` no query parameter the route does not
+    take nor one given twice (:class:`kalshibook.api.query.QueryRules`). It runs after the
+    middleware's auth: such a 400 is charged like any other."""
+    await reject_control_characters(request)
+    rules: QueryRules = request.app.state.query_rules
+    rules.check(request)
+
+
 def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None) -> Litestar:
     services = Services(settings, openapi_path=OPENAPI_PATH)
 
@@ -239,15 +257,21 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         },
         middleware=[ApiMiddleware],
         exception_handlers=exception_handlers(),
-        before_request=reject_control_characters,
+        before_request=check_request,
         # Litestar runs only the innermost layer's after_request: no router, controller or
         # handler may set its own, or a covered request's data could leave before its charge
         after_request=await_charge,
         after_exception=[charge_settled],
-        before_send=[_add_request_id],
+        before_send=[_add_request_id, credit_headers],
         lifespan=[lifespan],
         openapi_config=openapi,
-        state=State({"services": services, "cursor_codec": CursorCodec(cursor_secret(settings))}),
+        state=State(
+            {
+                "services": services,
+                "cursor_codec": CursorCodec(cursor_secret(settings)),
+                "query_rules": QueryRules(),
+            }
+        ),
         debug=False,
         logging_config=None,  # the process's logging is kalshibook.cli.logs' (one setup)
     )

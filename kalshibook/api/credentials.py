@@ -4,16 +4,18 @@
   header carrying a kalshibook key is read the same way (code written for Kalshi's API sends its
   key id there, with ``KALSHI-ACCESS-SIGNATURE``/``-TIMESTAMP``, which kalshibook does not
   verify: the key itself is the secret).
-* **Cost.** A handler's ``opt={"cost": N}``; with ``opt["cost_per"] = "<query parameter>"`` the
-  cost is ``N`` per distinct item of that parameter (comma-separated or repeated): a batch of
-  100 order books costs what 100 single requests cost.
+* **Cost.** A handler's ``opt={"cost": N}``, charged before the handler runs. A batch route
+  (``opt["cost_per"] = "<query parameter>"``) costs ``N`` per distinct item of that parameter: a
+  batch of 100 order books costs what 100 single requests cost. The middleware charges the ``N``
+  of the first item (all that a failed request pays, as a failed single request); the handler
+  charges the rest once it has its answer (:func:`kalshibook.api.middleware.charge_items`), so
+  a key that cannot pay the whole batch still gets its 400 or 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 if TYPE_CHECKING:
     from litestar.types import Scope
@@ -37,18 +39,6 @@ def authorization_of(scope: Scope) -> str | None:
     return f"Bearer {kalshi_key.strip()}" if kalshi_key and kalshi_key.strip() else None
 
 
-def request_cost(opt: Mapping[str, Any], scope: Scope) -> int:
-    """Credits this request spends (see the module docstring)."""
-    cost = int(opt.get("cost", 1))
-    per = opt.get("cost_per")
-    if not per:
-        return cost
-    query = scope.get("query_string", b"").decode("latin-1")
-    items = {
-        item.strip()
-        for name, value in parse_qsl(query)
-        if name == per
-        for item in value.split(",")
-        if item.strip()
-    }
-    return cost * max(1, len(items))
+def request_cost(opt: Mapping[str, Any]) -> int:
+    """Credits charged before the handler runs (see the module docstring)."""
+    return int(opt.get("cost", 1))

@@ -102,11 +102,14 @@ async def require_market(conn: AsyncConnection[Any], ticker: str) -> None:
         raise NotFound(f"unknown market ticker {ticker!r}", parameter="ticker")
 
 
-def parse_tickers(value: str | None, name: str = "tickers", maximum: int = 100) -> list[str] | None:
-    """A comma-separated ticker list (``A,B``); ``None`` when absent."""
+def parse_tickers(
+    value: list[str] | None, name: str = "tickers", maximum: int = 100
+) -> list[str] | None:
+    """A ticker list, comma-separated and/or repeated (``A,B`` or ``A&tickers=B``, as on
+    ``/trade-api/v2``), without repeats; ``None`` when absent."""
     if value is None:
         return None
-    items = [t.strip() for t in value.split(",")]
+    items = [t.strip() for v in value for t in v.split(",")]
     if not items or any(not t or len(t) > 200 for t in items):
         raise BadRequest(f"{name} must be a comma-separated list of tickers", parameter=name)
     if len(items) > maximum:

@@ -452,7 +452,13 @@ class CandleOut(Base, gc=False):
         str | None, Meta(description="last open interest at or before the period end")
     ]
     # Kalshi's MarketCandlestick
-    end_period_ts: Annotated[int, Meta(description="Unix seconds of `end` (Kalshi's label)")]
+    end_period_ts: Annotated[
+        int,
+        Meta(
+            description="Kalshi's label, Unix seconds: `start` + 1 min / 1 h / 24 h (= `end` "
+            "but on New York's 23- and 25-hour days)"
+        ),
+    ]
     yes_bid: KalshiQuoteOHLC
     yes_ask: KalshiQuoteOHLC
     price: KalshiPrice

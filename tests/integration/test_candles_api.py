@@ -244,6 +244,33 @@ async def test_bad_parameters_are_problems_naming_the_parameter(
     assert problem["detail"]
 
 
+async def test_the_schema_requires_what_the_handler_requires(
+    api: tuple[AsyncTestClient[Any], str],
+) -> None:
+    """interval and start are required in the OpenAPI document, as they are in fact; leaving one
+    out is still the handler's 400 naming it (not Litestar's own message)."""
+    client, _ = api
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/v1/markets/{ticker}/candles"]["get"]
+    required = {p["name"]: p.get("required", False) for p in operation["parameters"]}
+    assert required == {
+        "ticker": True,
+        "interval": True,
+        "start": True,
+        "end": False,
+        "fill": False,
+    }
+    path = f"/v1/markets/{TICKER}/candles"
+    for params, missing in (({"start": "2026-03-08T00:00:00Z"}, "interval"), ({}, "interval")):
+        r = await client.get(path, params=params)
+        assert r.status_code == 400, r.text
+        assert r.json()["parameter"] == missing
+        assert r.json()["detail"].startswith(f"{missing} is required")
+    r = await client.get(path, params={"interval": "1h"})
+    assert (r.status_code, r.json()["parameter"]) == (400, "start")
+    assert r.json()["detail"].startswith("start is required")
+
+
 async def test_exactly_max_candles_is_allowed(api: tuple[AsyncTestClient[Any], str]) -> None:
     client, url = api
     with psycopg.connect(url, autocommit=True) as conn:
@@ -283,3 +310,41 @@ async def test_unknown_ticker_is_404(api: tuple[AsyncTestClient[Any], str]) -> N
     )
     assert r.status_code == 200, r.text
     assert r.json()["data"] == []
+
+
+async def test_daily_end_period_ts_is_kalshis_label_on_both_surfaces(
+    api: tuple[AsyncTestClient[Any], str],
+) -> None:
+    """/v1 candles carry Kalshi's fields so Kalshi code reads them unchanged: a day's
+    ``end_period_ts`` is /trade-api/v2's (start + 24 h, Kalshi's recorded labelling) on the
+    23-hour and the 25-hour New York day too, while ``end`` stays the day's true end."""
+    client, url = api
+    spring = datetime(2026, 3, 8, 5, tzinfo=UTC)  # New York midnight; the day lasts 23 hours
+    fall = datetime(2025, 11, 2, 4, tzinfo=UTC)  # the day lasts 25 hours
+    with psycopg.connect(url, autocommit=True) as conn:
+        trade(conn, fall + timedelta(hours=20), "0.3000", "1.00")
+        trade(conn, spring + timedelta(hours=9), "0.4000", "2.00")
+    r = await client.get(
+        f"/v1/markets/{TICKER}/candles",
+        params={"interval": "1d", "start": "2025-10-30T00:00:00Z", "end": "2026-03-12T00:00:00Z"},
+    )
+    assert r.status_code == 200, r.text
+    v1 = r.json()["data"]
+    r = await client.get(
+        f"/trade-api/v2/series/KXCANDLE/markets/{TICKER}/candlesticks",
+        params={
+            "start_ts": int(datetime(2025, 10, 30, tzinfo=UTC).timestamp()),
+            "end_ts": int(datetime(2026, 3, 12, tzinfo=UTC).timestamp()),
+            "period_interval": 1440,
+        },
+    )
+    assert r.status_code == 200, r.text
+    kalshi = r.json()["candlesticks"]
+    assert [(c["start"], c["end"]) for c in v1] == [
+        ("2025-11-02T04:00:00Z", "2025-11-03T05:00:00Z"),
+        ("2026-03-08T05:00:00Z", "2026-03-09T04:00:00Z"),
+    ]
+    labels = [int((day + timedelta(hours=24)).timestamp()) for day in (fall, spring)]
+    assert [c["end_period_ts"] for c in v1] == labels
+    assert [c["end_period_ts"] for c in kalshi] == labels
+    assert [c["volume_fp"] for c in v1] == [c["volume_fp"] for c in kalshi] == ["1.00", "2.00"]

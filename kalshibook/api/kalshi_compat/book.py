@@ -1,6 +1,7 @@
 """``GET /markets/{ticker}/orderbook`` (5 credits) and ``GET /markets/orderbooks`` (5 per
-ticker): Kalshi's ``orderbook_fp`` rebuilt by :func:`kalshibook.storage.reads.book_at`, the read
-of ``/v1/markets/{ticker}/orderbook``.
+ticker, charged once every book is read; 5 if the request fails): Kalshi's ``orderbook_fp``
+rebuilt by :func:`kalshibook.storage.reads.book_at`, the read of
+``/v1/markets/{ticker}/orderbook``.
 
 kalshibook extension: ``at`` (RFC 3339 or Unix seconds) gives the book at that instant; without
 it, the latest recorded book (the book now). ``depth`` 0 to 100 (0 = every level). A known market
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.params import Parameter
 
 from kalshibook.api.deps import Conn, require_market
@@ -23,6 +24,7 @@ from kalshibook.api.kalshi_compat.common import (
     parse_tickers,
 )
 from kalshibook.api.kalshi_compat.shapes import book_out
+from kalshibook.api.middleware import charge_items
 from kalshibook.api.params import parse_time
 from kalshibook.errors import BadRequest
 from kalshibook.storage import reads
@@ -73,6 +75,7 @@ async def orderbook(
     **kalshi_route(5, k.Orderbooks, per="tickers"),
 )
 async def orderbooks(
+    request: Request[Any, Any, Any],
     conn: Conn,
     tickers: Annotated[list[str] | None, Parameter(description="1 to 100 tickers")] = None,
     depth: Depth = None,
@@ -82,12 +85,11 @@ async def orderbooks(
     if not wanted:
         raise BadRequest("tickers is required (1 to 100 market tickers)", parameter="tickers")
     levels, instant = _depth(depth), _instant(at)
-    return k.Orderbooks(
-        orderbooks=[
-            k.TickerBook(ticker=t, orderbook_fp=await _book(conn, t, instant, levels))
-            for t in wanted
-        ]
-    )
+    books = [
+        k.TickerBook(ticker=t, orderbook_fp=await _book(conn, t, instant, levels)) for t in wanted
+    ]
+    await charge_items(request, len(wanted))  # 5 per ticker once every book is read
+    return k.Orderbooks(orderbooks=books)
 
 
 HANDLERS: list[Any] = [orderbook, orderbooks]

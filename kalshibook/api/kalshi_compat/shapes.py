@@ -3,7 +3,8 @@
 Candles (``period_interval`` 1, 60, 1440 minutes = kalshibook's 1m, 1h, 1d periods):
 
 * **Label.** ``end_period_ts`` = the period's start + 1 minute / 1 hour / **24 hours**. For 1m/1h
-  periods and ordinary New York days that is the period's end. On the 25-hour New York day that
+  periods and ordinary New York days that is the period's end. ``/v1``'s candles carry the same
+  label (``kalshibook.api.routes.candles.candles_out``). On the 25-hour New York day that
   ends daylight saving time Kalshi labels the day local midnight + 24 h (2025-11-02: 2025-11-03
   04:00Z, one hour before the day ends; the recorded fixture shows it), and this module does the
   same; on the 23-hour spring-forward day the same rule gives one hour after its end (not
@@ -24,6 +25,7 @@ from typing import Final
 
 from kalshibook.api.kalshi_compat import schemas as k
 from kalshibook.domain.book import OrderBook
+from kalshibook.domain.candle_rows import CandleRow
 from kalshibook.domain.candles import Candle, Interval
 from kalshibook.domain.prices import fmt_count, fmt_dollars
 from kalshibook.errors import BadRequest
@@ -163,7 +165,7 @@ def parse_period(value: int | None, name: str = "period_interval") -> Interval:
     return interval
 
 
-def label_of(c: Candle, interval: Interval) -> datetime:
+def label_of(c: Candle | CandleRow, interval: Interval) -> datetime:
     """The instant Kalshi's ``end_period_ts`` names for a period (see the module docstring)."""
     return c.start + LABEL_WIDTH[interval]
 

@@ -2,7 +2,10 @@
 
 Every candle carries kalshibook's flat fields and Kalshi's ``MarketCandlestick`` fields
 (``end_period_ts``, ``yes_bid{…_dollars}``, ``yes_ask{…}``, ``price{…}``, ``volume_fp``,
-``open_interest_fp``), so code written for Kalshi's candlesticks reads ``data`` unchanged.
+``open_interest_fp``), so code written for Kalshi's candlesticks reads ``data`` unchanged:
+``end_period_ts`` is Kalshi's label of the period, as on ``/trade-api/v2``
+(:func:`kalshibook.api.kalshi_compat.shapes.label_of`: start + 24 h for a New York day, also on
+the 23- and 25-hour days), while ``end`` is the period's true end.
 Semantics (periods, carried state, fill, VWAP rounding): :mod:`kalshibook.domain.candles`.
 """
 
@@ -20,6 +23,7 @@ from kalshibook.api import docs
 from kalshibook.api import schemas as s
 from kalshibook.api.deps import Conn, SettingsDep, envelope_meta
 from kalshibook.api.docs import TickerPath, priced, responses
+from kalshibook.api.kalshi_compat.shapes import LABEL_WIDTH
 from kalshibook.api.params import parse_time
 from kalshibook.domain.booleans import parse_bool
 from kalshibook.domain.candle_rows import CandleRow
@@ -65,11 +69,14 @@ class _Counts(dict[str, str]):
         return out
 
 
-def candles_out(rows: Sequence[CandleRow]) -> list[s.CandleOut]:
+def candles_out(rows: Sequence[CandleRow], interval: Interval) -> list[s.CandleOut]:
     """The candles in the response shape: Kalshi-style strings, exactly fmt_dollars / fmt_count
     of the same values (kalshibook.domain.prices), each distinct text formatted once per request,
     and the bid/ask objects of consecutive candles with the same quotes shared (most periods of a
-    filled range repeat the state carried into them). This runs per candle: keep it lean."""
+    filled range repeat the state carried into them); ``end_period_ts`` is Kalshi's label of the
+    ``interval`` period (``label_of``: its start + ``LABEL_WIDTH``, the end but on New York DST
+    days). This runs per candle: keep it lean."""
+    label_width = LABEL_WIDTH[interval] // _SECOND  # once per request
     d = _Dollars()
     n = _Counts()
     no_quote: _Quote = (None, None, None, None)
@@ -114,7 +121,7 @@ def candles_out(rows: Sequence[CandleRow]) -> list[s.CandleOut]:
                 ask.low_dollars,
                 ask.close_dollars,
                 oi,
-                (c.end - _EPOCH) // _SECOND,  # int(c.end.timestamp()), cheaper
+                (c.start - _EPOCH) // _SECOND + label_width,  # int(label_of(c).timestamp())
                 bid,
                 ask,
                 s.KalshiPrice(o, lo, h, cl, vwap, prev),
@@ -180,18 +187,24 @@ def candle_window(
 
 # --- handler ------------------------------------------------------------------------------------
 
+# interval and start are required: ``required=True`` says so in the OpenAPI document, while the
+# handler still receives None when one is missing (a nullable type with a default: Litestar
+# requires at run time only a non-nullable parameter without default) and answers the 400 naming
+# it that parse_interval / candle_window give, rather than Litestar's own message.
 IntervalParam = Annotated[
     str | None,
     Parameter(
         description="candle width: 1m, 1h or 1d (1d = New York day); Kalshi's 1, 60, 1440 too",
         examples=[Example(value="1h")],
+        required=True,
     ),
 ]
 CandleStartParam = Annotated[
     str | None,
     Parameter(
-        description="required; RFC 3339 or Unix seconds; aligned down to the period containing it",
+        description="RFC 3339 or Unix seconds; aligned down to the period containing it",
         examples=[Example(value="2026-01-15T00:00:00Z")],
+        required=True,
     ),
 ]
 CandleEndParam = Annotated[
@@ -251,7 +264,7 @@ async def candles_handler(
             f"{exc.message}; check the ticker (GET /v1/markets lists them)", parameter="ticker"
         ) from None
     return s.CandlePage(
-        data=candles_out(candles),
+        data=candles_out(candles, width),
         next_cursor=None,
         has_more=False,
         ticker=ticker,

@@ -119,9 +119,9 @@ async def list_trades(
     conn: Conn,
     settings: SettingsDep,
     tickers: Annotated[
-        str | None,
+        list[str] | None,
         Parameter(
-            description="comma-separated market tickers (at most 100)",
+            description="market tickers, comma-separated and/or repeated (at most 100)",
             examples=[Example(value=docs.EXAMPLE_MARKET)],
         ),
     ] = None,

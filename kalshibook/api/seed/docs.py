@@ -63,12 +63,17 @@ def seed_route(
     for status in sorted({400, 401, 422, 429, 503, *errors}):
         responses[status] = _error_spec(status)
     return {
-        "opt": {"cost": cost},
+        # cost_header: the middleware's credit_headers sets X-Credits-Cost on every charged
+        # response, errors included (a header set here would reach only the 200s)
+        "opt": {"cost": cost, "cost_header": True},
         "security": [{"bearer": []}],
         "tags": [SEED_TAG],
         "response_headers": [
             ResponseHeader(
-                name="X-Credits-Cost", value=str(cost), description="credits this request spent"
+                name="X-Credits-Cost",
+                value=str(cost),
+                documentation_only=True,
+                description="credits this request spent (on every charged response)",
             ),
             ResponseHeader(
                 name="X-Credits-Remaining",

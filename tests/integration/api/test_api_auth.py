@@ -13,7 +13,7 @@ from api_support import B45, api_settings, assert_problem, key_credits, key_usag
 from litestar.testing import AsyncTestClient
 
 from kalshibook import cli
-from kalshibook.api.app import create_app
+from kalshibook.api.app import check_request, create_app
 from kalshibook.api.auth import create_key
 from kalshibook.api.middleware import await_charge
 from kalshibook.storage import api_keys
@@ -195,7 +195,7 @@ async def test_a_deadline_during_the_charge_stops_the_request_not_its_charge(
     """A covered request whose handler is done but whose charge still waits (the key's row is
     locked) when its 1 s deadline strikes: the client gets the 504, and the charge, once the lock
     is gone, is spent and recorded with it (a timed-out request is not free), the slot given
-    back."""
+    back; the 504 says the balance, like any charged response."""
     issued = create_key(seeded_rw_url, name="late charge", credits=100)
     lock = "SELECT 1 FROM private.api_keys WHERE prefix = %s FOR UPDATE"
     server = live_server_factory(api_settings(seeded_rw_url, request_timeout=1.0))
@@ -211,6 +211,8 @@ async def test_a_deadline_during_the_charge_stops_the_request_not_its_charge(
             await asyncio.sleep(1.5)  # past the deadline, the charge still waiting on the lock
         r = await sent
         assert_problem(r, 504, None)
+        # rendered outside the route (the middleware raised it), once the charge had run
+        assert r.headers["x-credits-remaining"] == "94"
         assert (await client.get("/v1/markets")).headers["x-credits-remaining"] == "93"
     usage = key_usage(seeded_rw_url, issued.prefix)
     assert usage[1] == ("/v1/markets/{ticker}/orderbook", 504, 5), usage
@@ -286,6 +288,31 @@ async def test_an_error_response_carries_the_balance_of_its_charge(seeded_rw_url
             r = await client.get("/v1/trades", params={"start": "yesterday"})
             assert_problem(r, 400, "start")
             assert r.headers["x-credits-remaining"] == expected
+
+
+async def test_an_unknown_query_parameter_is_charged_like_any_bad_input(seeded_rw_url: str) -> None:
+    """The query check runs after auth and the charge: without a valid key the answer is the
+    401, with one the 400 is charged the route's price and says the balance, like any 400."""
+    issued = create_key(seeded_rw_url, name="typo", credits=100)
+    async with AsyncTestClient(app=create_app(api_settings(seeded_rw_url))) as client:
+        r = await client.get("/v1/trades", params={"ticker": B45})
+        assert_problem(r, 401, "Authorization")
+        client.headers.update(bearer(issued.key))
+        assert (await client.get("/v1/markets")).headers["x-credits-remaining"] == "99"
+        for expected in ("97", "95"):
+            r = await client.get("/v1/trades", params={"ticker": B45})
+            assert_problem(r, 400, "ticker")
+            assert r.headers["x-credits-remaining"] == expected
+        r = await client.get("/v1/markets", params=[("limit", "1"), ("limit", "2")])
+        assert_problem(r, 400, "limit")
+        assert r.headers["x-credits-remaining"] == "94"
+    assert key_usage(seeded_rw_url, issued.prefix) == [
+        ("/v1/markets", 200, 1),
+        ("/v1/trades", 400, 2),
+        ("/v1/trades", 400, 2),
+        ("/v1/markets", 400, 1),
+    ]
+    assert key_credits(seeded_rw_url, issued.prefix) == 94
 
 
 async def test_a_refused_charge_drops_the_handlers_result(seeded_rw_url: str) -> None:
@@ -413,3 +440,6 @@ async def test_every_route_waits_for_its_charge() -> None:
     for h in handlers:  # the hook Litestar takes is the innermost layer's that sets one
         hooks = [layer.after_request for layer in h.ownership_layers if layer.after_request]
         assert hooks == [await_charge], h
+        # the same for before_request: every route checks its parameters (/v1: its query)
+        checks = [layer.before_request for layer in h.ownership_layers if layer.before_request]
+        assert checks == [check_request], h

@@ -117,3 +117,10 @@ def test_settle_rule() -> None:
     assert settle(503, 3, 10.0, 2.0) == (3, 0)
     assert settle(500, 3, 0.1, 2.0) == (3, 0)
     assert settle(200, 3, 100.0, 0.0) == (0, 0)
+    # a batch's per-item credits (charge_items): kept on success and at the deadline, given back
+    # on a 4xx (a failed batch pays the single price) and, with the rest, on our own failures
+    assert settle(200, 5, 0.5, 2.0, 495) == (0, 0)
+    assert settle(404, 5, 2.5, 2.0, 495) == (495, 1)
+    assert settle(400, 5, 0.5, 2.0) == (0, 0)
+    assert settle(504, 5, 10.0, 2.0, 495) == (0, 5)
+    assert settle(503, 5, 0.5, 2.0, 495) == (500, 0)

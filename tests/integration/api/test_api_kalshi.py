@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import B45, B47, RAIN, SEED, T0, api_settings, walk
+from api_support import (
+    B45,
+    B47,
+    RAIN,
+    SEED,
+    T0,
+    api_settings,
+    key_credits,
+    key_usage,
+    walk,
+)
 from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
@@ -279,3 +289,63 @@ async def test_kalshi_access_key_and_per_ticker_credits(seeded_url: str) -> None
         broke = create_key(seeded_url, name="kalshi, empty", credits=0)
         r = await c.get(f"{KALSHI}/markets", headers={"KALSHI-ACCESS-KEY": broke.key})
         kalshi_error(r, 402, "insufficient_credits")
+
+
+async def test_a_failed_batch_costs_the_single_price(seeded_url: str) -> None:
+    """A batch is priced per ticker only once its parameters are checked and it succeeds: a 400
+    or a 404 costs the endpoint's single price (as on /v1), and a key that can pay that but not
+    the whole batch gets the real 400/404; a batch it cannot pay is a 402 that costs nothing."""
+    key = create_key(seeded_url, name="kalshi batches", credits=1000)
+    unknown = ",".join(f"NOPE{i}" for i in range(100))
+    start = int(T0.timestamp())
+    books, sticks = f"{KALSHI}/markets/orderbooks", f"{KALSHI}/markets/candlesticks"
+    app = create_app(api_settings(seeded_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        c.headers["KALSHI-ACCESS-KEY"] = key.key
+        failures = [
+            (books, {"tickers": unknown}, 404, 5),  # the first ticker is unknown
+            (books, {"tickers": f"{B45},NOPE"}, 404, 5),  # the second one
+            (books, {"tickers": unknown, "depth": 500}, 400, 5),
+            (sticks, {"market_tickers": unknown, "period_interval": 7}, 400, 3),
+            (
+                sticks,
+                {"market_tickers": unknown, "start_ts": start, "end_ts": start + 3600,
+                 "period_interval": 60},
+                404,
+                3,
+            ),
+        ]  # fmt: skip
+        balance = 1000
+        for path, params, status, price in failures:
+            r = await c.get(path, params=params)
+            kalshi_error(r, status, "not_found" if status == 404 else "bad_request")
+            balance -= price
+            assert r.headers["x-credits-remaining"] == str(balance), (params, r.headers)
+            assert key_credits(seeded_url, key.prefix) == balance, params
+        assert [cost for _, _, cost in key_usage(seeded_url, key.prefix)] == [5, 5, 5, 3, 3]
+        r = await c.get(books, params={"tickers": f"{B45},{B47}"})  # success: 5 per ticker
+        assert r.status_code == 200, r.text
+        assert r.headers["x-credits-remaining"] == str(balance - 10)
+
+        # 13 credits: less than either batch's price, enough for one ticker: the real answers
+        low = create_key(seeded_url, name="kalshi batches, 13 credits", credits=13)
+        c.headers["KALSHI-ACCESS-KEY"] = low.key
+        r = await c.get(books, params={"tickers": unknown, "depth": 500})
+        kalshi_error(r, 400, "bad_request")
+        assert r.headers["x-credits-remaining"] == "8"
+        params = {"market_tickers": unknown, "start_ts": start, "end_ts": start + 3600,
+                  "period_interval": 60}  # fmt: skip
+        r = await c.get(sticks, params=params)
+        kalshi_error(r, 404, "not_found")
+        assert r.headers["x-credits-remaining"] == "5"
+        # a batch it cannot pay: 402 once read, charged the single price like a failed request
+        r = await c.get(books, params={"tickers": f"{B45},{B47}"})
+        body = kalshi_error(r, 402, "insufficient_credits")
+        assert "costs 10" in body["error"]["message"], body
+        assert r.headers["x-credits-remaining"] == "0"
+        assert key_credits(seeded_url, low.prefix) == 0
+        assert [(s, cost) for _, s, cost in key_usage(seeded_url, low.prefix)] == [
+            (400, 5),
+            (404, 3),
+            (402, 5),
+        ]

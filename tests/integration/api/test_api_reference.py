@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from api_support import B45, B47, J16, ORPHAN, RAIN, SEED, assert_problem, walk
@@ -130,6 +131,61 @@ async def test_control_characters_are_bad_input_on_every_endpoint(
     """PostgreSQL text cannot hold NUL: a NUL (or any control character) in a parameter is a
     400 naming it, never a 500."""
     assert_problem(await client.get(path, params=params), 400, parameter)
+
+
+def v1_routes(client) -> list[tuple[str, set[str]]]:
+    """Every /v1 route as ``(a concrete path, the query parameters its schema lists)``."""
+    values = {"ticker": B45, "event_ticker": "KXHIGHNY-26JAN15", "table": "trades"}
+    schema = client.app.openapi_schema.to_schema()
+    routes = []
+    for template, item in schema["paths"].items():
+        if template.startswith("/v1/"):
+            path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+            params = item["get"].get("parameters", [])
+            routes.append((path, {p["name"] for p in params if p["in"] == "query"}))
+    return routes
+
+
+async def test_every_v1_route_takes_only_its_own_query_parameters(client) -> None:
+    """A query parameter a /v1 route does not take is a 400 naming it and listing those it
+    takes (not silently ignored); one given twice is a 400 naming it (not its last value)."""
+    routes = v1_routes(client)
+    assert len(routes) >= 17
+    for path, taken in routes:
+        body = assert_problem(await client.get(path, params={"bogus": "1"}), 400, "bogus")
+        assert all(name in body["detail"] for name in taken), (path, body)
+        if "limit" in taken:
+            twice = await client.get(path, params=[("limit", "1"), ("limit", "2")])
+            assert_problem(twice, 400, "limit")
+    for path, params, parameter in [
+        ("/v1/events", {"category": "Nope"}, "category"),
+        ("/v1/markets", {"tickers": f"{B45},{B47}"}, "tickers"),
+        (f"/v1/markets/{B45}/orderbook", {"ticker": B47}, "ticker"),
+        ("/v1/status", {"verbose": "true"}, "verbose"),
+        ("/v1/series", {"Limit": "1"}, "Limit"),  # names are case-sensitive
+    ]:
+        assert_problem(await client.get(path, params=params), 400, parameter)
+    body = assert_problem(
+        await client.get(f"/v1/markets/{B45}", params={"ticker": B47}), 400, "ticker"
+    )
+    assert "takes no query parameters" in body["detail"]
+
+
+async def test_other_routes_keep_their_own_query_rules(client) -> None:
+    """The check is /v1's: the documents, ops, the seed's and Kalshi's routes are unchanged."""
+    for path in (
+        "/schema/openapi.json",
+        "/schema/swagger",
+        "/health",
+        "/metrics",
+        "/markets",
+        "/trade-api/v2/markets",
+    ):
+        r = await client.get(path, params={"bogus": "1", "limit": "3"})
+        assert r.status_code == 200, (path, r.text)
+    for query in ("limit=1&", "&limit=1", ""):  # empty pairs are no parameters
+        r = await client.get(f"/v1/markets?{query}")
+        assert r.status_code == 200, (query, r.text)
 
 
 async def test_series_and_event_children_are_paginated(client) -> None:

@@ -9,7 +9,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from api_support import B45, B47, RAIN, SEED, T0, api_settings, reference_book, walk
+from api_support import (
+    B45,
+    B47,
+    RAIN,
+    SEED,
+    T0,
+    api_settings,
+    key_credits,
+    reference_book,
+    walk,
+)
 from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
@@ -225,6 +235,34 @@ async def test_errors_in_the_seed_shape(client: Any, seeded_url: str) -> None:
     seed_error(out, 429, "credits_exhausted")
     assert "retry-after" not in out.headers  # not retryable: the SDK raises at once
     assert out.headers["x-credits-remaining"] == "1"
+
+
+async def test_every_charged_response_says_its_cost(seeded_url: str) -> None:
+    """X-Credits-Cost and X-Credits-Remaining on every charged response of the seed's routes,
+    errors included (a 404 and a 400 are charged); none on a refused request (not charged)."""
+    issued = create_key(seeded_url, name="costs", credits=100)
+    app = create_app(api_settings(seeded_url))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        r = await c.get("/markets")
+        seed_error(r, 401, "invalid_api_key")
+        assert "x-credits-cost" not in r.headers
+        c.headers["Authorization"] = f"Bearer {issued.key}"
+        at = rfc(T0 + timedelta(seconds=10))
+        calls = [
+            (c.get("/markets/NOPE"), 404, "1", "99"),
+            (c.post("/orderbook", content=b"{bad"), 400, "5", "94"),
+            (c.post("/orderbook", json={"market_ticker": B45, "timestamp": "x"}), 422, "5", "89"),
+            (c.get("/markets", params={"limit": 1}), 200, "1", "88"),
+            (c.post("/orderbook", json={"market_ticker": B45, "timestamp": at}), 200, "5", "83"),
+        ]
+        for call, status, cost, remaining in calls:
+            r = await call
+            assert r.status_code == status, r.text
+            assert (r.headers.get("x-credits-cost"), r.headers["x-credits-remaining"]) == (
+                cost,
+                remaining,
+            ), r.request.url
+    assert key_credits(seeded_url, issued.prefix) == 83
 
 
 async def test_rate_limit_has_retry_after(seeded_url: str, module_key: str) -> None:

@@ -111,6 +111,34 @@ async def test_trades_bad_input(client) -> None:
     assert r.json()["data"] == []
 
 
+async def test_trades_refuse_what_they_would_ignore(client) -> None:
+    """Kalshi's singular `ticker` is not /v1's `tickers`: a 400 naming it (and the parameters the
+    route takes), not every market's trades; a parameter given twice is a 400, not the last
+    value; repeated `tickers` are merged like a comma list (as on /trade-api/v2)."""
+    path = "/v1/trades"
+    body = assert_problem(await client.get(path, params={"ticker": B45, "limit": 1}), 400, "ticker")
+    assert "did you mean 'tickers'" in body["detail"]
+    for name in ("tickers", "event_ticker", "series_ticker", "start", "end", "limit", "cursor"):
+        assert name in body["detail"]
+    market = f"/v1/markets/{B45}/trades"
+    assert_problem(await client.get(market, params={"ticker": B47}), 400, "ticker")  # path only
+    assert_problem(await client.get(market, params={"tickers": B47}), 400, "tickers")
+    body = assert_problem(await client.get(path, params=[("limit", 1), ("limit", 2)]), 400, "limit")
+    assert "2 times" in body["detail"]
+    assert_problem(
+        await client.get(path, params=[("tickers", B45), ("start", rfc(T0)), ("start", rfc(T0))]),
+        400,
+        "start",
+    )
+    repeated = await walk(client, path, limit=7, tickers=[B45, f"{RAIN},{B45}"])
+    assert [r["trade_id"] for r in repeated] == expected_trades({B45, RAIN})
+    assert_problem(
+        await client.get(path, params=[("tickers", B45), ("tickers", "")]), 400, "tickers"
+    )
+    too_many = [("tickers", ",".join(f"T{i}-{j}" for i in range(50))) for j in range(3)]
+    assert_problem(await client.get(path, params=too_many), 400, "tickers")
+
+
 async def test_trades_walk_with_concurrent_inserts(seeded_rw_url: str) -> None:
     """Rows inserted between pages (before and after the cursor) never cause a skip or a repeat
     of the rows that existed when the walk started."""
