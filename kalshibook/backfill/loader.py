@@ -6,6 +6,12 @@ client's token bucket is what limits the pace. Per market: its settlement, its t
 writer drain (the trades are committed), the progress row; then Kalshi's candles and the progress
 row again. A killed run redoes at most the markets it was in: the writer drops the trades it
 already stored and candles are upserts.
+
+At the end the candle aggregates are refreshed over the loaded trades; only their owner may do
+that, so a run on another login (the collector's) records why it could not
+(``Summary.refresh_problem``) and the window to refresh (``Summary.refresh_window``): the command
+line prints the ``kalshibook refresh-candles`` command to run as the owner. Series, events and
+markets named in the selection that the exchange does not list are in ``Summary.unknown``.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.reference import rest_trade_row, series_row, settlement_row
 from kalshibook.collector.reference_sync import BATCH, ReferenceSync, chunks
 from kalshibook.domain.exchange_order import RestRanker
-from kalshibook.errors import FeedError
+from kalshibook.errors import FeedError, KalshibookError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import Market, RestTrade
+from kalshibook.ops.candle_refresh import refresh
 from kalshibook.storage.backfill_store import Progress, read_progress, save_candles, save_progress
-from kalshibook.storage.candles import refresh_candles
 from kalshibook.storage.pool import Pool
+from kalshibook.storage.urls import scrub
 from kalshibook.storage.writer import Writer
 
 __all__ = ("Backfill", "Selection", "Summary")
@@ -60,6 +67,13 @@ class Summary(msgspec.Struct, kw_only=True):
     settlements: int = 0
     first_trade: datetime | None = None
     last_trade: datetime | None = None
+    unknown: list[str] = msgspec.field(default_factory=list)
+    """Named series / events / markets the exchange lists no market of, e.g. ``market 'X'``."""
+    refresh_window: tuple[datetime, datetime] | None = None
+    """The candle aggregates' refresh over the loaded trades, when there were any."""
+    refreshed: list[str] = msgspec.field(default_factory=list)
+    refresh_problem: str | None = None
+    """Why that refresh failed (then ``refresh_window`` is still to be refreshed)."""
 
 
 class Backfill:
@@ -121,10 +135,13 @@ class Backfill:
     async def _hierarchy(self, sel: Selection) -> list[tuple[Market, bool]]:
         found: dict[str, tuple[Market, bool]] = {}
 
-        async def add(it: AsyncIterator[Market], historical: bool) -> None:
+        async def add(it: AsyncIterator[Market], historical: bool) -> int:
+            n = 0
             async for m in it:
+                n += 1
                 if historical or m.ticker not in found:
                     found[m.ticker] = (m, historical)
+            return n
 
         rest = self.rest
         if sel.all:
@@ -133,15 +150,23 @@ class Backfill:
             rows = [series_row(s) for s in await rest.get_series_list()]
             await self.writer.upsert_series(rows)
             self.catalog.series.update(r[0] for r in rows)
-        for s in sel.series:
-            await add(rest.get_markets(series_ticker=s), False)
-            await add(rest.get_historical_markets(series_ticker=s), True)
-        for e in sel.events:
-            await add(rest.get_markets(event_ticker=e), False)
-            await add(rest.get_historical_markets(event_ticker=e), True)
-        for chunk in chunks(list(sel.markets), BATCH):
+        unknown: list[str] = []
+        for s in dict.fromkeys(sel.series):
+            n = await add(rest.get_markets(series_ticker=s), False)
+            n += await add(rest.get_historical_markets(series_ticker=s), True)
+            if not n:
+                unknown.append(f"series {s!r}")
+        for e in dict.fromkeys(sel.events):
+            n = await add(rest.get_markets(event_ticker=e), False)
+            n += await add(rest.get_historical_markets(event_ticker=e), True)
+            if not n:
+                unknown.append(f"event {e!r}")
+        named = list(dict.fromkeys(sel.markets))
+        for chunk in chunks(named, BATCH):
             await add(rest.get_markets(tickers=chunk), False)
             await add(rest.get_historical_markets(tickers=chunk), True)
+        unknown += [f"market {t!r}" for t in named if t not in found]
+        self.summary.unknown = unknown
         chosen = [
             (m, h)
             for m, h in found.values()
@@ -280,17 +305,19 @@ class Backfill:
             return
         lo = s.first_trade - timedelta(minutes=1)
         hi = s.last_trade + timedelta(minutes=1)
+        s.refresh_window = (lo, hi)
         try:
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
-                    done = await refresh_candles(conn, lo, hi)
+                    s.refreshed = await refresh(conn, lo, hi)
                 finally:
                     await conn.set_autocommit(False)
-        except psycopg.Error as exc:
-            log.warning("candle refresh failed: %r (run kalshibook refresh-candles)", exc)
+        except (psycopg.Error, KalshibookError) as exc:
+            text = str(exc).strip()
+            s.refresh_problem = scrub(text.splitlines()[0]) if text else type(exc).__name__
             return
-        log.info("candles refreshed over [%s, %s): %s", lo.isoformat(), hi.isoformat(), done)
+        log.info("candles refreshed over [%s, %s): %s", lo.isoformat(), hi.isoformat(), s.refreshed)
 
 
 def describe(sel: Selection) -> str:

@@ -3,7 +3,9 @@
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int`` (the
 simulator's ``run(args)`` needs no settings). Logging is configured once, here, for every command
 (:func:`kalshibook.cli.logs.configure_logging`). Errors from the :class:`KalshibookError` tree
-print as one line on stderr with the error's exit code; no traceback reaches the user.
+print as one line on stderr with the error's exit code; so do, with exit 1, the database, file and
+decoding errors a command did not translate (:func:`kalshibook.cli.common.failure_line`): no
+traceback reaches the user, no database password either.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+import psycopg
+
+from kalshibook.cli.common import failure_line
 from kalshibook.cli.logs import configure_logging, settings_secrets
 from kalshibook.errors import KalshibookError
 from kalshibook.settings import Settings
@@ -101,5 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KalshibookError as exc:
         print(f"kalshibook {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (psycopg.Error, OSError, msgspec.DecodeError) as exc:
+        print(f"kalshibook {args.command}: {failure_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

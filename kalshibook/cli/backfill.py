@@ -2,7 +2,7 @@
 
 Choose ``--all`` or any of ``--series`` / ``--event`` / ``--market`` (repeatable), optionally
 ``--start``. Resumable: run it again after a kill and it continues per market; run it twice and
-the second run adds nothing. Exit 0 when every market was loaded, 1 when some failed.
+the second run adds nothing. Exit codes: ``EPILOG``.
 """
 
 from __future__ import annotations
@@ -10,28 +10,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 import psycopg
 
-from kalshibook.backfill.loader import Backfill, Selection, describe
+from kalshibook.backfill.loader import Backfill, Selection, Summary, describe
 from kalshibook.backfill.progress import ProgressReport
-from kalshibook.cli.collect import SCHEMA_CHECK, _load_key, signal_handlers
-from kalshibook.domain.times import parse_time
-from kalshibook.errors import ConfigError, InvalidInput, SchemaError
+from kalshibook.cli.collect import _load_key, signal_handlers
+from kalshibook.cli.common import EXIT_NO_MATCH, EXIT_NOT_REFRESHED, check_schema, parse_instant
+from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.ops.candle_refresh import refresh_command
 from kalshibook.settings import Settings
 from kalshibook.storage.pool import make_pool
-from kalshibook.storage.urls import redact, unreachable
+from kalshibook.storage.urls import unreachable
 from kalshibook.storage.writer import Writer
 
-__all__ = ("add_arguments", "run")
+__all__ = ("EPILOG", "add_arguments", "run")
 
 log = logging.getLogger("kalshibook.backfill")
 
-PROGRESS_TABLE_CHECK = "SELECT to_regclass('market.backfill_progress')"
+EPILOG = f"""\
+exit codes:
+  0    every market loaded; the candle aggregates refreshed over the loaded trades
+  1    a market kept failing (the others are loaded; run it again to retry), or the database is
+       unreachable or not migrated
+  2    bad configuration or arguments
+  {EXIT_NO_MATCH}    none of the named series, events or markets is listed by the exchange (each
+       unknown name is on stderr; when only some are unknown, the others are loaded and the
+       exit code is theirs)
+  {EXIT_NOT_REFRESHED}    loaded, but the candle aggregates were not refreshed over the loaded
+       trades: only their owner may (this login is not, e.g. the collector's); stderr has the
+       command to run with the owner's URL
+  130  interrupted (run it again to resume)
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("--all", action="store_true", help="every market Kalshi lists")
     parser.add_argument("--series", action="append", default=[], metavar="TICKER")
     parser.add_argument("--event", action="append", default=[], metavar="TICKER")
@@ -39,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start",
         default=None,
-        help="only history from this instant: RFC 3339 or Unix seconds (default: all Kalshi has)",
+        help="only history from this instant: a UTC day YYYY-MM-DD (its midnight), RFC 3339 "
+        "(2026-01-15T00:00:00Z) or Unix seconds (default: all Kalshi has)",
     )
     parser.add_argument(
         "--no-candles", action="store_true", help="skip Kalshi's official candlesticks"
@@ -64,7 +82,7 @@ def selection(args: argparse.Namespace) -> Selection:
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
     try:
-        start = parse_time(str(args.start), "--start") if args.start is not None else None
+        start = parse_instant(str(args.start), "--start") if args.start is not None else None
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
     return Selection(
@@ -77,23 +95,10 @@ def selection(args: argparse.Namespace) -> Selection:
     )
 
 
-async def _check_schema(url: str) -> None:
-    try:
-        async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
-            row = await (await conn.execute(SCHEMA_CHECK)).fetchone()
-            prog = await (await conn.execute(PROGRESS_TABLE_CHECK)).fetchone()
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    if row is None or row[0] is None or prog is None or prog[0] is None:
-        raise SchemaError(
-            f"{redact(url)} has no kalshibook schema of this version: run `kalshibook migrate`"
-        )
-
-
 async def main(settings: Settings, sel: Selection, *, no_auth: bool, concurrency: int) -> int:
     key = _load_key(settings, no_auth)
     url = settings.require_database()
-    await _check_schema(url)
+    await check_schema(url)
     pool = make_pool(settings, min_size=1, max_size=concurrency + 2, name="kalshibook-backfill")
     try:
         await pool.open(wait=True, timeout=30.0)
@@ -123,10 +128,39 @@ async def main(settings: Settings, sel: Selection, *, no_auth: bool, concurrency
     print(
         f"backfill: markets={s.markets} failed={s.markets_failed} trades={s.trades_fetched} "
         f"candles={s.candles_fetched} settlements={s.settlements} "
-        f"requests={rest.stats.requests} http_429={rest.stats.http_429}",
+        f"requests={rest.stats.requests} http_429={rest.stats.http_429} "
+        f"aggregates={_aggregates(s)}",
         flush=True,
     )
-    return 1 if s.markets_failed else 0
+    return _verdict(s, sel)
+
+
+def _aggregates(s: Summary) -> str:
+    """The summary's word on the candle aggregates over the loaded trades."""
+    if s.refresh_window is None:
+        return "unchanged"  # no trade loaded
+    return "NOT-REFRESHED" if s.refresh_problem is not None else "refreshed"
+
+
+def _verdict(s: Summary, sel: Selection) -> int:
+    """Report on stderr what the summary line cannot say; the exit code (``EPILOG``)."""
+    for name in s.unknown:
+        print(f"kalshibook backfill: {name}: the exchange lists no such market", file=sys.stderr)
+    if s.refresh_window is not None and s.refresh_problem is not None:
+        print(
+            f"kalshibook backfill: the candle aggregates were NOT refreshed over the loaded "
+            f"trades ({s.refresh_problem}); run as the database owner: "
+            f"{refresh_command(*s.refresh_window)}",
+            file=sys.stderr,
+        )
+    if s.markets_failed:
+        return 1
+    if s.refresh_window is not None and s.refresh_problem is not None:
+        return EXIT_NOT_REFRESHED
+    named = len(set(sel.series)) + len(set(sel.events)) + len(set(sel.markets))
+    if not sel.all and named and len(s.unknown) == named:
+        return EXIT_NO_MATCH
+    return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,13 +8,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from typing import Final
 
 import msgspec
 import psycopg
 
+from kalshibook.cli.common import check_schema
 from kalshibook.collector.service import Collector
-from kalshibook.errors import SchemaError
 from kalshibook.gctune import tune_gc
 from kalshibook.kalshi.auth import PrivateKey, load_private_key
 from kalshibook.kalshi.rest import KalshiRest
@@ -61,31 +60,9 @@ def _load_key(settings: Settings, no_auth: bool) -> PrivateKey | None:
     return load_private_key(settings.kalshi.private_key_path)
 
 
-SCHEMA_CHECK: Final = (
-    "SELECT to_regclass('market.orderbook_deltas'), "
-    "to_regclass('private.writer_progress') IS NOT NULL "
-    "AND to_regclass('market.delta_extents') IS NOT NULL, "
-    "(SELECT current_user), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-)
-"""The first table the collector needs (0001) and the later ones its writer writes (0003, 0009):
-on an older schema every batch of deltas would fail and be retried, then spooled, forever."""
-
-
 async def _check_schema(url: str, refuse_superuser: bool = False) -> None:
-    try:
-        async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
-            cur = await conn.execute(SCHEMA_CHECK)
-            row = await cur.fetchone()
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    if row is None or row[0] is None:
-        raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
-    if not row[1]:
-        raise SchemaError(
-            f"the kalshibook schema in {redact(url)} is older than this version: "
-            "run `kalshibook migrate`"
-        )
-    enforce_login("collector", str(row[2]), superuser=bool(row[3]), refuse=refuse_superuser)
+    login = await check_schema(url)
+    enforce_login("collector", login.user, superuser=login.superuser, refuse=refuse_superuser)
 
 
 async def main(settings: Settings, *, no_auth: bool = False) -> int:

@@ -18,7 +18,8 @@ import time
 
 import psycopg
 
-from kalshibook.errors import SchemaError, StorageError
+from kalshibook.cli.common import check_schema, failure_line
+from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
 from kalshibook.storage.urls import unreachable
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _rebuild(url: str) -> tuple[int, bool]:
+    await check_schema(url)  # 0009 made the extents
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
@@ -36,13 +38,10 @@ async def _rebuild(url: str) -> tuple[int, bool]:
     async with conn:
         try:
             row = await (await conn.execute(REBUILD_DELTA_EXTENTS)).fetchone()
-        except psycopg.errors.UndefinedFunction:
-            raise SchemaError(
-                "the database has no delta extents (schema older than 0009): run "
-                "`kalshibook migrate`"
-            ) from None
         except psycopg.Error as exc:
-            raise StorageError(f"rebuilding the delta extents failed: {exc}") from None
+            raise StorageError(
+                f"rebuilding the delta extents failed: {failure_line(exc)}"
+            ) from None
     return (int(row[0]), bool(row[1])) if row else (0, False)
 
 

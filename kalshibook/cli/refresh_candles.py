@@ -5,6 +5,10 @@ windows (3 h for 1m, 2 days for 1h, 7 days for 1d). Every candle continuous aggr
 over the window in chain order (1m, then 1h, then 1d), widened to New York midnights and stopped
 at the bucket still in progress (real-time aggregation serves it). On the Apache edition the candle
 relations are plain views, always current, and the command only says so.
+
+Only the owner of the aggregates (the role that ran ``kalshibook migrate``, or a superuser) may
+refresh them: run it with the owner's URL. Any other login (the collector's, an API or SQL login)
+gets one line saying so, exit 1.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from kalshibook.domain.times import parse_time
+from kalshibook.cli.common import check_schema, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
+from kalshibook.ops.candle_refresh import RefreshDenied, refresh
 from kalshibook.settings import Settings
-from kalshibook.storage.candles import refresh_candles
 from kalshibook.storage.urls import unreachable
 
 
@@ -26,15 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start",
         required=True,
-        help="window start: RFC 3339 (2026-03-01T00:00:00Z) or Unix seconds",
+        help="window start: a UTC day YYYY-MM-DD (its midnight), RFC 3339 "
+        "(2026-03-01T00:00:00Z) or Unix seconds",
     )
-    parser.add_argument("--end", default=None, help="window end (exclusive; default: now)")
+    parser.add_argument(
+        "--end", default=None, help="window end, the same forms (exclusive; default: now)"
+    )
 
 
 def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     try:
-        start = parse_time(str(args.start), "--start")
-        end = parse_time(str(args.end), "--end") if args.end is not None else datetime.now(UTC)
+        start = parse_instant(str(args.start), "--start")
+        end = parse_instant(str(args.end), "--end") if args.end is not None else datetime.now(UTC)
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
     if end <= start:
@@ -43,12 +50,19 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 
 async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str], str]:
+    await check_schema(url)
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
     async with conn:
-        done = await refresh_candles(conn, start, end)
+        try:
+            done = await refresh(conn, start, end)
+        except RefreshDenied as exc:
+            raise RefreshDenied(
+                f"{exc}: run this command with the database owner's URL (the login "
+                "`kalshibook migrate` runs with)"
+            ) from None
         row = await (await conn.execute("SHOW timescaledb.license")).fetchone()
     return done, (str(row[0]) if row else "")
 

@@ -2,13 +2,14 @@
 (``market.kalshi_candles``, loaded by ``kalshibook backfill``), per market and period.
 
 Prints a summary (markets and periods checked, exact matches, mismatches with the largest
-differences) and exits 1 when more periods mismatch than ``--threshold`` (default 0).
+differences); exit codes: ``EPILOG``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,21 +17,40 @@ from typing import Any
 import psycopg
 
 from kalshibook.backfill.verify import CandleValues, VerifyReport, period_start
-from kalshibook.domain.times import parse_time
+from kalshibook.cli.common import EXIT_NO_MATCH, check_schema, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.settings import Settings
+from kalshibook.storage.candles import market_exists
 from kalshibook.storage.urls import unreachable
 from kalshibook.storage.verify_reads import read_kalshi_candles, read_our_candles, verify_tickers
 
-__all__ = ("add_arguments", "run")
+__all__ = ("EPILOG", "add_arguments", "run")
 
 _MEAN_PLACES = Decimal("0.000001")
 
+EPILOG = f"""\
+exit codes:
+  0  at most --threshold periods mismatch
+  1  more periods mismatch than --threshold, or the database is unreachable or not migrated
+  2  bad configuration or arguments
+  {EXIT_NO_MATCH}  nothing to verify: no --market named has Kalshi candles (unknown markets, and
+     markets not backfilled, are named on stderr), or none are stored at all
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("--market", action="append", default=[], metavar="TICKER")
-    parser.add_argument("--start", default=None, help="periods ending after this instant")
-    parser.add_argument("--end", default=None, help="periods ending at or before this instant")
+    parser.add_argument(
+        "--start",
+        default=None,
+        help="periods ending after this instant: a UTC day YYYY-MM-DD (its midnight), RFC 3339 "
+        "or Unix seconds",
+    )
+    parser.add_argument(
+        "--end", default=None, help="periods ending at or before this instant (the same forms)"
+    )
     parser.add_argument(
         "--threshold",
         type=int,
@@ -45,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _time(v: str | None, name: str) -> datetime | None:
     try:
-        return parse_time(v, name) if v is not None else None
+        return parse_instant(v, name) if v is not None else None
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
 
@@ -59,15 +79,36 @@ def ours_values(row: tuple[Decimal, ...] | None) -> CandleValues | None:
 
 
 async def verify(
-    url: str, tickers: list[str] | None, start: datetime | None, end: datetime | None
+    url: str,
+    tickers: list[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+    missing: list[str] | None = None,
 ) -> VerifyReport:
+    """The comparison; ``missing`` gets one line per named market not verified (unknown, or
+    without Kalshi candles)."""
     report = VerifyReport()
+    await check_schema(url)
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
     async with conn:
-        for ticker in await verify_tickers(conn, tickers):
+        found = await verify_tickers(conn, tickers)
+        for ticker in dict.fromkeys(tickers or ()):
+            if ticker in found or missing is None:
+                continue
+            if await market_exists(conn, ticker):
+                missing.append(
+                    f"market {ticker!r} has no Kalshi candles: run `kalshibook backfill --market "
+                    f"{ticker}` first"
+                )
+            else:
+                missing.append(
+                    f"unknown market {ticker!r}: kalshibook has no record of it (no market row, "
+                    "trade, quote or ticker update)"
+                )
+        for ticker in found:
             rows = await read_kalshi_candles(conn, ticker, start, end)
             by_period: dict[int, list[tuple[Any, ...]]] = {}
             for r in rows:
@@ -88,14 +129,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     if args.threshold < 0:
         raise ConfigError("--threshold must be 0 or more")
+    missing: list[str] = []
     report = asyncio.run(
         verify(
             url,
             list(args.market) or None,
             _time(args.start, "--start"),
             _time(args.end, "--end"),
+            missing,
         )
     )
+    for line in missing:
+        print(f"kalshibook verify: {line}", file=sys.stderr)
+    if not report.markets:
+        if args.market and len(missing) == len(set(args.market)):
+            why = "no named market has Kalshi candles"
+        elif args.start is not None or args.end is not None:
+            why = "no Kalshi candle ends in the --start / --end range"
+        else:
+            why = "market.kalshi_candles is empty (run `kalshibook backfill` first)"
+        print(f"kalshibook verify: nothing to verify: {why}", file=sys.stderr)
+        return EXIT_NO_MATCH
     for line in report.summary_lines(args.show):
         print(line)
     if report.mismatched_periods > args.threshold:

@@ -22,7 +22,7 @@ from kalshibook.domain.exchange_order import RestRanker
 from kalshibook.errors import FeedError, KalshibookError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import RestTrade
-from kalshibook.storage.candles import refresh_candles
+from kalshibook.ops.candle_refresh import RefreshDenied, refresh, refresh_command
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.writer import Writer
 
@@ -119,17 +119,36 @@ class Backfill:
         return 1
 
     async def refresh_candles(self, start: datetime, end: datetime) -> None:
-        """Refresh the candles around ``[start, end]`` once the writer has drained."""
+        """Refresh the candles around ``[start, end]`` once the writer has drained.
+
+        Only the aggregates' owner may: on the collector's own login (``service-user create
+        collector``) this fails, and the warning says what to run as the owner. The refresh
+        policies fold the trades in by themselves when they are recent (1m: the last 3 hours)."""
+        lo = start - timedelta(minutes=1)
+        hi = end + timedelta(minutes=1)
         try:
             async with asyncio.timeout(30.0):
                 await self.writer.drain()
-            lo = start - timedelta(minutes=1)
-            hi = end + timedelta(minutes=1)
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
-                    await refresh_candles(conn, lo, hi)
+                    await refresh(conn, lo, hi)
                 finally:
                     await conn.set_autocommit(False)
+        except RefreshDenied as exc:
+            log.warning(
+                "candles not refreshed after the trade backfill from=%s to=%s: %s; the refresh "
+                "policies fold in the trades of the last 3 hours by themselves, older ones reach "
+                "the candles once the database owner runs: %s",
+                start.isoformat(),
+                end.isoformat(),
+                exc,
+                refresh_command(lo, hi),
+            )
         except (psycopg.Error, KalshibookError, TimeoutError) as exc:
-            log.warning("candle refresh failed: %r", exc)
+            log.warning(
+                "candle refresh failed: %r; to fold the backfilled trades into the candles, run "
+                "as the database owner: %s",
+                exc,
+                refresh_command(lo, hi),
+            )

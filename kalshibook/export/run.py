@@ -6,6 +6,11 @@ Layout under the output directory (``EXT`` = ``parquet`` or ``csv.gz``)::
                                                     market_stats, candles_1m/1h/1d
     settlements/settlements.<EXT>                 the selected markets' settlements
     manifest.json                                 one entry per file (see manifest.py)
+
+Named markets kalshibook has no record of, and named events or series without a market, are
+reported in ``Summary.unknown`` and leave no file; when nothing named exists the run writes
+nothing. Planning (reading each market's source days and fingerprints, before the first file)
+reports its progress through ``planning``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import msgspec
 import psycopg
 
 from kalshibook.domain.periods import Interval
-from kalshibook.errors import InvalidInput
+from kalshibook.errors import InvalidInput, KalshibookError
 from kalshibook.export import manifest as mf
 from kalshibook.export import reads
 from kalshibook.export.candles import CandleDay
@@ -34,12 +39,19 @@ from kalshibook.export.sampled import (
     source_fingerprint,
 )
 from kalshibook.export.tables import RAW_TABLES, TABLES, TableSpec
+from kalshibook.storage.candles import market_exists
 
-__all__ = ("ExportRequest", "Summary", "run_export")
+__all__ = ("ExportRequest", "ManifestError", "Summary", "run_export")
 
 log = logging.getLogger(__name__)
 AConn = psycopg.AsyncConnection[Any]
 Progress = Callable[[int, int, str], None]
+"""``(done, total, what)``: files done (``what`` the last one's path), or planning steps done
+(``what`` the table and market just planned)."""
+
+
+class ManifestError(KalshibookError):
+    """The output directory's manifest.json cannot be read."""
 
 
 class ExportRequest(msgspec.Struct, frozen=True):
@@ -59,6 +71,10 @@ class Summary(msgspec.Struct):
     written: list[str] = msgspec.field(default_factory=list)
     skipped: list[str] = msgspec.field(default_factory=list)
     rows: int = 0
+    unknown: list[str] = msgspec.field(default_factory=list)
+    """Named markets with no record, events and series with no market (``market 'X'``)."""
+    markets: int = 0
+    """Markets exported."""
 
 
 class _Job(msgspec.Struct, frozen=True):
@@ -108,9 +124,13 @@ def _candle_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: d
     )
 
 
-async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Job]:
+async def _jobs(
+    conn: AConn, req: ExportRequest, markets: list[str], planning: Progress | None = None
+) -> list[_Job]:
     ext = extension(req.fmt)
     jobs: list[_Job] = []
+    steps = sum(len(markets) for t in req.tables if t != "settlements")
+    step = 0
     for table in req.tables:
         if table == "settlements":
             fp = await reads.settlements_fingerprint(conn, markets)
@@ -150,7 +170,48 @@ async def _jobs(conn: AConn, req: ExportRequest, markets: list[str]) -> list[_Jo
             else:
                 for day in await reads.source_days(conn, ticker, req.start, req.end):
                     jobs.append(_candle_job(conn, req, table, ticker, day))
+            step += 1
+            if planning is not None:
+                planning(step, steps, f"{table} {ticker}")
     return jobs
+
+
+async def _select(conn: AConn, req: ExportRequest) -> tuple[list[str], list[str]]:
+    """The markets to export, and the names of the request that match nothing."""
+    markets = await reads.select_markets(conn, req.tickers, req.events, req.series)
+    unknown: list[str] = []
+    for event in dict.fromkeys(req.events):
+        if not await reads.select_markets(conn, None, (event,), None):
+            unknown.append(f"event {event!r}")
+    for series in dict.fromkeys(req.series):
+        if not await reads.select_markets(conn, None, None, (series,)):
+            unknown.append(f"series {series!r}")
+    missing: set[str] = set()
+    as_given = not (req.events or req.series)  # then select_markets returns the tickers as given
+    for ticker in dict.fromkeys(req.tickers):
+        if (as_given or ticker not in markets) and not await market_exists(conn, ticker):
+            missing.add(ticker)
+            unknown.append(f"market {ticker!r}")
+    return [m for m in markets if m not in missing], unknown
+
+
+def _make_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create the output directory {root}: {exc.strerror or exc}", "out"
+        ) from None
+
+
+def _load_manifest(root: Path) -> mf.Manifest:
+    try:
+        return mf.load(root)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            f"{root / mf.MANIFEST_NAME} is not an export manifest ({exc}): move it away (every "
+            "file is then written again) or choose another --out"
+        ) from None
 
 
 ALL_TABLES = (*TABLES, "book_samples", "trades_bbo")
@@ -184,16 +245,24 @@ def columns_tag(spec: TableSpec) -> str:
 
 
 async def run_export(
-    conn: AConn, req: ExportRequest, root: Path, progress: Progress | None = None
+    conn: AConn,
+    req: ExportRequest,
+    root: Path,
+    progress: Progress | None = None,
+    planning: Progress | None = None,
 ) -> Summary:
     """Export ``req`` under ``root``. Each file's source fingerprint is read first; a file whose
     fingerprint and size match the manifest is skipped without reading or computing its rows. A
-    file computed again to the same bytes is left as it was (and counted unchanged)."""
+    file computed again to the same bytes is left as it was (and counted unchanged). A request
+    naming only what does not exist writes nothing (``Summary.unknown`` says what)."""
     validate(req)
-    markets = await reads.select_markets(conn, req.tickers, req.events, req.series)
-    manifest = mf.load(root)
-    jobs = await _jobs(conn, req, markets)
-    summary = Summary()
+    manifest = _load_manifest(root)
+    markets, unknown = await _select(conn, req)
+    summary = Summary(unknown=unknown, markets=len(markets))
+    if not markets and (req.tickers or req.events or req.series):
+        return summary  # nothing named matched: no file, not even an empty settlements file
+    _make_root(root)
+    jobs = await _jobs(conn, req, markets, planning)
     for i, job in enumerate(jobs):
         spec = spec_for(job.table, req)
         fingerprint = f"{columns_tag(spec)}:{await job.fingerprint()}"

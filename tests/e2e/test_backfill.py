@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,15 @@ from e2e_harness import (
     wait_for,
 )
 from litestar.testing import AsyncTestClient
+from psycopg import sql
 
 from kalshibook.api.app import create_app
+from kalshibook.cli.service_user import login_url
 from kalshibook.settings import CoreSettings, Settings
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, parse_truth
 from kalshibook.storage.api_keys import create_key
+from kalshibook.storage.service_roles import create_service_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
 
@@ -271,6 +275,65 @@ async def test_backfill_a_selection_from_a_start(db_url: str, tmp_path: Path) ->
         code = await backfill(env, log)
         assert code == 2
         assert "choose what to backfill" in log.read_text()
+
+
+async def test_backfill_as_the_collector_login_names_unknowns_and_the_refresh_to_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    """On the collector's login (not the aggregates' owner) a backfill loads everything but
+    cannot refresh the candles: its summary says so, it exits 5 and prints the exact command,
+    which then works as the owner. Unknown names are reported; only unknown ones exit 3. A bare
+    UTC day is a --start."""
+    name = f"kb_bfc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        password = create_service_login(conn, "collector", name)
+    try:
+        async with SimServer(history_config(tmp_path)) as sim:
+            truth = truth_of(sim)
+            ev = next(
+                e
+                for e in sim.model.event_list
+                if e.series_ticker
+                and {t.ticker for t in truth.trades()} & {m.ticker for m in e.markets}
+            )
+            env = env_for(login_url(db_url, name, password), tmp_path / "data", sim)
+            log = tmp_path / "backfill.log"
+            assert await backfill(env, log, "--market", "NOPE-XYZ", "--series", "NOPE") == 3
+            text = log.read_text()
+            assert (
+                "kalshibook backfill: market 'NOPE-XYZ': the exchange lists no such market" in text
+            )
+            assert "kalshibook backfill: series 'NOPE': the exchange lists no such market" in text
+            assert counts(db_url)[3] == 0
+            log.unlink()
+            yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+            code = await backfill(
+                env, log, "--event", ev.event_ticker, "--market", "NOPE-XYZ", "--start", yesterday
+            )
+            text = log.read_text()
+            assert code == 5, text
+            assert "market 'NOPE-XYZ': the exchange lists no such market" in text
+            [summary] = [ln for ln in text.splitlines() if ln.startswith("backfill: markets=")]
+            assert summary.endswith(" aggregates=NOT-REFRESHED"), summary
+            [line] = [ln for ln in text.splitlines() if "candle aggregates were NOT" in ln]
+            assert "must be owner of view candles_trades_1m" in line
+            command = line.split("run as the database owner: ")[1].split()
+            assert command[:2] == ["kalshibook", "refresh-candles"]
+        want = {t.trade_id for t in truth.trades() if t.ticker in {m.ticker for m in ev.markets}}
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute("SELECT trade_id::text, ts FROM market.trades").fetchall()
+        assert {r[0] for r in rows} == want
+        # The command covers every loaded trade, and the owner may run it.
+        start, end = (datetime.fromisoformat(command[i].replace("Z", "+00:00")) for i in (3, 5))
+        assert start <= min(r[1] for r in rows)
+        assert max(r[1] for r in rows) < end
+        rlog = tmp_path / "refresh.log"
+        owner = env_for(db_url, tmp_path / "data", sim)
+        proc = await start_cli(owner, rlog, *command[1:])
+        assert await asyncio.wait_for(proc.wait(), 120) == 0, rlog.read_text()
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 async def test_backfill_while_the_collector_runs(db_url: str, tmp_path: Path) -> None:

@@ -7,9 +7,12 @@ on a database URL of that login); the API's login serves every endpoint kind thr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -18,7 +21,10 @@ import test_writer
 from kalshibook import cli
 from kalshibook.cli.collect import _check_schema
 from kalshibook.cli.service_user import login_url
+from kalshibook.collector.backfill import Backfill as CollectorBackfill
 from kalshibook.errors import ConfigError, InvalidInput
+from kalshibook.settings import CoreSettings, Settings
+from kalshibook.storage.pool import make_pool
 from kalshibook.storage.service_roles import create_service_login, superuser_refusal
 
 pytestmark = pytest.mark.db
@@ -140,3 +146,40 @@ def test_superuser_refusal_text() -> None:
     assert warn is not None
     assert "is running as the database superuser 'postgres'" in warn
     assert "KALSHIBOOK_REFUSE_SUPERUSER=true" in warn
+
+
+class _DrainedWriter:
+    async def drain(self) -> None:
+        return None
+
+
+async def test_the_collectors_refresh_says_what_to_run_as_the_owner(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector's login may not refresh the candle aggregates (only their owner may): after
+    a trade backfill its warning names the command the owner is to run."""
+    login = service_login(db_url, "collector")
+    settings = Settings(core=CoreSettings(database_url=login))
+    pool = make_pool(settings, min_size=1, max_size=1, name="test-refresh")
+    await pool.open(wait=True)
+    try:
+        task = CollectorBackfill(
+            rest=cast(Any, None),
+            writer=cast(Any, _DrainedWriter()),
+            pool=pool,
+            work=cast(Any, None),
+            metrics=cast(Any, None),
+            stop=asyncio.Event(),
+        )
+        start = datetime(2026, 1, 10, 14, 30, 10, tzinfo=UTC)
+        with caplog.at_level(logging.WARNING):
+            await task.refresh_candles(start, start + timedelta(hours=2))
+    finally:
+        await pool.close()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "candles not refreshed after the trade backfill" in warning
+    assert "must be owner of view candles_trades_1m" in warning
+    assert warning.endswith(
+        "owner runs: kalshibook refresh-candles --start 2026-01-10T14:29:00Z "
+        "--end 2026-01-10T16:32:00Z"
+    ), warning

@@ -307,3 +307,49 @@ async def test_export_bad_input_is_one_line(
     code = cli_main(["export", "--out", str(tmp_path), "--start", "2026-01-01", "--tables", "nope"])
     assert code != 0
     assert "unknown table" in capsys.readouterr().err
+
+
+async def _export_argv(capsys: Any, out: Path, *args: str) -> tuple[int, str]:
+    days = ["--start", START.date().isoformat(), "--end", END.date().isoformat()]
+    code = await asyncio.to_thread(cli_main, ["export", "--out", str(out), *days, *args])
+    return code, capsys.readouterr().err
+
+
+async def test_export_names_what_does_not_exist(
+    seeded_rw_url: str, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    monkeypatch.setenv("KALSHIBOOK_DATABASE_URL", seeded_rw_url)
+    out = tmp_path / "out"
+    # Nothing named exists: each name on stderr, exit 3, nothing written (not even the directory).
+    code, err = await _export_argv(capsys, out, "--market", "NOPE-1,NOPE-2")
+    assert code == 3, err
+    assert "unknown market 'NOPE-1'" in err
+    assert "unknown market 'NOPE-2'" in err
+    assert not out.exists()
+    code, err = await _export_argv(capsys, out, "--event", "NOPE-E", "--series", "KXHIGHNY")
+    assert code == 3, err
+    assert "unknown event 'NOPE-E'" in err
+    assert "unknown series" not in err  # KXHIGHNY has markets: not reported
+    assert not out.exists()
+    # One unknown among known ones: reported, the others exported (exit 0).
+    code, err = await _export_argv(capsys, out, "--market", f"{B45},NOPE-1", "--tables", "trades")
+    assert code == 0, err
+    assert "unknown market 'NOPE-1'" in err
+    assert "NOPE-1" not in "".join(p.name for p in out.rglob("*"))
+    assert (out / "trades" / B45 / f"{DAY}.parquet").exists()
+
+
+async def test_export_shows_its_planning(
+    seeded_rw_url: str, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    """The fingerprint reads before the first file are progress too (off a terminal: a log line a
+    second, and the last step), on stderr before the first file's line."""
+    monkeypatch.setenv("KALSHIBOOK_DATABASE_URL", seeded_rw_url)
+    monkeypatch.setenv("KALSHIBOOK_LOG_LEVEL", "INFO")
+    tables = ["--tables", "trades,quotes,settlements"]
+    code, err = await _export_argv(capsys, tmp_path / "out", "--market", f"{B45},{B47}", *tables)
+    assert code == 0, err
+    planning = [line for line in err.splitlines() if "export planning: " in line]
+    assert planning, err
+    assert "export planning: 4/4 " in planning[-1]  # two tables with days x two markets
+    assert err.index("export planning: 4/4") < err.index("export 1/")
