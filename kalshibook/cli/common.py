@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import psycopg
@@ -29,6 +29,7 @@ __all__ = (
     "SCHEMA_CHECK",
     "Login",
     "check_schema",
+    "check_schema_sync",
     "failure_line",
     "parse_instant",
 )
@@ -77,9 +78,30 @@ async def check_schema(url: str) -> Login:
         async with conn:
             row = await (await conn.execute(SCHEMA_CHECK)).fetchone()
     except psycopg.Error as exc:
-        raise StorageError(
-            f"checking the schema of {redact(url)} failed: {_first_line(exc)}"
-        ) from None
+        raise _check_failed(url, exc) from None
+    return _login(url, row)
+
+
+def check_schema_sync(url: str) -> Login:
+    """:func:`check_schema` for the commands that run without an event loop (``keys``,
+    ``sql-user``, ``service-user``; also called from inside a running loop, e.g. a test)."""
+    try:
+        conn = psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+    try:
+        with conn:
+            row = conn.execute(SCHEMA_CHECK).fetchone()
+    except psycopg.Error as exc:
+        raise _check_failed(url, exc) from None
+    return _login(url, row)
+
+
+def _check_failed(url: str, exc: psycopg.Error) -> StorageError:
+    return StorageError(f"checking the schema of {redact(url)} failed: {_first_line(exc)}")
+
+
+def _login(url: str, row: tuple[Any, ...] | None) -> Login:
     if row is None or not row[0]:
         raise SchemaError(f"{redact(url)} has no kalshibook schema: run `kalshibook migrate`")
     if not row[1]:

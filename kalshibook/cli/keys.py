@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import psycopg
 
-from kalshibook.cli.common import check_schema
+from kalshibook.cli.common import check_schema_sync
 from kalshibook.settings import Settings
 from kalshibook.storage import api_keys
 from kalshibook.storage.urls import unreachable
@@ -28,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
-    asyncio.run(check_schema(url))
+    check_schema_sync(url)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:

@@ -8,14 +8,13 @@ included, is printed once, or written to ``--url-file`` (created with mode 0600,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 
-from kalshibook.cli.common import check_schema
+from kalshibook.cli.common import check_schema_sync
 from kalshibook.errors import ConfigError
 from kalshibook.settings import Settings
 from kalshibook.storage.service_roles import SERVICE_ROLES, create_service_login
@@ -55,7 +54,7 @@ def write_private(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
-    asyncio.run(check_schema(url))
+    check_schema_sync(url)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import psycopg
 
-from kalshibook.cli.common import check_schema
+from kalshibook.cli.common import check_schema_sync
 from kalshibook.settings import Settings
 from kalshibook.storage.reader_limits import TEMP_FILE_LIMIT
 from kalshibook.storage.sql_users import create_sql_user, drop_sql_user
@@ -34,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     if args.action == "create":  # its grants need the schema; a drop does not
-        asyncio.run(check_schema(url))
+        check_schema_sync(url)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
