@@ -4,14 +4,22 @@ A sweep runs at start, every ``discovery_interval`` and soon after lifecycle fra
 lost (:meth:`~kalshibook.collector.work.WorkQueues.rediscover`). It stores every open market,
 subscribes the active ones, and looks up the markets believed unfinished that the sweep did not
 return (they changed state; closing has no lifecycle frame): finished ones are unfollowed (and
-their settlement confirmed), active ones followed.
+their settlement confirmed), active ones followed. Each REST page's statuses are merged into the
+catalog with the time its request was sent, and every decision uses the merged status (a frame
+that arrived while the page was in flight is newer than the page).
+
+Every ``series_every`` sweeps (the first one included) the stored series are refreshed: one
+``GET /series`` with ``min_updated_ts`` = the previous refresh's request time less
+``SERIES_OVERLAP`` (clock skew), or without it (every series) on the first refresh of the process
+and every ``SERIES_FULL_EVERY`` refreshes; the changed ones are upserted (fee type, title, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from kalshibook.backoff import Backoff
 from kalshibook.collector.catalog import Catalog
@@ -21,7 +29,7 @@ from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
 
-__all__ = ("Discovery",)
+__all__ = ("SERIES_EVERY", "SERIES_FULL_EVERY", "SERIES_OVERLAP", "Discovery")
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,13 @@ _FINISHED: Final = frozenset(
     {"closed", "determined", "disputed", "amended", "finalized", "settled"}
 )
 _PAGE: Final = 1000
-"""Markets stored (and subscribed) per batch of a sweep."""
+"""Markets per ``GET /markets`` page of a sweep (stored and subscribed page by page)."""
+SERIES_EVERY: Final = 12
+"""Sweeps between two refreshes of the stored series (hourly at the default 300 s interval)."""
+SERIES_FULL_EVERY: Final = 24
+"""Every this many refreshes, all series are fetched (not only those Kalshi says changed)."""
+SERIES_OVERLAP: Final = timedelta(minutes=10)
+"""How far before the previous refresh an incremental one looks (our clock against Kalshi's)."""
 
 
 async def sleep_or_wake(event: asyncio.Event, seconds: float) -> None:
@@ -57,6 +71,7 @@ class Discovery:
         interval: float,
         stop: asyncio.Event,
         ready: asyncio.Event,
+        series_every: int = SERIES_EVERY,
     ) -> None:
         self.rest = rest
         self.refs = refs
@@ -68,6 +83,12 @@ class Discovery:
         self.ready = ready
         self.sweeps = 0
         """Completed discovery sweeps."""
+        self.series_every = max(1, series_every)
+        self._series_wait = 0
+        """Sweeps left before the next series refresh (0: this sweep refreshes)."""
+        self._series_since: datetime | None = None
+        """When the last series refresh's request was sent (None: none yet)."""
+        self._series_refreshes = 0
 
     async def run(self) -> None:
         backoff = Backoff(1.0, 60.0)
@@ -89,45 +110,49 @@ class Discovery:
                 await asyncio.sleep(1.0)  # debounce bursts of lost-lifecycle signals
 
     async def sweep(self) -> None:
-        """One sweep of the open markets, then of the unfinished markets it did not return."""
+        """One sweep of the open markets, then of the unfinished markets it did not return, then
+        (when due) the series refresh."""
         rest = self.rest
         refs = self.refs
         cat = self.catalog
         work = self.work
         seen: set[str] = set()
-        events_needed: dict[str, None] = {}
-        page: list[Any] = []
-
-        async def flush_page() -> None:
-            if not page:
-                return
-            await refs.store_markets(page)
-            work.subscribe_markets([m.ticker for m in page if m.status in _OPEN_FOR_BOOKS])
-            page.clear()
-
-        async for m in rest.get_markets(status="open"):
-            seen.add(m.ticker)
-            if m.event_ticker and m.event_ticker not in cat.events:
-                events_needed[m.event_ticker] = None
-            page.append(m)
-            if len(page) >= _PAGE:
-                await refs.fetch_events(list(events_needed))
-                events_needed.clear()
-                await flush_page()
-        await refs.fetch_events(list(events_needed))
-        await flush_page()
+        async for asked_at, page in rest.get_market_pages(status="open", limit=_PAGE):
+            events_needed: dict[str, None] = {}
+            for m in page:
+                seen.add(m.ticker)
+                if m.event_ticker and m.event_ticker not in cat.events:
+                    events_needed[m.event_ticker] = None
+            await refs.fetch_events(list(events_needed))
+            active = await refs.store_markets(page, asked_at)
+            work.subscribe_markets(active)
         # Markets we believe unfinished that the sweep did not return changed state (lifecycle
         # frames may have been lost; closing has no frame at all): look them up.
         stale = [t for t in cat.unsettled_markets() if t not in seen]
         for chunk in chunks(stale, BATCH):
-            found = [m async for m in rest.get_markets(tickers=chunk)]
-            await refs.store_markets(found)
-            for m in found:
-                if m.status in _FINISHED:  # no more book activity: stop following it
-                    work.unsubscribe_markets([m.ticker])
-                    if m.status != "closed":
-                        work.confirm_settlement(m.ticker)
-                elif m.status in _OPEN_FOR_BOOKS:
-                    work.subscribe_markets([m.ticker])
+            async for asked_at, found in rest.get_market_pages(tickers=chunk):
+                await refs.store_markets(found, asked_at)
+                for m in found:
+                    info = cat.market(m.ticker)
+                    status = info.status if info is not None else m.status
+                    if status in _FINISHED:  # no more book activity: stop following it
+                        work.unsubscribe_markets([m.ticker])
+                        if status != "closed":
+                            work.confirm_settlement(m.ticker)
+                    elif status in _OPEN_FOR_BOOKS:
+                        work.subscribe_markets([m.ticker])
+        if self._series_wait <= 0:
+            await self._refresh_series()
+            self._series_wait = self.series_every
+        self._series_wait -= 1
         self.metrics.rest_requests.inc(1.0, "discovery")
         log.info("discovery done open_markets=%d known_events=%d", len(seen), len(cat.events))
+
+    async def _refresh_series(self) -> None:
+        full = self._series_since is None or self._series_refreshes % SERIES_FULL_EVERY == 0
+        since = None if full or self._series_since is None else self._series_since - SERIES_OVERLAP
+        asked = datetime.now(UTC)
+        n = await self.refs.refresh_series(since)
+        self._series_since = asked
+        self._series_refreshes += 1
+        log.info("series refreshed full=%s stored=%d", full, n)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import msgspec
 
-from kalshibook.collector.catalog import Catalog, merge_status
+from kalshibook.collector.catalog import Catalog
 from kalshibook.kalshi.rest_models import Event, Market, RestTrade, Series
 from kalshibook.storage.tables import EventRow, MarketRow, SeriesRow, SettlementRow, TradeRow
 
@@ -56,19 +56,19 @@ def _price(v: Decimal | None) -> Decimal | None:
     return v
 
 
-def market_row(m: Market, catalog: Catalog) -> MarketRow | None:
-    """The ``markets`` row of a REST market; the status is merged with what lifecycle frames
-    already told the catalog (never backwards). ``None`` without an event ticker."""
+def market_row(m: Market, catalog: Catalog, asked_at: datetime | None = None) -> MarketRow | None:
+    """The ``markets`` row of a REST market; the status is merged with what the catalog already
+    knows (:func:`~kalshibook.collector.catalog.merge_status`: the newer report wins, resolution
+    never goes back). ``asked_at`` is when the REST request was sent (``None``: unknown). ``None``
+    without an event ticker."""
     if not m.event_ticker:
         return None
     info = catalog.market(m.ticker)
-    known = info.status if info is not None else None
-    status = merge_status(m.status or "unknown", known)
     series = catalog.events.get(m.event_ticker)
     if series is None and info is not None:
         series = info.series_ticker
-    info = catalog.note_market(m.ticker, m.event_ticker, series, None)
-    info.status = status
+    info = catalog.note_market(m.ticker, m.event_ticker, series, m.status or None, asked_at)
+    status = info.status or "unknown"
     ranges = price_ranges_json(m.price_ranges)
     return MarketRow(
         m.ticker,

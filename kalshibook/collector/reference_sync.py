@@ -1,13 +1,16 @@
 """REST reference data -> catalog and writer: markets, events and series, fetched in batches.
 
-Shared by the discovery, enrichment and settlement tasks. Events and series are fetched once
-(the :class:`~kalshibook.collector.catalog.Catalog` remembers what is stored); markets are
-upserted every time they are seen.
+Shared by the discovery, enrichment and settlement tasks. Events are fetched once and new series
+once (the :class:`~kalshibook.collector.catalog.Catalog` remembers what is stored); stored series
+are refreshed by :meth:`ReferenceSync.refresh_series` (the discovery task calls it every few
+sweeps); markets are upserted every time they are seen, and a market that becomes active in the
+catalog is handed to ``subscribe``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Final
 
 from kalshibook.collector.catalog import Catalog
@@ -29,10 +32,20 @@ def chunks(items: list[str], n: int) -> Iterable[list[str]]:
 class ReferenceSync:
     """Stores the REST view of markets, events and series (and notes them in the catalog)."""
 
-    def __init__(self, rest: KalshiRest, writer: Writer, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        rest: KalshiRest,
+        writer: Writer,
+        catalog: Catalog,
+        *,
+        subscribe: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.rest = rest
         self.writer = writer
         self.catalog = catalog
+        self.subscribe = subscribe
+        """Called with the markets a REST answer moved into ``active`` (their books must be
+        followed: an unpause whose frame was lost, a market first seen active)."""
 
     async def fetch_events(self, tickers: list[str]) -> None:
         """Store events (and their series) not stored yet."""
@@ -79,11 +92,43 @@ class ReferenceSync:
                     cat.series.add(t)
         await self.writer.upsert_series(rows)
 
-    async def store_markets(self, markets: list[Any]) -> None:
-        """Upsert the REST view of these markets."""
+    async def refresh_series(self, since: datetime | None) -> int:
+        """Fetch again the stored series Kalshi changed since ``since`` (``GET /series``
+        with ``min_updated_ts``; every one when ``None``) and upsert their current values (fee
+        type, title, ...). One request; returns the number of series stored."""
+        cat = self.catalog
+        if not cat.series:
+            return 0
+        rows = [
+            series_row(s)
+            for s in await self.rest.get_series_list(min_updated_ts=since)
+            if s.ticker in cat.series
+        ]
+        await self.writer.upsert_series(rows)
+        return len(rows)
+
+    async def store_markets(
+        self, markets: Iterable[Any], asked_at: datetime | None = None
+    ) -> list[str]:
+        """Upsert the REST view of these markets, as Kalshi reported it in a request sent at
+        ``asked_at`` (``None``: unknown). Returns the tickers whose status is ``active`` in the
+        catalog afterwards; those that were not active before go to ``subscribe``."""
+        cat = self.catalog
         rows = []
+        active: list[str] = []
+        became: list[str] = []
         for m in markets:
-            row = market_row(m, self.catalog)
-            if row is not None:
-                rows.append(row)
+            info = cat.market(m.ticker)
+            before = info.status if info is not None else None
+            row = market_row(m, cat, asked_at)
+            if row is None:
+                continue
+            rows.append(row)
+            if row.status == "active":
+                active.append(m.ticker)
+                if before != "active":
+                    became.append(m.ticker)
+        if became and self.subscribe is not None:
+            self.subscribe(became)
         await self.writer.upsert_markets(rows)
+        return active

@@ -1,9 +1,11 @@
 """Lifecycle handling of the router: market and event lifecycle frames, fee updates.
 
 Every lifecycle frame becomes a ``lifecycle_events`` row (stamped with the exchange clock: these
-frames carry no time). Market frames also keep the catalog and the ``markets`` row current, write
+frames carry no time). Market frames also keep the catalog and the ``markets`` row current (the
+status stamped with the frame's receive time, see :mod:`~kalshibook.collector.catalog`), write
 ``settlements`` rows when the result is known, and ask for follow-up work: subscribe created or
-activated markets, enrich what the catalog lacks, confirm settlements, unfollow settled markets.
+activated markets and every market that becomes active (an unpause), enrich what the catalog
+lacks, confirm settlements, unfollow settled markets.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from kalshibook.collector.catalog import lifecycle_status
+from kalshibook.collector.catalog import frame_status
 from kalshibook.collector.reference import SETTLEMENT_RESULTS, price_ranges_json
 from kalshibook.collector.router_core import RouterCore, encode_json
 from kalshibook.kalshi.ws_frames import EventFeeUpdate, EventLifecycle, MarketLifecycle
@@ -61,17 +63,21 @@ class LifecycleRouting(RouterCore):
         )
         if f.multivariate:
             return
-        status = lifecycle_status(et, f.is_deactivated, info.status)
-        if status is not None:
-            info.status = status
+        before = info.status
+        status: str | None = None
+        implied = frame_status(et, f.is_deactivated)
+        if implied is not None:
+            info.learn_status(implied, rec)  # stamped with the frame's time when taken
+            status = info.status
         if et == "determined":
             if f.result:
                 info.result = f.result
             if f.settlement_value is not None:
                 info.settlement_value = f.settlement_value
         self._market_row(f, info, status)
+        if et in ("created", "activated") or (status == "active" and before != "active"):
+            self.effects.subscribe_markets([ticker])  # also unpaused (deactivated, false)
         if et in ("created", "activated"):
-            self.effects.subscribe_markets([ticker])
             if et == "created" or info.event_ticker is None:
                 self.effects.enrich(market=ticker, event=info.event_ticker)
         elif et == "determined":

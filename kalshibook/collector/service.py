@@ -114,7 +114,7 @@ class Collector:
         when its task was cancelled): the next pump, the shutdown's at the latest, sends them
         first. At most one burst's rows (the router's output between two pumps)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        refs = ReferenceSync(rest, writer, catalog)
+        refs = ReferenceSync(rest, writer, catalog, subscribe=work.subscribe_markets)
         self.subscriber = Subscriber(
             plan=self.plan,
             router=router,

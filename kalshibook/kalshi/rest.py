@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -202,6 +202,12 @@ class KalshiRest(KalshiClientBase):
 
         Returns the body, or ``None`` on 404 when ``allow_404``.
         """
+        return (await self._request(path, params, allow_404=allow_404))[0]
+
+    async def _request(
+        self, path: str, params: Mapping[str, Any] | None, *, allow_404: bool
+    ) -> tuple[bytes | None, datetime]:
+        """:meth:`get_raw`, also returning when the answered request was sent (wall clock)."""
         client = self._client
         if client is None:
             raise RuntimeError("KalshiRest must be used as 'async with KalshiRest(...)'")
@@ -220,6 +226,7 @@ class KalshiRest(KalshiClientBase):
                     )
                 )
             self.stats.requests += 1
+            sent_at = datetime.now(UTC)
             try:
                 response = await client.send(request)
             except httpx.TransportError as exc:
@@ -232,9 +239,9 @@ class KalshiRest(KalshiClientBase):
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return response.content
+                    return response.content, sent_at
                 if status == 404 and allow_404:
-                    return None
+                    return None, sent_at
                 if status == 429:
                     self.stats.http_429 += 1
                 elif status >= 500:
@@ -260,15 +267,27 @@ class KalshiRest(KalshiClientBase):
         params: Mapping[str, Any],
         decode: Callable[[bytes], tuple[Sequence[_T], str | None]],
     ) -> AsyncIterator[_T]:
+        async for _, items in self._page_lists(path, params, decode):
+            for item in items:
+                yield item
+
+    async def _page_lists(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        decode: Callable[[bytes], tuple[Sequence[_T], str | None]],
+    ) -> AsyncIterator[tuple[datetime, Sequence[_T]]]:
+        """Every page of a cursor listing, with the time its request was sent."""
         cursor: str | None = None
         seen: set[str] = set()
         while True:
             query = dict(params)
             if cursor:
                 query["cursor"] = cursor
-            items, cursor = decode(await self._get(path, query))
-            for item in items:
-                yield item
+            body, sent_at = await self._request(path, query, allow_404=False)
+            assert body is not None
+            items, cursor = decode(body)
+            yield sent_at, items
             if not cursor:
                 return
             if cursor in seen:
@@ -296,23 +315,28 @@ class KalshiRest(KalshiClientBase):
         limit: int = 1000,
     ) -> AsyncIterator[Market]:
         """Every market matching the filters (all pages). Timestamp families are exclusive."""
-        params = {
-            "event_ticker": event_ticker,
-            "series_ticker": series_ticker,
-            "tickers": _csv(tickers),
-            "status": status,
-            "mve_filter": mve_filter,
-            "min_created_ts": _ts(min_created_ts),
-            "max_created_ts": _ts(max_created_ts),
-            "min_close_ts": _ts(min_close_ts),
-            "max_close_ts": _ts(max_close_ts),
-            "min_settled_ts": _ts(min_settled_ts),
-            "max_settled_ts": _ts(max_settled_ts),
-            "min_updated_ts": _ts(min_updated_ts),
-            "max_updated_ts": _ts(max_updated_ts),
-            "limit": limit,
-        }
+        params = _market_params(
+            event_ticker=event_ticker,
+            series_ticker=series_ticker,
+            tickers=tickers,
+            status=status,
+            mve_filter=mve_filter,
+            min_created_ts=min_created_ts,
+            max_created_ts=max_created_ts,
+            min_close_ts=min_close_ts,
+            max_close_ts=max_close_ts,
+            min_settled_ts=min_settled_ts,
+            max_settled_ts=max_settled_ts,
+            min_updated_ts=min_updated_ts,
+            max_updated_ts=max_updated_ts,
+            limit=limit,
+        )
         return self._pages("/markets", params, _markets_page)
+
+    def get_market_pages(self, **filters: Any) -> AsyncIterator[tuple[datetime, Sequence[Market]]]:
+        """:meth:`get_markets` (same keyword filters) page by page, each with the time its
+        request was sent: the statuses in a page are what Kalshi reported as of that time."""
+        return self._page_lists("/markets", _market_params(**filters), _markets_page)
 
     async def get_market(self, ticker: str) -> Market | None:
         body = await self.get_raw(f"/markets/{_seg(ticker)}", allow_404=True)
@@ -483,6 +507,42 @@ class KalshiRest(KalshiClientBase):
 
     async def get_exchange_schedule(self) -> ExchangeSchedule:
         return decode_exchange_schedule(await self._get("/exchange/schedule"))
+
+
+def _market_params(
+    *,
+    event_ticker: str | None = None,
+    series_ticker: str | None = None,
+    tickers: str | Sequence[str] | None = None,
+    status: str | None = None,
+    mve_filter: str | None = None,
+    min_created_ts: Timestamp | None = None,
+    max_created_ts: Timestamp | None = None,
+    min_close_ts: Timestamp | None = None,
+    max_close_ts: Timestamp | None = None,
+    min_settled_ts: Timestamp | None = None,
+    max_settled_ts: Timestamp | None = None,
+    min_updated_ts: Timestamp | None = None,
+    max_updated_ts: Timestamp | None = None,
+    limit: int = 1000,
+) -> dict[str, Any]:
+    """The ``GET /markets`` query of :meth:`KalshiRest.get_markets`."""
+    return {
+        "event_ticker": event_ticker,
+        "series_ticker": series_ticker,
+        "tickers": _csv(tickers),
+        "status": status,
+        "mve_filter": mve_filter,
+        "min_created_ts": _ts(min_created_ts),
+        "max_created_ts": _ts(max_created_ts),
+        "min_close_ts": _ts(min_close_ts),
+        "max_close_ts": _ts(max_close_ts),
+        "min_settled_ts": _ts(min_settled_ts),
+        "max_settled_ts": _ts(max_settled_ts),
+        "min_updated_ts": _ts(min_updated_ts),
+        "max_updated_ts": _ts(max_updated_ts),
+        "limit": limit,
+    }
 
 
 def _markets_page(body: bytes) -> tuple[Sequence[Market], str | None]:

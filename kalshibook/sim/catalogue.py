@@ -77,6 +77,24 @@ class CatalogueMaker(BookEngine):
     """Every event in creation order (``event_list[i].index == i``)."""
     _event_n: int
 
+    def update_series(
+        self,
+        ticker: str,
+        at_ms: int,
+        *,
+        title: str | None = None,
+        fee_type: str | None = None,
+    ) -> Series:
+        """Kalshi edits a series (its title or fee type) at ``at_ms``: no frame is published,
+        only its REST object and ``last_updated_ts`` change (``GET /series?min_updated_ts``)."""
+        s = self.series[ticker]
+        if title is not None:
+            s.title = title
+        if fee_type is not None:
+            s.fee_type = fee_type
+        s.updated_ms = max(s.updated_ms, at_ms)
+        return s
+
     def _make_series(self) -> None:
         """The series, one per theme (numbered beyond the first round)."""
         cfg, rng, start = self.config, self.rng, self.config.start_ms

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 import msgspec
 
-from kalshibook.sim.entities import Market
+from kalshibook.sim.entities import Market, Series
 from kalshibook.sim.model import Exchange
 from kalshibook.sim.records import DELTA, EVENT_LIFECYCLE, LIFECYCLE, Emit
 from kalshibook.sim.rest import event_json, market_json, series_json
@@ -61,6 +61,10 @@ class TruthWriter:
         for m in ex.market_list:
             if m.status == "active":
                 self._checkpoint(m, now)
+
+    def series_changed(self, s: Series, ts: int) -> None:
+        """A series was edited: its new REST object (the latest ``series`` line wins)."""
+        self._f.write(self._line_obj("series", ts, series_json(s)))
 
     def _line_obj(self, kind: str, ts: int, obj: dict[str, Any]) -> bytes:
         return b'{"k":"%s","ts":%d,"%s":%s}\n' % (

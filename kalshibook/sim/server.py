@@ -422,6 +422,16 @@ class SimServer:
                 self._background(sess.ws.close(1012, "simulated restart"))
         return len(sessions)
 
+    def update_series(
+        self, ticker: str, *, title: str | None = None, fee_type: str | None = None
+    ) -> None:
+        """Kalshi edits series ``ticker`` now (wall clock): REST serves the new title / fee type
+        and ``last_updated_ts``; nothing goes out on the WebSocket (Kalshi has no series frame)."""
+        at = max(self.model.now_ms, wall_ms())
+        s = self.model.update_series(ticker, at, title=title, fee_type=fee_type)
+        if self._truth is not None:
+            self._truth.series_changed(s, at)
+
     def skip_seq(self, count: int = 1) -> None:
         """The next ``count`` sequenced frames of every connection each skip one seq number."""
         for sess in self._sessions:
