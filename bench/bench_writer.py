@@ -267,7 +267,7 @@ async def bench(url: str, n: int, out: Path, repeat: int) -> str:
 - Writer (`put()` path): {info["batches"]} batches, mean batch latency {info["mean_batch_ms"]:.1f} ms, producer waited {info["producer_waits"]} times ({info["blocked_s"]:.2f} s in total: backpressure while the database was busy).
 - `put()` costs {put_cost * 1e9:,.0f} ns per row on the producer side (queue append; flusher idle).
 - Per burst, the rows are msgpack-encoded at hand-over (while still in the CPU cache) and a batch of such runs is sent as those bytes; rows put one by one are encoded when their batch is written.
-- The Writer's trades go through the TEMP staging table + `INSERT … ON CONFLICT DO NOTHING` (dedupe); the raw runs COPY trades straight into the table.
+- The Writer's trades go through the TEMP staging table, a look-up of copies of the staged trades stored at another time (`TRADE_COPY_BOUNDS`: a WS trade without `ts_ms` has whole seconds; the look-ups run only for REST rows and whole-second WS rows) and `INSERT … ON CONFLICT` (dedupe); the raw runs COPY trades straight into the table.
 - The Writer runs its transactions in its COPY worker processes (`KALSHIBOOK_WRITER_CONNECTIONS`, default {base.connections}; rows reach them as msgpack over a pipe) and moves a commit mark per batch; the raw runs format and send in this process, one connection.
 """  # noqa: E501
     write_section(out, "writer", body)
