@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 
 if TYPE_CHECKING:
-    from kalshibook.api.auth import Admission, Charge
+    from kalshibook.api.auth import Charge
 
 __all__ = ("RequestContext", "request_context")
 
@@ -34,13 +34,11 @@ class RequestContext:
     """Seconds the request held a data connection (charged: ``seconds_per_credit``)."""
     deadline: float | None = None
     """``time.monotonic()`` by which the whole request must be done (priced routes)."""
-    admitted: Admission | None = None
-    """The request's key, admitted by the middleware (priced routes, auth on)."""
     charging: asyncio.Task[Charge] | None = None
     """The request's credit charge, running beside the handler (``middleware.granted``)."""
-    items_charging: asyncio.Task[Charge] | None = None
-    """A batch route's charge for its items beyond the first, spent by the handler once it has
-    its answer (``middleware.charge_items``)."""
+    items_cost: int = 0
+    """Of the charge, a batch route's price of its items beyond the first: given back if the
+    request fails (``middleware.settle``)."""
     charge_refused: bool = False
     """The charge failed (refused, or the control database failed) and the route rendered it."""
     extra_credits: int = 0

@@ -6,16 +6,17 @@
   verify: the key itself is the secret).
 * **Cost.** A handler's ``opt={"cost": N}``, charged before the handler runs. A batch route
   (``opt["cost_per"] = "<query parameter>"``) costs ``N`` per distinct item of that parameter: a
-  batch of 100 order books costs what 100 single requests cost. The middleware charges the ``N``
-  of the first item (all that a failed request pays, as a failed single request); the handler
-  charges the rest once it has its answer (:func:`kalshibook.api.middleware.charge_items`), so
-  a key that cannot pay the whole batch still gets its 400 or 404.
+  batch of 100 order books costs what 100 single requests cost, charged before any is read (a
+  key that cannot pay gets its 402 before the work). Should the batch fail (400, 404), the part
+  beyond the first item is given back (:func:`kalshibook.api.middleware.settle`): a failed batch
+  costs what a failed single request costs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 if TYPE_CHECKING:
     from litestar.types import Scope
@@ -39,6 +40,20 @@ def authorization_of(scope: Scope) -> str | None:
     return f"Bearer {kalshi_key.strip()}" if kalshi_key and kalshi_key.strip() else None
 
 
-def request_cost(opt: Mapping[str, Any]) -> int:
-    """Credits charged before the handler runs (see the module docstring)."""
-    return int(opt.get("cost", 1))
+def request_cost(opt: Mapping[str, Any], scope: Scope) -> tuple[int, int]:
+    """``(credits charged before the handler runs, the part of them for a batch's items beyond
+    the first)`` (see the module docstring)."""
+    cost = int(opt.get("cost", 1))
+    per = opt.get("cost_per")
+    if not per:
+        return cost, 0
+    query = scope.get("query_string", b"").decode("latin-1")
+    items = {
+        item.strip()
+        for name, value in parse_qsl(query)
+        if name == per
+        for item in value.split(",")
+        if item.strip()
+    }
+    further = cost * (len(items) - 1) if len(items) > 1 else 0
+    return cost + further, further

@@ -13,16 +13,14 @@ as soon as the response starts, so a client that reads slowly holds no connectio
 response the usage row settles the charge: a request that failed on our side (5xx other than the
 504 of its own deadline) is refunded; a request that held the database longer is charged one more
 credit per ``api.seconds_per_credit`` (a timed-out request is not free). A batch route (priced per
-item, :mod:`kalshibook.api.credentials`) is charged the price of one item here and the rest by its
-handler once it has its answer (:func:`charge_items`), so a failed batch (400, 404) costs what a
-failed single request costs. Public routes
+item, :mod:`kalshibook.api.credentials`) is charged for all its items before it reads any; a
+failed batch (400, 404) gets back all but the first item's price. Public routes
 (``opt={"public": True}`` and the OpenAPI documents) skip auth, credits and the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from contextvars import ContextVar, Token
@@ -34,7 +32,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kalshibook.api.auth import Admission, Authenticator, Charge, OutOfCredits
+from kalshibook.api.auth import Admission, Authenticator, Charge
 from kalshibook.api.context import RequestContext, request_context
 from kalshibook.api.credentials import authorization_of, request_cost
 from kalshibook.api.deadlines import route_timeout
@@ -44,7 +42,7 @@ from kalshibook.storage import api_keys
 from kalshibook.storage.replicas import Replicas
 
 if TYPE_CHECKING:
-    from litestar import Request, Response
+    from litestar import Response
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from kalshibook.settings import Settings
@@ -54,7 +52,6 @@ __all__ = (
     "ApiMiddleware",
     "Services",
     "await_charge",
-    "charge_items",
     "charge_settled",
     "credit_headers",
     "granted",
@@ -152,10 +149,10 @@ class Services:
 def settle(
     status: int, cost: int, db_seconds: float, seconds_per_credit: float, items_cost: int = 0
 ) -> tuple[int, int]:
-    """``(refund, extra)`` credits of a finished request (pure; the rule of docs/api.md).
-    ``cost`` was charged before the handler, ``items_cost`` by a batch handler for its further
-    items (:func:`charge_items`, once it had its answer): should the request still end in a 4xx,
-    those are given back; a failed batch pays ``cost``, as a failed single request does."""
+    """``(refund, extra)`` credits of a finished request (pure; the rule of docs/api.md) that was
+    charged ``cost + items_cost``: ``items_cost`` is a batch's price of its items beyond the
+    first, given back should the request end in a 4xx (a failed batch pays ``cost``, as a failed
+    single request does)."""
     if status >= 500 and status != DeadlineExceeded.status:
         return cost + items_cost, 0
     extra = int(db_seconds // seconds_per_credit) if seconds_per_credit > 0 else 0
@@ -200,78 +197,35 @@ async def granted(ctx: RequestContext) -> Charge | None:
         raise
 
 
-async def charge_items(request: Request[Any, Any, Any], items: int) -> None:
-    """Charge a batch route (``opt["cost_per"]``) for its ``items`` distinct items beyond the
-    first. The handler calls it once it has its answer, before returning it: its parameter
-    checks and reads come first, so a request that fails (400, 404) pays only the first item's
-    price, which the middleware charged (``opt["cost"]``), and a key that cannot pay the whole
-    batch still gets the real 400 or 404. This waits for that first charge (its refusal is the
-    answer), then spends ``opt["cost"]`` per further item in one atomic update; refused: 402
-    (or 401 if the key was revoked meanwhile), the first item's price kept, as for any request
-    that failed after its work. Nothing to do with auth off or for one item."""
-    ctx = request_context(request.scope)
-    admitted = ctx.admitted
-    further = admitted.cost * (items - 1) if admitted is not None else 0
-    if admitted is None or further <= 0 or ctx.items_charging is not None:
-        return
-    await granted(ctx)
-    services: Services = request.app.state.services
-    ctx.items_charging = asyncio.create_task(
-        services.auth.spend(
-            services.require_control(),
-            dataclasses.replace(admitted, cost=further),
-            wait=CONTROL_TIMEOUT,
-        ),
-        name=f"charge items {ctx.request_id}",
-    )
-    try:
-        # shielded: a deadline striking here stops the request, not its charge (settled after)
-        await asyncio.shield(ctx.items_charging)
-    except OutOfCredits as exc:
-        per = request.route_handler.opt.get("cost_per", "items")
-        raise OutOfCredits(
-            f"API key {admitted.prefix} has {exc.credits_remaining} credits left and this "
-            f"request costs {admitted.cost * items} ({admitted.cost} per item of `{per}`; "
-            f"{admitted.cost} charged, as for a failed request); top up with "
-            f"`kalshibook keys topup {admitted.prefix} --credits N` or ask for fewer",
-            credits_remaining=exc.credits_remaining,
-        ) from None
+def _granted_charge(ctx: RequestContext) -> Charge | None:
+    """The request's charge once granted (``None``: not granted, or not done yet)."""
+    charging = ctx.charging
+    charged = _result(charging) if charging and charging.done() else None
+    return charged if isinstance(charged, Charge) else None
+
+
+def _refund(ctx: RequestContext, charged: Charge, status: int) -> int:
+    """What :func:`settle` will give back of ``charged`` for a response with ``status``."""
+    refund, _ = settle(status, charged.cost - ctx.items_cost, 0.0, 0.0, ctx.items_cost)
+    return refund
 
 
 def _balance(ctx: RequestContext, status: int) -> int | None:
     """``X-Credits-Remaining`` of a response starting with ``status``: the balance after the
-    request's charges (``None``: none granted; a refused per-item charge's error carries its
-    own). A batch's per-item charge counts what :func:`settle` will give back."""
-    charging = ctx.charging
-    charged = _result(charging) if charging and charging.done() else None
-    if not isinstance(charged, Charge):
+    request's charge (``None``: none granted), with a failed batch's per-item part given back."""
+    charged = _granted_charge(ctx)
+    if charged is None:
         return None
-    items = ctx.items_charging
-    if items is None:
-        return charged.remaining
-    spent = _result(items) if items.done() else None
-    if not isinstance(spent, Charge):
-        return None
-    refund, _ = settle(status, charged.cost, 0.0, 0.0, spent.cost)
-    return spent.remaining + refund
+    given_back = ctx.items_cost if 400 <= status < 500 else 0
+    return charged.remaining + given_back
 
 
 def _spent(ctx: RequestContext, status: int) -> int | None:
-    """``X-Credits-Cost`` of a response starting with ``status``: the credits its charges spent,
+    """``X-Credits-Cost`` of a response starting with ``status``: the credits its charge spent,
     less what :func:`settle` will give back (0 for a failure of ours); ``None`` as
     :func:`_balance`. The time-based extra is settled after the response, as for the balance."""
-    charging = ctx.charging
-    charged = _result(charging) if charging and charging.done() else None
-    if not isinstance(charged, Charge):
-        return None
-    items_cost = 0
-    if ctx.items_charging is not None:
-        items = _result(ctx.items_charging) if ctx.items_charging.done() else None
-        if not isinstance(items, Charge):
-            return None
-        items_cost = items.cost
-    refund, _ = settle(status, charged.cost, 0.0, 0.0, items_cost)
-    return charged.cost + items_cost - refund
+    charged = _granted_charge(ctx)
+    return None if charged is None else charged.cost - _refund(ctx, charged, status)
 
 
 async def credit_headers(message: Message, scope: Scope) -> None:
@@ -350,7 +304,7 @@ class ApiMiddleware:
             await send(message)
 
         public = bool(handler.opt.get("public")) or scope["path"].startswith(services.openapi_path)
-        cost = 0 if public else request_cost(handler.opt)
+        cost, ctx.items_cost = (0, 0) if public else request_cost(handler.opt, scope)
         try:
             if public:
                 try:
@@ -372,7 +326,6 @@ class ApiMiddleware:
                 admitted = await services.auth.admit(
                     control, authorization_of(scope), cost, wait=CONTROL_TIMEOUT
                 )
-                ctx.admitted = admitted
                 # a key whose last balance covers the request is charged while the handler
                 # reads (one round trip less): the result waits for the charge (await_charge)
                 # and is dropped if it is refused; any other key is charged first
@@ -411,7 +364,6 @@ class ApiMiddleware:
             if admitted is not None:  # first, before any await: a cancelled request frees it too
                 services.auth.release(admitted.key_id)
             cancelled: asyncio.CancelledError | None = None
-            items: Charge | BaseException | None = None
             if ctx.charging is not None:
                 try:
                     outcome = await _outcome(ctx.charging)
@@ -428,26 +380,19 @@ class ApiMiddleware:
                     and outcome.status in _REJECTIONS
                 ):
                     services.metrics.reject(_REJECTIONS[outcome.status])
-            if ctx.items_charging is not None:
-                try:
-                    items = await _outcome(ctx.items_charging)
-                except asyncio.CancelledError as exc:  # as above
-                    cancelled = exc
-                    items = await _outcome(ctx.items_charging)
-                if isinstance(items, KalshibookError) and items.status in _REJECTIONS:
-                    services.metrics.reject(_REJECTIONS[items.status])
             if charge is not None:
-                items_cost = items.cost if isinstance(items, Charge) else 0
-                cost = charge.cost + items_cost
+                items_cost = ctx.items_cost
                 refund, extra = settle(
-                    status, charge.cost, ctx.db_seconds, api.seconds_per_credit, items_cost
-                )
-                if not refund:
+                    status, charge.cost - items_cost, ctx.db_seconds, api.seconds_per_credit,
+                    items_cost,
+                )  # fmt: skip
+                if refund < charge.cost:  # not a failure of ours (those are given back whole)
                     extra += ctx.extra_credits
-                spent = cost - refund + extra
+                spent = charge.cost - refund + extra
                 await _record_usage(
-                    services, charge.key_id, cost, route, status, ctx.request_id, refund, extra
-                )
+                    services, charge.key_id, charge.cost, route, status, ctx.request_id, refund,
+                    extra,
+                )  # fmt: skip
             services.metrics.observe(
                 route, method, status, time.perf_counter() - ctx.started, spent
             )

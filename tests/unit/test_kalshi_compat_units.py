@@ -94,6 +94,8 @@ def test_kalshi_access_key_and_cost_per_ticker() -> None:
     both = {b"authorization": b"Bearer kb-x-y", b"kalshi-access-key": b"kb-a-b"}
     assert authorization_of(scope(both)) == "Bearer kb-x-y"
     assert authorization_of(scope({})) is None
-    # a batch route is charged one ticker's price first, the rest by its handler (charge_items)
-    assert request_cost({"cost": 5, "cost_per": "tickers"}) == 5
-    assert request_cost({"cost": 2}) == 2
+    # (charged up front, of which the part given back should the batch fail)
+    opt = {"cost": 5, "cost_per": "tickers"}
+    assert request_cost(opt, scope({}, b"tickers=A,B&tickers=C&tickers=A")) == (15, 10)  # type: ignore[arg-type]
+    assert request_cost(opt, scope({})) == (5, 0)  # type: ignore[arg-type]
+    assert request_cost({"cost": 2}, scope({}, b"tickers=A,B")) == (2, 0)  # type: ignore[arg-type]

@@ -1,7 +1,6 @@
 """``GET /markets/{ticker}/orderbook`` (5 credits) and ``GET /markets/orderbooks`` (5 per
-ticker, charged once every book is read; 5 if the request fails): Kalshi's ``orderbook_fp``
-rebuilt by :func:`kalshibook.storage.reads.book_at`, the read of
-``/v1/markets/{ticker}/orderbook``.
+ticker, charged before any is read; 5 if the request fails): Kalshi's ``orderbook_fp`` rebuilt
+by :func:`kalshibook.storage.reads.book_at`, the read of ``/v1/markets/{ticker}/orderbook``.
 
 kalshibook extension: ``at`` (RFC 3339 or Unix seconds) gives the book at that instant; without
 it, the latest recorded book (the book now). ``depth`` 0 to 100 (0 = every level). A known market
@@ -13,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import Request, get
+from litestar import get
 from litestar.params import Parameter
 
 from kalshibook.api.deps import Conn, require_market
@@ -24,7 +23,6 @@ from kalshibook.api.kalshi_compat.common import (
     parse_tickers,
 )
 from kalshibook.api.kalshi_compat.shapes import book_out
-from kalshibook.api.middleware import charge_items
 from kalshibook.api.params import parse_time
 from kalshibook.errors import BadRequest
 from kalshibook.storage import reads
@@ -75,7 +73,6 @@ async def orderbook(
     **kalshi_route(5, k.Orderbooks, per="tickers"),
 )
 async def orderbooks(
-    request: Request[Any, Any, Any],
     conn: Conn,
     tickers: Annotated[list[str] | None, Parameter(description="1 to 100 tickers")] = None,
     depth: Depth = None,
@@ -85,11 +82,12 @@ async def orderbooks(
     if not wanted:
         raise BadRequest("tickers is required (1 to 100 market tickers)", parameter="tickers")
     levels, instant = _depth(depth), _instant(at)
-    books = [
-        k.TickerBook(ticker=t, orderbook_fp=await _book(conn, t, instant, levels)) for t in wanted
-    ]
-    await charge_items(request, len(wanted))  # 5 per ticker once every book is read
-    return k.Orderbooks(orderbooks=books)
+    return k.Orderbooks(
+        orderbooks=[
+            k.TickerBook(ticker=t, orderbook_fp=await _book(conn, t, instant, levels))
+            for t in wanted
+        ]
+    )
 
 
 HANDLERS: list[Any] = [orderbook, orderbooks]

@@ -1,6 +1,6 @@
-"""Kalshi's candlesticks (3 credits per market; a batch is charged per market once every market
-is read, 3 if it fails): single, batch, event and historical, read by
-:func:`kalshibook.storage.candles.read_candles`, the read of ``/v1/markets/{ticker}/candles``.
+"""Kalshi's candlesticks (3 credits per market; a failed batch pays 3): single, batch, event and
+historical, read by :func:`kalshibook.storage.candles.read_candles`, the read of
+``/v1/markets/{ticker}/candles``.
 
 Kalshi's rules, not ``/v1``'s (:mod:`.shapes`): a candle is returned when its ``end_period_ts``
 lies in ``[start_ts, end_ts]`` (both inclusive) and its period has ended. Periods in which
@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import Request, get
+from litestar import get
 from litestar.params import Parameter
 from psycopg import AsyncConnection
 
@@ -39,7 +39,6 @@ from kalshibook.api.kalshi_compat.shapes import (
     read_range,
     returned,
 )
-from kalshibook.api.middleware import charge_items
 from kalshibook.domain.candles import Candle, Interval, count_periods, iter_periods
 from kalshibook.errors import BadRequest, NotFound, UnknownMarket
 from kalshibook.storage import reads
@@ -148,7 +147,6 @@ async def market_candlesticks(
     **kalshi_route(3, k.BatchCandles, per="market_tickers"),
 )
 async def batch_candlesticks(
-    request: Request[Any, Any, Any],
     conn: Conn,
     settings: SettingsDep,
     market_tickers: Annotated[list[str] | None, Parameter(description="1 to 100")] = None,
@@ -163,12 +161,12 @@ async def batch_candlesticks(
     w = Window(start_ts, end_ts, period_interval)
     w.check(len(tickers), settings.api.max_candles)
     include = parse_flag(include_latest_before_start, "include_latest_before_start")
-    markets = [
-        k.TickerCandles(market_ticker=t, candlesticks=await _candles(conn, t, w, include))
-        for t in tickers
-    ]
-    await charge_items(request, len(tickers))  # 3 per market once every market is read
-    return k.BatchCandles(markets=markets)
+    return k.BatchCandles(
+        markets=[
+            k.TickerCandles(market_ticker=t, candlesticks=await _candles(conn, t, w, include))
+            for t in tickers
+        ]
+    )
 
 
 @get(

@@ -66,9 +66,8 @@ def _spec(container: type[Any], example: Any, description: str) -> ResponseSpec:
 
 
 def kalshi_route(cost: int, ok: type[Any], *, per: str | None = None) -> dict[str, Any]:
-    """Handler keywords of a Kalshi route costing ``cost`` credits (per item of ``per``: the
-    middleware charges one item's price, the handler the rest with
-    :func:`kalshibook.api.middleware.charge_items` once it has its answer)."""
+    """Handler keywords of a Kalshi route costing ``cost`` credits (per item of ``per``: all
+    charged before the handler runs; all but one item's price given back if it fails)."""
     opt: dict[str, Any] = {"cost": cost}
     if per is not None:
         opt["cost_per"] = per
