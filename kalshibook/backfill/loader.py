@@ -33,8 +33,8 @@ from kalshibook.domain.exchange_order import RestRanker
 from kalshibook.errors import FeedError, KalshibookError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import Market, RestTrade
-from kalshibook.ops.candle_refresh import refresh
 from kalshibook.storage.backfill_store import Progress, read_progress, save_candles, save_progress
+from kalshibook.storage.candle_refresh import refresh
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.urls import scrub
 from kalshibook.storage.writer import Writer

@@ -20,8 +20,8 @@ from kalshibook.cli.collect import _load_key, signal_handlers
 from kalshibook.cli.common import EXIT_NO_MATCH, EXIT_NOT_REFRESHED, check_schema, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.kalshi.rest import KalshiRest
-from kalshibook.ops.candle_refresh import refresh_command
 from kalshibook.settings import Settings
+from kalshibook.storage.candle_refresh import refresh_command
 from kalshibook.storage.pool import make_pool
 from kalshibook.storage.urls import unreachable
 from kalshibook.storage.writer import Writer

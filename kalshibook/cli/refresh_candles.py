@@ -21,8 +21,8 @@ import psycopg
 
 from kalshibook.cli.common import check_schema, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
-from kalshibook.ops.candle_refresh import RefreshDenied, refresh
 from kalshibook.settings import Settings
+from kalshibook.storage.candle_refresh import RefreshDenied, refresh
 from kalshibook.storage.urls import unreachable
 
 

@@ -22,7 +22,7 @@ from kalshibook.domain.exchange_order import RestRanker
 from kalshibook.errors import FeedError, KalshibookError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import RestTrade
-from kalshibook.ops.candle_refresh import RefreshDenied, refresh, refresh_command
+from kalshibook.storage.candle_refresh import RefreshDenied, refresh, refresh_command
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.writer import Writer
 

@@ -142,8 +142,12 @@ class Discovery:
                     elif status in _OPEN_FOR_BOOKS:
                         work.subscribe_markets([m.ticker])
         if self._series_wait <= 0:
-            await self._refresh_series()
-            self._series_wait = self.series_every
+            try:
+                await self._refresh_series()
+                self._series_wait = self.series_every
+            except (FeedError, ProtocolError) as exc:  # the markets are done: the next sweep
+                log.warning("series refresh failed (%s); the next sweep retries it", exc)
+                self._series_wait = 1
         self._series_wait -= 1
         self.metrics.rest_requests.inc(1.0, "discovery")
         log.info("discovery done open_markets=%d known_events=%d", len(seen), len(cat.events))

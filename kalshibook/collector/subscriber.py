@@ -12,6 +12,7 @@ pause; a closed connection's work is dropped (the next connection subscribes eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 0.5
 """Seconds before the first retry of a failed subscription command; doubling up to RETRY_MAX."""
 RETRY_MAX = 30.0
+PAUSE_STEP = 0.25
+"""How often a retry's pause looks for a new connection (seconds)."""
 
 
 class Subscriber:
@@ -66,6 +69,7 @@ class Subscriber:
     async def run(self) -> None:
         work = self.work
         failures = 0
+        failed_on: WsSession | None = None
         while not self.stop.is_set():
             await work.sub_wake.wait()
             work.sub_wake.clear()
@@ -78,11 +82,24 @@ class Subscriber:
             except FeedError as exc:
                 if self.current_session() is not session or session.closed:
                     continue  # the next session subscribes everything again
-                failures += 1
+                failures = failures + 1 if failed_on is session else 1
+                failed_on = session
                 pause = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
                 log.warning("subscription command failed (%s); retrying in %.1f s", exc, pause)
-                await asyncio.sleep(pause)
+                await self._pause(session, pause)
                 work.sub_wake.set()
+
+    async def _pause(self, session: WsSession, seconds: float) -> None:
+        """Wait ``seconds`` before a retry on ``session``; a new connection (or a stop) ends the
+        wait at once: its subscriptions must not wait for the old one's retries."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (left := until - loop.time()) > 0 and not self.stop.is_set():
+            if self.current_session() is not session or session.closed:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, PAUSE_STEP)):
+                    await self.stop.wait()
 
     def _forget(self, tickers: list[str]) -> None:
         """Drop the books of markets no longer followed; one unfollowed inside a gap gets its

@@ -288,7 +288,10 @@ TRADE_COPY_BOUNDS: Final[LiteralString] = (
 )
 # A stored copy at another time moves to the REST copy's (its source and receive time stay, as
 # when ON CONFLICT merges a REST copy into a stored trade). ``lo``/``hi``: the staged REST rows'
-# time range widened by the spread.
+# time range widened by the spread. Only within one UTC hour: an UPDATE cannot move a row to
+# another chunk, and the hour is what market.trade_extents records (its trigger runs on INSERT);
+# floored whole seconds never leave the REST time's hour (should Kalshi round them up across an
+# hour's end, those two copies stay two rows).
 MOVE_STORED_TRADE_COPIES: Final[LiteralString] = (
     "UPDATE market.trades AS t SET ts = date_trunc('milliseconds', s.ts), created_time = s.ts, "
     "exchange_seq = s.exchange_seq "
@@ -299,6 +302,7 @@ MOVE_STORED_TRADE_COPIES: Final[LiteralString] = (
     "AND t.ts BETWEEN date_trunc('milliseconds', s.ts) - %(spread)s::interval "
     "AND date_trunc('milliseconds', s.ts) + %(spread)s::interval "
     "AND t.ts <> date_trunc('milliseconds', s.ts) "
+    "AND date_trunc('hour', t.ts) = date_trunc('hour', s.ts) "
     # both copies stored already (before this reconciliation existed): the merge keeps that one
     "AND NOT EXISTS (SELECT 1 FROM market.trades AS u "
     "WHERE u.market_ticker = ANY(%(markets)s::text[]) "

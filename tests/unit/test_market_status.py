@@ -25,6 +25,7 @@ from kalshibook.collector.reference_sync import ReferenceSync
 from kalshibook.collector.router import Router
 from kalshibook.collector.subscriptions import EpochClock
 from kalshibook.collector.work import WorkQueues
+from kalshibook.errors import ProtocolError
 from kalshibook.kalshi.rest_models import Market, Series, decode_market, decode_series
 
 M = "KXHIGHNY-26AUG24-B80.5"
@@ -212,6 +213,8 @@ class FakeRest:
         self.markets: dict[str, Market] = {}
         self.series: dict[str, Series] = {}
         self.series_calls: list[datetime | None] = []
+        self.series_fails = 0
+        """How many more series refreshes fail."""
         self.clock = at(0)
 
     async def get_market_pages(
@@ -242,6 +245,9 @@ class FakeRest:
 
     async def get_series_list(self, *, min_updated_ts: datetime | None = None) -> list[Series]:
         self.series_calls.append(min_updated_ts)
+        if self.series_fails:
+            self.series_fails -= 1
+            raise ProtocolError("a series Kalshi sent does not decode")
         return list(self.series.values())
 
 
@@ -328,3 +334,22 @@ async def test_discovery_refreshes_series_first_fully_then_by_update_time() -> N
     assert latest - timedelta(minutes=1) < incremental <= third <= latest
     writer = cast(FakeWriter, d.refs.writer)
     assert [r.ticker for r in writer.series] == [S, S, S]
+
+
+async def test_a_failed_series_refresh_does_not_fail_the_sweep() -> None:
+    """The markets of the sweep are stored and followed; the next sweep retries the series."""
+    rest = FakeRest()
+    cat = Catalog()
+    cat.events[E] = S
+    cat.series.add(S)
+    work = WorkQueues()
+    d = discovery(rest, cat, work, series_every=12)
+    rest.markets[M] = rest_market("active")
+    rest.series[S] = decode_series(json.dumps({"series": {"ticker": S, "title": "T"}}).encode())
+    rest.series_fails = 1
+    await d.sweep()  # does not raise
+    assert M in work.adds
+    await d.sweep()
+    assert rest.series_calls == [None, None]  # retried at once, in full
+    await d.sweep()
+    assert len(rest.series_calls) == 2  # then every 12 sweeps again
