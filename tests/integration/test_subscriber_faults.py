@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from sim_support import running_sim
 
+from kalshibook.collector import subscriber as subscriber_module
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.router import Router
 from kalshibook.collector.subscriber import Subscriber
@@ -56,6 +57,14 @@ class Rig:
                     out.append(item)
                     within = 0.5
         return out
+
+
+async def until(check: Callable[[], bool], within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -109,3 +118,48 @@ async def test_a_lost_shard_subscription_is_subscribed_by_the_retry() -> None:
         assert set(r.plan.global_sids) == {"trade", "ticker", "market_lifecycle_v2"}
         got = await r.snapshots()
         assert sorted({s.market_ticker for s in got}) == sorted(tickers)
+
+
+async def test_a_new_connection_does_not_wait_for_the_old_ones_retry_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command that failed on a dying connection pauses its retry; the next connection's
+    subscriptions start at once, not after that pause."""
+    monkeypatch.setattr(subscriber_module, "RETRY_FIRST", 30.0)
+    async with running_sim(markets=12, no_auth=True) as sim:
+        ws = KalshiWebSocket(
+            KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
+            command_timeout=COMMAND_TIMEOUT,
+            open_timeout=5.0,
+        )
+        old, new = await ws.connect(), await ws.connect()
+        current: list[WsSession] = [old]
+        plan, work, stop = SubscriptionPlan(10), WorkQueues(), asyncio.Event()
+        sub = Subscriber(
+            plan=plan,
+            router=Router(effects=work),
+            work=work,
+            metrics=Metrics(),
+            current_session=lambda: current[0],
+            stop=stop,
+        )
+        plan.add([m.ticker for m in sim.model.market_list if m.status == "active"][:4])
+        sim.leave_unanswered("subscribe")  # the old connection's first command is lost
+        task = asyncio.create_task(sub.run())
+        try:
+            work.sub_wake.set()
+            await until(lambda: sim.stats["commands_lost"] == 1, within=5)
+            await asyncio.sleep(COMMAND_TIMEOUT + 0.3)  # the failure, then its 30 s pause
+            assert sub.subscribed_session is None
+            await old.close()
+            current[0] = new
+            work.sub_wake.set()  # what the collector does for a new connection
+            await until(  # not 30 s
+                lambda: sub.subscribed_session is new and not plan.unsubscribed_shards(), within=5
+            )
+        finally:
+            stop.set()
+            work.sub_wake.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await new.close()
