@@ -112,6 +112,7 @@ def parse_tickers(
     items = [t.strip() for v in value for t in v.split(",")]
     if not items or any(not t or len(t) > 200 for t in items):
         raise BadRequest(f"{name} must be a comma-separated list of tickers", parameter=name)
-    if len(items) > maximum:
+    unique = list(dict.fromkeys(items))
+    if len(unique) > maximum:
         raise BadRequest(f"{name}: at most {maximum} tickers per request", parameter=name)
-    return list(dict.fromkeys(items))
+    return unique

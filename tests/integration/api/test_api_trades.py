@@ -137,6 +137,9 @@ async def test_trades_refuse_what_they_would_ignore(client) -> None:
     )
     too_many = [("tickers", ",".join(f"T{i}-{j}" for i in range(50))) for j in range(3)]
     assert_problem(await client.get(path, params=too_many), 400, "tickers")
+    # the limit counts distinct tickers: one ticker given 101 times is one ticker
+    r = await client.get(path, params=[("tickers", B45)] * 101 + [("limit", 1)])
+    assert r.status_code == 200, r.text
 
 
 async def test_trades_walk_with_concurrent_inserts(seeded_rw_url: str) -> None:
