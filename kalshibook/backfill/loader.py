@@ -35,6 +35,7 @@ from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import Market, RestTrade
 from kalshibook.storage.backfill_store import Progress, read_progress, save_candles, save_progress
 from kalshibook.storage.candle_refresh import refresh
+from kalshibook.storage.candles import TRADES_ONLY
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.urls import scrub
 from kalshibook.storage.writer import Writer
@@ -310,7 +311,7 @@ class Backfill:
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
-                    s.refreshed = await refresh(conn, lo, hi)
+                    s.refreshed = await refresh(conn, lo, hi, TRADES_ONLY)  # what it wrote
                 finally:
                     await conn.set_autocommit(False)
         except (psycopg.Error, KalshibookError) as exc:

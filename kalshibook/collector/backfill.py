@@ -23,6 +23,7 @@ from kalshibook.errors import FeedError, KalshibookError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.rest_models import RestTrade
 from kalshibook.storage.candle_refresh import RefreshDenied, refresh, refresh_command
+from kalshibook.storage.candles import TRADES_ONLY
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.writer import Writer
 
@@ -132,7 +133,7 @@ class Backfill:
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
-                    await refresh(conn, lo, hi)
+                    await refresh(conn, lo, hi, TRADES_ONLY)  # what it wrote
                 finally:
                     await conn.set_autocommit(False)
         except RefreshDenied as exc:

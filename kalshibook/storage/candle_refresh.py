@@ -17,7 +17,7 @@ from typing import Any, Final
 import psycopg
 
 from kalshibook.errors import StorageError
-from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.candles import ALL_SOURCES, CandleSource, refresh_candles
 from kalshibook.storage.urls import scrub
 
 __all__ = ("RefreshDenied", "minute_window", "refresh", "refresh_command")
@@ -54,11 +54,13 @@ def refresh_command(start: datetime, end: datetime) -> str:
     return f"kalshibook refresh-candles --start {_rfc3339(lo)} --end {_rfc3339(hi)}"
 
 
-async def refresh(conn: AConn, start: datetime, end: datetime) -> list[str]:
+async def refresh(
+    conn: AConn, start: datetime, end: datetime, sources: tuple[CandleSource, ...] = ALL_SOURCES
+) -> list[str]:
     """:func:`~kalshibook.storage.candles.refresh_candles`; a refusal for lack of privilege is a
     :class:`RefreshDenied` naming the login and the aggregates' owner (``conn`` in autocommit)."""
     try:
-        return await refresh_candles(conn, start, end)
+        return await refresh_candles(conn, start, end, sources)
     except psycopg.errors.InsufficientPrivilege as exc:
         reason = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else "denied"
         row = await (await conn.execute(WHO)).fetchone()

@@ -6,7 +6,7 @@ Reads: :mod:`kalshibook.storage.candle_reads`. Assembly is pure: kalshibook.doma
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from psycopg import AsyncConnection
 
@@ -21,8 +21,11 @@ from kalshibook.storage.candle_reads import (
 )
 
 __all__ = (
+    "ALL_SOURCES",
     "CANDLE_CHAIN",
+    "TRADES_ONLY",
     "CandleData",
+    "CandleSource",
     "fetch_candle_data",
     "market_exists",
     "read_candle_rows",
@@ -78,8 +81,24 @@ def refresh_window(
     return (lo, hi) if lo < hi else None
 
 
-async def refresh_candles(conn: AConn, start: datetime, end: datetime) -> list[str]:
-    """Re-materialise every candle continuous aggregate over ``[start, end)``, in chain order.
+CandleSource = Literal["trades", "quotes", "stats"]
+ALL_SOURCES: Final[tuple[CandleSource, ...]] = ("trades", "quotes", "stats")
+TRADES_ONLY: Final[tuple[CandleSource, ...]] = ("trades",)
+"""What a trade backfill refreshes: the aggregates of what it wrote."""
+
+
+async def refresh_candles(
+    conn: AConn,
+    start: datetime,
+    end: datetime,
+    sources: tuple[CandleSource, ...] = ALL_SOURCES,
+) -> list[str]:
+    """Re-materialise the candle continuous aggregates of ``sources`` over ``[start, end)``, in
+    chain order.
+
+    Only what was written needs a refresh: a trade backfill passes ``("trades",)``. Refreshing the
+    quotes or stats aggregates over a range whose raw rows a retention policy dropped would
+    recompute those candles from nothing and delete them (the drop marks the range changed).
 
     Windows are aligned as :func:`refresh_window` says (a refresh only recomputes buckets lying
     entirely inside its window, and never the bucket in progress: real-time aggregation serves
@@ -102,8 +121,9 @@ async def refresh_candles(conn: AConn, start: datetime, end: datetime) -> list[s
         row = await cur.fetchone()
         assert row is not None
         now: datetime = row[0]
+        wanted = tuple(f"market.candles_{source}_" for source in sources)
         for name, level in CANDLE_CHAIN:
-            if name not in caggs:
+            if name not in caggs or not name.startswith(wanted):
                 continue
             window = refresh_window(start, end, level, now)
             if window is None:

@@ -6,15 +6,19 @@ import argparse
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
+from candle_support import INSERT_QUOTE, INSERT_TRADE
 
 from kalshibook.cli import refresh_candles as refresh_candles_cli
 from kalshibook.errors import ConfigError, StorageError
 from kalshibook.settings import CoreSettings, Settings
-from kalshibook.storage.candles import refresh_candles
+from kalshibook.storage.candle_refresh import refresh
+from kalshibook.storage.candles import TRADES_ONLY, refresh_candles
 
 pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
@@ -66,3 +70,43 @@ def test_cli_refreshes_a_window_and_reports_bad_input_in_one_line(db_url: str) -
             argparse.Namespace(start="2026-03-09T00:00:00Z", end="2026-03-01T00:00:00Z"),
             Settings(core=CoreSettings(database_url=db_url)),
         )
+
+
+async def test_a_trade_backfills_refresh_keeps_quote_candles_whose_quotes_were_dropped(
+    db_url: str,
+) -> None:
+    """Retention dropped a day of raw quotes; their candles remain (docs/operators.md §4). A
+    trade backfill over that day refreshes the trades aggregates only: refreshing the quotes
+    ones there would recompute them from no rows and delete them."""
+    day = datetime(2026, 2, 2, tzinfo=UTC)
+    ticker = "KXKEEP-1"
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        if await (await conn.execute("SHOW timescaledb.license")).fetchone() == ("apache",):
+            pytest.skip("the Apache edition's candle relations are views of the raw rows")
+        for m in range(0, 1440, 10):
+            t = day + timedelta(minutes=m)
+            await conn.execute(INSERT_QUOTE, (t, ticker, Decimal("0.40"), Decimal("0.45")))
+        await refresh_candles(conn, day, day + timedelta(days=1))
+        count = "SELECT count(*) FROM market.candles_quotes_1m WHERE market_ticker = %s"
+        before = await (await conn.execute(count, (ticker,))).fetchone()
+        assert before == (144,)
+        # retention: the day's raw quotes are gone (the chunk is dropped)
+        await conn.execute(
+            "SELECT drop_chunks('market.quotes', older_than => %s::timestamptz)",
+            (day + timedelta(days=2),),
+        )
+        # a backfilled trade in that day, then the backfill's refresh
+        price = Decimal("0.42")
+        trade = (day + timedelta(hours=5), uuid.uuid4(), ticker, price, price, Decimal("3"))
+        await conn.execute(INSERT_TRADE, trade)
+        done = await refresh(conn, day, day + timedelta(days=1), TRADES_ONLY)
+        assert await (await conn.execute(count, (ticker,))).fetchone() == before
+        assert [n.split(".")[1] for n in done] == [
+            f"candles_trades_{i}" for i in ("1m", "1h", "1d")
+        ]
+        traded = await (
+            await conn.execute(
+                "SELECT volume FROM market.candles_trades_1m WHERE market_ticker = %s", (ticker,)
+            )
+        ).fetchall()
+        assert traded == [(Decimal("3"),)]
