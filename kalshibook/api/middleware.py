@@ -216,8 +216,8 @@ def _balance(ctx: RequestContext, status: int) -> int | None:
     charged = _granted_charge(ctx)
     if charged is None:
         return None
-    given_back = ctx.items_cost if 400 <= status < 500 else 0
-    return charged.remaining + given_back
+    # a failure of ours (5xx) is refunded after the response, as the balance always said
+    return charged.remaining + (_refund(ctx, charged, status) if status < 500 else 0)
 
 
 def _spent(ctx: RequestContext, status: int) -> int | None:

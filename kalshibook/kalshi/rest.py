@@ -296,7 +296,7 @@ class KalshiRest(KalshiClientBase):
 
     # ---- markets -----------------------------------------------------------------------
 
-    def get_markets(
+    def get_market_pages(
         self,
         *,
         event_ticker: str | None = None,
@@ -313,30 +313,33 @@ class KalshiRest(KalshiClientBase):
         min_updated_ts: Timestamp | None = None,
         max_updated_ts: Timestamp | None = None,
         limit: int = 1000,
-    ) -> AsyncIterator[Market]:
-        """Every market matching the filters (all pages). Timestamp families are exclusive."""
-        params = _market_params(
-            event_ticker=event_ticker,
-            series_ticker=series_ticker,
-            tickers=tickers,
-            status=status,
-            mve_filter=mve_filter,
-            min_created_ts=min_created_ts,
-            max_created_ts=max_created_ts,
-            min_close_ts=min_close_ts,
-            max_close_ts=max_close_ts,
-            min_settled_ts=min_settled_ts,
-            max_settled_ts=max_settled_ts,
-            min_updated_ts=min_updated_ts,
-            max_updated_ts=max_updated_ts,
-            limit=limit,
-        )
-        return self._pages("/markets", params, _markets_page)
+    ) -> AsyncIterator[tuple[datetime, Sequence[Market]]]:
+        """The markets matching the filters, page by page, each with the time its request was
+        sent: the statuses in a page are what Kalshi reported as of that time. Timestamp
+        families are exclusive."""
+        params = {
+            "event_ticker": event_ticker,
+            "series_ticker": series_ticker,
+            "tickers": _csv(tickers),
+            "status": status,
+            "mve_filter": mve_filter,
+            "min_created_ts": _ts(min_created_ts),
+            "max_created_ts": _ts(max_created_ts),
+            "min_close_ts": _ts(min_close_ts),
+            "max_close_ts": _ts(max_close_ts),
+            "min_settled_ts": _ts(min_settled_ts),
+            "max_settled_ts": _ts(max_settled_ts),
+            "min_updated_ts": _ts(min_updated_ts),
+            "max_updated_ts": _ts(max_updated_ts),
+            "limit": limit,
+        }
+        return self._page_lists("/markets", params, _markets_page)
 
-    def get_market_pages(self, **filters: Any) -> AsyncIterator[tuple[datetime, Sequence[Market]]]:
-        """:meth:`get_markets` (same keyword filters) page by page, each with the time its
-        request was sent: the statuses in a page are what Kalshi reported as of that time."""
-        return self._page_lists("/markets", _market_params(**filters), _markets_page)
+    async def get_markets(self, **filters: Any) -> AsyncIterator[Market]:
+        """Every market matching :meth:`get_market_pages`'s filters (all pages)."""
+        async for _, page in self.get_market_pages(**filters):
+            for market in page:
+                yield market
 
     async def get_market(self, ticker: str) -> Market | None:
         body = await self.get_raw(f"/markets/{_seg(ticker)}", allow_404=True)
@@ -507,42 +510,6 @@ class KalshiRest(KalshiClientBase):
 
     async def get_exchange_schedule(self) -> ExchangeSchedule:
         return decode_exchange_schedule(await self._get("/exchange/schedule"))
-
-
-def _market_params(
-    *,
-    event_ticker: str | None = None,
-    series_ticker: str | None = None,
-    tickers: str | Sequence[str] | None = None,
-    status: str | None = None,
-    mve_filter: str | None = None,
-    min_created_ts: Timestamp | None = None,
-    max_created_ts: Timestamp | None = None,
-    min_close_ts: Timestamp | None = None,
-    max_close_ts: Timestamp | None = None,
-    min_settled_ts: Timestamp | None = None,
-    max_settled_ts: Timestamp | None = None,
-    min_updated_ts: Timestamp | None = None,
-    max_updated_ts: Timestamp | None = None,
-    limit: int = 1000,
-) -> dict[str, Any]:
-    """The ``GET /markets`` query of :meth:`KalshiRest.get_markets`."""
-    return {
-        "event_ticker": event_ticker,
-        "series_ticker": series_ticker,
-        "tickers": _csv(tickers),
-        "status": status,
-        "mve_filter": mve_filter,
-        "min_created_ts": _ts(min_created_ts),
-        "max_created_ts": _ts(max_created_ts),
-        "min_close_ts": _ts(min_close_ts),
-        "max_close_ts": _ts(max_close_ts),
-        "min_settled_ts": _ts(min_settled_ts),
-        "max_settled_ts": _ts(max_settled_ts),
-        "min_updated_ts": _ts(min_updated_ts),
-        "max_updated_ts": _ts(max_updated_ts),
-        "limit": limit,
-    }
 
 
 def _markets_page(body: bytes) -> tuple[Sequence[Market], str | None]:

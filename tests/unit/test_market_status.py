@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from test_router import Recorder, at, lifecycle, split
+from test_router import Recorder, at, lifecycle, make_router, split
 
 from kalshibook.collector.catalog import Catalog, frame_status, merge_status
 from kalshibook.collector.discovery import SERIES_OVERLAP, Discovery
@@ -23,7 +23,6 @@ from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference import market_row
 from kalshibook.collector.reference_sync import ReferenceSync
 from kalshibook.collector.router import Router
-from kalshibook.collector.subscriptions import EpochClock
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import ProtocolError
 from kalshibook.kalshi.rest_models import Market, Series, decode_market, decode_series
@@ -49,13 +48,7 @@ def effects() -> Recorder:
 
 @pytest.fixture
 def router(effects: Recorder) -> Router:
-    epochs = iter(range(1000, 2000))
-    r = Router(
-        effects=effects,
-        checkpoint_deltas=3,
-        epochs=EpochClock(lambda: next(epochs)),
-        monotonic=lambda: 0.0,
-    )
+    r = make_router(effects)
     r.catalog.events[E] = S
     return r
 

@@ -109,8 +109,8 @@ def effects() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture
-def router(effects: Recorder) -> Router:
+def make_router(effects: Recorder) -> Router:
+    """A router with deterministic epochs and clock, a checkpoint every 3 deltas."""
     epochs = iter(range(1000, 2000))
     return Router(
         effects=effects,
@@ -118,6 +118,11 @@ def router(effects: Recorder) -> Router:
         epochs=EpochClock(lambda: next(epochs)),
         monotonic=lambda: 0.0,
     )
+
+
+@pytest.fixture
+def router(effects: Recorder) -> Router:
+    return make_router(effects)
 
 
 M = "KXHIGHNY-26AUG24-B80"
