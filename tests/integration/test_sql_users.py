@@ -396,7 +396,8 @@ def test_an_odd_role_setting_of_one_login_does_not_stop_the_watchdog(
         sleep, ended = _sleep_in_thread(conn, 20)
         try:
             time.sleep(3.5)  # past 1 s + 2 s of grace
-            assert run_watchdog(admin) >= 1  # a pass that fails raises here
+            # a pass that fails raises here; it or the scheduled job (Community) ends the sleep
+            run_watchdog(admin)
             sleep.join(10.0)
             assert ended
             if scheduled:  # the scheduled passes succeed too
