@@ -69,7 +69,12 @@ LEVELS = 49
 
 # -- data ----------------------------------------------------------------------------------------
 
+# Community edition: the scratch database's policy jobs (ids >= 1000) are paused, so that no
+# compression policy compresses the generated (months old) trades at some moment of the run: the
+# trades page is measured on uncompressed chunks, then explicitly on compressed ones.
 SEED_REFERENCE = """
+SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
+WHERE job_id >= 1000;
 INSERT INTO market.series (ticker, raw) VALUES ('BENCH', '{}');
 INSERT INTO market.events (event_ticker, series_ticker, raw) VALUES ('BENCH-EV', 'BENCH', '{}');
 INSERT INTO market.markets (ticker, event_ticker, series_ticker, status, raw)
@@ -145,6 +150,9 @@ LIMIT 1001
 """The rows of the 1,000-row page (plus the one that tells ``has_more``), every column as text,
 straight from the table, bounded like the endpoint's first time window (one hour, which holds
 them): the floor the endpoint is compared with."""
+
+COMPRESS_TRADES = "SELECT count(compress_chunk(c, true)) FROM show_chunks('market.trades') c"
+DECOMPRESS_TRADES = "SELECT count(decompress_chunk(c, true)) FROM show_chunks('market.trades') c"
 
 DROP_CHECKPOINTS = """
 DELETE FROM market.orderbook_snapshots WHERE market_ticker = 'BENCH-BOOK' AND source = 'checkpoint'
@@ -364,6 +372,53 @@ def sequential(
 # -- report --------------------------------------------------------------------------------------
 
 
+def one_client_page(
+    bench_url: str,
+    trades_url: str,
+    auth: dict[str, str],
+    same_size: OneClient,
+    bare_params: dict[str, Any],
+) -> tuple[list[float], list[float], list[float]]:
+    """``ALONE_ROUNDS`` rounds of the trades page, the bare query of its rows and a body of its
+    size from the constant route, interleaved (drift hits all three alike): their latencies, ms."""
+    page_alone, bare_alone, bytes_alone = [], [], []
+    client = OneClient(trades_url, auth)
+    with psycopg.connect(bench_url, autocommit=True) as conn:
+        for _ in range(ALONE_ROUNDS):
+            t = time.perf_counter()
+            rows = conn.execute(BARE_TRADES, bare_params).fetchall()
+            bare_alone.append((time.perf_counter() - t) * 1000)
+            assert len(rows) == 1001
+            ms, status = client.get()
+            page_alone.append(ms)
+            assert status == 200, status
+            ms, status = same_size.get()
+            bytes_alone.append(ms)
+            assert status == 200, status
+    client.close()
+    return page_alone, bare_alone, bytes_alone
+
+
+def page_rows(
+    label: str, page: list[float], bare: list[float], same_size: list[float]
+) -> list[str]:
+    """The one-client table's rows for one state of the trades' chunks."""
+    bare_p50 = statistics.median(bare)
+    return [
+        f"| {label}endpoint (auth, charge, page, JSON, HTTP) | {statistics.median(page):.2f} | "
+        f"{pct_round(page, 0.99):.2f} |",
+        f"| {label}bare query: the same 1,001 rows, every column as text | "
+        f"{bare_p50:.2f} | {pct_round(bare, 0.99):.2f} |",
+        f"| {label}HTTP alone: a constant route sending a body of the page's size (no auth, no "
+        f"database, no JSON) | {statistics.median(same_size):.2f} | "
+        f"{pct_round(same_size, 0.99):.2f} |",
+        f"| {label}**endpoint / bare query** (medians) | "
+        f"**{statistics.median(page) / bare_p50:.2f}** | |",
+        f"| {label}(bare query + HTTP alone) / bare query (medians): the ratio before any of the "
+        f"endpoint's own work | {(bare_p50 + statistics.median(same_size)) / bare_p50:.2f} | |",
+    ]
+
+
 def fmt(r: Result) -> str:
     return f"{r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f}"
 
@@ -431,38 +486,40 @@ def main(argv: list[str] | None = None) -> int:
         trades = load(trades_url, auth, d, c)
         print(f"trades page: {fmt(trades)}", flush=True)
         # one client: the endpoint's service time beside the bare query of the same rows
-        page_alone, bare_alone, bytes_alone = [], [], []
-        client = OneClient(trades_url, auth)
         same_size = OneClient(
             f"{constant.base}/bytes?n={len(httpx.get(trades_url, headers=auth).content)}", {}
         )
-        with psycopg.connect(bench_url, autocommit=True) as conn:
-            bare_params = {
-                "ticker": TRADES,
-                "start": T0 + timedelta(minutes=60),
-                "end": T0 + timedelta(minutes=120),
-            }
-            for _ in range(ALONE_ROUNDS):  # interleaved, so drift hits both alike
-                t = time.perf_counter()
-                rows = conn.execute(BARE_TRADES, bare_params).fetchall()
-                bare_alone.append((time.perf_counter() - t) * 1000)
-                assert len(rows) == 1001
-                ms, status = client.get()
-                page_alone.append(ms)
-                assert status == 200, status
-                ms, status = same_size.get()
-                bytes_alone.append(ms)
-                assert status == 200, status
-        client.close()
+        bare_params = {
+            "ticker": TRADES,
+            "start": T0 + timedelta(minutes=60),
+            "end": T0 + timedelta(minutes=120),
+        }
+        page_alone, bare_alone, bytes_alone = one_client_page(
+            bench_url, trades_url, auth, same_size, bare_params
+        )
+        packed: tuple[list[float], list[float], list[float]] | None = None
+        if community:  # the same page once the trades' chunks are compressed
+            with psycopg.connect(bench_url, autocommit=True) as conn:
+                conn.execute(COMPRESS_TRADES)
+                conn.execute("ANALYZE market.trades")
+            packed = one_client_page(bench_url, trades_url, auth, same_size, bare_params)
+            with psycopg.connect(bench_url, autocommit=True) as conn:
+                conn.execute(DECOMPRESS_TRADES)
+                conn.execute("ANALYZE market.trades")
         same_size.close()
         bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
         print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
-        print(
-            f"trades page one client: p50 {statistics.median(page_alone):.2f} ms, bare query "
-            f"p50 {statistics.median(bare_alone):.2f} ms, the same bytes from a constant route "
-            f"p50 {statistics.median(bytes_alone):.2f} ms",
-            flush=True,
-        )
+        for state, (page, bare, same) in (
+            (("", (page_alone, bare_alone, bytes_alone)), ("compressed ", packed))
+            if packed
+            else (("", (page_alone, bare_alone, bytes_alone)),)
+        ):
+            print(
+                f"{state}trades page one client: p50 {statistics.median(page):.2f} ms, bare "
+                f"query p50 {statistics.median(bare):.2f} ms, the same bytes from a constant "
+                f"route p50 {statistics.median(same):.2f} ms",
+                flush=True,
+            )
 
         book_rows: list[str] = []
         headline: Result | None = None
@@ -560,8 +617,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             drop_database(url, db_name)
 
-    bare_p50 = statistics.median(bare_alone)
-    floor_ratio = (bare_p50 + statistics.median(bytes_alone)) / bare_p50
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     machine += f", {server_version}"
     every = args.checkpoint_every
@@ -605,18 +660,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| 1,000-row trades page | p50 ms | p99 ms |",
         "|---|---:|---:|",
-        f"| endpoint (auth, charge, page, JSON, HTTP) | {statistics.median(page_alone):.2f} | "
-        f"{pct_round(page_alone, 0.99):.2f} |",
-        f"| bare query: the same 1,001 rows, every column as text | "
-        f"{statistics.median(bare_alone):.2f} | {pct_round(bare_alone, 0.99):.2f} |",
-        f"| HTTP alone: a constant route sending a body of the page's size (no auth, no "
-        f"database, no JSON) | {statistics.median(bytes_alone):.2f} | "
-        f"{pct_round(bytes_alone, 0.99):.2f} |",
-        f"| endpoint / bare query (medians) | "
-        f"{statistics.median(page_alone) / statistics.median(bare_alone):.2f} | |",
-        f"| (bare query + HTTP alone) / bare query (medians): the ratio before any of the "
-        f"endpoint's own work | "
-        f"{floor_ratio:.2f} | |",
+        *page_rows("", page_alone, bare_alone, bytes_alone),
+        *(page_rows("compressed: ", *packed) if packed else []),
+        "",
+        "The trades' chunks are uncompressed (the scratch database's policy jobs are paused for "
+        "the run)"
+        + (
+            "; *compressed*: the same rounds after compressing every chunk of `market.trades` "
+            "(what the compression policy does to trades older than its compress-after)."
+            if packed
+            else "."
+        ),
         "",
         f"The bare query alone under the same {c} connections (pgbench, no HTTP, no auth, rows "
         f"not even decoded): {bare_load:,.0f} queries/s, {bare_load / base.rps:.3f} of the "

@@ -77,11 +77,15 @@ EXTENT_ALL: Final = "SELECT min(first_hour), max(end_hour) FROM market.trade_ext
 
 _COLUMNS = """
 SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
-       round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
-           AS yes_price,
-       round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
-           AS no_price,
-       round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text AS contracts,
+       CASE WHEN scale(t.yes_price) = 4 THEN t.yes_price::text
+            ELSE round(trim_scale(t.yes_price), greatest(4, scale(trim_scale(t.yes_price))))::text
+       END AS yes_price,
+       CASE WHEN scale(t.no_price) = 4 THEN t.no_price::text
+            ELSE round(trim_scale(t.no_price), greatest(4, scale(trim_scale(t.no_price))))::text
+       END AS no_price,
+       CASE WHEN scale(t.count) = 2 THEN t.count::text
+            ELSE round(trim_scale(t.count), greatest(2, scale(trim_scale(t.count))))::text
+       END AS contracts,
        t.taker_outcome_side, t.taker_book_side, t.is_block_trade, t.source
 FROM market.trades t
 """
@@ -102,13 +106,34 @@ ORDER BY t.ts DESC, t.exchange_seq DESC, t.trade_id DESC
 LIMIT %(limit)s
 """
 _OF_MARKETS = "WHERE t.market_ticker = ANY(%(tickers)s::text[])"
+_OF_MARKET = "WHERE t.market_ticker = %(ticker)s::text"
+TRADES_OF_MARKET: Final = _COLUMNS + _OF_MARKET + _WINDOW
 TRADES_OF_MARKETS: Final = _COLUMNS + _OF_MARKETS + _WINDOW
 TRADES_OF_ALL: Final = _COLUMNS + "WHERE true" + _WINDOW
+TRADES_OF_MARKET_DESC: Final = _COLUMNS + _OF_MARKET + _WINDOW_DESC
 TRADES_OF_MARKETS_DESC: Final = _COLUMNS + _OF_MARKETS + _WINDOW_DESC
 TRADES_OF_ALL_DESC: Final = _COLUMNS + "WHERE true" + _WINDOW_DESC
 """Prices and counts come back as Kalshi's exact strings, formatted by the database exactly like
 :func:`~kalshibook.domain.prices.fmt_dollars` (>= 4 dp) and ``fmt_count`` (>= 2 dp): a 1,000-row
-page then needs no Decimal work in Python."""
+page then needs no Decimal work in Python. A value stored at the scale of Kalshi's strings (the
+collector stores ``"0.5600"`` and ``"12.00"`` as given) is already that text; only other scales
+take the rounding expression (~0.45 ms of server time per 1,000-row page saved).
+
+One market is ``market_ticker = %(ticker)s``, not ``= ANY`` of a one-element array: over a
+compressed chunk the array form scanned every compressed batch of the chunk and sorted them, where
+the equality uses the compressed chunk's index on the segment column (a 1,000-row page 3.28 ->
+3.08 ms; the same on an uncompressed chunk)."""
+
+
+def _window_query(
+    scope: list[str] | None, descending: bool
+) -> tuple[LiteralString, dict[str, Any]]:
+    """The window statement of a scope and its scope parameters."""
+    if scope is None:
+        return (TRADES_OF_ALL_DESC if descending else TRADES_OF_ALL), {}
+    if len(scope) == 1:
+        return (TRADES_OF_MARKET_DESC if descending else TRADES_OF_MARKET), {"ticker": scope[0]}
+    return (TRADES_OF_MARKETS_DESC if descending else TRADES_OF_MARKETS), {"tickers": scope}
 
 
 async def trade_scope(
@@ -179,9 +204,9 @@ async def list_trades(
         scope = await trade_scope(conn, tickers, event, series)
         if (scope is not None and not scope) or (end is not None and end <= lo):
             return []
-    query = TRADES_OF_ALL if scope is None else TRADES_OF_MARKETS
+    query, of_scope = _window_query(scope, descending=False)
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), after or (None, None, None), strict=True))
-    params = {"tickers": scope, **cursor}
+    params = {**of_scope, **cursor}
     if floors:
         w_hi = lo + FIRST_WINDOW if end is None else min(lo + FIRST_WINDOW, end)
         async with conn.pipeline(), conn.cursor() as cur, window_cursor(conn, TradeRow) as win:
@@ -221,7 +246,7 @@ async def list_trades_desc(
     if before is not None:
         hi = min(hi, before[0] + _ONE_US)
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), before or (None, None, None), strict=True))
-    query = TRADES_OF_ALL_DESC if scope is None else TRADES_OF_MARKETS_DESC
+    query, of_scope = _window_query(scope, descending=True)
     return await read_windows(
-        conn, TradeRow, query, {"tickers": scope, **cursor}, lo, hi, limit, descending=True
+        conn, TradeRow, query, {**of_scope, **cursor}, lo, hi, limit, descending=True
     )

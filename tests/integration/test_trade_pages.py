@@ -110,3 +110,61 @@ async def test_unknown_market_or_empty_range_from_a_start_is_empty(history: str)
     assert await walk(history, ["NOPE"], T0, None, 10) == []
     assert await walk(history, ["A"], T0 + 10 * H, T0 + 10 * H, 10) == []
     assert await walk(history, [], T0, None, 10) == []
+
+
+# (yes price, count) at the scales a database may hold: Kalshi's own (4 dp, 2 dp), fewer, more,
+# trailing zeros beyond them, whole numbers, 20 digits
+SCALES = (
+    ("0.5600", "12.00"),
+    ("0.5", "1"),
+    ("0.56000000", "12.5000"),
+    ("0.00125", "0.01"),
+    ("0.123456789012345678", "3.14159"),
+    ("1", "100000000.00"),
+    ("0.0000", "7.10"),
+    ("0.99990", "0.5"),
+)
+
+
+@pytest.mark.parametrize("tickers", [["S"], ["S", "T"], None])
+async def test_numbers_are_kalshi_strings_at_every_stored_scale(
+    databases: Any, tickers: list[str] | None
+) -> None:
+    """The page's prices and counts equal fmt_dollars / fmt_count of the stored values, whatever
+    their scale (the SQL's fast path takes only Kalshi's own scales), on every window query."""
+    from decimal import Decimal
+
+    from kalshibook.domain.prices import fmt_count, fmt_dollars
+
+    with databases.database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for k, (price, count) in enumerate(SCALES):
+                conn.execute(
+                    "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price,"
+                    " count, source, received_at, exchange_seq)"
+                    " VALUES (%s, gen_random_uuid(), 'S', %s::numeric, 1 - %s::numeric,"
+                    " %s::numeric, 'ws', now(), %s)",
+                    (T0 + k * timedelta(seconds=1), price, price, count, k),
+                )
+            stored = conn.execute(
+                "SELECT yes_price::text, no_price::text, count::text FROM market.trades ORDER BY ts"
+            ).fetchall()
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, options=CONNECTION_OPTIONS
+        ) as aconn:
+            page = await trade_reads.list_trades(
+                aconn,
+                tickers=tickers,
+                event=None,
+                series=None,
+                start=T0,
+                end=None,
+                after=None,
+                limit=100,
+            )
+    assert [(r.yes_price, r.no_price, r.contracts) for r in page] == [
+        (fmt_dollars(Decimal(y)), fmt_dollars(Decimal(n)), fmt_count(Decimal(c)))
+        for y, n, c in stored
+    ]
+    assert [page[0].yes_price, page[1].yes_price] == ["0.5600", "0.5000"]
+    assert [page[2].contracts, page[5].contracts] == ["12.50", "100000000.00"]
