@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # `make test` runs the suite in this many pytest-xdist workers, one test file per worker at a time.
 TEST_WORKERS ?= 2
 
-.PHONY: help install db db-stop migrate collect backfill serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status rebuild-extents export clean
+.PHONY: help install db db-stop migrate collect backfill serve sim demo demo-stop test test-unit bench lint typecheck sql-user api-key psql status rebuild-extents dedupe-trades export clean
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ status: install ## data freshness, gaps, sizes (non-zero exit when stale)
 
 rebuild-extents: install ## recompute delta extents after deltas were loaded outside the collector
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) rebuild-extents
+
+dedupe-trades: install ## merge trades stored twice by versions before the writer merged them
+	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) dedupe-trades $(ARGS)
 
 export: install ## bulk files: make export OUT=exports START=2026-01-15 [END=…] [ARGS='--market T --format csv']
 	@$(if $(START),,$(error set START=YYYY-MM-DD))KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) export --out "$(or $(OUT),exports)" --start "$(START)" $(if $(END),--end $(END)) $(ARGS)

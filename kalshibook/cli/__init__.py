@@ -66,6 +66,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kalshibook.cli.rebuild_extents",
         "recompute the per-market delta extents after deltas were written outside the collector",
     ),
+    "dedupe-trades": (
+        "kalshibook.cli.dedupe_trades",
+        "merge trades stored twice (a live copy on whole seconds and its REST copy) in databases "
+        "recorded before kalshibook merged them",
+    ),
     "export": (
         "kalshibook.cli.export",
         "write Parquet / gzip CSV files of recorded data (one per table, market and UTC day)",

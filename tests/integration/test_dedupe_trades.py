@@ -1,0 +1,131 @@
+"""`kalshibook dedupe-trades`: trades stored twice by versions before the writer merged a
+trade's copies (a WS copy on a whole second and its REST copy) become one row, as the writer
+keeps them now, and the candles count them once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from test_service_roles import service_login
+
+from kalshibook.storage.candle_refresh import refresh
+from kalshibook.storage.candles import TRADES_ONLY
+
+pytestmark = [pytest.mark.db, pytest.mark.both_editions]
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+NOON = DAY + timedelta(hours=12)
+A, B, C, D = (str(uuid.uuid4()) for _ in range(4))
+# (trade_id, market, created_time, source, received_at): rows as an older version stored them
+ROWS = (
+    (A, "M", NOON + timedelta(seconds=5), "ws", NOON + timedelta(seconds=5.2)),
+    (A, "M", NOON + timedelta(seconds=5, microseconds=437_250), "rest", NOON + timedelta(hours=2)),
+    (B, "M", NOON + timedelta(seconds=30, milliseconds=1), "ws", NOON + timedelta(seconds=30)),
+    # either side of midnight: the WS second rounded up into the next day
+    (C, "M", DAY + timedelta(days=1), "ws", DAY + timedelta(days=1, seconds=1)),
+    (C, "M", DAY + timedelta(days=1, microseconds=-100_000), "rest", DAY + timedelta(days=2)),
+    (D, "N", DAY + timedelta(days=3, hours=1), "ws", DAY + timedelta(days=3, hours=1)),
+    (D, "N", DAY + timedelta(days=3, hours=1, milliseconds=9), "rest", DAY + timedelta(days=4)),
+)
+INSERT = """
+INSERT INTO market.trades (ts, created_time, trade_id, market_ticker, yes_price, no_price, count,
+                           taker_outcome_side, taker_book_side, source, received_at)
+VALUES (%s, %s, %s, %s, 0.4200, 0.5800, 3.00, 'yes', 'bid', %s, %s)
+"""
+STORED = """
+SELECT trade_id::text, market_ticker, created_time, source, received_at FROM market.trades
+ORDER BY ts, trade_id
+"""
+NOON_MINUTE = """
+SELECT trade_count, volume FROM market.candles_trades_1m
+WHERE market_ticker = 'M' AND bucket = %s
+"""
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    env["KALSHIBOOK_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "kalshibook", "dedupe-trades", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+async def _materialise(url: str) -> None:
+    """Community: the doubled volumes in the aggregates, as the refresh policies left them."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await refresh(conn, DAY, DAY + timedelta(days=5), TRADES_ONLY)
+
+
+async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once(
+    db_url: str, edition: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for trade_id, market, created, source, received in ROWS:
+            conn.execute(INSERT, (created, created, trade_id, market, source, received))
+        if edition == "community":  # months-old trades are compressed by now
+            conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('market.trades') c")
+    await _materialise(db_url)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(NOON_MINUTE, (NOON,)).fetchone()[:1] == (3,)
+
+    dry = _cli(db_url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "3 trades stored more than once" in dry.stdout
+    with psycopg.connect(db_url) as conn:
+        assert len(conn.execute(STORED).fetchall()) == len(ROWS)
+
+    done = _cli(db_url)
+    assert done.returncode == 0, done.stderr
+    assert "merged 3 trades (3 rows removed)" in done.stdout
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute(STORED).fetchall()
+        minute = conn.execute(NOON_MINUTE, (NOON,)).fetchone()
+    # the REST copy's time, the first copy's source and receive time; B untouched
+    assert stored == [
+        (A, "M", ROWS[1][2], "ws", ROWS[0][4]),
+        (B, "M", ROWS[2][2], "ws", ROWS[2][4]),
+        (C, "M", ROWS[4][2], "ws", ROWS[3][4]),
+        (D, "N", ROWS[6][2], "ws", ROWS[5][4]),
+    ]
+    assert minute is not None
+    assert (minute[0], str(minute[1])) == (2, "6.00")
+
+    again = _cli(db_url, "--start", "2026-03-01", "--end", "2026-03-09")
+    assert again.returncode == 0, again.stderr
+    assert "merged 0 trades" in again.stdout
+
+
+def test_bad_bounds_are_one_line(db_url: str) -> None:
+    for args, word in (
+        (("--start", "yesterday"), "--start"),
+        (("--start", "2026-03-05", "--end", "2026-03-01"), "after"),
+    ):
+        bad = _cli(db_url, *args)
+        assert bad.returncode == 2, bad.stderr
+        lines = [line for line in bad.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, bad.stderr
+        assert word in lines[0]
+
+
+def test_the_collectors_login_is_told_to_use_the_owners(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for trade_id, market, created, source, received in ROWS[:2]:
+            conn.execute(INSERT, (created, created, trade_id, market, source, received))
+    refused = _cli(service_login(db_url, "collector"))
+    assert refused.returncode == 1, refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, refused.stderr
+    assert "owner's URL" in lines[0]
+    with psycopg.connect(db_url) as conn:
+        assert len(conn.execute(STORED).fetchall()) == 2
