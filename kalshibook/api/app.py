@@ -24,6 +24,7 @@ import psycopg
 from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -34,6 +35,7 @@ from kalshibook.api.context import request_context
 from kalshibook.api.cursors import CursorCodec
 from kalshibook.api.deps import provide_conn, provide_settings
 from kalshibook.api.kalshi_compat import kalshi_router
+from kalshibook.api.kalshi_compat.errors import outside_routes
 from kalshibook.api.middleware import (
     ApiMiddleware,
     Services,
@@ -174,6 +176,13 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     rules.check(request)
 
 
+def _exception_handlers() -> dict[type[Exception] | int, Any]:
+    """``/v1``'s problem+json handlers, with Kalshi's shape for unrouted ``/trade-api/v2`` paths."""
+    handlers = exception_handlers()
+    handlers[HTTPException] = outside_routes(handlers[HTTPException])
+    return handlers
+
+
 def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None) -> Litestar:
     services = Services(settings, openapi_path=OPENAPI_PATH)
 
@@ -256,7 +265,7 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
             "settings": Provide(provide_settings, sync_to_thread=False),
         },
         middleware=[ApiMiddleware],
-        exception_handlers=exception_handlers(),
+        exception_handlers=_exception_handlers(),
         before_request=check_request,
         # Litestar runs only the innermost layer's after_request: no router, controller or
         # handler may set its own, or a covered request's data could leave before its charge

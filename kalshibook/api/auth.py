@@ -26,6 +26,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from kalshibook.api.credentials import KALSHI_KEY_HEADER
 from kalshibook.errors import PaymentRequired, RateLimited, Unauthorized
 from kalshibook.storage import api_keys
 from kalshibook.storage.api_keys import IssuedKey, create_key
@@ -174,22 +175,34 @@ class Authenticator:
         cost: int,
         *,
         wait: float,
+        header: str = "Authorization",
     ) -> Admission:
         """Authenticate the ``Authorization`` header value and take one of its key's slots: every
         check but the credits (:meth:`spend`). The database is asked only for a prefix not yet
-        cached."""
+        cached. ``header``: the request header the key came in (or should have, see
+        :func:`kalshibook.api.credentials.key_header_of`), named by the 401s."""
+        kalshi = header == KALSHI_KEY_HEADER
         if not authorization:
             raise Unauthorized(
-                "missing API key: send the header `Authorization: Bearer kb-<prefix>-<secret>` "
-                "(create one with `kalshibook keys create`)",
-                parameter="Authorization",
+                (
+                    f"missing API key: send your kalshibook key in the header `{header}` "
+                    "(where Kalshi's key id goes) or `Authorization: Bearer kb-<prefix>-<secret>`"
+                    if kalshi
+                    else "missing API key: send the header "
+                    "`Authorization: Bearer kb-<prefix>-<secret>`"
+                )
+                + " (create one with `kalshibook keys create`)",
+                parameter=header,
             )
         scheme, _, token = authorization.strip().partition(" ")
         parsed = api_keys.parse_key(token.strip()) if scheme.lower() == "bearer" else None
         if parsed is None:
             raise Unauthorized(
-                "malformed Authorization header: expected `Bearer kb-<prefix>-<secret>`",
-                parameter="Authorization",
+                f"malformed {header} header: expected a kalshibook key `kb-<prefix>-<secret>` "
+                "(a Kalshi key id is not one)"
+                if kalshi
+                else "malformed Authorization header: expected `Bearer kb-<prefix>-<secret>`",
+                parameter=header,
             )
         prefix, secret = parsed
         known = self._keys.get(prefix)
@@ -197,13 +210,13 @@ class Authenticator:
             async with pool.connection(timeout=wait) as conn:
                 known = await api_keys.lookup(conn, prefix)
             if known is None:
-                raise Unauthorized("unknown API key", parameter="Authorization")
+                raise Unauthorized("unknown API key", parameter=header)
             if len(self._keys) >= _MAX_CACHED_KEYS:
                 self._keys.clear()
             self._keys[prefix] = known
         key_id, stored_hash = known
         if not hmac.compare_digest(stored_hash, api_keys.hash_secret(secret)):
-            raise Unauthorized("unknown API key", parameter="Authorization")
+            raise Unauthorized("unknown API key", parameter=header)
         self._rate_limit(key_id)
         self._hold(key_id)
         # the last balance covers this request even if every slot of the key spends as much

@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl
 if TYPE_CHECKING:
     from litestar.types import Scope
 
-__all__ = ("authorization_of", "request_cost")
+__all__ = ("KALSHI_KEY_HEADER", "authorization_of", "key_header_of", "request_cost")
+
+KALSHI_KEY_HEADER = "KALSHI-ACCESS-KEY"
+KALSHI_PREFIX = "/trade-api/v2"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -38,6 +41,18 @@ def authorization_of(scope: Scope) -> str | None:
         return authorization
     kalshi_key = _header(scope, b"kalshi-access-key")
     return f"Bearer {kalshi_key.strip()}" if kalshi_key and kalshi_key.strip() else None
+
+
+def key_header_of(scope: Scope) -> str:
+    """The header a request's key came in, for the messages about it: ``Authorization`` when
+    present, else ``KALSHI-ACCESS-KEY`` when present; with neither, the one the surface's clients
+    send (Kalshi's on ``/trade-api/v2``)."""
+    if _header(scope, b"authorization"):
+        return "Authorization"
+    if _header(scope, b"kalshi-access-key") is not None:
+        return KALSHI_KEY_HEADER
+    path = str(scope.get("path", ""))
+    return KALSHI_KEY_HEADER if path.startswith(KALSHI_PREFIX) else "Authorization"
 
 
 def request_cost(opt: Mapping[str, Any], scope: Scope) -> tuple[int, int]:

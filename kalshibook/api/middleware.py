@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from kalshibook.api.auth import Admission, Authenticator, Charge
 from kalshibook.api.context import RequestContext, request_context
-from kalshibook.api.credentials import authorization_of, request_cost
+from kalshibook.api.credentials import authorization_of, key_header_of, request_cost
 from kalshibook.api.deadlines import route_timeout
 from kalshibook.api.metrics import ApiMetrics
 from kalshibook.errors import DatabaseUnavailable, DeadlineExceeded, KalshibookError
@@ -324,7 +324,11 @@ class ApiMiddleware:
             if api.require_auth:
                 control = services.require_control()
                 admitted = await services.auth.admit(
-                    control, authorization_of(scope), cost, wait=CONTROL_TIMEOUT
+                    control,
+                    authorization_of(scope),
+                    cost,
+                    wait=CONTROL_TIMEOUT,
+                    header=key_header_of(scope),
                 )
                 # a key whose last balance covers the request is charged while the handler
                 # reads (one round trip less): the result waits for the charge (await_charge)

@@ -18,11 +18,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from kalshibook.api.context import request_context
+from kalshibook.api.credentials import KALSHI_PREFIX
 from kalshibook.api.kalshi_compat.schemas import Error, ErrorResponse
 from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
 from kalshibook.errors import ApiError, KalshibookError
 
-__all__ = ("CODES", "kalshi_exception_handlers")
+__all__ = ("CODES", "kalshi_exception_handlers", "outside_routes")
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,29 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     rid = request_context(request.scope).request_id
     log.exception("request %s failed", rid, exc_info=exc)
     return kalshi_error(request, 500, f"internal error; report request id {rid} to the operators")
+
+
+def outside_routes(default: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
+    """The app's ``HTTPException`` handler, except that a request under ``/trade-api/v2`` that no
+    route took (an endpoint kalshibook does not serve: 404; a wrong method: 405) is answered in
+    Kalshi's shape: the Kalshi router's handlers only see requests routed to it."""
+
+    def handle(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        scope: dict[str, Any] = dict(request.scope)
+        path = str(scope.get("path", ""))
+        if not path.startswith(KALSHI_PREFIX):
+            return default(request, exc)
+        if exc.status_code == 404 and "route_handler" not in scope:
+            return kalshi_error(
+                request,
+                404,
+                f"no endpoint at {path}: kalshibook serves Kalshi's public market data (series, "
+                "events, markets, trades, order books, candlesticks), not trading or portfolio "
+                "endpoints",
+            )
+        return _http_error(request, exc)
+
+    return handle
 
 
 def kalshi_exception_handlers() -> dict[type[Exception] | int, Callable[..., Response[Any]]]:

@@ -246,8 +246,14 @@ async def test_kalshi_errors_and_limits(client: Any) -> None:
         {"start_ts": start, "end_ts": start + 60 * 10_001, "period_interval": 1},
     ):
         kalshi_error(await client.get(sticks, params=params), 400, "bad_request")
+    # an endpoint kalshibook does not serve, or a wrong method: still Kalshi's shape
+    body = kalshi_error(await client.get(f"{KALSHI}/portfolio/balance"), 404, "not_found")
+    assert "/trade-api/v2/portfolio/balance" in body["error"]["message"]
+    kalshi_error(await client.delete(f"{KALSHI}/markets"), 405, "method_not_allowed")
     # /v1 keeps problem+json
     r = await client.get("/v1/markets/NOPE")
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = await client.get("/v1/nowhere")
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
@@ -255,9 +261,11 @@ async def test_kalshi_access_key_and_per_ticker_credits(seeded_url: str) -> None
     key = create_key(seeded_url, name="kalshi", credits=100)
     app = create_app(api_settings(seeded_url))
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
-        kalshi_error(await c.get(f"{KALSHI}/markets"), 401, "unauthorized")
+        missing = kalshi_error(await c.get(f"{KALSHI}/markets"), 401, "unauthorized")
+        assert "KALSHI-ACCESS-KEY" in missing["error"]["message"]
         r = await c.get(f"{KALSHI}/markets", headers={"KALSHI-ACCESS-KEY": "not-a-key"})
-        kalshi_error(r, 401, "unauthorized")
+        malformed = kalshi_error(r, 401, "unauthorized")
+        assert malformed["error"]["message"].startswith("malformed KALSHI-ACCESS-KEY header")
         signed = {
             "KALSHI-ACCESS-KEY": key.key,
             "KALSHI-ACCESS-SIGNATURE": "c2lnbmF0dXJl",
