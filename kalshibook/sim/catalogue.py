@@ -59,6 +59,21 @@ def _label(x: float, unit: str) -> str:
     return f"{strike_num(x)}{unit}"
 
 
+_TAG_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def run_tag(start_ms: int) -> str:
+    """Four characters of the run's start second (a 19-day cycle) in event tickers: an exchange
+    never reuses a ticker, and two runs of the simulator against one database (a second `make
+    demo`) must not either, or the recorder would take a new market for an old one."""
+    n = start_ms // 1000 % len(_TAG_DIGITS) ** 4
+    out = ""
+    for _ in range(4):
+        n, d = divmod(n, len(_TAG_DIGITS))
+        out = _TAG_DIGITS[d] + out
+    return out
+
+
 def _ticker_strike(x: float) -> str:
     """Strike as it appears in a ticker (no second ``-``: ``-0.4`` becomes ``M0.4``)."""
     return f"{strike_num(x)}".replace("-", "M")
@@ -129,7 +144,7 @@ class CatalogueMaker(BookEngine):
             kind = "binary"
         r = rng.random()
         grid = GRIDS["linear_cent" if r < 0.8 else "deci_cent" if r < 0.95 else "tapered_deci_cent"]
-        code = date_code(close_ms)
+        code = date_code(close_ms) + run_tag(self.config.start_ms)
         if orphan:
             ticker = f"KXSIMMISC-{code}S{self._event_n}"
             series_ticker = ""

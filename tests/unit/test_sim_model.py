@@ -346,3 +346,14 @@ def test_price_strings() -> None:
     assert price_str(UNIT) == "1.0000"
     assert parse_price("0.42") == 4200
     assert parse_price("0.0010") == 10
+
+
+def test_tickers_are_never_reused_by_another_run() -> None:
+    """Two runs with one seed against one database (a second `make demo`) name different
+    markets; the same run start is the same catalogue (determinism)."""
+    first = Exchange(ModelConfig(seed=7, markets=40, start_ms=START))
+    again = Exchange(ModelConfig(seed=7, markets=40, start_ms=START))
+    later = Exchange(ModelConfig(seed=7, markets=40, start_ms=START + 25_000))
+    assert set(first.markets) == set(again.markets)
+    assert not set(first.markets) & set(later.markets)
+    assert not set(first.events) & set(later.events)
