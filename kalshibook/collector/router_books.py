@@ -2,7 +2,8 @@
 
 A delta applies only to a book that came from the same sid and is clean (has a snapshot, no open
 gap); otherwise it is dropped (counted) or, when it does not fit the book, the book's gap opens and
-a ``get_snapshot`` is requested. A snapshot replaces the book, closes its gap and, when it carries
+a ``get_snapshot`` is requested. A delta of a market with no book at all asks for its first
+snapshot (once). A snapshot replaces the book, closes its gap and, when it carries
 no time, waits for the next timestamped frame (:class:`~.router_core.Unstamped`).
 """
 
@@ -23,6 +24,9 @@ from kalshibook.storage.tables import DeltaRow, SnapshotRow
 __all__ = ("BookRouting",)
 
 log = logging.getLogger(__name__)
+
+FIRST_SNAPSHOT_ASKS = 10_000
+"""Markets remembered as asked for their first snapshot (then forgotten all at once)."""
 
 
 class BookRouting(RouterCore):
@@ -51,6 +55,8 @@ class BookRouting(RouterCore):
         mk = self._mk.get(ticker)
         if mk is None or mk.sid != sid:
             self.dropped_deltas += 1
+            if mk is None:
+                self._ask_first_snapshot(sid, ticker)
             return
         mb = mk.mb
         if mb is None or not mb.has_snapshot or mb.dirty:  # i.e. not mb.ready
@@ -77,6 +83,21 @@ class BookRouting(RouterCore):
         if mb.deltas_since_checkpoint >= self.checkpoint_deltas:
             self._checkpoint_row(mk, rec)
 
+    def _ask_first_snapshot(self, sid: int, ticker: str) -> None:
+        """A delta of a market with no book on any sid: Kalshi sends a market's snapshot first
+        when it joins a subscription, so that snapshot was lost (or never sent) and, unasked, the
+        market's deltas would be dropped for as long as the subscription lives. Ask once per
+        ``(sid, market)``; the subscriber asks the exchange only for markets still subscribed on
+        that sid (a late delta of a market just unfollowed asks nothing)."""
+        key = (sid, ticker)
+        if key in self._asked_first:
+            return
+        if len(self._asked_first) >= FIRST_SNAPSHOT_ASKS:
+            self._asked_first.clear()
+        self._asked_first.add(key)
+        log.info("delta before any snapshot ticker=%s sid=%d: asking for its snapshot", ticker, sid)
+        self.effects.request_snapshot(sid, [ticker])
+
     def _on_snapshot(self, f: OrderbookSnapshot) -> None:
         rec = f.received_at
         assert rec is not None
@@ -86,6 +107,7 @@ class BookRouting(RouterCore):
         if s is None:
             s = self._sid_state(sid, ORDERBOOK)
         ticker = f.market_ticker
+        self._asked_first.discard((sid, ticker))
         mk = self._mk.get(ticker)
         if mk is None:
             mk = self._mk[ticker] = MarketState(ticker)

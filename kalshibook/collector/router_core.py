@@ -122,6 +122,9 @@ class RouterCore:
         self._bind_out()
         self._mk: dict[str, MarketState] = {}
         self._sids: dict[int, SidState] = {}
+        self._asked_first: set[tuple[int, str]] = set()
+        """``(sid, ticker)`` of deltas that came with no book anywhere, whose snapshot was asked
+        for (once; bounded by ``FIRST_SNAPSHOT_ASKS``)."""
         self.sid_channels: Mapping[int, str] = {}
         """sid -> channel on the current connection (the session's acknowledged subscriptions);
         used for gaps/errors on sids that have not delivered a frame yet."""

@@ -179,6 +179,21 @@ def test_delta_before_snapshot_is_dropped(router: Router) -> None:
     assert router.dropped_deltas == 1
 
 
+def test_deltas_with_no_snapshot_ever_ask_for_it_once(router: Router, effects: Recorder) -> None:
+    """Kalshi sends a market's snapshot first; when it never came, the market's deltas must not
+    be dropped silently for the life of the subscription: its snapshot is asked for, once."""
+    for seq in (1, 2, 3):
+        router.handle(delta(4, seq, M, "yes", "0.4300", "2.00", seq))
+    assert effects.of("snapshot") == [(4, [M])]
+    assert router.dropped_deltas == 3
+    router.handle(snap(4, 4, M, yes="[[0.43, 5]]", cmd_id=9))
+    router.handle(delta(4, 5, M, "yes", "0.4300", "2.00", 5))
+    assert len(rows(router, "orderbook_deltas")) == 1
+    router.forget(M, at(6))
+    router.handle(delta(4, 6, M, "yes", "0.4300", "1.00", 6))  # a late delta of an unfollowed one
+    assert effects.of("snapshot") == [(4, [M]), (4, [M])]  # asked again; the subscriber filters
+
+
 def test_checkpoint_every_n_deltas(router: Router) -> None:
     router.handle(snap(4, 1, M, YES, NO))
     for i in range(3):
