@@ -153,6 +153,8 @@ class Router(BookRouting, GapRouting, LifecycleRouting):
                 f.count,
                 f.taker_outcome_side,
                 f.taker_book_side,
+                # absent from older frames (added 2026-05-29): false until the trade's REST copy
+                # sets it (the column is NOT NULL; storage.tables.MERGE_TRADES)
                 bool(f.is_block_trade),
                 "ws",
                 rec,

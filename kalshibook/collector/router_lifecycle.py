@@ -5,7 +5,7 @@ frames carry no time). Market frames also keep the catalog and the ``markets`` r
 status stamped with the frame's receive time, see :mod:`~kalshibook.collector.catalog`), write
 ``settlements`` rows when the result is known, and ask for follow-up work: subscribe created or
 activated markets and every market that becomes active (an unpause), enrich what the catalog
-lacks, confirm settlements, unfollow settled markets.
+lacks and markets whose price grid changed, confirm settlements, unfollow settled markets.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from kalshibook.storage.tables import EventRow, LifecycleRow, MarketRow, Settlem
 __all__ = ("LifecycleRouting",)
 
 _EMPTY_JSON: Final = b"{}"
+_ROW_EVENTS: Final = frozenset({"metadata_updated", "price_level_structure_updated"})
+"""Event types that change a market's stored fields without a status or close time."""
 
 
 class LifecycleRouting(RouterCore):
@@ -80,6 +82,10 @@ class LifecycleRouting(RouterCore):
         if et in ("created", "activated"):
             if et == "created" or info.event_ticker is None:
                 self.effects.enrich(market=ticker, event=info.event_ticker)
+        elif et == "price_level_structure_updated":
+            # the frame's grid is in the markets row already (_market_row); the REST view
+            # follows with whatever else the change moved
+            self.effects.enrich(market=ticker, event=info.event_ticker)
         elif et == "determined":
             self._settlement_row(ticker, info, f, rec)
             self.effects.confirm_settlement(ticker)
@@ -93,7 +99,7 @@ class LifecycleRouting(RouterCore):
         if info.event_ticker is None:
             self.effects.enrich(market=f.market_ticker)
             return
-        if status is None and f.close_ts is None and f.event_type != "metadata_updated":
+        if status is None and f.close_ts is None and f.event_type not in _ROW_EVENTS:
             return
         current = status or info.status
         if current is None:

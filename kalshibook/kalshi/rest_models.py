@@ -4,14 +4,24 @@ The Structs keep Kalshi's field names (``yes_bid_dollars``, ``volume_fp``) with
 :class:`~decimal.Decimal`/datetime values, fall back to the legacy integer fields when the
 fixed-point ones are missing, and carry the original JSON object in ``raw``. Malformed input
 raises :class:`~kalshibook.errors.ProtocolError`.
+
+Markets are decoded tolerantly, as a market sweep must not stall on one odd market: the fields
+the collector does not use (``_MARKET_LENIENT``: quotes, ``expiration_value``,
+``settlement_timer_seconds``, ``tick_size``, ...) accept the other JSON forms Kalshi may send,
+converted exactly (numbers through their text, never binary floats; objects as JSON text), and
+become ``None`` when no exact conversion exists (the value stays in ``raw``; the page logs a
+warning naming the fields). A page item that still fails (an essential field of the wrong type,
+no ticker, not an object) is skipped, logged and counted (``MarketsPage.rejected``,
+``EventsPage.rejected``, ``Event.rejected_markets``); the rest of the page is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -60,6 +70,7 @@ __all__ = (
 
 _S = TypeVar("_S", bound=msgspec.Struct)
 _GENERIC_DECODER = msgspec.json.Decoder()
+log = logging.getLogger(__name__)
 
 
 class MveLeg(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -159,6 +170,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     exchange_index: int | None = None
     available_on_brokers: bool | None = None
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
+    rejected_markets: int = 0
+    """Markets of ``markets`` that could not be decoded (logged, left out)."""
 
 
 class Series(msgspec.Struct, frozen=True, kw_only=True):
@@ -289,12 +302,16 @@ class ExchangeSchedule(msgspec.Struct, frozen=True, kw_only=True):
 class MarketsPage(msgspec.Struct, frozen=True, kw_only=True):
     markets: tuple[Market, ...] = ()
     cursor: str | None = None
+    rejected: int = 0
+    """Items of the page that could not be decoded (logged, left out of ``markets``)."""
 
 
 class EventsPage(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[Event, ...] = ()
     cursor: str | None = None
     milestones: Any = None
+    rejected: int = 0
+    """Items of the page that could not be decoded (logged, left out of ``events``)."""
 
 
 class TradesPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -329,6 +346,141 @@ _CANDLE_LEGACY = (("volume_fp", "volume", _COUNT), ("open_interest_fp", "open_in
 _OHLC_KEYS = ("open", "low", "high", "close", "mean", "previous", "min", "max")
 _SERIES_LEGACY = (("volume_fp", "volume", _COUNT),)
 
+
+# Tolerant conversion of the market fields the collector does not use. Each converter returns the
+# field's value, ``None`` for an empty one, or _NO_VALUE when no exact conversion exists.
+class _NoValue:
+    pass
+
+
+_NO_VALUE: Final = _NoValue()
+_MAX_INT_DIGITS: Final = 18  # an int field bigger than this is no count of seconds or cents
+
+
+def _lenient_text(v: Any) -> Any:
+    """Text as sent; a JSON number as its shortest text (``3462.8`` -> ``"3462.8"``, the float's
+    repr), an object, array or boolean as its JSON text."""
+    if v.__class__ is str:
+        return v
+    if v.__class__ is float:
+        return repr(v)
+    if isinstance(v, Decimal):
+        return str(v)
+    try:
+        return msgspec.json.encode(v).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return _NO_VALUE
+
+
+def _lenient_int(v: Any) -> Any:
+    """An integer; a whole number sent as text or JSON number (``"5"``, ``1.0``) as that integer
+    (a float through its repr: exact)."""
+    if v.__class__ is int:
+        return v
+    if v.__class__ is str:
+        text = v.strip()
+        if not text:
+            return None
+    elif v.__class__ is float:
+        text = repr(v)
+    elif isinstance(v, Decimal):
+        text = str(v)
+    else:
+        return _NO_VALUE  # bool, object, array
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return _NO_VALUE
+    if not d.is_finite() or d.adjusted() > _MAX_INT_DIGITS or d != d.to_integral_value():
+        return _NO_VALUE
+    return int(d)
+
+
+_TRUE_FALSE: Final = {"true": True, "false": False}
+
+
+def _lenient_bool(v: Any) -> Any:
+    """A boolean; ``"true"``/``"false"`` and the integers 0/1 as one."""
+    if v.__class__ is bool:
+        return v
+    if v.__class__ is int and v in (0, 1):
+        return bool(v)
+    if v.__class__ is str:
+        text = v.strip().lower()
+        return None if not text else _TRUE_FALSE.get(text, _NO_VALUE)
+    return _NO_VALUE
+
+
+def _lenient_time(v: Any) -> Any:
+    if v.__class__ is datetime:
+        return v
+    try:
+        return parse_time(v)
+    except ProtocolError:
+        return _NO_VALUE
+
+
+def _lenient_decimal(v: Any) -> Any:
+    """An exact decimal (text, or a JSON number through its text: :func:`dec`)."""
+    if v.__class__ is Decimal:
+        return v
+    try:
+        return dec(v)
+    except ProtocolError:
+        return _NO_VALUE
+
+
+def _lenient_legs(v: Any) -> Any:
+    try:
+        return msgspec.convert(v, tuple[MveLeg, ...])
+    except msgspec.ValidationError:
+        return _NO_VALUE
+
+
+_Lenient = Mapping[str, Callable[[Any], Any]]
+_MARKET_LENIENT: Final[_Lenient] = {
+    **dict.fromkeys(
+        (
+            "expiration_value",
+            "early_close_condition",
+            "primary_participant_key",
+            "response_price_units",
+            "settlement_bounds_type",
+        ),
+        _lenient_text,
+    ),
+    **dict.fromkeys(("settlement_timer_seconds", "tick_size", "exchange_index"), _lenient_int),
+    **dict.fromkeys(("can_close_early", "is_provisional"), _lenient_bool),
+    **dict.fromkeys(
+        ("updated_time", "expiration_time", "occurrence_datetime", "fee_waiver_expiration_time"),
+        _lenient_time,
+    ),
+    **dict.fromkeys(
+        (
+            "yes_bid_dollars",
+            "yes_ask_dollars",
+            "no_bid_dollars",
+            "no_ask_dollars",
+            "yes_bid_size_fp",
+            "yes_ask_size_fp",
+            "last_price_dollars",
+            "previous_yes_bid_dollars",
+            "previous_yes_ask_dollars",
+            "previous_price_dollars",
+            "volume_fp",
+            "volume_24h_fp",
+            "open_interest_fp",
+            "notional_value_dollars",
+            "liquidity_dollars",
+            "settlement_floor_dollars",
+        ),
+        _lenient_decimal,
+    ),
+    "mve_selected_legs": _lenient_legs,
+}
+"""Market fields the collector does not use (reference.market_row, settlement_row, the catalog):
+converted tolerantly. Everything else of a market is essential and decoded strictly."""
+
 _DECIMAL_FIELDS: dict[type, frozenset[str]] = {}
 _TIME_FIELDS: dict[type, frozenset[str]] = {}
 
@@ -348,9 +500,16 @@ def _field_sets(cls: type[msgspec.Struct]) -> tuple[frozenset[str], frozenset[st
 
 
 def _prep(
-    obj: Any, cls: type[msgspec.Struct], legacy: Iterable[tuple[str, str, bool]] = ()
+    obj: Any,
+    cls: type[msgspec.Struct],
+    legacy: Iterable[tuple[str, str, bool]] = (),
+    lenient: _Lenient | None = None,
+    nulled: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Normalise one REST object for :func:`msgspec.convert` and attach ``raw``."""
+    """Normalise one REST object for :func:`msgspec.convert` and attach ``raw``.
+
+    ``lenient`` fields are converted by their converter; a value it cannot convert exactly
+    becomes ``None`` and is counted in ``nulled["field (type)"]``."""
     if not isinstance(obj, dict):
         raise ProtocolError(f"expected a JSON object for {cls.__name__}, got {type(obj).__name__}")
     decs, times = _field_sets(cls)
@@ -358,7 +517,26 @@ def _prep(
     for new, old, is_price in legacy:
         if out.get(new) is None and out.get(old) is not None:
             v = out[old]
-            out[new] = legacy_price(v) if is_price else parse_count(v)
+            try:
+                out[new] = legacy_price(v) if is_price else parse_count(v)
+            except ProtocolError:
+                if lenient is None or new not in lenient:
+                    raise
+                out[new] = _NO_VALUE  # counted below
+    if lenient is not None:
+        for k, convert in lenient.items():
+            v = out.get(k)
+            if v is None:
+                continue
+            got = v if v is _NO_VALUE else convert(v)
+            if got is _NO_VALUE:
+                if nulled is not None:
+                    sent = obj.get(k)
+                    kind = "legacy field" if sent is None else type(sent).__name__
+                    key = f"{k} ({kind})"
+                    nulled[key] = nulled.get(key, 0) + 1
+                got = None
+            out[k] = got
     for k in decs:
         v = out.get(k)
         if v is not None and v.__class__ is not Decimal:
@@ -405,16 +583,61 @@ def _items(obj: dict[str, Any], key: str) -> list[Any]:
     return v
 
 
-def _market(obj: Any) -> Market:
-    return _struct(obj, Market, _MARKET_LEGACY)
+def _market(obj: Any, nulled: dict[str, int] | None = None) -> Market:
+    """One market; its non-essential fields tolerant (``_MARKET_LENIENT``). Without ``nulled``
+    the fields set to null are logged here."""
+    own: dict[str, int] = {} if nulled is None else nulled
+    r: Market = _convert(_prep(obj, Market, _MARKET_LEGACY, _MARKET_LENIENT, own), Market)
+    if nulled is None and own:
+        _log_nulled(own, f"market {r.ticker}")
+    return r
+
+
+def _log_nulled(nulled: Mapping[str, int], where: str) -> None:
+    fields = ", ".join(f"{k} x{n}" for k, n in sorted(nulled.items()))
+    log.warning(
+        "%s: non-essential fields without an exact value, stored as null (raw keeps them): %s",
+        where,
+        fields,
+    )
+
+
+_ITEM_ERRORS: Final = (ProtocolError, ValueError, TypeError, OverflowError, msgspec.MsgspecError)
+"""What decoding one page item may raise (anything else is a bug, not a Kalshi payload)."""
+
+
+def _page_items(
+    items: Iterable[Any], decode: Callable[[Any, dict[str, int]], _S], what: str, key: str
+) -> tuple[tuple[_S, ...], int]:
+    """Decode a page's items one by one: an item that fails is logged and counted (second
+    value), the others are kept. Fields set to null are logged once for the page."""
+    out: list[_S] = []
+    rejected = 0
+    nulled: dict[str, int] = {}
+    for item in items:
+        try:
+            out.append(decode(item, nulled))
+        except _ITEM_ERRORS as exc:
+            rejected += 1
+            name = item.get(key) if isinstance(item, dict) else None
+            log.warning("undecodable %s %r left out of its page: %s", what, name, exc)
+    if nulled:
+        _log_nulled(nulled, f"{what}s page")
+    return tuple(out), rejected
 
 
 def _event(obj: Any, markets: list[Any] | None = None) -> Event:
+    """One event; its nested markets (else ``markets``) decoded one by one (:func:`_page_items`)."""
     data = _prep(obj, Event)
     nested = data.get("markets")
     if nested is None:
         nested = markets
-    data["markets"] = None if nested is None else tuple(_market(m) for m in nested)
+    if nested is None:
+        data["markets"] = None
+    else:
+        if not isinstance(nested, list):
+            raise ProtocolError("event markets must be a list")
+        data["markets"], data["rejected_markets"] = _page_items(nested, _market, "market", "ticker")
     e: Event = _convert(data, Event)
     return e
 
@@ -455,11 +678,16 @@ def _cursor(obj: dict[str, Any]) -> str | None:
     return c if isinstance(c, str) and c else None
 
 
+def _page_event(obj: Any, nulled: dict[str, int]) -> Event:
+    return _event(obj)
+
+
 def decode_markets_page(body: bytes | str | Mapping[str, Any]) -> MarketsPage:
+    """``{"markets": [...], "cursor"}``; an item that cannot be decoded is logged and counted in
+    ``rejected``, the rest of the page is kept (a sweep goes on)."""
     obj = _body(body)
-    return MarketsPage(
-        markets=tuple(_market(m) for m in _items(obj, "markets")), cursor=_cursor(obj)
-    )
+    markets, rejected = _page_items(_items(obj, "markets"), _market, "market", "ticker")
+    return MarketsPage(markets=markets, cursor=_cursor(obj), rejected=rejected)
 
 
 def decode_market(body: bytes | str | Mapping[str, Any]) -> Market:
@@ -471,11 +699,12 @@ def decode_market(body: bytes | str | Mapping[str, Any]) -> Market:
 
 
 def decode_events_page(body: bytes | str | Mapping[str, Any]) -> EventsPage:
+    """``{"events": [...], "cursor"}``; items that cannot be decoded are logged and counted in
+    ``rejected``, as for markets."""
     obj = _body(body)
+    events, rejected = _page_items(_items(obj, "events"), _page_event, "event", "event_ticker")
     return EventsPage(
-        events=tuple(_event(e) for e in _items(obj, "events")),
-        cursor=_cursor(obj),
-        milestones=obj.get("milestones"),
+        events=events, cursor=_cursor(obj), milestones=obj.get("milestones"), rejected=rejected
     )
 
 
@@ -510,8 +739,11 @@ def decode_series(body: bytes | str | Mapping[str, Any]) -> Series:
 def _rest_trade(obj: Any) -> RestTrade:
     data = _prep(obj, RestTrade, _TRADE_LEGACY)
     outcome = data.get("taker_outcome_side") or data.get("taker_side")
+    book = data.get("taker_book_side")
+    if outcome is None and book in ("bid", "ask"):  # bid ≡ yes (KALSHI_API.md §2.3)
+        outcome = "yes" if book == "bid" else "no"
     data["taker_outcome_side"] = outcome
-    if data.get("taker_book_side") is None and outcome in ("yes", "no"):
+    if book is None and outcome in ("yes", "no"):
         data["taker_book_side"] = "bid" if outcome == "yes" else "ask"
     yes = data.get("yes_price_dollars")
     if data.get("no_price_dollars") is None and isinstance(yes, Decimal):

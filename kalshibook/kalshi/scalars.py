@@ -176,7 +176,12 @@ def ms_time(v: int) -> datetime:
 
 
 def frame_time(ts_ms: Any, *fallbacks: Any) -> datetime | None:
-    """``ts_ms`` when present, else the first usable fallback (``ts`` seconds/RFC3339, ``time``)."""
+    """``ts_ms`` when present, else the finest usable fallback (``ts`` seconds/RFC3339, ``time``).
+
+    Among the fallbacks the first one with a fraction of a second wins, else the first usable
+    one: a ticker without ``ts_ms`` has whole seconds in ``ts`` and microseconds in ``time``. A
+    malformed fallback raises only when no other one is usable.
+    """
     if ts_ms is not None:
         if ts_ms.__class__ is int:
             return ms_time(ts_ms)
@@ -185,12 +190,23 @@ def frame_time(ts_ms: Any, *fallbacks: Any) -> datetime | None:
                 return ms_time(int(Decimal(str(ts_ms))))
             except (InvalidOperation, ValueError):
                 raise ProtocolError(f"invalid ts_ms {ts_ms!r}") from None
+    coarse: datetime | None = None
+    error: ProtocolError | None = None
     for v in fallbacks:
         if v is not None:
-            t = parse_time(v)
+            try:
+                t = parse_time(v)
+            except ProtocolError as exc:
+                error = error or exc
+                continue
             if t is not None:
-                return t
-    return None
+                if t.microsecond:
+                    return t
+                if coarse is None:
+                    coarse = t
+    if coarse is None and error is not None:
+        raise error
+    return coarse
 
 
 def _level(row: Sequence[Any], legacy_cents: bool) -> Level:

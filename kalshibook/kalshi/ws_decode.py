@@ -516,6 +516,7 @@ def _normalize(env: _EnvUnion, at: datetime | None) -> Frame:
             yes_bid_size=hit(t.yes_bid_size_fp) or dec(t.yes_bid_size_fp),
             yes_ask_size=hit(t.yes_ask_size_fp) or dec(t.yes_ask_size_fp),
             last_trade_size=hit(t.last_trade_size_fp) or dec(t.last_trade_size_fp),
+            # without ts_ms: the RFC 3339 ``time`` when finer than the whole-second ``ts``
             ts=ms_time(num) if num.__class__ is int else frame_time(num, t.ts, t.time),
         )
         if env.seq is not None or env.id is not None or t.Clock is not None:
@@ -537,10 +538,14 @@ def _normalize(env: _EnvUnion, at: datetime | None) -> Frame:
         count = pick_count(r.count_fp, r.count)
         if count is None:
             raise ProtocolError("trade frame without count")
+        # KALSHI_API.md §2.3: taker_book_side bid ≡ taker_outcome_side yes (ask ≡ no); either
+        # may be missing (older frames have no book side, some only the book side).
         outcome = r.taker_outcome_side or r.taker_side or r.side
         book = r.taker_book_side
         if book is None and outcome is not None:
             book = "bid" if outcome == "yes" else "ask" if outcome == "no" else None
+        elif outcome is None and book is not None:
+            outcome = "yes" if book == "bid" else "no" if book == "ask" else None
         return Trade(
             sid=env.sid,
             seq=env.seq,

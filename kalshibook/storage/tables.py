@@ -239,11 +239,16 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # against a compressed chunk with the tuple as it arrives, before BEFORE-INSERT triggers run, so a
 # REST copy (µs) of a WS trade (ms) in a compressed chunk was inserted twice (tests/integration/
 # test_compression.py). ``created_time`` keeps the staged time at its full precision.
-# One row per trade (a batch may hold a trade's WS and REST copies: the REST copy's time and rank
-# are kept, with the source and receive time of the copy that came first, as across batches). A REST
-# copy of a stored trade sets its exchange_seq and created_time (REST ranks a whole millisecond
-# and has microseconds; kalshibook.domain.exchange_order), so the stored values do not depend on
-# which path stored the trade first; a WS copy of a stored trade changes nothing. Rows go in by
+# One row per trade (a batch may hold a trade's WS and REST copies: the REST copy's time, rank and
+# fields are kept, with the source and receive time of the copy that came first, as across
+# batches). A REST copy of a stored trade sets its exchange_seq and created_time (REST ranks a
+# whole millisecond and has microseconds; kalshibook.domain.exchange_order) and its
+# is_block_trade, and fills the taker sides the stored copy lacks, so the stored values do not
+# depend on which path stored the trade first: a WS frame may lack is_block_trade (added
+# 2026-05-29; the DEMO capture of 2026-08-17 has none), which the router stores as false (the
+# column is NOT NULL), and the REST copy's flag corrects it. The merged row's source is its
+# batch's first copy's, so a REST copy is looked for in the stage as well. A WS copy of a stored
+# trade changes nothing. Rows go in by
 # market so that concurrent batches take the trade_extents rows (0006's trigger) in one order.
 # Returns the number of trades inserted (xmax = 0: not an update of a stored trade). A trade is
 # its trade_id: copies staged at different times (a WS frame without ``ts_ms`` has whole seconds,
@@ -262,9 +267,21 @@ MERGE_TRADES: Final[LiteralString] = (
     "ORDER BY trade_id, source = 'rest' DESC) AS one_per_trade "
     "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "
-    "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time "
-    "WHERE EXCLUDED.source = 'rest' AND (t.exchange_seq, t.created_time) "
-    "IS DISTINCT FROM (EXCLUDED.exchange_seq, EXCLUDED.created_time) "
+    "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time, "
+    "is_block_trade = EXCLUDED.is_block_trade, "
+    "taker_outcome_side = coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
+    "taker_book_side = coalesce(t.taker_book_side, EXCLUDED.taker_book_side) "
+    # the correlated look-up only when the batch holds REST rows at all (an InitPlan, once): a
+    # replay of WS rows already stored (all conflicts) must not scan the stage once per row
+    "WHERE (EXCLUDED.source = 'rest' OR ((SELECT bool_or(source = 'rest') "
+    "FROM pg_temp.kalshibook_trades_stage) AND EXISTS (SELECT FROM "
+    "pg_temp.kalshibook_trades_stage AS s WHERE s.trade_id = EXCLUDED.trade_id "
+    "AND s.source = 'rest'))) "
+    "AND (t.exchange_seq, t.created_time, t.is_block_trade, "
+    "t.taker_outcome_side, t.taker_book_side) IS DISTINCT FROM (EXCLUDED.exchange_seq, "
+    "EXCLUDED.created_time, EXCLUDED.is_block_trade, "
+    "coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
+    "coalesce(t.taker_book_side, EXCLUDED.taker_book_side)) "
     "RETURNING xmax = 0 AS inserted) "
     "SELECT count(*) FILTER (WHERE inserted) FROM merged"
 )

@@ -757,12 +757,16 @@ def test_rest_market_fixed_point_only_and_unknown_fields() -> None:
 def test_rest_errors() -> None:
     with pytest.raises(ProtocolError):
         decode_markets_page(b"not json")
-    with pytest.raises(ProtocolError):
-        decode_markets_page({"markets": [{"no_ticker": 1}]})
+    # a page item that cannot be decoded is left out and counted, not fatal to its page
+    # (tests/unit/test_decode_fixes.py); a single market response still raises
+    assert decode_markets_page({"markets": [{"no_ticker": 1}]}).rejected == 1
     with pytest.raises(ProtocolError):
         decode_market({"nothing": 1})
     with pytest.raises(ProtocolError):
-        decode_markets_page({"markets": [{"ticker": "A", "yes_bid_dollars": "x"}]})
+        decode_market({"market": {"ticker": "A", "status": ["x"]}})
+    # a non-essential quote without an exact value is null, the market kept
+    (m,) = decode_markets_page({"markets": [{"ticker": "A", "yes_bid_dollars": "x"}]}).markets
+    assert (m.ticker, m.yes_bid_dollars, m.raw["yes_bid_dollars"]) == ("A", None, "x")
 
 
 def test_rest_orderbook_fp() -> None:
