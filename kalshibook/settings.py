@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 import msgspec
 
@@ -44,7 +44,8 @@ class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
     private_key_path: str = ""
     """PEM file of the Kalshi private key (RSA or Ed25519) used to sign requests."""
     rest_rate: float = 15.0
-    """REST requests per second (token bucket refill). Kalshi Basic tier ≈ 20 GETs/s."""
+    """REST requests per second (token bucket refill; 0: no limit). Kalshi Basic tier ≈ 20
+    GETs/s."""
     rest_burst: int = 20
     """REST token-bucket capacity (requests that may go out back to back)."""
     rest_max_retries: int = 8
@@ -52,11 +53,15 @@ class KalshiSettings(msgspec.Struct, frozen=True, kw_only=True):
     rest_timeout: float = 15.0
     """Seconds before a REST request times out."""
     ws_silence_timeout: float = 30.0
-    """Close and reopen a socket silent for this many seconds (Kalshi pings every 10 s)."""
+    """Close and reopen a socket silent for this many seconds (Kalshi pings every 10 s; 0:
+    never)."""
     reconnect_initial: float = 0.5
     """First WebSocket reconnect delay in seconds (jittered, doubles per failure)."""
     reconnect_max: float = 30.0
     """Cap of the WebSocket reconnect delay in seconds."""
+
+    def __post_init__(self) -> None:
+        check_bounds("kalshi", self)
 
 
 class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +79,9 @@ class CollectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Prometheus metrics + health port (0 disables)."""
     settlement_confirm_retries: int = 8
     """REST attempts to confirm a settlement after the lifecycle event."""
+
+    def __post_init__(self) -> None:
+        check_bounds("collector", self)
 
 
 class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,20 +106,24 @@ class WriterSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Batches written at once, each by its own COPY worker process and connection (never two of
     one table at once)."""
 
+    def __post_init__(self) -> None:
+        check_bounds("writer", self)
+
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     """Interface the API listens on."""
     port: int = 8000
-    """Port the API listens on."""
+    """Port the API listens on (0: any free port)."""
     max_limit: int = 1000
     """Largest page size a client may ask for (`limit`)."""
     default_limit: int = 100
-    """Page size when `limit` is not given."""
+    """Page size when `limit` is not given (at most the largest page size)."""
     max_candles: int = 10_000
     """Most candles one request may return."""
     rate_limit_per_second: float = 50.0
-    """Requests per second per API key before 429."""
+    """Requests per second per API key before 429 (> 0; for no practical limit set a large value
+    such as 1000000)."""
     require_auth: bool = True
     """Require API keys (set false only for local development)."""
     request_timeout: float = 10.0
@@ -136,30 +148,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     deployment). Empty: <data_dir>/cursor_secret, generated with mode 0600 at first start."""
 
     def __post_init__(self) -> None:
-        if not 0.1 <= self.request_timeout <= 600:  # NaN fails too
+        check_bounds("api", self)
+        if self.default_limit > self.max_limit:
             raise ConfigError(
-                f"{env_var('api', 'request_timeout')}={self.request_timeout:g} is invalid: "
-                "expected 0.1 to 600 seconds"
-            )
-        if not 0.1 <= self.export_timeout <= 3600:  # NaN fails too
-            raise ConfigError(
-                f"{env_var('api', 'export_timeout')}={self.export_timeout:g} is invalid: "
-                "expected 0.1 to 3600 seconds"
-            )
-        if not 1 <= self.max_concurrent_exports <= 1000:
-            raise ConfigError(
-                f"{env_var('api', 'max_concurrent_exports')}={self.max_concurrent_exports} is "
-                "invalid: expected 1 to 1000"
-            )
-        if not 1 <= self.max_connections <= 100_000:
-            raise ConfigError(
-                f"{env_var('api', 'max_connections')}={self.max_connections} is invalid: "
-                "expected 1 to 100000"
-            )
-        if not 1 <= self.max_concurrent_per_key <= 1000:
-            raise ConfigError(
-                f"{env_var('api', 'max_concurrent_per_key')}={self.max_concurrent_per_key} is "
-                "invalid: expected 1 to 1000"
+                f"{env_var('api', 'default_limit')}={self.default_limit} is invalid: expected 1 "
+                f"to {env_var('api', 'max_limit')} ({self.max_limit})"
             )
 
 
@@ -182,11 +175,7 @@ class ReplicaSettings(msgspec.Struct, frozen=True, kw_only=True):
                 f"KALSHIBOOK_REPLICA_FALLBACK={self.fallback!r} is invalid: "
                 "expected primary or unavailable"
             )
-        if not 0.05 <= self.check_interval <= 3600:
-            raise ConfigError(
-                f"KALSHIBOOK_REPLICA_CHECK_INTERVAL={self.check_interval:g} is invalid: "
-                "expected 0.05 to 3600 seconds"
-            )
+        check_bounds("replica", self)
         for url in self.url_list():
             if not url.startswith(("postgresql://", "postgres://")):
                 raise ConfigError(
@@ -267,6 +256,88 @@ STORAGE_FLOORS: dict[str, float] = {
     "quotes_retention_days": 8.0,
     "market_stats_retention_days": 8.0,
 }
+
+
+class Bound(NamedTuple):
+    """The values a numeric setting accepts: ``low`` to ``high`` (NaN and infinity never)."""
+
+    low: float
+    high: float
+    unit: str = ""
+    zero: str = ""
+    """What 0 means when it is accepted below ``low`` (e.g. ``disabled``); empty: it is not."""
+
+
+# Every numeric setting outside ``storage`` (STORAGE_FLOORS), checked by its section's
+# ``__post_init__``: a value out of range fails at start, naming the variable and the range, instead
+# of failing later (a traceback, a 500 on every request, a message naming no variable).
+BOUNDS: dict[str, dict[str, Bound]] = {
+    "kalshi": {
+        "rest_rate": Bound(0.01, 1_000_000, "requests per second", zero="no limit"),
+        "rest_burst": Bound(1, 1_000_000),
+        "rest_max_retries": Bound(0, 1000),
+        "rest_timeout": Bound(0.1, 600, "seconds"),
+        "ws_silence_timeout": Bound(0.1, 3600, "seconds", zero="never"),
+        "reconnect_initial": Bound(0.001, 3600, "seconds"),
+        "reconnect_max": Bound(0.001, 3600, "seconds"),
+    },
+    "collector": {
+        "orderbook_sub_size": Bound(1, 1_000_000),
+        "checkpoint_deltas": Bound(1, 100_000_000),
+        "checkpoint_seconds": Bound(1, 86_400, "seconds"),
+        "discovery_interval": Bound(1, 86_400, "seconds"),
+        "metrics_port": Bound(1, 65_535, zero="disabled"),
+        "settlement_confirm_retries": Bound(1, 1000),
+    },
+    "writer": {
+        "batch_rows": Bound(1, 10_000_000),
+        "batch_age": Bound(0.001, 3600, "seconds"),
+        "memory_rows": Bound(0, 1_000_000_000),
+        "queue_rows": Bound(1, 100_000_000),
+        "retry_max": Bound(0.01, 3600, "seconds"),
+        "connections": Bound(1, 64),
+    },
+    "api": {
+        "port": Bound(1, 65_535, zero="any free port"),
+        "max_limit": Bound(1, 1_000_000),
+        "default_limit": Bound(1, 1_000_000),
+        "max_candles": Bound(1, 10_000_000),
+        "rate_limit_per_second": Bound(0.01, 1_000_000_000, "requests per second"),
+        "request_timeout": Bound(0.1, 600, "seconds"),
+        "export_timeout": Bound(0.1, 3600, "seconds"),
+        "max_concurrent_exports": Bound(1, 1000),
+        "max_connections": Bound(1, 100_000),
+        "max_concurrent_per_key": Bound(1, 1000),
+        "seconds_per_credit": Bound(0.001, 86_400, "seconds", zero="disabled"),
+    },
+    "replica": {
+        "max_lag_seconds": Bound(0.1, 86_400, "seconds"),
+        "check_interval": Bound(0.05, 3600, "seconds"),
+    },
+}
+
+
+def check_bounds(section: str, values: msgspec.Struct) -> None:
+    """Raise :class:`ConfigError` naming the variable and its range when a numeric field of
+    ``values`` (the settings section ``section``) is outside its :data:`BOUNDS`."""
+    for name, bound in BOUNDS[section].items():
+        value = getattr(values, name)
+        if bound.zero and value == 0:
+            continue
+        if not bound.low <= value <= bound.high:  # NaN and infinity fail too
+            zero = f"0 ({bound.zero}) or " if bound.zero else ""
+            unit = f" {bound.unit}" if bound.unit else ""
+            raise ConfigError(
+                f"{env_var(section, name)}={_number(value)} is invalid: expected "
+                f"{zero}{_number(bound.low)} to {_number(bound.high)}{unit}"
+            )
+
+
+def _number(value: float) -> str:
+    """``100000`` rather than ``1e+05``; fractions as ``:g``."""
+    if isinstance(value, int) or (value == value and abs(value) < 1e15 and value == int(value)):
+        return str(int(value))
+    return f"{value:g}"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

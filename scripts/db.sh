@@ -140,7 +140,10 @@ CONF
   if ! psql "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname='kalshibook'" | grep -q 1; then
     psql "$admin" -qc "CREATE DATABASE kalshibook" >/dev/null
   fi
-  log "ready: $url (TimescaleDB $edition edition; URL saved in $URL_FILE)"
+  # the log line (on the terminal, e.g. under `make demo`) never shows the superuser's password;
+  # stdout keeps the whole URL for scripts (tests/conftest.py reads its last line)
+  local shown; shown="$(printf '%s' "$url" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
+  log "ready: $shown (TimescaleDB $edition edition; the URL with the password is in $URL_FILE, mode 0600)"
   echo "$url"
 }
 

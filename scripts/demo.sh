@@ -5,7 +5,9 @@
 #   scripts/demo.sh stop    stop what a running demo started (from another shell)
 # Environment: KALSHIBOOK_DEMO_DIR (state, default .data/demo), KALSHIBOOK_DEMO_DB (database name,
 # default kalshibook), KALSHIBOOK_DEMO_MARKETS (default 200), KALSHIBOOK_DEMO_RATE (frames/s,
-# default 1000), DEMO_DETACH=1 (return once ready instead of waiting for Ctrl-C).
+# default 1000), DEMO_DETACH=1 (return once ready instead of waiting for Ctrl-C),
+# KALSHIBOOK_COLLECTOR_METRICS_PORT (the collector's metrics/health port when it is free, default
+# 9108: the one `make status` probes; the banner prints the status command that works).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,8 +25,8 @@ EDITION_SQL="SELECT CASE WHEN current_setting('timescaledb.license') = 'apache'
   THEN 'Apache-2 edition: candles are plain views computed on read (no policies)'
   ELSE 'Community edition: ' || (SELECT count(*) FROM timescaledb_information.continuous_aggregates)
     || ' continuous aggregates (1m -> 1h -> 1d, real-time), '
-    || (SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy_%'
-        AND proc_name <> 'policy_job_stat_history_retention')
+    || (SELECT count(*) FROM timescaledb_information.jobs
+        WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression'))
     || ' refresh/compression policies, job scheduler '
     || CASE WHEN EXISTS (SELECT FROM pg_stat_activity
                          WHERE backend_type = 'TimescaleDB Background Worker Scheduler'
@@ -76,6 +78,7 @@ print_examples() {
     API key      $API_KEY
     simulator    $SIM_URL  (stands in for Kalshi)
     collector    metrics on http://127.0.0.1:$METRICS_PORT/metrics, logs in $STATE/collector.log
+    status       ${STATUS_CMD:-make status}
     database     $DB_URL_REDACTED  (make psql)
     TimescaleDB  $EDITION_LINE
 
@@ -137,8 +140,16 @@ PY
     [ -s "$STATE/sim.addr" ] || { cat "$STATE/sim.log" >&2; stop_all; die "the simulator did not start"; }
     local sim_addr; sim_addr="$(cat "$STATE/sim.addr")"
 
-    local metrics_port api_port
-    metrics_port="$(free_port)"
+    # the collector's metrics on the port `make status` probes (KALSHIBOOK_COLLECTOR_METRICS_PORT,
+    # default 9108) when it is free; otherwise any free port, and the banner's status command
+    # names it
+    local metrics_port api_port default_metrics_port
+    default_metrics_port="${KALSHIBOOK_COLLECTOR_METRICS_PORT:-9108}"
+    if [ "$default_metrics_port" -gt 0 ] 2>/dev/null && port_free "$default_metrics_port"; then
+      metrics_port="$default_metrics_port"
+    else
+      metrics_port="$(free_port)"
+    fi
     api_port="${KALSHIBOOK_API_PORT:-8000}"
     port_free "$api_port" || api_port="$(free_port)"
 
@@ -200,6 +211,14 @@ PY
     local edition_line
     edition_line="$(psql "$DB_URL" -tAc "$EDITION_SQL" 2>/dev/null || echo 'edition unknown')"
     local at; at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # `make status` reads KALSHIBOOK_COLLECTOR_METRICS_PORT and the database of .data/database_url
+    local status_cmd="make status"
+    if [ "$metrics_port" != 9108 ]; then
+      status_cmd="KALSHIBOOK_COLLECTOR_METRICS_PORT=$metrics_port $status_cmd"
+    fi
+    if [ "$DB_URL" != "$base_url" ]; then
+      status_cmd="KALSHIBOOK_DATABASE_URL=\"\$(sed 's,/[^/]*\$,/$DB_NAME,' $url_file)\" $status_cmd"
+    fi
     cat >"$STATE/examples.sh" <<EX
 #!/usr/bin/env bash
 curl -s -H "Authorization: Bearer $api_key" "$api_url/v1/markets?status=open&limit=5"
@@ -213,6 +232,7 @@ API_URL=$api_url
 API_KEY=$api_key
 SIM_URL=http://$sim_addr
 METRICS_PORT=$metrics_port
+$(printf 'STATUS_CMD=%q' "$status_cmd")
 DB_URL_REDACTED='${DB_URL%%:*}://…@${DB_URL##*@}'
 EDITION_LINE='$edition_line'
 ENV

@@ -25,6 +25,7 @@ from kalshibook.errors import ApiError, KalshibookError, Unauthorized
 
 __all__ = (
     "PROBLEM_MEDIA_TYPE",
+    "RETRY_AFTER_MAX",
     "exception_handlers",
     "handler_table",
     "invalid_fields",
@@ -80,11 +81,18 @@ def problem_response(
     )
 
 
+RETRY_AFTER_MAX = 3600
+"""Most seconds a ``Retry-After`` names (a wait that is not finite, e.g. of a zero refill rate,
+is sent as this, never turned into a 500)."""
+
+
 def quota_headers(exc: ApiError) -> dict[str, str]:
-    """``Retry-After`` (whole seconds, at least 1) of a key's rate limit, ``X-Credits-Remaining``
-    of a key out of credits: the same headers on every surface."""
+    """``Retry-After`` (whole seconds, 1 to :data:`RETRY_AFTER_MAX`) of a key's rate limit,
+    ``X-Credits-Remaining`` of a key out of credits: the same headers on every surface."""
     if isinstance(exc, KeyRateLimited):
-        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        wait = exc.retry_after
+        seconds = math.ceil(wait) if math.isfinite(wait) else RETRY_AFTER_MAX
+        return {"Retry-After": str(min(RETRY_AFTER_MAX, max(1, seconds)))}
     if isinstance(exc, OutOfCredits):
         return {"X-Credits-Remaining": str(exc.credits_remaining)}
     return {}
