@@ -27,12 +27,15 @@ from kalshibook.collector.subscriptions import (
     SubscriptionPlan,
 )
 from kalshibook.collector.work import WorkQueues
-from kalshibook.errors import FeedError, WsCommandError
+from kalshibook.errors import FeedDisconnected, FeedError, WsCommandError
 from kalshibook.kalshi.ws import WsSession
 
 __all__ = ("Subscriber",)
 
 log = logging.getLogger(__name__)
+
+TERMINAL_CODES = frozenset((10, 25))
+"""Error codes that end a subscription (the router queues its resubscription)."""
 
 RETRY_FIRST = 0.5
 """Seconds before the first retry of a failed subscription command; doubling up to RETRY_MAX."""
@@ -169,7 +172,23 @@ class Subscriber:
                     await session.unsubscribe([sid])
                 else:
                     await self._update(session, shard.sid, "delete_markets", tickers)
-        # grow
+        # grow; a failure waits for the resyncs below (books in a gap must not wait for a
+        # market that cannot be added)
+        grow_failed: FeedError | None = None
+        try:
+            await self._grow(session)
+        except FeedDisconnected:
+            raise
+        except FeedError as exc:
+            grow_failed = exc
+        await self._resync(session)
+        if grow_failed is not None:
+            raise grow_failed
+
+    async def _grow(self, session: WsSession) -> None:
+        """Subscribe the queued new markets (``add_markets``, or a shard's ``subscribe``)."""
+        work = self.work
+        plan = self.plan
         if work.adds:
             added = list(plan.add(list(work.adds)).items())
             work.adds.clear()
@@ -187,7 +206,12 @@ class Subscriber:
                             plan.remove(markets)
                             work.adds.update(dict.fromkeys(markets))
                     raise
-        # resync after sequence gaps
+
+    async def _resync(self, session: WsSession) -> None:
+        """Ask for the snapshots of books in a gap (``get_snapshot``); a shard whose request is
+        refused is subscribed again, the old sid unsubscribed first."""
+        work = self.work
+        plan = self.plan
         while work.snapshots:
             sid, wanted = next(iter(work.snapshots.items()))
             del work.snapshots[sid]
@@ -203,13 +227,26 @@ class Subscriber:
             self.metrics.snapshots_requested.inc(len(tickers))
             try:
                 await session.update_subscription(sid, "get_snapshot", tickers)
+                continue
             except WsCommandError as exc:
-                log.warning("get_snapshot failed sid=%d code=%d; resubscribing", sid, exc.code)
-                plan.unbind(target)
-                await self._subscribe_shard(session, target)
+                refused = exc
             except FeedError:
                 work.request_snapshot(sid, None if wanted is None else tickers)  # asked again
                 raise
+            log.warning("get_snapshot failed sid=%d code=%d; resubscribing", sid, refused.code)
+            if refused.code not in TERMINAL_CODES:
+                # The sid still streams: end it before its replacement starts (one live sid
+                # per shard). Code 7 (unknown sid) means it is gone already.
+                try:
+                    await session.unsubscribe([sid])
+                except WsCommandError as exc:
+                    log.info("unsubscribe sid=%d failed code=%d: %s", sid, exc.code, exc.msg)
+                except FeedError:
+                    # not confirmed: the shard keeps its sid and the request is asked again
+                    work.request_snapshot(sid, None if wanted is None else tickers)
+                    raise
+            plan.unbind(target)
+            await self._subscribe_shard(session, target)  # should it fail, the retry does it
 
     async def _subscribe_shard(self, session: WsSession, shard: Shard) -> None:
         if not shard.markets:
@@ -259,6 +296,10 @@ class Subscriber:
             log.warning(
                 "update_subscription %s failed sid=%d code=%d: %s", action, sid, exc.code, exc.msg
             )
+            if exc.code in TERMINAL_CODES:
+                # The subscription is over: the router opens its books' gaps and queues its
+                # resubscription, which carries the planned markets (these ones too).
+                return
             if action == "add_markets":
                 shard = self.plan.shard_by_sid(sid)
                 if shard is not None:

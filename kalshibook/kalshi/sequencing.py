@@ -99,7 +99,9 @@ class SeqTracker:
         return self._last.get(sid)
 
     def reset(self, sid: int) -> None:
-        """Forget a sid (new subscription, unsubscribe, or after a resubscribe)."""
+        """Forget a sid: its next frame is accepted as the first. The session calls it when a
+        ``subscribed`` ack names the sid (a sid number may be handed out again), after a
+        terminal error on it (10/25) and when it is unsubscribed."""
         self._last.pop(sid, None)
 
     def reset_all(self) -> None:

@@ -12,7 +12,10 @@ One multiplexed, signed connection at a time. Usage::
 Control plane: commands (``subscribe``, ``unsubscribe``, ``update_subscription``,
 ``list_subscriptions``) send a JSON command with a fresh id and await the replies carrying that id
 (``subscribed`` / ``ok`` / ``unsubscribed`` / ``error``); those replies are consumed by the command
-and never reach the data plane. Commands may be issued from any task.
+and never reach the data plane, except a terminal error (10/25) on a sid: it fails the command and
+reaches the data plane too, like an unsolicited one (the subscription is over either way). An ack
+without ``msg`` (older servers) gets its channel from the command. Commands may be issued from any
+task.
 
 Data plane: iterating a :class:`WsSession` yields, in wire order, every other decoded frame
 (:mod:`kalshibook.kalshi.ws_frames`), plus two synthetic events:
@@ -23,7 +26,9 @@ Data plane: iterating a :class:`WsSession` yields, in wire order, every other de
   and counted (``WsStats.stale``).
 * :class:`Disconnected` (reason), always the last item of a session.
 
-Unsolicited control frames (late acks, terminal errors 10/25 on a sid) go to the data plane.
+Unsolicited control frames (late acks, terminal errors 10/25 on a sid) go to the data plane. A
+sid's sequence starts afresh on a ``subscribed`` ack naming it and after a terminal error on it
+(Kalshi may hand out a sid number again).
 
 Frames are decoded as they are read, inside the connection's protocol callback
 (:mod:`kalshibook.kalshi.wsconn`: websockets with a bulk path for data frames); all frames of one
@@ -240,18 +245,35 @@ class _Channel(Generic[_T]):
 
 
 _CONTROL: tuple[type, ...] = (Subscribed, Ok, Unsubscribed, ErrorFrame)
-_SUBSCRIPTION_FRAMES: frozenset[type] = frozenset((Subscribed, Unsubscribed))
+_SLOW_PATH_FRAMES: frozenset[type] = frozenset((Subscribed, Unsubscribed, ErrorFrame))
+"""Frames that always go through :meth:`WsSession._route`: they change a sid's state (an ack
+starts a sid afresh, a terminal error ends it) even when they carry the next seq."""
 
 
 class _Pending:
-    __slots__ = ("cmd", "expect", "frames", "future", "snapshot_ack")
+    __slots__ = ("cmd", "expect", "frames", "future", "snapshot_ack", "unacked_channels")
 
-    def __init__(self, cmd: str, expect: int, snapshot_ack: bool) -> None:
+    def __init__(
+        self, cmd: str, expect: int, snapshot_ack: bool, channels: Sequence[str] = ()
+    ) -> None:
         self.cmd = cmd
         self.expect = expect
         self.snapshot_ack = snapshot_ack
+        self.unacked_channels: list[str] = list(channels)
+        """A ``subscribe``'s channels not acknowledged yet, in command order."""
         self.frames: list[Frame] = []
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def ack_channel(self, channel: str | None) -> str | None:
+        """The channel a ``subscribed`` ack is for: the one it names, else (older acks lacked
+        ``msg``) the first channel of the command not acknowledged yet (acks come in the
+        command's order)."""
+        unacked = self.unacked_channels
+        if channel is not None:
+            if channel in unacked:
+                unacked.remove(channel)
+            return channel
+        return unacked.pop(0) if unacked else None
 
     def add(self, frame: Frame) -> None:
         self.frames.append(frame)
@@ -371,7 +393,7 @@ class WsSession:
                     received_at += _ONE_US
                 # Fast path, same outcome as _route: a data frame answering no command, without
                 # seq or with exactly the next seq of its sid.
-                if frame.id is None and frame.__class__ not in _SUBSCRIPTION_FRAMES:
+                if frame.id is None and frame.__class__ not in _SLOW_PATH_FRAMES:
                     seq = frame.seq
                     if seq is None or advance(frame.sid, seq):
                         push(frame)
@@ -422,6 +444,11 @@ class WsSession:
         order (synchronous: the sink pushes them and pauses reading when the buffer is full)."""
         sid = frame.sid
         seq = frame.seq
+        cls = frame.__class__
+        pending = self._pending.get(frame.id) if frame.id is not None else None
+        if cls is Subscribed and sid is not None:
+            # A new subscription: its seq starts afresh, even on a sid number used before.
+            self._seq.reset(sid)
         gap: GapDetected | None = None
         if sid is not None and seq is not None:
             r = self._seq.observe(sid, seq)
@@ -440,21 +467,33 @@ class WsSession:
                     r.expected,
                 )
                 return ()
-        cls = frame.__class__
+        terminal = False
         if cls is Subscribed and sid is not None:
             assert isinstance(frame, Subscribed)
+            if pending is not None and pending.cmd == "subscribe":
+                channel = pending.ack_channel(frame.channel)
+                if channel != frame.channel:
+                    frame = msgspec.structs.replace(frame, channel=channel)
             self.subscriptions[sid] = frame.channel or ""
         elif cls is Unsubscribed and sid is not None:
             self.subscriptions.pop(sid, None)
             self._seq.reset(sid)
-        if frame.id is not None:
-            pending = self._pending.get(frame.id)
-            if pending is not None:
-                if cls in _CONTROL:
-                    pending.add(frame)
+        elif cls is ErrorFrame and sid is not None:
+            assert isinstance(frame, ErrorFrame)
+            if frame.terminal:
+                # The subscription is over (resubscribe: new sid, seq restarts); the sid stays
+                # in ``subscriptions`` so that the data plane can tell its channel.
+                terminal = True
+                self._seq.reset(sid)
+        if pending is not None:
+            if cls in _CONTROL:
+                pending.add(frame)
+                if not terminal:
                     return () if gap is None else (gap,)
-                if cls is OrderbookSnapshot and pending.snapshot_ack:
-                    pending.add(frame)  # acks get_snapshot, and is data too
+                # A terminal error answering a command fails the command and, like an
+                # unsolicited one, ends the subscription for the data plane too.
+            elif cls is OrderbookSnapshot and pending.snapshot_ack:
+                pending.add(frame)  # acks get_snapshot, and is data too
         return (frame,) if gap is None else (gap, frame)
 
     def _finish(self, reason: str) -> None:
@@ -516,12 +555,13 @@ class WsSession:
         *,
         accept_partial: bool = False,
         snapshot_ack: bool = False,
+        channels: Sequence[str] = (),
     ) -> list[Frame]:
         if self._finished:
             raise FeedDisconnected(f"Kalshi WebSocket {self.disconnect_reason or 'closed'}")
         cmd_id = self._next_id
         self._next_id += 1
-        pending = _Pending(cmd, expect, snapshot_ack)
+        pending = _Pending(cmd, expect, snapshot_ack, channels)
         self._pending[cmd_id] = pending
         wait = self._command_timeout
         self._stats.commands += 1
@@ -561,11 +601,12 @@ class WsSession:
             "subscribe",
             lambda i: subscribe_cmd(i, chans, market_tickers, **opts),
             expect=len(chans),
+            channels=chans,
         )
         out: dict[str, int] = {}
         for f in frames:
             if isinstance(f, Subscribed) and f.sid is not None:
-                out[f.channel or (chans[0] if len(chans) == 1 else "")] = f.sid
+                out[f.channel or ""] = f.sid  # acks without a channel got it from the command
         return out
 
     async def unsubscribe(self, sids: Sequence[int]) -> None:

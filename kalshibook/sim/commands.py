@@ -33,6 +33,11 @@ def on_message(sess: Session, message: str | bytes) -> None:
     if fate and fate.pop(0):
         sess.host.stats["commands_lost"] += 1
         return
+    code = _refusal(sess, name, params)
+    if code is not None:
+        sess.host.stats["commands_refused"] += 1
+        _refuse(sess, cmd_id, params, code)
+        return
     if name == "subscribe":
         _subscribe(sess, cmd_id, params)
     elif name == "unsubscribe":
@@ -47,6 +52,35 @@ def on_message(sess: Session, message: str | bytes) -> None:
         sess.send(reply)
     else:
         sess.error(cmd_id, 5)
+
+
+def _refusal(sess: Session, name: Any, params: Any) -> int | None:
+    """The error code to answer this command with (SimServer.refuse_next), if any."""
+    if not isinstance(name, str):
+        return None
+    keys = [name]
+    if isinstance(params, dict) and isinstance(params.get("action"), str):
+        keys.insert(0, f"{name}:{params['action']}")
+    for key in keys:
+        codes = sess.host.refusals.get(key)
+        if codes:
+            return codes.pop(0)
+    return None
+
+
+def _refuse(sess: Session, cmd_id: int | None, params: Any, code: int) -> None:
+    """Error ``code`` answering the command, on the sid it names (terminal codes end it)."""
+    sub: Sub | None = None
+    if isinstance(params, dict):
+        sid: Any = params.get("sid")
+        sids = params.get("sids")
+        if sid is None and isinstance(sids, list) and sids:
+            sid = sids[0]
+        sub = sess.subs.get(sid) if isinstance(sid, int) else None
+    sess.error(cmd_id, code, sub)
+    if sub is not None and code in (10, 25):
+        del sess.subs[sub.sid]
+        sess.rebuild_routes()
 
 
 def _markets_param(model: Exchange, params: dict[str, Any]) -> tuple[list[str] | None, str | None]:

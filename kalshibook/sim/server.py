@@ -153,9 +153,12 @@ class SimServer:
             "ws_connections": 0,
             "overflows": 0,
             "commands_lost": 0,
+            "commands_refused": 0,
         }
         self.unanswered: dict[str, list[bool]] = {}
         """Commands to lose, by name (:meth:`leave_unanswered`)."""
+        self.refusals: dict[str, list[int]] = {}
+        """Error codes answering commands, by name or ``name:action`` (:meth:`refuse_next`)."""
         self._http = HttpGateway(self, keys_by_id, no_auth=cfg.no_auth, auth_window=cfg.auth_window)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -442,6 +445,17 @@ class SimServer:
         ``update_subscription``, ...) of any connection are lost: neither carried out nor
         answered (the client's command timeout fires)."""
         self.unanswered.setdefault(command, []).extend([False] * after + [True] * count)
+
+    def refuse_next(
+        self, command: str, code: int, count: int = 1, *, action: str | None = None
+    ) -> None:
+        """The next ``count`` ``command`` commands (only those with ``params.action`` ==
+        ``action`` when given) of any connection are answered with error ``code`` instead of
+        being carried out. The error carries the command's id, and the sid and a seq of the
+        subscription the command names, if any; a terminal code (10, 25) ends that
+        subscription, as when Kalshi fails it while answering."""
+        key = command if action is None else f"{command}:{action}"
+        self.refusals.setdefault(key, []).extend([code] * count)
 
     def send_malformed(self) -> None:
         """Send one malformed (truncated JSON) text frame on every connection."""

@@ -66,6 +66,8 @@ ERROR_TEXT: Final[dict[int, str]] = {
     14: "Market Ticker required",
     15: "Action required",
     25: "Subscription buffer overflow",
+    26: "Subscription market limit exceeded",
+    27: "Too many requests",
 }
 MALFORMED_FRAME: Final = b'{"type":"orderbook_delta","sid":1,"seq":'
 """What ``malformed`` faults send: a truncated JSON text frame (it consumes no seq)."""
@@ -87,6 +89,9 @@ class SessionHost(Protocol):
     stats: dict[str, int]
     unanswered: dict[str, list[bool]]
     """Per command name, whether each of its next ones is lost (SimServer.leave_unanswered)."""
+    refusals: dict[str, list[int]]
+    """Per command name (or ``name:action``), the error codes answering its next ones
+    (SimServer.refuse_next)."""
 
     @property
     def model(self) -> Exchange: ...
