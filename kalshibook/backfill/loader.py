@@ -4,8 +4,11 @@ Markets are worked by a fixed number of workers (``concurrency``) over one share
 client's token bucket is what limits the pace. Per market: its settlement, its trades (one
 :class:`~kalshibook.domain.exchange_order.RestRanker` per window, windows on whole seconds), a
 writer drain (the trades are committed), the progress row; then Kalshi's candles and the progress
-row again. A killed run redoes at most the markets it was in: the writer drops the trades it
-already stored and candles are upserts.
+row again. The progress row is the range ``[trades_from, trades_through)`` covered: a run whose
+start is before ``trades_from`` first loads the part before it (trades and candles), then the
+part after ``trades_through``. A killed run redoes at most the markets it was in: the writer drops
+the trades it already stored and candles are upserts. The summary counts a market's trades and
+candles when their progress is saved (not again when a failed attempt is retried).
 
 At the end the candle aggregates are refreshed over the loaded trades; only their owner may do
 that, so a run on another login (the collector's) records why it could not
@@ -99,8 +102,17 @@ class Backfill:
         self._now = datetime.now(UTC)
 
     async def run(self, sel: Selection) -> Summary:
+        ticker = asyncio.create_task(self.report.tick(lambda: self.rest.stats.requests))
+        try:
+            return await self._run(sel)
+        finally:
+            ticker.cancel()
+            await asyncio.wait([ticker])  # never raises its CancelledError; ours still propagates
+
+    async def _run(self, sel: Selection) -> Summary:
         for attempt in range(MARKET_ATTEMPTS):
             try:
+                self.report.listed = 0
                 cut = await self.rest.get_historical_cutoff()
                 self._cutoff = cut.trades_created_ts or EARLIEST
                 self._now = plan.floor_s(datetime.now(UTC))
@@ -140,6 +152,7 @@ class Backfill:
             n = 0
             async for m in it:
                 n += 1
+                self.report.listing(1)
                 if historical or m.ticker not in found:
                     found[m.ticker] = (m, historical)
             return n
@@ -201,45 +214,85 @@ class Backfill:
                     log.error("backfill of %s failed: %s", m.ticker, exc)
                     return
                 log.warning("backfill of %s failed (%s); retrying", m.ticker, exc)
-                await asyncio.sleep(min(30.0, 2.0**attempt))
+                self.report.retrying += 1
+                try:
+                    await asyncio.sleep(min(30.0, 2.0**attempt))
+                finally:
+                    self.report.retrying -= 1
                 async with self.pool.connection() as conn:
                     p = (await read_progress(conn, [m.ticker])).get(m.ticker)
 
     async def _market_once(
         self, sel: Selection, m: Market, historical: bool, p: Progress | None
     ) -> None:
+        """Load what ``[first, now)`` misses of ``m``: the progress row says which range
+        ``[trades_from, trades_through)`` its trades (and, to ``candles_through``, its candles)
+        cover, so an earlier start than a former run's loads the part before it."""
         row = settlement_row(m, self.catalog)
         if row is not None:
             await self.writer.upsert_settlement(row)
             self.summary.settlements += 1
-        if p is None or not p.trades_complete:
-            p = await self._trades(sel, m, historical, p)
-        if sel.candles:
-            await self._candles(sel, m, historical, p)
-
-    async def _trades(
-        self, sel: Selection, m: Market, historical: bool, p: Progress | None
-    ) -> Progress:
-        first = max(t for t in (sel.start, m.open_time or m.created_time, EARLIEST) if t)
-        start = p.trades_through if p is not None and p.trades_through is not None else first
         end = self._now
-        n = 0
-        for w in plan.trade_windows(
-            start=start, end=end, cutoff=self._cutoff, historical_market=historical
-        ):
-            n += await self._window(m.ticker, w)
-        await self.writer.drain()
-        prog = Progress(
-            m.ticker,
-            p.trades_from if p is not None and p.trades_from is not None else plan.floor_s(first),
-            max(plan.floor_s(start), end),
-            (p.trades_loaded if p is not None else 0) + n,
-            plan.trades_complete(m.status, m.close_time, end),
-            p.candles_through if p is not None else None,
+        first = plan.floor_s(
+            max(t for t in (sel.start, m.open_time or m.created_time, EARLIEST) if t)
         )
+        if first >= end:
+            return  # nothing of the requested range has happened yet
+        covered = plan.covered(
+            None if p is None else p.trades_from, None if p is None else p.trades_through, end
+        )
+        if p is None or covered is None:
+            p = Progress(m.ticker, first, first, 0, False, None)
+        else:
+            lo, hi = covered
+            p = p._replace(trades_from=lo, trades_through=hi)
+            if first < lo:  # the part before the range covered so far
+                n = await self._trades(m, historical, first, lo)
+                candles_through = p.candles_through
+                if candles_through is not None:
+                    if sel.candles:
+                        await self._candles(m, historical, first, lo)  # their earlier part
+                    else:
+                        candles_through = None  # Kalshi's candles cover [from, ...) no more
+                p = p._replace(
+                    trades_from=first,
+                    trades_loaded=p.trades_loaded + n,
+                    candles_through=candles_through,
+                )
+                await self._save(p, n)
+        if not p.trades_complete:
+            n = await self._trades(m, historical, p.trades_through or first, end)
+            p = p._replace(
+                trades_through=end,
+                trades_loaded=p.trades_loaded + n,
+                trades_complete=plan.trades_complete(m.status, m.close_time, end),
+            )
+            await self._save(p, n)
+        if sel.candles:
+            through = await self._candles(m, historical, p.candles_through or p.trades_from, end)
+            if through is not None:
+                await self._save(p._replace(candles_through=through), 0)
+
+    async def _save(self, p: Progress, trades: int) -> None:
+        """Save the progress row; the ``trades`` loaded for it count from now on."""
         async with self.pool.connection() as conn:
-            await save_progress(conn, prog)
-        return prog
+            await save_progress(conn, p)
+        self.summary.trades_fetched += trades
+        self.report.commit(trades)
+
+    async def _trades(self, m: Market, historical: bool, start: datetime, end: datetime) -> int:
+        """Fetch and commit the trades of ``[start, end)``: how many."""
+        n = 0
+        try:
+            for w in plan.trade_windows(
+                start=start, end=end, cutoff=self._cutoff, historical_market=historical
+            ):
+                n += await self._window(m.ticker, w)
+            await self.writer.drain()
+        except BaseException:
+            self.report.discard(n)  # fetched again by the retry
+            raise
+        return n
 
     async def _window(self, ticker: str, w: plan.TradeWindow) -> int:
         last = w.end - timedelta(seconds=1)
@@ -250,13 +303,17 @@ class Backfill:
         )
         ranker: RestRanker[RestTrade] = RestRanker()
         n = 0
-        async for t in it:
-            if t.created_time is None:
-                continue
-            for trade, seq in ranker.push(t.ticker, t.created_time, t):
+        try:
+            async for t in it:
+                if t.created_time is None:
+                    continue
+                for trade, seq in ranker.push(t.ticker, t.created_time, t):
+                    n += await self._put(trade, seq)
+            for trade, seq in ranker.finish():
                 n += await self._put(trade, seq)
-        for trade, seq in ranker.finish():
-            n += await self._put(trade, seq)
+        except BaseException:
+            self.report.discard(n)
+            raise
         if ranker.out_of_order:
             log.warning(
                 "REST trades of %s not listed newest first (%d)", ticker, ranker.out_of_order
@@ -268,8 +325,7 @@ class Backfill:
         if row is None:
             return 0
         await self.writer.put("trades", row)
-        s = self.summary
-        s.trades_fetched += 1
+        s = self.summary  # trades_fetched: counted once their progress row is saved
         if s.first_trade is None or row[0] < s.first_trade:
             s.first_trade = row[0]
         if s.last_trade is None or row[0] > s.last_trade:
@@ -277,12 +333,14 @@ class Backfill:
         self.report.trades(1)
         return 1
 
-    async def _candles(self, sel: Selection, m: Market, historical: bool, p: Progress) -> None:
-        span = plan.candle_span(
-            m.open_time or m.created_time, m.close_time, p.candles_through or sel.start, self._now
-        )
+    async def _candles(
+        self, m: Market, historical: bool, since: datetime | None, until: datetime
+    ) -> datetime | None:
+        """Store Kalshi's candles ending in ``[since, until]``: the end of the span fetched."""
+        span = plan.candle_span(m.open_time or m.created_time, m.close_time, since, until)
         if span is None:
-            return
+            return None
+        n = 0
         series = self.catalog.events.get(m.event_ticker or "") or m.event_ticker or ""
         for period in plan.CANDLE_PERIODS:
             for lo, hi in plan.candle_chunks(span[0], span[1], period):
@@ -296,9 +354,9 @@ class Backfill:
                 rows = [plan.candle_row(m.ticker, period, c) for c in got.candlesticks]
                 async with self.pool.connection() as conn:
                     await save_candles(conn, rows)
-                self.summary.candles_fetched += len(rows)
-        async with self.pool.connection() as conn:
-            await save_progress(conn, p._replace(candles_through=span[1]))
+                n += len(rows)
+        self.summary.candles_fetched += n  # once all are stored: not again per retry
+        return span[1]
 
     async def _refresh(self) -> None:
         s = self.summary

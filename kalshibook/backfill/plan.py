@@ -23,6 +23,7 @@ __all__ = (
     "TradeWindow",
     "candle_chunks",
     "candle_row",
+    "covered",
     "floor_s",
     "trade_windows",
 )
@@ -65,6 +66,17 @@ def trade_windows(
     if hi > cut:
         out.append(TradeWindow(False, max(lo, cut), hi))
     return out
+
+
+def covered(
+    trades_from: datetime | None, trades_through: datetime | None, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The range ``[from, through)`` a progress row says is loaded, never past ``now`` (a row
+    saved at a ``--start`` in the future covered nothing); ``None`` when it says nothing."""
+    if trades_from is None or trades_through is None:
+        return None
+    hi = min(trades_through, now)
+    return min(trades_from, hi), hi
 
 
 def trades_complete(status: str | None, close: datetime | None, through: datetime) -> bool:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -50,14 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--all", action="store_true", help="every market Kalshi lists")
-    parser.add_argument("--series", action="append", default=[], metavar="TICKER")
-    parser.add_argument("--event", action="append", default=[], metavar="TICKER")
-    parser.add_argument("--market", action="append", default=[], metavar="TICKER")
+    for flag in ("--series", "--event", "--market"):
+        parser.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="TICKER",
+            help="repeatable, or a comma-separated list",
+        )
     parser.add_argument(
         "--start",
         default=None,
-        help="only history from this instant: a UTC day YYYY-MM-DD (its midnight), RFC 3339 "
-        "(2026-01-15T00:00:00Z) or Unix seconds (default: all Kalshi has)",
+        help="only history from this instant, not in the future: a UTC day YYYY-MM-DD (its "
+        "midnight), RFC 3339 (2026-01-15T00:00:00Z) or Unix seconds (default: all Kalshi has)",
     )
     parser.add_argument(
         "--no-candles", action="store_true", help="skip Kalshi's official candlesticks"
@@ -76,8 +82,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _names(values: list[str], flag: str) -> tuple[str, ...]:
+    """The tickers of a repeatable ``flag``, each value a comma-separated list (as ``export``'s);
+    an empty name (``--market ''``, ``A,,B``) is refused."""
+    out: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if not name:
+                raise ConfigError(f"{flag} {value!r}: empty name")
+            out.append(name)
+    return tuple(dict.fromkeys(out))
+
+
 def selection(args: argparse.Namespace) -> Selection:
-    if not (args.all or args.series or args.event or args.market):
+    series = _names(args.series, "--series")
+    events = _names(args.event, "--event")
+    markets = _names(args.market, "--market")
+    if not (args.all or series or events or markets):
         raise ConfigError("choose what to backfill: --all, --series, --event or --market")
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
@@ -85,11 +107,13 @@ def selection(args: argparse.Namespace) -> Selection:
         start = parse_instant(str(args.start), "--start") if args.start is not None else None
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
+    if start is not None and start > datetime.now(UTC):
+        raise ConfigError(f"--start {args.start}: in the future (there is no history yet)")
     return Selection(
         all=bool(args.all),
-        series=tuple(args.series),
-        events=tuple(args.event),
-        markets=tuple(args.market),
+        series=series,
+        events=events,
+        markets=markets,
         start=start,
         candles=not args.no_candles,
     )

@@ -10,12 +10,16 @@ daemon at the same time.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,12 +37,18 @@ from litestar.testing import AsyncTestClient
 from psycopg import sql
 
 from kalshibook.api.app import create_app
+from kalshibook.backfill.loader import Backfill, Selection
+from kalshibook.backfill.progress import ProgressReport
 from kalshibook.cli.service_user import login_url
+from kalshibook.errors import FeedError
+from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import CoreSettings, Settings
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, parse_truth
 from kalshibook.storage.api_keys import create_key
+from kalshibook.storage.pool import make_pool
 from kalshibook.storage.service_roles import create_service_login
+from kalshibook.storage.writer import Writer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
 
@@ -438,3 +448,115 @@ async def check_coverage(db_url: str, rows: list[Any], env: dict[str, str], tmp_
 
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def candle_rows(url: str, before: datetime) -> set[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return {
+            tuple(r)
+            for r in conn.execute(
+                "SELECT market_ticker, period_minutes, end_ts, volume FROM market.kalshi_candles "
+                "WHERE end_ts < %s",
+                (before,),
+            )
+        }
+
+
+async def test_a_later_backfill_loads_what_is_before_an_earlier_runs_start(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``--all --start T`` then ``--all``: the second run loads the trades and Kalshi's candles
+    from before T (the progress row is the range covered, not only its end). A ``--start`` in
+    the future is refused (it would otherwise record progress there)."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        t_ms = sim.model.cutoff_ms - 1_800_000
+        t = datetime.fromtimestamp(t_ms // 1000, UTC)
+        spanning = {x.ticker for x in truth.trades() if x.ts < t_ms} & {
+            x.ticker for x in truth.trades() if x.ts >= t_ms
+        }
+        assert spanning, "no market traded both before and after T"
+        env = env_for(db_url, tmp_path / "data", sim)
+        log = tmp_path / "backfill.log"
+        future = str(int(time.time()) + 3600)
+        assert await backfill(env, log, "--all", "--start", future) == 2
+        assert "--start " + future + ": in the future" in log.read_text()
+        assert counts(db_url)[3] == 0
+        assert await backfill(env, log, "--all", "--start", str(t_ms // 1000)) == 0, (
+            log.read_text()[-3000:]
+        )
+        assert check_trades(db_url, truth, since_ms=t_ms) > 0
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT min(ts) FROM market.trades").fetchone()
+        assert row is not None
+        assert row[0] >= t
+        assert not candle_rows(db_url, t - timedelta(minutes=1))
+        assert await backfill(env, log, "--all") == 0, log.read_text()[-3000:]
+        n = check_trades(db_url, truth)
+        assert n == len(truth.trades())
+        check_exchange_order(db_url, truth)
+        earlier = candle_rows(db_url, t)
+        assert {r[0] for r in earlier} >= spanning
+        # The same Kalshi candles before T as a backfill from scratch stores.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE market.kalshi_candles, market.backfill_progress")
+        assert await backfill(env, log, "--all") == 0, log.read_text()[-3000:]
+        assert candle_rows(db_url, t) == earlier
+        last = [ln for ln in log.read_text().splitlines() if ln.startswith("backfill: markets=")]
+        assert len(last) == 3
+
+
+async def test_a_retried_market_counts_its_trades_once_and_the_progress_line_ticks(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The busiest market's trades fail midway once (as a 5xx that outlasts the REST client's
+    retries): the market is retried, the summary counts its trades once (= stored), and the
+    progress line keeps coming while the market waits for its retry and while markets are listed.
+    """
+    caplog.set_level(logging.INFO, logger="kalshibook.backfill")
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        busiest = Counter(t.ticker for t in truth.trades()).most_common(1)[0][0]
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
+        await pool.open(wait=True, timeout=30.0)
+        failures = [0]
+        # The history's last trades are in the simulator's start second; a backfill loads whole
+        # seconds up to its start, so let that second pass (the CLI's start-up takes longer).
+        await asyncio.sleep(1.2)
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+
+                def failing(
+                    fn: Callable[..., AsyncIterator[Any]],
+                ) -> Callable[..., AsyncIterator[Any]]:
+                    async def gen(ticker: str, *a: Any, **kw: Any) -> AsyncIterator[Any]:
+                        n = 0
+                        async for t in fn(ticker, *a, **kw):
+                            yield t
+                            n += 1
+                            if ticker == busiest and not failures[0] and n == 20:
+                                failures[0] += 1
+                                raise FeedError("HTTP 503 (injected)")
+
+                    return gen
+
+                monkeypatch.setattr(rest, "get_trades", failing(rest.get_trades))
+                monkeypatch.setattr(
+                    rest, "get_historical_trades", failing(rest.get_historical_trades)
+                )
+                report = ProgressReport(io.StringIO(), tty=False, every=0.1)
+                job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
+                s = await job.run(Selection(all=True, candles=False))
+        finally:
+            await pool.close()
+        assert failures == [1]
+        assert s.markets_failed == 0
+        n = check_trades(db_url, truth)
+        assert n == len(truth.trades())
+        assert s.trades_fetched == n
+        assert report.trade_count == n
+        assert report.in_flight == 0
+        lines = [r.getMessage() for r in caplog.records if r.name == "kalshibook.backfill"]
+        assert any(" retrying 1 " in ln for ln in lines), lines
+        assert lines[-1].startswith(f"backfill done: markets {s.markets}/{s.markets} trades {n} ")
