@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import math
+import signal
 import sys
 import time as clock
 from datetime import UTC, datetime, time, timedelta
@@ -32,12 +35,18 @@ log = logging.getLogger(__name__)
 EPILOG = f"""\
 exit codes:
   0  exported (a market, event or series named but unknown is reported on stderr)
-  1  the database is unreachable or not migrated, a file could not be written, or the
-     output directory's manifest.json is unreadable (one line on stderr)
+  1  the database is unreachable or not migrated, a file could not be written, the output
+     directory's manifest.json is unreadable, or another export is writing into it (one line
+     on stderr); also when a stored value does not fit its column's exact type: each such file
+     is named on stderr (table, market, day, column, value) and not written, the others are
+     written
   2  bad configuration or arguments (a --out that is not a directory or cannot be created)
   {EXIT_NO_MATCH}  no recorded market matches --market / --event / --series (each unknown name on
      stderr): nothing is written
+  130  interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM): the file being written is removed,
+     the files done are in the manifest; run it again to resume
 """
+EXIT_TERMINATED = 128 + signal.SIGTERM
 PLANNING_EVERY = 1.0
 """Seconds between two planning progress lines (off a terminal)."""
 
@@ -49,7 +58,7 @@ def _list(value: str) -> tuple[str, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--start", required=True, help="first UTC day, YYYY-MM-DD")
     parser.add_argument("--end", default=None, help="UTC day after the last (default: tomorrow)")
     parser.add_argument(
@@ -63,12 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--levels", type=int, default=10, help="book_samples: levels per side (default 10)"
     )
+    parser.add_argument("--every", default="1", help="book_samples: seconds between samples (1)")
     parser.add_argument(
-        "--every", type=float, default=1.0, help="book_samples: seconds between samples (1)"
+        "--market", type=_list, default=None, help="market tickers, comma-separated"
     )
-    parser.add_argument("--market", type=_list, default=(), help="market tickers, comma-separated")
-    parser.add_argument("--event", type=_list, default=(), help="event tickers, comma-separated")
-    parser.add_argument("--series", type=_list, default=(), help="series tickers, comma-separated")
+    parser.add_argument("--event", type=_list, default=None, help="event tickers, comma-separated")
+    parser.add_argument(
+        "--series",
+        type=_list,
+        default=None,
+        help="series tickers, comma-separated (--market, --event and --series: their union)",
+    )
 
 
 def _day(text: str, flag: str) -> datetime:
@@ -78,7 +92,33 @@ def _day(text: str, flag: str) -> datetime:
         raise ConfigError(exc.message) from None
 
 
+def _every(text: str) -> timedelta:
+    """``--every``: a finite number of seconds (``nan``, ``inf`` or ``1e400`` refused in one
+    line, as an interval out of range is by :func:`validate`)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"--every must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(seconds) or not 0.001 <= seconds <= 86_400:
+        raise ConfigError(f"--every must be between 0.001 and 86400 seconds, not {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _names(values: tuple[str, ...] | None, flag: str) -> tuple[str, ...]:
+    """A comma-separated flag's names; given but naming nothing (``--market ,``) is refused:
+    it must not mean "every market"."""
+    if values is None:
+        return ()
+    if not values:
+        raise ConfigError(f"{flag} names nothing: give one or more comma-separated names")
+    return values
+
+
 def request_from(args: argparse.Namespace) -> ExportRequest:
+    if not str(args.out).strip():
+        raise ConfigError("--out is empty: give the output directory")
+    if not args.tables:
+        raise ConfigError(f"--tables names nothing; tables: {', '.join(ALL_TABLES)}")
     start = _day(str(args.start), "--start")
     end = (
         _day(str(args.end), "--end")
@@ -90,11 +130,11 @@ def request_from(args: argparse.Namespace) -> ExportRequest:
         start=start,
         end=end,
         fmt=args.format,
-        tickers=tuple(args.market),
-        events=tuple(args.event),
-        series=tuple(args.series),
+        tickers=_names(args.market, "--market"),
+        events=_names(args.event, "--event"),
+        series=_names(args.series, "--series"),
         levels=int(args.levels),
-        every=timedelta(seconds=float(args.every)),
+        every=_every(str(args.every)),
     )
     try:
         validate(req)
@@ -138,7 +178,36 @@ class _Planning:
             )
 
 
+class Terminated(Exception):
+    """The export was stopped by SIGTERM (its temporary files removed)."""
+
+
 async def _export(url: str, req: ExportRequest, out: Path) -> Summary:
+    """The export, stopped by SIGTERM as by SIGINT: the run is cancelled, so the file being
+    written is removed (its temporary file) and the manifest keeps what was done."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await _connected_export(url, req, out)
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _connected_export(url: str, req: ExportRequest, out: Path) -> Summary:
     await check_schema(url)
     try:
         # autocommit: each read its own transaction (no snapshot held for the whole export; a
@@ -159,7 +228,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
-    summary = asyncio.run(_export(url, req, out))
+    try:
+        summary = asyncio.run(_export(url, req, out))
+    except Terminated:
+        print("kalshibook export: terminated (SIGTERM); run it again to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     for name in summary.unknown:
         what = (
             "kalshibook has no record of it (no market row, trade, quote or ticker update)"
@@ -174,8 +247,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_MATCH
+    for failure in summary.failed:
+        print(f"kalshibook export: {failure}", file=sys.stderr)
+    failed = f", {len(summary.failed)} NOT written (stderr)" if summary.failed else ""
     print(
         f"export to {args.out}: {len(summary.written)} files written, "
-        f"{len(summary.skipped)} unchanged, {summary.rows} rows"
+        f"{len(summary.skipped)} unchanged, {summary.rows} rows{failed}"
     )
-    return 0
+    return 1 if summary.failed else 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import itertools
+import re
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
@@ -13,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from kalshibook.export.copy_out import copy_blocks
+from kalshibook.export.files import BadValue, bad_value
 from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_schema
 
 __all__ = (
@@ -31,11 +36,23 @@ BATCH_ROWS: Final = 20_000
 
 SELECT_MARKETS: Final = """
 SELECT ticker FROM market.markets
-WHERE (%(tickers)s::text[] IS NULL OR ticker = ANY(%(tickers)s::text[]))
-  AND (%(events)s::text[] IS NULL OR event_ticker = ANY(%(events)s::text[]))
-  AND (%(series)s::text[] IS NULL OR series_ticker = ANY(%(series)s::text[]))
+WHERE event_ticker = ANY(%(events)s::text[]) OR series_ticker = ANY(%(series)s::text[])
 ORDER BY ticker
 """
+ALL_MARKETS: Final = """
+SELECT ticker FROM market.markets
+UNION SELECT market_ticker FROM market.trade_extents
+WHERE first_hour < %(end)s AND end_hour > %(start)s
+UNION SELECT market_ticker FROM market.book_extents
+WHERE first_hour < %(end)s AND end_hour > %(start)s
+UNION SELECT market_ticker FROM market.delta_extents
+WHERE first_hour < %(end)s AND end_hour > %(start)s
+ORDER BY 1
+"""
+"""Every market: its reference row, or trades, snapshots or deltas in ``[start, end)`` (the read
+extents, one row per market: no scan of the data). The delta extents may miss deltas written
+outside the collector until ``kalshibook rebuild-extents``; such a market is still selected by
+its snapshots or trades, or when named."""
 # The f-strings below interpolate only the static table specs of export/tables.py.
 DAY_FINGERPRINTS: Final = {
     name: f"""
@@ -62,14 +79,17 @@ RAW_COPY: Final = {
 BLOCK_BYTES: Final = 8 << 20
 SOURCE_DAYS: Final = """
 SELECT day FROM (
-    SELECT (ts AT TIME ZONE 'UTC')::date AS day FROM market.trades
+    SELECT (ts AT TIME ZONE %(tz)s)::date AS day FROM market.trades
     WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
-    UNION SELECT (ts AT TIME ZONE 'UTC')::date FROM market.quotes
+    UNION SELECT (ts AT TIME ZONE %(tz)s)::date FROM market.quotes
     WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
-    UNION SELECT (ts AT TIME ZONE 'UTC')::date FROM market.market_stats
+    UNION SELECT (ts AT TIME ZONE %(tz)s)::date FROM market.market_stats
     WHERE market_ticker = %(ticker)s AND ts >= %(start)s AND ts < %(end)s
-) d ORDER BY day
+) d WHERE day >= %(first)s AND day < %(last)s ORDER BY day
 """
+"""The days of the candle files of ``[start, end)``: a 1m or 1h period starts in the UTC day of
+its rows; a 1d period starts at the New York midnight of its rows' New York date, which lies in
+the UTC day of that date (04:00 or 05:00 UTC): ``tz`` is ``UTC`` or ``America/New_York``."""
 BOOK_DAYS: Final = {
     "book_samples": """
 SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date AS day FROM (
@@ -110,19 +130,28 @@ async def select_markets(
     tickers: Sequence[str] | None,
     events: Sequence[str] | None,
     series: Sequence[str] | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[str]:
-    """The markets to export: named ones are taken as given (recorded data may predate
-    reference rows); event/series filters select from ``market.markets``."""
-    if tickers and not events and not series:
-        return sorted(set(tickers))
-    params = {
-        "tickers": list(tickers) if tickers else None,
-        "events": list(events) if events else None,
-        "series": list(series) if series else None,
-    }
-    async with conn.cursor() as cur:
-        await cur.execute(SELECT_MARKETS, params)
-        return [str(r[0]) for r in await cur.fetchall()]
+    """The markets to export: the union of the named markets (taken as given: recorded data may
+    predate reference rows) and the markets of the named events and series (``market.markets``).
+    With no name: every market of ``market.markets`` and every market with trades, snapshots or
+    deltas in ``[start, end)`` (``ALL_MARKETS``), with or without a reference row."""
+    if not (tickers or events or series):
+        bounds = {
+            "start": start or datetime.min.replace(tzinfo=UTC),
+            "end": end or datetime.max.replace(tzinfo=UTC),
+        }
+        async with conn.cursor() as cur:
+            await cur.execute(ALL_MARKETS, bounds)
+            return [str(r[0]) for r in await cur.fetchall()]
+    selected = set(tickers or ())
+    if events or series:
+        params = {"events": list(events or ()), "series": list(series or ())}
+        async with conn.cursor() as cur:
+            await cur.execute(SELECT_MARKETS, params)
+            selected.update(str(r[0]) for r in await cur.fetchall())
+    return sorted(selected)
 
 
 async def day_fingerprints(
@@ -135,10 +164,26 @@ async def day_fingerprints(
         return [(r[0], str(r[1])) for r in await cur.fetchall()]
 
 
-async def source_days(conn: AConn, ticker: str, start: datetime, end: datetime) -> list[date]:
-    """UTC days with a trade, quote or stats row (the days candles can exist)."""
+async def source_days(
+    conn: AConn, ticker: str, start: datetime, end: datetime, interval: str = "1m"
+) -> list[date]:
+    """The UTC days of ``[start, end)`` in which a candle period of ``interval`` with a trade,
+    quote or stats row starts (the days a candle file can have rows, each candle in one file).
+
+    A 1d period starts at New York midnight, on the UTC day of its New York date: rows up to
+    05:00 UTC of the day after ``end``'s last day still belong to a period starting before
+    ``end``, and rows before 04:00 UTC of ``start`` to a period starting before ``start``."""
+    daily = interval == "1d"
+    params = {
+        "ticker": ticker,
+        "start": start,
+        "end": end + timedelta(days=1) if daily else end,
+        "tz": "America/New_York" if daily else "UTC",
+        "first": start.astimezone(UTC).date(),
+        "last": end.astimezone(UTC).date(),
+    }
     async with conn.cursor() as cur:
-        await cur.execute(SOURCE_DAYS, {"ticker": ticker, "start": start, "end": end})
+        await cur.execute(SOURCE_DAYS, params)
         return [r[0] for r in await cur.fetchall()]
 
 
@@ -200,7 +245,12 @@ async def raw_batches(
     )
 
     def parse(block: bytearray) -> pa.Table:  # pa.BufferReader: read in place, no copy
-        return pacsv.read_csv(pa.BufferReader(block), read_options=read, convert_options=convert)
+        try:
+            return pacsv.read_csv(
+                pa.BufferReader(block), read_options=read, convert_options=convert
+            )
+        except pa.ArrowInvalid as exc:
+            raise _csv_bad_value(block, schema, exc) from None
 
     # Each block is parsed in a worker thread (pyarrow releases the GIL) while the next one is
     # read and the previous one written: at most two parsed blocks and one raw block in memory.
@@ -222,6 +272,22 @@ async def raw_batches(
         if parsing is not None:  # closed early: the thread ends on its own, its table dropped
             parsing.cancel()
             await asyncio.gather(parsing, return_exceptions=True)
+
+
+_CSV_ERROR: Final = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
+
+
+def _csv_bad_value(block: bytearray, schema: pa.Schema, exc: pa.ArrowInvalid) -> BadValue:
+    """The column and value pyarrow's CSV reader refused (it names only their positions)."""
+    found = _CSV_ERROR.search(str(exc))
+    if found is None:
+        return BadValue(f"a stored value cannot be converted to its export type: {exc}")
+    col, row, reason = int(found[1]), int(found[2]), found[3].strip()
+    field = schema.field(col)
+    lines = csv.reader(io.StringIO(block.decode("utf-8", "replace")))
+    value = next(itertools.islice(lines, row - 1, None), [])  # rows count from 1, no header
+    text = value[col] if col < len(value) else "?"
+    return bad_value(field.name, text, field.type, reason)
 
 
 async def settlements_fingerprint(conn: AConn, tickers: Sequence[str]) -> str:

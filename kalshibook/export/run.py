@@ -4,7 +4,8 @@ Layout under the output directory (``EXT`` = ``parquet`` or ``csv.gz``)::
 
     <table>/<market_ticker>/<YYYY-MM-DD>.<EXT>    trades, deltas, snapshots, quotes,
                                                     market_stats, candles_1m/1h/1d
-    settlements/settlements.<EXT>                 the selected markets' settlements
+    settlements/settlements.<EXT>                 the settlements of the selected markets and
+                                                    of those already in the file (earlier runs)
     manifest.json                                 one entry per file (see manifest.py)
 
 Named markets kalshibook has no record of, and named events or series without a market, are
@@ -15,22 +16,33 @@ reports its progress through ``planning``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+import os
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 import psycopg
+import pyarrow as pa
 
 from kalshibook.domain.periods import Interval
 from kalshibook.errors import InvalidInput, KalshibookError
 from kalshibook.export import manifest as mf
 from kalshibook.export import reads
 from kalshibook.export.candles import CandleDay
-from kalshibook.export.files import Format, extension, write_file
+from kalshibook.export.files import (
+    BadValue,
+    Format,
+    extension,
+    read_texts,
+    remove_stale_temps,
+    write_file,
+)
 from kalshibook.export.sampled import (
     TBBO,
     bbo_batches,
@@ -41,7 +53,7 @@ from kalshibook.export.sampled import (
 from kalshibook.export.tables import RAW_TABLES, TABLES, TableSpec
 from kalshibook.storage.candles import market_exists
 
-__all__ = ("ExportRequest", "ManifestError", "Summary", "run_export")
+__all__ = ("LOCK_NAME", "ExportBusy", "ExportRequest", "ManifestError", "Summary", "run_export")
 
 log = logging.getLogger(__name__)
 AConn = psycopg.AsyncConnection[Any]
@@ -52,6 +64,37 @@ Progress = Callable[[int, int, str], None]
 
 class ManifestError(KalshibookError):
     """The output directory's manifest.json cannot be read."""
+
+
+class ExportBusy(KalshibookError):
+    """Another export is writing into the output directory."""
+
+
+LOCK_NAME = ".export.lock"
+"""In the output directory: a run holds an exclusive ``flock`` on it from before it reads the
+manifest until its end, and writes its pid and start time into it (what a refused run names)."""
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the output directory's lock, or raise :class:`ExportBusy` naming its holder. The
+    kernel drops the lock when the process ends, however it ends: a killed run leaves none."""
+    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "starting"
+            raise ExportBusy(
+                f"another export is writing into {root} ({holder}): wait for it to end, or "
+                "choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class ExportRequest(msgspec.Struct, frozen=True):
@@ -75,6 +118,9 @@ class Summary(msgspec.Struct):
     """Named markets with no record, events and series with no market (``market 'X'``)."""
     markets: int = 0
     """Markets exported."""
+    failed: list[str] = msgspec.field(default_factory=list)
+    """Files not written because a stored value does not fit its column (one line each, naming
+    the table, market, day, column and value); the other files are written."""
 
 
 class _Job(msgspec.Struct, frozen=True):
@@ -124,8 +170,21 @@ def _candle_job(conn: AConn, req: ExportRequest, table: str, ticker: str, day: d
     )
 
 
+def _settled_before(path: Path, fmt: Format) -> set[str]:
+    """The markets of an earlier run's settlements file (kept: a narrower re-run adds to it)."""
+    try:
+        return set(read_texts(path, fmt, "market_ticker"))
+    except (OSError, pa.ArrowException) as exc:
+        log.warning("%s is unreadable (%s): written again from this selection only", path, exc)
+        return set()
+
+
 async def _jobs(
-    conn: AConn, req: ExportRequest, markets: list[str], planning: Progress | None = None
+    conn: AConn,
+    req: ExportRequest,
+    markets: list[str],
+    planning: Progress | None = None,
+    root: Path | None = None,
 ) -> list[_Job]:
     ext = extension(req.fmt)
     jobs: list[_Job] = []
@@ -133,15 +192,20 @@ async def _jobs(
     step = 0
     for table in req.tables:
         if table == "settlements":
-            fp = await reads.settlements_fingerprint(conn, markets)
+            # one file for every run into this directory: the markets selected now and those an
+            # earlier (maybe broader) run put in it, so a narrower re-run never drops a market
+            rel = f"settlements/settlements.{ext}"
+            earlier = _settled_before(root / rel, req.fmt) if root is not None else set()
+            settled = sorted(earlier | set(markets))
+            fp = await reads.settlements_fingerprint(conn, settled)
             jobs.append(
                 _Job(
-                    f"settlements/settlements.{ext}",
+                    rel,
                     table,
                     None,
                     None,
                     _known(fp),
-                    lambda: reads.settlement_batches(conn, markets, req.batch_rows),
+                    lambda s=settled: reads.settlement_batches(conn, s, req.batch_rows),  # type: ignore[misc]
                 )
             )
             continue
@@ -168,7 +232,8 @@ async def _jobs(
                         )
                     )
             else:
-                for day in await reads.source_days(conn, ticker, req.start, req.end):
+                interval = table.removeprefix("candles_")
+                for day in await reads.source_days(conn, ticker, req.start, req.end, interval):
                     jobs.append(_candle_job(conn, req, table, ticker, day))
             step += 1
             if planning is not None:
@@ -177,8 +242,16 @@ async def _jobs(
 
 
 async def _select(conn: AConn, req: ExportRequest) -> tuple[list[str], list[str]]:
-    """The markets to export, and the names of the request that match nothing."""
-    markets = await reads.select_markets(conn, req.tickers, req.events, req.series)
+    """The markets to export (the union of the named markets and those of the named events and
+    series; with no name, every recorded market), and the names of the request that match
+    nothing."""
+    if not (req.tickers or req.events or req.series):
+        return await reads.select_markets(conn, None, None, None, req.start, req.end), []
+    grouped = (
+        await reads.select_markets(conn, None, req.events, req.series)
+        if req.events or req.series
+        else []
+    )
     unknown: list[str] = []
     for event in dict.fromkeys(req.events):
         if not await reads.select_markets(conn, None, (event,), None):
@@ -186,13 +259,15 @@ async def _select(conn: AConn, req: ExportRequest) -> tuple[list[str], list[str]
     for series in dict.fromkeys(req.series):
         if not await reads.select_markets(conn, None, None, (series,)):
             unknown.append(f"series {series!r}")
-    missing: set[str] = set()
-    as_given = not (req.events or req.series)  # then select_markets returns the tickers as given
+    selected = set(grouped)
     for ticker in dict.fromkeys(req.tickers):
-        if (as_given or ticker not in markets) and not await market_exists(conn, ticker):
-            missing.add(ticker)
+        if ticker in selected:
+            continue
+        if await market_exists(conn, ticker):
+            selected.add(ticker)
+        else:
             unknown.append(f"market {ticker!r}")
-    return [m for m in markets if m not in missing], unknown
+    return sorted(selected), unknown
 
 
 def _make_root(root: Path) -> None:
@@ -256,14 +331,37 @@ async def run_export(
     file computed again to the same bytes is left as it was (and counted unchanged). A request
     naming only what does not exist writes nothing (``Summary.unknown`` says what)."""
     validate(req)
-    manifest = _load_manifest(root)
+    if (root / mf.MANIFEST_NAME).exists():
+        _load_manifest(root)  # an unreadable manifest fails before any database read
     markets, unknown = await _select(conn, req)
     summary = Summary(unknown=unknown, markets=len(markets))
     if not markets and (req.tickers or req.events or req.series):
         return summary  # nothing named matched: no file, not even an empty settlements file
     _make_root(root)
-    jobs = await _jobs(conn, req, markets, planning)
+    with _locked(root):
+        manifest = _load_manifest(root)  # read under the lock: no other run is changing it
+        await _write_jobs(conn, req, root, markets, manifest, summary, progress, planning)
+    return summary
+
+
+async def _write_jobs(
+    conn: AConn,
+    req: ExportRequest,
+    root: Path,
+    markets: list[str],
+    manifest: mf.Manifest,
+    summary: Summary,
+    progress: Progress | None,
+    planning: Progress | None,
+) -> None:
+    jobs = await _jobs(conn, req, markets, planning, root)
+    swept: set[Path] = set()
     for i, job in enumerate(jobs):
+        folder = (root / job.rel).parent
+        if folder not in swept:  # temporary files of a killed run (this one holds the lock)
+            swept.add(folder)
+            for stale in remove_stale_temps(folder):
+                log.info("export: removed %s, left by an interrupted run", stale)
         spec = spec_for(job.table, req)
         fingerprint = f"{columns_tag(spec)}:{await job.fingerprint()}"
         old = manifest.files.get(job.rel)
@@ -272,7 +370,20 @@ async def run_export(
             summary.skipped.append(job.rel)
         else:
             keep = old.sha256 if old is not None else None
-            written = await write_file(root / job.rel, spec, req.fmt, job.make(), keep=keep)
+            label = (
+                f"{job.table} of {job.ticker} on {job.date} ({job.rel})"
+                if job.ticker is not None
+                else f"{job.table} ({job.rel})"
+            )
+            try:
+                written = await write_file(
+                    root / job.rel, spec, req.fmt, job.make(), keep=keep, label=label
+                )
+            except BadValue as exc:  # the file (and its manifest entry) stays as it was
+                summary.failed.append(exc.message)
+                if progress is not None:
+                    progress(i + 1, len(jobs), job.rel)
+                continue
             summary.rows += written.rows
             (summary.written if written.replaced else summary.skipped).append(job.rel)
             manifest.files[job.rel] = mf.Entry(
@@ -291,4 +402,3 @@ async def run_export(
         if progress is not None:
             progress(i + 1, len(jobs), job.rel)
     mf.save(root, manifest)
-    return summary

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 import pytest
 
 from kalshibook.export.copy_out import copy_blocks
-from kalshibook.export.files import write_file
+from kalshibook.export.files import BadValue, write_file
 from kalshibook.export.reads import raw_batches
 from kalshibook.export.tables import DELTAS
 
@@ -127,7 +126,7 @@ async def test_a_value_off_its_scale_fails_the_export_and_ends_its_copy(
         )
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         batches = raw_batches(conn, DELTAS, "CANCEL-M1", DAY, DAY + timedelta(days=1), 1 << 16)
-        with pytest.raises(pa.ArrowInvalid):
+        with pytest.raises(BadValue, match=r"column 'price' holds 0\.1234567, which does not fit"):
             await write_file(tmp_path / "deltas.parquet", DELTAS, "parquet", batches)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert await (await conn.execute("SELECT 41 + 1")).fetchone() == (42,)

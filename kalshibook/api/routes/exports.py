@@ -169,7 +169,13 @@ async def export_file(
         async with conn.transaction():
             ms = int(ctx.remaining(settings.api.export_timeout) * 1000)
             await conn.execute(STATEMENT_TIMEOUT, {"ms": str(ms)})
-            written = await write_file(path, spec, fmt, _batches(conn, table, ticker, day))
+            written = await write_file(
+                path,
+                spec,
+                fmt,
+                _batches(conn, table, ticker, day),
+                label=f"{table} of {ticker} on {day.isoformat()}",
+            )
         credits = row_credits(written.rows)
         if charge is not None and credits > charge.remaining:
             raise PaymentRequired(

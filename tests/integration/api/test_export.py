@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -326,11 +327,21 @@ async def test_export_names_what_does_not_exist(
     assert "unknown market 'NOPE-1'" in err
     assert "unknown market 'NOPE-2'" in err
     assert not out.exists()
-    code, err = await _export_argv(capsys, out, "--event", "NOPE-E", "--series", "KXHIGHNY")
+    code, err = await _export_argv(capsys, out, "--event", "NOPE-E", "--series", "NOPE-S")
     assert code == 3, err
     assert "unknown event 'NOPE-E'" in err
-    assert "unknown series" not in err  # KXHIGHNY has markets: not reported
+    assert "unknown series 'NOPE-S'" in err
     assert not out.exists()
+    # --event, --series and --market select their union: an unknown event beside a known series
+    # is named, the series exported
+    code, err = await _export_argv(
+        capsys, out, "--event", "NOPE-E", "--series", "KXHIGHNY", "--tables", "trades"
+    )
+    assert code == 0, err
+    assert "unknown event 'NOPE-E'" in err
+    assert "unknown series" not in err  # KXHIGHNY has markets: not reported
+    assert (out / "trades" / B47 / f"{DAY}.parquet").exists()
+    shutil.rmtree(out)
     # One unknown among known ones: reported, the others exported (exit 0).
     code, err = await _export_argv(capsys, out, "--market", f"{B45},NOPE-1", "--tables", "trades")
     assert code == 0, err
