@@ -31,6 +31,7 @@ __all__ = (
     "check_schema",
     "check_schema_sync",
     "failure_line",
+    "open_checked",
     "parse_instant",
 )
 
@@ -150,3 +151,13 @@ def failure_line(exc: Exception) -> str:
     if isinstance(exc, msgspec.DecodeError):
         return f"cannot decode a file: {_first_line(exc)}"
     return _first_line(exc)
+
+
+async def open_checked(url: str) -> psycopg.AsyncConnection[Any]:
+    """The schema checked (:func:`check_schema`), then one autocommit connection for a command's
+    work; a server that cannot be reached is one line (:func:`unreachable`)."""
+    await check_schema(url)
+    try:
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None

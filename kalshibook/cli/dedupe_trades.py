@@ -20,13 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from kalshibook.cli.common import EXIT_NOT_REFRESHED, check_schema, failure_line, parse_instant
+from kalshibook.cli.common import EXIT_NOT_REFRESHED, failure_line, open_checked, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput, StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage.candle_refresh import RefreshDenied, refresh, refresh_command
 from kalshibook.storage.candles import TRADES_ONLY
 from kalshibook.storage.trade_copies import find_copies, merge_copies, trade_days
-from kalshibook.storage.urls import unreachable
 
 DAY = timedelta(days=1)
 PROGRESS_EVERY = 30
@@ -69,12 +68,7 @@ def _windows(days: list[datetime]) -> list[tuple[datetime, datetime]]:
 
 
 async def _dedupe(url: str, args: argparse.Namespace) -> int:
-    await check_schema(url)
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    async with conn:
+    async with await open_checked(url) as conn:
         extent = await trade_days(conn)
         if extent is None:
             print("no trades recorded: nothing to merge")

@@ -18,11 +18,10 @@ import time
 
 import psycopg
 
-from kalshibook.cli.common import check_schema, failure_line
+from kalshibook.cli.common import failure_line, open_checked
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
-from kalshibook.storage.urls import unreachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _rebuild(url: str) -> tuple[int, bool]:
-    await check_schema(url)  # 0009 made the extents
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    async with conn:
+    async with await open_checked(url) as conn:  # 0009 made the extents
         try:
             row = await (await conn.execute(REBUILD_DELTA_EXTENTS)).fetchone()
         except psycopg.Error as exc:

@@ -17,13 +17,10 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-import psycopg
-
-from kalshibook.cli.common import check_schema, parse_instant
+from kalshibook.cli.common import open_checked, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.settings import Settings
 from kalshibook.storage.candle_refresh import RefreshDenied, refresh
-from kalshibook.storage.urls import unreachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,12 +47,7 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 
 async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str], str]:
-    await check_schema(url)
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    async with conn:
+    async with await open_checked(url) as conn:
         try:
             done = await refresh(conn, start, end)
         except RefreshDenied as exc:

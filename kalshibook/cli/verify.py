@@ -14,14 +14,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-
 from kalshibook.backfill.verify import CandleValues, VerifyReport, period_start
-from kalshibook.cli.common import EXIT_NO_MATCH, check_schema, parse_instant
+from kalshibook.cli.common import EXIT_NO_MATCH, open_checked, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.settings import Settings
 from kalshibook.storage.candles import market_exists
-from kalshibook.storage.urls import unreachable
 from kalshibook.storage.verify_reads import read_kalshi_candles, read_our_candles, verify_tickers
 
 __all__ = ("EPILOG", "add_arguments", "run")
@@ -88,12 +85,7 @@ async def verify(
     """The comparison; ``missing`` gets one line per named market not verified (unknown, or
     without Kalshi candles)."""
     report = VerifyReport()
-    await check_schema(url)
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    async with conn:
+    async with await open_checked(url) as conn:
         found = await verify_tickers(conn, tickers)
         for ticker in dict.fromkeys(tickers or ()):
             if ticker in found or missing is None:
