@@ -7,10 +7,11 @@ validates everything at start and raises :class:`ConfigError` naming the bad var
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, get_type_hints
+from typing import Any, Final, NamedTuple, get_type_hints
 
 import msgspec
 
@@ -381,6 +382,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def spool_dir(self) -> Path:
         return Path(self.writer.spool_dir or Path(self.core.data_dir) / "spool")
+
+
+OTHER_VARIABLES: Final = frozenset(
+    {
+        "KALSHIBOOK_DB_EDITION",
+        "KALSHIBOOK_DB_PORT",
+        "KALSHIBOOK_API_DATABASE_URL",
+        "KALSHIBOOK_COLLECTOR_DATABASE_URL",
+    }
+)
+"""``KALSHIBOOK_`` variables that are not settings of the program: scripts/db.sh's and
+compose.yaml's (see .env.example); also every name under ``OTHER_PREFIXES``."""
+OTHER_PREFIXES: Final = ("KALSHIBOOK_TEST_", "KALSHIBOOK_DEMO_", "KALSHIBOOK_TSDB_")
+"""The test suite's, scripts/demo.sh's and scripts/install_timescaledb.sh's variables."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``KALSHIBOOK_*`` names in ``environ`` that no setting reads (a misspelling is otherwise
+    silently ignored), each with the closest setting's name, if one is close."""
+    known = {name for name, _ in all_env_vars()}
+    out: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        if not name.startswith("KALSHIBOOK_") or name in known or name in OTHER_VARIABLES:
+            continue
+        if name.startswith(OTHER_PREFIXES):
+            continue
+        longer = sorted(k for k in known if k.startswith(name))  # a name cut short
+        close = longer or difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        out.append((name, close[0] if close else None))
+    return out
 
 
 def env_var(section: str, field: str) -> str:

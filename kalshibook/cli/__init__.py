@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +24,11 @@ import psycopg
 from kalshibook.cli.common import failure_line
 from kalshibook.cli.logs import configure_logging, settings_secrets
 from kalshibook.errors import KalshibookError
-from kalshibook.settings import Settings
+from kalshibook.settings import Settings, unknown_variables
 
 __all__ = ("COMMANDS", "build_parser", "main")
+
+log = logging.getLogger("kalshibook")
 
 # name -> (module, help)
 DESCRIPTION = (
@@ -105,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.core.log_level, settings_secrets(settings))
+        for name, close in unknown_variables(os.environ):
+            hint = f"; did you mean {close}?" if close else ""
+            log.warning("%s is not a kalshibook setting and is ignored%s", name, hint)
         module = modules[args.command]
         if args.command == "sim":
             return int(module.run(args))

@@ -160,3 +160,43 @@ def test_the_cli_refuses_to_start_with_one_line(command: str, var: str, value: s
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"kalshibook {command}: {var}={value} is invalid: expected ")
     assert "Traceback" not in proc.stderr
+
+
+def test_unknown_kalshibook_variables_are_named_with_the_closest_setting() -> None:
+    from kalshibook.settings import unknown_variables
+
+    env = {
+        "KALSHIBOOK_API_RATE_LIMIT": "5",  # cut short
+        "KALSHIBOOK_WRITER_BACH_ROWS": "10",  # misspelt
+        "KALSHIBOOK_FOO": "1",
+        "KALSHIBOOK_API_PORT": "8000",  # a setting
+        "KALSHIBOOK_DEMO_MARKETS": "50",  # the demo's
+        "KALSHIBOOK_TEST_DATABASE_URL": "x",  # the tests'
+        "KALSHIBOOK_DB_EDITION": "apache",  # scripts/db.sh's
+        "PATH": "/bin",
+    }
+    assert unknown_variables(env) == [
+        ("KALSHIBOOK_API_RATE_LIMIT", "KALSHIBOOK_API_RATE_LIMIT_PER_SECOND"),
+        ("KALSHIBOOK_FOO", None),
+        ("KALSHIBOOK_WRITER_BACH_ROWS", "KALSHIBOOK_WRITER_BATCH_ROWS"),
+    ]
+
+
+def test_the_cli_warns_of_an_unknown_variable_and_goes_on() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
+    env["KALSHIBOOK_API_RATE_LIMIT"] = "5"
+    done = subprocess.run(
+        [sys.executable, "-m", "kalshibook", "keys", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2  # no database URL: the command itself still runs its checks
+    assert "KALSHIBOOK_API_RATE_LIMIT is not a kalshibook setting" in done.stderr
+    assert "did you mean KALSHIBOOK_API_RATE_LIMIT_PER_SECOND?" in done.stderr
