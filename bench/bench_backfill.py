@@ -53,7 +53,9 @@ async def one_run(url: str, sim: SimServer, rate: float, candles: bool) -> dict[
     with TemporaryDirectory() as tmp:
         settings = Settings(
             core=CoreSettings(database_url=url, data_dir=tmp),
-            kalshi=KalshiSettings(rest_url=sim.rest_url, rest_rate=rate, rest_burst=int(rate)),
+            kalshi=KalshiSettings(
+                rest_url=sim.rest_url, rest_rate=rate, rest_burst=max(1, int(rate))
+            ),
         )
         pool = make_pool(settings, min_size=1, max_size=8, name="kb-bench-backfill")
         await pool.open(wait=True, timeout=30)

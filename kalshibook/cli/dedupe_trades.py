@@ -56,14 +56,15 @@ def _bound(value: str | None, name: str) -> datetime | None:
         raise ConfigError(exc.message) from None
 
 
-def _windows(days: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Consecutive days as ``[start, end)`` windows (one refresh each)."""
+def _windows(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The changed days' spans (a day, from its earliest changed row if that lies before
+    midnight), those that touch merged: one refresh each."""
     out: list[tuple[datetime, datetime]] = []
-    for day in days:
-        if out and out[-1][1] == day:
-            out[-1] = (out[-1][0], day + DAY)
+    for lo, hi in sorted(spans):
+        if out and out[-1][1] >= lo:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
         else:
-            out.append((day, day + DAY))
+            out.append((lo, hi))
     return out
 
 
@@ -80,7 +81,7 @@ async def _dedupe(url: str, args: argparse.Namespace) -> int:
         days = int((end - first) / DAY)
         verb = "would merge" if args.dry_run else "merged"
         print(f"looking for trades stored twice over {days} UTC days from {first:%Y-%m-%d} ...")
-        changed: list[datetime] = []
+        changed: list[tuple[datetime, datetime]] = []
         trades = removed = 0
         started = time.monotonic()
         for k in range(days):
@@ -99,7 +100,8 @@ async def _dedupe(url: str, args: argparse.Namespace) -> int:
                     f"command again with --start {day:%Y-%m-%d})"
                 ) from None
             if merges:
-                changed.append(day)
+                first_row = min(t for m in merges for t in (m.keep_ts, *m.drop_ts))
+                changed.append((min(day, first_row), day + DAY))
                 trades += len(merges)
                 removed += gone
                 print(f"{day:%Y-%m-%d}: {verb} {len(merges)} trades stored twice", flush=True)

@@ -47,6 +47,7 @@ class BookRouting(RouterCore):
         if s is None:
             s = self._sid_state(sid, ORDERBOOK)
         s.last_ts = ts
+        s.last_seq = f.seq
         self._lag_tick += 1
         if self._lag_tick >= self._lag_every:
             self._lag_tick = 0
@@ -104,8 +105,14 @@ class BookRouting(RouterCore):
         sid = f.sid
         assert sid is not None
         s = self._sids.get(sid)
+        if s is not None and f.seq is not None and s.last_seq is not None and f.seq <= s.last_seq:
+            # the sequence restarted: Kalshi gave a new subscription this sid number again, and
+            # its rows need an epoch of their own ((epoch, seq) orders a market's book events)
+            del self._sids[sid]
+            s = None
         if s is None:
             s = self._sid_state(sid, ORDERBOOK)
+        s.last_seq = f.seq
         ticker = f.market_ticker
         self._asked_first.discard((sid, ticker))
         mk = self._mk.get(ticker)

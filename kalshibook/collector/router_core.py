@@ -44,7 +44,7 @@ _ONE_US: Final = timedelta(microseconds=1)
 class SidState:
     """One subscription instance on the current connection."""
 
-    __slots__ = ("channel", "epoch", "last_ts", "sid", "tickers")
+    __slots__ = ("channel", "epoch", "last_seq", "last_ts", "sid", "tickers")
 
     def __init__(self, sid: int, channel: str, epoch: int) -> None:
         self.sid = sid
@@ -52,6 +52,9 @@ class SidState:
         self.epoch = epoch
         self.last_ts: datetime | None = None
         """Exchange time of the last frame received on this sid."""
+        self.last_seq: int | None = None
+        """seq of the last orderbook frame received on this sid (a lower one: a new
+        subscription given the same sid number)."""
         self.tickers: set[str] = set()
         """Markets whose current book came from this sid."""
 

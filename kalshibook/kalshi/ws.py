@@ -251,12 +251,19 @@ starts a sid afresh, a terminal error ends it) even when they carry the next seq
 
 
 class _Pending:
-    __slots__ = ("cmd", "expect", "frames", "future", "snapshot_ack", "unacked_channels")
+    __slots__ = ("cmd", "expect", "frames", "future", "sid", "snapshot_ack", "unacked_channels")
 
     def __init__(
-        self, cmd: str, expect: int, snapshot_ack: bool, channels: Sequence[str] = ()
+        self,
+        cmd: str,
+        expect: int,
+        snapshot_ack: bool,
+        channels: Sequence[str] = (),
+        sid: int | None = None,
     ) -> None:
         self.cmd = cmd
+        self.sid = sid
+        """The subscription a command acts on (``update_subscription``), if one."""
         self.expect = expect
         self.snapshot_ack = snapshot_ack
         self.unacked_channels: list[str] = list(channels)
@@ -446,6 +453,17 @@ class WsSession:
         seq = frame.seq
         cls = frame.__class__
         pending = self._pending.get(frame.id) if frame.id is not None else None
+        if (
+            cls is ErrorFrame
+            and sid is None
+            and pending is not None
+            and pending.sid is not None
+            and getattr(frame, "terminal", False)
+        ):
+            # KALSHI_API.md §2.1: an error's sid is optional; a terminal one answering a command
+            # on a subscription ends that subscription (the data plane must learn it too)
+            sid = pending.sid
+            frame = msgspec.structs.replace(frame, sid=sid)
         if cls is Subscribed and sid is not None:
             # A new subscription: its seq starts afresh, even on a sid number used before.
             self._seq.reset(sid)
@@ -556,12 +574,13 @@ class WsSession:
         accept_partial: bool = False,
         snapshot_ack: bool = False,
         channels: Sequence[str] = (),
+        sid: int | None = None,
     ) -> list[Frame]:
         if self._finished:
             raise FeedDisconnected(f"Kalshi WebSocket {self.disconnect_reason or 'closed'}")
         cmd_id = self._next_id
         self._next_id += 1
-        pending = _Pending(cmd, expect, snapshot_ack, channels)
+        pending = _Pending(cmd, expect, snapshot_ack, channels, sid)
         self._pending[cmd_id] = pending
         wait = self._command_timeout
         self._stats.commands += 1
@@ -639,6 +658,7 @@ class WsSession:
             lambda i: update_subscription_cmd(i, sid, action, market_tickers, **opts),
             expect=1,
             snapshot_ack=action == "get_snapshot",
+            sid=sid,
         )
         for f in frames:
             if isinstance(f, Ok):

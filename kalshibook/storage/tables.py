@@ -246,7 +246,8 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # is_block_trade, and fills the taker sides the stored copy lacks, so the stored values do not
 # depend on which path stored the trade first: a WS frame may lack is_block_trade (added
 # 2026-05-29; the DEMO capture of 2026-08-17 has none), which the router stores as false (the
-# column is NOT NULL), and the REST copy's flag corrects it. The merged row's source is its
+# column is NOT NULL), and the REST copy's flag corrects it; a copy's false never clears a true
+# (a REST copy may lack the flag too, and is then read as false). The merged row's source is its
 # batch's first copy's, so a REST copy is looked for in the stage as well. A WS copy of a stored
 # trade changes nothing. Rows go in by
 # market so that concurrent batches take the trade_extents rows (0006's trigger) in one order.
@@ -268,7 +269,7 @@ MERGE_TRADES: Final[LiteralString] = (
     "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "
     "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time, "
-    "is_block_trade = EXCLUDED.is_block_trade, "
+    "is_block_trade = t.is_block_trade OR EXCLUDED.is_block_trade, "
     "taker_outcome_side = coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
     "taker_book_side = coalesce(t.taker_book_side, EXCLUDED.taker_book_side) "
     # the correlated look-up only when the batch holds REST rows at all (an InitPlan, once): a
@@ -279,7 +280,7 @@ MERGE_TRADES: Final[LiteralString] = (
     "AND s.source = 'rest'))) "
     "AND (t.exchange_seq, t.created_time, t.is_block_trade, "
     "t.taker_outcome_side, t.taker_book_side) IS DISTINCT FROM (EXCLUDED.exchange_seq, "
-    "EXCLUDED.created_time, EXCLUDED.is_block_trade, "
+    "EXCLUDED.created_time, t.is_block_trade OR EXCLUDED.is_block_trade, "
     "coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
     "coalesce(t.taker_book_side, EXCLUDED.taker_book_side)) "
     "RETURNING xmax = 0 AS inserted) "

@@ -56,13 +56,15 @@ WHERE t.market_ticker = %(market)s
 
 
 async def find_copies(conn: AConn, day: datetime) -> list[Merge]:
-    """The merges of the trades stored twice whose copies lie in ``[day - COPY_SPREAD,
-    day + 1 day)``."""
+    """The merges of the trades stored twice with a copy in ``[day, day + 1 day)``: their copies
+    are looked for from ``COPY_SPREAD`` before midnight (a pair across it is the later day's; a
+    pair wholly before it is the day before's, not counted twice)."""
     params = {"lo": day - COPY_SPREAD, "hi": day + timedelta(days=1)}
     async with conn.cursor() as cur:
         await cur.execute(FIND_COPIES, params)
         rows = await cur.fetchall()
-    return plan_merges(StoredCopy(*row) for row in rows)
+    merges = plan_merges(StoredCopy(*row) for row in rows)
+    return [m for m in merges if max(m.keep_ts, *m.drop_ts) >= day]
 
 
 async def merge_copies(conn: AConn, merges: list[Merge]) -> int:

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 NOON = DAY + timedelta(hours=12)
-A, B, C, D = (str(uuid.uuid4()) for _ in range(4))
+A, B, C, D, E = (str(uuid.uuid4()) for _ in range(5))
 # (trade_id, market, created_time, source, received_at): rows as an older version stored them
 ROWS = (
     (A, "M", NOON + timedelta(seconds=5), "ws", NOON + timedelta(seconds=5.2)),
@@ -32,6 +32,9 @@ ROWS = (
     (C, "M", DAY + timedelta(days=1, microseconds=-100_000), "rest", DAY + timedelta(days=2)),
     (D, "N", DAY + timedelta(days=3, hours=1), "ws", DAY + timedelta(days=3, hours=1)),
     (D, "N", DAY + timedelta(days=3, hours=1, milliseconds=9), "rest", DAY + timedelta(days=4)),
+    # wholly in the last second of a day: that day's, not counted again by the next
+    (E, "N", DAY + timedelta(days=3, seconds=-1), "ws", DAY + timedelta(days=3)),
+    (E, "N", DAY + timedelta(days=3, seconds=-0.5), "rest", DAY + timedelta(days=4)),
 )
 INSERT = """
 INSERT INTO market.trades (ts, created_time, trade_id, market_ticker, yes_price, no_price, count,
@@ -81,9 +84,13 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
 
     dry = _cli(db_url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "3 trades stored more than once" in dry.stdout
+    assert "4 trades stored more than once" in dry.stdout
     with psycopg.connect(db_url) as conn:
         assert len(conn.execute(STORED).fetchall()) == len(ROWS)
+
+    from_d = _cli(db_url, "--start", "2026-03-05")  # D's day; E lies in the day before
+    assert from_d.returncode == 0, from_d.stderr
+    assert "merged 1 trades (1 rows removed)" in from_d.stdout
 
     done = _cli(db_url)
     assert done.returncode == 0, done.stderr
@@ -96,6 +103,7 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
         (A, "M", ROWS[1][2], "ws", ROWS[0][4]),
         (B, "M", ROWS[2][2], "ws", ROWS[2][4]),
         (C, "M", ROWS[4][2], "ws", ROWS[3][4]),
+        (E, "N", ROWS[8][2], "ws", ROWS[7][4]),
         (D, "N", ROWS[6][2], "ws", ROWS[5][4]),
     ]
     assert minute is not None

@@ -161,3 +161,21 @@ async def test_a_later_ws_copy_does_not_undo_the_rest_copy(db_url: str, tmp_path
     assert await query(db_url, "SELECT is_block_trade, source FROM market.trades") == [
         (True, "rest")
     ]
+
+
+async def test_a_copy_without_the_flag_never_clears_a_known_block_trade(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A REST copy lacking ``is_block_trade`` (older responses) reads as false: it must not turn
+    a stored true into false."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(PAUSE_COMPRESSION)
+    demo = ws_row_of_demo_frame()
+    ws = demo._replace(trade_id=uuid.uuid4(), is_block_trade=True)
+    async with writer_on(db_url, tmp_path) as w:
+        await w.put("trades", ws)
+        await w.drain()
+        await w.put("trades", rest_copy(ws, demo.ts + timedelta(microseconds=5), block=False))
+        await w.drain()
+    got = await query(db_url, "SELECT is_block_trade, created_time FROM market.trades")
+    assert got == [(True, demo.ts + timedelta(microseconds=5))]  # the REST time, the flag kept

@@ -65,6 +65,27 @@ async def test_a_terminal_error_answering_a_command_fails_it_and_reaches_the_dat
     await ws.close()
 
 
+async def test_a_terminal_error_without_a_sid_answering_a_command_ends_its_subscription() -> None:
+    """KALSHI_API.md §2.1: an error's sid is optional. A terminal one answering a command on a
+    subscription ends that subscription: the data plane gets it with the command's sid."""
+
+    async def reply(conn: FakeConn, cmd: dict[str, Any]) -> None:
+        if cmd["cmd"] == "update_subscription":
+            conn.push({"id": cmd["id"], "type": "error", "msg": {"code": 10, "msg": "gone"}})
+        else:
+            await kalshi_like(conn, cmd)
+
+    conn = FakeConn(reply)
+    ws, s = await open_session(conn)
+    sid = (await s.subscribe(["orderbook_delta"], ["A"]))["orderbook_delta"]
+    with pytest.raises(WsCommandError) as raised:
+        await s.update_subscription(sid, "add_markets", ["B"])
+    assert raised.value.code == 10
+    items = await until_ticker(s, conn)
+    assert [(type(i), i.sid, i.code) for i in items] == [(ErrorFrame, sid, 10)]
+    await ws.close()
+
+
 async def test_a_non_terminal_error_answering_a_command_stays_on_the_control_plane() -> None:
     async def reply(conn: FakeConn, cmd: dict[str, Any]) -> None:
         if cmd["cmd"] == "update_subscription":

@@ -194,6 +194,21 @@ def test_deltas_with_no_snapshot_ever_ask_for_it_once(router: Router, effects: R
     assert effects.of("snapshot") == [(4, [M]), (4, [M])]  # asked again; the subscriber filters
 
 
+def test_a_sid_number_given_out_again_starts_a_new_epoch(router: Router) -> None:
+    """Kalshi may give a new subscription a sid number it used before (its seq restarts): the
+    new subscription's rows must not share the old one's epoch, or a replay could apply the old
+    subscription's later-numbered deltas on top of the new snapshot."""
+    router.handle(snap(4, 1, M, yes="[[0.43, 5]]"))
+    router.handle(delta(4, 2, M, "yes", "0.4300", "2.00", 2))
+    router.handle(delta(4, 3, M, "yes", "0.4300", "1.00", 3))
+    router.handle(snap(4, 1, M, yes="[[0.44, 5]]"))  # the same sid number, a new subscription
+    router.handle(delta(4, 2, M, "yes", "0.4400", "1.00", 5))
+    got = split(router)
+    first, again = (r.epoch for r in got["orderbook_snapshots"])
+    assert again > first
+    assert [r.epoch for r in got["orderbook_deltas"]] == [first, first, again]
+
+
 def test_checkpoint_every_n_deltas(router: Router) -> None:
     router.handle(snap(4, 1, M, YES, NO))
     for i in range(3):
