@@ -35,6 +35,9 @@ __all__ = ("Subscriber",)
 log = logging.getLogger(__name__)
 
 TERMINAL_CODES = frozenset((10, 25))
+UNKNOWN_SID = 7
+"""Kalshi's code for a command naming a sid it does not know: that subscription is gone already
+(nothing to unsubscribe; an unsubscribe of it might not be answered)."""
 """Error codes that end a subscription (the router queues its resubscription)."""
 
 RETRY_FIRST = 0.5
@@ -234,9 +237,9 @@ class Subscriber:
                 work.request_snapshot(sid, None if wanted is None else tickers)  # asked again
                 raise
             log.warning("get_snapshot failed sid=%d code=%d; resubscribing", sid, refused.code)
-            if refused.code not in TERMINAL_CODES:
+            if refused.code not in TERMINAL_CODES and refused.code != UNKNOWN_SID:
                 # The sid still streams: end it before its replacement starts (one live sid
-                # per shard). Code 7 (unknown sid) means it is gone already.
+                # per shard); with code 7 (unknown sid) it is gone already.
                 try:
                     await session.unsubscribe([sid])
                 except WsCommandError as exc:

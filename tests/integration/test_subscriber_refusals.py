@@ -150,6 +150,25 @@ async def test_a_refused_get_snapshot_replaces_the_subscription_without_a_second
         assert {s.sid for s in snaps} == {shard.sid}
 
 
+async def test_a_get_snapshot_on_an_unknown_sid_resubscribes_without_unsubscribing() -> None:
+    """Code 7: the exchange no longer knows the sid, so there is nothing to unsubscribe (and an
+    unsubscribe of it might never be answered: the request would time out and loop)."""
+    async with rig() as (r, tickers):
+        r.plan.add(tickers)
+        await r.sub.sync(r.session)
+        await r.route_snapshots(tickers)
+        (shard,) = r.plan.shards
+        old = shard.sid
+        r.work.request_snapshot(old, None)
+        r.sim.refuse_next("update_subscription", 7, action="get_snapshot")
+        r.sim.leave_unanswered("unsubscribe")
+        await r.sub.sync(r.session)  # no "no reply" from an unanswered unsubscribe
+        assert r.sim.stats["commands_lost"] == 0, "no unsubscribe was sent"
+        assert shard.sid not in (None, old)
+        snaps = await r.route_snapshots(tickers)
+        assert {s.sid for s in snaps} == {shard.sid}
+
+
 async def test_a_failing_add_markets_does_not_hold_back_the_resync() -> None:
     async with rig() as (r, tickers):
         first, new = tickers[:2], tickers[2]
