@@ -453,6 +453,13 @@ class WsSession:
         seq = frame.seq
         cls = frame.__class__
         pending = self._pending.get(frame.id) if frame.id is not None else None
+        if pending is None and cls is ErrorFrame and frame.id is None and sid is not None:
+            # an error reply that names the sid but not the command (the [P0] DEMO capture
+            # answers update_subscription so): the oldest command pending on that sid, which
+            # then fails at once instead of waiting for its timeout
+            pending = next(
+                (p for p in self._pending.values() if p.sid == sid and not p.future.done()), None
+            )
         if (
             cls is ErrorFrame
             and sid is None

@@ -86,6 +86,38 @@ async def test_a_terminal_error_without_a_sid_answering_a_command_ends_its_subsc
     await ws.close()
 
 
+async def test_an_error_reply_naming_the_sid_but_not_the_command_fails_it_at_once() -> None:
+    """The [P0] DEMO capture: an error answering update_subscription carries sid and seq but no
+    id. The command on that sid fails with it (not after its timeout); a non-terminal error
+    stays on the control plane."""
+
+    async def reply(conn: FakeConn, cmd: dict[str, Any]) -> None:
+        if cmd["cmd"] == "update_subscription":
+            sid = cmd["params"]["sids"][0]
+            conn.push(
+                {
+                    "type": "error",
+                    "sid": sid,
+                    "seq": conn.next_seq(sid),
+                    "msg": {"code": 13, "msg": "Unsupported action"},
+                }
+            )
+        else:
+            await kalshi_like(conn, cmd)
+
+    conn = FakeConn(reply)
+    ws, s = await open_session(conn, command_timeout=3)
+    sid = (await s.subscribe(["trade"]))["trade"]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WsCommandError) as raised:
+        await s.update_subscription(sid, "get_snapshot", ["M"])
+    assert raised.value.code == 13
+    assert loop.time() - started < 2, "answered, not timed out"
+    assert await until_ticker(s, conn) == []
+    await ws.close()
+
+
 async def test_a_non_terminal_error_answering_a_command_stays_on_the_control_plane() -> None:
     async def reply(conn: FakeConn, cmd: dict[str, Any]) -> None:
         if cmd["cmd"] == "update_subscription":
