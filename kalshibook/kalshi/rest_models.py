@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from kalshibook.domain.booleans import parse_bool
 from kalshibook.domain.prices import parse_count
 from kalshibook.errors import ProtocolError
 from kalshibook.kalshi.scalars import Level, book_side, dec, legacy_price, parse_time
@@ -396,38 +397,36 @@ def _lenient_int(v: Any) -> Any:
     return int(d)
 
 
-_TRUE_FALSE: Final = {"true": True, "false": False}
-
-
 def _lenient_bool(v: Any) -> Any:
-    """A boolean; ``"true"``/``"false"`` and the integers 0/1 as one."""
+    """A boolean; a boolean word (:func:`~kalshibook.domain.booleans.parse_bool`) and the
+    integers 0/1 as one."""
     if v.__class__ is bool:
         return v
     if v.__class__ is int and v in (0, 1):
         return bool(v)
     if v.__class__ is str:
-        text = v.strip().lower()
-        return None if not text else _TRUE_FALSE.get(text, _NO_VALUE)
+        flag = parse_bool(v)
+        return None if not v.strip() else _NO_VALUE if flag is None else flag
     return _NO_VALUE
 
 
-def _lenient_time(v: Any) -> Any:
-    if v.__class__ is datetime:
-        return v
-    try:
-        return parse_time(v)
-    except ProtocolError:
-        return _NO_VALUE
+def _lenient(kind: type, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A converter: a ``kind`` as it is, else what ``parse`` makes of it (exactly: a time by
+    :func:`parse_time`, a decimal by :func:`dec`, a JSON number through its text)."""
+
+    def convert(v: Any) -> Any:
+        if v.__class__ is kind:
+            return v
+        try:
+            return parse(v)
+        except ProtocolError:
+            return _NO_VALUE
+
+    return convert
 
 
-def _lenient_decimal(v: Any) -> Any:
-    """An exact decimal (text, or a JSON number through its text: :func:`dec`)."""
-    if v.__class__ is Decimal:
-        return v
-    try:
-        return dec(v)
-    except ProtocolError:
-        return _NO_VALUE
+_lenient_time = _lenient(datetime, parse_time)
+_lenient_decimal = _lenient(Decimal, dec)
 
 
 def _lenient_legs(v: Any) -> Any:

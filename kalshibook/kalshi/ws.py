@@ -453,24 +453,10 @@ class WsSession:
         seq = frame.seq
         cls = frame.__class__
         pending = self._pending.get(frame.id) if frame.id is not None else None
-        if pending is None and cls is ErrorFrame and frame.id is None and sid is not None:
-            # an error reply that names the sid but not the command (the [P0] DEMO capture
-            # answers update_subscription so): the oldest command pending on that sid, which
-            # then fails at once instead of waiting for its timeout
-            pending = next(
-                (p for p in self._pending.values() if p.sid == sid and not p.future.done()), None
-            )
-        if (
-            cls is ErrorFrame
-            and sid is None
-            and pending is not None
-            and pending.sid is not None
-            and getattr(frame, "terminal", False)
-        ):
-            # KALSHI_API.md §2.1: an error's sid is optional; a terminal one answering a command
-            # on a subscription ends that subscription (the data plane must learn it too)
-            sid = pending.sid
-            frame = msgspec.structs.replace(frame, sid=sid)
+        if cls is ErrorFrame:
+            assert isinstance(frame, ErrorFrame)
+            frame, pending = self._match_error(frame, pending)
+            sid = frame.sid
         if cls is Subscribed and sid is not None:
             # A new subscription: its seq starts afresh, even on a sid number used before.
             self._seq.reset(sid)
@@ -520,6 +506,23 @@ class WsSession:
             elif cls is OrderbookSnapshot and pending.snapshot_ack:
                 pending.add(frame)  # acks get_snapshot, and is data too
         return (frame,) if gap is None else (gap, frame)
+
+    def _match_error(
+        self, frame: ErrorFrame, pending: _Pending | None
+    ) -> tuple[ErrorFrame, _Pending | None]:
+        """An error frame and the command it answers. KALSHI_API.md §2.1 makes both its ``id``
+        and its ``sid`` optional: one naming the sid but not the command (the [P0] DEMO capture
+        answers ``update_subscription`` so) answers the oldest command pending on that sid,
+        which then fails at once instead of after its timeout; a terminal one naming the command
+        but not the sid ends the command's subscription (the data plane must learn it too)."""
+        sid = frame.sid
+        if pending is None and frame.id is None and sid is not None:
+            pending = next(
+                (p for p in self._pending.values() if p.sid == sid and not p.future.done()), None
+            )
+        elif sid is None and pending is not None and pending.sid is not None and frame.terminal:
+            frame = msgspec.structs.replace(frame, sid=pending.sid)
+        return frame, pending
 
     def _finish(self, reason: str) -> None:
         if self._finished:
