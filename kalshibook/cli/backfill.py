@@ -18,7 +18,13 @@ import psycopg
 from kalshibook.backfill.loader import Backfill, Selection, Summary, describe
 from kalshibook.backfill.progress import ProgressReport
 from kalshibook.cli.collect import _load_key, signal_handlers
-from kalshibook.cli.common import EXIT_NO_MATCH, EXIT_NOT_REFRESHED, check_schema, parse_instant
+from kalshibook.cli.common import (
+    EXIT_NO_MATCH,
+    EXIT_NOT_REFRESHED,
+    check_schema,
+    parse_instant,
+    split_names,
+)
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import Settings
@@ -82,23 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _names(values: list[str], flag: str) -> tuple[str, ...]:
-    """The tickers of a repeatable ``flag``, each value a comma-separated list (as ``export``'s);
-    an empty name (``--market ''``, ``A,,B``) is refused."""
-    out: list[str] = []
-    for value in values:
-        for name in value.split(","):
-            name = name.strip()
-            if not name:
-                raise ConfigError(f"{flag} {value!r}: empty name")
-            out.append(name)
-    return tuple(dict.fromkeys(out))
-
-
 def selection(args: argparse.Namespace) -> Selection:
-    series = _names(args.series, "--series")
-    events = _names(args.event, "--event")
-    markets = _names(args.market, "--market")
+    series = split_names(args.series, "--series")
+    events = split_names(args.event, "--event")
+    markets = split_names(args.market, "--market")
     if not (args.all or series or events or markets):
         raise ConfigError("choose what to backfill: --all, --series, --event or --market")
     if args.concurrency < 1:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, time
 from typing import Any, Final, NamedTuple
 
@@ -20,7 +21,7 @@ import msgspec
 import psycopg
 
 from kalshibook.domain.times import LAST_DAY, MIN_TIME, parse_day, parse_time
-from kalshibook.errors import InvalidInput, SchemaError, StorageError
+from kalshibook.errors import ConfigError, InvalidInput, SchemaError, StorageError
 from kalshibook.storage.urls import redact, scrub, unreachable
 
 __all__ = (
@@ -33,6 +34,7 @@ __all__ = (
     "failure_line",
     "open_checked",
     "parse_instant",
+    "split_names",
 )
 
 # Exit codes beyond 0 (done), 1 (failed: database unreachable or not migrated, markets failed,
@@ -161,3 +163,17 @@ async def open_checked(url: str) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
+
+
+def split_names(values: Iterable[str], flag: str) -> tuple[str, ...]:
+    """The names of a ``flag`` whose values are comma-separated lists (repeatable or not),
+    trimmed, repeats dropped; an empty name (``''``, ``A,,B``, ``,``) is refused: it must not
+    quietly mean every market, or nothing."""
+    out: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if not name:
+                raise ConfigError(f"{flag} {value!r}: empty name")
+            out.append(name)
+    return tuple(dict.fromkeys(out))

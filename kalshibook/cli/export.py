@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from kalshibook.cli.common import EXIT_NO_MATCH, check_schema
+from kalshibook.cli.common import EXIT_NO_MATCH, check_schema, split_names
 from kalshibook.domain.times import parse_day
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.export.files import FORMATS
@@ -73,13 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--levels", type=int, default=10, help="book_samples: levels per side (default 10)"
     )
     parser.add_argument("--every", default="1", help="book_samples: seconds between samples (1)")
-    parser.add_argument(
-        "--market", type=_list, default=None, help="market tickers, comma-separated"
-    )
-    parser.add_argument("--event", type=_list, default=None, help="event tickers, comma-separated")
+    parser.add_argument("--market", default=None, help="market tickers, comma-separated")
+    parser.add_argument("--event", default=None, help="event tickers, comma-separated")
     parser.add_argument(
         "--series",
-        type=_list,
         default=None,
         help="series tickers, comma-separated (--market, --event and --series: their union)",
     )
@@ -104,14 +101,9 @@ def _every(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _names(values: tuple[str, ...] | None, flag: str) -> tuple[str, ...]:
-    """A comma-separated flag's names; given but naming nothing (``--market ,``) is refused:
-    it must not mean "every market"."""
-    if values is None:
-        return ()
-    if not values:
-        raise ConfigError(f"{flag} names nothing: give one or more comma-separated names")
-    return values
+def _names(value: str | None, flag: str) -> tuple[str, ...]:
+    """A comma-separated flag's names (none when not given)."""
+    return () if value is None else split_names([value], flag)
 
 
 def request_from(args: argparse.Namespace) -> ExportRequest:

@@ -294,9 +294,9 @@ async def test_a_second_export_into_the_same_directory_is_refused(
         (["--every", "-1"], "--every must be between"),
         (["--every", "soon"], "--every must be a number"),
         (["--tables", ","], "--tables names nothing"),
-        (["--market", ","], "--market names nothing"),
-        (["--event", " , "], "--event names nothing"),
-        (["--series", ","], "--series names nothing"),
+        (["--market", ","], "--market ',': empty name"),
+        (["--event", " , "], "--event ' , ': empty name"),
+        (["--series", ","], "--series ',': empty name"),
     ],
 )
 async def test_bad_flags_are_one_line_exit_2(
