@@ -20,7 +20,7 @@ from sim_support import running_sim
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.router import Router
 from kalshibook.collector.subscriber import Subscriber
-from kalshibook.collector.subscriptions import ORDERBOOK, SubscriptionPlan
+from kalshibook.collector.subscriptions import ORDERBOOK, Shard, SubscriptionPlan
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
 from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
@@ -59,6 +59,14 @@ class Rig:
                 self.router.handle(item)
                 if wanted(item):
                     return item
+
+    async def subscribed(self, tickers: list[str]) -> Shard:
+        """``tickers`` planned, subscribed and their first snapshots routed: their one shard."""
+        self.plan.add(tickers)
+        await self.sub.sync(self.session)
+        await self.route_snapshots(tickers)
+        (shard,) = self.plan.shards
+        return shard
 
     async def route_snapshots(self, tickers: list[str]) -> list[OrderbookSnapshot]:
         """Route items until a snapshot of each of ``tickers`` went through; those snapshots."""
@@ -99,11 +107,8 @@ async def rig() -> AsyncIterator[tuple[Rig, list[str]]]:
 async def test_a_terminal_error_answering_add_markets_opens_gaps_and_resubscribes() -> None:
     async with rig() as (r, tickers):
         first, new = tickers[:2], tickers[2]
-        r.plan.add(first)
-        await r.sub.sync(r.session)
-        await r.route_snapshots(first)
+        shard = await r.subscribed(first)
         r.router.drain()
-        (shard,) = r.plan.shards
         old = shard.sid
         assert old is not None
         # the exchange fails the subscription while answering add_markets (error 10 + its id)
@@ -134,10 +139,7 @@ async def test_a_terminal_error_answering_add_markets_opens_gaps_and_resubscribe
 
 async def test_a_refused_get_snapshot_replaces_the_subscription_without_a_second_live_sid() -> None:
     async with rig() as (r, tickers):
-        r.plan.add(tickers)
-        await r.sub.sync(r.session)
-        await r.route_snapshots(tickers)
-        (shard,) = r.plan.shards
+        shard = await r.subscribed(tickers)
         old = shard.sid
         assert old is not None
         r.work.request_snapshot(old, None)  # a sequence gap on the shard
@@ -154,10 +156,7 @@ async def test_a_get_snapshot_on_an_unknown_sid_resubscribes_without_unsubscribi
     """Code 7: the exchange no longer knows the sid, so there is nothing to unsubscribe (and an
     unsubscribe of it might never be answered: the request would time out and loop)."""
     async with rig() as (r, tickers):
-        r.plan.add(tickers)
-        await r.sub.sync(r.session)
-        await r.route_snapshots(tickers)
-        (shard,) = r.plan.shards
+        shard = await r.subscribed(tickers)
         old = shard.sid
         r.work.request_snapshot(old, None)
         r.sim.refuse_next("update_subscription", 7, action="get_snapshot")
@@ -172,10 +171,7 @@ async def test_a_get_snapshot_on_an_unknown_sid_resubscribes_without_unsubscribi
 async def test_a_failing_add_markets_does_not_hold_back_the_resync() -> None:
     async with rig() as (r, tickers):
         first, new = tickers[:2], tickers[2]
-        r.plan.add(first)
-        await r.sub.sync(r.session)
-        await r.route_snapshots(first)
-        (shard,) = r.plan.shards
+        shard = await r.subscribed(first)
         sid = shard.sid
         assert sid is not None
         r.work.request_snapshot(sid, None)  # a sequence gap on the shard ...
