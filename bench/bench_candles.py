@@ -470,7 +470,15 @@ async def handler_parts(
     data = await fetch_candle_data(conn, ticker, interval, first, end)
     t1 = time.perf_counter()
     rows = assemble_rows(
-        interval, first, end, rows=data.rows, carried=data.carried, fill=True, until=now
+        interval,
+        first,
+        end,
+        trades=data.trades,
+        quotes=data.quotes,
+        stats=data.stats,
+        carried=data.carried,
+        fill=True,
+        until=now,
     )
     t2 = time.perf_counter()
     out = candles_out(rows, interval)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -25,9 +25,11 @@ from kalshibook.domain.periods import Interval, iter_periods, period_end, period
 
 __all__ = (
     "VWAP_DP",
-    "BucketRow",
     "CandleRow",
     "CarriedText",
+    "QuoteBucketText",
+    "StatsBucketText",
+    "TradeBucketText",
     "assemble_rows",
     "from_us",
     "to_us",
@@ -51,32 +53,40 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-class BucketRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """One period's aggregate rows (trades, quotes, stats joined on the bucket), numbers as text.
-
-    ``bucket_us`` is the period's start in microseconds since the Unix epoch. ``open`` is None
-    when the period has no trade (a trade row always has a price); ``quoted`` says whether the
-    period has a quotes row (whose values may all be None: an empty book).
-    """
+class TradeBucketText(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One period's trades aggregate row, numbers as text; ``bucket_us`` is the period's start in
+    microseconds since the Unix epoch."""
 
     bucket_us: int
-    open: str | None = None
-    high: str | None = None
-    low: str | None = None
-    close: str | None = None
-    volume: str | None = None
-    notional: str | None = None
-    trade_count: int | None = None
-    taker_yes_volume: str | None = None
-    taker_no_volume: str | None = None
-    quoted: bool = False
-    yes_bid_high: str | None = None
-    yes_bid_low: str | None = None
-    yes_bid_close: str | None = None
-    yes_ask_high: str | None = None
-    yes_ask_low: str | None = None
-    yes_ask_close: str | None = None
-    open_interest: str | None = None
+    open: str | None
+    high: str | None
+    low: str | None
+    close: str | None
+    volume: str | None
+    notional: str | None
+    trade_count: int | None
+    taker_yes_volume: str | None
+    taker_no_volume: str | None
+
+
+class QuoteBucketText(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One period's quotes aggregate row, numbers as text (values may all be None: an empty
+    book)."""
+
+    bucket_us: int
+    yes_bid_high: str | None
+    yes_bid_low: str | None
+    yes_bid_close: str | None
+    yes_ask_high: str | None
+    yes_ask_low: str | None
+    yes_ask_close: str | None
+
+
+class StatsBucketText(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One period's market-stats aggregate row: its last open interest as text, or None."""
+
+    bucket_us: int
+    open_interest: str | None
 
 
 class CarriedText(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,62 +197,80 @@ def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
+_Sources = tuple[dict[int, TradeBucketText], dict[int, QuoteBucketText], dict[int, StatsBucketText]]
+
+
 def _periods(
     interval: Interval,
     first: datetime,
     end: datetime,
-    rows: Sequence[BucketRow],
+    rows: tuple[Sequence[TradeBucketText], Sequence[QuoteBucketText], Sequence[StatsBucketText]],
     fill: bool,
     until: datetime | None,
-) -> list[tuple[datetime, datetime, BucketRow | None]]:
-    """(start, end, row or None) of every period to return, in order."""
+) -> tuple[list[tuple[datetime, datetime, int]], _Sources]:
+    """(start, end, bucket_us) of every period to return, in order, and each source's rows by
+    bucket (checked: one row per bucket, each a period of the range)."""
     width = period_width(interval)
     first_us, end_us = to_us(first), to_us(end)
     stop = end if until is None or not fill else min(end, _utc(until))
+    grid: list[datetime] = []
+    position: dict[int, int] = {}
+    is_period: Callable[[int], bool]
     if width is None:  # New York days: the range's periods once; rows are checked against them
         grid = list(iter_periods(first, end, interval))
         position = {to_us(t): k for k, t in enumerate(grid)}
-        by_us = _by_bucket(rows, interval, lambda b: b in position)
+        is_period = position.__contains__
+    else:
+        width_us = width // _US
+
+        def is_period(b: int) -> bool:
+            return first_us <= b < end_us and (b - first_us) % width_us == 0
+
+    trades, quotes, stats = rows
+    sources: _Sources = (
+        _by_bucket(trades, interval, is_period),
+        _by_bucket(quotes, interval, is_period),
+        _by_bucket(stats, interval, is_period),
+    )
+    buckets = sources[0].keys() | sources[1].keys() | sources[2].keys()
+    if width is None:
         if fill:
             filled = bisect_left(grid, stop)
-            indices = [*range(filled), *sorted(k for b in by_us if (k := position[b]) >= filled)]
+            indices = [*range(filled), *sorted(k for b in buckets if (k := position[b]) >= filled)]
         else:
-            indices = sorted(position[b] for b in by_us)
+            indices = sorted(position[b] for b in buckets)
         last = len(grid) - 1
         return [
             (
                 grid[k],
                 grid[k + 1] if k < last else period_end(grid[k], interval),
-                by_us.get(to_us(grid[k])),
+                to_us(grid[k]),
             )
             for k in indices
-        ]
-    width_us = width // _US
-    by_us = _by_bucket(
-        rows, interval, lambda b: first_us <= b < end_us and (b - first_us) % width_us == 0
-    )
+        ], sources
     if fill:
         count = max(0, -(-(stop - first) // width))
         starts = [first + width * k for k in range(count)]
-        get = by_us.get
-        slots = [get(k) for k in range(first_us, first_us + count * width_us, width_us)]
-        if len(slots) - slots.count(None) < len(by_us):
-            # rows of periods after ``until`` (the caller's clock behind the database's):
-            # sparse, after the filled periods
-            later = sorted(k for k in by_us if k >= first_us + count * width_us)
-            starts += [from_us(k) for k in later]
-            slots += [by_us[k] for k in later]
+        limit = first_us + count * width_us
+        keys = list(range(first_us, limit, width_us))
+        # rows of periods after ``until`` (the caller's clock behind the database's): sparse,
+        # after the filled periods
+        later = sorted(k for k in buckets if k >= limit)
+        starts += [from_us(k) for k in later]
+        keys += later
     else:
-        ordered = sorted(by_us)
-        starts = [from_us(k) for k in ordered]
-        slots = [by_us[k] for k in ordered]
-    return [(t, t + width, r) for t, r in zip(starts, slots, strict=True)]
+        keys = sorted(buckets)
+        starts = [from_us(k) for k in keys]
+    return [(t, t + width, k) for t, k in zip(starts, keys, strict=True)], sources
+
+
+_Row = TypeVar("_Row", TradeBucketText, QuoteBucketText, StatsBucketText)
 
 
 def _by_bucket(
-    rows: Sequence[BucketRow], interval: Interval, is_period: Callable[[int], bool]
-) -> dict[int, BucketRow]:
-    by_us: dict[int, BucketRow] = {}
+    rows: Sequence[_Row], interval: Interval, is_period: Callable[[int], bool]
+) -> dict[int, _Row]:
+    by_us: dict[int, _Row] = {}
     for row in rows:
         b = row.bucket_us
         if b in by_us:
@@ -260,65 +288,48 @@ def assemble_rows(
     start: datetime,
     end: datetime,
     *,
-    rows: Sequence[BucketRow],
+    trades: Sequence[TradeBucketText] = (),
+    quotes: Sequence[QuoteBucketText] = (),
+    stats: Sequence[StatsBucketText] = (),
     carried: CarriedText,
     fill: bool = False,
     until: datetime | None = None,
 ) -> list[CandleRow]:
     """Candles for the periods starting in ``[period_floor(start), end)``.
 
-    ``rows``: one per period with any source row (buckets are period starts, any order);
-    ``carried``: the state before ``period_floor(start)``. With ``fill`` every period starting
-    before ``min(end, until)`` is returned; otherwise only the periods of ``rows``.
+    ``trades``/``quotes``/``stats``: the level's aggregate rows of those periods (at most one per
+    period and source, any order; buckets are period starts); ``carried``: the state before
+    ``period_floor(start)``. With ``fill`` every period starting before ``min(end, until)`` is
+    returned; otherwise only the periods with a row of any source.
     """
     first = _utc(period_floor(start, interval))
-    periods = _periods(interval, first, _utc(end), rows, fill, until)
+    periods, (by_trade, by_quote, by_stats) = _periods(
+        interval, first, _utc(end), (trades, quotes, stats), fill, until
+    )
+    trade_of, quote_of, stats_of = by_trade.get, by_quote.get, by_stats.get
     num = _Numbers()
     last_price = carried.last_price
     bid, ask, oi = carried.yes_bid, carried.yes_ask, carried.open_interest
     out: list[CandleRow] = []
     append = out.append
-    for bucket, stop, row in periods:
-        if row is None:
-            append(
-                CandleRow(
-                    bucket,
-                    stop,
-                    None,
-                    None,
-                    None,
-                    None,
-                    "0",
-                    None,
-                    0,
-                    "0",
-                    "0",
-                    last_price,
-                    bid,
-                    bid,
-                    bid,
-                    bid,
-                    ask,
-                    ask,
-                    ask,
-                    ask,
-                    oi,
-                )
-            )
-            continue
+    for bucket, stop, key in periods:
         bid_open, ask_open = bid, ask
-        bid_high = bid_low = bid_open
-        ask_high = ask_low = ask_open
+        quote = quote_of(key)
+        if quote is None:
+            bid_high = bid_low = bid_open
+            ask_high = ask_low = ask_open
+        else:
+            bid_high = num.max(bid_open, quote.yes_bid_high)
+            bid_low = num.min(bid_open, quote.yes_bid_low)
+            ask_high = num.max(ask_open, quote.yes_ask_high)
+            ask_low = num.min(ask_open, quote.yes_ask_low)
+            bid, ask = quote.yes_bid_close, quote.yes_ask_close
+        stat = stats_of(key)
+        if stat is not None and stat.open_interest is not None:
+            oi = stat.open_interest
         previous = last_price
-        if row.quoted:
-            bid_high = num.max(bid_open, row.yes_bid_high)
-            bid_low = num.min(bid_open, row.yes_bid_low)
-            ask_high = num.max(ask_open, row.yes_ask_high)
-            ask_low = num.min(ask_open, row.yes_ask_low)
-            bid, ask = row.yes_bid_close, row.yes_ask_close
-        if row.open_interest is not None:
-            oi = row.open_interest
-        if row.open is None:
+        trade = trade_of(key)
+        if trade is None or trade.open is None:
             append(
                 CandleRow(
                     bucket,
@@ -345,21 +356,21 @@ def assemble_rows(
                 )
             )
             continue
-        last_price = row.close
-        volume = row.volume or "0"
+        last_price = trade.close
+        volume = trade.volume or "0"
         append(
             CandleRow(
                 bucket,
                 stop,
-                row.open,
-                row.high,
-                row.low,
-                row.close,
+                trade.open,
+                trade.high,
+                trade.low,
+                trade.close,
                 volume,
-                vwap_units(row.notional or "0", volume),
-                row.trade_count or 0,
-                row.taker_yes_volume or "0",
-                row.taker_no_volume or "0",
+                vwap_units(trade.notional or "0", volume),
+                trade.trade_count or 0,
+                trade.taker_yes_volume or "0",
+                trade.taker_no_volume or "0",
                 previous,
                 bid_open,
                 bid_high,

@@ -29,18 +29,20 @@ module turns the few hundred rows of one request into candles (ARCHITECTURE.md Â
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Final
 
 import msgspec
 
 from kalshibook.domain.candle_rows import (
     VWAP_DP,
-    BucketRow,
     CandleRow,
     CarriedText,
+    QuoteBucketText,
+    StatsBucketText,
+    TradeBucketText,
     assemble_rows,
     to_us,
     vwap_units,
@@ -197,51 +199,33 @@ def candle_from_row(row: CandleRow) -> Candle:
     )
 
 
-def _bucket_rows(
-    trades: Sequence[TradeBucket], quotes: Sequence[QuoteBucket], stats: Sequence[StatsBucket]
-) -> list[BucketRow]:
-    by_trade = _by_bucket(trades)
-    by_quote = _by_bucket(quotes)
-    by_stats = _by_bucket(stats)
+def _trade_text(row: TradeBucket) -> TradeBucketText:
     t = _text
-    out: list[BucketRow] = []
-    for bucket in by_trade.keys() | by_quote.keys() | by_stats.keys():
-        trade, quote, stat = by_trade.get(bucket), by_quote.get(bucket), by_stats.get(bucket)
-        out.append(
-            BucketRow(
-                bucket_us=to_us(bucket),
-                open=t(trade.open) if trade else None,
-                high=t(trade.high) if trade else None,
-                low=t(trade.low) if trade else None,
-                close=t(trade.close) if trade else None,
-                volume=t(trade.volume) if trade else None,
-                notional=t(trade.notional) if trade else None,
-                trade_count=trade.trade_count if trade else None,
-                taker_yes_volume=t(trade.taker_yes_volume) if trade else None,
-                taker_no_volume=t(trade.taker_no_volume) if trade else None,
-                quoted=quote is not None,
-                yes_bid_high=t(quote.yes_bid_high) if quote else None,
-                yes_bid_low=t(quote.yes_bid_low) if quote else None,
-                yes_bid_close=t(quote.yes_bid_close) if quote else None,
-                yes_ask_high=t(quote.yes_ask_high) if quote else None,
-                yes_ask_low=t(quote.yes_ask_low) if quote else None,
-                yes_ask_close=t(quote.yes_ask_close) if quote else None,
-                open_interest=t(stat.open_interest) if stat else None,
-            )
-        )
-    return out
+    return TradeBucketText(
+        to_us(row.bucket),
+        t(row.open),
+        t(row.high),
+        t(row.low),
+        t(row.close),
+        t(row.volume),
+        t(row.notional),
+        row.trade_count,
+        t(row.taker_yes_volume),
+        t(row.taker_no_volume),
+    )
 
 
-_Row = TypeVar("_Row", TradeBucket, QuoteBucket, StatsBucket)
-
-
-def _by_bucket(rows: Iterable[_Row]) -> dict[datetime, _Row]:
-    out: dict[datetime, _Row] = {}
-    for row in rows:
-        if row.bucket in out:
-            raise ValueError(f"two rows for bucket {row.bucket.isoformat()}")
-        out[row.bucket] = row
-    return out
+def _quote_text(row: QuoteBucket) -> QuoteBucketText:
+    t = _text
+    return QuoteBucketText(
+        to_us(row.bucket),
+        t(row.yes_bid_high),
+        t(row.yes_bid_low),
+        t(row.yes_bid_close),
+        t(row.yes_ask_high),
+        t(row.yes_ask_low),
+        t(row.yes_ask_close),
+    )
 
 
 def assemble(
@@ -267,7 +251,9 @@ def assemble(
         interval,
         start,
         end,
-        rows=_bucket_rows(trades, quotes, stats),
+        trades=[_trade_text(r) for r in trades],
+        quotes=[_quote_text(r) for r in quotes],
+        stats=[StatsBucketText(to_us(r.bucket), _text(r.open_interest)) for r in stats],
         carried=CarriedText(
             last_price=_text(carried.last_price),
             yes_bid=_text(carried.yes_bid),

@@ -21,7 +21,13 @@ from typing import Any
 import msgspec
 import psycopg
 
-from kalshibook.domain.candle_rows import CandleRow, assemble_rows
+from kalshibook.domain.candle_rows import (
+    CandleRow,
+    QuoteBucketText,
+    StatsBucketText,
+    TradeBucketText,
+    assemble_rows,
+)
 from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.export.reads import day_bounds
 from kalshibook.storage.candle_reads import CandleData, fetch_candle_data
@@ -63,6 +69,10 @@ def candle_tuple(ticker: str, r: CandleRow) -> tuple[Any, ...]:
     )
 
 
+def _bucket_of(row: TradeBucketText | QuoteBucketText | StatsBucketText) -> int:
+    return row.bucket_us
+
+
 class CandleDay:
     """One candle file's source: read once (:meth:`fingerprint`), then assembled if needed
     (:meth:`batches`). Holds at most a day of bucket rows (1,440 for 1m)."""
@@ -85,13 +95,22 @@ class CandleDay:
     async def fingerprint(self) -> str:
         """A digest of the candle read's rows and carried state."""
         data = await self._read()
-        return hashlib.sha256(msgspec.msgpack.encode((data.rows, data.carried))).hexdigest()
+        # each source's rows in bucket order: the same digest whatever order the read returned
+        sources = [sorted(rows, key=_bucket_of) for rows in (data.trades, data.quotes, data.stats)]
+        return hashlib.sha256(msgspec.msgpack.encode((*sources, data.carried))).hexdigest()
 
     async def batches(self) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """The candles whose period starts in the day (one batch)."""
         data = await self._read()
         rows = assemble_rows(
-            self.interval, self.first, self.end, rows=data.rows, carried=data.carried, fill=False
+            self.interval,
+            self.first,
+            self.end,
+            trades=data.trades,
+            quotes=data.quotes,
+            stats=data.stats,
+            carried=data.carried,
+            fill=False,
         )
         self.release()
         yield [candle_tuple(self.ticker, r) for r in rows if self.start <= r.start < self.end]

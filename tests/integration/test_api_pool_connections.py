@@ -70,7 +70,7 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
                 data = await candle_reads.fetch_candle_data(
                     conn, TICKER, level, start, now + STEP[level]
                 )
-                found.append((len(data.rows) > 0, data.carried.open_interest is not None))
+                found.append((len(data.buckets) > 0, data.carried.open_interest is not None))
             late = period_floor(now, "1h")
             data = await candle_reads.fetch_candle_data(conn, TICKER, "1h", late, late + H)
             cur = await conn.execute(PREPARED)
@@ -80,15 +80,18 @@ async def test_a_new_pooled_connection_has_its_candle_statements_prepared(
     assert jit == ("off",)  # connection_options (next test)
     assert found == [(True, True)] * 3
     assert data.carried.open_interest is not None
-    # the watermarks, rows below and above the watermark per level, the near and far look-ups on
-    # the materialisations and on the aggregates: planned before the connection served anything
-    assert len(warmed) == 11
+    # the watermarks, the rows (trades, quotes, stats) below and above the watermark per level
+    # (3 x 2 x 3), the near and far look-ups on the materialisations and on the aggregates: planned
+    # before the connection served anything
+    assert len(warmed) == 1 + 18 + 4
     assert all(custom == 0 for _generic, custom in warmed.values())
     # the reads planned nothing new: every statement they ran was one of those
     assert set(after) == set(warmed)
-    # and they ran prepared: the watermarks, rows below and above the watermark at each level,
-    # the near look-ups on the materialisation and on the aggregate (nothing needed the far ones)
-    assert sum(1 for name, (generic, _c) in after.items() if generic > warmed[name][0]) == 9
+    # and they ran prepared: the watermarks, the three rows statements below and above the
+    # watermark at each level, the near look-ups on the materialisation and on the aggregate
+    # (nothing needed the far ones)
+    ran = sum(1 for name, (generic, _c) in after.items() if generic > warmed[name][0])
+    assert ran == 1 + 18 + 2
 
 
 async def test_the_api_connections_never_jit_compile(db_url: str) -> None:
@@ -114,7 +117,7 @@ async def test_the_api_connections_never_jit_compile(db_url: str) -> None:
             seen = plans[name] = []
             conn.add_notice_handler(lambda d, seen=seen: seen.append(d.message_primary or ""))
             data = await candle_reads.fetch_candle_data(conn, TICKER, "1m", start, now)
-            assert data.rows
+            assert data.buckets
     # the candle statements (rows, carried-in state), not the settings and watermark look-ups
     candle = {name: [p for p in found if "market_ticker" in p] for name, found in plans.items()}
     assert len(candle["api"]) >= 3

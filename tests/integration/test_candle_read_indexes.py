@@ -80,7 +80,7 @@ async def test_candle_reads_are_index_only_scans_of_the_materialisations(db_url:
         found = []
         for interval, start, end in reads:
             data = await candle_reads.fetch_candle_data(conn, TICKER, interval, start, end)
-            found.append((len(data.rows), data.carried.open_interest))
+            found.append((len(data.buckets), data.carried.open_interest))
     # every bucket read, and the state before the first range (the 1d range has none)
     assert found == [(6, "129"), (48, "123"), (3, None)]
     scans = [m.groups() for p in plans for m in CHUNK_SCAN.finditer(p)]

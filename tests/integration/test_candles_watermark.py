@@ -82,10 +82,11 @@ async def test_aggregates_replaced_under_a_running_process_are_looked_up_again(
         assert known is not None  # the materialisations were found and used
         # what a cached name of a dropped materialisation looks like to the read path
         stale = dict.fromkeys(("1m", "1h", "1d"), known.rows_sql["1m"])
-        gone = psycopg.sql.SQL(candle_reads.ROWS_TEMPLATE).format(
-            trades=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
-            quotes=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
-            stats=psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
+        gone = candle_reads._rows_sql(
+            dict.fromkeys(
+                ("trades", "quotes", "stats"),
+                psycopg.sql.Identifier("_timescaledb_internal", "_gone_materialisation"),
+            )
         )
         stale["1m"] = gone
         candle_reads._DIRECT[key] = msgspec.structs.replace(known, rows_sql=stale)
@@ -165,7 +166,8 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
         conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
         # the control: without the read's setting this connection plans the same rows in parallel
         params = {"ticker": TICKER, "start": T0 - 60 * M, "end": T0 + 5 * M}
-        await conn.execute(direct.rows_sql["1m"], params)
+        for statement in direct.rows_sql["1m"]:
+            await conn.execute(statement, params)
         assert any("Gather" in p for p in plans)
         plans.clear()
         candles = await read_candles(conn, TICKER, "1m", T0 - 60 * M, T0 + 10 * M, fill=False)
@@ -243,7 +245,7 @@ async def test_a_connection_prepares_the_read_at_its_first_execution(db_url: str
         # across the watermark (rows below and above it) with nothing in the two days before
         # (the state before the range from the 1d aggregates): every statement of a read
         data = await candle_reads.fetch_candle_data(conn, TICKER, "1m", T0, T0 + 10 * M)
-        assert len(data.rows) == 10
+        assert len(data.buckets) == 10
         cur = await conn.execute(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
             "WHERE cardinality(parameter_types) > 0"
@@ -255,7 +257,7 @@ async def test_a_connection_prepares_the_read_at_its_first_execution(db_url: str
             "WHERE cardinality(parameter_types) > 0"
         )
         second = await cur.fetchall()
-    # the watermarks, rows below the watermark, rows above it, the near and the far carried-in
-    # state
-    assert first == [(1, 0)] * 5
-    assert second == [(2, 0)] * 5
+    # the watermarks, the rows (trades, quotes, stats) below the watermark and above it, the near
+    # and the far carried-in state
+    assert first == [(1, 0)] * (1 + 6 + 2)
+    assert second == [(2, 0)] * (1 + 6 + 2)
