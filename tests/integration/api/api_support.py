@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import uvicorn
 
+from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.settings import ApiSettings, CoreSettings, Settings
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -199,6 +200,28 @@ def build_seed() -> Seed:
 SEED = build_seed()
 
 
+def exchange_seqs(trades: list[Trade]) -> dict[uuid.UUID, int]:
+    """Each trade's exchange_seq as the collector stores it (unique in its market): trades of one
+    market sharing a millisecond ranked by trade_id, so the exchange order is the order the reads'
+    (ts, exchange_seq, trade_id) tie-break gives. A plain INSERT leaving it out gets rank 0 for
+    all of them (migration 0005's trigger), and the candles' first/last among such ties are
+    arbitrary: the real-time aggregate and its materialisation could disagree on a bucket's open."""
+    ranked = sorted(trades, key=lambda t: (t.ticker, t.ts, t.trade_id))
+    rank: dict[tuple[str, datetime], int] = {}
+    seqs: dict[uuid.UUID, int] = {}
+    for t in ranked:
+        key = (t.ticker, t.ts.replace(microsecond=t.ts.microsecond // 1000 * 1000))
+        r = rank[key] = rank.get(key, -1) + 1
+        seqs[t.trade_id] = exchange_seq(t.ts, r)
+    return seqs
+
+
+def exchange_order(trades: list[Trade]) -> list[Trade]:
+    """The trades in the reads' order: (ts, exchange_seq, trade_id)."""
+    seqs = exchange_seqs(trades)
+    return sorted(trades, key=lambda t: (t.ts, seqs[t.trade_id], t.trade_id))
+
+
 def insert_seed(url: str, seed: Seed = SEED) -> None:
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
         for s in seed.series:
@@ -233,11 +256,12 @@ def insert_seed(url: str, seed: Seed = SEED) -> None:
                     json.dumps([{"start": "0.0000", "end": "1.0000", "step": "0.0100"}]),
                 ),
             )
+        seqs = exchange_seqs(seed.trades)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price,"
-                " count, taker_outcome_side, taker_book_side, source, received_at)"
-                " VALUES (%s, %s, %s, %s, 1 - %s, %s, 'yes', 'bid', 'ws', %s)",
+                " count, taker_outcome_side, taker_book_side, source, received_at, exchange_seq)"
+                " VALUES (%s, %s, %s, %s, 1 - %s, %s, 'yes', 'bid', 'ws', %s, %s)",
                 [
                     (
                         t.ts,
@@ -247,6 +271,7 @@ def insert_seed(url: str, seed: Seed = SEED) -> None:
                         t.yes_price,
                         t.count,
                         t.ts + timedelta(milliseconds=40),
+                        seqs[t.trade_id],
                     )
                     for t in seed.trades
                 ],

@@ -10,7 +10,18 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from api_support import B45, B47, J16, RAIN, SEED, T0, api_settings, assert_problem, walk
+from api_support import (
+    B45,
+    B47,
+    J16,
+    RAIN,
+    SEED,
+    T0,
+    api_settings,
+    assert_problem,
+    exchange_order,
+    walk,
+)
 from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
@@ -31,8 +42,7 @@ def expected_trades(tickers=None, start=None, end=None) -> list[str]:
         and (start is None or t.ts >= start)
         and (end is None or t.ts < end)
     ]
-    rows.sort(key=lambda t: (t.ts, t.trade_id))
-    return [str(t.trade_id) for t in rows]
+    return [str(t.trade_id) for t in exchange_order(rows)]
 
 
 async def test_trades_walk_every_row_once_in_order(client) -> None:

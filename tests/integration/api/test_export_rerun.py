@@ -19,6 +19,7 @@ from kalshibook.export import reads
 from kalshibook.export import run as export_run
 from kalshibook.export.candles import CandleDay
 from kalshibook.export.run import ExportRequest, run_export
+from kalshibook.storage.candle_refresh import refresh
 
 pytestmark = [
     pytest.mark.db,
@@ -165,3 +166,24 @@ async def test_a_rerun_extends_the_book_samples_of_the_day_in_progress(
     assert last2 == midnight + timedelta(seconds=n2 - 1)
     assert last2 <= done2
     assert n2 > n1
+
+
+async def test_a_refresh_of_the_candles_leaves_the_candle_files_as_they_are(
+    seeded_rw_url: str, tmp_path: Path
+) -> None:
+    """A refresh (the policies', or `kalshibook refresh-candles`) moves buckets from the real-time
+    aggregates to their materialisations: the same candles, so no candle file is rewritten. The
+    seed's trades share timestamps in pairs, with distinct exchange_seq as the collector stores
+    them; ties in exchange_seq would leave each bucket's open and close to the scan order, and the
+    two paths disagreed (the flake this test pins down)."""
+    out = tmp_path / "export"
+    req = msgspec.structs.replace(REQ, tables=("candles_1m",))
+    async with await psycopg.AsyncConnection.connect(seeded_rw_url, autocommit=True) as conn:
+        before = {t: await CandleDay(conn, t, "1m", T0.date()).fingerprint() for t in (B45, B47)}
+        first = await run_export(conn, req, out)
+        assert set(first.written) == _files(B45, "candles_1m") | _files(B47, "candles_1m")
+        await refresh(conn, T0 - timedelta(days=1), T0 + timedelta(days=2))
+        after = {t: await CandleDay(conn, t, "1m", T0.date()).fingerprint() for t in (B45, B47)}
+        again = await run_export(conn, req, out)
+    assert after == before
+    assert again.written == []
