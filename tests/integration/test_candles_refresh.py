@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from candle_support import INSERT_QUOTE, INSERT_TRADE
+from cli_support import run_cli
 
 from kalshibook.cli import refresh_candles as refresh_candles_cli
 from kalshibook.errors import ConfigError, StorageError
@@ -42,17 +41,7 @@ async def test_refresh_needs_autocommit_and_a_window(db_url: str) -> None:
 
 
 def _cli(db_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    if db_url is not None:
-        env["KALSHIBOOK_DATABASE_URL"] = db_url
-    return subprocess.run(
-        [sys.executable, "-m", "kalshibook", "refresh-candles", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("refresh-candles", *args, url=db_url)
 
 
 def test_cli_refreshes_a_window_and_reports_bad_input_in_one_line(db_url: str) -> None:

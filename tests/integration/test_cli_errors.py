@@ -3,9 +3,7 @@ and an output it cannot write, in one line, exits non-zero and never echoes the 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +11,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from cli_support import run_cli
 from psycopg import sql
 
 from kalshibook.cli.common import parse_instant
@@ -41,16 +40,7 @@ URLS = [
 
 
 def _run(command: list[str], **env_vars: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env.update(env_vars)
-    return subprocess.run(
-        [sys.executable, "-m", "kalshibook", *command],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*command, **env_vars)
 
 
 def _one_line(proc: subprocess.CompletedProcess[str], command: list[str]) -> str:

@@ -3,9 +3,6 @@ take late writes (which reach the candles) and still serve the order book and de
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from cli_support import run_cli
 
 from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import ConfigError
@@ -216,31 +214,21 @@ async def test_compressed_chunks_take_late_writes_and_serve_reads(
 
 
 def test_migrate_command_applies_the_policy_settings(db_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env |= {
-        "KALSHIBOOK_DATABASE_URL": db_url,
+    policies = {
         "KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_COMPRESS_AFTER_DAYS": "5",
         "KALSHIBOOK_STORAGE_ORDERBOOK_DELTAS_RETENTION_DAYS": "90",
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "kalshibook", "migrate"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    out = run_cli("migrate", url=db_url, timeout=120, **policies)
     assert out.returncode == 0, out.stderr
     now = jobs(db_url)
     assert ("policy_compression", "orderbook_deltas", "5 days") in now
     assert ("policy_retention", "orderbook_deltas", "90 days") in now
-    bad = subprocess.run(
-        [sys.executable, "-m", "kalshibook", "migrate"],
-        capture_output=True,
-        text=True,
-        env=env | {"KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS": "1"},
+    bad = run_cli(
+        "migrate",
+        url=db_url,
         timeout=120,
-        check=False,
+        **policies,
+        KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS="1",
     )
     assert bad.returncode != 0
     assert "KALSHIBOOK_STORAGE_TRADES_COMPRESS_AFTER_DAYS=1 is invalid" in bad.stderr

@@ -4,14 +4,13 @@ keeps them now, and the candles count them once."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from cli_support import run_cli
 from test_service_roles import service_login
 
 from kalshibook.storage.candle_refresh import refresh
@@ -52,16 +51,7 @@ WHERE market_ticker = 'M' AND bucket = %s
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env["KALSHIBOOK_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "kalshibook", "dedupe-trades", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("dedupe-trades", *args, url=url, timeout=120)
 
 
 async def _materialise(url: str) -> None:

@@ -9,9 +9,6 @@ over the whole history.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from cli_support import run_cli
 from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
@@ -129,14 +127,7 @@ def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: 
         assert not state(conn)
         shown = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=1))
         assert (shown.database.delta_extents or "").startswith("incomplete since 20")
-        proc = subprocess.run(
-            [sys.executable, "-m", "kalshibook", "rebuild-extents"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "KALSHIBOOK_DATABASE_URL": db_url},
-            timeout=120,
-            check=False,
-        )
+        proc = run_cli("rebuild-extents", url=db_url, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "1 markets with deltas" in proc.stdout
         assert "delta extents complete" in proc.stdout

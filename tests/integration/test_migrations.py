@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cli_support import run_cli
 from psycopg import sql
 
 from kalshibook.storage import migrate
@@ -229,19 +229,7 @@ def test_reader_role_reads_market_data_only(db_url: str, reader_login: str) -> N
     ],
 )
 def test_migrate_cli_reports_bad_url_in_one_line(env_url: str | None, expected: str) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    if env_url is not None:
-        env["KALSHIBOOK_DATABASE_URL"] = env_url
-    proc = subprocess.run(
-        [sys.executable, "-m", "kalshibook", "migrate"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("migrate", url=env_url)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -294,18 +282,7 @@ def server_without_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_migrate_cli_reports_a_server_without_timescaledb(server_without_timescaledb: str) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env["KALSHIBOOK_DATABASE_URL"] = server_without_timescaledb
-    proc = subprocess.run(
-        [sys.executable, "-m", "kalshibook", "migrate"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("migrate", url=server_without_timescaledb)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -4,12 +4,10 @@ variable and the range (exit 2), never later as a traceback or a 500 on every re
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
 import msgspec
 import pytest
+from cli_support import run_cli
 
 from kalshibook.api.auth import KeyRateLimited
 from kalshibook.api.problems import RETRY_AFTER_MAX, quota_headers
@@ -145,16 +143,7 @@ def test_an_infinite_wait_never_breaks_the_retry_after_header() -> None:
     ],
 )
 def test_the_cli_refuses_to_start_with_one_line(command: str, var: str, value: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env |= {var: value, "KALSHIBOOK_DATABASE_URL": "postgresql://u:p@127.0.0.1:9/none"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kalshibook", command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli(command, url="postgresql://u:p@127.0.0.1:9/none", **{var: value})
     assert proc.returncode == ConfigError.exit_code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -183,20 +172,7 @@ def test_unknown_kalshibook_variables_are_named_with_the_closest_setting() -> No
 
 
 def test_the_cli_warns_of_an_unknown_variable_and_goes_on() -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALSHIBOOK_")}
-    env["KALSHIBOOK_API_RATE_LIMIT"] = "5"
-    done = subprocess.run(
-        [sys.executable, "-m", "kalshibook", "keys", "list"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("keys", "list", KALSHIBOOK_API_RATE_LIMIT="5")
     assert done.returncode == 2  # no database URL: the command itself still runs its checks
     assert "KALSHIBOOK_API_RATE_LIMIT is not a kalshibook setting" in done.stderr
     assert "did you mean KALSHIBOOK_API_RATE_LIMIT_PER_SECOND?" in done.stderr
