@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, LiteralString, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from psycopg import AsyncConnection, AsyncCursor, errors, sql
@@ -171,6 +171,7 @@ WHERE market_ticker = %(ticker)s AND ts < %(start)s AND ts >= %(since)s
   AND open_interest IS NOT NULL
 ORDER BY ts DESC LIMIT 1
 """
+LAST_BEFORE: Final = (LAST_TRADE_BEFORE, LAST_QUOTE_BEFORE, LAST_OPEN_INTEREST_BEFORE)
 CARRY_SEARCH_WINDOW: Final = timedelta(days=1)
 _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -327,18 +328,6 @@ async def _direct(conn: AConn) -> _Direct | None:
     return direct
 
 
-async def _last_before(
-    cur: AsyncCursor[Any], query: LiteralString, ticker: str, start: datetime
-) -> tuple[Any, ...] | None:
-    """The newest row before ``start``: the last day first, then all of history."""
-    for since in (start - CARRY_SEARCH_WINDOW, _NO_LOWER_BOUND):
-        await cur.execute(query, {"ticker": ticker, "start": start, "since": since})
-        row = await cur.fetchone()
-        if row is not None:
-            return tuple(row)
-    return None
-
-
 def _carried(near: tuple[Any, ...], far: tuple[Any, ...] | None) -> CarriedText:
     """The near (1m) look-up's values, each completed from the far (1d) one when missing."""
     price, q_found, bid, ask, oi = near
@@ -471,22 +460,36 @@ async def fetch_candle_data(
     if found is not None:
         return found
     params = {"ticker": ticker, "start": start, "end": end}
-    sources: list[list[Any]] = []
-    async with conn.cursor() as cur:
+    last_day = {"ticker": ticker, "start": start, "since": start - CARRY_SEARCH_WINDOW}
+    # One pipeline: the three rows statements and the look-ups over the last day in one round
+    # trip; a look-up that finds nothing there is asked again over all history.
+    async with conn.pipeline(), conn.transaction(), AsyncExitStack() as stack:
+        rows_curs: list[AsyncCursor[Any]] = []
         for statement, row_type in zip(ROWS_SQL[interval], _ROW_TYPES, strict=True):
-            async with conn.cursor(row_factory=args_row(row_type)) as rows_cur:
-                await rows_cur.execute(statement, params)
-                sources.append(await rows_cur.fetchall())
-        trade_row = await _last_before(cur, LAST_TRADE_BEFORE, ticker, start)
-        quote_row = await _last_before(cur, LAST_QUOTE_BEFORE, ticker, start)
-        oi_row = await _last_before(cur, LAST_OPEN_INTEREST_BEFORE, ticker, start)
+            rows_cur = conn.cursor(row_factory=args_row(row_type))
+            await stack.enter_async_context(rows_cur)
+            await rows_cur.execute(statement, params)
+            rows_curs.append(rows_cur)
+        look_curs: list[AsyncCursor[Any]] = []
+        for query in LAST_BEFORE:
+            cur = await stack.enter_async_context(conn.cursor())
+            await cur.execute(query, last_day)
+            look_curs.append(cur)
+        trades, quotes, stats = [await c.fetchall() for c in rows_curs]
+        before: list[tuple[Any, ...] | None] = []
+        for query, cur in zip(LAST_BEFORE, look_curs, strict=True):
+            row = await cur.fetchone()
+            if row is None:
+                await cur.execute(query, {**last_day, "since": _NO_LOWER_BOUND})
+                row = await cur.fetchone()
+            before.append(None if row is None else tuple(row))
+    trade_row, quote_row, oi_row = before
     carried = CarriedText(
         last_price=trade_row[0] if trade_row else None,
         yes_bid=quote_row[0] if quote_row else None,
         yes_ask=quote_row[1] if quote_row else None,
         open_interest=oi_row[0] if oi_row else None,
     )
-    trades, quotes, stats = sources
     return CandleData(trades, quotes, stats, carried)
 
 
