@@ -909,11 +909,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "- *endpoint*: `GET /v1/markets/{ticker}/candles`, the whole request as the client sees "
         "it (sent until the body is read): auth + charge, the "
-        "trades/quotes/stats candle relations in one statement, the carried-in state (the 1m "
+        "trades/quotes/stats candle relations (a statement each, in one pipeline), the carried-in "
+        "state (the 1m "
         "aggregates of the two days before, the 1d ones only when those leave something unknown; "
         "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
         "kalshibook's and Kalshi's fields. On Community one pipelined transaction (no parallel "
-        "workers, no hash aggregation, generic plans for its prepared statements) reads the "
+        "workers, generic plans for its prepared statements) reads the "
         "aggregates' watermarks and then the range below "
         "them from the materialisation hypertables directly (what the real-time aggregates "
         "return there, without planning their live part); above them, the aggregates.",

@@ -179,11 +179,8 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # third argument of set_config: SET LOCAL). No parallel workers: one market's buckets are at most
 # max_candles rows from a few chunks, yet the planner picked a two-worker Gather for a day of 1m
 # candles, and starting the workers cost ~25 ms of a 30 ms statement (10M trades, 2 CPUs);
-# serially it took ~4 ms. No hash aggregation: the rows statement groups the three relations'
-# rows by bucket, and the planner's estimate (200 groups) picks a HashAggregate and then sorts its
-# output; sorting the ~2,300 input rows and aggregating them in order took ~1 ms less of the
-# server's ~4.5 for a day of 1m at 10M trades (0.2-0.4 ms less at the client, interleaved reads),
-# with a third of the spread. Generic plans: the API's
+# serially it took ~4 ms. (Hash aggregation was also turned off while one statement grouped the
+# three relations' rows by bucket; the statements group nothing now.) Generic plans: the API's
 # connections force custom plans (for the trades pages' optional filters), so every execution of
 # a prepared candle statement was planned again, over the materialisations' chunks; these
 # statements have no optional filter, and TimescaleDB excludes the chunks at executor start-up
@@ -197,7 +194,6 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # the API's pools make that read before handing the connection out (warm_candle_reads).
 READ_PLANS: Final = """
 SELECT set_config('max_parallel_workers_per_gather', '0', true),
-       set_config('enable_hashagg', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true)
 """
 
