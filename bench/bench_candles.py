@@ -914,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         "aggregates of the two days before, the 1d ones only when those leave something unknown; "
         "three raw look-ups on Apache), assembly (bid/ask/OI carried, fill), JSON with both "
         "kalshibook's and Kalshi's fields. On Community one pipelined transaction (no parallel "
-        "workers, generic plans for its prepared statements) reads the "
+        "workers, no hash aggregation, generic plans for its prepared statements) reads the "
         "aggregates' watermarks and then the range below "
         "them from the materialisation hypertables directly (what the real-time aggregates "
         "return there, without planning their live part); above them, the aggregates.",

@@ -179,8 +179,11 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # third argument of set_config: SET LOCAL). No parallel workers: one market's buckets are at most
 # max_candles rows from a few chunks, yet the planner picked a two-worker Gather for a day of 1m
 # candles, and starting the workers cost ~25 ms of a 30 ms statement (10M trades, 2 CPUs);
-# serially it took ~4 ms. (Hash aggregation was also turned off while one statement grouped the
-# three relations' rows by bucket; the statements group nothing now.) Generic plans: the API's
+# serially it took ~4 ms. No hash aggregation: the aggregates' live part (above the watermark)
+# groups raw rows by bucket, which arrive in bucket order from the (market_ticker, ts) indexes;
+# the setting was measured when one statement also grouped the three relations' rows (a
+# HashAggregate and a sort of its output cost ~1 ms of ~4.5 server-side for a day of 1m at 10M
+# trades), and is kept for the live part's grouping. Generic plans: the API's
 # connections force custom plans (for the trades pages' optional filters), so every execution of
 # a prepared candle statement was planned again, over the materialisations' chunks; these
 # statements have no optional filter, and TimescaleDB excludes the chunks at executor start-up
@@ -194,6 +197,7 @@ _NO_LOWER_BOUND: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # the API's pools make that read before handing the connection out (warm_candle_reads).
 READ_PLANS: Final = """
 SELECT set_config('max_parallel_workers_per_gather', '0', true),
+       set_config('enable_hashagg', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true)
 """
 
@@ -444,7 +448,8 @@ async def _with_direct(conn: AConn, read: Callable[[_Direct], Awaitable[T]]) -> 
 async def fetch_candle_data(
     conn: AConn, ticker: str, interval: Interval, start: datetime, end: datetime
 ) -> CandleData:
-    """One row per bucket in ``[start, end)`` with any source row, and the state before ``start``.
+    """Each source's rows (one per bucket with a row of that source) in ``[start, end)``, and the
+    state before ``start``.
 
     ``start`` must be a period boundary of ``interval`` (see ``period_floor``).
     """

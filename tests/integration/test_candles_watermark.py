@@ -151,7 +151,7 @@ SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
 
 
 async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
-    """A candle read of one market is planned serially and with generic plans (READ_PLANS):
+    """A candle read of one market is planned serially and without hash aggregation (READ_PLANS):
     starting parallel workers costs more than the read (~25 ms of a 30 ms day of 1m candles at 10M
     trades), even when the planner's costs say otherwise; the settings end with the read's
     transaction."""
@@ -174,17 +174,21 @@ async def test_reads_plan_no_parallel_workers(db_url: str) -> None:
         read_plans = list(plans)
         cur = await conn.execute(
             "SELECT current_setting('max_parallel_workers_per_gather'), "
-            "current_setting('plan_cache_mode')"
+            "current_setting('enable_hashagg'), current_setting('plan_cache_mode')"
         )
         after = await cur.fetchone()
     assert len(candles) == 10
-    # watermarks, each source's rows below and above the watermark, carried-in state
-    assert len(read_plans) >= 3
+    # the watermarks, each source's rows below and above the watermark, the carried-in state
+    assert len(read_plans) >= 1 + 3 + 3 + 1
     assert not [p for p in read_plans if "Gather" in p]
     assert after is not None
     assert after[0] != "0"  # SET LOCAL: not left on the connection
-    assert after[1] == "auto"
-    # every statement of the read planned with generic plans for its prepared statements
+    assert after[1] == "on"
+    assert after[2] == "auto"
+    # every statement of the read planned without hash aggregation (the live part groups raw
+    # rows in bucket order), with
+    # generic plans for its prepared statements
+    assert all("enable_hashagg = 'off'" in p for p in read_plans)
     assert all("plan_cache_mode = 'force_generic_plan'" in p for p in read_plans)
 
 
