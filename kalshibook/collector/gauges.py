@@ -99,6 +99,12 @@ def register_gauges(
     m.add_gauge("rest_retries_sent_total", "REST retries", lambda: float(rest.stats.retries))
     m.add_gauge("rest_http_429_total", "REST 429 answers", lambda: float(rest.stats.http_429))
     m.add_gauge(
+        "rest_items_rejected_total",
+        "REST list items (markets, events, an event's markets) left out as undecodable; each "
+        "is logged",
+        lambda: float(rest.stats.rejected_items),
+    )
+    m.add_gauge(
         "rest_throttled_seconds_total",
         "seconds waited for the REST token bucket",
         lambda: rest.stats.throttled_s,

@@ -122,6 +122,7 @@ class RestStats:
         "http_5xx",
         "http_429",
         "http_errors",
+        "rejected_items",
         "requests",
         "retries",
         "throttled_s",
@@ -131,6 +132,7 @@ class RestStats:
     def __init__(self) -> None:
         self.requests = 0
         self.retries = 0
+        self.rejected_items = 0  # list items left out as undecodable (each logged)
         self.http_429 = 0
         self.http_5xx = 0
         self.http_errors = 0
@@ -265,7 +267,7 @@ class KalshiRest(KalshiClientBase):
         self,
         path: str,
         params: Mapping[str, Any],
-        decode: Callable[[bytes], tuple[Sequence[_T], str | None]],
+        decode: Callable[[bytes], tuple[Sequence[_T], str | None, int]],
     ) -> AsyncIterator[_T]:
         async for _, items in self._page_lists(path, params, decode):
             for item in items:
@@ -275,9 +277,10 @@ class KalshiRest(KalshiClientBase):
         self,
         path: str,
         params: Mapping[str, Any],
-        decode: Callable[[bytes], tuple[Sequence[_T], str | None]],
+        decode: Callable[[bytes], tuple[Sequence[_T], str | None, int]],
     ) -> AsyncIterator[tuple[datetime, Sequence[_T]]]:
-        """Every page of a cursor listing, with the time its request was sent."""
+        """Every page of a cursor listing, with the time its request was sent; items the decoder
+        left out (its third value) are counted in ``stats.rejected_items``."""
         cursor: str | None = None
         seen: set[str] = set()
         while True:
@@ -286,7 +289,8 @@ class KalshiRest(KalshiClientBase):
                 query["cursor"] = cursor
             body, sent_at = await self._request(path, query, allow_404=False)
             assert body is not None
-            items, cursor = decode(body)
+            items, cursor, rejected = decode(body)
+            self.stats.rejected_items += rejected
             yield sent_at, items
             if not cursor:
                 return
@@ -401,7 +405,11 @@ class KalshiRest(KalshiClientBase):
             {"with_nested_markets": with_nested_markets},
             allow_404=True,
         )
-        return None if body is None else decode_event(body)
+        if body is None:
+            return None
+        event = decode_event(body)
+        self.stats.rejected_items += event.rejected_markets
+        return event
 
     async def get_series_list(
         self,
@@ -420,7 +428,7 @@ class KalshiRest(KalshiClientBase):
             "include_volume": include_volume,
             "min_updated_ts": _ts(min_updated_ts),
         }
-        return [s async for s in self._pages("/series", params, decode_series_list)]
+        return [s async for s in self._pages("/series", params, _series_page)]
 
     async def get_series(self, ticker: str, include_volume: bool | None = None) -> Series | None:
         body = await self.get_raw(
@@ -512,16 +520,25 @@ class KalshiRest(KalshiClientBase):
         return decode_exchange_schedule(await self._get("/exchange/schedule"))
 
 
-def _markets_page(body: bytes) -> tuple[Sequence[Market], str | None]:
+# A page's items, its cursor, and how many of its items were left out as undecodable.
+
+
+def _markets_page(body: bytes) -> tuple[Sequence[Market], str | None, int]:
     page = decode_markets_page(body)
-    return page.markets, page.cursor
+    return page.markets, page.cursor, page.rejected
 
 
-def _events_page(body: bytes) -> tuple[Sequence[Event], str | None]:
+def _events_page(body: bytes) -> tuple[Sequence[Event], str | None, int]:
     page = decode_events_page(body)
-    return page.events, page.cursor
+    nested = sum(e.rejected_markets for e in page.events)
+    return page.events, page.cursor, page.rejected + nested
 
 
-def _trades_page(body: bytes) -> tuple[Sequence[RestTrade], str | None]:
+def _trades_page(body: bytes) -> tuple[Sequence[RestTrade], str | None, int]:
     page = decode_trades_page(body)
-    return page.trades, page.cursor
+    return page.trades, page.cursor, 0
+
+
+def _series_page(body: bytes) -> tuple[Sequence[Series], str | None, int]:
+    series, cursor = decode_series_list(body)
+    return series, cursor, 0

@@ -26,7 +26,7 @@ from kalshibook.kalshi.auth import (
     verify,
 )
 from kalshibook.sim import rest
-from kalshibook.sim.session import SessionHost, encode
+from kalshibook.sim.session import SessionHost, decode, encode
 
 __all__ = ("HttpGateway", "wall_ms")
 
@@ -53,6 +53,7 @@ class HttpGateway:
         self.auth_window = auth_window
         """Largest accepted |now - KALSHI-ACCESS-TIMESTAMP|, seconds."""
         self.rest_429_left = 0
+        self.rest_corrupt_left = 0
         """REST requests still to answer with 429."""
 
     def auth_error(self, headers: Headers, path: str) -> str | None:
@@ -98,8 +99,28 @@ class HttpGateway:
                 return _response(401, _auth_body(err))
             q = urllib.parse.parse_qs(query, keep_blank_values=True)
             status, body = rest.handle(self.host.model, path, q, self.host.model.now_ms)
+            if status == 200 and self.rest_corrupt_left > 0:
+                body, corrupted = _corrupt_first_item(body)
+                self.rest_corrupt_left -= corrupted
             return _response(status, body)
         return _response(404, b'{"error":{"code":"not_found","message":"not found","details":""}}')
+
+
+LISTS: tuple[str, ...] = ("markets", "events", "series", "trades")
+"""The keys of REST list responses whose first item a corruption fault replaces."""
+
+
+def _corrupt_first_item(body: bytes) -> tuple[bytes, int]:
+    """``body`` with the first item of its list replaced by a number (no object: undecodable as
+    any item), and 1; or ``body`` unchanged and 0 when it has no non-empty list."""
+    obj = decode(body)
+    if isinstance(obj, dict):
+        for key in LISTS:
+            items = obj.get(key)
+            if isinstance(items, list) and items:
+                items[0] = 42
+                return encode(obj), 1
+    return body, 0
 
 
 def _auth_body(message: str) -> bytes:

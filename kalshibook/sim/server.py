@@ -493,6 +493,11 @@ class SimServer:
         """Answer the next ``n`` REST requests with 429 ``{"error":"too many requests"}``."""
         self._http.rest_429_left = n
 
+    def corrupt_next_list_items(self, n: int = 1) -> None:
+        """In the next ``n`` REST list responses with items (markets, events, series, trades),
+        the first item is replaced by one no client can decode (a number)."""
+        self._http.rest_corrupt_left = n
+
     # --- helpers for tests ------------------------------------------------------------------------
 
     async def wait_for_sessions(self, n: int) -> None:

@@ -568,3 +568,31 @@ async def test_ed25519_key_end_to_end(tmp_path: Path) -> None:
         truth = sim.load_truth()
         assert sim.stats["auth_rejected"] == 0
     assert len(replica.verify(truth)) >= 3
+
+
+# --- (8) undecodable list items are left out, logged and counted --------------------------------
+
+
+async def test_undecodable_list_items_are_left_out_and_counted() -> None:
+    """One bad item in a page costs that item, not the sweep: the rest of the page and the next
+    pages are kept, and ``rest.stats.rejected_items`` (the collector's
+    ``rest_items_rejected_total``) counts it, for markets and events pages alike."""
+    async with SimServer(SimConfig(markets=300, autopump=False, public_keys=keys_config())) as sim:
+        catalogue = set(sim.model.markets)
+        settings = client_settings(sim, rest_rate=0.0)
+        async with KalshiRest(settings, private_key("rsa")) as rest:
+            async with asyncio.timeout(10):
+                sim.corrupt_next_list_items(2)  # the first item of the first two pages
+                got = [m.ticker async for m in rest.get_markets(limit=100)]
+                assert len(got) == len(set(got)) == len(catalogue) - 2
+                assert set(got) < catalogue
+                assert rest.stats.rejected_items == 2
+                clean = [m.ticker async for m in rest.get_markets(limit=100)]
+                assert set(clean) == catalogue
+                assert rest.stats.rejected_items == 2
+                events = [e async for e in rest.get_events(limit=5, with_nested_markets=True)]
+                assert rest.stats.rejected_items == 2
+                sim.corrupt_next_list_items(1)
+                again = [e async for e in rest.get_events(limit=5, with_nested_markets=True)]
+                assert [e.event_ticker for e in again] == [e.event_ticker for e in events][1:]
+                assert rest.stats.rejected_items == 3
