@@ -59,7 +59,6 @@ import psycopg
 from kalshibook.api.app import POOL_MIN_SIZE, connection_options
 from kalshibook.api.routes.candles import candles_out
 from kalshibook.api.schemas import CandleOut, CandlePage
-from kalshibook.domain.candle_rows import assemble_rows
 from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.gctune import tune_gc
 from kalshibook.settings import ApiSettings, StorageSettings
@@ -469,17 +468,7 @@ async def handler_parts(
     first = period_floor(start, interval)
     data = await fetch_candle_data(conn, ticker, interval, first, end)
     t1 = time.perf_counter()
-    rows = assemble_rows(
-        interval,
-        first,
-        end,
-        trades=data.trades,
-        quotes=data.quotes,
-        stats=data.stats,
-        carried=data.carried,
-        fill=True,
-        until=now,
-    )
+    rows = data.assemble(interval, first, end, fill=True, until=now)
     t2 = time.perf_counter()
     out = candles_out(rows, interval)
     t3 = time.perf_counter()

@@ -26,7 +26,6 @@ from kalshibook.domain.candle_rows import (
     QuoteBucketText,
     StatsBucketText,
     TradeBucketText,
-    assemble_rows,
 )
 from kalshibook.domain.periods import Interval, period_floor
 from kalshibook.export.reads import day_bounds
@@ -102,16 +101,7 @@ class CandleDay:
     async def batches(self) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """The candles whose period starts in the day (one batch)."""
         data = await self._read()
-        rows = assemble_rows(
-            self.interval,
-            self.first,
-            self.end,
-            trades=data.trades,
-            quotes=data.quotes,
-            stats=data.stats,
-            carried=data.carried,
-            fill=False,
-        )
+        rows = data.assemble(self.interval, self.first, self.end)
         self.release()
         yield [candle_tuple(self.ticker, r) for r in rows if self.start <= r.start < self.end]
 

@@ -266,6 +266,28 @@ class CandleData(msgspec.Struct, frozen=True):
     stats: list[StatsBucketText]
     carried: CarriedText
 
+    def assemble(
+        self,
+        interval: Interval,
+        start: datetime,
+        end: datetime,
+        *,
+        fill: bool = False,
+        until: datetime | None = None,
+    ) -> list[CandleRow]:
+        """The candles of these rows (:func:`~kalshibook.domain.candle_rows.assemble_rows`)."""
+        return assemble_rows(
+            interval,
+            start,
+            end,
+            trades=self.trades,
+            quotes=self.quotes,
+            stats=self.stats,
+            carried=self.carried,
+            fill=fill,
+            until=until,
+        )
+
     @property
     def buckets(self) -> set[int]:
         """The buckets (microseconds since the epoch) with a row of any source."""
@@ -530,17 +552,7 @@ async def read_candle_rows(
     data = await fetch_candle_data(conn, ticker, interval, first, end)
     if data.empty and not await market_exists(conn, ticker):
         raise UnknownMarket(ticker)
-    return assemble_rows(
-        interval,
-        first,
-        end,
-        trades=data.trades,
-        quotes=data.quotes,
-        stats=data.stats,
-        carried=data.carried,
-        fill=fill,
-        until=until,
-    )
+    return data.assemble(interval, first, end, fill=fill, until=until)
 
 
 async def read_candles(
