@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Final, Literal
 
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.router import Router
@@ -33,6 +33,11 @@ from kalshibook.kalshi.ws import WsSession
 __all__ = ("Subscriber",)
 
 log = logging.getLogger(__name__)
+
+BOOK_OPTIONS: Final[dict[str, Any]] = {"use_yes_price": False}
+"""Options of every orderbook subscription. NO levels in NO-leg prices, the scale the book code
+reads (KALSHI_API.md §5), said explicitly: Kalshi has announced that ``use_yes_price``'s default
+becomes true (§4), which would otherwise move every NO level to the YES scale unannounced."""
 
 TERMINAL_CODES = frozenset((10, 25))
 UNKNOWN_SID = 7
@@ -255,7 +260,7 @@ class Subscriber:
         if not shard.markets:
             return
         try:
-            sids = await session.subscribe([ORDERBOOK], list(shard.markets))
+            sids = await session.subscribe([ORDERBOOK], list(shard.markets), **BOOK_OPTIONS)
         except WsCommandError as exc:
             log.warning(
                 "orderbook subscribe failed shard=%d code=%d: %s", shard.index, exc.code, exc.msg
@@ -272,7 +277,7 @@ class Subscriber:
             log.warning("markets refused by the exchange dropped: %s", ",".join(sorted(bad)))
             if not shard.markets:
                 return
-            sids = await session.subscribe([ORDERBOOK], list(shard.markets))
+            sids = await session.subscribe([ORDERBOOK], list(shard.markets), **BOOK_OPTIONS)
         sid = sids.get(ORDERBOOK)
         if sid is None and len(sids) == 1:
             sid = next(iter(sids.values()))

@@ -132,8 +132,9 @@ def _subscribe(sess: Session, cmd_id: int | None, params: Any) -> None:
     if ORDERBOOK in channels and not tickers:
         sess.error(cmd_id, 14)
         return
-    if params.get("use_yes_price"):
-        # NO levels are always NO-leg prices (Kalshi's default); refuse rather than mislead.
+    default = sess.host.yes_price_default and ORDERBOOK in channels
+    if params.get("use_yes_price", default):
+        # NO levels are always NO-leg prices (Kalshi's default today); refuse rather than mislead.
         sess.error(cmd_id, 11, detail="use_yes_price is not supported by the simulator")
         return
     if tickers:

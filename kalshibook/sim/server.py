@@ -107,6 +107,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     rest_429_every: float = 0.0
     stall_every: float = 0.0
     stall_for: float = 0.0
+    yes_price_default: bool = False
+    """Kalshi's announced flip of ``use_yes_price``'s default to true (KALSHI_API.md §4): an
+    orderbook subscription that does not say ``use_yes_price: false`` would get its NO levels on
+    the YES scale, which the simulator does not render; it refuses such a subscription (code 11)
+    rather than send NO-leg prices under a YES-scale default."""
 
 
 class SimServer:
@@ -159,6 +164,7 @@ class SimServer:
         """Commands to lose, by name (:meth:`leave_unanswered`)."""
         self.refusals: dict[str, list[int]] = {}
         """Error codes answering commands, by name or ``name:action`` (:meth:`refuse_next`)."""
+        self.yes_price_default = cfg.yes_price_default
         self._http = HttpGateway(self, keys_by_id, no_auth=cfg.no_auth, auth_window=cfg.auth_window)
 
     # --- lifecycle --------------------------------------------------------------------------------

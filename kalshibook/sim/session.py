@@ -92,6 +92,8 @@ class SessionHost(Protocol):
     refusals: dict[str, list[int]]
     """Per command name (or ``name:action``), the error codes answering its next ones
     (SimServer.refuse_next)."""
+    yes_price_default: bool
+    """``use_yes_price``'s default (SimConfig.yes_price_default)."""
 
     @property
     def model(self) -> Exchange: ...

@@ -23,7 +23,7 @@ from kalshibook.collector.subscriber import Subscriber
 from kalshibook.collector.subscriptions import ORDERBOOK, Shard, SubscriptionPlan
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
-from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws import KalshiWebSocket, WsCommandError, WsSession
 from kalshibook.kalshi.ws_frames import ErrorFrame, OrderbookSnapshot
 from kalshibook.settings import KalshiSettings
 from kalshibook.sim import SimServer
@@ -88,8 +88,8 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig() -> AsyncIterator[tuple[Rig, list[str]]]:
-    async with running_sim(markets=12, no_auth=True) as sim:
+async def rig(**sim_fields: Any) -> AsyncIterator[tuple[Rig, list[str]]]:
+    async with running_sim(markets=12, no_auth=True, **sim_fields) as sim:
         ws = KalshiWebSocket(
             KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
             command_timeout=COMMAND_TIMEOUT,
@@ -187,3 +187,17 @@ async def test_a_failing_add_markets_does_not_hold_back_the_resync() -> None:
         assert sorted(shard.markets) == sorted(tickers)
         assert shard.sid == sid
         await r.route_snapshots([new])
+
+
+async def test_book_subscriptions_do_not_rely_on_the_use_yes_price_default() -> None:
+    """Kalshi has announced that ``use_yes_price`` will default to true (KALSHI_API.md §4), which
+    moves NO levels to the YES scale. A simulator with that default refuses a book subscription
+    that relies on it (it renders NO-leg prices only). The collector says ``use_yes_price: false``,
+    so its books are subscribed and their first snapshots routed."""
+    async with rig(yes_price_default=True) as (r, tickers):
+        with pytest.raises(WsCommandError) as refused:  # the control: relying on the default
+            await r.session.subscribe([ORDERBOOK], tickers[:1])
+        assert refused.value.code == 11
+        shard = await r.subscribed(tickers)
+        assert shard.sid is not None
+        assert await r.live_orderbook_sids() == [shard.sid]
