@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from websockets.asyncio.client import ClientConnection, connect
 
 from kalshibook.kalshi.auth import PrivateKey, generate_key_pair, signed_headers
+from kalshibook.kalshi.ws import KalshiWebSocket
+from kalshibook.settings import KalshiSettings
 from kalshibook.sim import SimConfig, SimServer
 
 KEY_ID = "0f3c9b52-6f5e-4d52-9d7a-3c1f2b7e8a01"
@@ -40,6 +42,15 @@ def private_key(kind: str = "rsa") -> PrivateKey:
 
 def keys_config() -> dict[str, str]:
     return {KEY_ID: rsa_pair()[1].decode(), ED_KEY_ID: ed_pair()[1].decode()}
+
+
+def sim_websocket(sim: SimServer, command_timeout: float) -> KalshiWebSocket:
+    """kalshibook's WebSocket client of ``sim`` (started with ``no_auth=True``)."""
+    return KalshiWebSocket(
+        KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
+        command_timeout=command_timeout,
+        open_timeout=5.0,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sim_support import running_sim
+from sim_support import running_sim, sim_websocket
 
 from kalshibook.collector import subscriber as subscriber_module
 from kalshibook.collector.metrics import Metrics
@@ -23,9 +23,8 @@ from kalshibook.collector.subscriber import Subscriber
 from kalshibook.collector.subscriptions import SubscriptionPlan
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
-from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
+from kalshibook.kalshi.ws import WsSession
 from kalshibook.kalshi.ws_frames import OrderbookSnapshot
-from kalshibook.settings import KalshiSettings
 from kalshibook.sim import SimServer
 
 COMMAND_TIMEOUT = 0.5
@@ -70,11 +69,7 @@ async def until(check: Callable[[], bool], within: float) -> None:
 @contextlib.asynccontextmanager
 async def rig(shard_size: int = 10) -> AsyncIterator[tuple[Rig, list[str]]]:
     async with running_sim(markets=12, no_auth=True) as sim:
-        ws = KalshiWebSocket(
-            KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
-            command_timeout=COMMAND_TIMEOUT,
-            open_timeout=5.0,
-        )
+        ws = sim_websocket(sim, COMMAND_TIMEOUT)
         session = await ws.connect()
         try:
             tickers = [m.ticker for m in sim.model.market_list if m.status == "active"][:4]
@@ -127,11 +122,7 @@ async def test_a_new_connection_does_not_wait_for_the_old_ones_retry_pause(
     subscriptions start at once, not after that pause."""
     monkeypatch.setattr(subscriber_module, "RETRY_FIRST", 30.0)
     async with running_sim(markets=12, no_auth=True) as sim:
-        ws = KalshiWebSocket(
-            KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
-            command_timeout=COMMAND_TIMEOUT,
-            open_timeout=5.0,
-        )
+        ws = sim_websocket(sim, COMMAND_TIMEOUT)
         old, new = await ws.connect(), await ws.connect()
         current: list[WsSession] = [old]
         plan, work, stop = SubscriptionPlan(10), WorkQueues(), asyncio.Event()

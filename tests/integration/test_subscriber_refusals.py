@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sim_support import running_sim
+from sim_support import running_sim, sim_websocket
 
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.router import Router
@@ -23,9 +23,8 @@ from kalshibook.collector.subscriber import Subscriber
 from kalshibook.collector.subscriptions import ORDERBOOK, Shard, SubscriptionPlan
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
-from kalshibook.kalshi.ws import KalshiWebSocket, WsCommandError, WsSession
+from kalshibook.kalshi.ws import WsCommandError, WsSession
 from kalshibook.kalshi.ws_frames import ErrorFrame, OrderbookSnapshot
-from kalshibook.settings import KalshiSettings
 from kalshibook.sim import SimServer
 from kalshibook.storage.tables import BookGapRow
 
@@ -90,11 +89,7 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(**sim_fields: Any) -> AsyncIterator[tuple[Rig, list[str]]]:
     async with running_sim(markets=12, no_auth=True, **sim_fields) as sim:
-        ws = KalshiWebSocket(
-            KalshiSettings(rest_url=sim.rest_url, ws_url=sim.ws_url),
-            command_timeout=COMMAND_TIMEOUT,
-            open_timeout=5.0,
-        )
+        ws = sim_websocket(sim, COMMAND_TIMEOUT)
         session = await ws.connect()
         try:
             tickers = [m.ticker for m in sim.model.market_list if m.status == "active"][:3]
