@@ -29,6 +29,7 @@ from kalshibook.collector.subscriptions import (
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedDisconnected, FeedError, WsCommandError
 from kalshibook.kalshi.ws import WsSession
+from kalshibook.kalshi.ws_frames import TERMINAL_CODES
 
 __all__ = ("Subscriber",)
 
@@ -39,11 +40,9 @@ BOOK_OPTIONS: Final[dict[str, Any]] = {"use_yes_price": False}
 reads (KALSHI_API.md §5), said explicitly: Kalshi has announced that ``use_yes_price``'s default
 becomes true (§4), which would otherwise move every NO level to the YES scale unannounced."""
 
-TERMINAL_CODES = frozenset((10, 25))
 UNKNOWN_SID = 7
 """Kalshi's code for a command naming a sid it does not know: that subscription is gone already
 (nothing to unsubscribe; an unsubscribe of it might not be answered)."""
-"""Error codes that end a subscription (the router queues its resubscription)."""
 
 RETRY_FIRST = 0.5
 """Seconds before the first retry of a failed subscription command; doubling up to RETRY_MAX."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
 
 from kalshibook.kalshi.scalars import Level
 
 __all__ = (
+    "TERMINAL_CODES",
     "Channel",
     "ErrorFrame",
     "EventFeeUpdate",
@@ -80,6 +81,10 @@ class Unsubscribed(_FrameBase, frozen=True, kw_only=True, gc=False):
     kind: ClassVar[str] = "unsubscribed"
 
 
+TERMINAL_CODES: Final = frozenset((10, 25))
+"""Error codes that end a subscription: 10 (channel error), 25 (buffer overflow)."""
+
+
 class ErrorFrame(_FrameBase, frozen=True, kw_only=True, gc=False):
     """Error reply. Codes 10 (channel error) and 25 (buffer overflow) end the subscription."""
 
@@ -90,7 +95,7 @@ class ErrorFrame(_FrameBase, frozen=True, kw_only=True, gc=False):
 
     @property
     def terminal(self) -> bool:
-        return self.code in (10, 25)
+        return self.code in TERMINAL_CODES
 
 
 class OrderbookSnapshot(_FrameBase, frozen=True, kw_only=True, gc=False):

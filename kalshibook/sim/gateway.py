@@ -53,8 +53,9 @@ class HttpGateway:
         self.auth_window = auth_window
         """Largest accepted |now - KALSHI-ACCESS-TIMESTAMP|, seconds."""
         self.rest_429_left = 0
-        self.rest_corrupt_left = 0
         """REST requests still to answer with 429."""
+        self.rest_corrupt_left = 0
+        """REST list responses still to have their first item corrupted."""
 
     def auth_error(self, headers: Headers, path: str) -> str | None:
         """Why a request's signature headers are refused, or ``None`` when they are fine."""
