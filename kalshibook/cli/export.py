@@ -19,16 +19,13 @@ import time as clock
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-import psycopg
-
-from kalshibook.cli.common import EXIT_NO_MATCH, check_schema, split_names
+from kalshibook.cli.common import EXIT_NO_MATCH, open_checked, split_names
 from kalshibook.domain.times import parse_day
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.export.files import FORMATS
 from kalshibook.export.run import ALL_TABLES, ExportRequest, Summary, run_export, validate
 from kalshibook.export.tables import TABLES
 from kalshibook.settings import Settings
-from kalshibook.storage.urls import unreachable
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +197,9 @@ async def _export(url: str, req: ExportRequest, out: Path) -> Summary:
 
 
 async def _connected_export(url: str, req: ExportRequest, out: Path) -> Summary:
-    await check_schema(url)
-    try:
-        # autocommit: each read its own transaction (no snapshot held for the whole export; a
-        # SET LOCAL of one read, e.g. the candle read's, ends with it)
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, autocommit=True)
-    except psycopg.Error as exc:
-        raise unreachable(url, exc) from None
-    async with conn:
+    # autocommit: each read its own transaction (no snapshot held for the whole export; a
+    # SET LOCAL of one read, e.g. the candle read's, ends with it)
+    async with await open_checked(url) as conn:
         try:
             return await run_export(conn, req, out, _progress, _Planning())
         except InvalidInput as exc:  # the output directory cannot be made

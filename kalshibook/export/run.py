@@ -183,8 +183,8 @@ async def _jobs(
     conn: AConn,
     req: ExportRequest,
     markets: list[str],
+    root: Path,
     planning: Progress | None = None,
-    root: Path | None = None,
 ) -> list[_Job]:
     ext = extension(req.fmt)
     jobs: list[_Job] = []
@@ -195,7 +195,7 @@ async def _jobs(
             # one file for every run into this directory: the markets selected now and those an
             # earlier (maybe broader) run put in it, so a narrower re-run never drops a market
             rel = f"settlements/settlements.{ext}"
-            earlier = _settled_before(root / rel, req.fmt) if root is not None else set()
+            earlier = _settled_before(root / rel, req.fmt)
             settled = sorted(earlier | set(markets))
             fp = await reads.settlements_fingerprint(conn, settled)
             jobs.append(
@@ -354,7 +354,7 @@ async def _write_jobs(
     progress: Progress | None,
     planning: Progress | None,
 ) -> None:
-    jobs = await _jobs(conn, req, markets, planning, root)
+    jobs = await _jobs(conn, req, markets, root, planning)
     swept: set[Path] = set()
     for i, job in enumerate(jobs):
         folder = (root / job.rel).parent
