@@ -44,12 +44,11 @@ exit codes:
      the files done are in the manifest; run it again to resume
 """
 EXIT_TERMINATED = 128 + signal.SIGTERM
+DEFAULT_TABLES = tuple(t for t in TABLES if t != "candles_1m")
+"""``--tables`` not given: every table but ``candles_1m`` (the replayed ones are not in
+``TABLES``)."""
 PLANNING_EVERY = 1.0
 """Seconds between two planning progress lines (off a terminal)."""
-
-
-def _list(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,23 +59,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", default=None, help="UTC day after the last (default: tomorrow)")
     parser.add_argument(
         "--tables",
-        type=_list,
-        default=tuple(t for t in TABLES if t != "candles_1m"),
-        help=f"comma-separated, among {', '.join(ALL_TABLES)} (default: all but candles_1m "
-        "and the replayed book_samples / trades_bbo)",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help=f"repeatable, or a comma-separated list, among {', '.join(ALL_TABLES)} (default: "
+        "all but candles_1m and the replayed book_samples / trades_bbo)",
     )
     parser.add_argument("--format", choices=FORMATS, default="parquet")
     parser.add_argument(
         "--levels", type=int, default=10, help="book_samples: levels per side (default 10)"
     )
     parser.add_argument("--every", default="1", help="book_samples: seconds between samples (1)")
-    parser.add_argument("--market", default=None, help="market tickers, comma-separated")
-    parser.add_argument("--event", default=None, help="event tickers, comma-separated")
-    parser.add_argument(
-        "--series",
-        default=None,
-        help="series tickers, comma-separated (--market, --event and --series: their union)",
-    )
+    for flag, what in (("--market", "market"), ("--event", "event"), ("--series", "series")):
+        parser.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="TICKER",
+            help=f"{what} tickers: repeatable, or a comma-separated list (--market, --event and "
+            "--series: their union)",
+        )
 
 
 def _day(text: str, flag: str) -> datetime:
@@ -98,16 +100,10 @@ def _every(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _names(value: str | None, flag: str) -> tuple[str, ...]:
-    """A comma-separated flag's names (none when not given)."""
-    return () if value is None else split_names([value], flag)
-
-
 def request_from(args: argparse.Namespace) -> ExportRequest:
     if not str(args.out).strip():
         raise ConfigError("--out is empty: give the output directory")
-    if not args.tables:
-        raise ConfigError(f"--tables names nothing; tables: {', '.join(ALL_TABLES)}")
+    tables = split_names(args.tables, "--tables") if args.tables else DEFAULT_TABLES
     start = _day(str(args.start), "--start")
     end = (
         _day(str(args.end), "--end")
@@ -115,13 +111,13 @@ def request_from(args: argparse.Namespace) -> ExportRequest:
         else datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC)
     )
     req = ExportRequest(
-        tables=tuple(args.tables),
+        tables=tables,
         start=start,
         end=end,
         fmt=args.format,
-        tickers=_names(args.market, "--market"),
-        events=_names(args.event, "--event"),
-        series=_names(args.series, "--series"),
+        tickers=split_names(args.market, "--market"),
+        events=split_names(args.event, "--event"),
+        series=split_names(args.series, "--series"),
         levels=int(args.levels),
         every=_every(str(args.every)),
     )
