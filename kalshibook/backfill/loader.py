@@ -8,7 +8,8 @@ row again. The progress row is the range ``[trades_from, trades_through)`` cover
 start is before ``trades_from`` first loads the part before it (trades and candles), then the
 part after ``trades_through``. A killed run redoes at most the markets it was in: the writer drops
 the trades it already stored and candles are upserts. The summary counts a market's trades and
-candles when their progress is saved (not again when a failed attempt is retried).
+candles when their progress is saved, and its settlement once (not again when a failed attempt is
+retried); the progress line drops the trades of an attempt that failed before its save.
 
 At the end the candle aggregates are refreshed over the loaded trades; only their owner may do
 that, so a run on another login (the collector's) records why it could not
@@ -98,6 +99,8 @@ class Backfill:
         self.catalog = Catalog()
         self.sync = ReferenceSync(rest, writer, self.catalog)
         self.summary = Summary()
+        self._settled: set[str] = set()
+        """Markets whose settlement was stored (``Summary.settlements``: once per market)."""
         self._cutoff = EARLIEST
         self._now = datetime.now(UTC)
 
@@ -231,7 +234,8 @@ class Backfill:
         row = settlement_row(m, self.catalog)
         if row is not None:
             await self.writer.upsert_settlement(row)
-            self.summary.settlements += 1
+            self._settled.add(m.ticker)  # once per market, whatever its attempts
+            self.summary.settlements = len(self._settled)
         end = self._now
         first = plan.floor_s(
             max(t for t in (sel.start, m.open_time or m.created_time, EARLIEST) if t)
@@ -248,18 +252,22 @@ class Backfill:
             p = p._replace(trades_from=lo, trades_through=hi)
             if first < lo:  # the part before the range covered so far
                 n = await self._trades(m, historical, first, lo)
-                candles_through = p.candles_through
-                if candles_through is not None:
-                    if sel.candles:
-                        await self._candles(m, historical, first, lo)  # their earlier part
-                    else:
-                        candles_through = None  # Kalshi's candles cover [from, ...) no more
-                p = p._replace(
-                    trades_from=first,
-                    trades_loaded=p.trades_loaded + n,
-                    candles_through=candles_through,
-                )
-                await self._save(p, n)
+                candles_through, earlier = p.candles_through, 0
+                try:
+                    if candles_through is not None:
+                        if sel.candles:  # their earlier part
+                            earlier = (await self._candles(m, historical, first, lo))[1]
+                        else:
+                            candles_through = None  # Kalshi's candles cover [from, ...) no more
+                    p = p._replace(
+                        trades_from=first,
+                        trades_loaded=p.trades_loaded + n,
+                        candles_through=candles_through,
+                    )
+                    await self._save(p, n, earlier)
+                except BaseException:
+                    self.report.discard(n)  # not saved: fetched again by the retry
+                    raise
         if not p.trades_complete:
             n = await self._trades(m, historical, p.trades_through or first, end)
             p = p._replace(
@@ -267,17 +275,25 @@ class Backfill:
                 trades_loaded=p.trades_loaded + n,
                 trades_complete=plan.trades_complete(m.status, m.close_time, end),
             )
-            await self._save(p, n)
+            try:
+                await self._save(p, n)
+            except BaseException:
+                self.report.discard(n)
+                raise
         if sel.candles:
-            through = await self._candles(m, historical, p.candles_through or p.trades_from, end)
+            through, got = await self._candles(
+                m, historical, p.candles_through or p.trades_from, end
+            )
             if through is not None:
-                await self._save(p._replace(candles_through=through), 0)
+                await self._save(p._replace(candles_through=through), 0, got)
 
-    async def _save(self, p: Progress, trades: int) -> None:
-        """Save the progress row; the ``trades`` loaded for it count from now on."""
+    async def _save(self, p: Progress, trades: int, candles: int = 0) -> None:
+        """Save the progress row; the ``trades`` and ``candles`` loaded for it count from now on
+        (once: a retried market loads again what its failed attempt had not saved)."""
         async with self.pool.connection() as conn:
             await save_progress(conn, p)
         self.summary.trades_fetched += trades
+        self.summary.candles_fetched += candles
         self.report.commit(trades)
 
     async def _trades(self, m: Market, historical: bool, start: datetime, end: datetime) -> int:
@@ -335,11 +351,12 @@ class Backfill:
 
     async def _candles(
         self, m: Market, historical: bool, since: datetime | None, until: datetime
-    ) -> datetime | None:
-        """Store Kalshi's candles ending in ``[since, until]``: the end of the span fetched."""
+    ) -> tuple[datetime | None, int]:
+        """Store Kalshi's candles ending in ``[since, until]``: the end of the span fetched
+        (``None``: no span) and how many candles were stored (counted by :meth:`_save`)."""
         span = plan.candle_span(m.open_time or m.created_time, m.close_time, since, until)
         if span is None:
-            return None
+            return None, 0
         n = 0
         series = self.catalog.events.get(m.event_ticker or "") or m.event_ticker or ""
         for period in plan.CANDLE_PERIODS:
@@ -355,8 +372,7 @@ class Backfill:
                 async with self.pool.connection() as conn:
                     await save_candles(conn, rows)
                 n += len(rows)
-        self.summary.candles_fetched += n  # once all are stored: not again per retry
-        return span[1]
+        return span[1], n
 
     async def _refresh(self) -> None:
         s = self.summary

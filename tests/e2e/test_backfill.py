@@ -560,3 +560,73 @@ async def test_a_retried_market_counts_its_trades_once_and_the_progress_line_tic
         lines = [r.getMessage() for r in caplog.records if r.name == "kalshibook.backfill"]
         assert any(" retrying 1 " in ln for ln in lines), lines
         assert lines[-1].startswith(f"backfill done: markets {s.markets}/{s.markets} trades {n} ")
+
+
+async def test_retried_markets_count_settlements_candles_and_trades_once(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run from T, then a run from the start whose first Kalshi-candles request of each market
+    fails (a 5xx that outlasts the REST client's retries) once the market's trades before T are
+    loaded: every market is retried, and the summary counts each settlement once, the candles as
+    stored and the trades as stored; the progress line keeps no trade of a failed attempt."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        t = datetime.fromtimestamp((sim.model.cutoff_ms - 1_800_000) // 1000, UTC)
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
+        await pool.open(wait=True, timeout=30.0)
+        await asyncio.sleep(1.2)  # the simulator's start second passes (as the test above)
+        failed: set[str] = set()
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+
+                def run(report: ProgressReport) -> Backfill:
+                    return Backfill(rest=rest, writer=writer, pool=pool, report=report)
+
+                first = await run(ProgressReport(io.StringIO(), tty=False)).run(
+                    Selection(all=True, start=t)
+                )
+                assert first.markets_failed == 0
+                with psycopg.connect(db_url) as conn:
+                    candles_before = _count(conn, "market.kalshi_candles")
+                    trades_before = _count(conn, "market.trades")
+
+                def failing(fn: Callable[..., Any]) -> Callable[..., Any]:
+                    async def call(*a: Any, **kw: Any) -> Any:
+                        ticker = next(x for x in a if isinstance(x, str) and x in tickers)
+                        if ticker not in failed:
+                            failed.add(ticker)
+                            raise FeedError("HTTP 503 (injected)")
+                        return await fn(*a, **kw)
+
+                    return call
+
+                tickers = {m.ticker for m in sim.model.market_list}
+                monkeypatch.setattr(rest, "get_candlesticks", failing(rest.get_candlesticks))
+                monkeypatch.setattr(
+                    rest, "get_historical_candlesticks", failing(rest.get_historical_candlesticks)
+                )
+                report = ProgressReport(io.StringIO(), tty=False)
+                s = await run(report).run(Selection(all=True))
+        finally:
+            await pool.close()
+        assert failed, "no candle request was made"
+        assert s.markets_failed == 0
+        n = check_trades(db_url, truth)
+        assert n == len(truth.trades())
+        with psycopg.connect(db_url) as conn:
+            settled = _count(conn, "market.settlements")
+            candles_after = _count(conn, "market.kalshi_candles")
+        assert settled > 0
+        assert s.settlements == settled
+        assert s.trades_fetched == n - trades_before
+        assert report.trade_count == s.trades_fetched
+        assert report.in_flight == 0
+        # every candle the second run stored was new (the first stored only those from T on)
+        assert s.candles_fetched >= candles_after - candles_before > 0
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))).fetchone()
+    assert row is not None
+    return int(row[0])
