@@ -22,11 +22,12 @@ from kalshibook.export.tables import RAW_TABLES, SETTLEMENTS, TableSpec, arrow_s
 
 __all__ = (
     "BATCH_ROWS",
+    "all_markets",
     "day_bounds",
     "day_fingerprints",
     "has_book_events",
+    "markets_of",
     "raw_batches",
-    "select_markets",
     "settlement_batches",
     "settlements_fingerprint",
 )
@@ -34,8 +35,8 @@ __all__ = (
 AConn = psycopg.AsyncConnection[Any]
 BATCH_ROWS: Final = 20_000
 
-SELECT_MARKETS: Final = """
-SELECT ticker FROM market.markets
+MARKETS_OF: Final = """
+SELECT ticker, event_ticker, series_ticker FROM market.markets
 WHERE event_ticker = ANY(%(events)s::text[]) OR series_ticker = ANY(%(series)s::text[])
 ORDER BY ticker
 """
@@ -125,33 +126,23 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-async def select_markets(
-    conn: AConn,
-    tickers: Sequence[str] | None,
-    events: Sequence[str] | None,
-    series: Sequence[str] | None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> list[str]:
-    """The markets to export: the union of the named markets (taken as given: recorded data may
-    predate reference rows) and the markets of the named events and series (``market.markets``).
-    With no name: every market of ``market.markets`` and every market with trades, snapshots or
-    deltas in ``[start, end)`` (``ALL_MARKETS``), with or without a reference row."""
-    if not (tickers or events or series):
-        bounds = {
-            "start": start or datetime.min.replace(tzinfo=UTC),
-            "end": end or datetime.max.replace(tzinfo=UTC),
-        }
-        async with conn.cursor() as cur:
-            await cur.execute(ALL_MARKETS, bounds)
-            return [str(r[0]) for r in await cur.fetchall()]
-    selected = set(tickers or ())
-    if events or series:
-        params = {"events": list(events or ()), "series": list(series or ())}
-        async with conn.cursor() as cur:
-            await cur.execute(SELECT_MARKETS, params)
-            selected.update(str(r[0]) for r in await cur.fetchall())
-    return sorted(selected)
+async def all_markets(conn: AConn, start: datetime, end: datetime) -> list[str]:
+    """Every market of ``market.markets`` and every market with trades, snapshots or deltas in
+    ``[start, end)`` (``ALL_MARKETS``), with or without a reference row."""
+    async with conn.cursor() as cur:
+        await cur.execute(ALL_MARKETS, {"start": start, "end": end})
+        return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def markets_of(
+    conn: AConn, events: Sequence[str], series: Sequence[str]
+) -> list[tuple[str, str | None, str | None]]:
+    """``(ticker, event, series)`` of the markets (``market.markets``) of the named events and
+    series, in one query: the caller also learns which names matched none."""
+    params = {"events": list(events), "series": list(series)}
+    async with conn.cursor() as cur:
+        await cur.execute(MARKETS_OF, params)
+        return [(str(r[0]), r[1], r[2]) for r in await cur.fetchall()]
 
 
 async def day_fingerprints(

@@ -246,20 +246,15 @@ async def _select(conn: AConn, req: ExportRequest) -> tuple[list[str], list[str]
     series; with no name, every recorded market), and the names of the request that match
     nothing."""
     if not (req.tickers or req.events or req.series):
-        return await reads.select_markets(conn, None, None, None, req.start, req.end), []
+        return await reads.all_markets(conn, req.start, req.end), []
     grouped = (
-        await reads.select_markets(conn, None, req.events, req.series)
-        if req.events or req.series
-        else []
+        await reads.markets_of(conn, req.events, req.series) if req.events or req.series else []
     )
-    unknown: list[str] = []
-    for event in dict.fromkeys(req.events):
-        if not await reads.select_markets(conn, None, (event,), None):
-            unknown.append(f"event {event!r}")
-    for series in dict.fromkeys(req.series):
-        if not await reads.select_markets(conn, None, None, (series,)):
-            unknown.append(f"series {series!r}")
-    selected = set(grouped)
+    events = {g[1] for g in grouped}
+    series = {g[2] for g in grouped}
+    unknown = [f"event {e!r}" for e in dict.fromkeys(req.events) if e not in events]
+    unknown += [f"series {s!r}" for s in dict.fromkeys(req.series) if s not in series]
+    selected = {g[0] for g in grouped}
     for ticker in dict.fromkeys(req.tickers):
         if ticker in selected:
             continue
