@@ -4,9 +4,10 @@ A WS trade frame without ``ts_ms`` carries whole seconds (KALSHI_API.md §2.3) a
 microseconds; the unique key is ``(trade_id, ts)``, so until the writer reconciled such copies
 (storage.tables: ``MOVE_STORED_TRADE_COPIES``, ``DROP_STAGED_TRADE_COPIES``) one trade could be
 stored twice, doubling its volume in the candles. The merge keeps what the writer keeps now: the
-time (``ts``, ``created_time``, ``exchange_seq``) of the finest copy, the REST one first, and the
-source and receive time of the copy received first. Pure: the rows come from and go back to
-:mod:`kalshibook.storage.trade_copies`.
+time (``ts``, ``created_time``, ``exchange_seq``) of the finest copy, the REST one first, the
+source and receive time of the copy received first, the kept copy's taker sides with those it
+lacks taken from the other copies, and ``is_block_trade`` if any copy says so. Pure: the rows
+come from and go back to :mod:`kalshibook.storage.trade_copies`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ class StoredCopy:
     created_time: datetime
     source: str
     received_at: datetime
+    taker_outcome_side: str | None = None
+    taker_book_side: str | None = None
+    is_block_trade: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Merge:
     """One trade's copies made one: the row at ``(trade_id, keep_ts)`` stays, with ``source``
-    and ``received_at`` of the first copy received; the rows at ``drop_ts`` go."""
+    and ``received_at`` of the first copy received and the copies' taker sides and block flag
+    merged; the rows at ``drop_ts`` go."""
 
     market_ticker: str
     trade_id: str
@@ -40,12 +45,19 @@ class Merge:
     source: str
     received_at: datetime
     drop_ts: tuple[datetime, ...]
+    taker_outcome_side: str | None = None
+    taker_book_side: str | None = None
+    is_block_trade: bool = False
 
 
 def _time_rank(copy: StoredCopy) -> tuple[bool, bool, datetime, datetime]:
     """The copy whose time is kept sorts first: REST, then a time finer than whole seconds."""
     coarse = copy.created_time.microsecond == 0
     return (copy.source != "rest", coarse, copy.received_at, copy.ts)
+
+
+def _first_known(values: Iterable[str | None]) -> str | None:
+    return next((v for v in values if v is not None), None)
 
 
 def plan_merges(copies: Iterable[StoredCopy]) -> list[Merge]:
@@ -60,6 +72,8 @@ def plan_merges(copies: Iterable[StoredCopy]) -> list[Merge]:
             continue
         kept = min(group, key=_time_rank)
         first = min(group, key=lambda c: (c.received_at, c.ts))
+        others = sorted((c for c in group if c is not kept), key=lambda c: (c.received_at, c.ts))
+        fill = [kept, *others]  # the kept copy's sides, else the first received that has them
         merges.append(
             Merge(
                 market_ticker=market,
@@ -68,6 +82,9 @@ def plan_merges(copies: Iterable[StoredCopy]) -> list[Merge]:
                 source=first.source,
                 received_at=first.received_at,
                 drop_ts=tuple(sorted(c.ts for c in group if c is not kept)),
+                taker_outcome_side=_first_known(c.taker_outcome_side for c in fill),
+                taker_book_side=_first_known(c.taker_book_side for c in fill),
+                is_block_trade=any(c.is_block_trade for c in group),
             )
         )
     merges.sort(key=lambda m: (m.keep_ts, m.market_ticker, m.trade_id))

@@ -241,8 +241,10 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # test_compression.py). ``created_time`` keeps the staged time at its full precision.
 # One row per trade (a batch may hold a trade's WS and REST copies: the REST copy's time, rank and
 # fields are kept, with the source and receive time of the copy that came first, as across
-# batches). A REST copy of a stored trade sets its exchange_seq and created_time (REST ranks a
-# whole millisecond and has microseconds; kalshibook.domain.exchange_order) and its
+# batches; taker sides the REST copy lacks come from another copy of the batch, and a block trade
+# flagged by any copy stays flagged). A REST copy of a stored trade sets its exchange_seq and
+# created_time (REST ranks a whole millisecond and has microseconds;
+# kalshibook.domain.exchange_order) and its
 # is_block_trade, and fills the taker sides the stored copy lacks, so the stored values do not
 # depend on which path stored the trade first: a WS frame may lack is_block_trade (added
 # 2026-05-29; the DEMO capture of 2026-08-17 has none), which the router stores as false (the
@@ -261,10 +263,11 @@ MERGE_TRADES: Final[LiteralString] = (
     "exchange_seq) "
     "SELECT * FROM (SELECT DISTINCT ON (trade_id) "
     "date_trunc('milliseconds', ts), trade_id, market_ticker, yes_price, no_price, count, "
-    "taker_outcome_side, taker_book_side, is_block_trade, first_value(source) OVER w, "
-    "first_value(received_at) OVER w, ts, exchange_seq "
+    "coalesce(taker_outcome_side, max(taker_outcome_side) OVER p), "
+    "coalesce(taker_book_side, max(taker_book_side) OVER p), bool_or(is_block_trade) OVER p, "
+    "first_value(source) OVER w, first_value(received_at) OVER w, ts, exchange_seq "
     "FROM pg_temp.kalshibook_trades_stage "
-    "WINDOW w AS (PARTITION BY trade_id ORDER BY ctid) "
+    "WINDOW w AS (PARTITION BY trade_id ORDER BY ctid), p AS (PARTITION BY trade_id) "
     "ORDER BY trade_id, source = 'rest' DESC) AS one_per_trade "
     "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "

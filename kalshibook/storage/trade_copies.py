@@ -29,9 +29,10 @@ SELECT date_trunc('day', min(first_hour), 'UTC'), max(end_hour) FROM market.trad
 """
 # every row of a trade_id stored more than once in [lo, hi)
 FIND_COPIES: Final[LiteralString] = """
-SELECT market_ticker, trade_id::text, ts, created_time, source, received_at
-FROM (SELECT market_ticker, trade_id, ts, created_time, source, received_at,
-             count(*) OVER (PARTITION BY trade_id) AS copies
+SELECT market_ticker, trade_id::text, ts, created_time, source, received_at,
+       taker_outcome_side, taker_book_side, is_block_trade
+FROM (SELECT market_ticker, trade_id, ts, created_time, source, received_at, taker_outcome_side,
+             taker_book_side, is_block_trade, count(*) OVER (PARTITION BY trade_id) AS copies
       FROM market.trades
       WHERE ts >= %(lo)s::timestamptz AND ts < %(hi)s::timestamptz) AS day
 WHERE copies > 1
@@ -44,15 +45,19 @@ WHERE t.market_ticker = %(market)s
   AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz
   AND t.trade_id = d.trade_id AND t.ts = d.ts
 """
-KEEP_FIRST_RECEIPT: Final[LiteralString] = """
-UPDATE market.trades AS t SET source = k.source, received_at = k.received_at
+KEEP_MERGED: Final[LiteralString] = """
+UPDATE market.trades AS t SET source = k.source, received_at = k.received_at,
+       taker_outcome_side = k.outcome, taker_book_side = k.book, is_block_trade = k.block
 FROM unnest(%(ids)s::uuid[], %(ts)s::timestamptz[], %(sources)s::text[],
-            %(received)s::timestamptz[]) AS k(trade_id, ts, source, received_at)
+            %(received)s::timestamptz[], %(outcome)s::text[], %(book)s::text[],
+            %(block)s::boolean[]) AS k(trade_id, ts, source, received_at, outcome, book, block)
 WHERE t.market_ticker = %(market)s
   AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz
   AND t.trade_id = k.trade_id AND t.ts = k.ts
-  AND (t.source, t.received_at) IS DISTINCT FROM (k.source, k.received_at)
+  AND (t.source, t.received_at, t.taker_outcome_side, t.taker_book_side, t.is_block_trade)
+      IS DISTINCT FROM (k.source, k.received_at, k.outcome, k.book, k.block)
 """
+"""The kept row: the first receipt's source and time, the copies' taker sides and block flag."""
 
 
 async def find_copies(conn: AConn, day: datetime) -> list[Merge]:
@@ -87,13 +92,16 @@ async def merge_copies(conn: AConn, merges: list[Merge]) -> int:
             )
             removed += max(cur.rowcount, 0)
             await cur.execute(
-                KEEP_FIRST_RECEIPT,
+                KEEP_MERGED,
                 {
                     **bounds,
                     "ids": [m.trade_id for m in group],
                     "ts": [m.keep_ts for m in group],
                     "sources": [m.source for m in group],
                     "received": [m.received_at for m in group],
+                    "outcome": [m.taker_outcome_side for m in group],
+                    "book": [m.taker_book_side for m in group],
+                    "block": [m.is_block_trade for m in group],
                 },
             )
     return removed

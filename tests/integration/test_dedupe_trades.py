@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,13 +38,29 @@ ROWS = (
 )
 INSERT = """
 INSERT INTO market.trades (ts, created_time, trade_id, market_ticker, yes_price, no_price, count,
-                           taker_outcome_side, taker_book_side, source, received_at)
-VALUES (%s, %s, %s, %s, 0.4200, 0.5800, 3.00, 'yes', 'bid', %s, %s)
+                           taker_outcome_side, taker_book_side, is_block_trade, source,
+                           received_at)
+VALUES (%s, %s, %s, %s, 0.4200, 0.5800, 3.00, %s, %s, %s, %s, %s)
 """
 STORED = """
 SELECT trade_id::text, market_ticker, created_time, source, received_at FROM market.trades
 ORDER BY ts, trade_id
 """
+FIELDS = """
+SELECT trade_id::text, taker_outcome_side, taker_book_side, is_block_trade FROM market.trades
+ORDER BY ts, trade_id
+"""
+
+
+def _insert(conn: psycopg.Connection[Any], row: tuple[str, str, datetime, str, datetime]) -> None:
+    """A REST copy without taker sides (as older REST responses), A's WS copy a block trade: the
+    merged row has what any copy knew."""
+    trade_id, market, created, source, received = row
+    sides = (None, None) if source == "rest" else ("yes", "bid")
+    block = trade_id == A and source == "ws"
+    conn.execute(INSERT, (created, created, trade_id, market, *sides, block, source, received))
+
+
 NOON_MINUTE = """
 SELECT trade_count, volume FROM market.candles_trades_1m
 WHERE market_ticker = 'M' AND bucket = %s
@@ -73,8 +90,8 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
         # the database's own compression policy (its job scheduler runs) must not compress or
         # lock the chunks while the command rewrites them: the test compresses them itself
         conn.execute(PAUSE_COMPRESSION)
-        for trade_id, market, created, source, received in ROWS:
-            conn.execute(INSERT, (created, created, trade_id, market, source, received))
+        for row in ROWS:
+            _insert(conn, row)
         if edition == "community":  # months-old trades are compressed by now
             conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('market.trades') c")
     await _materialise(db_url)
@@ -96,6 +113,7 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
     assert "merged 3 trades (3 rows removed)" in done.stdout
     with psycopg.connect(db_url) as conn:
         stored = conn.execute(STORED).fetchall()
+        fields = conn.execute(FIELDS).fetchall()
         minute = conn.execute(NOON_MINUTE, (NOON,)).fetchone()
     # the REST copy's time, the first copy's source and receive time; B untouched
     assert stored == [
@@ -105,6 +123,8 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
         (E, "N", ROWS[8][2], "ws", ROWS[7][4]),
         (D, "N", ROWS[6][2], "ws", ROWS[5][4]),
     ]
+    # the kept REST copies had no taker sides: filled from the dropped WS copies; A's flag kept
+    assert fields == [(t, "yes", "bid", t == A) for t in (A, B, C, E, D)]
     assert minute is not None
     assert (minute[0], str(minute[1])) == (2, "6.00")
 
@@ -127,8 +147,8 @@ def test_bad_bounds_are_one_line(db_url: str) -> None:
 
 def test_the_collectors_login_is_told_to_use_the_owners(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for trade_id, market, created, source, received in ROWS[:2]:
-            conn.execute(INSERT, (created, created, trade_id, market, source, received))
+        for row in ROWS[:2]:
+            _insert(conn, row)
     refused = _cli(service_login(db_url, "collector"))
     assert refused.returncode == 1, refused.stderr
     lines = [line for line in refused.stderr.splitlines() if line.strip()]

@@ -179,3 +179,34 @@ async def test_a_copy_without_the_flag_never_clears_a_known_block_trade(
         await w.drain()
     got = await query(db_url, "SELECT is_block_trade, created_time FROM market.trades")
     assert got == [(True, demo.ts + timedelta(microseconds=5))]  # the REST time, the flag kept
+
+
+@pytest.mark.parametrize("rest_first", [False, True], ids=["ws first", "rest first"])
+@pytest.mark.parametrize("grain", ["ms", "whole second"])
+async def test_one_batchs_copies_keep_what_either_knew(
+    db_url: str, tmp_path: Path, rest_first: bool, grain: str
+) -> None:
+    """A WS copy with taker sides and the block flag, and a REST copy of the same trade without
+    them (older responses), in one batch: the REST copy's time, the WS copy's sides and flag (as
+    when they come in two batches)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(PAUSE_COMPRESSION)
+    demo = ws_row_of_demo_frame()  # "no"/"ask" in the capture
+    ws_ts = demo.ts if grain == "ms" else demo.ts.replace(microsecond=0)
+    ws = demo._replace(
+        trade_id=uuid.uuid4(), ts=ws_ts, exchange_seq=exchange_seq(ws_ts, 0), is_block_trade=True
+    )
+    rest_ts = demo.ts + timedelta(microseconds=123)
+    rest = rest_copy(ws, rest_ts, block=False)._replace(
+        taker_outcome_side=None, taker_book_side=None
+    )
+    async with writer_on(db_url, tmp_path) as w:
+        for row in (rest, ws) if rest_first else (ws, rest):
+            await w.put("trades", row)
+        await w.drain()
+    got = await query(
+        db_url,
+        "SELECT created_time, taker_outcome_side, taker_book_side, is_block_trade, source "
+        "FROM market.trades",
+    )
+    assert got == [(rest_ts, "no", "ask", True, "rest" if rest_first else "ws")]

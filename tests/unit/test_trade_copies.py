@@ -55,3 +55,21 @@ def test_three_copies_and_order_of_merges() -> None:
     assert merges[0].keep_ts == T + 7 * MS
     assert merges[0].drop_ts == (T, T + timedelta(seconds=1))
     assert merges[0].received_at == T + 5 * MS
+
+
+def test_taker_sides_and_block_flag_merge() -> None:
+    """The kept (REST) copy's sides, those it lacks from the first copy received that has them;
+    a block trade flagged by any copy."""
+    ws = StoredCopy("M", "d", T, T, "ws", T + MS, "no", "ask", True)
+    later_ws = StoredCopy("M", "d", T + timedelta(seconds=1), T, "ws", T + 5 * MS, "yes", "bid")
+    rest = StoredCopy("M", "d", T + 3 * MS, T + 3 * MS, "rest", T + 9 * MS, None, "bid", False)
+    [merge] = plan_merges([later_ws, rest, ws])
+    assert merge.keep_ts == rest.ts
+    assert (merge.taker_outcome_side, merge.taker_book_side) == ("no", "bid")
+    assert merge.is_block_trade is True
+    [plain] = plan_merges([copy("e", T, "ws", T), copy("e", T + 3 * MS, "rest", T + MS)])
+    assert (plain.taker_outcome_side, plain.taker_book_side, plain.is_block_trade) == (
+        None,
+        None,
+        False,
+    )
