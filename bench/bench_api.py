@@ -288,26 +288,61 @@ def load(url: str, headers: dict[str, str], duration: int, connections: int) -> 
 
 
 def pgbench_rate(
-    url: str, query: LiteralString, params: dict[str, Any], duration: int, connections: int
+    url: str,
+    statements: list[tuple[LiteralString, dict[str, Any]]],
+    duration: int,
+    connections: int,
 ) -> float:
-    """Queries/s of ``query`` (parameters inlined as literals) run by pgbench over
-    ``connections`` connections for ``duration`` s: what the database alone sustains."""
+    """Transactions/s of ``statements`` (parameters inlined as literals, run one after the other
+    as one pgbench transaction) over ``connections`` connections for ``duration`` s, with the
+    API's connection settings: what the database alone sustains."""
     if shutil.which("pgbench") is None:
         return float("nan")
     with psycopg.connect(url) as conn:
-        inlined = psycopg.ClientCursor(conn).mogrify(query, params)
+        mogrify = psycopg.ClientCursor(conn).mogrify
+        lines = [" ".join(mogrify(q, params).split()) + ";\n" for q, params in statements]
     script = ROOT / ".data" / "bench-bare.sql"
     script.parent.mkdir(exist_ok=True)
-    script.write_text(" ".join(inlined.split()) + ";\n")
+    script.write_text("".join(lines))
+    from kalshibook.api.app import CONNECTION_OPTIONS
+
+    env = {**os.environ, "PGOPTIONS": CONNECTION_OPTIONS}
     try:
         out = subprocess.run(
             ["pgbench", "-n", "-M", "extended", "-c", str(connections), "-j", "1",
              "-T", str(duration), "-f", str(script), url],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=env,
         ).stdout  # fmt: skip
     finally:
         script.unlink(missing_ok=True)
     return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def endpoint_statements(
+    url: str, key_prefix: str, bare_params: dict[str, Any]
+) -> list[tuple[LiteralString, dict[str, Any]]]:
+    """The statements one trades-page request runs, with the values the bench's request gives
+    them: the charge, the extent look-up and the first window (the page fills it), the usage row
+    (pgbench reads ``:name`` as a variable, so the route's template is given without one)."""
+    from kalshibook.storage import api_keys, trade_reads
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM private.api_keys WHERE prefix = %s", (key_prefix,)
+        ).fetchone()
+    assert row is not None
+    key_id = int(row[0])
+    lo = bare_params["start"]
+    window = {"ticker": TRADES, "lo": lo, "hi": bare_params["end"], "limit": 1001}
+    window |= {"c_ts": None, "c_seq": None, "c_id": None}
+    usage = {"key_id": key_id, "endpoint": "/v1/markets/TICKER/trades", "cost": 2}
+    usage |= {"refund": 0, "extra": 0, "status": 200, "request_id": "bench"}
+    return [
+        (api_keys.CHARGE, {"id": key_id, "cost": 2}),
+        (trade_reads.EXTENT_OF, {"tickers": [TRADES]}),
+        (trade_reads.TRADES_OF_MARKET, window),
+        (api_keys.RECORD_USAGE, usage),
+    ]
 
 
 class OneClient:
@@ -468,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(SEED_BOOK_SNAPSHOT, {"t0": T0, "levels": levels_json()})
             conn.execute("ANALYZE")
             print(f"{args.trades:,} trades in {time.perf_counter() - t:.1f} s", flush=True)
-        key = create_key(bench_url, name="bench", credits=10**15).key
-        auth = {"Authorization": f"Bearer {key}"}
+        issued = create_key(bench_url, name="bench", credits=10**15)
+        auth = {"Authorization": f"Bearer {issued.key}"}
 
         api = Server(bench_url)
         servers.append(api)
@@ -507,8 +542,11 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(DECOMPRESS_TRADES)
                 conn.execute("ANALYZE market.trades")
         same_size.close()
-        bare_load = pgbench_rate(bench_url, BARE_TRADES, bare_params, d, c)
+        bare_load = pgbench_rate(bench_url, [(BARE_TRADES, bare_params)], d, c)
         print(f"bare query under {c} connections (pgbench): {bare_load:,.0f} queries/s")
+        own_sql = endpoint_statements(bench_url, issued.prefix, bare_params)
+        sql_load = pgbench_rate(bench_url, own_sql, d, c)
+        print(f"the endpoint's statements under {c} connections (pgbench): {sql_load:,.0f}/s")
         for state, (page, bare, same) in (
             (("", (page_alone, bare_alone, bytes_alone)), ("compressed ", packed))
             if packed
@@ -674,7 +712,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"The bare query alone under the same {c} connections (pgbench, no HTTP, no auth, rows "
         f"not even decoded): {bare_load:,.0f} queries/s, {bare_load / base.rps:.3f} of the "
-        "constant route: the ceiling of any endpoint that must read those rows on this machine.",
+        "constant route: the ceiling of any endpoint that must read those rows on this machine. "
+        "The statements the endpoint runs for one request (the key's charge, the extent look-up, "
+        "the window, the usage row; the API's connection settings), alone under the same "
+        f"connections: {sql_load:,.0f} requests/s, {sql_load / base.rps:.3f} of the constant "
+        "route: the ceiling of this endpoint with its auth and credits, before any of its Python "
+        "work.",
         "",
         "Order book at an instant near the end of the history, just before the last checkpoint: "
         f"the worst case with checkpoints ({every} - 1 deltas to replay), nearly the whole "
