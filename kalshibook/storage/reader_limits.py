@@ -13,6 +13,10 @@ What PostgreSQL enforces on its own, set by :func:`harden_readers` (idempotent; 
   data of any size in ``pg_largeobject``. They are ``pg_catalog`` functions, so only a superuser
   can revoke it; run by another role, :func:`revoke_large_object_writes` logs the statement to run
   by hand. kalshibook itself uses no large object.
+- No ``EXECUTE`` for ``PUBLIC`` on TimescaleDB's ``add_job`` (:func:`revoke_job_scheduling`): a
+  reader's job would run as the reader on the cluster's background workers. Revoking needs the
+  extension's owner or a superuser; another role gets the statement to run in a warning. The
+  watchdog still deletes the jobs of reader logins (one granted ``add_job`` by hand).
 - ``CONNECTION LIMIT`` per login: only a role with ``CREATEROLE`` can change it.
 
 What PostgreSQL cannot enforce: ``statement_timeout`` and ``idle_in_transaction_session_timeout``
@@ -61,6 +65,7 @@ __all__ = (
     "parse_timeout",
     "record_limits",
     "remove_watchdog",
+    "revoke_job_scheduling",
     "revoke_large_object_writes",
     "run_watchdog",
 )
@@ -95,6 +100,17 @@ WHERE EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proo
 ORDER BY 1
 """
 SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+# TimescaleDB's add_job in its schema while PUBLIC may run it: its identity arguments, and whether
+# the current role may revoke that (the function's owner, the extension's, or a superuser)
+PUBLIC_ADD_JOB = """
+SELECT pg_get_function_identity_arguments(p.oid),
+       pg_has_role(current_user, p.proowner, 'USAGE')
+       OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(schema)s AND p.proname = 'add_job'
+  AND EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+              WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+"""
 # What the watchdog needs of the role it runs as: to see other roles' sessions (their state) and
 # to end them.
 WATCHDOG_PRIVILEGES = """
@@ -367,6 +383,32 @@ def revoke_large_object_writes(conn: Connection[Any]) -> list[str]:
     return granted
 
 
+def revoke_job_scheduling(conn: Connection[Any], schema: str) -> list[str]:
+    """No ``EXECUTE`` for ``PUBLIC`` on TimescaleDB's ``add_job`` in this database (idempotent):
+    the functions revoked. A SQL user could otherwise schedule jobs, which the job scheduler runs
+    as that user on the cluster's background workers (the watchdog deletes them; this keeps them
+    from being made). kalshibook's own jobs are the policies (not made through ``add_job``) and
+    the watchdog's, which its owner adds. Neither the function's owner (the extension's) nor a
+    superuser: the statement to run is logged instead (a warning, at every call until it is
+    run) and nothing is revoked."""
+    revoked = []
+    for args, may in conn.execute(PUBLIC_ADD_JOB, {"schema": schema}).fetchall():
+        statement = sql.SQL("REVOKE EXECUTE ON FUNCTION {}.add_job({}) FROM PUBLIC").format(
+            sql.Identifier(schema), sql.SQL(args)
+        )
+        if not may:
+            log.warning(
+                "SQL users can schedule TimescaleDB jobs (add_job; the watchdog deletes them): "
+                "as the owner of the timescaledb extension or a superuser, in database %s, run: %s",
+                conn.info.dbname,
+                statement.as_string(conn),
+            )
+            continue
+        conn.execute(statement)
+        revoked.append(f"{schema}.add_job({args})")
+    return revoked
+
+
 def check_watchdog_privileges(conn: Connection[Any]) -> bool:
     """Whether the current role (the watchdog job's owner, or the operator running it) can see
     and end other roles' sessions; else a warning with the ``GRANT`` to run."""
@@ -393,14 +435,19 @@ def harden_readers(conn: Connection[Any]) -> list[str]:
             f"large objects: EXECUTE on {f} revoked from PUBLIC"
             for f in revoke_large_object_writes(conn)
         ]
-        conn.execute(LIMITS_TABLE)
         row = conn.execute(TIMESCALEDB_SCHEMA).fetchone()
+        timescaledb = str(row[0]) if row is not None else "public"
+        lines += [
+            f"TimescaleDB jobs: EXECUTE on {f} revoked from PUBLIC"
+            for f in revoke_job_scheduling(conn, timescaledb)
+        ]
+        conn.execute(LIMITS_TABLE)
         conn.execute(
             sql.SQL(WATCHDOG_FUNCTION).format(
                 grace=sql.Literal(GRACE),
                 statement=sql.Literal(DEFAULT_STATEMENT_TIMEOUT),
                 idle=sql.Literal(DEFAULT_IDLE_TIMEOUT),
-                timescaledb=sql.Identifier(str(row[0]) if row is not None else "public"),
+                timescaledb=sql.Identifier(timescaledb),
             )
         )
         logins = [str(r[0]) for r in conn.execute(UNLIMITED_READER_LOGINS, {"reader": READER_ROLE})]

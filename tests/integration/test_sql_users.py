@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from kalshibook import cli
 from kalshibook.errors import InvalidInput, UnknownObject
@@ -22,6 +23,7 @@ from kalshibook.storage import migrate
 from kalshibook.storage.reader_limits import (
     check_watchdog_privileges,
     harden_readers,
+    revoke_job_scheduling,
     revoke_large_object_writes,
     run_watchdog,
 )
@@ -470,6 +472,12 @@ def test_harden_readers_gives_every_reader_login_limits(
     assert any(other_role_name in line and "'1e3'" in line for line in lines)
 
 
+def _granted_add_job(admin: psycopg.Connection, role: str) -> None:
+    """``add_job`` granted to the login by hand (migrate revoked it from PUBLIC): the watchdog
+    still deletes what it schedules."""
+    admin.execute(sql.SQL("GRANT EXECUTE ON FUNCTION add_job TO {}").format(sql.Identifier(role)))
+
+
 def _reader_adds_a_job(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET default_transaction_read_only = off")
@@ -487,9 +495,60 @@ def _jobs_of(conn: psycopg.Connection, role: str) -> list[tuple[object, ...]]:
     ).fetchall()
 
 
+ADD_JOB_PUBLIC = """
+SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p
+WHERE p.proname = 'add_job'
+"""
+
+
+def test_reader_cannot_schedule_jobs(db_url: str, role_name: str) -> None:
+    """migrate revoked ``add_job`` from PUBLIC: a SQL user's job is refused before it exists
+    (both editions; on Apache it would fail anyway, for the license)."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        assert admin.execute(ADD_JOB_PUBLIC).fetchall() == [(False,)]
+        user = create_sql_user(admin, role_name)
+        before = admin.execute("SELECT count(*) FROM _timescaledb_config.bgw_job").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            _reader_adds_a_job(login_url(db_url, role_name, user.password))
+        after = admin.execute("SELECT count(*) FROM _timescaledb_config.bgw_job").fetchone()
+    assert after == before
+
+
+def test_job_scheduling_revoke_needs_the_owner(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Neither the extension's owner nor a superuser: the statement is logged, nothing revoked;
+    the owner then revokes it, once."""
+    plain = f"kb_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        schema = admin.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension "
+            "WHERE extname = 'timescaledb'"
+        ).fetchone()
+        assert schema is not None
+        admin.execute("GRANT EXECUTE ON FUNCTION add_job TO PUBLIC")
+        admin.execute(f"CREATE ROLE {plain} NOLOGIN")
+        try:
+            admin.execute(f"SET ROLE {plain}")
+            with caplog.at_level(logging.WARNING, logger="kalshibook.storage.reader_limits"):
+                assert revoke_job_scheduling(admin, schema[0]) == []
+            admin.execute("RESET ROLE")
+            assert admin.execute(ADD_JOB_PUBLIC).fetchall() == [(True,)]
+            assert "REVOKE EXECUTE ON FUNCTION" in caplog.text
+            assert ".add_job(proc regproc, schedule_interval interval" in caplog.text
+            [revoked] = revoke_job_scheduling(admin, schema[0])
+            assert revoked.startswith(f"{schema[0]}.add_job(")
+            assert admin.execute(ADD_JOB_PUBLIC).fetchall() == [(False,)]
+            assert revoke_job_scheduling(admin, schema[0]) == []  # idempotent
+        finally:
+            admin.execute("RESET ROLE")
+            admin.execute(f"DROP ROLE {plain}")
+
+
 def test_sql_user_drop_deletes_the_jobs_the_user_scheduled(db_url: str, role_name: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as admin:
         user = create_sql_user(admin, role_name)
+        _granted_add_job(admin, role_name)
         url = login_url(db_url, role_name, user.password)
         if _edition(admin) != "timescale":
             with pytest.raises(psycopg.errors.FeatureNotSupported):
@@ -520,6 +579,7 @@ def test_watchdog_deletes_the_jobs_of_reader_logins(db_url: str, role_name: str)
         if _edition(admin) != "timescale":
             pytest.skip("no jobs on the Apache edition")
         user = create_sql_user(admin, role_name)
+        _granted_add_job(admin, role_name)
         jobs = "SELECT job_id FROM timescaledb_information.jobs ORDER BY 1"
         owners_jobs = admin.execute(jobs).fetchall()
         url = login_url(db_url, role_name, user.password)
@@ -549,6 +609,7 @@ def test_a_watchdog_pass_goes_on_past_what_it_may_not_touch(
         # a long timeout, which the pass below shortens (other databases' watchdogs on the
         # server would end a statement past a short one)
         user = create_sql_user(admin, role_name, statement_timeout="1min")
+        _granted_add_job(admin, role_name)
         url = login_url(db_url, role_name, user.password)
         scheduled = _edition(admin) == "timescale"
         if scheduled:
