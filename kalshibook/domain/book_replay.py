@@ -1,8 +1,8 @@
 """Replaying a market's stored snapshots and deltas in feed order (pure: no I/O, no clock).
 
 :class:`BookReplay` gives, after the events with ``ts <= t`` have been fed, the same book as
-``kalshibook.storage.reads.book_at(t)``: the latest snapshot (by ``(ts, epoch, seq)``), then the
-deltas of that snapshot's epoch with a higher ``seq`` (a delta may be stamped up to
+``kalshibook.storage.book_reads.book_at(t)``: the latest snapshot (by ``(ts, epoch, seq)``), then
+the deltas of that snapshot's epoch with a higher ``seq`` (a delta may be stamped up to
 ``DELTA_SLACK`` before its snapshot: those are kept in a window and re-applied when the
 snapshot arrives), with the same completeness rules: no snapshot yet, an invalid snapshot, a delta
 that does not fit, or a recorded gap containing ``t`` or begun after the snapshot. Book math is
@@ -21,7 +21,7 @@ from kalshibook.errors import BookError
 
 __all__ = ("DELTA_SLACK", "BookReplay", "Gap")
 
-DELTA_SLACK: Final = timedelta(minutes=1)  # = kalshibook.storage.reads.DELTA_SLACK
+DELTA_SLACK: Final = timedelta(minutes=1)  # = kalshibook.storage.book_reads.DELTA_SLACK
 WINDOW_MAX: Final = 200_000
 """Deltas kept for re-application (those within DELTA_SLACK of the newest); beyond it the oldest
 are dropped and a snapshot arriving then is flagged ``slack_overflow``."""

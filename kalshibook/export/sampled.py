@@ -32,7 +32,7 @@ from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
 from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
 from kalshibook.export.reads import BATCH_ROWS, day_bounds, has_book_events
 from kalshibook.export.tables import Column, TableSpec
-from kalshibook.storage.reads import book_extent, delta_span
+from kalshibook.storage.book_reads import book_extent, delta_span
 
 __all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fingerprint")
 

@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.reads import DELTA_SLACK, delta_span_of
+from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 

@@ -11,33 +11,22 @@ while rows are inserted. Lists fetch ``limit + 1`` rows; the extra row only sign
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, LiteralString, NamedTuple, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeVar
 
-from psycopg import AsyncConnection, pq, sql
-from psycopg.rows import args_row
+from psycopg import AsyncConnection, sql
 
-from kalshibook.domain.book import OrderBook
-from kalshibook.errors import BookError
-from kalshibook.storage.windows import read_windows
+from kalshibook.storage.fetch import fetch_all, fetch_one, keyset
 
 __all__ = (
-    "BookAt",
     "ChannelRow",
     "CoverageRow",
-    "DeltaRow",
     "EventRow",
-    "GapRow",
     "MarketRow",
     "SeriesRow",
     "SettlementRow",
-    "SnapshotInfo",
-    "book_at",
 )
 
 Conn = AsyncConnection[Any]
@@ -109,26 +98,6 @@ class SettlementRow(NamedTuple):
     settled_at: datetime | None
     source: str
     confirmed: bool
-
-
-class DeltaRow(NamedTuple):
-    ts: datetime
-    side: str
-    price: Decimal
-    delta: Decimal
-    epoch: int
-    sid: int
-    seq: int
-    received_at: datetime
-
-
-class GapRow(NamedTuple):
-    market_ticker: str
-    from_ts: datetime
-    to_ts: datetime
-    reason: str
-    sid: int | None
-    detected_at: datetime
 
 
 class ChannelRow(NamedTuple):
@@ -273,109 +242,6 @@ FROM market.settlements
 WHERE market_ticker = %(ticker)s
 """
 
-# -- order book ----------------------------------------------------------------------------------
-
-_BOOK_BASE = """
-WITH snap AS (
-    SELECT ts, epoch, sid, seq, source, yes_bids::text AS yes_bids, no_bids::text AS no_bids
-    FROM market.orderbook_snapshots
-    WHERE market_ticker = %(ticker)s AND ts <= %(at)s AND ts >= %(since)s{until}
-    ORDER BY ts DESC, epoch DESC, seq DESC NULLS LAST
-    LIMIT 1
-)
-SELECT snap.ts, snap.epoch, snap.seq, snap.source, snap.yes_bids, snap.no_bids,
-       gap.from_ts, gap.to_ts, gap.reason
-FROM (SELECT 1) AS one
-LEFT JOIN snap ON true
-LEFT JOIN LATERAL (
-    SELECT g.from_ts, g.to_ts, g.reason
-    FROM market.book_gaps g
-    WHERE g.market_ticker = %(ticker)s
-      AND g.from_ts <= %(at)s
-      AND (g.to_ts > %(at)s OR g.from_ts > COALESCE(snap.ts, '-infinity'::timestamptz))
-    ORDER BY g.from_ts DESC
-    LIMIT 1
-) AS gap ON true
-"""
-BOOK_BASE: Final = _BOOK_BASE.format(until="")
-BOOK_BASE_IN_EXTENT: Final = _BOOK_BASE.format(until=" AND ts < %(until)s")
-"""The latest snapshot in ``[since, at]`` and the latest gap that makes the book incomplete: one
-containing ``at`` (``from_ts <= at < to_ts``) or one that began after that snapshot. ``since``
-(and ``until``, the end of the market's snapshots) keep the planner to the chunks where that
-snapshot can be; :func:`book_at` widens them when nothing is found. Snapshots
-in one millisecond are taken in feed order (epoch, then seq)."""
-
-BOOK_DELTAS = """
-SELECT side, (price * 1000000)::bigint, (delta * 100)::bigint, ts, seq
-FROM market.orderbook_deltas
-WHERE market_ticker = %(ticker)s
-  AND epoch = %(epoch)s
-  AND ts >= %(from_ts)s AND ts <= %(at)s
-  AND seq > %(after_seq)s
-ORDER BY seq
-LIMIT %(limit)s
-"""
-"""Deltas of the snapshot's epoch after its seq with ``ts <= at``; ``from_ts`` only bounds the
-chunks scanned (a slack before the snapshot time absorbs clock differences). ``limit``: the first
-``REPLAY_BATCH`` (the whole replay, usually), or None for all of them, streamed."""
-
-FIRST_SNAPSHOT_AFTER = """
-SELECT ts FROM market.orderbook_snapshots
-WHERE market_ticker = %(ticker)s AND ts > %(at)s AND ts >= %(since)s AND ts < %(until)s
-ORDER BY ts
-LIMIT 1
-"""
-"""The market's first snapshot after ``at`` in ``[since, until)``: asked of the first hour of the
-market's book extent, then of the whole extent (the first hour's rows may have been removed:
-retention drops chunks, and an extent only ever grows)."""
-
-DELTAS_IN_WINDOW = """
-SELECT ts, side, price, delta, epoch, sid, seq, received_at
-FROM market.orderbook_deltas
-WHERE market_ticker = %(ticker)s
-  AND ts >= %(lo)s::timestamptz AND ts < %(hi)s::timestamptz
-  AND (%(c_ts)s::timestamptz IS NULL
-       OR (ts, epoch, seq) > (%(c_ts)s::timestamptz, %(c_epoch)s::bigint, %(c_seq)s::bigint))
-ORDER BY ts, epoch, seq
-LIMIT %(limit)s
-"""
-"""One window of a deltas page (kalshibook.storage.windows): feed order inside a millisecond."""
-BOOK_EXTENT = """
-SELECT first_hour, end_hour FROM market.book_extents WHERE market_ticker = %(ticker)s
-"""
-"""The hours holding the market's snapshots (migration 0006): no deltas before its first one."""
-_DELTA_EXTENT = """
-SELECT {book}s.complete, d.first_hour, d.end_hour
-FROM (SELECT 1) AS one
-LEFT JOIN market.delta_extents_state AS s ON true
-LEFT JOIN market.delta_extents AS d ON d.market_ticker = %(ticker)s{join}
-"""
-DELTA_EXTENT: Final = _DELTA_EXTENT.format(book="", join="")
-"""The hours holding the market's deltas, and whether the extents are complete (migration 0009:
-kept by the collector's writer; marked incomplete when anything else writes deltas)."""
-DELTAS_BOUNDS: Final = _DELTA_EXTENT.format(
-    book="b.first_hour, ",
-    join="\nLEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s",
-)
-"""The market's first snapshot hour and its delta extent, in one round trip."""
-DELTAS_HORIZON = timedelta(days=1)
-"""How far past the present an open-ended deltas page may look (clock skew margin)."""
-
-LIST_GAPS = """
-SELECT market_ticker, from_ts, to_ts, reason, sid, detected_at
-FROM market.book_gaps
-WHERE market_ticker = %(ticker)s
-  AND (%(start)s::timestamptz IS NULL OR to_ts > %(start)s::timestamptz)
-  AND (%(end)s::timestamptz IS NULL OR from_ts < %(end)s::timestamptz)
-  AND (%(c_from)s::timestamptz IS NULL
-       OR (from_ts, detected_at, to_ts, reason)
-          > (%(c_from)s::timestamptz, %(c_det)s::timestamptz, %(c_to)s::timestamptz,
-             %(c_reason)s::text))
-ORDER BY from_ts, detected_at, to_ts, reason
-LIMIT %(limit)s
-"""
-"""Gaps overlapping ``[start, end)``."""
-
 # -- data quality --------------------------------------------------------------------------------
 
 _CHANNEL: Final = """
@@ -452,55 +318,23 @@ HEALTH_PROBE = "SELECT 1"
 # -- functions -----------------------------------------------------------------------------------
 
 
-async def _fetch_all(
-    conn: Conn,
-    row: Callable[..., _R],
-    query: LiteralString | sql.Composed,
-    params: Mapping[str, Any] | None = None,
-) -> list[_R]:
-    """Every row of one of the constant queries above, built by ``row``."""
-    async with conn.cursor(row_factory=args_row(row)) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
-
-
-async def _fetch_one(
-    conn: Conn,
-    row: Callable[..., _R],
-    query: LiteralString,
-    params: Mapping[str, Any] | None = None,
-) -> _R | None:
-    """The first row of one of the constant queries above, or ``None``."""
-    async with conn.cursor(row_factory=args_row(row)) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchone()
-
-
-def _keyset(names: tuple[str, ...], after: Sequence[Any] | None) -> dict[str, Any]:
-    """The cursor parameters of a keyset listing: ``names`` bound to the parts of ``after`` (all
-    ``None`` on the first page)."""
-    if not after:
-        return dict.fromkeys(names)
-    return dict(zip(names, after, strict=True))
-
-
 async def list_series(
     conn: Conn, *, category: str | None, after: str | None, limit: int
 ) -> list[SeriesRow]:
-    return await _fetch_all(
+    return await fetch_all(
         conn, SeriesRow, LIST_SERIES, {"category": category, "after": after, "limit": limit}
     )
 
 
 async def get_series(conn: Conn, ticker: str) -> SeriesRow | None:
-    return await _fetch_one(conn, SeriesRow, GET_SERIES, {"ticker": ticker})
+    return await fetch_one(conn, SeriesRow, GET_SERIES, {"ticker": ticker})
 
 
 async def series_events(
     conn: Conn, series: str, *, after: str | None, limit: int
 ) -> list[EventRow]:
     params = {"series": series, "after": after, "limit": limit}
-    return await _fetch_all(conn, EventRow, SERIES_EVENTS, params)
+    return await fetch_all(conn, EventRow, SERIES_EVENTS, params)
 
 
 async def list_events(
@@ -513,11 +347,11 @@ async def list_events(
     category: str | None = None,
 ) -> list[EventRow]:
     params = {"series": series, "category": category, "statuses": statuses, "after": after}
-    return await _fetch_all(conn, EventRow, LIST_EVENTS, {**params, "limit": limit})
+    return await fetch_all(conn, EventRow, LIST_EVENTS, {**params, "limit": limit})
 
 
 async def get_event(conn: Conn, event_ticker: str) -> EventRow | None:
-    return await _fetch_one(conn, EventRow, GET_EVENT, {"event": event_ticker})
+    return await fetch_one(conn, EventRow, GET_EVENT, {"event": event_ticker})
 
 
 async def event_markets(
@@ -525,7 +359,7 @@ async def event_markets(
 ) -> list[MarketRow]:
     """One page of an event's markets by ticker (``limit=None``: all of them, unbounded)."""
     params = {"event": event_ticker, "after": after, "limit": limit}
-    return await _fetch_all(conn, MarketRow, EVENT_MARKETS, params)
+    return await fetch_all(conn, MarketRow, EVENT_MARKETS, params)
 
 
 async def list_markets(
@@ -538,11 +372,11 @@ async def list_markets(
     limit: int,
 ) -> list[MarketRow]:
     params = {"event": event, "series": series, "statuses": statuses, "after": after}
-    return await _fetch_all(conn, MarketRow, LIST_MARKETS, {**params, "limit": limit})
+    return await fetch_all(conn, MarketRow, LIST_MARKETS, {**params, "limit": limit})
 
 
 async def get_market(conn: Conn, ticker: str) -> MarketRow | None:
-    return await _fetch_one(conn, MarketRow, GET_MARKET, {"ticker": ticker})
+    return await fetch_one(conn, MarketRow, GET_MARKET, {"ticker": ticker})
 
 
 async def market_known(conn: Conn, ticker: str) -> bool:
@@ -570,94 +404,14 @@ async def list_settlements(
         "result": result,
         "start": start,
         "end": end,
-        **_keyset(("c_ts", "c_tk"), after),
+        **keyset(("c_ts", "c_tk"), after),
         "limit": limit,
     }
-    return await _fetch_all(conn, SettlementRow, LIST_SETTLEMENTS, params)
+    return await fetch_all(conn, SettlementRow, LIST_SETTLEMENTS, params)
 
 
 async def get_settlement(conn: Conn, ticker: str) -> SettlementRow | None:
-    return await _fetch_one(conn, SettlementRow, GET_SETTLEMENT, {"ticker": ticker})
-
-
-class DeltaSpan(NamedTuple):
-    """Every delta of the market has ``lo <= ts < hi`` (``lo == hi``: it has none)."""
-
-    lo: datetime
-    hi: datetime
-
-
-_NO_DELTAS: Final = DeltaSpan(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC))
-
-
-def delta_span_of(row: Sequence[Any]) -> DeltaSpan | None:
-    """``(complete, first_hour, end_hour)`` of :data:`DELTA_EXTENT` as a span in UTC; None when
-    the extents are incomplete (or their state row is missing: ``complete`` NULL), i.e. the
-    deltas' times are unknown (pure)."""
-    complete, first_hour, end_hour = row
-    if not complete:
-        return None
-    if first_hour is None:
-        return _NO_DELTAS  # complete extents and none for the market: it has no deltas
-    return DeltaSpan(first_hour.astimezone(UTC), end_hour.astimezone(UTC))
-
-
-async def delta_span(conn: Conn, ticker: str) -> DeltaSpan | None:
-    """Where the market's deltas lie (see :func:`delta_span_of`)."""
-    cur = await conn.execute(DELTA_EXTENT, {"ticker": ticker})
-    row = await cur.fetchone()
-    assert row is not None  # one row, always
-    return delta_span_of(row)
-
-
-async def list_deltas(
-    conn: Conn,
-    *,
-    ticker: str,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, int, int] | None,
-    limit: int,
-) -> list[DeltaRow]:
-    """A page of the market's deltas in feed order, read in windows from its first snapshot to
-    the end of its delta extent (or the present, when the extents are incomplete)."""
-    cur = await conn.execute(DELTAS_BOUNDS, {"ticker": ticker})
-    bounds = await cur.fetchone()
-    assert bounds is not None  # one row, always
-    if bounds[0] is None:
-        return []  # no snapshot, no book: deltas are recorded only after one
-    # deltas follow the first snapshot, stamped at most DELTA_SLACK before it (they may outlast
-    # the last one)
-    lo = bounds[0].astimezone(UTC) - DELTA_SLACK
-    if start is not None:
-        lo = max(lo, start)
-    if after is not None:
-        lo = max(lo, after[0])
-    hi = end if end is not None else datetime.now(UTC) + DELTAS_HORIZON
-    span = delta_span_of(bounds[1:])
-    if span is not None:
-        lo, hi = max(lo, span.lo), min(hi, span.hi)
-    params = {"ticker": ticker, **_keyset(("c_ts", "c_epoch", "c_seq"), after)}
-    return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit)
-
-
-async def list_gaps(
-    conn: Conn,
-    *,
-    ticker: str,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, datetime, datetime, str] | None,
-    limit: int,
-) -> list[GapRow]:
-    params = {
-        "ticker": ticker,
-        "start": start,
-        "end": end,
-        **_keyset(("c_from", "c_det", "c_to", "c_reason"), after),
-        "limit": limit,
-    }
-    return await _fetch_all(conn, GapRow, LIST_GAPS, params)
+    return await fetch_one(conn, SettlementRow, GET_SETTLEMENT, {"ticker": ticker})
 
 
 STATUS_TABLES: Final = [t for t, _, _ in _CHANNEL_TABLES]
@@ -692,16 +446,16 @@ def status_inexact(rows: Iterable[ChannelRow], chunk_rows: Iterable[Sequence[Any
 async def status_channels(conn: Conn) -> list[ChannelRow]:
     cur = await conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES})
     chunk_rows = await cur.fetchall()
-    rows = await _fetch_all(conn, ChannelRow, STATUS_CHANNELS, status_channel_params(chunk_rows))
+    rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, status_channel_params(chunk_rows))
     whole = status_inexact(rows, chunk_rows)
     if whole:
         params = status_channel_params(chunk_rows, whole)
-        rows = await _fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
+        rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
     return rows
 
 
 async def status_coverage(conn: Conn) -> tuple[CoverageRow, dict[str, int]]:
-    coverage = await _fetch_one(conn, CoverageRow, STATUS_COVERAGE)
+    coverage = await fetch_one(conn, CoverageRow, STATUS_COVERAGE)
     assert coverage is not None
     cur2 = await conn.execute(MARKETS_BY_STATUS)
     by_status = {str(status): int(n) for status, n in await cur2.fetchall()}
@@ -710,218 +464,3 @@ async def status_coverage(conn: Conn) -> tuple[CoverageRow, dict[str, int]]:
 
 async def probe(conn: Conn) -> None:
     await conn.execute(HEALTH_PROBE)
-
-
-# -- order book at an instant --------------------------------------------------------------------
-
-DELTA_SLACK = timedelta(minutes=1)
-"""How far before a snapshot's time its first deltas may be stamped (exchange vs local clock)."""
-SNAPSHOT_WINDOW = timedelta(days=1)
-"""Look for the latest snapshot in this window first (checkpoints come every few minutes while a
-book moves), then over the market's recorded book (from its extent's first hour): planning stays
-independent of the history's length, and a ticker without a book reads no snapshot chunk."""
-REPLAY_BATCH: Final = 20_000
-"""The deltas of a book replay read at once. A replay of more (a book without a recent snapshot:
-millions of deltas) is streamed, this many rows at a time, with a turn of the event loop after
-each batch: it neither holds millions of rows in memory nor stalls the API process's other
-requests for seconds, and its request deadline (noticed only when the loop turns) stops it. With
-checkpoints (500 deltas apart) the whole replay is one batch of one statement."""
-_STREAM_ROWS: Final = REPLAY_BATCH if pq.version() >= 170000 else 1
-"""Rows per network chunk of the stream: libpq 17 reads them in chunks (psycopg's binary
-package bundles a newer libpq than Debian's 15, which streams row by row: the same rows)."""
-_HOUR = timedelta(hours=1)
-_MIN_SEQ = -(2**63)
-_ONE_US = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotInfo:
-    ts: datetime
-    source: str
-    epoch: int
-    seq: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class LastEvent:
-    kind: str
-    ts: datetime
-    epoch: int
-    seq: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class BookAt:
-    """The book of one market at an instant, and how much to trust it."""
-
-    ticker: str
-    at: datetime
-    book: OrderBook
-    snapshot: SnapshotInfo | None
-    last_event: LastEvent | None
-    deltas_applied: int
-    gap: tuple[datetime | None, datetime | None, str] | None
-    """``(from_ts, to_ts, reason)`` when the book is incomplete."""
-
-    @property
-    def complete(self) -> bool:
-        return self.gap is None
-
-
-async def book_extent(conn: Conn, ticker: str) -> tuple[datetime, datetime] | None:
-    """The market's book extent ``(first_hour, end_hour)`` in UTC (arithmetic on it is then
-    absolute time: a session in another time zone returns local datetimes), or None."""
-    cur = await conn.execute(BOOK_EXTENT, {"ticker": ticker})
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    return row[0].astimezone(UTC), row[1].astimezone(UTC)
-
-
-def _snapshot_book(yes_json: Any, no_json: Any) -> OrderBook | None:
-    """The snapshot's book, or None when its levels are not a valid book."""
-    try:
-        return OrderBook.from_rows(yes_json, no_json)
-    except BookError:
-        return None
-
-
-class _Replay:
-    """Deltas applied to a book in order: how many, the last one, and the first that did not fit
-    (a level going negative: skipped, the book left unchanged, and the result flagged instead of
-    guessed)."""
-
-    __slots__ = ("applied", "book", "gap", "last")
-
-    def __init__(self, book: OrderBook, gap: tuple[Any, Any, str] | None) -> None:
-        self.book = book
-        self.gap = gap
-        self.applied = 0
-        self.last: tuple[Any, ...] | None = None
-
-    def apply(self, rows: list[tuple[Any, ...]]) -> None:
-        apply = self.book.apply_delta_units
-        for side, price, delta, ts, _seq in rows:
-            try:
-                apply(side, price, delta)
-            except BookError:
-                self.gap = self.gap or (ts, None, "inconsistent_deltas")
-        if rows:
-            self.applied += len(rows)
-            self.last = rows[-1]
-
-
-async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = True) -> BookAt:
-    """Rebuild the book at ``at``: latest snapshot at/before it, then its epoch's later deltas.
-
-    ``inclusive=False`` gives the book just before ``at`` (events with ``ts < at`` only).
-    """
-    upper = at if inclusive else at - _ONE_US
-    window = upper - SNAPSHOT_WINDOW
-    params = {"ticker": ticker, "at": upper, "since": window}
-    cur = await conn.execute(BOOK_BASE, params)
-    row = await cur.fetchone()
-    assert row is not None  # the query always returns exactly one row
-    extent = None
-    if row[0] is None:  # no snapshot in the window: search the market's recorded snapshots
-        extent = await book_extent(conn, ticker)
-        if extent is not None:
-            first_hour, end_hour = extent
-            # after the market's last snapshot it is in that snapshot's hour (unless rows were
-            # removed since); else anywhere in the extent up to ``at``
-            ranges = [(first_hour, end_hour)]
-            if upper >= end_hour:
-                ranges.insert(0, (max(first_hour, end_hour - _HOUR), end_hour))
-            for since, until in ranges:
-                if since >= window:
-                    continue  # the window has searched it
-                in_extent = {**params, "since": since, "until": until}
-                cur = await conn.execute(BOOK_BASE_IN_EXTENT, in_extent)
-                row = await cur.fetchone()
-                assert row is not None
-                if row[0] is not None:
-                    break
-    snap_ts, epoch, seq, source, yes_json, no_json, gap_from, gap_to, gap_reason = row
-    gap = None if gap_reason is None else (gap_from, gap_to, str(gap_reason))
-    if snap_ts is None:
-        first = None
-        if extent is not None:  # no snapshot up to ``at``: the first one comes after it
-            first_hour, end_hour = extent
-            for since, until in ((first_hour, first_hour + _HOUR), (first_hour, end_hour)):
-                bounds = {"ticker": ticker, "at": upper, "since": since, "until": until}
-                cur = await conn.execute(FIRST_SNAPSHOT_AFTER, bounds)
-                first = await cur.fetchone()
-                if first is not None:
-                    break
-        return BookAt(
-            ticker=ticker,
-            at=at,
-            book=OrderBook(),
-            snapshot=None,
-            last_event=None,
-            deltas_applied=0,
-            gap=gap or (None, None if first is None else first[0], "no_snapshot"),
-        )
-    book = _snapshot_book(yes_json, no_json)
-    if book is None:
-        book = OrderBook()
-        gap = gap or (snap_ts, None, "invalid_snapshot")
-    snapshot = SnapshotInfo(ts=snap_ts, source=str(source), epoch=int(epoch), seq=seq)
-    from_ts = snap_ts - DELTA_SLACK if seq is not None else snap_ts + _ONE_US
-    until = upper
-    if upper - from_ts > SNAPSHOT_WINDOW:
-        # long after the snapshot: the market's deltas may have ended long before ``at``
-        span = await delta_span(conn, ticker)
-        if span is not None:
-            until = min(upper, span.hi - _ONE_US)
-    params = {
-        "ticker": ticker,
-        "epoch": epoch,
-        "at": until,
-        "from_ts": from_ts,
-        "after_seq": seq if seq is not None else _MIN_SEQ,
-    }
-    replay = _Replay(book, gap)
-    if until >= from_ts:
-        cur = await conn.execute(BOOK_DELTAS, {**params, "limit": REPLAY_BATCH})
-        first = await cur.fetchall()
-        if len(first) < REPLAY_BATCH:  # the usual case: checkpoints keep it to a few hundred
-            replay.apply(first)
-        else:  # a long replay, streamed in one statement from the snapshot again
-            del first
-            again = _snapshot_book(yes_json, no_json)
-            replay = _Replay(OrderBook() if again is None else again, gap)
-            async with (
-                conn.cursor() as stream_cur,
-                # closed on any exit: a stream left open keeps the connection busy
-                aclosing(
-                    cast(  # an async generator, typed by psycopg as an iterator
-                        "AsyncGenerator[Any, None]",
-                        stream_cur.stream(
-                            BOOK_DELTAS, {**params, "limit": None}, size=_STREAM_ROWS
-                        ),
-                    )
-                ) as rows,
-            ):
-                batch: list[tuple[Any, ...]] = []
-                async for row in rows:
-                    batch.append(row)
-                    if len(batch) == REPLAY_BATCH:
-                        replay.apply(batch)
-                        batch = []
-                        await asyncio.sleep(0)  # other requests, and the deadline, get a turn
-                replay.apply(batch)
-    book, gap, last = replay.book, replay.gap, replay.last
-    if last is not None:
-        last_event = LastEvent(kind="delta", ts=last[3], epoch=int(epoch), seq=int(last[4]))
-    else:
-        last_event = LastEvent(kind="snapshot", ts=snap_ts, epoch=int(epoch), seq=seq)
-    return BookAt(
-        ticker=ticker,
-        at=at,
-        book=book,
-        snapshot=snapshot,
-        last_event=last_event,
-        deltas_applied=replay.applied,
-        gap=gap,
-    )

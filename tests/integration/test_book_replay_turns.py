@@ -19,7 +19,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from kalshibook.storage.reads import REPLAY_BATCH, book_at
+from kalshibook.storage.book_reads import REPLAY_BATCH, book_at
 
 pytestmark = [pytest.mark.db, pytest.mark.asyncio(loop_scope="session")]
 

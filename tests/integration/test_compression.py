@@ -16,7 +16,7 @@ from cli_support import run_cli
 from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import ConfigError
 from kalshibook.settings import CoreSettings, Settings, StorageSettings, WriterSettings
-from kalshibook.storage import migrate, reads
+from kalshibook.storage import book_reads, migrate
 from kalshibook.storage.candles import refresh_candles
 from kalshibook.storage.policies import POLICIES, apply_policies
 from kalshibook.storage.pool import open_pool
@@ -177,8 +177,8 @@ async def test_compressed_chunks_take_late_writes_and_serve_reads(
     )
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         await refresh_candles(conn, T0, T0 + timedelta(hours=1))
-        before_book = await reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
-        before_deltas = await reads.list_deltas(
+        before_book = await book_reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
+        before_deltas = await book_reads.list_deltas(
             conn, ticker=TICKER, start=T0, end=None, after=None, limit=1000
         )
     assert await candle_1m(db_url, T0) == (D("0.40"), D("0.40"), D("12.00"), 6)
@@ -190,8 +190,8 @@ async def test_compressed_chunks_take_late_writes_and_serve_reads(
             assert compressed == total > 0, table
 
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        after_book = await reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
-        after_deltas = await reads.list_deltas(
+        after_book = await book_reads.book_at(conn, TICKER, T0 + timedelta(seconds=30))
+        after_deltas = await book_reads.list_deltas(
             conn, ticker=TICKER, start=T0, end=None, after=None, limit=1000
         )
     assert after_book == before_book

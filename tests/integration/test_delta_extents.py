@@ -27,7 +27,7 @@ from kalshibook.cli.collect import _check_schema
 from kalshibook.errors import SchemaError
 from kalshibook.export import sampled
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
-from kalshibook.storage import migrate, reads, status_reads
+from kalshibook.storage import book_reads, migrate, status_reads
 from kalshibook.storage.market_summary import market_data
 from kalshibook.storage.pool import open_pool
 from kalshibook.storage.tables import DeltaRow
@@ -275,16 +275,16 @@ async def _reads(url: str, now: datetime) -> tuple[dict[str, Any], dict[str, int
     ) as conn:
         for ticker in ("ENDED", "NODELTA", "NOPE"):
             Recorder.log = []
-            answers[f"book {ticker}"] = await reads.book_at(conn, ticker, now)
+            answers[f"book {ticker}"] = await book_reads.book_at(conn, ticker, now)
             logs[f"book {ticker}"] = list(Recorder.log)
             Recorder.log = []
             answers[f"detail {ticker}"] = await market_data(conn, ticker)
             logs[f"detail {ticker}"] = list(Recorder.log)
-        walk: list[reads.DeltaRow] = []
+        walk: list[book_reads.DeltaRow] = []
         after = None
         while True:  # the whole walk, 50 a page; its last page is the empty one
             Recorder.log = []
-            page = await reads.list_deltas(
+            page = await book_reads.list_deltas(
                 conn, ticker="ENDED", start=None, end=None, after=after, limit=50
             )
             if not page:
@@ -350,11 +350,11 @@ async def test_a_missing_state_row_means_incomplete(db_url: str) -> None:
         conn.execute("DELETE FROM market.delta_extents_state")
         conn.execute("DELETE FROM market.delta_extents")  # and the extents with it
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
-        assert await reads.delta_span(aconn, "GONE") is None
-        page = await reads.list_deltas(
+        assert await book_reads.delta_span(aconn, "GONE") is None
+        page = await book_reads.list_deltas(
             aconn, ticker="GONE", start=None, end=None, after=None, limit=500
         )
-        book = await reads.book_at(aconn, "GONE", datetime.now(UTC))
+        book = await book_reads.book_at(aconn, "GONE", datetime.now(UTC))
         detail = await market_data(aconn, "GONE")
     assert len(page) == 144
     assert book.deltas_applied == 144

@@ -22,9 +22,9 @@ from plan_support import Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.export import sampled
-from kalshibook.storage import reads
+from kalshibook.storage import book_reads, reads
+from kalshibook.storage.book_reads import book_at
 from kalshibook.storage.market_summary import MarketData, market_data
-from kalshibook.storage.reads import book_at
 
 pytestmark = [pytest.mark.db]
 
@@ -324,7 +324,7 @@ async def test_bounded_reads_hold_across_time_zones_retention_and_clock_slack(
         early = await book_at(conn, "RET", first)
         ret = await market_data(conn, "RET")
         slack_data = await market_data(conn, "SLACK")
-        slack_page = await reads.list_deltas(
+        slack_page = await book_reads.list_deltas(
             conn, ticker="SLACK", start=None, end=None, after=None, limit=10
         )
     assert before_export == dst

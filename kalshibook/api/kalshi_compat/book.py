@@ -1,6 +1,6 @@
 """``GET /markets/{ticker}/orderbook`` (5 credits) and ``GET /markets/orderbooks`` (5 per
 ticker, charged before any is read; 5 if the request fails): Kalshi's ``orderbook_fp`` rebuilt
-by :func:`kalshibook.storage.reads.book_at`, the read of ``/v1/markets/{ticker}/orderbook``.
+by :func:`kalshibook.storage.book_reads.book_at`, the read of ``/v1/markets/{ticker}/orderbook``.
 
 kalshibook extension: ``at`` (RFC 3339 or Unix seconds) gives the book at that instant; without
 it, the latest recorded book (the book now). ``depth`` 0 to 100 (0 = every level). A known market
@@ -25,7 +25,7 @@ from kalshibook.api.kalshi_compat.common import (
 from kalshibook.api.kalshi_compat.shapes import book_out
 from kalshibook.api.params import parse_time
 from kalshibook.errors import BadRequest
-from kalshibook.storage import reads
+from kalshibook.storage import book_reads
 
 __all__ = ("HANDLERS",)
 
@@ -45,7 +45,7 @@ def _depth(value: int | None) -> int | None:
 
 
 async def _book(conn: Conn, ticker: TickerPath, at: datetime, depth: int | None) -> k.Orderbook:
-    result = await reads.book_at(conn, ticker, at)
+    result = await book_reads.book_at(conn, ticker, at)
     if result.snapshot is None:
         await require_market(conn, ticker)
     return book_out(result.book, depth)

@@ -32,7 +32,7 @@ from kalshibook.domain.prices import (
     fmt_size_units,
 )
 from kalshibook.errors import BadRequest
-from kalshibook.storage import reads
+from kalshibook.storage import book_reads
 
 __all__ = ("HANDLERS", "book_out")
 
@@ -56,7 +56,7 @@ def _size(level: UnitLevel | None) -> str | None:
     return None if level is None else fmt_size_units(level[1])
 
 
-def book_out(result: reads.BookAt, depth: int | None = None) -> s.OrderBook:
+def book_out(result: book_reads.BookAt, depth: int | None = None) -> s.OrderBook:
     """The API shape of a rebuilt book; ``depth`` 0/None = every level."""
     book = result.book
     keep = depth or None
@@ -94,7 +94,7 @@ def book_out(result: reads.BookAt, depth: int | None = None) -> s.OrderBook:
     )
 
 
-def delta_out(row: reads.DeltaRow) -> s.Delta:
+def delta_out(row: book_reads.DeltaRow) -> s.Delta:
     return s.Delta(
         ts=row.ts,
         side=row.side,
@@ -107,7 +107,7 @@ def delta_out(row: reads.DeltaRow) -> s.Delta:
     )
 
 
-def gap_out(row: reads.GapRow) -> s.Gap:
+def gap_out(row: book_reads.GapRow) -> s.Gap:
     return s.Gap(
         ticker=row.market_ticker,
         from_ts=row.from_ts,
@@ -150,7 +150,7 @@ async def orderbook(
         raise BadRequest(
             f"depth must be between 0 (all levels) and {MAX_DEPTH}, got {depth}", parameter="depth"
         )
-    result = await reads.book_at(conn, ticker, instant)
+    result = await book_reads.book_at(conn, ticker, instant)
     if result.snapshot is None:
         await require_market(conn, ticker)
     return s.OrderBookOne(data=book_out(result, depth), **envelope_meta(request))
@@ -188,12 +188,12 @@ async def deltas(
     if with_book and t0 is None and cursor is None:
         raise BadRequest("with_book=true needs `start`", parameter="start")
     after = pager.after(cursor, tuple[datetime, int, int])
-    rows = await reads.list_deltas(
+    rows = await book_reads.list_deltas(
         conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
     book = None
     if with_book and after is None and t0 is not None:
-        result = await reads.book_at(conn, ticker, t0, inclusive=False)
+        result = await book_reads.book_at(conn, ticker, t0, inclusive=False)
         book = book_out(result)
         if not rows and result.snapshot is None:
             await require_market(conn, ticker)
@@ -223,7 +223,7 @@ async def gaps(
     pager = Pager(request, settings, limit, "gaps")
     t0, t1 = parse_range(start, end)
     after = pager.after(cursor, tuple[datetime, datetime, datetime, str])
-    rows = await reads.list_gaps(
+    rows = await book_reads.list_gaps(
         conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
     if not rows and after is None:

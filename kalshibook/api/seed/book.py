@@ -16,12 +16,12 @@ from kalshibook.api.seed import schemas as s
 from kalshibook.api.seed.docs import seed_route
 from kalshibook.api.seed.errors import SeedNotFound
 from kalshibook.api.seed.numbers import cents, cents_of_units, quantity, quantity_of_units
-from kalshibook.storage import reads
+from kalshibook.storage import book_reads
 
 __all__ = ("HANDLERS", "levels")
 
 
-def levels(result: reads.BookAt, side: str, depth: int | None) -> list[s.Level]:
+def levels(result: book_reads.BookAt, side: str, depth: int | None) -> list[s.Level]:
     """One side's bids, best (highest price) first, the best ``depth`` if given."""
     return [
         s.Level(price=cents_of_units(p), quantity=quantity_of_units(q))
@@ -44,7 +44,7 @@ async def orderbook(
     request: Request[Any, Any, Any], conn: Conn, data: JSONBody[s.OrderbookRequest]
 ) -> s.OrderbookResponse:
     instant = parse_time(data.timestamp, "timestamp")
-    result = await reads.book_at(conn, data.market_ticker, instant)
+    result = await book_reads.book_at(conn, data.market_ticker, instant)
     if result.snapshot is None:
         await require_market(conn, data.market_ticker)
         raise SeedNotFound(
@@ -88,13 +88,13 @@ async def deltas(
         data.start_time, data.end_time, start_name="start_time", end_name="end_time"
     )
     after = pager.after(data.cursor, tuple[datetime, int, int])
-    rows = await reads.list_deltas(
+    rows = await book_reads.list_deltas(
         conn, ticker=ticker, start=t0, end=t1, after=after, limit=pager.fetch
     )
     if not rows and after is None:
         await require_market(conn, ticker)
 
-    def out(row: reads.DeltaRow) -> s.DeltaRecord:
+    def out(row: book_reads.DeltaRow) -> s.DeltaRecord:
         return s.DeltaRecord(
             market_ticker=ticker,
             ts=row.ts,
