@@ -244,20 +244,30 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # batches; taker sides the REST copy lacks come from another copy of the batch, and a block trade
 # flagged by any copy stays flagged). A REST copy of a stored trade sets its exchange_seq and
 # created_time (REST ranks a whole millisecond and has microseconds;
-# kalshibook.domain.exchange_order) and its
-# is_block_trade, and fills the taker sides the stored copy lacks, so the stored values do not
-# depend on which path stored the trade first: a WS frame may lack is_block_trade (added
-# 2026-05-29; the DEMO capture of 2026-08-17 has none), which the router stores as false (the
-# column is NOT NULL), and the REST copy's flag corrects it; a copy's false never clears a true
-# (a REST copy may lack the flag too, and is then read as false). The merged row's source is its
-# batch's first copy's, so a REST copy is looked for in the stage as well. A WS copy of a stored
-# trade changes nothing. Rows go in by
-# market so that concurrent batches take the trade_extents rows (0006's trigger) in one order.
-# Returns the number of trades inserted (xmax = 0: not an update of a stored trade). A trade is
-# its trade_id: copies staged at different times (a WS frame without ``ts_ms`` has whole seconds,
+# kalshibook.domain.exchange_order); any copy of a stored trade sets its is_block_trade when true
+# and fills the taker sides it lacks, so those do not depend on which path stored the trade
+# first: a WS frame may lack is_block_trade (added 2026-05-29; the DEMO capture of 2026-08-17 has
+# none), which the router stores as false (the column is NOT NULL), and a REST copy may lack the
+# flag or the sides (older responses); a copy's false never clears a true, a null never clears a
+# side. A WS copy never moves a stored trade's time or rank. The merged row's source is its
+# batch's first copy's, so a REST copy is looked for in the stage as well (``_REST_COPY``). Not
+# covered: a whole-second WS copy of a trade whose REST copy is stored is dropped before the merge
+# (DROP_STAGED_TRADE_COPIES), its sides and flag with it. Rows go in by market so that concurrent
+# batches take the trade_extents rows (0006's trigger) in one order. Returns the number of trades
+# inserted (xmax = 0: not an update of a stored trade). A trade is its trade_id: copies staged at
+# different times (a WS frame without ``ts_ms`` has whole seconds,
 # kalshibook.kalshi.scalars.frame_time) are one trade, the REST copy's time kept.
-MERGE_TRADES: Final[LiteralString] = (
-    "WITH merged AS (INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, "
+_REST_COPY: Final[LiteralString] = (
+    # the correlated look-up only when the batch holds REST rows at all (an InitPlan, once): a
+    # replay of WS rows already stored (all conflicts) must not scan the stage once per row
+    "(EXCLUDED.source = 'rest' OR ((SELECT bool_or(source = 'rest') "
+    "FROM pg_temp.kalshibook_trades_stage) AND EXISTS (SELECT FROM "
+    "pg_temp.kalshibook_trades_stage AS s WHERE s.trade_id = EXCLUDED.trade_id "
+    "AND s.source = 'rest')))"
+)
+"""The conflicting staged row is (or merges) a REST copy of the trade."""
+MERGE_TRADES: Final[LiteralString] = (  # composed of constants only (_REST_COPY)
+    "WITH merged AS (INSERT INTO market.trades AS t (ts, trade_id, market_ticker, yes_price, "  # noqa: S608
     "no_price, count, "
     "taker_outcome_side, taker_book_side, is_block_trade, source, received_at, created_time, "
     "exchange_seq) "
@@ -271,21 +281,23 @@ MERGE_TRADES: Final[LiteralString] = (
     "ORDER BY trade_id, source = 'rest' DESC) AS one_per_trade "
     "ORDER BY market_ticker "
     "ON CONFLICT (trade_id, ts) DO UPDATE SET "
-    "exchange_seq = EXCLUDED.exchange_seq, created_time = EXCLUDED.created_time, "
+    "exchange_seq = CASE WHEN " + _REST_COPY + " THEN EXCLUDED.exchange_seq "
+    "ELSE t.exchange_seq END, "
+    "created_time = CASE WHEN " + _REST_COPY + " THEN EXCLUDED.created_time "
+    "ELSE t.created_time END, "
     "is_block_trade = t.is_block_trade OR EXCLUDED.is_block_trade, "
     "taker_outcome_side = coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
     "taker_book_side = coalesce(t.taker_book_side, EXCLUDED.taker_book_side) "
-    # the correlated look-up only when the batch holds REST rows at all (an InitPlan, once): a
-    # replay of WS rows already stored (all conflicts) must not scan the stage once per row
-    "WHERE (EXCLUDED.source = 'rest' OR ((SELECT bool_or(source = 'rest') "
-    "FROM pg_temp.kalshibook_trades_stage) AND EXISTS (SELECT FROM "
-    "pg_temp.kalshibook_trades_stage AS s WHERE s.trade_id = EXCLUDED.trade_id "
-    "AND s.source = 'rest'))) "
-    "AND (t.exchange_seq, t.created_time, t.is_block_trade, "
+    "WHERE CASE WHEN " + _REST_COPY + " "
+    "THEN (t.exchange_seq, t.created_time, t.is_block_trade, "
     "t.taker_outcome_side, t.taker_book_side) IS DISTINCT FROM (EXCLUDED.exchange_seq, "
     "EXCLUDED.created_time, t.is_block_trade OR EXCLUDED.is_block_trade, "
     "coalesce(t.taker_outcome_side, EXCLUDED.taker_outcome_side), "
     "coalesce(t.taker_book_side, EXCLUDED.taker_book_side)) "
+    # a WS copy only fills what the stored row lacks
+    "ELSE (EXCLUDED.is_block_trade AND NOT t.is_block_trade) "
+    "OR (t.taker_outcome_side IS NULL AND EXCLUDED.taker_outcome_side IS NOT NULL) "
+    "OR (t.taker_book_side IS NULL AND EXCLUDED.taker_book_side IS NOT NULL) END "
     "RETURNING xmax = 0 AS inserted) "
     "SELECT count(*) FILTER (WHERE inserted) FROM merged"
 )

@@ -5,7 +5,8 @@ A WS trade frame may lack ``is_block_trade`` (the DEMO capture
 2026-05-29, KALSHI_API.md §4) or its taker sides. The router stores the unknown flag as ``false``
 (the column is NOT NULL); the REST copy of the same trade, stored first or later, in the same
 batch or another, at the same millisecond or at another time (a WS frame on a whole second), has
-the last word on ``is_block_trade`` and fills taker sides the stored copy lacks.
+the last word on ``is_block_trade`` and fills taker sides the stored copy lacks; a WS copy fills
+what a REST copy stored without them lacks.
 """
 
 from __future__ import annotations
@@ -181,14 +182,20 @@ async def test_a_copy_without_the_flag_never_clears_a_known_block_trade(
     assert got == [(True, demo.ts + timedelta(microseconds=5))]  # the REST time, the flag kept
 
 
-@pytest.mark.parametrize("rest_first", [False, True], ids=["ws first", "rest first"])
-@pytest.mark.parametrize("grain", ["ms", "whole second"])
-async def test_one_batchs_copies_keep_what_either_knew(
-    db_url: str, tmp_path: Path, rest_first: bool, grain: str
+@pytest.mark.parametrize(
+    ("order", "grain"),
+    [
+        *((o, g) for o in ("ws first", "rest first") for g in ("ms", "whole second")),
+        ("rest, then ws in a later batch", "ms"),  # a whole-second one is dropped: not covered
+    ],
+)
+async def test_copies_keep_what_either_knew(
+    db_url: str, tmp_path: Path, order: str, grain: str
 ) -> None:
     """A WS copy with taker sides and the block flag, and a REST copy of the same trade without
-    them (older responses), in one batch: the REST copy's time, the WS copy's sides and flag (as
-    when they come in two batches)."""
+    them (older responses): the REST copy's time and rank, the WS copy's sides and flag, in one
+    batch or when the REST copy was stored first (at the same millisecond: a whole-second WS copy
+    of a stored REST copy is dropped before the merge, MERGE_TRADES' comment)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(PAUSE_COMPRESSION)
     demo = ws_row_of_demo_frame()  # "no"/"ask" in the capture
@@ -200,13 +207,20 @@ async def test_one_batchs_copies_keep_what_either_knew(
     rest = rest_copy(ws, rest_ts, block=False)._replace(
         taker_outcome_side=None, taker_book_side=None
     )
+    batches = {
+        "ws first": [[ws, rest]],
+        "rest first": [[rest, ws]],
+        "rest, then ws in a later batch": [[rest], [ws]],
+    }[order]
     async with writer_on(db_url, tmp_path) as w:
-        for row in (rest, ws) if rest_first else (ws, rest):
-            await w.put("trades", row)
-        await w.drain()
+        for batch in batches:
+            for row in batch:
+                await w.put("trades", row)
+            await w.drain()
     got = await query(
         db_url,
-        "SELECT created_time, taker_outcome_side, taker_book_side, is_block_trade, source "
-        "FROM market.trades",
+        "SELECT created_time, exchange_seq, taker_outcome_side, taker_book_side, "
+        "is_block_trade, source FROM market.trades",
     )
-    assert got == [(rest_ts, "no", "ask", True, "rest" if rest_first else "ws")]
+    source = "ws" if order == "ws first" else "rest"
+    assert got == [(rest_ts, rest.exchange_seq, "no", "ask", True, source)]
