@@ -36,10 +36,14 @@ AConn = psycopg.AsyncConnection[Any]
 BATCH_ROWS: Final = 20_000
 
 MARKETS_OF: Final = """
-SELECT ticker, event_ticker, series_ticker FROM market.markets
-WHERE event_ticker = ANY(%(events)s::text[]) OR series_ticker = ANY(%(series)s::text[])
-ORDER BY ticker
+SELECT m.ticker, m.event_ticker, ARRAY[m.series_ticker, e.series_ticker]
+FROM market.markets m LEFT JOIN market.events e ON e.event_ticker = m.event_ticker
+WHERE m.event_ticker = ANY(%(events)s::text[]) OR m.series_ticker = ANY(%(series)s::text[])
+   OR e.series_ticker = ANY(%(series)s::text[])
+ORDER BY m.ticker
 """
+"""A series' markets are those with its ``series_ticker`` and those of its events (a market row
+may have no series of its own), as the API's ``series_ticker`` filters select them."""
 ALL_MARKETS: Final = """
 SELECT ticker FROM market.markets
 UNION SELECT market_ticker FROM market.trade_extents
@@ -136,13 +140,15 @@ async def all_markets(conn: AConn, start: datetime, end: datetime) -> list[str]:
 
 async def markets_of(
     conn: AConn, events: Sequence[str], series: Sequence[str]
-) -> list[tuple[str, str | None, str | None]]:
-    """``(ticker, event, series)`` of the markets (``market.markets``) of the named events and
-    series, in one query: the caller also learns which names matched none."""
+) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """``(ticker, event, its series)`` of the markets (``market.markets``) of the named events and
+    series (:data:`MARKETS_OF`), in one query: the caller also learns which names matched none."""
     params = {"events": list(events), "series": list(series)}
     async with conn.cursor() as cur:
         await cur.execute(MARKETS_OF, params)
-        return [(str(r[0]), r[1], r[2]) for r in await cur.fetchall()]
+        return [
+            (str(r[0]), r[1], tuple(s for s in r[2] if s is not None)) for r in await cur.fetchall()
+        ]
 
 
 async def day_fingerprints(

@@ -251,7 +251,7 @@ async def _select(conn: AConn, req: ExportRequest) -> tuple[list[str], list[str]
         await reads.markets_of(conn, req.events, req.series) if req.events or req.series else []
     )
     events = {g[1] for g in grouped}
-    series = {g[2] for g in grouped}
+    series = {s for g in grouped for s in g[2]}
     unknown = [f"event {e!r}" for e in dict.fromkeys(req.events) if e not in events]
     unknown += [f"series {s!r}" for s in dict.fromkeys(req.series) if s not in series]
     selected = {g[0] for g in grouped}

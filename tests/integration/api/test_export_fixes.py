@@ -109,6 +109,33 @@ async def test_unfiltered_export_includes_markets_without_a_reference_row(
     assert not any(NOREF in w for w in later.written)
 
 
+ORPHAN = "KXORPHAN-26JAN-T1"
+
+
+async def test_a_series_selects_the_markets_of_its_events(
+    seeded_rw_url: str, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    """A market row without a series of its own, whose event is in the series: ``--series``
+    exports it (as the API's ``series_ticker`` filter lists it) and the series is not unknown."""
+    with psycopg.connect(seeded_rw_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO market.series (ticker, raw) VALUES ('KXORPHAN', '{}');"
+            "INSERT INTO market.events (event_ticker, series_ticker, raw)"
+            " VALUES ('KXORPHAN-26JAN', 'KXORPHAN', '{}');"
+            "INSERT INTO market.markets (ticker, event_ticker, series_ticker, status, raw)"
+            " VALUES ('KXORPHAN-26JAN-T1', 'KXORPHAN-26JAN', NULL, 'closed', '{}')"
+        )
+        _trade(conn, ORPHAN, T0)
+    monkeypatch.setenv("KALSHIBOOK_DATABASE_URL", seeded_rw_url)
+    out = tmp_path / "out"
+    code, err = await _cli(
+        capsys, "--out", str(out), *_days("--tables", "trades"), "--series", "KXORPHAN"
+    )
+    assert code == 0, err
+    assert [p.name for p in (out / "trades").iterdir()] == [ORPHAN]
+    assert "unknown" not in err
+
+
 async def test_market_and_event_select_their_union(
     seeded_rw_url: str, tmp_path: Path, monkeypatch: Any, capsys: Any
 ) -> None:
