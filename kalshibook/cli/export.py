@@ -103,7 +103,10 @@ def _every(text: str) -> timedelta:
 def request_from(args: argparse.Namespace) -> ExportRequest:
     if not str(args.out).strip():
         raise ConfigError("--out is empty: give the output directory")
-    tables = split_names(args.tables, "--tables") if args.tables else DEFAULT_TABLES
+    try:
+        tables = split_names(args.tables, "--tables") if args.tables else DEFAULT_TABLES
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.args[0]}; tables: {', '.join(ALL_TABLES)}") from None
     start = _day(str(args.start), "--start")
     end = (
         _day(str(args.end), "--end")
