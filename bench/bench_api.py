@@ -738,9 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{ALONE_ROUNDS} sequential requests on one `http.client` connection (the service time of "
         "one request).",
         "",
-        "With checkpoints the latency does not depend on the length of the history (at most "
-        f"{every} deltas are replayed); without them every request replays the whole history "
-        "since the last snapshot, linearly in its length.",
+        "With checkpoints a request's service time (one client) does not depend on the length "
+        f"of the history (at most {every} deltas are replayed); under the load's connections the "
+        "latency is queueing, and its tail moves from run to run. Without checkpoints every "
+        "request replays the whole history since the last snapshot, linearly in its length.",
     ]
     text = "\n".join(lines) + "\n"
     write_section(BENCHMARKS_MD, "api", text)
