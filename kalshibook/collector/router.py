@@ -1,8 +1,9 @@
 """Frames -> books, rows and follow-up work (pure: no I/O, no asyncio, no clock of its own).
 
-:class:`Router` consumes, in wire order, what a :class:`~kalshibook.kalshi.ws.WsSession` yields
-(decoded frames, :class:`~kalshibook.kalshi.sequencing.GapDetected`,
-:class:`~kalshibook.kalshi.ws.Disconnected`) and
+:class:`Router` consumes, in wire order, what a
+:class:`~kalshibook.kalshi.ws_session.WsSession` yields (decoded frames,
+:class:`~kalshibook.kalshi.sequencing.GapDetected`,
+:class:`~kalshibook.kalshi.ws_session.Disconnected`) and
 
 * keeps one exact integer :class:`~kalshibook.domain.book.BookSet` of every subscribed market,
 * appends the rows to store per table (taken by :meth:`Router.take`; the caller hands them to

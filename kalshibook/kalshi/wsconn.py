@@ -15,7 +15,7 @@ feed is tens of thousands of small, unmasked, unfragmented text frames a second,
 * :class:`FeedConnection` hands data messages (batches, and websockets-parsed data frames,
   reassembled if fragmented) to a synchronous ``sink`` in wire order instead of websockets'
   ``recv()`` queue; the session decodes them on the spot. Flow control moves with them: the
-  session pauses and resumes the transport (see :class:`~kalshibook.kalshi.ws.WsSession`).
+  session pauses and resumes the transport (see :class:`~kalshibook.kalshi.ws_session.WsSession`).
 
 The coupling to websockets internals (the protocol's ``parse`` generator, ``reader.buffer``,
 ``current_size``, ``events``) is pinned by the version range in ``pyproject.toml`` and covered by

@@ -22,8 +22,8 @@ from kalshibook.collector.router import Router
 from kalshibook.collector.subscriber import Subscriber
 from kalshibook.collector.subscriptions import ORDERBOOK, Shard, SubscriptionPlan
 from kalshibook.collector.work import WorkQueues
-from kalshibook.errors import FeedError
-from kalshibook.kalshi.ws import WsCommandError, WsSession
+from kalshibook.errors import FeedError, WsCommandError
+from kalshibook.kalshi.ws import WsSession
 from kalshibook.kalshi.ws_frames import ErrorFrame, OrderbookSnapshot
 from kalshibook.sim import SimServer
 from kalshibook.storage.tables import BookGapRow
