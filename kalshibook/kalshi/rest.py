@@ -23,16 +23,7 @@ import httpx
 from kalshibook.errors import FeedError, KalshiHTTPError, ProtocolError
 from kalshibook.kalshi.auth import PrivateKey
 from kalshibook.kalshi.client_base import KalshiClientBase
-from kalshibook.kalshi.rest_models import (
-    Event,
-    ExchangeSchedule,
-    ExchangeStatus,
-    HistoricalCutoff,
-    Market,
-    MarketCandlesticks,
-    Orderbook,
-    RestTrade,
-    Series,
+from kalshibook.kalshi.rest_decode import (
     decode_candlesticks,
     decode_event,
     decode_events_page,
@@ -45,6 +36,17 @@ from kalshibook.kalshi.rest_models import (
     decode_series,
     decode_series_list,
     decode_trades_page,
+)
+from kalshibook.kalshi.rest_models import (
+    Event,
+    ExchangeSchedule,
+    ExchangeStatus,
+    HistoricalCutoff,
+    Market,
+    MarketCandlesticks,
+    Orderbook,
+    RestTrade,
+    Series,
 )
 from kalshibook.kalshi.retry import http_status_verdict
 from kalshibook.settings import KalshiSettings

@@ -1,7 +1,7 @@
 """Kalshi scalar values (pure): exact decimals, times and book levels of any API era.
 
 Shared by the WebSocket decoder (:mod:`kalshibook.kalshi.ws_decode`, the collector's per-frame
-path) and the REST models (:mod:`kalshibook.kalshi.rest_models`). Prices and sizes become exact
+path) and the REST decoder (:mod:`kalshibook.kalshi.rest_decode`). Prices and sizes become exact
 :class:`~decimal.Decimal` dollars/contracts (legacy integers are cents), times aware UTC
 datetimes, book sides tuples of ``(price, size)``. Malformed input raises
 :class:`~kalshibook.errors.ProtocolError`.

@@ -16,7 +16,7 @@ from kalshibook.backfill.plan import (
     trades_complete,
 )
 from kalshibook.backfill.progress import eta_text
-from kalshibook.kalshi.rest_models import decode_candlesticks
+from kalshibook.kalshi.rest_decode import decode_candlesticks
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 CUT = datetime(2026, 6, 25, tzinfo=UTC)

@@ -18,7 +18,7 @@ import pytest
 from kalshibook.collector.router import Router
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import ProtocolError
-from kalshibook.kalshi.rest_models import (
+from kalshibook.kalshi.rest_decode import (
     decode_event,
     decode_market,
     decode_markets_page,

@@ -20,10 +20,7 @@ from kalshibook.kalshi.commands import (
     unsubscribe_cmd,
     update_subscription_cmd,
 )
-from kalshibook.kalshi.rest_models import (
-    HistoricalCutoff,
-    Market,
-    MarketCandlestick,
+from kalshibook.kalshi.rest_decode import (
     decode_batch_candlesticks,
     decode_candlesticks,
     decode_event,
@@ -39,6 +36,7 @@ from kalshibook.kalshi.rest_models import (
     decode_series_list,
     decode_trades_page,
 )
+from kalshibook.kalshi.rest_models import HistoricalCutoff, Market, MarketCandlestick
 from kalshibook.kalshi.scalars import parse_time
 from kalshibook.kalshi.ws_decode import KNOWN_TYPES, DecodeStats, decode_frame
 from kalshibook.kalshi.ws_frames import (

@@ -372,7 +372,7 @@ async def test_must_be_entered() -> None:
 
 def test_body_decoding_of_fixture_shape() -> None:
     # the page decoder used by the client accepts Kalshi's bytes directly
-    from kalshibook.kalshi.rest_models import decode_trades_page
+    from kalshibook.kalshi.rest_decode import decode_trades_page
 
     body = json.dumps(
         {

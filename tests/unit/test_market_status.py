@@ -25,7 +25,8 @@ from kalshibook.collector.reference_sync import ReferenceSync
 from kalshibook.collector.router import Router
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import ProtocolError
-from kalshibook.kalshi.rest_models import Market, Series, decode_market, decode_series
+from kalshibook.kalshi.rest_decode import decode_market, decode_series
+from kalshibook.kalshi.rest_models import Market, Series
 
 M = "KXHIGHNY-26AUG24-B80.5"
 E = "KXHIGHNY-26AUG24"

@@ -15,7 +15,7 @@ from kalshibook.backfill.verify import (
     differences,
     period_start,
 )
-from kalshibook.kalshi.rest_models import decode_event_candlesticks, decode_trades_page
+from kalshibook.kalshi.rest_decode import decode_event_candlesticks, decode_trades_page
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kalshi"
 
