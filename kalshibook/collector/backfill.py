@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -87,15 +88,35 @@ class Backfill:
     async def backfill(self, start: datetime, end: datetime) -> int:
         """Hand the REST trades of ``[start, end]`` to the writer; returns how many.
 
-        Each trade gets its exchange rank inside its millisecond (``RestRanker``: the listing is
-        newest first and windows start on whole seconds, so every millisecond is complete).
+        The window is routed by the exchange's historical cutoff (``trades_created_ts``): trades
+        created before it are served only by ``GET /historical/trades`` (KALSHI_API.md §3.7), so
+        the part of an outage older than the cutoff (a collector down for months) is listed
+        there, the rest from ``GET /markets/trades``. Each trade gets its exchange rank inside its
+        millisecond (``RestRanker``: a listing is newest first and its bounds are whole seconds,
+        the cutoff too, so every millisecond is complete).
         """
         now = datetime.now(UTC)
-        n = 0
-        ranker: RestRanker[RestTrade] = RestRanker()
         min_ts = int(start.timestamp())
         max_ts = int(end.timestamp()) + 1
-        async for t in self.rest.get_trades(None, min_ts, max_ts):
+        cutoff = (await self.rest.get_historical_cutoff()).trades_created_ts
+        cut = min_ts if cutoff is None else int(cutoff.timestamp())
+        n = 0
+        if cut > min_ts:  # the part before the cutoff (max_ts is inclusive)
+            n += await self._listing(
+                self.rest.get_historical_trades(None, min_ts, min(max_ts, cut - 1)), now
+            )
+            self.metrics.rest_requests.inc(1.0, "backfill")
+        if max_ts >= cut:
+            n += await self._listing(self.rest.get_trades(None, max(min_ts, cut), max_ts), now)
+            self.metrics.rest_requests.inc(1.0, "backfill")
+        self.metrics.backfilled_trades.inc(n)
+        return n
+
+    async def _listing(self, trades: AsyncIterator[RestTrade], now: datetime) -> int:
+        """Rank and hand over one listing's trades; how many."""
+        n = 0
+        ranker: RestRanker[RestTrade] = RestRanker()
+        async for t in trades:
             if t.created_time is None:
                 continue
             for trade, seq in ranker.push(t.ticker, t.created_time, t):
@@ -108,8 +129,6 @@ class Backfill:
                 "millisecond may be inexact for those trades",
                 ranker.out_of_order,
             )
-        self.metrics.backfilled_trades.inc(n)
-        self.metrics.rest_requests.inc(1.0, "backfill")
         return n
 
     async def _put(self, trade: RestTrade, seq: int, now: datetime) -> int:

@@ -40,6 +40,9 @@ from kalshibook.api.app import create_app
 from kalshibook.backfill.loader import Backfill, Selection
 from kalshibook.backfill.progress import ProgressReport
 from kalshibook.cli.service_user import login_url
+from kalshibook.collector.backfill import Backfill as CollectorBackfill
+from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import CoreSettings, Settings
@@ -630,3 +633,33 @@ def _count(conn: psycopg.Connection[Any], table: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))).fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
+    db_url: str, tmp_path: Path
+) -> None:
+    """An outage window older than the historical cutoff (a collector down for months): its
+    trades before the cutoff are only in ``/historical/trades``; the collector's window backfill
+    stores every trade of the window, on both sides of the cutoff, each once."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        cutoff_ms = sim.model.cutoff_ms
+        assert any(t.ts < cutoff_ms for t in truth.trades())
+        assert any(t.ts >= cutoff_ms for t in truth.trades())
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-backfill-test")
+        await pool.open(wait=True, timeout=30.0)
+        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
+        first = datetime.fromtimestamp(min(t.ts for t in truth.trades()) // 1000, UTC)
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+                task = CollectorBackfill(
+                    rest=rest, writer=writer, pool=pool, work=WorkQueues(), metrics=Metrics(),
+                    stop=asyncio.Event(),
+                )  # fmt: skip
+                n = await task.backfill(first, datetime.now(UTC))
+                await writer.drain()
+        finally:
+            await pool.close()
+    assert n == len(truth.trades())
+    assert check_trades(db_url, truth) == n
