@@ -88,9 +88,13 @@ class Settlements:
                     due.pop(ticker, None)
 
     async def _confirm(self, ticker: str) -> bool:
-        """Look the market up; store its settlement if it has one (True)."""
+        """Look the market up; store its settlement if it has one (True). A market settled before
+        Kalshi's historical cutoff is only served by ``GET /historical/markets/{ticker}``
+        (KALSHI_API.md §3.7: a collector back from a long outage confirms those too)."""
         try:
             m = await self.rest.get_market(ticker)
+            if m is None:
+                m = await self.rest.get_historical_market(ticker)
         except (FeedError, ProtocolError) as exc:
             log.warning("settlement lookup failed ticker=%s: %s", ticker, exc)
             return False

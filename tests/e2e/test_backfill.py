@@ -41,11 +41,15 @@ from kalshibook.backfill.loader import Backfill, Selection
 from kalshibook.backfill.progress import ProgressReport
 from kalshibook.cli.service_user import login_url
 from kalshibook.collector.backfill import Backfill as CollectorBackfill
+from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.reference_sync import ReferenceSync
+from kalshibook.collector.settlements import Settlements
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import CoreSettings, Settings
+from kalshibook.sim.rest_history import is_historical
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, parse_truth
 from kalshibook.storage.api_keys import create_key
@@ -663,3 +667,37 @@ async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
             await pool.close()
     assert n == len(truth.trades())
     assert check_trades(db_url, truth) == n
+
+
+async def test_a_settlement_before_the_cutoff_is_confirmed_from_historical_markets(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A market settled before the historical cutoff (a collector back from a long outage):
+    ``GET /markets/{ticker}`` no longer serves it; the collector's confirmation finds it in
+    ``/historical/markets/{ticker}`` and stores its settlement."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        old = [m for m in sim.model.market_list if is_historical(sim.model, m)]
+        assert old, "no market settled before the cutoff"
+        m = old[0]
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-settle-test")
+        await pool.open(wait=True, timeout=30.0)
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+                assert await rest.get_market(m.ticker) is None
+                catalog = Catalog()
+                task = Settlements(
+                    rest=rest, writer=writer, refs=ReferenceSync(rest, writer, catalog),
+                    catalog=catalog, work=WorkQueues(), metrics=Metrics(), retries=1,
+                    stop=asyncio.Event(),
+                )  # fmt: skip
+                assert await task._confirm(m.ticker)
+                await writer.drain()
+        finally:
+            await pool.close()
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT result, confirmed FROM market.settlements WHERE market_ticker = %s",
+            (m.ticker,),
+        ).fetchone()
+    assert row == (m.result, True)
