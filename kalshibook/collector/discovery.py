@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -28,6 +29,7 @@ from kalshibook.collector.reference_sync import BATCH, ReferenceSync, chunks
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.rest_models import Market
 
 __all__ = ("SERIES_EVERY", "SERIES_FULL_EVERY", "SERIES_OVERLAP", "Discovery")
 
@@ -127,20 +129,19 @@ class Discovery:
             active = await refs.store_markets(page, asked_at)
             work.subscribe_markets(active)
         # Markets we believe unfinished that the sweep did not return changed state (lifecycle
-        # frames may have been lost; closing has no frame at all): look them up.
+        # frames may have been lost; closing has no frame at all): look them up. One settled
+        # before Kalshi's historical cutoff (after a long outage) is only in /historical/markets.
         stale = [t for t in cat.unsettled_markets() if t not in seen]
         for chunk in chunks(stale, BATCH):
+            returned: set[str] = set()
             async for asked_at, found in rest.get_market_pages(tickers=chunk):
-                await refs.store_markets(found, asked_at)
-                for m in found:
-                    info = cat.market(m.ticker)
-                    status = info.status if info is not None else m.status
-                    if status in _FINISHED:  # no more book activity: stop following it
-                        work.unsubscribe_markets([m.ticker])
-                        if status != "closed":
-                            work.confirm_settlement(m.ticker)
-                    elif status in _OPEN_FOR_BOOKS:
-                        work.subscribe_markets([m.ticker])
+                returned.update(m.ticker for m in found)
+                await self._follow(found, asked_at)
+            gone = [t for t in chunk if t not in returned]
+            if gone:
+                asked_at = datetime.now(UTC)
+                found = [m async for m in rest.get_historical_markets(tickers=gone)]
+                await self._follow(found, asked_at)
         if self._series_wait <= 0:
             try:
                 await self._refresh_series()
@@ -151,6 +152,22 @@ class Discovery:
         self._series_wait -= 1
         self.metrics.rest_requests.inc(1.0, "discovery")
         log.info("discovery done open_markets=%d known_events=%d", len(seen), len(cat.events))
+
+    async def _follow(self, found: Sequence[Market], asked_at: datetime) -> None:
+        """Store looked-up markets; stop following the finished ones (their settlement is
+        confirmed), follow the open ones."""
+        cat = self.catalog
+        work = self.work
+        await self.refs.store_markets(found, asked_at)
+        for m in found:
+            info = cat.market(m.ticker)
+            status = info.status if info is not None else m.status
+            if status in _FINISHED:  # no more book activity: stop following it
+                work.unsubscribe_markets([m.ticker])
+                if status != "closed":
+                    work.confirm_settlement(m.ticker)
+            elif status in _OPEN_FOR_BOOKS:
+                work.subscribe_markets([m.ticker])
 
     async def _refresh_series(self) -> None:
         full = self._series_since is None or self._series_refreshes % SERIES_FULL_EVERY == 0

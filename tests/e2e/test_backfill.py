@@ -42,6 +42,7 @@ from kalshibook.backfill.progress import ProgressReport
 from kalshibook.cli.service_user import login_url
 from kalshibook.collector.backfill import Backfill as CollectorBackfill
 from kalshibook.collector.catalog import Catalog
+from kalshibook.collector.discovery import Discovery
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference_sync import ReferenceSync
 from kalshibook.collector.settlements import Settlements
@@ -701,3 +702,34 @@ async def test_a_settlement_before_the_cutoff_is_confirmed_from_historical_marke
             (m.ticker,),
         ).fetchone()
     assert row == (m.result, True)
+
+
+async def test_discovery_finds_a_followed_market_settled_before_the_cutoff(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A market the collector still believes active settled during an outage longer than Kalshi's
+    live window: the sweep's look-up of ``/markets?tickers=`` does not return it, the look-up of
+    ``/historical/markets`` does; it is unfollowed and its settlement confirmed, not asked for
+    again at every sweep."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        m = next(m for m in sim.model.market_list if is_historical(sim.model, m))
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-discovery-test")
+        await pool.open(wait=True, timeout=30.0)
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+                catalog = Catalog()
+                catalog.note_market(m.ticker, m.event.event_ticker, None, "active")
+                work = WorkQueues()
+                sweep = Discovery(
+                    rest=rest, refs=ReferenceSync(rest, writer, catalog), catalog=catalog,
+                    work=work, metrics=Metrics(), interval=300.0, stop=asyncio.Event(),
+                    ready=asyncio.Event(),
+                )  # fmt: skip
+                await sweep.sweep()
+                await writer.drain()
+        finally:
+            await pool.close()
+    assert m.ticker in work.confirms
+    assert m.ticker in work.removes
+    assert m.ticker not in catalog.unsettled_markets()
