@@ -172,23 +172,31 @@ class Orderbooks(msgspec.Struct, kw_only=True):
     orderbooks: list[TickerBook]
 
 
-class OHLC(_Omit):
+class _Nulls(msgspec.Struct, kw_only=True):
+    """Candle objects send every key, ``null`` when there is no value, as Kalshi does (its
+    candlestick fields are all nullable: client code reads ``c["price"]["close_dollars"]``)."""
+
+
+class OHLC(_Nulls):
     open_dollars: str | None = None
     low_dollars: str | None = None
     high_dollars: str | None = None
     close_dollars: str | None = None
 
 
-class Price(_Omit):
+class Price(_Nulls):
     open_dollars: str | None = None
     low_dollars: str | None = None
     high_dollars: str | None = None
     close_dollars: str | None = None
     mean_dollars: str | None = None
     previous_dollars: str | None = None
+    min_dollars: str | None = None
+    """Null in every candle Kalshi was seen sending (KALSHI_API.md §3.6); kalshibook has none."""
+    max_dollars: str | None = None
 
 
-class Candle(_Omit):
+class Candle(_Nulls):
     end_period_ts: int
     yes_bid: OHLC
     yes_ask: OHLC
@@ -217,14 +225,14 @@ class EventCandles(msgspec.Struct, kw_only=True):
     adjusted_end_ts: int
 
 
-class HistOHLC(_Omit):
+class HistOHLC(_Nulls):
     open: str | None = None
     low: str | None = None
     high: str | None = None
     close: str | None = None
 
 
-class HistPrice(_Omit):
+class HistPrice(_Nulls):
     open: str | None = None
     low: str | None = None
     high: str | None = None
@@ -233,7 +241,7 @@ class HistPrice(_Omit):
     previous: str | None = None
 
 
-class HistCandle(_Omit):
+class HistCandle(_Nulls):
     end_period_ts: int
     yes_bid: HistOHLC
     yes_ask: HistOHLC

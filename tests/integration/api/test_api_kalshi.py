@@ -203,6 +203,34 @@ async def test_orderbook_is_v1s_book(client: Any) -> None:
     assert books[1]["orderbook_fp"] == {"yes_dollars": [], "no_dollars": []}  # no book recorded
 
 
+CANDLE_KEYS = {"end_period_ts", "yes_bid", "yes_ask", "price", "volume_fp", "open_interest_fp"}
+OHLC_KEYS = {"open_dollars", "low_dollars", "high_dollars", "close_dollars"}
+PRICE_KEYS = OHLC_KEYS | {"mean_dollars", "previous_dollars", "min_dollars", "max_dollars"}
+HIST_OHLC = {"open", "low", "high", "close"}
+
+
+async def test_candles_send_every_key_null_when_empty(client: Any) -> None:
+    """Kalshi's candlestick fields are all nullable and always sent (KALSHI_API.md §3.6): code
+    written against it reads ``c["price"]["close_dollars"]`` on a candle without trades."""
+    start = int(T0.timestamp())
+    params = {"start_ts": start, "end_ts": start + 86_400, "period_interval": 1}
+    r = await client.get(f"{KALSHI}/series/KXHIGHNY/markets/{B45}/candlesticks", params=params)
+    assert r.status_code == 200, r.text
+    candles = r.json()["candlesticks"]
+    assert candles
+    for c in candles:
+        assert set(c) == CANDLE_KEYS
+        assert set(c["yes_bid"]) == set(c["yes_ask"]) == OHLC_KEYS
+        assert set(c["price"]) == PRICE_KEYS
+        assert c["price"]["min_dollars"] is None
+    r = await client.get(f"{KALSHI}/historical/markets/{B45}/candlesticks", params=params)
+    assert r.status_code == 200, r.text
+    for h in r.json()["candlesticks"]:
+        assert set(h) == {"end_period_ts", "yes_bid", "yes_ask", "price", "volume", "open_interest"}
+        assert set(h["yes_bid"]) == set(h["yes_ask"]) == HIST_OHLC
+        assert set(h["price"]) == HIST_OHLC | {"mean", "previous"}
+
+
 async def test_kalshi_errors_and_limits(client: Any) -> None:
     kalshi_error(await client.get(f"{KALSHI}/markets/NOPE"), 404, "not_found")
     kalshi_error(await client.get(f"{KALSHI}/markets/NOPE/orderbook"), 404, "not_found")
