@@ -2,7 +2,8 @@
 ``request_id``), registered on the Kalshi router only (``/v1`` keeps problem+json).
 
 Codes: 400 ``bad_request`` (the message names the parameter), 401 ``unauthorized``, 402
-``insufficient_credits``, 404 ``not_found``, 429 ``too_many_requests`` (with ``Retry-After``),
+``insufficient_credits``, 404 ``not_found``, 429 (Kalshi's ``{"error": "too many requests"}``,
+with ``Retry-After``),
 503 ``service_unavailable``, 500 ``internal_server_error``. The domain errors raised are the
 same as on ``/v1`` (:mod:`kalshibook.errors`); only their rendering differs.
 """
@@ -27,6 +28,10 @@ __all__ = ("CODES", "kalshi_exception_handlers", "outside_routes")
 
 log = logging.getLogger(__name__)
 
+TOO_MANY: Final = "too many requests"
+"""A 429's ``error``: Kalshi's own body (``Retry-After`` is sent besides, which Kalshi does not
+send: a client backing off exponentially ignores it)."""
+
 CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
@@ -45,10 +50,14 @@ def kalshi_error(
     headers: Mapping[str, str] | None = None,
 ) -> Response[ErrorResponse]:
     code = CODES.get(status, "internal_server_error" if status >= 500 else "bad_request")
-    body = ErrorResponse(
-        error=Error(code=code, message=message),
-        request_id=request_context(request.scope).request_id,
-    )
+    rid = request_context(request.scope).request_id
+    if status == 429:  # Kalshi's rate-limit body is this string (KALSHI_API.md §3.1)
+        return Response(
+            ErrorResponse(error=TOO_MANY, request_id=rid),
+            status_code=status,
+            headers=dict(headers or {}),
+        )
+    body = ErrorResponse(error=Error(code=code, message=message), request_id=rid)
     return Response(body, status_code=status, headers=dict(headers or {}))
 
 

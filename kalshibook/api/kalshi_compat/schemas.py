@@ -268,5 +268,6 @@ class Error(msgspec.Struct, kw_only=True):
 
 
 class ErrorResponse(msgspec.Struct, kw_only=True):
-    error: Error
+    error: Error | str
+    """``{"code", "message"}``; a 429's is Kalshi's plain ``"too many requests"``."""
     request_id: str

@@ -285,6 +285,21 @@ async def test_kalshi_errors_and_limits(client: Any) -> None:
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
+async def test_rate_limited_is_kalshis_429(seeded_url: str) -> None:
+    """Kalshi answers a rate-limited request with ``{"error": "too many requests"}``."""
+    key = create_key(seeded_url, name="kalshi-429", credits=1000)
+    app = create_app(api_settings(seeded_url, rate_limit_per_second=1.0))
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        headers = {"KALSHI-ACCESS-KEY": key.key}
+        statuses = [(await c.get(f"{KALSHI}/markets/{B45}", headers=headers)) for _ in range(10)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, [r.status_code for r in statuses]
+    body = limited[0].json()
+    assert body["error"] == "too many requests"
+    assert set(body) == {"error", "request_id"}
+    assert "retry-after" in limited[0].headers
+
+
 async def test_kalshi_access_key_and_per_ticker_credits(seeded_url: str) -> None:
     key = create_key(seeded_url, name="kalshi", credits=100)
     app = create_app(api_settings(seeded_url))
