@@ -91,26 +91,34 @@ class Backfill:
         The window is routed by the exchange's historical cutoff (``trades_created_ts``): trades
         created before it are served only by ``GET /historical/trades`` (KALSHI_API.md §3.7), so
         the part of an outage older than the cutoff (a collector down for months) is listed
-        there, the rest from ``GET /markets/trades``. Each trade gets its exchange rank inside its
-        millisecond (``RestRanker``: a listing is newest first and its bounds are whole seconds,
-        the cutoff too, so every millisecond is complete).
+        there, the rest from ``GET /markets/trades``. Kalshi moves the cutoff forward while it
+        runs: the live part is listed first, from the cutoff read before it, and the historical
+        part then up to the cutoff read after it, so trades that moved meanwhile are listed
+        there (the band listed twice: the writer drops the copies). Each trade gets its
+        exchange rank inside its millisecond (``RestRanker``: a listing is newest first and its
+        bounds are whole seconds, the cutoff too, so every millisecond is complete).
         """
         now = datetime.now(UTC)
         min_ts = int(start.timestamp())
-        max_ts = int(end.timestamp()) + 1
-        cutoff = (await self.rest.get_historical_cutoff()).trades_created_ts
-        cut = min_ts if cutoff is None else int(cutoff.timestamp())
+        max_ts = int(end.timestamp()) + 1  # inclusive, as Kalshi's max_ts
         n = 0
-        if cut > min_ts:  # the part before the cutoff (max_ts is inclusive)
+        cut = await self._cutoff(min_ts)
+        if max_ts >= cut:
+            n += await self._listing(self.rest.get_trades(None, max(min_ts, cut), max_ts), now)
+            self.metrics.rest_requests.inc(1.0, "backfill")
+            cut = max(cut, await self._cutoff(min_ts))
+        if cut > min_ts:  # the part before the cutoff (as read after the live part)
             n += await self._listing(
                 self.rest.get_historical_trades(None, min_ts, min(max_ts, cut - 1)), now
             )
             self.metrics.rest_requests.inc(1.0, "backfill")
-        if max_ts >= cut:
-            n += await self._listing(self.rest.get_trades(None, max(min_ts, cut), max_ts), now)
-            self.metrics.rest_requests.inc(1.0, "backfill")
         self.metrics.backfilled_trades.inc(n)
         return n
+
+    async def _cutoff(self, floor: int) -> int:
+        """Kalshi's ``trades_created_ts`` in Unix seconds (``floor`` when it has none)."""
+        cutoff = (await self.rest.get_historical_cutoff()).trades_created_ts
+        return floor if cutoff is None else int(cutoff.timestamp())
 
     async def _listing(self, trades: AsyncIterator[RestTrade], now: datetime) -> int:
         """Rank and hand over one listing's trades; how many."""
