@@ -297,18 +297,39 @@ class Backfill:
         self.report.commit(trades)
 
     async def _trades(self, m: Market, historical: bool, start: datetime, end: datetime) -> int:
-        """Fetch and commit the trades of ``[start, end)``: how many."""
+        """Fetch and commit the trades of ``[start, end)``: how many (listed: trades listed twice
+        count twice, the writer stores them once).
+
+        The live window goes first; then the cutoff is read again, and the historical window
+        reaches it: trades Kalshi moved behind the cutoff while the live window was listed are
+        listed there (a run over all of Kalshi takes hours; the cutoff moves meanwhile)."""
         n = 0
         try:
-            for w in plan.trade_windows(
+            windows = plan.trade_windows(
                 start=start, end=end, cutoff=self._cutoff, historical_market=historical
-            ):
+            )
+            live = [w for w in windows if not w.historical]
+            for w in live:
                 n += await self._window(m.ticker, w)
+            if live:  # one more request per market with live trades
+                await self._refresh_cutoff()
+                windows = plan.trade_windows(
+                    start=start, end=end, cutoff=self._cutoff, historical_market=historical
+                )
+            for w in windows:
+                if w.historical:
+                    n += await self._window(m.ticker, w)
             await self.writer.drain()
         except BaseException:
             self.report.discard(n)  # fetched again by the retry
             raise
         return n
+
+    async def _refresh_cutoff(self) -> None:
+        """Kalshi's cutoff read again (the workers share it; it only moves forward)."""
+        cut = (await self.rest.get_historical_cutoff()).trades_created_ts
+        if cut is not None and cut > self._cutoff:
+            self._cutoff = cut
 
     async def _window(self, ticker: str, w: plan.TradeWindow) -> int:
         last = w.end - timedelta(seconds=1)
@@ -362,10 +383,12 @@ class Backfill:
         for period in plan.CANDLE_PERIODS:
             for lo, hi in plan.candle_chunks(span[0], span[1], period):
                 got = (
-                    await self.rest.get_historical_candlesticks(m.ticker, lo, hi, period)
+                    None
                     if historical
                     else await self.rest.get_candlesticks(series, m.ticker, lo, hi, period)
                 )
+                if got is None:  # settled before the cutoff, or since moved behind it
+                    got = await self.rest.get_historical_candlesticks(m.ticker, lo, hi, period)
                 if got is None:
                     continue
                 rows = [plan.candle_row(m.ticker, period, c) for c in got.candlesticks]

@@ -744,3 +744,37 @@ async def test_discovery_finds_a_followed_market_settled_before_the_cutoff(
     assert m.ticker in work.confirms
     assert m.ticker in work.removes
     assert m.ticker not in catalog.unsettled_markets()
+
+
+async def test_backfill_loses_nothing_when_the_cutoff_moves_during_the_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``kalshibook backfill --all`` over hours of Kalshi: the cutoff moves forward while a
+    market's live trades are listed, and the trades of the band between the two cutoffs move to
+    ``/historical/trades``; they are listed there, not lost (their market marked complete)."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
+        await pool.open(wait=True, timeout=30.0)
+        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
+        moved = [0]
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+                live = rest.get_trades
+
+                def moving(*a: Any, **kw: Any) -> AsyncIterator[Any]:
+                    if not moved[0]:
+                        moved[0] += 1
+                        sim.model.cutoff_ms += 1_800_000  # Kalshi advances it meanwhile
+                    return live(*a, **kw)
+
+                rest.get_trades = moving  # type: ignore[method-assign]
+                report = ProgressReport(io.StringIO(), tty=False)
+                job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
+                s = await job.run(Selection(all=True, candles=False))
+        finally:
+            await pool.close()
+    assert moved == [1]
+    assert s.markets_failed == 0
+    assert check_trades(db_url, truth) == len(truth.trades())
