@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from kalshibook.backoff import Backoff
+from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference import rest_trade_row
 from kalshibook.collector.work import WorkQueues
@@ -43,10 +44,14 @@ class Backfill:
         writer: Writer,
         pool: Pool,
         work: WorkQueues,
+        catalog: Catalog,
         metrics: Metrics,
         stop: asyncio.Event,
     ) -> None:
         self.rest = rest
+        self.catalog = catalog
+        self._traded: set[str] = set()
+        """Markets of the trades handed over by the current window."""
         self.writer = writer
         self.pool = pool
         self.work = work
@@ -113,6 +118,11 @@ class Backfill:
             )
             self.metrics.rest_requests.inc(1.0, "backfill")
         self.metrics.backfilled_trades.inc(n)
+        # markets that opened and settled while the collector was down: never seen, so no market,
+        # event or settlement row; the enrichment task looks them up
+        for ticker in sorted(t for t in self._traded if self.catalog.market(t) is None):
+            self.work.enrich(market=ticker)
+        self._traded.clear()
         return n
 
     async def _cutoff(self, floor: int) -> int:
@@ -144,6 +154,7 @@ class Backfill:
         if row is None:
             return 0
         await self.writer.put("trades", row)
+        self._traded.add(trade.ticker)
         return 1
 
     async def refresh_candles(self, start: datetime, end: datetime) -> None:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from kalshibook.backoff import Backoff
-from kalshibook.collector.catalog import Catalog
+from kalshibook.collector.catalog import FINISHED_STATUSES, Catalog
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference_sync import BATCH, ReferenceSync, chunks
 from kalshibook.collector.work import WorkQueues
@@ -36,9 +36,6 @@ __all__ = ("SERIES_EVERY", "SERIES_FULL_EVERY", "SERIES_OVERLAP", "Discovery")
 log = logging.getLogger(__name__)
 
 _OPEN_FOR_BOOKS: Final = ("active",)
-_FINISHED: Final = frozenset(
-    {"closed", "determined", "disputed", "amended", "finalized", "settled"}
-)
 _PAGE: Final = 1000
 """Markets per ``GET /markets`` page of a sweep (stored and subscribed page by page)."""
 SERIES_EVERY: Final = 12
@@ -162,7 +159,7 @@ class Discovery:
         for m in found:
             info = cat.market(m.ticker)
             status = info.status if info is not None else m.status
-            if status in _FINISHED:  # no more book activity: stop following it
+            if status in FINISHED_STATUSES:  # no more book activity: stop following it
                 work.unsubscribe_markets([m.ticker])
                 if status != "closed":
                     work.confirm_settlement(m.ticker)

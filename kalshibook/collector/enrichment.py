@@ -1,7 +1,9 @@
 """The ``enrichment`` task: the REST view of what lifecycle frames announce, and final books.
 
 Markets and events queued by the router (:meth:`~kalshibook.collector.work.WorkQueues.enrich`)
-are fetched in batches of ``BATCH`` (with their unknown events and series) and stored. Markets
+are fetched in batches of ``BATCH`` (with their unknown events and series) and stored, from
+``/historical/markets`` when ``/markets`` no longer has them; one found with a result has its
+settlement confirmed. Markets
 unfollowed while their book was inside a gap get their final book over REST, which closes the gap
 (:meth:`~kalshibook.collector.router.Router.rest_snapshot`).
 """
@@ -14,13 +16,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from kalshibook.backoff import Backoff
-from kalshibook.collector.catalog import Catalog
+from kalshibook.collector.catalog import FINISHED_STATUSES, Catalog
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference_sync import BATCH, ReferenceSync
 from kalshibook.collector.router import Router
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError, ProtocolError
 from kalshibook.kalshi.rest import KalshiRest
+from kalshibook.kalshi.rest_models import Market
 
 __all__ = ("Enrichment",)
 
@@ -66,6 +69,12 @@ class Enrichment:
                 await self._final_books(finals)
                 if markets:
                     found = [m async for m in self.rest.get_markets(tickers=markets)]
+                    returned = {m.ticker for m in found}
+                    missing = [t for t in markets if t not in returned]
+                    if missing:  # settled before Kalshi's historical cutoff
+                        found += [
+                            m async for m in self.rest.get_historical_markets(tickers=missing)
+                        ]
                     needed = [
                         m.event_ticker
                         for m in found
@@ -73,6 +82,7 @@ class Enrichment:
                     ]
                     await self.refs.fetch_events(list(dict.fromkeys(needed)))
                     await self.refs.store_markets(found)
+                    self._confirm_finished(found)
                     self.metrics.rest_requests.inc(1.0, "enrichment")
                 if events:
                     await self.refs.store_events(events)
@@ -89,6 +99,15 @@ class Enrichment:
                 work.enrich_events.pop(e, None)
             if work.enrich_markets or work.enrich_events or work.final_books:
                 work.enrich_wake.set()
+
+    def _confirm_finished(self, found: list[Market]) -> None:
+        """A market found with a result (one the outage backfill met: it opened and settled
+        while the collector was down) has its settlement confirmed."""
+        for m in found:
+            info = self.catalog.market(m.ticker)
+            status = info.status if info is not None else m.status
+            if status in FINISHED_STATUSES and status != "closed":
+                self.work.confirm_settlement(m.ticker)
 
     async def _final_books(self, tickers: list[str]) -> None:
         for t in tickers:

@@ -154,8 +154,9 @@ class Collector:
             stop=stop,
         )
         self.backfill = Backfill(
-            rest=rest, writer=writer, pool=pool, work=work, metrics=metrics, stop=stop
-        )
+            rest=rest, writer=writer, pool=pool, work=work, catalog=catalog, metrics=metrics,
+            stop=stop,
+        )  # fmt: skip
         register_gauges(
             metrics,
             ws=ws,

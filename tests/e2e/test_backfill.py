@@ -43,8 +43,10 @@ from kalshibook.cli.service_user import login_url
 from kalshibook.collector.backfill import Backfill as CollectorBackfill
 from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.discovery import Discovery
+from kalshibook.collector.enrichment import Enrichment
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.reference_sync import ReferenceSync
+from kalshibook.collector.router import Router
 from kalshibook.collector.settlements import Settlements
 from kalshibook.collector.work import WorkQueues
 from kalshibook.errors import FeedError
@@ -208,7 +210,9 @@ async def test_backfill_equals_truth_killed_and_resumed_with_429s(
         assert len(truth.trades()) > 2000
         env = env_for(db_url, tmp_path / "data", sim)
         log = tmp_path / "backfill.log"
-        # Killed midway: once some markets are done, SIGKILL.
+        # Killed midway: once some markets are done, SIGKILL. A first 429 burst now: on a fast
+        # machine the whole run can end before the periodic bursts (every 3 s) begin.
+        sim.start_429_burst(5)
         proc = await start_backfill(env, log, "--all", "--concurrency", "2")
 
         def some_done() -> bool:
@@ -662,8 +666,8 @@ async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
         try:
             async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
                 task = CollectorBackfill(
-                    rest=rest, writer=writer, pool=pool, work=WorkQueues(), metrics=Metrics(),
-                    stop=asyncio.Event(),
+                    rest=rest, writer=writer, pool=pool, work=WorkQueues(), catalog=Catalog(),
+                    metrics=Metrics(), stop=asyncio.Event(),
                 )  # fmt: skip
                 if moves:
                     live = rest.get_trades
@@ -778,3 +782,73 @@ async def test_backfill_loses_nothing_when_the_cutoff_moves_during_the_run(
     assert moved == [1]
     assert s.markets_failed == 0
     assert check_trades(db_url, truth) == len(truth.trades())
+
+
+async def test_markets_met_only_by_the_outage_backfill_get_their_rows(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Markets that opened and settled while the collector was down are met only through their
+    backfilled trades: the enrichment task looks them up (live ones in ``/markets``, those
+    settled before the cutoff in ``/historical/markets``), stores their markets and events, and
+    their settlements are confirmed. Before, they had trades and no market, event or
+    settlement row."""
+    async with SimServer(history_config(tmp_path)) as sim:
+        truth = truth_of(sim)
+        traded = {t.ticker for t in truth.trades()}
+        settled = {
+            m.ticker
+            for m in sim.model.market_list
+            if m.ticker in traded and m.status in ("finalized", "determined")
+        }
+        assert settled
+        settings = settings_for(db_url, tmp_path / "data", sim)
+        pool = make_pool(settings, min_size=1, max_size=3, name="kalshibook-backfill-test")
+        await pool.open(wait=True, timeout=30.0)
+        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
+        first = datetime.fromtimestamp(min(t.ts for t in truth.trades()) // 1000, UTC)
+        try:
+            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+                catalog, work, metrics, stop = Catalog(), WorkQueues(), Metrics(), asyncio.Event()
+                refs = ReferenceSync(rest, writer, catalog, subscribe=work.subscribe_markets)
+                task = CollectorBackfill(
+                    rest=rest, writer=writer, pool=pool, work=work, catalog=catalog,
+                    metrics=metrics, stop=stop,
+                )  # fmt: skip
+                await task.backfill(first, datetime.now(UTC))
+                assert set(work.enrich_markets) == traded
+
+                async def no_rows() -> None:
+                    return None
+
+                enrich = Enrichment(
+                    rest=rest, refs=refs, catalog=catalog, router=Router(), pump_rows=no_rows,
+                    work=work, metrics=metrics, stop=stop,
+                )  # fmt: skip
+                running = asyncio.create_task(enrich.run())
+                try:
+                    for _ in range(300):
+                        if not work.enrich_markets:
+                            break
+                        await asyncio.sleep(0.05)
+                finally:
+                    stop.set()
+                    work.enrich_wake.set()
+                    await running
+                assert not work.enrich_markets
+                assert set(work.confirms) >= settled
+                confirm = Settlements(
+                    rest=rest, writer=writer, refs=refs, catalog=catalog, work=work,
+                    metrics=metrics, retries=1, stop=stop,
+                )  # fmt: skip
+                for ticker in sorted(settled):
+                    assert await confirm._confirm(ticker), ticker
+                await writer.drain()
+        finally:
+            await pool.close()
+    with psycopg.connect(db_url) as conn:
+        markets = {r[0] for r in conn.execute("SELECT ticker FROM market.markets")}
+        events = {r[0] for r in conn.execute("SELECT event_ticker FROM market.events")}
+        settlements = {r[0] for r in conn.execute("SELECT market_ticker FROM market.settlements")}
+    assert markets >= traded
+    assert events >= {m.event.event_ticker for m in sim.model.market_list if m.ticker in traded}
+    assert settlements >= settled

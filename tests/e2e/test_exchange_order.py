@@ -27,6 +27,7 @@ from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
 from kalshibook.collector.backfill import Backfill
+from kalshibook.collector.catalog import Catalog
 from kalshibook.collector.metrics import Metrics
 from kalshibook.collector.work import WorkQueues
 from kalshibook.kalshi.rest import KalshiRest
@@ -123,8 +124,8 @@ async def backfill_all(settings: Settings, start: datetime, end: datetime) -> in
     try:
         async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
             task = Backfill(
-                rest=rest, writer=writer, pool=pool, work=WorkQueues(), metrics=Metrics(),
-                stop=asyncio.Event(),
+                rest=rest, writer=writer, pool=pool, work=WorkQueues(), catalog=Catalog(),
+                metrics=Metrics(), stop=asyncio.Event(),
             )  # fmt: skip
             n = await task.backfill(start, end)
             await writer.drain()

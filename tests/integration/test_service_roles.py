@@ -168,6 +168,7 @@ async def test_the_collectors_refresh_says_what_to_run_as_the_owner(
             writer=cast(Any, _DrainedWriter()),
             pool=pool,
             work=cast(Any, None),
+            catalog=cast(Any, None),
             metrics=cast(Any, None),
             stop=asyncio.Event(),
         )
