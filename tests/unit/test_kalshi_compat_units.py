@@ -67,15 +67,23 @@ def test_a_candle_is_returned_when_its_end_is_in_the_inclusive_range() -> None:
     assert not returned(c, "1h", t, now, t + timedelta(minutes=30))  # period in progress
 
 
-def test_candles_omit_keys_without_a_value_and_round_the_mean_to_4_places() -> None:
+def test_candles_send_null_keys_without_a_value_and_round_the_mean_to_4_places() -> None:
     t = datetime(2026, 1, 15, 12, tzinfo=UTC)
     quiet = msgspec.to_builtins(candle_out(candle(t, "1m", previous=D("0.06")), "1m"))
+    no_quote = dict.fromkeys(("open_dollars", "low_dollars", "high_dollars", "close_dollars"))
     assert quiet == {
         "end_period_ts": int(t.timestamp()) + 60,
-        "yes_bid": {},
-        "yes_ask": {},
-        "price": {"previous_dollars": "0.0600"},
+        "yes_bid": no_quote,
+        "yes_ask": no_quote,
+        "price": {
+            **no_quote,
+            "mean_dollars": None,
+            "previous_dollars": "0.0600",
+            "min_dollars": None,
+            "max_dollars": None,
+        },
         "volume_fp": "0.00",
+        "open_interest_fp": None,
     }
     traded = candle_out(
         candle(t, "1m", open=D("0.07"), high=D("0.07"), low=D("0.06"), close=D("0.06"),
