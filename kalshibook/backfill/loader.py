@@ -311,7 +311,7 @@ class Backfill:
             live = [w for w in windows if not w.historical]
             for w in live:
                 n += await self._window(m.ticker, w)
-            if live:  # one more request per market with live trades
+            if live:  # one more request per market with a live window
                 await self._refresh_cutoff()
                 windows = plan.trade_windows(
                     start=start, end=end, cutoff=self._cutoff, historical_market=historical

@@ -65,12 +65,12 @@ _LIFECYCLE_STATUS: Final[dict[str, str]] = {
 
 OPEN_STATUSES: Final = frozenset({"initialized", "active", "inactive", "unopened", "open"})
 FINAL_STATUSES: Final = frozenset({"finalized", "settled"})
+"""Terminal statuses: the market's lifecycle has ended."""
 FINISHED_STATUSES: Final = frozenset(
     {"closed", "determined", "disputed", "amended", "finalized", "settled"}
 )
 """No more book activity: a market in one of these is not followed (``closed``: no result yet;
 the others have one, whose settlement is confirmed)."""
-"""Terminal statuses: the market's lifecycle has ended."""
 
 
 def merge_status(

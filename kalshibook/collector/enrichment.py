@@ -3,7 +3,7 @@
 Markets and events queued by the router (:meth:`~kalshibook.collector.work.WorkQueues.enrich`)
 are fetched in batches of ``BATCH`` (with their unknown events and series) and stored, from
 ``/historical/markets`` when ``/markets`` no longer has them; one found with a result has its
-settlement confirmed. Markets
+settlement stored. Markets
 unfollowed while their book was inside a gap get their final book over REST, which closes the gap
 (:meth:`~kalshibook.collector.router.Router.rest_snapshot`).
 """
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from kalshibook.backoff import Backoff
 from kalshibook.collector.catalog import FINISHED_STATUSES, Catalog
 from kalshibook.collector.metrics import Metrics
+from kalshibook.collector.reference import settlement_row
 from kalshibook.collector.reference_sync import BATCH, ReferenceSync
 from kalshibook.collector.router import Router
 from kalshibook.collector.work import WorkQueues
@@ -82,7 +83,7 @@ class Enrichment:
                     ]
                     await self.refs.fetch_events(list(dict.fromkeys(needed)))
                     await self.refs.store_markets(found)
-                    self._confirm_finished(found)
+                    await self._settle_finished(found)
                     self.metrics.rest_requests.inc(1.0, "enrichment")
                 if events:
                     await self.refs.store_events(events)
@@ -100,14 +101,21 @@ class Enrichment:
             if work.enrich_markets or work.enrich_events or work.final_books:
                 work.enrich_wake.set()
 
-    def _confirm_finished(self, found: list[Market]) -> None:
+    async def _settle_finished(self, found: list[Market]) -> None:
         """A market found with a result (one the outage backfill met: it opened and settled
-        while the collector was down) has its settlement confirmed."""
+        while the collector was down) has its settlement stored from the view just fetched; one
+        finished without a result yet is queued for confirmation."""
         for m in found:
             info = self.catalog.market(m.ticker)
             status = info.status if info is not None else m.status
-            if status in FINISHED_STATUSES and status != "closed":
+            if status not in FINISHED_STATUSES or status == "closed":
+                continue
+            row = settlement_row(m, self.catalog)
+            if row is None:
                 self.work.confirm_settlement(m.ticker)
+                continue
+            await self.refs.writer.upsert_settlement(row)
+            self.metrics.settlements_confirmed.inc()
 
     async def _final_books(self, tickers: list[str]) -> None:
         for t in tickers:

@@ -172,7 +172,7 @@ def test_unconvertible_non_essential_values_become_null_with_a_warning(
         "occurrence_datetime": "someday",
         "can_close_early": "maybe",
     }
-    with caplog.at_level(logging.WARNING, "kalshibook.kalshi.rest_models"):
+    with caplog.at_level(logging.WARNING, "kalshibook.kalshi.rest_decode"):
         (m,) = decode_markets_page({"markets": [sent]}).markets
     assert (m.tick_size, m.settlement_timer_seconds, m.yes_bid_dollars) == (None, None, None)
     assert (m.occurrence_datetime, m.can_close_early) == (None, None)
@@ -188,7 +188,7 @@ def test_one_undecodable_market_does_not_stop_its_page(caplog: pytest.LogCapture
     bad_status = {**good, "ticker": "BAD-1", "status": {"not": "a status"}}
     no_ticker = {k: v for k, v in good.items() if k != "ticker"}
     body = {"markets": [bad_status, good, no_ticker, "junk"], "cursor": "next"}
-    with caplog.at_level(logging.WARNING, "kalshibook.kalshi.rest_models"):
+    with caplog.at_level(logging.WARNING, "kalshibook.kalshi.rest_decode"):
         page = decode_markets_page(json.dumps(body).encode())
     assert [m.ticker for m in page.markets] == [good["ticker"]]
     assert page.cursor == "next"
