@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,9 @@ __all__ = ("Backfill",)
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY = 30.0
+"""Seconds between two progress lines of one long trade listing."""
+
 
 class Backfill:
     """The trade backfill task (:meth:`run`)."""
@@ -50,6 +54,7 @@ class Backfill:
     ) -> None:
         self.rest = rest
         self.catalog = catalog
+        self.progress_every = PROGRESS_EVERY
         self._traded: set[str] = set()
         """Markets of the trades handed over by the current window."""
         self.writer = writer
@@ -131,14 +136,23 @@ class Backfill:
         return floor if cutoff is None else int(cutoff.timestamp())
 
     async def _listing(self, trades: AsyncIterator[RestTrade], now: datetime) -> int:
-        """Rank and hand over one listing's trades; how many."""
+        """Rank and hand over one listing's trades; how many. A long listing (an outage of
+        months: millions of trades) logs its progress every ``PROGRESS_EVERY`` seconds."""
         n = 0
         ranker: RestRanker[RestTrade] = RestRanker()
+        shown = time.monotonic()
         async for t in trades:
             if t.created_time is None:
                 continue
             for trade, seq in ranker.push(t.ticker, t.created_time, t):
                 n += await self._put(trade, seq, now)
+            if time.monotonic() - shown >= self.progress_every:
+                shown = time.monotonic()
+                log.info(
+                    "trade backfill in progress: %d trades so far, back to %s (newest first)",
+                    n,
+                    t.created_time.isoformat(),
+                )
         for trade, seq in ranker.finish():
             n += await self._put(trade, seq, now)
         if ranker.out_of_order:

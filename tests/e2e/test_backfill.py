@@ -646,7 +646,7 @@ def _count(conn: psycopg.Connection[Any], table: str) -> int:
 
 @pytest.mark.parametrize("moves", [False, True], ids=["cutoff still", "cutoff moves"])
 async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
-    db_url: str, tmp_path: Path, moves: bool
+    db_url: str, tmp_path: Path, moves: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An outage window older than the historical cutoff (a collector down for months): its
     trades before the cutoff are only in ``/historical/trades``; the collector's window backfill
@@ -669,6 +669,8 @@ async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
                     rest=rest, writer=writer, pool=pool, work=WorkQueues(), catalog=Catalog(),
                     metrics=Metrics(), stop=asyncio.Event(),
                 )  # fmt: skip
+                task.progress_every = 0.0  # a progress line per trade listed
+                caplog.set_level(logging.INFO, logger="kalshibook.collector.backfill")
                 if moves:
                     live = rest.get_trades
 
@@ -683,6 +685,8 @@ async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
             await pool.close()
     assert n >= len(truth.trades())  # listed: the band between two cutoffs, twice
     assert check_trades(db_url, truth) == len(truth.trades())
+    progress = [r.getMessage() for r in caplog.records if "in progress" in r.getMessage()]
+    assert len(progress) > 100  # a line per trade listed, with the count and how far back
 
 
 async def test_a_settlement_before_the_cutoff_is_confirmed_from_historical_markets(
