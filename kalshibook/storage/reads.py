@@ -86,6 +86,8 @@ class MarketRow(NamedTuple):
     settlement_value: Decimal | None
     first_seen_at: datetime
     updated_at: datetime
+    settled_at: datetime | None
+    """The settlement's ``settled_at`` (``market.settlements``), if settled."""
 
 
 class SettlementRow(NamedTuple):
@@ -173,7 +175,8 @@ SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_
        m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
        m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
        m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
-       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at
+       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
+       (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
 FROM market.markets m
 WHERE (%(event)s::text IS NULL OR m.event_ticker = %(event)s::text)
   AND (%(series)s::text IS NULL OR m.series_ticker = %(series)s::text
@@ -186,25 +189,27 @@ LIMIT %(limit)s
 """
 
 GET_MARKET = """
-SELECT ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, no_sub_title,
-       status, created_time, open_time, close_time, expected_expiration_time,
-       latest_expiration_time, strike_type, floor_strike, cap_strike, functional_strike,
-       custom_strike, price_level_structure, price_ranges, result, settlement_value,
-       first_seen_at, updated_at
-FROM market.markets
-WHERE ticker = %(ticker)s
+SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
+       m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
+       m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
+       m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
+       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
+       (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
+FROM market.markets m
+WHERE m.ticker = %(ticker)s
 """
 
 EVENT_MARKETS = """
-SELECT ticker, event_ticker, series_ticker, market_type, title, yes_sub_title, no_sub_title,
-       status, created_time, open_time, close_time, expected_expiration_time,
-       latest_expiration_time, strike_type, floor_strike, cap_strike, functional_strike,
-       custom_strike, price_level_structure, price_ranges, result, settlement_value,
-       first_seen_at, updated_at
-FROM market.markets
-WHERE event_ticker = %(event)s
-  AND (%(after)s::text IS NULL OR ticker > %(after)s::text)
-ORDER BY ticker
+SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
+       m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
+       m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
+       m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
+       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
+       (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
+FROM market.markets m
+WHERE m.event_ticker = %(event)s
+  AND (%(after)s::text IS NULL OR m.ticker > %(after)s::text)
+ORDER BY m.ticker
 LIMIT %(limit)s
 """
 

@@ -100,6 +100,9 @@ class Market(_Omit):
     price_level_structure: str | None = None
     price_ranges: Any = None
     settlement_value_dollars: str | None = None
+    settlement_ts: datetime | None = None
+    """When the market settled (its settlement's ``settled_at``): clients compare it with
+    ``/historical/cutoff``'s ``market_settled_ts`` to route by market."""
 
 
 class Markets(msgspec.Struct, kw_only=True):

@@ -110,6 +110,7 @@ def market_out(row: MarketRow) -> k.Market:
         price_ranges=row.price_ranges,
         result=row.result or "",
         settlement_value_dollars=_dollars(row.settlement_value),
+        settlement_ts=row.settled_at,
     )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from api_support import (
     B45,
@@ -112,6 +113,27 @@ async def test_markets_are_v1_markets_in_kalshi_shape(client: Any) -> None:
     }
     picked = await kwalk(client, "/markets", "markets", tickers=f"{RAIN},{B45},NOPE")
     assert [m["ticker"] for m in picked] == sorted([B45, RAIN])
+
+
+async def test_a_settled_market_says_when_it_settled(client: Any, seeded_url: str) -> None:
+    """``settlement_ts`` (KALSHI_API.md §3.2): what a client compares with the cutoff's
+    ``market_settled_ts`` to route by market; absent until the market settles."""
+    with psycopg.connect(seeded_url) as conn:
+        row = conn.execute(
+            "SELECT settled_at FROM market.settlements WHERE market_ticker = %s", (B47,)
+        ).fetchone()
+    assert row is not None
+    assert row[0] is not None
+    for path in (f"{KALSHI}/markets/{B47}", f"{KALSHI}/historical/markets/{B47}"):
+        r = await client.get(path)
+        assert r.status_code == 200, r.text
+        assert datetime.fromisoformat(r.json()["market"]["settlement_ts"]) == row[0]
+    r = await client.get(f"{KALSHI}/markets/{B45}")
+    assert "settlement_ts" not in r.json()["market"]
+    r = await client.get(f"{KALSHI}/markets", params={"event_ticker": "KXHIGHNY-26JAN15"})
+    got = {m["ticker"]: m.get("settlement_ts") for m in r.json()["markets"]}
+    assert got[B45] is None
+    assert got[B47] is not None
 
 
 async def test_series_and_events_in_kalshi_shape(client: Any) -> None:
