@@ -150,12 +150,16 @@ class TerminalRun:
     def ctrl_c(self) -> None:
         os.write(self.master, b"\x03")
 
-    def finish(self, timeout: float = 60) -> int:
+    def finish(self, timeout: float = 120) -> int:
+        """The demo's exit code once it has stopped everything (two minutes: a loaded CI machine
+        once took over one); a demo still running is killed and reaped, so its process does not
+        fail another test."""
         try:
             code = self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
             self._copier.join(timeout=5)
             os.close(self.master)
         return code
