@@ -13,7 +13,6 @@ import termios
 import threading
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,22 +147,12 @@ class TerminalRun:
             assert time.monotonic() < deadline, f"{marker!r} not seen:\n{self.text()[-3000:]}"
             time.sleep(0.5)
 
-    def saw(self, marker: str, within: float) -> bool:
-        """Whether ``marker`` is printed within ``within`` seconds (or the command exits)."""
-        deadline = time.monotonic() + within
-        while marker not in self.text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                return marker in self.text()
-            time.sleep(0.2)
-        return True
-
     def ctrl_c(self) -> None:
         os.write(self.master, b"\x03")
 
-    def finish(self, timeout: float = 120) -> int:
-        """The demo's exit code once it has stopped everything (two minutes: a loaded CI machine
-        once took over one); a demo still running is killed and reaped, so its process does not
-        fail another test."""
+    def finish(self, timeout: float = 60) -> int:
+        """The demo's exit code once it has stopped everything; a demo still running then is
+        killed and reaped, so its process does not fail another test."""
         try:
             code = self.proc.wait(timeout=timeout)
         finally:
@@ -267,20 +256,10 @@ def test_make_demo_runs_answers_and_stops(
         assert {n: int((state / f"{n}.pid").read_text()) for n in pids} == pids
         demo.wait_for("press Ctrl-C", within=30)
     finally:
-        # Ctrl-C, pressed again (as a user would) if the demo has not begun stopping within 10 s:
-        # a fresh-clone run under the suite's load twice lost the first one (nothing printed, the
-        # services untouched) while every run in the tree and alone took it at once
-        for _ in range(3):
-            demo.ctrl_c()
-            if demo.saw("stopping", within=10):
-                break
-        else:  # KNOWN ISSUE (session note): stop it the documented other way, and say so
-            warnings.warn("the demo ignored Ctrl-C; stopped with make demo-stop", stacklevel=1)
-            subprocess.run(["make", "--no-print-directory", "demo-stop"], cwd=ROOT, env=env,
-                           capture_output=True, timeout=60, check=True)  # fmt: skip
+        demo.ctrl_c()
         code = demo.finish()
     assert code == 0, demo.text()[-3000:]  # Ctrl-C: everything stopped, make exits 0
-    assert "stopping" in demo.text() or "stopped by make demo-stop" in demo.text()
+    assert "stopping" in demo.text()
     assert "Error" not in demo.text()
     for name, pid in pids.items():
         assert not _group_alive(pid), f"{name} (pid {pid}) left running"
