@@ -37,8 +37,7 @@ EDITION_SQL="SELECT CASE WHEN current_setting('timescaledb.license') = 'apache'
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
-# builtins only (no child process): the watch loop below must have none for Ctrl-C to reach it
-alive() { local f="$STATE/$1.pid" pid; [ -f "$f" ] && read -r pid <"$f" && kill -0 "$pid" 2>/dev/null; }
+alive() { local f="$STATE/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -254,12 +253,6 @@ ENV
 
 watch_services() (
   trap 'echo; say "stopping"; stop_all; exit 0' INT TERM
-  # A one-second pause without a child process (`read -t` on a pipe nothing writes to): with job
-  # control each external command of the loop (`sleep`, `cat`) would be a foreground job of its
-  # own, and a Ctrl-C pressed then went to that command, not to this trap (fresh-clone test runs
-  # lost it, the loop went on)
-  local pause
-  exec {pause}<> <(:)
   say "running; press Ctrl-C to stop (or run make demo-stop)"
   while true; do
     for name in "${SERVICES[@]}"; do
@@ -275,7 +268,7 @@ watch_services() (
         exit 1
       fi
     done
-    read -rt 1 -u "$pause" _ || true
+    sleep 1
   done
 )
 

@@ -102,6 +102,39 @@ def test_make_help_lists_every_target() -> None:
     assert listed == targets
 
 
+def _as_a_terminal_shell() -> None:
+    """In the child: the pty is its controlling terminal, and SIGINT has its default action, as in
+    a user's shell (a test process may have inherited it ignored: ignored signals survive exec,
+    and a shell cannot trap a signal ignored on entry)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _session_state(sid: int, master: int) -> str:
+    """The terminal's foreground process group and, per process of session ``sid``, its group
+    and ignored signals: what a lost Ctrl-C is diagnosed from."""
+    try:
+        lines = [f"terminal foreground group {os.tcgetpgrp(master)}"]
+    except OSError as exc:
+        lines = [f"terminal foreground group unknown ({exc})"]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid:
+                continue
+            ignored = next(
+                ln.split()[1] for ln in (proc / "status").read_text().splitlines()
+                if ln.startswith("SigIgn:")
+            )  # fmt: skip
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+        lines.append(f"pid {proc.name} group {fields[2]} SigIgn {ignored} {cmd}")
+    return "\n".join(lines)
+
+
 class TerminalRun:
     """A command on a pseudo-terminal of its own, as typed in a shell: Ctrl-C is the byte the
     terminal turns into SIGINT for its foreground process group (whatever that is then)."""
@@ -119,7 +152,7 @@ class TerminalRun:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=_as_a_terminal_shell,
         )
         os.close(slave)
         self._copier = threading.Thread(target=self._copy, daemon=True)
@@ -148,6 +181,7 @@ class TerminalRun:
             time.sleep(0.5)
 
     def ctrl_c(self) -> None:
+        self.at_ctrl_c = _session_state(self.proc.pid, self.master)
         os.write(self.master, b"\x03")
 
     def finish(self, timeout: float = 60) -> int:
@@ -155,6 +189,11 @@ class TerminalRun:
         killed and reaped, so its process does not fail another test."""
         try:
             code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the demo did not stop within {timeout:g} s of Ctrl-C; at Ctrl-C:\n"
+                + getattr(self, "at_ctrl_c", "?")
+            ) from None
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
