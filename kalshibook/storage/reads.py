@@ -170,7 +170,7 @@ ORDER BY event_ticker
 LIMIT %(limit)s
 """
 
-LIST_MARKETS = """
+_MARKETS: Final = """
 SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
        m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
        m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
@@ -178,7 +178,9 @@ SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_
        m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
        (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
 FROM market.markets m
-WHERE (%(event)s::text IS NULL OR m.event_ticker = %(event)s::text)
+"""
+"""The columns of :class:`MarketRow`, in its order; the three market reads add their filter."""
+_OF_LISTING: Final = """WHERE (%(event)s::text IS NULL OR m.event_ticker = %(event)s::text)
   AND (%(series)s::text IS NULL OR m.series_ticker = %(series)s::text
        OR m.event_ticker IN (SELECT event_ticker FROM market.events
                              WHERE series_ticker = %(series)s::text))
@@ -187,31 +189,15 @@ WHERE (%(event)s::text IS NULL OR m.event_ticker = %(event)s::text)
 ORDER BY m.ticker
 LIMIT %(limit)s
 """
-
-GET_MARKET = """
-SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
-       m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
-       m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
-       m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
-       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
-       (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
-FROM market.markets m
-WHERE m.ticker = %(ticker)s
-"""
-
-EVENT_MARKETS = """
-SELECT m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.title, m.yes_sub_title,
-       m.no_sub_title, m.status, m.created_time, m.open_time, m.close_time,
-       m.expected_expiration_time, m.latest_expiration_time, m.strike_type, m.floor_strike,
-       m.cap_strike, m.functional_strike, m.custom_strike, m.price_level_structure,
-       m.price_ranges, m.result, m.settlement_value, m.first_seen_at, m.updated_at,
-       (SELECT s.settled_at FROM market.settlements s WHERE s.market_ticker = m.ticker)
-FROM market.markets m
-WHERE m.event_ticker = %(event)s
+_OF_TICKER: Final = "WHERE m.ticker = %(ticker)s\n"
+_OF_EVENT: Final = """WHERE m.event_ticker = %(event)s
   AND (%(after)s::text IS NULL OR m.ticker > %(after)s::text)
 ORDER BY m.ticker
 LIMIT %(limit)s
 """
+LIST_MARKETS: Final = _MARKETS + _OF_LISTING
+GET_MARKET: Final = _MARKETS + _OF_TICKER
+EVENT_MARKETS: Final = _MARKETS + _OF_EVENT
 
 MARKET_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)
