@@ -55,8 +55,6 @@ class Backfill:
         self.rest = rest
         self.catalog = catalog
         self.progress_every = PROGRESS_EVERY
-        self._traded: set[str] = set()
-        """Markets of the trades handed over by the current window."""
         self.writer = writer
         self.pool = pool
         self.work = work
@@ -112,22 +110,22 @@ class Backfill:
         min_ts = int(start.timestamp())
         max_ts = int(end.timestamp()) + 1  # inclusive, as Kalshi's max_ts
         n = 0
+        traded: set[str] = set()  # the markets of the trades handed over
         cut = await self._cutoff(min_ts)
         if max_ts >= cut:
-            n += await self._listing(self.rest.get_trades(None, max(min_ts, cut), max_ts), now)
+            live = self.rest.get_trades(None, max(min_ts, cut), max_ts)
+            n += await self._listing(live, now, traded)
             self.metrics.rest_requests.inc(1.0, "backfill")
             cut = max(cut, await self._cutoff(min_ts))
         if cut > min_ts:  # the part before the cutoff (as read after the live part)
-            n += await self._listing(
-                self.rest.get_historical_trades(None, min_ts, min(max_ts, cut - 1)), now
-            )
+            old = self.rest.get_historical_trades(None, min_ts, min(max_ts, cut - 1))
+            n += await self._listing(old, now, traded)
             self.metrics.rest_requests.inc(1.0, "backfill")
         self.metrics.backfilled_trades.inc(n)
         # markets that opened and settled while the collector was down: never seen, so no market,
         # event or settlement row; the enrichment task looks them up
-        for ticker in sorted(t for t in self._traded if self.catalog.market(t) is None):
+        for ticker in sorted(t for t in traded if self.catalog.market(t) is None):
             self.work.enrich(market=ticker)
-        self._traded.clear()
         return n
 
     async def _cutoff(self, floor: int) -> int:
@@ -135,9 +133,12 @@ class Backfill:
         cutoff = (await self.rest.get_historical_cutoff()).trades_created_ts
         return floor if cutoff is None else int(cutoff.timestamp())
 
-    async def _listing(self, trades: AsyncIterator[RestTrade], now: datetime) -> int:
-        """Rank and hand over one listing's trades; how many. A long listing (an outage of
-        months: millions of trades) logs its progress every ``PROGRESS_EVERY`` seconds."""
+    async def _listing(
+        self, trades: AsyncIterator[RestTrade], now: datetime, traded: set[str]
+    ) -> int:
+        """Rank and hand over one listing's trades (their markets added to ``traded``); how
+        many. A long listing (an outage of months: millions of trades) logs its progress every
+        ``progress_every`` seconds."""
         n = 0
         ranker: RestRanker[RestTrade] = RestRanker()
         shown = time.monotonic()
@@ -145,7 +146,7 @@ class Backfill:
             if t.created_time is None:
                 continue
             for trade, seq in ranker.push(t.ticker, t.created_time, t):
-                n += await self._put(trade, seq, now)
+                n += await self._put(trade, seq, now, traded)
             if time.monotonic() - shown >= self.progress_every:
                 shown = time.monotonic()
                 log.info(
@@ -154,7 +155,7 @@ class Backfill:
                     t.created_time.isoformat(),
                 )
         for trade, seq in ranker.finish():
-            n += await self._put(trade, seq, now)
+            n += await self._put(trade, seq, now, traded)
         if ranker.out_of_order:
             log.warning(
                 "REST trades were not listed newest first (%d times): the order inside a "
@@ -163,12 +164,12 @@ class Backfill:
             )
         return n
 
-    async def _put(self, trade: RestTrade, seq: int, now: datetime) -> int:
+    async def _put(self, trade: RestTrade, seq: int, now: datetime, traded: set[str]) -> int:
         row = rest_trade_row(trade, now, seq)
         if row is None:
             return 0
         await self.writer.put("trades", row)
-        self._traded.add(trade.ticker)
+        traded.add(trade.ticker)
         return 1
 
     async def refresh_candles(self, start: datetime, end: datetime) -> None:
