@@ -10,6 +10,7 @@ daemon at the same time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -56,13 +57,32 @@ from kalshibook.sim.rest_history import is_historical
 from kalshibook.sim.server import SimConfig, SimServer
 from kalshibook.sim.truth import Truth, parse_truth
 from kalshibook.storage.api_keys import create_key
-from kalshibook.storage.pool import make_pool
+from kalshibook.storage.pool import Pool, make_pool
 from kalshibook.storage.service_roles import create_service_login
 from kalshibook.storage.writer import Writer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.asynccontextmanager
+async def backfill_rig(
+    db_url: str, tmp_path: Path, sim: SimServer, *, wait_start: bool = True
+) -> AsyncIterator[tuple[Pool, Writer, KalshiRest]]:
+    """A pool, the writer and a REST client to ``sim``, as the backfill and the collector's
+    tasks use them. ``wait_start``: let the simulator's start second pass first (the history's
+    last trades are in it, and a backfill loads whole seconds up to its start)."""
+    settings = settings_for(db_url, tmp_path / "data", sim)
+    pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
+    await pool.open(wait=True, timeout=30.0)
+    if wait_start:
+        await asyncio.sleep(1.2)
+    try:
+        async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+            yield pool, writer, rest
+    finally:
+        await pool.close()
 
 
 def history_config(tmp: Path, **kw: Any) -> SimConfig:
@@ -529,39 +549,28 @@ async def test_a_retried_market_counts_its_trades_once_and_the_progress_line_tic
     async with SimServer(history_config(tmp_path)) as sim:
         truth = truth_of(sim)
         busiest = Counter(t.ticker for t in truth.trades()).most_common(1)[0][0]
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
-        await pool.open(wait=True, timeout=30.0)
         failures = [0]
-        # The history's last trades are in the simulator's start second; a backfill loads whole
-        # seconds up to its start, so let that second pass (the CLI's start-up takes longer).
-        await asyncio.sleep(1.2)
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+        async with backfill_rig(db_url, tmp_path, sim) as (pool, writer, rest):
 
-                def failing(
-                    fn: Callable[..., AsyncIterator[Any]],
-                ) -> Callable[..., AsyncIterator[Any]]:
-                    async def gen(ticker: str, *a: Any, **kw: Any) -> AsyncIterator[Any]:
-                        n = 0
-                        async for t in fn(ticker, *a, **kw):
-                            yield t
-                            n += 1
-                            if ticker == busiest and not failures[0] and n == 20:
-                                failures[0] += 1
-                                raise FeedError("HTTP 503 (injected)")
+            def failing(
+                fn: Callable[..., AsyncIterator[Any]],
+            ) -> Callable[..., AsyncIterator[Any]]:
+                async def gen(ticker: str, *a: Any, **kw: Any) -> AsyncIterator[Any]:
+                    n = 0
+                    async for t in fn(ticker, *a, **kw):
+                        yield t
+                        n += 1
+                        if ticker == busiest and not failures[0] and n == 20:
+                            failures[0] += 1
+                            raise FeedError("HTTP 503 (injected)")
 
-                    return gen
+                return gen
 
-                monkeypatch.setattr(rest, "get_trades", failing(rest.get_trades))
-                monkeypatch.setattr(
-                    rest, "get_historical_trades", failing(rest.get_historical_trades)
-                )
-                report = ProgressReport(io.StringIO(), tty=False, every=0.1)
-                job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
-                s = await job.run(Selection(all=True, candles=False))
-        finally:
-            await pool.close()
+            monkeypatch.setattr(rest, "get_trades", failing(rest.get_trades))
+            monkeypatch.setattr(rest, "get_historical_trades", failing(rest.get_historical_trades))
+            report = ProgressReport(io.StringIO(), tty=False, every=0.1)
+            job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
+            s = await job.run(Selection(all=True, candles=False))
         assert failures == [1]
         assert s.markets_failed == 0
         n = check_trades(db_url, truth)
@@ -584,44 +593,37 @@ async def test_retried_markets_count_settlements_candles_and_trades_once(
     async with SimServer(history_config(tmp_path)) as sim:
         truth = truth_of(sim)
         t = datetime.fromtimestamp((sim.model.cutoff_ms - 1_800_000) // 1000, UTC)
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
-        await pool.open(wait=True, timeout=30.0)
-        await asyncio.sleep(1.2)  # the simulator's start second passes (as the test above)
         failed: set[str] = set()
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
+        async with backfill_rig(db_url, tmp_path, sim) as (pool, writer, rest):
 
-                def run(report: ProgressReport) -> Backfill:
-                    return Backfill(rest=rest, writer=writer, pool=pool, report=report)
+            def run(report: ProgressReport) -> Backfill:
+                return Backfill(rest=rest, writer=writer, pool=pool, report=report)
 
-                first = await run(ProgressReport(io.StringIO(), tty=False)).run(
-                    Selection(all=True, start=t)
-                )
-                assert first.markets_failed == 0
-                with psycopg.connect(db_url) as conn:
-                    candles_before = _count(conn, "market.kalshi_candles")
-                    trades_before = _count(conn, "market.trades")
+            first = await run(ProgressReport(io.StringIO(), tty=False)).run(
+                Selection(all=True, start=t)
+            )
+            assert first.markets_failed == 0
+            with psycopg.connect(db_url) as conn:
+                candles_before = _count(conn, "market.kalshi_candles")
+                trades_before = _count(conn, "market.trades")
 
-                def failing(fn: Callable[..., Any]) -> Callable[..., Any]:
-                    async def call(*a: Any, **kw: Any) -> Any:
-                        ticker = next(x for x in a if isinstance(x, str) and x in tickers)
-                        if ticker not in failed:
-                            failed.add(ticker)
-                            raise FeedError("HTTP 503 (injected)")
-                        return await fn(*a, **kw)
+            def failing(fn: Callable[..., Any]) -> Callable[..., Any]:
+                async def call(*a: Any, **kw: Any) -> Any:
+                    ticker = next(x for x in a if isinstance(x, str) and x in tickers)
+                    if ticker not in failed:
+                        failed.add(ticker)
+                        raise FeedError("HTTP 503 (injected)")
+                    return await fn(*a, **kw)
 
-                    return call
+                return call
 
-                tickers = {m.ticker for m in sim.model.market_list}
-                monkeypatch.setattr(rest, "get_candlesticks", failing(rest.get_candlesticks))
-                monkeypatch.setattr(
-                    rest, "get_historical_candlesticks", failing(rest.get_historical_candlesticks)
-                )
-                report = ProgressReport(io.StringIO(), tty=False)
-                s = await run(report).run(Selection(all=True))
-        finally:
-            await pool.close()
+            tickers = {m.ticker for m in sim.model.market_list}
+            monkeypatch.setattr(rest, "get_candlesticks", failing(rest.get_candlesticks))
+            monkeypatch.setattr(
+                rest, "get_historical_candlesticks", failing(rest.get_historical_candlesticks)
+            )
+            report = ProgressReport(io.StringIO(), tty=False)
+            s = await run(report).run(Selection(all=True))
         assert failed, "no candle request was made"
         assert s.markets_failed == 0
         n = check_trades(db_url, truth)
@@ -658,31 +660,24 @@ async def test_the_collectors_outage_backfill_routes_by_the_cutoff(
         cutoff_ms = sim.model.cutoff_ms
         assert any(t.ts < cutoff_ms for t in truth.trades())
         assert any(t.ts >= cutoff_ms for t in truth.trades())
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-backfill-test")
-        await pool.open(wait=True, timeout=30.0)
-        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
         first = datetime.fromtimestamp(min(t.ts for t in truth.trades()) // 1000, UTC)
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
-                task = CollectorBackfill(
-                    rest=rest, writer=writer, pool=pool, work=WorkQueues(), catalog=Catalog(),
-                    metrics=Metrics(), stop=asyncio.Event(),
-                )  # fmt: skip
-                task.progress_every = 0.0  # a progress line per trade listed
-                caplog.set_level(logging.INFO, logger="kalshibook.collector.backfill")
-                if moves:
-                    live = rest.get_trades
+        async with backfill_rig(db_url, tmp_path, sim) as (pool, writer, rest):
+            task = CollectorBackfill(
+                rest=rest, writer=writer, pool=pool, work=WorkQueues(), catalog=Catalog(),
+                metrics=Metrics(), stop=asyncio.Event(),
+            )  # fmt: skip
+            task.progress_every = 0.0  # a progress line per trade listed
+            caplog.set_level(logging.INFO, logger="kalshibook.collector.backfill")
+            if moves:
+                live = rest.get_trades
 
-                    def moving(*a: Any, **kw: Any) -> AsyncIterator[Any]:
-                        sim.model.cutoff_ms += 1_800_000  # Kalshi advances it meanwhile
-                        return live(*a, **kw)
+                def moving(*a: Any, **kw: Any) -> AsyncIterator[Any]:
+                    sim.model.cutoff_ms += 1_800_000  # Kalshi advances it meanwhile
+                    return live(*a, **kw)
 
-                    rest.get_trades = moving  # type: ignore[method-assign]
-                n = await task.backfill(first, datetime.now(UTC))
-                await writer.drain()
-        finally:
-            await pool.close()
+                rest.get_trades = moving  # type: ignore[method-assign]
+            n = await task.backfill(first, datetime.now(UTC))
+            await writer.drain()
     assert n >= len(truth.trades())  # listed: the band between two cutoffs, twice
     assert check_trades(db_url, truth) == len(truth.trades())
     progress = [r.getMessage() for r in caplog.records if "in progress" in r.getMessage()]
@@ -699,22 +694,16 @@ async def test_a_settlement_before_the_cutoff_is_confirmed_from_historical_marke
         old = [m for m in sim.model.market_list if is_historical(sim.model, m)]
         assert old, "no market settled before the cutoff"
         m = old[0]
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-settle-test")
-        await pool.open(wait=True, timeout=30.0)
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
-                assert await rest.get_market(m.ticker) is None
-                catalog = Catalog()
-                task = Settlements(
-                    rest=rest, writer=writer, refs=ReferenceSync(rest, writer, catalog),
-                    catalog=catalog, work=WorkQueues(), metrics=Metrics(), retries=1,
-                    stop=asyncio.Event(),
-                )  # fmt: skip
-                assert await task._confirm(m.ticker)
-                await writer.drain()
-        finally:
-            await pool.close()
+        async with backfill_rig(db_url, tmp_path, sim, wait_start=False) as (_, writer, rest):
+            assert await rest.get_market(m.ticker) is None
+            catalog = Catalog()
+            task = Settlements(
+                rest=rest, writer=writer, refs=ReferenceSync(rest, writer, catalog),
+                catalog=catalog, work=WorkQueues(), metrics=Metrics(), retries=1,
+                stop=asyncio.Event(),
+            )  # fmt: skip
+            assert await task._confirm(m.ticker)
+            await writer.drain()
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             "SELECT result, confirmed FROM market.settlements WHERE market_ticker = %s",
@@ -732,23 +721,17 @@ async def test_discovery_finds_a_followed_market_settled_before_the_cutoff(
     again at every sweep."""
     async with SimServer(history_config(tmp_path)) as sim:
         m = next(m for m in sim.model.market_list if is_historical(sim.model, m))
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=2, name="kalshibook-discovery-test")
-        await pool.open(wait=True, timeout=30.0)
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
-                catalog = Catalog()
-                catalog.note_market(m.ticker, m.event.event_ticker, None, "active")
-                work = WorkQueues()
-                sweep = Discovery(
-                    rest=rest, refs=ReferenceSync(rest, writer, catalog), catalog=catalog,
-                    work=work, metrics=Metrics(), interval=300.0, stop=asyncio.Event(),
-                    ready=asyncio.Event(),
-                )  # fmt: skip
-                await sweep.sweep()
-                await writer.drain()
-        finally:
-            await pool.close()
+        async with backfill_rig(db_url, tmp_path, sim, wait_start=False) as (_, writer, rest):
+            catalog = Catalog()
+            catalog.note_market(m.ticker, m.event.event_ticker, None, "active")
+            work = WorkQueues()
+            sweep = Discovery(
+                rest=rest, refs=ReferenceSync(rest, writer, catalog), catalog=catalog,
+                work=work, metrics=Metrics(), interval=300.0, stop=asyncio.Event(),
+                ready=asyncio.Event(),
+            )  # fmt: skip
+            await sweep.sweep()
+            await writer.drain()
     assert m.ticker in work.confirms
     assert m.ticker in work.removes
     assert m.ticker not in catalog.unsettled_markets()
@@ -762,27 +745,20 @@ async def test_backfill_loses_nothing_when_the_cutoff_moves_during_the_run(
     ``/historical/trades``; they are listed there, not lost (their market marked complete)."""
     async with SimServer(history_config(tmp_path)) as sim:
         truth = truth_of(sim)
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=6, name="kalshibook-backfill-test")
-        await pool.open(wait=True, timeout=30.0)
-        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
         moved = [0]
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
-                live = rest.get_trades
+        async with backfill_rig(db_url, tmp_path, sim) as (pool, writer, rest):
+            live = rest.get_trades
 
-                def moving(*a: Any, **kw: Any) -> AsyncIterator[Any]:
-                    if not moved[0]:
-                        moved[0] += 1
-                        sim.model.cutoff_ms += 1_800_000  # Kalshi advances it meanwhile
-                    return live(*a, **kw)
+            def moving(*a: Any, **kw: Any) -> AsyncIterator[Any]:
+                if not moved[0]:
+                    moved[0] += 1
+                    sim.model.cutoff_ms += 1_800_000  # Kalshi advances it meanwhile
+                return live(*a, **kw)
 
-                rest.get_trades = moving  # type: ignore[method-assign]
-                report = ProgressReport(io.StringIO(), tty=False)
-                job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
-                s = await job.run(Selection(all=True, candles=False))
-        finally:
-            await pool.close()
+            rest.get_trades = moving  # type: ignore[method-assign]
+            report = ProgressReport(io.StringIO(), tty=False)
+            job = Backfill(rest=rest, writer=writer, pool=pool, report=report, concurrency=2)
+            s = await job.run(Selection(all=True, candles=False))
     assert moved == [1]
     assert s.markets_failed == 0
     assert check_trades(db_url, truth) == len(truth.trades())
@@ -804,44 +780,37 @@ async def test_markets_met_only_by_the_outage_backfill_get_their_rows(
             if m.ticker in traded and m.status in ("finalized", "determined")
         }
         assert settled
-        settings = settings_for(db_url, tmp_path / "data", sim)
-        pool = make_pool(settings, min_size=1, max_size=3, name="kalshibook-backfill-test")
-        await pool.open(wait=True, timeout=30.0)
-        await asyncio.sleep(1.2)  # the simulator's start second passes (as the tests above)
         first = datetime.fromtimestamp(min(t.ts for t in truth.trades()) // 1000, UTC)
-        try:
-            async with Writer(settings, pool) as writer, KalshiRest(settings.kalshi, None) as rest:
-                catalog, work, metrics, stop = Catalog(), WorkQueues(), Metrics(), asyncio.Event()
-                refs = ReferenceSync(rest, writer, catalog, subscribe=work.subscribe_markets)
-                task = CollectorBackfill(
-                    rest=rest, writer=writer, pool=pool, work=work, catalog=catalog,
-                    metrics=metrics, stop=stop,
-                )  # fmt: skip
-                await task.backfill(first, datetime.now(UTC))
-                assert set(work.enrich_markets) == traded
+        async with backfill_rig(db_url, tmp_path, sim) as (pool, writer, rest):
+            catalog, work, metrics, stop = Catalog(), WorkQueues(), Metrics(), asyncio.Event()
+            refs = ReferenceSync(rest, writer, catalog, subscribe=work.subscribe_markets)
+            task = CollectorBackfill(
+                rest=rest, writer=writer, pool=pool, work=work, catalog=catalog,
+                metrics=metrics, stop=stop,
+            )  # fmt: skip
+            await task.backfill(first, datetime.now(UTC))
+            assert set(work.enrich_markets) == traded
 
-                async def no_rows() -> None:
-                    return None
+            async def no_rows() -> None:
+                return None
 
-                enrich = Enrichment(
-                    rest=rest, refs=refs, catalog=catalog, router=Router(), pump_rows=no_rows,
-                    work=work, metrics=metrics, stop=stop,
-                )  # fmt: skip
-                running = asyncio.create_task(enrich.run())
-                try:
-                    for _ in range(300):
-                        if not work.enrich_markets:
-                            break
-                        await asyncio.sleep(0.05)
-                finally:
-                    stop.set()
-                    work.enrich_wake.set()
-                    await running
-                assert not work.enrich_markets
-                assert not set(work.confirms) & settled  # stored from the view fetched
-                await writer.drain()
-        finally:
-            await pool.close()
+            enrich = Enrichment(
+                rest=rest, refs=refs, catalog=catalog, router=Router(), pump_rows=no_rows,
+                work=work, metrics=metrics, stop=stop,
+            )  # fmt: skip
+            running = asyncio.create_task(enrich.run())
+            try:
+                for _ in range(300):
+                    if not work.enrich_markets:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                work.enrich_wake.set()
+                await running
+            assert not work.enrich_markets
+            assert not set(work.confirms) & settled  # stored from the view fetched
+            await writer.drain()
     with psycopg.connect(db_url) as conn:
         markets = {r[0] for r in conn.execute("SELECT ticker FROM market.markets")}
         events = {r[0] for r in conn.execute("SELECT event_ticker FROM market.events")}
