@@ -249,8 +249,9 @@ def _transaction(
 
 def _reconcile_trade_copies(cur: psycopg.Cursor[Any]) -> None:
     """Staged trades with a copy stored at another time (see TRADE_COPY_BOUNDS): the stored copy
-    moves to a staged REST copy's time; a staged whole-second WS copy is dropped. Each statement
-    runs only when the stage has such rows, bounded by their markets and times."""
+    moves to a staged REST copy's time; a staged whole-second WS copy is dropped, once the
+    stored copy has what it knew (taker sides, the block flag) and the stored one lacked. Each
+    statement runs only when the stage has such rows, bounded by their markets and times."""
     cur.execute(TRADE_COPY_BOUNDS)
     bounds = cur.fetchone()
     assert bounds is not None  # an aggregate: one row

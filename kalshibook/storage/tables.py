@@ -250,10 +250,10 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # none), which the router stores as false (the column is NOT NULL), and a REST copy may lack the
 # flag or the sides (older responses); a copy's false never clears a true, a null never clears a
 # side. A WS copy never moves a stored trade's time or rank. The merged row's source is its
-# batch's first copy's, so a REST copy is looked for in the stage as well (``_REST_COPY``). Not
-# covered: a whole-second WS copy of a trade whose REST copy is stored is dropped before the merge
-# (DROP_STAGED_TRADE_COPIES), its sides and flag with it. Rows go in by market so that concurrent
-# batches take the trade_extents rows (0006's trigger) in one order. Returns the number of trades
+# batch's first copy's, so a REST copy is looked for in the stage as well (``_REST_COPY``). A
+# whole-second WS copy of a trade whose REST copy is stored is dropped before the merge
+# (DROP_STAGED_TRADE_COPIES), which first fills the stored row likewise. Rows go in by market so
+# that concurrent batches take the trade_extents rows (0006's trigger) in one order. Returns the number of trades
 # inserted (xmax = 0: not an update of a stored trade). A trade is its trade_id: copies staged at
 # different times (a WS frame without ``ts_ms`` has whole seconds,
 # kalshibook.kalshi.scalars.frame_time) are one trade, the REST copy's time kept.
@@ -342,14 +342,30 @@ MOVE_STORED_TRADE_COPIES: Final[LiteralString] = (
     "AND u.ts >= %(lo)s::timestamptz AND u.ts <= %(hi)s::timestamptz "
     "AND u.trade_id = s.trade_id AND u.ts = date_trunc('milliseconds', s.ts))"
 )
-# A staged whole-second WS copy of a trade stored at another time is dropped.
+# A staged whole-second WS copy of a trade stored at another time is dropped; what it knew and the
+# stored copy lacks (taker sides, a true block flag) is written into the stored copy first, as the
+# merge does for a WS copy of the same millisecond (its time and rank never move the stored row's).
 DROP_STAGED_TRADE_COPIES: Final[LiteralString] = (
-    "DELETE FROM pg_temp.kalshibook_trades_stage AS s USING market.trades AS t "
+    "WITH dropped AS (DELETE FROM pg_temp.kalshibook_trades_stage AS s USING market.trades AS t "
     "WHERE t.market_ticker = ANY(%(markets)s::text[]) "
     "AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz "
     "AND s.source = 'ws' AND s.ts = date_trunc('second', s.ts) AND t.trade_id = s.trade_id "
     "AND t.ts BETWEEN s.ts - %(spread)s::interval AND s.ts + %(spread)s::interval "
-    "AND t.ts <> s.ts"
+    "AND t.ts <> s.ts "
+    "RETURNING t.trade_id, t.ts, s.taker_outcome_side, s.taker_book_side, s.is_block_trade), "
+    "known AS (SELECT trade_id, ts, max(taker_outcome_side) AS outcome, "
+    "max(taker_book_side) AS book, bool_or(is_block_trade) AS block "
+    "FROM dropped GROUP BY trade_id, ts) "
+    "UPDATE market.trades AS t SET is_block_trade = t.is_block_trade OR k.block, "
+    "taker_outcome_side = coalesce(t.taker_outcome_side, k.outcome), "
+    "taker_book_side = coalesce(t.taker_book_side, k.book) "
+    "FROM known AS k "
+    "WHERE t.market_ticker = ANY(%(markets)s::text[]) "
+    "AND t.ts >= %(lo)s::timestamptz AND t.ts <= %(hi)s::timestamptz "
+    "AND t.trade_id = k.trade_id AND t.ts = k.ts "
+    "AND ((k.block AND NOT t.is_block_trade) "
+    "OR (t.taker_outcome_side IS NULL AND k.outcome IS NOT NULL) "
+    "OR (t.taker_book_side IS NULL AND k.book IS NOT NULL))"
 )
 TRADE_COPY_SPREAD: Final = timedelta(seconds=1)
 
