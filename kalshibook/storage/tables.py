@@ -253,9 +253,9 @@ CREATE_TRADES_STAGE: Final[LiteralString] = (
 # batch's first copy's, so a REST copy is looked for in the stage as well (``_REST_COPY``). A
 # whole-second WS copy of a trade whose REST copy is stored is dropped before the merge
 # (DROP_STAGED_TRADE_COPIES), which first fills the stored row likewise. Rows go in by market so
-# that concurrent batches take the trade_extents rows (0006's trigger) in one order. Returns the number of trades
-# inserted (xmax = 0: not an update of a stored trade). A trade is its trade_id: copies staged at
-# different times (a WS frame without ``ts_ms`` has whole seconds,
+# that concurrent batches take the trade_extents rows (0006's trigger) in one order. Returns the
+# number of trades inserted (xmax = 0: not an update of a stored trade). A trade is its trade_id:
+# copies staged at different times (a WS frame without ``ts_ms`` has whole seconds,
 # kalshibook.kalshi.scalars.frame_time) are one trade, the REST copy's time kept.
 _REST_COPY: Final[LiteralString] = (
     # the correlated look-up only when the batch holds REST rows at all (an InitPlan, once): a
