@@ -50,7 +50,22 @@ def chunks_planned(url: str, statements: list[tuple[Any, Any]], tables: list[str
         prefixes = tuple(f"_hyper_{i}_" for (i,) in ids)
         for query, params in statements:
             plan = explain(conn, query, params, analyze=False)
-            count += sum(
-                1 for node in walk(plan) if node.get("Relation Name", "").startswith(prefixes)
+            # distinct chunks: a partially compressed chunk is scanned twice (its compressed
+            # part and its heap), and is still one chunk of the plan
+            count += len(
+                {
+                    node["Relation Name"]
+                    for node in walk(plan)
+                    if node.get("Relation Name", "").startswith(prefixes)
+                }
             )
     return count
+
+
+PAUSE_COMPRESSION = """
+SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression'
+"""
+"""A fixture's history is older than every compress-after, and a fresh database's scheduler runs
+its policies within seconds: a chunk compressed between two of its inserts is left partially
+compressed, which changes the plans the tests count. Run this before inserting."""

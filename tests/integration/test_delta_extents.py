@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from cli_support import run_cli
-from plan_support import Recorder, chunks_planned
+from plan_support import PAUSE_COMPRESSION, Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.cli.collect import _check_schema
@@ -260,6 +260,7 @@ COMPLETE = "UPDATE market.delta_extents_state SET complete = true"
 def history(databases: Any) -> Iterator[str]:
     with databases.database() as url:
         with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(PAUSE_COMPRESSION)
             for statement in HISTORY:
                 conn.execute(statement)
         yield url

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from plan_support import Recorder, chunks_planned
+from plan_support import PAUSE_COMPRESSION, Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.export import sampled
@@ -118,6 +118,7 @@ SELECT (SELECT count(*) FROM market.orderbook_snapshots WHERE market_ticker = %(
 def history(databases: Any) -> Iterator[str]:
     with databases.database() as url:
         with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(PAUSE_COMPRESSION)
             for statement in HISTORY:
                 conn.execute(statement)
         yield url

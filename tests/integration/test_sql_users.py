@@ -195,6 +195,31 @@ def test_reader_cannot_lift_its_disk_temp_table_or_connection_limits(
             psycopg.connect(url).close()
 
 
+SCHEDULED_DEADLINE = 75.0
+LONG_SLEEP = "SELECT pg_sleep(85)"
+"""Longer than SCHEDULED_DEADLINE: only the watchdog ends it in time."""
+"""Seconds a test waits for the scheduled watchdog job (Community). A pass ends a session 1 s +
+GRACE past its limit, every 5 s, once TimescaleDB launches the job; with the cluster's background
+workers taken (the other xdist worker's fresh databases start their due jobs at once) a failed
+launch is retried after 2 + rand(2^n - 1) s, up to a minute."""
+
+
+def _wait_statement_older_than(admin: psycopg.Connection, pid: int, seconds: float) -> None:
+    """Until backend ``pid`` has been running its statement for more than ``seconds`` (a thread
+    that started it may be late on a loaded machine: a fixed sleep was not enough)."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        row = admin.execute(
+            "SELECT now() - query_start > make_interval(secs => %s) FROM pg_stat_activity"
+            " WHERE pid = %s AND state = 'active'",
+            (seconds, pid),
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"backend {pid} never ran a statement for {seconds} s")
+
+
 def _wait_terminated(conn: psycopg.Connection, sql: str, seconds: float) -> float:
     """Run ``sql`` on ``conn``; the seconds until the server ended the session."""
     began = time.monotonic()
@@ -232,13 +257,13 @@ def test_reader_that_lifts_its_timeouts_is_stopped_by_the_watchdog(
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET statement_timeout = 0")  # allowed: the watchdog is the limit
-            _wait_terminated(conn, "SELECT pg_sleep(60)", 30.0)
+            _wait_terminated(conn, LONG_SLEEP, SCHEDULED_DEADLINE)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET idle_in_transaction_session_timeout = 0")
             conn.execute("BEGIN")
             conn.execute("SELECT 1")  # now idle in a transaction, past 1 s + grace soon
             pid = conn.info.backend_pid
-            deadline = time.monotonic() + 30.0
+            deadline = time.monotonic() + SCHEDULED_DEADLINE
             with psycopg.connect(db_url, autocommit=True) as admin:
                 while time.monotonic() < deadline:
                     alive = admin.execute(
@@ -337,13 +362,13 @@ def test_reader_that_alters_its_own_role_timeouts_is_still_stopped(
     with watchdog_running(db_url):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET statement_timeout = 0")
-            _wait_terminated(conn, "SELECT pg_sleep(15)", 14.0)
+            _wait_terminated(conn, LONG_SLEEP, SCHEDULED_DEADLINE)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("BEGIN")
             conn.execute("SELECT 1")  # idle in a transaction from now on
             began = time.monotonic()
             with psycopg.connect(db_url, autocommit=True) as admin:
-                while time.monotonic() - began < 14.0:
+                while time.monotonic() - began < SCHEDULED_DEADLINE:
                     alive = admin.execute(
                         "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (conn.info.backend_pid,)
                     ).fetchone()
@@ -397,7 +422,7 @@ def test_an_odd_role_setting_of_one_login_does_not_stop_the_watchdog(
         odd_sleep, _ = _sleep_in_thread(odd_conn, 25)  # within its limits: 30 s, the default
         sleep, ended = _sleep_in_thread(conn, 20)
         try:
-            time.sleep(3.5)  # past 1 s + 2 s of grace
+            _wait_statement_older_than(admin, conn.info.backend_pid, 3.2)  # 1 s + 2 s of grace
             # a pass that fails raises here; it or the scheduled job (Community) ends the sleep
             run_watchdog(admin)
             sleep.join(10.0)
@@ -591,7 +616,7 @@ def test_watchdog_deletes_the_jobs_of_reader_logins(db_url: str, role_name: str)
         # and from its own job, as scheduled
         _reader_adds_a_job(url)
         admin.execute("SELECT _timescaledb_functions.start_background_workers()")
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + SCHEDULED_DEADLINE
         while _jobs_of(admin, role_name) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _jobs_of(admin, role_name) == []
@@ -625,7 +650,7 @@ def test_a_watchdog_pass_goes_on_past_what_it_may_not_touch(
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 sleep, ended = _sleep_in_thread(conn, 5)
-                time.sleep(2.0)
+                _wait_statement_older_than(admin, conn.info.backend_pid, 0.7)
                 admin.execute(f"SET ROLE {plain}")
                 notices: list[str] = []
                 admin.add_notice_handler(lambda d: notices.append(str(d.message_primary)))
