@@ -5,8 +5,8 @@ Reads: :mod:`kalshibook.storage.candle_reads`. Assembly is pure: kalshibook.doma
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Final, Literal
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, LiteralString
 
 from psycopg import AsyncConnection
 
@@ -83,6 +83,40 @@ def refresh_window(
 
 CandleSource = Literal["trades", "quotes", "stats"]
 ALL_SOURCES: Final[tuple[CandleSource, ...]] = ("trades", "quotes", "stats")
+_RAW_TABLE: Final[dict[CandleSource, str]] = {
+    "trades": "trades",
+    "quotes": "quotes",
+    "stats": "market_stats",
+}
+RAW_FIRST_CHUNK: Final = """
+SELECT min(range_start) FROM timescaledb_information.chunks
+WHERE hypertable_schema = 'market' AND hypertable_name = %(table)s
+"""
+_CANDLES_BEFORE: Final[dict[CandleSource, LiteralString]] = {
+    "trades": "SELECT EXISTS (SELECT FROM market.candles_trades_1m WHERE bucket < %(lo)s)",
+    "quotes": "SELECT EXISTS (SELECT FROM market.candles_quotes_1m WHERE bucket < %(lo)s)",
+    "stats": "SELECT EXISTS (SELECT FROM market.candles_stats_1m WHERE bucket < %(lo)s)",
+}
+"""Whether a source's 1m candles reach before its raw hypertable's first chunk: raw rows there
+were dropped (a retention policy, ``drop_chunks``) and the candles outlive them."""
+
+
+_ALL_DROPPED: Final = datetime.max.replace(tzinfo=UTC)
+
+
+async def _retained_from(cur: Any, source: CandleSource) -> datetime | None:
+    """Where ``source``'s raw rows begin when some before were dropped while their candles were
+    kept (None: nothing dropped under candles; :data:`_ALL_DROPPED`: no raw chunk is left). A
+    refresh must not reach before it: it would recompute those candles from no rows and delete
+    them (the drop marks the range changed)."""
+    await cur.execute(RAW_FIRST_CHUNK, {"table": _RAW_TABLE[source]})
+    row = await cur.fetchone()
+    first = _ALL_DROPPED if row is None or row[0] is None else row[0]
+    await cur.execute(_CANDLES_BEFORE[source], {"lo": first})
+    kept = await cur.fetchone()
+    return first if kept is not None and kept[0] else None
+
+
 TRADES_ONLY: Final[tuple[CandleSource, ...]] = ("trades",)
 """What a trade backfill refreshes: the aggregates of what it wrote."""
 
@@ -99,6 +133,10 @@ async def refresh_candles(
     Only what was written needs a refresh: a trade backfill passes ``("trades",)``. Refreshing the
     quotes or stats aggregates over a range whose raw rows a retention policy dropped would
     recompute those candles from nothing and delete them (the drop marks the range changed).
+
+    A source some of whose raw rows were dropped (retention, ``drop_chunks``) while their candles
+    were kept is refreshed only from where its rows begin, each level from its first whole bucket
+    there: the candles of the dropped range, and of a bucket partly in it, stay as they are.
 
     Windows are aligned as :func:`refresh_window` says (a refresh only recomputes buckets lying
     entirely inside its window, and never the bucket in progress: real-time aggregation serves
@@ -121,11 +159,16 @@ async def refresh_candles(
         row = await cur.fetchone()
         assert row is not None
         now: datetime = row[0]
-        wanted = tuple(f"market.candles_{source}_" for source in sources)
+        retained = {source: await _retained_from(cur, source) for source in sources}
         for name, level in CANDLE_CHAIN:
-            if name not in caggs or not name.startswith(wanted):
+            source = next((s for s in sources if name.startswith(f"market.candles_{s}_")), None)
+            if name not in caggs or source is None:
                 continue
             window = refresh_window(start, end, level, now)
+            floor = retained[source]
+            if window is not None and floor is not None and window[0] < floor:
+                lo = window[1] if floor == _ALL_DROPPED else period_ceil(floor, level)
+                window = (lo, window[1]) if lo < window[1] else None
             if window is None:
                 continue
             await cur.execute(REFRESH, (name, *window))

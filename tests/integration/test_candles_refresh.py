@@ -99,3 +99,52 @@ async def test_a_trade_backfills_refresh_keeps_quote_candles_whose_quotes_were_d
             )
         ).fetchall()
         assert traded == [(Decimal("3"),)]
+
+
+async def test_refresh_of_every_source_keeps_candles_whose_raw_rows_were_dropped(
+    db_url: str,
+) -> None:
+    """The command the backfills print after a failed refresh (`kalshibook refresh-candles`)
+    refreshes every source. Over a range whose raw quotes were dropped (retention,
+    ``drop_chunks``) it keeps their candles, at every level, while the trades aggregates take the
+    late trade; and with every raw quote chunk gone too."""
+    day = datetime(2026, 2, 2, tzinfo=UTC)
+    ticker = "KXKEEP-2"
+    levels = ("1m", "1h", "1d")
+    counts = " UNION ALL ".join(
+        f"SELECT '{lv}', count(*) FROM market.candles_quotes_{lv} WHERE market_ticker = %(t)s"
+        for lv in levels
+    )
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        if await (await conn.execute("SHOW timescaledb.license")).fetchone() == ("apache",):
+            pytest.skip("the Apache edition's candle relations are views of the raw rows")
+        for m in range(0, 2 * 1440, 10):  # two days of quotes: two chunks
+            t = day + timedelta(minutes=m)
+            await conn.execute(INSERT_QUOTE, (t, ticker, Decimal("0.40"), Decimal("0.45")))
+        await refresh_candles(conn, day, day + timedelta(days=3))
+        before = await (await conn.execute(counts, {"t": ticker})).fetchall()
+        assert before[0] == ("1m", 288)
+        # the first day's raw quotes are dropped
+        await conn.execute(
+            "SELECT drop_chunks('market.quotes', older_than => %s::timestamptz)",
+            (day + timedelta(days=1),),
+        )
+        price = Decimal("0.42")
+        trade = (day + timedelta(hours=5), uuid.uuid4(), ticker, price, price, Decimal("3"))
+        await conn.execute(INSERT_TRADE, trade)
+    ran = _cli(db_url, "--start", "2026-02-02T04:59:00Z", "--end", "2026-02-02T05:01:00Z")
+    assert ran.returncode == 0, ran.stderr
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        assert await (await conn.execute(counts, {"t": ticker})).fetchall() == before
+        traded = await (
+            await conn.execute(
+                "SELECT volume FROM market.candles_trades_1m WHERE market_ticker = %s", (ticker,)
+            )
+        ).fetchall()
+        assert traded == [(Decimal("3"),)]
+        # every raw quote gone: a refresh of the whole range leaves every quote candle too
+        await conn.execute(
+            "SELECT drop_chunks('market.quotes', older_than => 'infinity'::timestamptz)"
+        )
+        await refresh_candles(conn, day, day + timedelta(days=3))
+        assert await (await conn.execute(counts, {"t": ticker})).fetchall() == before

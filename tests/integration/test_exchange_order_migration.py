@@ -72,3 +72,37 @@ def test_stored_trades_get_a_deterministic_order(empty_db_url: str, edition: str
     migrate.downgrade(url, "0004")
     migrate.upgrade(url)
     assert order() == got
+
+
+def test_crossing_0005_keeps_the_candles_of_dropped_quotes(empty_db_url: str, edition: str) -> None:
+    """Retention dropped the raw quotes under their candles; migrating across 0005 (which
+    rebuilds the trades aggregates and materialises history) and back leaves those candles."""
+    if edition != "community":
+        pytest.skip("the Apache edition's candle relations are views of the raw rows")
+    url = empty_db_url
+    migrate.upgrade(url, "0004")
+    day = datetime(2026, 2, 2, tzinfo=UTC)
+    count = "SELECT count(*) FROM market.candles_quotes_1m"
+    with psycopg.connect(url, autocommit=True) as conn:
+        for m in range(0, 600, 10):
+            conn.execute(
+                "INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_ask)"
+                " VALUES (%s, 'KXQ', now(), 0.40, 0.45)",
+                (day + timedelta(minutes=m),),
+            )
+        conn.execute(
+            INSERT, (day + timedelta(hours=5), uuid.uuid4(), "KXQ", "0.42", "0.42", "ws", day)
+        )
+        conn.execute(
+            "CALL refresh_continuous_aggregate('market.candles_quotes_1m', %s, %s)",
+            (day, day + timedelta(days=1)),
+        )
+        assert conn.execute(count).fetchone() == (60,)
+        conn.execute("SELECT drop_chunks('market.quotes', older_than => 'infinity'::timestamptz)")
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(count).fetchone() == (60,)
+        assert conn.execute("SELECT count(*) FROM market.candles_trades_1m").fetchone() == (1,)
+    migrate.downgrade(url, "0004")
+    with psycopg.connect(url) as conn:
+        assert conn.execute(count).fetchone() == (60,)
