@@ -118,16 +118,18 @@ class Services:
 
     async def data_connection(self, ctx: RequestContext) -> psycopg.AsyncConnection[Any]:
         """The request's data connection, checked out now if it has none yet: all of one
-        request's reads go to one server. A replica that gives no connection within
-        ``REPLICA_WAIT`` is marked failed and the request goes to the fallback."""
+        request's reads go to one server. A replica whose pool gives no connection within
+        ``REPLICA_WAIT`` (busy, or down and not yet found so by its lag check) sends this request
+        to the primary (fallback ``primary``) or is waited for (``unavailable``); it is not marked
+        down for it: its own check says whether it is."""
         if ctx.conn is None:
             pool = self.read_pool()  # its own wait, never past the request's deadline
             if self.replicas and pool is not self.pool:
                 try:
                     ctx.conn = await pool.getconn(timeout=ctx.remaining(REPLICA_WAIT))
-                except PoolTimeout as exc:
-                    self.replicas.mark_failed(pool, exc)
-                    pool = self.read_pool()
+                except PoolTimeout:
+                    if self.settings.replica.fallback == "primary":
+                        pool = self.require_pool()
             if ctx.conn is None:
                 ctx.conn = await pool.getconn(timeout=ctx.remaining(pool.timeout))
             ctx.conn_pool = pool

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
 from kalshibook.settings import ReplicaSettings
 from kalshibook.storage.pool import Pool
-from kalshibook.storage.urls import redact
+from kalshibook.storage.urls import redact, scrub
 
 __all__ = (
     "PRIMARY_LSN",
@@ -108,13 +107,20 @@ def measure(primary_url: str, settings: ReplicaSettings, *, timeout: int = 3) ->
                 position = conn.execute(REPLICA_POSITION, {"primary": primary_lsn}).fetchone()
             apply_position(state, position, settings.max_lag_seconds)
         except psycopg.Error as exc:
-            state.error = f"unreachable: {type(exc).__name__}"
+            state.error = f"unreachable: {_first_line(exc)}"
         states.append(state)
     return states
 
 
 class Replicas:
-    """The API's replicas: pools, health and lag (a primary pool is needed to measure lag)."""
+    """The API's replicas: pools, health and lag (a primary pool is needed to measure lag).
+
+    The checks use their own connections (one per replica, one to the primary), never the
+    request pools: a replica whose pool is busy serving requests is not down, and a check never
+    waits behind requests. Each replica is watched by its own loop (:meth:`monitor`), each check
+    bounded by ``CHECK_TIMEOUT``: a replica that stops answering (a hung server, a network
+    partition) holds up only its own loop, and :meth:`choose` takes no replica whose last answer
+    is older than :attr:`stale_after`."""
 
     def __init__(self, settings: ReplicaSettings, make_pool: Callable[[str, str], Pool]) -> None:
         self.settings = settings
@@ -124,6 +130,11 @@ class Replicas:
         ]
         self.states = [ReplicaState(redact(url)) for url in self.urls]
         self._turn = itertools.count()
+        self._checks: list[psycopg.AsyncConnection[Any] | None] = [None] * len(self.urls)
+        self._primary: psycopg.AsyncConnection[Any] | None = None
+        self._primary_lock = asyncio.Lock()
+        self.stale_after = 2 * settings.check_interval + 2 * CHECK_TIMEOUT
+        """Seconds after which a replica's last check no longer vouches for it."""
 
     def __bool__(self) -> bool:
         return bool(self.pools)
@@ -134,12 +145,23 @@ class Replicas:
             await pool.open(wait=False)
 
     async def close(self) -> None:
+        for i in range(len(self._checks)):
+            await self._drop_check_connection(i)
+        if self._primary is not None:
+            await self._primary.close()
+            self._primary = None
         for pool in self.pools:
             await pool.close()
 
+    def _fresh(self, state: ReplicaState) -> bool:
+        at = state.checked_at
+        return at is not None and time.monotonic() - at <= self.stale_after
+
     def choose(self) -> Pool | None:
         """A healthy replica's pool, in turn; None when there is none."""
-        healthy = [p for p, s in zip(self.pools, self.states, strict=True) if s.healthy]
+        healthy = [
+            p for p, s in zip(self.pools, self.states, strict=True) if s.healthy and self._fresh(s)
+        ]
         if not healthy:
             return None
         return healthy[next(self._turn) % len(healthy)]
@@ -151,51 +173,98 @@ class Replicas:
                 state.healthy = False
                 state.error = type(error).__name__
 
-    async def check(self, primary: Pool) -> None:
-        """Measure every replica once."""
-        try:
-            async with primary.connection(timeout=CHECK_TIMEOUT) as conn:
-                row = await (await conn.execute(PRIMARY_LSN)).fetchone()
-            primary_lsn = str(row[0]) if row else None
-        except (psycopg.Error, PoolTimeout):
-            primary_lsn = None  # lag then falls back to the replay age
-        await asyncio.gather(
-            *(
-                self._check_one(pool, state, primary_lsn)
-                for pool, state in zip(self.pools, self.states, strict=True)
-            )
-        )
+    async def _primary_lsn(self, primary: Pool) -> str | None:
+        """The primary's WAL position on the checks' own connection (None: not known now; the
+        lag then falls back to the replay age)."""
+        async with self._primary_lock:
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT):
+                    if self._primary is None or self._primary.closed:
+                        self._primary = await _connect_like(primary, "kalshibook-api-replica-check")
+                    row = await (await self._primary.execute(PRIMARY_LSN)).fetchone()
+            except (psycopg.Error, OSError, TimeoutError):
+                if self._primary is not None:
+                    await self._primary.close()
+                    self._primary = None
+                return None
+        return str(row[0]) if row else None
 
-    async def _check_one(self, pool: Pool, state: ReplicaState, primary_lsn: str | None) -> None:
-        state.checked_at = time.monotonic()
+    async def check(self, primary: Pool) -> None:
+        """Measure every replica once (each check bounded by ``CHECK_TIMEOUT``)."""
+        await asyncio.gather(*(self._check_one(i, primary) for i in range(len(self.urls))))
+
+    async def _drop_check_connection(self, i: int) -> None:
+        conn, self._checks[i] = self._checks[i], None
+        if conn is not None:
+            await conn.close()
+
+    async def _check_one(self, i: int, primary: Pool) -> None:
+        state = self.states[i]
+        primary_lsn = await self._primary_lsn(primary)
         try:
-            async with pool.connection(timeout=CHECK_TIMEOUT) as conn:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                conn = self._checks[i]
+                if conn is None or conn.closed:
+                    conn = self._checks[i] = await _connect_like(
+                        self.pools[i], f"kalshibook-api-replica-{i}-check"
+                    )
                 cur = await conn.execute(REPLICA_POSITION, {"primary": primary_lsn})
                 row = await cur.fetchone()
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            await self._drop_check_connection(i)
+            reason = (
+                f"no answer within {CHECK_TIMEOUT:g} s"
+                if isinstance(exc, TimeoutError)
+                else _first_line(exc)
+            )
             if state.healthy or state.error is None:
-                log.warning("replica %s unavailable: %s", state.name, type(exc).__name__)
-            state.healthy, state.error = False, type(exc).__name__
+                log.warning("replica %s unavailable: %s", state.name, reason)
+            state.healthy, state.error = False, f"unreachable: {reason}"
             state.lag_seconds = state.behind_bytes = None
+            state.checked_at = time.monotonic()
             return
         assert row is not None
         apply_position(state, row, self.settings.max_lag_seconds)
+        state.checked_at = time.monotonic()
 
-    async def monitor(self, primary: Pool, stop: asyncio.Event) -> None:
-        """Check every ``check_interval`` seconds until ``stop`` is set."""
+    async def _watch(self, i: int, primary: Pool, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.check(primary)
+            await self._check_one(i, primary)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.check_interval)
+
+    async def monitor(self, primary: Pool, stop: asyncio.Event) -> None:
+        """Check every replica every ``check_interval`` seconds, each in its own loop, until
+        ``stop`` is set."""
+        async with asyncio.TaskGroup() as group:
+            for i in range(len(self.urls)):
+                group.create_task(self._watch(i, primary, stop), name=f"replica-check-{i}")
 
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
                 "name": s.name,
-                "healthy": s.healthy,
+                "healthy": s.healthy and self._fresh(s),
                 "lag_seconds": s.lag_seconds,
                 "behind_bytes": s.behind_bytes,
-                "error": s.error,
+                "error": s.error
+                if self._fresh(s) or s.checked_at is None
+                else f"no answer to the lag check for {time.monotonic() - s.checked_at:.0f} s",
             }
             for s in self.states
         ]
+
+
+async def _connect_like(pool: Pool, application_name: str) -> psycopg.AsyncConnection[Any]:
+    """A connection of its own to ``pool``'s server, with the pool's settings."""
+    conninfo, given = pool.conninfo, pool.kwargs
+    if not isinstance(conninfo, str) or not isinstance(given, dict):  # the API's pools: plain
+        raise TypeError("a replica check needs a pool made with a URL and keyword arguments")
+    kwargs = {**given, "autocommit": True, "application_name": application_name}
+    return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Why a connection or check failed, in one line without a password (libpq's message)."""
+    text = str(exc).strip()
+    return scrub(text.splitlines()[0]) if text else type(exc).__name__

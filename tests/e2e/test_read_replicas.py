@@ -9,6 +9,9 @@ in ``/v1/status``, and with ``fallback = unavailable`` a request without a usabl
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +24,7 @@ import replica_harness as harness
 from litestar.testing import AsyncTestClient
 
 from kalshibook.api.app import create_app
+from kalshibook.api.deps import services_of
 from kalshibook.settings import ApiSettings, CoreSettings, ReplicaSettings, Settings
 from kalshibook.storage import migrate
 from kalshibook.storage.api_keys import create_key
@@ -191,3 +195,72 @@ async def test_no_usable_replica_is_a_503_when_configured(
     r = await client.get(f"/v1/markets/{TICKER}/trades")
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "replica" in r.json()["detail"]
+    # /v1/status reads the primary: it shows the replica's state when no replica is usable
+    state = await replica_status(client)
+    assert state["healthy"] is False
+    assert state["error"].startswith("unreachable: ")
+
+
+def _signal_cluster(cluster: harness.Cluster, sig: signal.Signals) -> None:
+    """``sig`` to the cluster's postmaster and every process it started (a hung server)."""
+    pid = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for p in (pid, *map(int, children)):
+        os.kill(p, sig)
+
+
+async def test_a_replica_that_stops_answering_is_skipped(
+    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+) -> None:
+    """A hung replica (its processes stopped: no error, no answer) is no longer chosen once its
+    lag check goes unanswered; the primary serves, and the replica is used again once it
+    answers."""
+    client, _ = api
+    _, replica = clusters
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    async def skipped() -> bool:
+        return not await healthy()
+
+    await until(healthy)
+    _signal_cluster(replica, signal.SIGSTOP)
+    try:
+        await until(skipped, limit=30.0)
+        error = (await replica_status(client))["error"]
+        assert "no answer" in error, error
+        began = time.monotonic()
+        assert await trade_count(client) == 5  # the primary
+        assert time.monotonic() - began < 5.0
+    finally:
+        _signal_cluster(replica, signal.SIGCONT)
+    await until(healthy, limit=30.0)
+
+
+async def test_a_busy_replica_pool_is_not_a_down_replica(
+    api: tuple[AsyncTestClient[Any], str],
+) -> None:
+    """Every connection of the replica's pool in use (requests in flight): a further request goes
+    to the primary (fallback `primary`) and the replica stays healthy: its lag check has a
+    connection of its own."""
+    client, _ = api
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    await until(healthy)
+    replicas = services_of(client.app.state).replicas
+    assert replicas is not None
+    [pool] = replicas.pools
+    held = [await pool.getconn(timeout=10) for _ in range(pool.max_size)]
+    try:
+        assert await trade_count(client) == 5
+        await asyncio.sleep(3 * 0.2 + 0.5)  # a few lag checks
+        state = await replica_status(client)
+        assert state["healthy"] is True, state
+    finally:
+        for conn in held:
+            await pool.putconn(conn)

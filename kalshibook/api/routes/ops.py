@@ -42,6 +42,8 @@ kalshibook_api_credits_spent_total{route="/v1/trades"} 2468.0
 """
 
 
+STATUS_WAIT = 5.0
+"""Seconds ``/v1/status`` waits for a primary connection."""
 STATUS_TTL = 2.0
 """Seconds one reading of the freshness and coverage queries serves every ``/v1/status``
 request (the endpoint is free; the freshness reads plan only each table's newest and oldest
@@ -71,10 +73,13 @@ async def _status_reads(services: Services, conn: Conn) -> tuple[datetime, Any, 
     responses=responses(s.StatusOne, docs.STATUS_ONE, errors=(401, 429, 503)),
     **priced(0),
 )
-async def status(request: Request[Any, Any, Any], conn: Conn) -> s.StatusOne:
+async def status(request: Request[Any, Any, Any]) -> s.StatusOne:
     services = services_of(request.app.state)
     replicas = services.replicas
-    now, channels, coverage, by_status = await _status_reads(services, conn)
+    # on the primary, whatever the replicas' state: this is where their lag is shown, also when
+    # none is usable (a data connection would then be a 503 with fallback `unavailable`)
+    async with services.require_pool().connection(timeout=STATUS_WAIT) as conn:
+        now, channels, coverage, by_status = await _status_reads(services, conn)
     data = s.Status(
         now=now,
         channels=[
