@@ -7,6 +7,7 @@ handler :func:`kalshibook.cli.logs.configure_logging` installed, like every othe
 from __future__ import annotations
 
 import argparse
+import logging
 
 import psycopg
 import uvicorn
@@ -16,6 +17,8 @@ from kalshibook.gctune import tune_gc
 from kalshibook.settings import Settings
 from kalshibook.storage.service_roles import LOGIN_INFO, enforce_login
 from kalshibook.storage.urls import unreachable
+
+log = logging.getLogger(__name__)
 
 
 def _port(text: str) -> int:
@@ -36,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _preflight(url: str, refuse_superuser: bool) -> None:
+def _preflight(url: str, refuse_superuser: bool, replica_urls: list[str]) -> None:
     """Fail with one line before uvicorn starts (a lifespan failure prints a traceback); refuse
-    or warn about a superuser login."""
+    or warn about a superuser login, the replicas' logins included (a replica that cannot be
+    reached now is only warned about: the API skips it until its lag check finds it)."""
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:
             row = conn.execute(LOGIN_INFO).fetchone()
@@ -46,10 +50,23 @@ def _preflight(url: str, refuse_superuser: bool) -> None:
         raise unreachable(url, exc) from None
     user, superuser = (str(row[0]), bool(row[1])) if row else ("?", False)
     enforce_login("api", user, superuser=superuser, refuse=refuse_superuser)
+    for replica in replica_urls:
+        try:
+            with psycopg.connect(replica, connect_timeout=10) as conn:
+                row = conn.execute(LOGIN_INFO).fetchone()
+        except psycopg.Error as exc:
+            log.warning("%s; the API reads from it once it answers", unreachable(replica, exc))
+            continue
+        user, superuser = (str(row[0]), bool(row[1])) if row else ("?", False)
+        enforce_login("api", user, superuser=superuser, refuse=refuse_superuser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    _preflight(settings.require_database(), settings.core.refuse_superuser)
+    _preflight(
+        settings.require_database(),
+        settings.core.refuse_superuser,
+        settings.replica.url_list(),
+    )
     app = create_app(settings)
     tune_gc()  # after the app is built: its routes, schemas and OpenAPI document are frozen
     config = uvicorn.Config(

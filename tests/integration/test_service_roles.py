@@ -19,6 +19,7 @@ import pytest
 import test_writer
 
 from kalshibook import cli
+from kalshibook.cli import serve
 from kalshibook.cli.collect import _check_schema
 from kalshibook.cli.service_user import login_url
 from kalshibook.collector.backfill import Backfill as CollectorBackfill
@@ -184,3 +185,13 @@ async def test_the_collectors_refresh_says_what_to_run_as_the_owner(
         "owner runs: kalshibook refresh-candles --start 2026-01-10T14:29:00Z "
         "--end 2026-01-10T16:32:00Z"
     ), warning
+
+
+def test_serve_refuses_a_superuser_replica_login_too(db_url: str) -> None:
+    """The primary's login is the API's service login; a replica URL with the superuser is
+    refused as well (reads there would run with every privilege); an unreachable replica is
+    only warned about (the API skips it until it answers)."""
+    api_url = service_login(db_url, "api")
+    with pytest.raises(ConfigError, match="refuses to run as the database superuser"):
+        serve._preflight(api_url, True, [db_url])
+    serve._preflight(api_url, True, ["postgresql://nobody:x@127.0.0.1:1/none"])
