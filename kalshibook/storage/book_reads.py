@@ -5,6 +5,7 @@ parameters, typed rows, as in :mod:`kalshibook.storage.reads`."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -265,6 +266,60 @@ _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
 
 
+DELTAS_FLOOR: Final = """
+SELECT _timescaledb_functions.to_timestamp(min(ds.range_start))
+FROM _timescaledb_catalog.hypertable h
+JOIN _timescaledb_catalog.chunk c ON c.hypertable_id = h.id AND NOT c.dropped
+JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id
+JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
+WHERE h.schema_name = 'market' AND h.table_name = 'orderbook_deltas'
+"""
+"""Where the stored deltas begin: the first chunk of ``market.orderbook_deltas`` (retention and
+``drop_chunks`` drop whole chunks from the start). TimescaleDB's catalog, read directly (~1 ms at
+hundreds of chunks; its ``timescaledb_information.chunks`` view takes several)."""
+FLOOR_CHECK_AGE: Final = timedelta(days=1)
+"""Only a snapshot older than this may have lost the deltas after it: the shortest delta
+retention the settings accept is a day (kalshibook.settings.StorageSettings)."""
+_FLOOR_TTL: Final = 5.0
+_floors: dict[str, tuple[float, datetime | None]] = {}
+"""Per database (its connection parameters without the password): when the floor was read, and
+the floor. At most :data:`_MAX_FLOORS` entries."""
+_MAX_FLOORS: Final = 64
+
+
+async def deltas_floor(conn: Conn) -> datetime | None:
+    """Where the stored deltas begin (None: none stored), read at most every ``_FLOOR_TTL`` s."""
+    key = conn.info.dsn
+    now = time.monotonic()
+    cached = _floors.get(key)
+    if cached is not None and now - cached[0] < _FLOOR_TTL:
+        return cached[1]
+    cur = await conn.execute(DELTAS_FLOOR)
+    row = await cur.fetchone()
+    floor = None if row is None or row[0] is None else row[0].astimezone(UTC)
+    if len(_floors) >= _MAX_FLOORS:
+        _floors.clear()
+    _floors[key] = (now, floor)
+    return floor
+
+
+async def _dropped_after(
+    conn: Conn, ticker: str, snap_ts: datetime, until: datetime
+) -> datetime | None:
+    """Where the stored deltas begin when deltas the replay from the snapshot at ``snap_ts`` up
+    to ``until`` needs may have been dropped (retention keeps a snapshot's chunk longer than its
+    deltas' chunks: 1-day against 6-hour chunks), else None. Known from the deltas' first chunk
+    lying after the snapshot while the market's delta extent (migration 0009) began before it
+    (extents incomplete: assumed so)."""
+    if snap_ts >= datetime.now(UTC) - FLOOR_CHECK_AGE or until <= snap_ts:
+        return None
+    floor = await deltas_floor(conn)
+    if floor is None or floor <= snap_ts:
+        return None
+    span = await delta_span(conn, ticker)
+    return floor if span is None or span.lo < floor else None
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
     ts: datetime
@@ -412,6 +467,9 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         "from_ts": from_ts,
         "after_seq": seq if seq is not None else _MIN_SEQ,
     }
+    dropped = await _dropped_after(conn, ticker, snap_ts, until)
+    if dropped is not None:
+        gap = gap or (snap_ts, dropped, "deltas_dropped")
     replay = _Replay(book, gap)
     if until >= from_ts:
         cur = await conn.execute(BOOK_DELTAS, {**params, "limit": REPLAY_BATCH})
