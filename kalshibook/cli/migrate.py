@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     try:
         if args.downgrade:
-            migrate.downgrade(url, args.revision)
+            migrate.downgrade(url, args.revision, settings.storage)
         else:
             migrate.upgrade(url, args.revision, settings.storage)
     except CommandError as exc:  # e.g. an unknown --revision

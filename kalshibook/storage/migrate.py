@@ -156,7 +156,10 @@ async def _refresh_all(url: str, first: datetime) -> None:
         await refresh_candles(conn, first, datetime.now(UTC) + timedelta(days=1))
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, storage: StorageSettings | None = None) -> None:
+    """Downgrade the schema to ``revision``; aggregates a revision recreated get their history
+    materialised and, from 0004 on, the compression and retention policies of ``storage`` (the
+    defaults when not given) again (the recreated aggregates had none)."""
     preflight(url)
     if revision == "base":
         with psycopg.connect(url, autocommit=True) as conn:
@@ -166,6 +169,9 @@ def downgrade(url: str, revision: str) -> None:
     after = current_revision(url)
     if after is not None and after >= CANDLES_REVISION and _crossed(after, before):
         materialise_candle_history(url)
+    if (after or "") >= COMPRESSION_REVISION:
+        with psycopg.connect(url, autocommit=True) as conn:
+            apply_policies(conn, storage or StorageSettings())
 
 
 def _crossed(low: str | None, high: str | None) -> bool:

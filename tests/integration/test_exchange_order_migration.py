@@ -106,3 +106,27 @@ def test_crossing_0005_keeps_the_candles_of_dropped_quotes(empty_db_url: str, ed
     migrate.downgrade(url, "0004")
     with psycopg.connect(url) as conn:
         assert conn.execute(count).fetchone() == (60,)
+
+
+POLICIES = """
+SELECT hypertable_name, config ->> 'compress_after' FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression' ORDER BY 1
+"""
+
+
+def test_a_downgrade_gives_the_recreated_aggregates_their_policies(
+    empty_db_url: str, edition: str
+) -> None:
+    """Going down across 0005 recreates the trades aggregates; their compression policies (0004)
+    come back with them, as after an upgrade."""
+    if edition != "community":
+        pytest.skip("no compression on the Apache edition")
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        before = conn.execute(POLICIES).fetchall()
+    assert len(before) >= 9  # the raw hypertables and every candle materialisation but 1d
+    migrate.downgrade(empty_db_url, "0004")
+    with psycopg.connect(empty_db_url) as conn:
+        assert sorted(r[1] for r in conn.execute(POLICIES).fetchall()) == sorted(
+            r[1] for r in before
+        )
