@@ -21,7 +21,7 @@ from psycopg_pool import PoolTimeout
 from kalshibook.api.auth import KeyRateLimited, OutOfCredits
 from kalshibook.api.context import request_context
 from kalshibook.api.schemas import Problem
-from kalshibook.errors import ApiError, KalshibookError, Unauthorized
+from kalshibook.errors import ApiError, DatabaseUnavailable, KalshibookError, Unauthorized
 
 __all__ = (
     "PROBLEM_MEDIA_TYPE",
@@ -108,10 +108,24 @@ def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Probl
     )
 
 
-def _kalshibook_error(request: Request[Any, Any, Any], exc: KalshibookError) -> Response[Problem]:
+def unavailable_headers(exc: KalshibookError) -> dict[str, str]:
+    """``Retry-After`` of a database or replica that is unavailable (as for a lost connection),
+    the same on every surface."""
+    return {"Retry-After": "5"} if isinstance(exc, DatabaseUnavailable) else {}
+
+
+def log_failure(request: Request[Any, Any, Any], exc: KalshibookError) -> None:
+    """A 5xx of ours in the log: a warning when the database is unavailable (an outage, logged
+    once per request, not a defect), else an error."""
     if exc.status >= 500:
-        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
-    return problem_response(request, exc.status, exc.message)
+        rid = request_context(request.scope).request_id
+        level = logging.WARNING if isinstance(exc, DatabaseUnavailable) else logging.ERROR
+        log.log(level, "request %s failed: %s", rid, exc)
+
+
+def _kalshibook_error(request: Request[Any, Any, Any], exc: KalshibookError) -> Response[Problem]:
+    log_failure(request, exc)
+    return problem_response(request, exc.status, exc.message, headers=unavailable_headers(exc))
 
 
 def invalid_fields(exc: ValidationException) -> list[tuple[str, str]]:

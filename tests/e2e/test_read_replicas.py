@@ -194,7 +194,11 @@ async def test_no_usable_replica_is_a_503_when_configured(
     await until(refused)
     r = await client.get(f"/v1/markets/{TICKER}/trades")
     assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.headers["retry-after"] == "5"
     assert "replica" in r.json()["detail"]
+    kalshi = await client.get("/trade-api/v2/markets/trades", params={"ticker": TICKER})
+    assert kalshi.status_code == 503
+    assert kalshi.headers["retry-after"] == "5"
     # /v1/status reads the primary: it shows the replica's state when no replica is usable
     state = await replica_status(client)
     assert state["healthy"] is False

@@ -21,7 +21,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from kalshibook.api.context import request_context
 from kalshibook.api.credentials import KALSHI_PREFIX
 from kalshibook.api.kalshi_compat.schemas import Error, ErrorResponse
-from kalshibook.api.problems import handler_table, invalid_fields, quota_headers
+from kalshibook.api.problems import (
+    handler_table,
+    invalid_fields,
+    log_failure,
+    quota_headers,
+    unavailable_headers,
+)
 from kalshibook.errors import ApiError, KalshibookError
 
 __all__ = ("CODES", "kalshi_exception_handlers", "outside_routes")
@@ -72,9 +78,8 @@ def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Error
 def _kalshibook_error(
     request: Request[Any, Any, Any], exc: KalshibookError
 ) -> Response[ErrorResponse]:
-    if exc.status >= 500:
-        log.error("request %s failed: %s", request_context(request.scope).request_id, exc)
-    return kalshi_error(request, exc.status, exc.message)
+    log_failure(request, exc)
+    return kalshi_error(request, exc.status, exc.message, unavailable_headers(exc))
 
 
 def _validation_error(
