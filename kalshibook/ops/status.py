@@ -401,7 +401,8 @@ def render_text(report: Report) -> str:
             if r.kind == "view":
                 detail = r.note or VIEW_NOTE
             elif r.kind == "continuous aggregate":
-                detail = f"last refresh {_ts(r.last_refresh)}" if r.last_refresh else ""
+                refresh = f"last refresh {_ts(r.last_refresh)}" if r.last_refresh else ""
+                detail = "; ".join(x for x in (r.compression, refresh) if x)
                 if r.rows is None and r.note:
                     detail = "; ".join(x for x in (detail, r.note) if x)
             else:

@@ -113,7 +113,8 @@ ORDER BY h.hypertable_name
 
 CANDLE_RELATIONS: LiteralString = """
 SELECT c.relname, c.relkind::text,
-       ca.materialization_hypertable_schema, ca.materialization_hypertable_name
+       ca.materialization_hypertable_schema, ca.materialization_hypertable_name,
+       coalesce(ca.compression_enabled, false)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN timescaledb_information.continuous_aggregates ca
@@ -336,11 +337,13 @@ def _row_count(
 def _compression(
     conn: psycopg.Connection[Any], edition: str | None, table: str, enabled: bool
 ) -> tuple[str, float | None]:
+    """``table``: a hypertable of ``market``, or a qualified name (``schema."name"``)."""
     if edition != COMMUNITY:
         return APACHE_COMPRESSION, None
     if not enabled:
         return "not enabled", None
-    rows = _optional(conn, COMPRESSION_STATS, (f'market."{table}"',))
+    qualified = table if "." in table else f'market."{table}"'
+    rows = _optional(conn, COMPRESSION_STATS, (qualified,))
     if isinstance(rows, str):
         return f"unavailable ({rows})", None
     total, compressed, before, after = rows[0] if rows else (0, 0, None, None)
@@ -514,7 +517,7 @@ def _read_candles(conn: psycopg.Connection[Any], edition: str | None) -> list[Re
     sizes: dict[str, tuple[int, int, int, int]] = {}
     refreshed: dict[str, datetime | None] = {}
     size_error: str | None = None
-    if any(mat_name is not None for _n, _k, _s, mat_name in relations):
+    if any(mat_name is not None for _n, _k, _s, mat_name, _c in relations):
         got = _optional(conn, CAGG_HYPERTABLES)
         if isinstance(got, str):
             size_error = got
@@ -524,11 +527,14 @@ def _read_candles(conn: psycopg.Connection[Any], edition: str | None) -> list[Re
         if not isinstance(jobs, str):
             refreshed = {str(r[0]): r[1] for r in jobs}
     out: list[Relation] = []
-    for name, relkind, mat_schema, mat_name in relations:
+    for name, relkind, mat_schema, mat_name, compressed in relations:
         name = str(name)
         if mat_name is not None:
             rel = Relation(
                 name=name, kind="continuous aggregate", last_refresh=refreshed.get(str(mat_name))
+            )
+            rel.compression, rel.compression_ratio = _compression(
+                conn, edition, f'{mat_schema}."{mat_name}"', bool(compressed)
             )
             if name in sizes:
                 rel.table_bytes, rel.index_bytes, rel.toast_bytes, rel.total_bytes = sizes[name]

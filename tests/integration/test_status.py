@@ -167,6 +167,9 @@ def test_fresh_data_is_healthy_and_numbers_match(
     else:
         assert all(c["kind"] == "continuous aggregate" for c in candles.values())
         assert rows["trades"]["compression"].startswith("enabled, 0/")
+        # the aggregates' materialisations: compression enabled except on 1d (never compressed)
+        assert candles["candles_trades_1m"]["compression"].startswith("enabled, ")
+        assert candles["candles_trades_1d"]["compression"] == "not enabled"
         # every refresh policy (9) and the default compression policies are listed
         kinds = {(p["relation"], p["policy"]) for p in doc["policies"]}
         assert ("candles_trades_1m", "refresh") in kinds

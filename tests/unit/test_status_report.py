@@ -123,6 +123,7 @@ def test_render_community_edition() -> None:
             rows_exact=True,
             total_bytes=2048,
             last_refresh=NOW - timedelta(seconds=30),
+            compression="3.0x (2/4 chunks)",
             note=status_reads.CAGG_NOTE,
         )
     ]
@@ -141,7 +142,7 @@ def test_render_community_edition() -> None:
     assert "~123,456,789" in text
     assert "5.0 GB" in text
     assert "9.8x (40/42 chunks)" in text
-    assert "last refresh 2026-11-26 14:59:30 UTC\n" in text
+    assert "3.0x (2/4 chunks); last refresh 2026-11-26 14:59:30 UTC\n" in text
     assert f"  continuous aggregates: {status_reads.CAGG_NOTE}\n" in text
     assert (
         "gaps (last 24 h): 3 gaps in 2 markets - disconnect 2 (2 markets), seq_gap 1 (1 market)"
