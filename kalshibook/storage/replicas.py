@@ -6,10 +6,11 @@ writes (credits, usage, keys) on the primary. :class:`Replicas` owns one small p
 a monitor (:meth:`Replicas.monitor`, run by its owner as a task it awaits) that measures each
 replica every ``check_interval`` seconds:
 
-- **lag**: how far its replay is behind the primary. The primary's current WAL position is
-  compared with the replica's replay position; when they are equal the lag is 0 (an idle primary
-  writes nothing: the time since the last replayed transaction would grow forever), else it is
-  the age of the last replayed transaction;
+- **lag**: how long the primary has had WAL the replica has not replayed. Each check reads the
+  primary's WAL position first and keeps it (:class:`WalSamples`); a replica replayed up to
+  position R lags by the time since the primary first stood past R (0 when it has replayed
+  everything: an idle primary writes nothing). ``kalshibook status`` measures once, without that
+  history: there the age of the last replayed transaction stands in;
 - **health**: reachable, in recovery, and at most ``max_lag_seconds`` behind. An unhealthy
   replica gets no reads until a later check finds it healthy again.
 
@@ -20,6 +21,7 @@ primary, or answers 503 when ``fallback = "unavailable"`` (settings: :class:`Rep
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -54,14 +56,50 @@ SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
 """
 """``%(primary)s``: the primary's WAL position read just before (bytes behind = the difference)."""
 CHECK_TIMEOUT: Final = 2.0
+WAL_SAMPLES: Final = 4096
+"""The primary's WAL positions kept for the lag (one per replica check: over an hour at the
+default interval with one replica)."""
 
 
-def lag_seconds(behind_bytes: float | None, replay_age: float | None) -> float | None:
-    """The replica's lag: 0 when it has replayed everything the primary wrote, else the age of
-    its last replayed transaction (None: unknown, e.g. nothing replayed yet)."""
+def lag_seconds(
+    behind_bytes: float | None, replay_age: float | None, missing_for: float | None = None
+) -> float | None:
+    """The replica's lag: 0 when it has replayed everything the primary wrote; else how long the
+    primary has had WAL the replica lacks (``missing_for``, from :class:`WalSamples`), or without
+    that history the age of its last replayed transaction (None: unknown). The replay age alone
+    overstates the lag while the primary commits nothing (a long bulk load: WAL flows and is
+    replayed, but the last replayed commit grows old)."""
     if behind_bytes is not None and behind_bytes <= 0:
         return 0.0
+    if missing_for is not None:
+        return max(0.0, missing_for)
     return None if replay_age is None else max(0.0, replay_age)
+
+
+def lsn_int(text: str) -> int:
+    """A PostgreSQL LSN (``16/B374D848``) as an integer."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+class WalSamples:
+    """The primary's WAL position over the last checks: ``(time.monotonic(), lsn)``, at most
+    ``size`` of them (bounded)."""
+
+    def __init__(self, size: int) -> None:
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=size)
+
+    def add(self, at: float, lsn: int) -> None:
+        self._samples.append((at, lsn))
+
+    def missing_for(self, replay_lsn: int, now: float) -> float | None:
+        """Seconds since the primary first had WAL past ``replay_lsn`` (the oldest data the
+        replica lacks): from the first sample beyond it, or the oldest sample when every kept
+        one is (a lower bound). None: no sample is beyond it (or none was taken)."""
+        for at, lsn in self._samples:
+            if lsn > replay_lsn:
+                return now - at
+        return None
 
 
 @dataclass
@@ -78,11 +116,17 @@ class ReplicaState:
     """time.monotonic() of the last check."""
 
 
-def apply_position(state: ReplicaState, row: Any, max_lag: float) -> None:
-    """Set ``state`` from a :data:`REPLICA_POSITION` row."""
-    in_recovery, _replay, age, behind = row
+def apply_position(
+    state: ReplicaState, row: Any, max_lag: float, wal: WalSamples | None = None
+) -> None:
+    """Set ``state`` from a :data:`REPLICA_POSITION` row (``wal``: the primary's recent WAL
+    positions, for the lag; without them the replay age stands in)."""
+    in_recovery, replay, age, behind = row
     state.behind_bytes = behind
-    state.lag_seconds = lag_seconds(behind, age)
+    missing = None
+    if wal is not None and replay is not None:
+        missing = wal.missing_for(lsn_int(str(replay)), time.monotonic())
+    state.lag_seconds = lag_seconds(behind, age, missing)
     if not in_recovery:
         state.healthy, state.error = False, "not a replica (not in recovery)"
     elif state.lag_seconds is None or state.lag_seconds > max_lag:
@@ -133,6 +177,7 @@ class Replicas:
         self._checks: list[psycopg.AsyncConnection[Any] | None] = [None] * len(self.urls)
         self._primary: psycopg.AsyncConnection[Any] | None = None
         self._primary_lock = asyncio.Lock()
+        self._wal = WalSamples(WAL_SAMPLES)
         self.stale_after = 2 * settings.check_interval + 2 * CHECK_TIMEOUT
         """Seconds after which a replica's last check no longer vouches for it."""
 
@@ -182,6 +227,8 @@ class Replicas:
                     if self._primary is None or self._primary.closed:
                         self._primary = await _connect_like(primary, "kalshibook-api-replica-check")
                     row = await (await self._primary.execute(PRIMARY_LSN)).fetchone()
+                    if row is not None:
+                        self._wal.add(time.monotonic(), lsn_int(str(row[0])))
             except (psycopg.Error, OSError, TimeoutError):
                 if self._primary is not None:
                     await self._primary.close()
@@ -224,7 +271,7 @@ class Replicas:
             state.checked_at = time.monotonic()
             return
         assert row is not None
-        apply_position(state, row, self.settings.max_lag_seconds)
+        apply_position(state, row, self.settings.max_lag_seconds, self._wal)
         state.checked_at = time.monotonic()
 
     async def _watch(self, i: int, primary: Pool, stop: asyncio.Event) -> None:

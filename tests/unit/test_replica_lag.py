@@ -1,0 +1,31 @@
+"""A replica's lag from the primary's WAL positions over time (kalshibook.storage.replicas)."""
+
+from __future__ import annotations
+
+from kalshibook.storage.replicas import WalSamples, lag_seconds, lsn_int
+
+
+def test_lsn_text_to_integer() -> None:
+    assert lsn_int("0/0") == 0
+    assert lsn_int("16/B374D848") == (0x16 << 32) + 0xB374D848
+    assert lsn_int("1/0") > lsn_int("0/FFFFFFFF")
+
+
+def test_lag_is_the_age_of_the_oldest_wal_the_replica_lacks() -> None:
+    wal = WalSamples(size=3)
+    assert wal.missing_for(100, now=10.0) is None  # no history yet
+    for at, lsn in ((1.0, 100), (2.0, 100), (3.0, 150), (4.0, 200)):
+        wal.add(at, lsn)  # size 3: the sample at 1.0 is gone
+    assert wal.missing_for(200, now=5.0) is None  # caught up with every sample
+    assert wal.missing_for(160, now=5.0) == 1.0  # the primary passed 160 at 4.0
+    assert wal.missing_for(120, now=5.0) == 2.0  # ... and 120 at 3.0
+    assert wal.missing_for(50, now=5.0) == 3.0  # before every kept sample: at least 3 s
+
+
+def test_a_long_uncommitted_load_is_not_lag() -> None:
+    """WAL flows and is replayed while no transaction commits: the replay age grows, the lag
+    (what the replica lacks, and since when) stays small."""
+    assert lag_seconds(behind_bytes=8192, replay_age=40.0, missing_for=0.3) == 0.3
+    assert lag_seconds(behind_bytes=8192, replay_age=40.0) == 40.0  # no history: the age
+    assert lag_seconds(behind_bytes=0, replay_age=40.0, missing_for=5.0) == 0.0
+    assert lag_seconds(behind_bytes=None, replay_age=None) is None
