@@ -161,8 +161,9 @@ class ReplicaSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Read replicas of the API (PostgreSQL streaming standbys of ``KALSHIBOOK_DATABASE_URL``)."""
 
     urls: str = ""
-    """Comma-separated read-only database URLs; the API sends each request's reads to one of
-    them (credits, usage and keys stay on the primary). Empty: everything on the primary."""
+    """Comma-separated read-only database URLs, one per replica (so not a libpq multi-host URL);
+    the API sends each request's reads to one of them (credits, usage and keys stay on the
+    primary). Empty: everything on the primary."""
     max_lag_seconds: float = 10.0
     """A replica further behind the primary than this gets no reads until it catches up."""
     fallback: str = "primary"

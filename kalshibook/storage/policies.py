@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import psycopg
 
-from kalshibook.settings import StorageSettings
+from kalshibook.settings import StorageSettings, env_var
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,19 @@ def apply_policies(
     """Make the policies match ``storage``; one line per change made (empty when none)."""
     row = conn.execute(EDITION).fetchone()
     if row is None or row[0] != "timescale":
-        log.info("Apache edition: no compression or retention policies")
+        retained = [
+            p.setting
+            for p in POLICIES
+            if p.kind == "retention" and float(getattr(storage, p.setting)) > 0
+        ]
+        if retained:  # asked for, and not possible here: said loudly
+            log.warning(
+                "Apache edition: no retention policies; %s not applied (TimescaleDB's policies "
+                "are Community features: drop old chunks with drop_chunks() from cron instead)",
+                ", ".join(env_var("storage", f) for f in retained),
+            )
+        else:
+            log.info("Apache edition: no compression or retention policies")
         return []
     changes: list[str] = []
     for policy in POLICIES:

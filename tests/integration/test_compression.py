@@ -3,6 +3,7 @@ take late writes (which reach the candles) and still serve the order book and de
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -53,10 +54,18 @@ def jobs(url: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.both_editions
-def test_policies_follow_the_settings(db_url: str, edition: str) -> None:
+def test_policies_follow_the_settings(
+    db_url: str, edition: str, caplog: pytest.LogCaptureFixture
+) -> None:
     if edition == "apache":  # no compression, no job scheduler: nothing to apply
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(db_url, autocommit=True) as conn, caplog.at_level(logging.INFO):
             assert apply_policies(conn, StorageSettings()) == []
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+            # a retention asked for cannot be applied: said as a warning naming the setting
+            assert apply_policies(conn, StorageSettings(quotes_retention_days=30)) == []
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1
+        assert "KALSHIBOOK_STORAGE_QUOTES_RETENTION_DAYS" in warned[0]
         assert jobs(db_url) == []
         return
     # `migrate` applied the defaults: one compression job per compressed relation.
