@@ -205,17 +205,23 @@ launch is retried after 2 + rand(2^n - 1) s, up to a minute."""
 
 
 def _wait_statement_older_than(admin: psycopg.Connection, pid: int, seconds: float) -> None:
-    """Until backend ``pid`` has been running its statement for more than ``seconds`` (a thread
-    that started it may be late on a loaded machine: a fixed sleep was not enough)."""
+    """Until backend ``pid``'s statement has been running for more than ``seconds``, or has
+    ended after it started (a scheduled watchdog pass may end it first). A thread that starts it
+    may be late on a loaded machine: a fixed sleep was not enough."""
     deadline = time.monotonic() + 30.0
+    started = False
     while time.monotonic() < deadline:
         row = admin.execute(
-            "SELECT now() - query_start > make_interval(secs => %s) FROM pg_stat_activity"
-            " WHERE pid = %s AND state = 'active'",
+            "SELECT state = 'active', now() - query_start > make_interval(secs => %s)"
+            " FROM pg_stat_activity WHERE pid = %s",
             (seconds, pid),
         ).fetchone()
         if row is not None and row[0]:
-            return
+            if row[1]:
+                return
+            started = True
+        elif started:
+            return  # ended by someone else
         time.sleep(0.1)
     pytest.fail(f"backend {pid} never ran a statement for {seconds} s")
 
