@@ -14,6 +14,7 @@ Kalshi-compatible ``/trade-api/v2`` (:mod:`kalshibook.api.kalshi_compat`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -224,7 +225,10 @@ def create_app(settings: Settings, pool: AsyncConnectionPool[Any] | None = None)
         finally:
             stop.set()
             if monitor is not None:
-                await monitor
+                # cancelled, not waited for: a check may be waiting on a replica that hangs
+                monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await monitor
             services.replicas = None
             services.pool = services.control = None
             await replicas.close()

@@ -94,11 +94,16 @@ class WalSamples:
 
     def missing_for(self, replay_lsn: int, now: float) -> float | None:
         """Seconds since the primary first had WAL past ``replay_lsn`` (the oldest data the
-        replica lacks): from the first sample beyond it, or the oldest sample when every kept
-        one is (a lower bound). None: no sample is beyond it (or none was taken)."""
+        replica lacks): the time of the first sample beyond it, when an earlier sample was not.
+        None when that moment is not known: no sample beyond it, or every kept sample beyond it
+        (the replica was behind before the oldest one: just after the API started, or behind
+        by longer than the samples reach), where the caller must not take the oldest sample's
+        age for the lag (it is only a lower bound)."""
+        before = False
         for at, lsn in self._samples:
             if lsn > replay_lsn:
-                return now - at
+                return now - at if before else None
+            before = True
         return None
 
 
@@ -161,10 +166,11 @@ class Replicas:
 
     The checks use their own connections (one per replica, one to the primary), never the
     request pools: a replica whose pool is busy serving requests is not down, and a check never
-    waits behind requests. Each replica is watched by its own loop (:meth:`monitor`), each check
-    bounded by ``CHECK_TIMEOUT``: a replica that stops answering (a hung server, a network
+    waits behind requests. Each replica is watched by its own loop (:meth:`monitor`); a check
+    without an answer within ``CHECK_TIMEOUT`` is abandoned (psycopg then tries for up to 5 s to
+    cancel its query on that server): a replica that stops answering (a hung server, a network
     partition) holds up only its own loop, and :meth:`choose` takes no replica whose last answer
-    is older than :attr:`stale_after`."""
+    is older than :attr:`stale_after`. The owner cancels the monitor at shutdown."""
 
     def __init__(self, settings: ReplicaSettings, make_pool: Callable[[str, str], Pool]) -> None:
         self.settings = settings
@@ -219,22 +225,30 @@ class Replicas:
                 state.error = type(error).__name__
 
     async def _primary_lsn(self, primary: Pool) -> str | None:
-        """The primary's WAL position on the checks' own connection (None: not known now; the
-        lag then falls back to the replay age)."""
-        async with self._primary_lock:
-            try:
-                async with asyncio.timeout(CHECK_TIMEOUT):
-                    if self._primary is None or self._primary.closed:
-                        self._primary = await _connect_like(primary, "kalshibook-api-replica-check")
-                    row = await (await self._primary.execute(PRIMARY_LSN)).fetchone()
-                    if row is not None:
-                        self._wal.add(time.monotonic(), lsn_int(str(row[0])))
-            except (psycopg.Error, OSError, TimeoutError):
-                if self._primary is not None:
-                    await self._primary.close()
-                    self._primary = None
-                return None
-        return str(row[0]) if row else None
+        """The primary's WAL position on the checks' own connection, shared by the replicas'
+        loops (None: not known now; the lag then falls back to the replay age). Waiting for that
+        connection and the query are each bounded by ``CHECK_TIMEOUT``."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await self._primary_lock.acquire()
+        except TimeoutError:
+            return None
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                if self._primary is None or self._primary.closed:
+                    self._primary = await _connect_like(primary, "kalshibook-api-replica-check")
+                row = await (await self._primary.execute(PRIMARY_LSN)).fetchone()
+        except (psycopg.Error, OSError, TimeoutError):
+            conn, self._primary = self._primary, None
+            if conn is not None:
+                await conn.close()
+            return None
+        finally:
+            self._primary_lock.release()
+        if row is None:
+            return None
+        self._wal.add(time.monotonic(), lsn_int(str(row[0])))
+        return str(row[0])
 
     async def check(self, primary: Pool) -> None:
         """Measure every replica once (each check bounded by ``CHECK_TIMEOUT``)."""
@@ -276,7 +290,11 @@ class Replicas:
 
     async def _watch(self, i: int, primary: Pool, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self._check_one(i, primary)
+            try:
+                await self._check_one(i, primary)
+            except Exception:  # a defect: logged, the replica unusable, the other loops go on
+                log.exception("replica %s: lag check failed", self.states[i].name)
+                self.states[i].healthy, self.states[i].error = False, "lag check failed"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.check_interval)
 

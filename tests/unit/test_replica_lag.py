@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kalshibook.storage.replicas import WalSamples, lag_seconds, lsn_int
+import time
+
+from kalshibook.storage.replicas import (
+    ReplicaState,
+    WalSamples,
+    apply_position,
+    lag_seconds,
+    lsn_int,
+)
 
 
 def test_lsn_text_to_integer() -> None:
@@ -19,7 +27,23 @@ def test_lag_is_the_age_of_the_oldest_wal_the_replica_lacks() -> None:
     assert wal.missing_for(200, now=5.0) is None  # caught up with every sample
     assert wal.missing_for(160, now=5.0) == 1.0  # the primary passed 160 at 4.0
     assert wal.missing_for(120, now=5.0) == 2.0  # ... and 120 at 3.0
-    assert wal.missing_for(50, now=5.0) == 3.0  # before every kept sample: at least 3 s
+    # before every kept sample: since when is not known (at least 3 s: only a lower bound,
+    # which would make a replica behind for hours look fine just after the API started)
+    assert wal.missing_for(50, now=5.0) is None
+    first = WalSamples(size=8)
+    first.add(1.0, lsn_int("5/0"))  # the API's first check
+    assert first.missing_for(lsn_int("1/0"), now=1.001) is None
+
+
+def test_a_replica_far_behind_at_start_is_lagging() -> None:
+    """Just after start there is one WAL sample: a replica 16 GiB and an hour behind is judged
+    by its replay age, not by the age of that sample."""
+    wal = WalSamples(size=8)
+    wal.add(time.monotonic(), lsn_int("5/0"))
+    state = ReplicaState("r")
+    apply_position(state, (True, "1/0", 3600.0, float(4 << 32)), max_lag=10.0, wal=wal)
+    assert state.lag_seconds == 3600.0
+    assert not state.healthy
 
 
 def test_a_long_uncommitted_load_is_not_lag() -> None:

@@ -78,8 +78,12 @@ async def status(request: Request[Any, Any, Any]) -> s.StatusOne:
     replicas = services.replicas
     # on the primary, whatever the replicas' state: this is where their lag is shown, also when
     # none is usable (a data connection would then be a 503 with fallback `unavailable`)
-    async with services.require_pool().connection(timeout=STATUS_WAIT) as conn:
-        now, channels, coverage, by_status = await _status_reads(services, conn)
+    cached = services.status_cache
+    if cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
+        now, channels, coverage, by_status = cast(tuple[datetime, Any, Any, Any], cached[1])
+    else:  # no primary connection taken for an answer the cache has (the endpoint is free)
+        async with services.require_pool().connection(timeout=STATUS_WAIT) as conn:
+            now, channels, coverage, by_status = await _status_reads(services, conn)
     data = s.Status(
         now=now,
         channels=[
