@@ -45,7 +45,10 @@ class _Delta(NamedTuple):
 class BookReplay:
     """One market's book, fed snapshots and deltas in ``(ts, epoch, seq)`` order."""
 
-    def __init__(self, gaps: Sequence[Gap] = ()) -> None:
+    def __init__(self, gaps: Sequence[Gap] = (), deltas_from: datetime | None = None) -> None:
+        """``deltas_from``: where the stored deltas begin when earlier ones of this market were
+        dropped (retention): a book replayed from a snapshot before it lacks them."""
+        self.deltas_from = deltas_from
         self.book = OrderBook()
         self.snap_ts: datetime | None = None
         self.epoch: int | None = None
@@ -108,4 +111,9 @@ class BookReplay:
                 break
             if g.to_ts > at or self.snap_ts is None or g.from_ts > self.snap_ts:
                 found = g
-        return found.reason if found is not None else self._problem
+        if found is not None:
+            return found.reason
+        floor, snap = self.deltas_from, self.snap_ts
+        if floor is not None and snap is not None and snap < floor and at > snap:
+            return "deltas_dropped"  # as kalshibook.storage.book_reads.book_at says
+        return self._problem

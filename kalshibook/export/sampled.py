@@ -32,7 +32,7 @@ from kalshibook.domain.book_replay import DELTA_SLACK, BookReplay, Gap
 from kalshibook.domain.prices import PRICE_SCALE, units_to_price, units_to_size
 from kalshibook.export.reads import BATCH_ROWS, day_bounds, has_book_events
 from kalshibook.export.tables import Column, TableSpec
-from kalshibook.storage.book_reads import book_extent, delta_span
+from kalshibook.storage.book_reads import book_extent, delta_span, dropped_after
 
 __all__ = ("TBBO", "bbo_batches", "sample_batches", "samples_spec", "source_fingerprint")
 
@@ -167,7 +167,10 @@ async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], 
         gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
     span = await delta_span(conn, ticker)
     deltas_hi = end if span is None else min(end, span.hi)
-    return {"ticker": ticker, "lo": lo, "hi": end, "deltas_hi": deltas_hi}, gaps
+    # deltas of the window dropped (retention): the replay says so from a snapshot before them
+    dropped = await dropped_after(conn, ticker, lo, end)
+    params = {"ticker": ticker, "lo": lo, "hi": end, "deltas_hi": deltas_hi, "dropped": dropped}
+    return params, gaps
 
 
 async def _snapshot_before(
@@ -203,7 +206,7 @@ def last_instant(day: date, every: timedelta, now: datetime) -> datetime | None:
 
 async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
     params, gaps = await _window(conn, ticker, day)
-    return params, BookReplay(gaps)
+    return params, BookReplay(gaps, deltas_from=params.pop("dropped"))
 
 
 async def source_fingerprint(
@@ -219,6 +222,7 @@ async def source_fingerprint(
     """What the replay of ``table`` (``book_samples`` or ``trades_bbo``) for the day reads; for
     the samples of a day still in progress at ``now`` (default: the clock), its last instant."""
     params, gaps = await _window(conn, ticker, day)
+    dropped = params.pop("dropped")
     trades = table == "trades_bbo"
     async with conn.cursor() as cur:
         await cur.execute(
@@ -234,6 +238,8 @@ async def source_fingerprint(
             last = last_instant(day, every, now)
             sampling += f" until {last.isoformat() if last is not None else '-'}"
     digest = hashlib.sha256(msgspec.msgpack.encode(gaps)).hexdigest()[:16]
+    if dropped is not None:  # only then: other files keep the fingerprint they had
+        digest += f" deltas from {dropped.isoformat()}"
     return "|".join([*(str(v or "") for v in row), f"gaps {len(gaps)} {digest}", sampling])
 
 

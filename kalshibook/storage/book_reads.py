@@ -31,6 +31,7 @@ __all__ = (
     "book_extent",
     "delta_span",
     "delta_span_of",
+    "dropped_after",
     "list_deltas",
     "list_gaps",
 )
@@ -303,7 +304,7 @@ async def deltas_floor(conn: Conn) -> datetime | None:
     return floor
 
 
-async def _dropped_after(
+async def dropped_after(
     conn: Conn, ticker: str, snap_ts: datetime, until: datetime
 ) -> datetime | None:
     """Where the stored deltas begin when deltas the replay from the snapshot at ``snap_ts`` up
@@ -467,7 +468,7 @@ async def book_at(conn: Conn, ticker: str, at: datetime, *, inclusive: bool = Tr
         "from_ts": from_ts,
         "after_seq": seq if seq is not None else _MIN_SEQ,
     }
-    dropped = await _dropped_after(conn, ticker, snap_ts, until)
+    dropped = await dropped_after(conn, ticker, snap_ts, until)
     if dropped is not None:
         gap = gap or (snap_ts, dropped, "deltas_dropped")
     replay = _Replay(book, gap)

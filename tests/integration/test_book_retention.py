@@ -8,10 +8,13 @@ them, and says so (``deltas_dropped``) instead of answering as complete.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
+from kalshibook.export.run import ExportRequest, run_export
 from kalshibook.storage import book_reads
 from kalshibook.storage.book_reads import book_at
 
@@ -84,3 +87,37 @@ async def test_a_recent_snapshot_reads_no_floor(db_url: str) -> None:
     assert result.complete
     assert result.deltas_applied == 5
     assert book_reads._floors == {}
+
+
+async def test_book_sample_exports_say_the_deltas_were_dropped(db_url: str, tmp_path: Path) -> None:
+    """The export's book samples replay the same way: after the drop, samples from the snapshot
+    on are incomplete with ``deltas_dropped`` (until a later snapshot), as /v1 answers."""
+    five, six = DAY + timedelta(hours=5), DAY + timedelta(hours=6)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(SNAPSHOT, {"t": five, "m": "DROPPED"})
+        conn.execute(DELTAS, {"t": five, "m": "DROPPED", "n": 69})
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        conn.execute(
+            "SELECT drop_chunks('market.orderbook_deltas', older_than => %s::timestamptz)", (six,)
+        )
+    book_reads._floors.clear()
+    req = ExportRequest(
+        tables=("book_samples",),
+        start=DAY,
+        end=DAY + timedelta(days=1),
+        tickers=("DROPPED",),
+        levels=1,
+        every=timedelta(minutes=30),
+    )
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        await run_export(conn, req, tmp_path)
+    rows = pq.read_table(tmp_path / "book_samples" / "DROPPED" / "2026-03-02.parquet").to_pylist()
+    by_ts = {r["ts"]: (r["complete"], r["gap_reason"]) for r in rows}
+    assert by_ts[DAY + timedelta(hours=4)] == (False, "no_snapshot")
+    assert by_ts[five] == (True, None)  # the snapshot's instant: the snapshot itself
+    later = (five + timedelta(minutes=30), six + timedelta(minutes=30), DAY + timedelta(hours=20))
+    for at in later:
+        assert by_ts[at] == (False, "deltas_dropped"), at
+        api = await _book(db_url, "DROPPED", at)
+        assert api.gap is not None, at
+        assert api.gap[2] == "deltas_dropped", at
