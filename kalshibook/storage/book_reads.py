@@ -17,7 +17,7 @@ from psycopg import AsyncConnection, pq
 
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import BookError
-from kalshibook.storage.fetch import fetch_all, keyset
+from kalshibook.storage.fetch import fetch_all, first_chunk_start, keyset
 from kalshibook.storage.windows import read_windows
 
 __all__ = (
@@ -267,17 +267,6 @@ _MIN_SEQ = -(2**63)
 _ONE_US = timedelta(microseconds=1)
 
 
-DELTAS_FLOOR: Final = """
-SELECT _timescaledb_functions.to_timestamp(min(ds.range_start))
-FROM _timescaledb_catalog.hypertable h
-JOIN _timescaledb_catalog.chunk c ON c.hypertable_id = h.id AND NOT c.dropped
-JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id
-JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
-WHERE h.schema_name = 'market' AND h.table_name = 'orderbook_deltas'
-"""
-"""Where the stored deltas begin: the first chunk of ``market.orderbook_deltas`` (retention and
-``drop_chunks`` drop whole chunks from the start). TimescaleDB's catalog, read directly (~1 ms at
-hundreds of chunks; its ``timescaledb_information.chunks`` view takes several)."""
 FLOOR_CHECK_AGE: Final = timedelta(days=1)
 """Only a snapshot older than this may have lost the deltas after it: the shortest delta
 retention the settings accept is a day (kalshibook.settings.StorageSettings)."""
@@ -295,9 +284,7 @@ async def deltas_floor(conn: Conn) -> datetime | None:
     cached = _floors.get(key)
     if cached is not None and now - cached[0] < _FLOOR_TTL:
         return cached[1]
-    cur = await conn.execute(DELTAS_FLOOR)
-    row = await cur.fetchone()
-    floor = None if row is None or row[0] is None else row[0].astimezone(UTC)
+    floor = await first_chunk_start(conn, "orderbook_deltas")
     if len(_floors) >= _MAX_FLOORS:
         _floors.clear()
     _floors[key] = (now, floor)

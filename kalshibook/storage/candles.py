@@ -19,6 +19,7 @@ from kalshibook.storage.candle_reads import (
     read_candle_rows,
     read_candles,
 )
+from kalshibook.storage.fetch import first_chunk_start
 
 __all__ = (
     "ALL_SOURCES",
@@ -88,10 +89,6 @@ _RAW_TABLE: Final[dict[CandleSource, str]] = {
     "quotes": "quotes",
     "stats": "market_stats",
 }
-RAW_FIRST_CHUNK: Final = """
-SELECT min(range_start) FROM timescaledb_information.chunks
-WHERE hypertable_schema = 'market' AND hypertable_name = %(table)s
-"""
 _CANDLES_BEFORE: Final[dict[CandleSource, LiteralString]] = {
     "trades": "SELECT EXISTS (SELECT FROM market.candles_trades_1m WHERE bucket < %(lo)s)",
     "quotes": "SELECT EXISTS (SELECT FROM market.candles_quotes_1m WHERE bucket < %(lo)s)",
@@ -104,16 +101,13 @@ were dropped (a retention policy, ``drop_chunks``) and the candles outlive them.
 _ALL_DROPPED: Final = datetime.max.replace(tzinfo=UTC)
 
 
-async def _retained_from(cur: Any, source: CandleSource) -> datetime | None:
+async def _retained_from(conn: AConn, source: CandleSource) -> datetime | None:
     """Where ``source``'s raw rows begin when some before were dropped while their candles were
     kept (None: nothing dropped under candles; :data:`_ALL_DROPPED`: no raw chunk is left). A
     refresh must not reach before it: it would recompute those candles from no rows and delete
     them (the drop marks the range changed)."""
-    await cur.execute(RAW_FIRST_CHUNK, {"table": _RAW_TABLE[source]})
-    row = await cur.fetchone()
-    first = _ALL_DROPPED if row is None or row[0] is None else row[0]
-    await cur.execute(_CANDLES_BEFORE[source], {"lo": first})
-    kept = await cur.fetchone()
+    first = await first_chunk_start(conn, _RAW_TABLE[source]) or _ALL_DROPPED
+    kept = await (await conn.execute(_CANDLES_BEFORE[source], {"lo": first})).fetchone()
     return first if kept is not None and kept[0] else None
 
 
@@ -130,13 +124,11 @@ async def refresh_candles(
     """Re-materialise the candle continuous aggregates of ``sources`` over ``[start, end)``, in
     chain order.
 
-    Only what was written needs a refresh: a trade backfill passes ``("trades",)``. Refreshing the
-    quotes or stats aggregates over a range whose raw rows a retention policy dropped would
-    recompute those candles from nothing and delete them (the drop marks the range changed).
-
-    A source some of whose raw rows were dropped (retention, ``drop_chunks``) while their candles
-    were kept is refreshed only from where its rows begin, each level from its first whole bucket
-    there: the candles of the dropped range, and of a bucket partly in it, stay as they are.
+    Only what was written needs a refresh: a trade backfill passes ``("trades",)``. A source some
+    of whose raw rows were dropped (retention, ``drop_chunks``) while their candles were kept is
+    refreshed only from where its rows begin, each level from its first whole bucket there: over
+    the dropped range a refresh would recompute those candles from no rows and delete them (the
+    drop marks the range changed); they, and a bucket partly in it, stay as they are.
 
     Windows are aligned as :func:`refresh_window` says (a refresh only recomputes buckets lying
     entirely inside its window, and never the bucket in progress: real-time aggregation serves
@@ -159,7 +151,7 @@ async def refresh_candles(
         row = await cur.fetchone()
         assert row is not None
         now: datetime = row[0]
-        retained = {source: await _retained_from(cur, source) for source in sources}
+        retained = {source: await _retained_from(conn, source) for source in sources}
         for name, level in CANDLE_CHAIN:
             source = next((s for s in sources if name.startswith(f"market.candles_{s}_")), None)
             if name not in caggs or source is None:

@@ -1,16 +1,17 @@
 """The fetch helpers of the read modules (:mod:`kalshibook.storage.reads`,
-:mod:`kalshibook.storage.book_reads`): one constant query's rows built by a row type, and the
-parameters of a keyset cursor."""
+:mod:`kalshibook.storage.book_reads`): one constant query's rows built by a row type, the
+parameters of a keyset cursor, and where a hypertable's stored rows begin."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, LiteralString, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Final, LiteralString, TypeVar
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row
 
-__all__ = ("fetch_all", "fetch_one", "keyset")
+__all__ = ("FIRST_CHUNK_START", "fetch_all", "fetch_one", "first_chunk_start", "keyset")
 
 Conn = AsyncConnection[Any]
 _R = TypeVar("_R")
@@ -46,3 +47,24 @@ def keyset(names: tuple[str, ...], after: Sequence[Any] | None) -> dict[str, Any
     if not after:
         return dict.fromkeys(names)
     return dict(zip(names, after, strict=True))
+
+
+FIRST_CHUNK_START: Final = """
+SELECT _timescaledb_functions.to_timestamp(min(ds.range_start))
+FROM _timescaledb_catalog.hypertable h
+JOIN _timescaledb_catalog.chunk c ON c.hypertable_id = h.id AND NOT c.dropped
+JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id
+JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
+WHERE h.schema_name = 'market' AND h.table_name = %(table)s
+"""
+"""Where the first chunk of the hypertable ``market.<table>`` begins: retention and
+``drop_chunks`` drop whole chunks from the start, so no row lies before it. TimescaleDB's catalog,
+read directly (~1 ms at hundreds of chunks; its ``timescaledb_information.chunks`` view takes
+several); readable by every role. The hypertables here have one (time) dimension."""
+
+
+async def first_chunk_start(conn: Conn, table: str) -> datetime | None:
+    """:data:`FIRST_CHUNK_START` in UTC; None when the hypertable has no chunk."""
+    cur = await conn.execute(FIRST_CHUNK_START, {"table": table})
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else row[0].astimezone(UTC)
