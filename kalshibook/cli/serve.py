@@ -39,25 +39,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _login(url: str) -> tuple[str, bool]:
+    """``(user, superuser)`` of the login of ``url`` (psycopg.Error when it cannot connect)."""
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute(LOGIN_INFO).fetchone()
+    return (str(row[0]), bool(row[1])) if row else ("?", False)
+
+
 def _preflight(url: str, refuse_superuser: bool, replica_urls: list[str]) -> None:
     """Fail with one line before uvicorn starts (a lifespan failure prints a traceback); refuse
     or warn about a superuser login, the replicas' logins included (a replica that cannot be
     reached now is only warned about: the API skips it until its lag check finds it)."""
     try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            row = conn.execute(LOGIN_INFO).fetchone()
+        user, superuser = _login(url)
     except psycopg.Error as exc:
         raise unreachable(url, exc) from None
-    user, superuser = (str(row[0]), bool(row[1])) if row else ("?", False)
     enforce_login("api", user, superuser=superuser, refuse=refuse_superuser)
     for replica in replica_urls:
         try:
-            with psycopg.connect(replica, connect_timeout=10) as conn:
-                row = conn.execute(LOGIN_INFO).fetchone()
+            user, superuser = _login(replica)
         except psycopg.Error as exc:
             log.warning("%s; the API reads from it once it answers", unreachable(replica, exc))
             continue
-        user, superuser = (str(row[0]), bool(row[1])) if row else ("?", False)
         enforce_login("api", user, superuser=superuser, refuse=refuse_superuser)
 
 

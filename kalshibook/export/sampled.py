@@ -155,10 +155,13 @@ class _Events:
                 self.replay.delta(ts, row[1], row[2], row[4], row[5], row[6])
 
 
-async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], list[Gap]]:
+async def _window(
+    conn: AConn, ticker: str, day: date
+) -> tuple[dict[str, Any], list[Gap], datetime | None]:
     """The replay's window (events from the last snapshot at or before the day's start, less
     ``DELTA_SLACK``, to its end; deltas only up to the end of their extent, migration 0009) and
-    the gaps that bear on it."""
+    the gaps that bear on it; and where the stored deltas begin when the window's were dropped
+    (retention: :func:`~kalshibook.storage.book_reads.dropped_after`), else None."""
     start, end = day_bounds(day)
     async with conn.cursor() as cur:
         snap = await _snapshot_before(cur, ticker, start)
@@ -167,10 +170,8 @@ async def _window(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], 
         gaps = [Gap(r[0], r[1], str(r[2])) for r in await cur.fetchall()]
     span = await delta_span(conn, ticker)
     deltas_hi = end if span is None else min(end, span.hi)
-    # deltas of the window dropped (retention): the replay says so from a snapshot before them
     dropped = await dropped_after(conn, ticker, lo, end)
-    params = {"ticker": ticker, "lo": lo, "hi": end, "deltas_hi": deltas_hi, "dropped": dropped}
-    return params, gaps
+    return {"ticker": ticker, "lo": lo, "hi": end, "deltas_hi": deltas_hi}, gaps, dropped
 
 
 async def _snapshot_before(
@@ -205,8 +206,8 @@ def last_instant(day: date, every: timedelta, now: datetime) -> datetime | None:
 
 
 async def _setup(conn: AConn, ticker: str, day: date) -> tuple[dict[str, Any], BookReplay]:
-    params, gaps = await _window(conn, ticker, day)
-    return params, BookReplay(gaps, deltas_from=params.pop("dropped"))
+    params, gaps, dropped = await _window(conn, ticker, day)
+    return params, BookReplay(gaps, deltas_from=dropped)
 
 
 async def source_fingerprint(
@@ -221,8 +222,7 @@ async def source_fingerprint(
 ) -> str:
     """What the replay of ``table`` (``book_samples`` or ``trades_bbo``) for the day reads; for
     the samples of a day still in progress at ``now`` (default: the clock), its last instant."""
-    params, gaps = await _window(conn, ticker, day)
-    dropped = params.pop("dropped")
+    params, gaps, dropped = await _window(conn, ticker, day)
     trades = table == "trades_bbo"
     async with conn.cursor() as cur:
         await cur.execute(

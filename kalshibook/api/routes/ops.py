@@ -16,7 +16,7 @@ from psycopg_pool import PoolTimeout
 
 from kalshibook.api import docs
 from kalshibook.api import schemas as s
-from kalshibook.api.deps import Conn, envelope_meta, services_of
+from kalshibook.api.deps import envelope_meta, services_of
 from kalshibook.api.docs import priced, responses
 from kalshibook.api.middleware import Services
 from kalshibook.storage import reads
@@ -50,12 +50,29 @@ request (the endpoint is free; the freshness reads plan only each table's newest
 chunks, see ``reads.STATUS_CHANNELS``)."""
 
 
-async def _status_reads(services: Services, conn: Conn) -> tuple[datetime, Any, Any, Any]:
-    """The status queries, read at most once per ``STATUS_TTL`` per API process."""
-    async with services.status_lock:
-        cached = services.status_cache
-        if cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
-            return cast(tuple[datetime, Any, Any, Any], cached[1])
+StatusReads = tuple[datetime, Any, Any, Any]
+
+
+def _cached_status(services: Services) -> StatusReads | None:
+    cached = services.status_cache
+    if cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
+        return cast(StatusReads, cached[1])
+    return None
+
+
+async def _status_reads(services: Services) -> StatusReads:
+    """The status queries on the primary, read at most once per ``STATUS_TTL`` per API process
+    (a cached answer takes no connection: the endpoint is free)."""
+    cached = _cached_status(services)
+    if cached is not None:
+        return cached
+    async with (
+        services.status_lock,
+        services.require_pool().connection(timeout=STATUS_WAIT) as conn,
+    ):
+        cached = _cached_status(services)  # read by the request that held the lock before
+        if cached is not None:
+            return cached
         now = datetime.now(UTC)
         channels = await reads.status_channels(conn)
         coverage, by_status = await reads.status_coverage(conn)
@@ -78,12 +95,7 @@ async def status(request: Request[Any, Any, Any]) -> s.StatusOne:
     replicas = services.replicas
     # on the primary, whatever the replicas' state: this is where their lag is shown, also when
     # none is usable (a data connection would then be a 503 with fallback `unavailable`)
-    cached = services.status_cache
-    if cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
-        now, channels, coverage, by_status = cast(tuple[datetime, Any, Any, Any], cached[1])
-    else:  # no primary connection taken for an answer the cache has (the endpoint is free)
-        async with services.require_pool().connection(timeout=STATUS_WAIT) as conn:
-            now, channels, coverage, by_status = await _status_reads(services, conn)
+    now, channels, coverage, by_status = await _status_reads(services)
     data = s.Status(
         now=now,
         channels=[
