@@ -3,8 +3,10 @@
 Use after a REST backfill that inserted trades (or quotes/stats) older than the refresh policies'
 windows (3 h for 1m, 2 days for 1h, 7 days for 1d). Every candle continuous aggregate is refreshed
 over the window in chain order (1m, then 1h, then 1d), widened to New York midnights and stopped
-at the bucket still in progress (real-time aggregation serves it). On the Apache edition the candle
-relations are plain views, always current, and the command only says so.
+at the bucket still in progress (real-time aggregation serves it). A source whose raw rows were
+partly dropped (retention) is refreshed only from where they begin: its older candles are kept.
+On the Apache edition the candle relations are plain views, always current, and the command only
+says so.
 
 Only the owner of the aggregates (the role that ran ``kalshibook migrate``, or a superuser) may
 refresh them: run it with the owner's URL. Any other login (the collector's, an API or SQL login)

@@ -236,9 +236,7 @@ async def test_a_replica_that_stops_answering_is_skipped(
         await until(skipped, limit=30.0)
         error = (await replica_status(client))["error"]
         assert "no answer" in error, error
-        began = time.monotonic()
-        assert await trade_count(client) == 5  # the primary
-        assert time.monotonic() - began < 5.0
+        assert await trade_count(client) == 5  # the primary (on the replica: a 504 at 10 s)
     finally:
         _signal_cluster(replica, signal.SIGCONT)
     await until(healthy, limit=30.0)

@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -61,20 +62,35 @@ def test_cli_refreshes_a_window_and_reports_bad_input_in_one_line(db_url: str) -
         )
 
 
+async def _quotes_every_ten_minutes(
+    conn: psycopg.AsyncConnection[Any], ticker: str, day: datetime, days: int
+) -> None:
+    for m in range(0, days * 1440, 10):
+        t = day + timedelta(minutes=m)
+        await conn.execute(INSERT_QUOTE, (t, ticker, Decimal("0.40"), Decimal("0.45")))
+
+
+async def _late_trade(conn: psycopg.AsyncConnection[Any], ticker: str, at: datetime) -> None:
+    price = Decimal("0.42")
+    await conn.execute(INSERT_TRADE, (at, uuid.uuid4(), ticker, price, price, Decimal("3")))
+
+
+async def _trade_volumes(conn: psycopg.AsyncConnection[Any], ticker: str) -> list[Any]:
+    query = "SELECT volume FROM market.candles_trades_1m WHERE market_ticker = %s"
+    return await (await conn.execute(query, (ticker,))).fetchall()
+
+
 async def test_a_trade_backfills_refresh_keeps_quote_candles_whose_quotes_were_dropped(
     db_url: str,
 ) -> None:
     """Retention dropped a day of raw quotes; their candles remain (docs/operators.md §4). A
-    trade backfill over that day refreshes the trades aggregates only: refreshing the quotes
-    ones there would recompute them from no rows and delete them."""
+    trade backfill over that day refreshes the trades aggregates only (what it wrote)."""
     day = datetime(2026, 2, 2, tzinfo=UTC)
     ticker = "KXKEEP-1"
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         if await (await conn.execute("SHOW timescaledb.license")).fetchone() == ("apache",):
             pytest.skip("the Apache edition's candle relations are views of the raw rows")
-        for m in range(0, 1440, 10):
-            t = day + timedelta(minutes=m)
-            await conn.execute(INSERT_QUOTE, (t, ticker, Decimal("0.40"), Decimal("0.45")))
+        await _quotes_every_ten_minutes(conn, ticker, day, 1)
         await refresh_candles(conn, day, day + timedelta(days=1))
         count = "SELECT count(*) FROM market.candles_quotes_1m WHERE market_ticker = %s"
         before = await (await conn.execute(count, (ticker,))).fetchone()
@@ -85,20 +101,13 @@ async def test_a_trade_backfills_refresh_keeps_quote_candles_whose_quotes_were_d
             (day + timedelta(days=2),),
         )
         # a backfilled trade in that day, then the backfill's refresh
-        price = Decimal("0.42")
-        trade = (day + timedelta(hours=5), uuid.uuid4(), ticker, price, price, Decimal("3"))
-        await conn.execute(INSERT_TRADE, trade)
+        await _late_trade(conn, ticker, day + timedelta(hours=5))
         done = await refresh(conn, day, day + timedelta(days=1), TRADES_ONLY)
         assert await (await conn.execute(count, (ticker,))).fetchone() == before
         assert [n.split(".")[1] for n in done] == [
             f"candles_trades_{i}" for i in ("1m", "1h", "1d")
         ]
-        traded = await (
-            await conn.execute(
-                "SELECT volume FROM market.candles_trades_1m WHERE market_ticker = %s", (ticker,)
-            )
-        ).fetchall()
-        assert traded == [(Decimal("3"),)]
+        assert await _trade_volumes(conn, ticker) == [(Decimal("3"),)]
 
 
 async def test_refresh_of_every_source_keeps_candles_whose_raw_rows_were_dropped(
@@ -118,9 +127,7 @@ async def test_refresh_of_every_source_keeps_candles_whose_raw_rows_were_dropped
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         if await (await conn.execute("SHOW timescaledb.license")).fetchone() == ("apache",):
             pytest.skip("the Apache edition's candle relations are views of the raw rows")
-        for m in range(0, 2 * 1440, 10):  # two days of quotes: two chunks
-            t = day + timedelta(minutes=m)
-            await conn.execute(INSERT_QUOTE, (t, ticker, Decimal("0.40"), Decimal("0.45")))
+        await _quotes_every_ten_minutes(conn, ticker, day, 2)  # two days: two chunks
         await refresh_candles(conn, day, day + timedelta(days=3))
         before = await (await conn.execute(counts, {"t": ticker})).fetchall()
         assert before[0] == ("1m", 288)
@@ -129,19 +136,12 @@ async def test_refresh_of_every_source_keeps_candles_whose_raw_rows_were_dropped
             "SELECT drop_chunks('market.quotes', older_than => %s::timestamptz)",
             (day + timedelta(days=1),),
         )
-        price = Decimal("0.42")
-        trade = (day + timedelta(hours=5), uuid.uuid4(), ticker, price, price, Decimal("3"))
-        await conn.execute(INSERT_TRADE, trade)
+        await _late_trade(conn, ticker, day + timedelta(hours=5))
     ran = _cli(db_url, "--start", "2026-02-02T04:59:00Z", "--end", "2026-02-02T05:01:00Z")
     assert ran.returncode == 0, ran.stderr
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         assert await (await conn.execute(counts, {"t": ticker})).fetchall() == before
-        traded = await (
-            await conn.execute(
-                "SELECT volume FROM market.candles_trades_1m WHERE market_ticker = %s", (ticker,)
-            )
-        ).fetchall()
-        assert traded == [(Decimal("3"),)]
+        assert await _trade_volumes(conn, ticker) == [(Decimal("3"),)]
         # every raw quote gone: a refresh of the whole range leaves every quote candle too
         await conn.execute(
             "SELECT drop_chunks('market.quotes', older_than => 'infinity'::timestamptz)"
