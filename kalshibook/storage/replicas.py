@@ -11,7 +11,9 @@ replica every ``check_interval`` seconds:
   position R lags by the time since the primary first stood past R (0 when it has replayed
   everything: an idle primary writes nothing). ``kalshibook status`` measures once, without that
   history: there the age of the last replayed transaction stands in;
-- **health**: reachable, in recovery, and at most ``max_lag_seconds`` behind. An unhealthy
+- **health**: reachable, in recovery, a standby of the primary's own cluster (the same
+  ``system_identifier``: a URL that points at a standby of another cluster, say a staging one,
+  would otherwise serve its data as ours), and at most ``max_lag_seconds`` behind. An unhealthy
   replica gets no reads until a later check finds it healthy again.
 
 :meth:`Replicas.choose` picks a healthy replica (in turn); with none, the caller falls back to the
@@ -48,13 +50,18 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-PRIMARY_LSN: Final = "SELECT pg_current_wal_lsn()::text"
+PRIMARY_LSN: Final = """
+SELECT pg_current_wal_lsn()::text, (SELECT system_identifier FROM pg_control_system())::text
+"""
 REPLICA_POSITION: Final = """
 SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
        extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
-       pg_wal_lsn_diff(%(primary)s::pg_lsn, pg_last_wal_replay_lsn())::float8
+       pg_wal_lsn_diff(%(primary)s::pg_lsn, pg_last_wal_replay_lsn())::float8,
+       (SELECT system_identifier FROM pg_control_system())::text
 """
-"""``%(primary)s``: the primary's WAL position read just before (bytes behind = the difference)."""
+"""``%(primary)s``: the primary's WAL position read just before (bytes behind = the difference).
+The last column, like :data:`PRIMARY_LSN`'s, is the cluster's identity (``pg_control_system()``,
+executable by every role): a streaming standby has its primary's."""
 CHECK_TIMEOUT: Final = 2.0
 WAL_SAMPLES: Final = 4096
 """The primary's WAL positions kept for the lag (one per replica check: over an hour at the
@@ -122,11 +129,16 @@ class ReplicaState:
 
 
 def apply_position(
-    state: ReplicaState, row: Any, max_lag: float, wal: WalSamples | None = None
+    state: ReplicaState,
+    row: Any,
+    max_lag: float,
+    primary_system: str | None,
+    wal: WalSamples | None = None,
 ) -> None:
-    """Set ``state`` from a :data:`REPLICA_POSITION` row (``wal``: the primary's recent WAL
+    """Set ``state`` from a :data:`REPLICA_POSITION` row (``primary_system``: the primary's
+    system identifier, None when the primary did not answer; ``wal``: the primary's recent WAL
     positions, for the lag; without them the replay age stands in)."""
-    in_recovery, replay, age, behind = row
+    in_recovery, replay, age, behind, system = row
     state.behind_bytes = behind
     missing = None
     if wal is not None and replay is not None:
@@ -134,6 +146,15 @@ def apply_position(
     state.lag_seconds = lag_seconds(behind, age, missing)
     if not in_recovery:
         state.healthy, state.error = False, "not a replica (not in recovery)"
+    elif primary_system is None:
+        state.healthy = False
+        state.error = "not verified: the primary did not answer (its system identifier unknown)"
+    elif str(system) != primary_system:
+        state.healthy, state.behind_bytes, state.lag_seconds = False, None, None
+        state.error = (
+            f"a standby of another cluster (system identifier {system}; "
+            f"the primary's is {primary_system})"
+        )
     elif state.lag_seconds is None or state.lag_seconds > max_lag:
         state.healthy, state.error = False, "lagging"
     else:
@@ -143,18 +164,20 @@ def apply_position(
 def measure(primary_url: str, settings: ReplicaSettings, *, timeout: int = 3) -> list[ReplicaState]:
     """Every configured replica measured once against the primary (``kalshibook status``)."""
     states = []
+    primary_lsn = primary_system = None
     try:
         with psycopg.connect(primary_url, connect_timeout=timeout) as conn:
             row = conn.execute(PRIMARY_LSN).fetchone()
-        primary_lsn = str(row[0]) if row else None
+        if row is not None:
+            primary_lsn, primary_system = str(row[0]), str(row[1])
     except psycopg.Error:
-        primary_lsn = None
+        pass
     for url in settings.url_list():
         state = ReplicaState(redact(url), checked_at=time.monotonic())
         try:
             with psycopg.connect(url, connect_timeout=timeout) as conn:
                 position = conn.execute(REPLICA_POSITION, {"primary": primary_lsn}).fetchone()
-            apply_position(state, position, settings.max_lag_seconds)
+            apply_position(state, position, settings.max_lag_seconds, primary_system)
         except psycopg.Error as exc:
             state.error = f"unreachable: {_first_line(exc)}"
         states.append(state)
@@ -184,6 +207,8 @@ class Replicas:
         self._primary: psycopg.AsyncConnection[Any] | None = None
         self._primary_lock = asyncio.Lock()
         self._wal = WalSamples(WAL_SAMPLES)
+        self._primary_system: str | None = None
+        """The primary's system identifier, once read (it never changes under a running API)."""
         self.stale_after = 2 * settings.check_interval + 2 * CHECK_TIMEOUT
         """Seconds after which a replica's last check no longer vouches for it."""
 
@@ -247,6 +272,7 @@ class Replicas:
             self._primary_lock.release()
         if row is None:
             return None
+        self._primary_system = str(row[1])
         self._wal.add(time.monotonic(), lsn_int(str(row[0])))
         return str(row[0])
 
@@ -285,7 +311,10 @@ class Replicas:
             state.checked_at = time.monotonic()
             return
         assert row is not None
-        apply_position(state, row, self.settings.max_lag_seconds, self._wal)
+        was = state.error
+        apply_position(state, row, self.settings.max_lag_seconds, self._primary_system, self._wal)
+        if state.error != was and state.error is not None and not state.error.startswith("lag"):
+            log.warning("replica %s not used: %s", state.name, state.error)
         state.checked_at = time.monotonic()
 
     async def _watch(self, i: int, primary: Pool, stop: asyncio.Event) -> None:

@@ -26,7 +26,7 @@ from litestar.testing import AsyncTestClient
 from kalshibook.api.app import create_app
 from kalshibook.api.deps import services_of
 from kalshibook.settings import ApiSettings, CoreSettings, ReplicaSettings, Settings
-from kalshibook.storage import migrate
+from kalshibook.storage import migrate, replicas
 from kalshibook.storage.api_keys import create_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.slow]
@@ -117,7 +117,9 @@ async def trade_count(client: AsyncTestClient[Any]) -> int:
 
 
 async def test_reads_from_the_replica_writes_on_the_primary(
-    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+    api: tuple[AsyncTestClient[Any], str],
+    clusters: tuple[harness.Cluster, harness.Cluster],
+    db_url: str,
 ) -> None:
     client, primary_url = api
     _, replica = clusters
@@ -129,6 +131,8 @@ async def test_reads_from_the_replica_writes_on_the_primary(
     state = await replica_status(client)
     assert state["lag_seconds"] is not None
     assert state["lag_seconds"] <= 2.0
+
+    await _a_standby_of_another_cluster_is_refused(db_url, replica)
 
     # Pause replay: a trade committed on the primary now is missing on the replica, and the API
     # does not show it while the replica is within its lag allowance.
@@ -171,6 +175,39 @@ async def test_reads_from_the_replica_writes_on_the_primary(
     assert await trade_count(client) == 6
     await until(lagging)
     assert (await replica_status(client))["error"] is not None
+
+
+async def _a_standby_of_another_cluster_is_refused(
+    other_primary: str, replica: harness.Cluster
+) -> None:
+    """The same healthy standby given to an API whose primary is another cluster (the test
+    session's server): in recovery and caught up, but its data is not that primary's. It gets no
+    reads (the primary answers: it has no such market), and both ``/v1/status`` and ``kalshibook
+    status``'s measurement say why."""
+    key = create_key(other_primary, name="other cluster", credits=100).key
+    settings = Settings(
+        core=CoreSettings(database_url=other_primary),
+        api=ApiSettings(rate_limit_per_second=1e6),
+        replica=ReplicaSettings(
+            urls=replica.url("kalshibook"), max_lag_seconds=2.0, check_interval=0.2
+        ),
+    )
+    async with AsyncTestClient(app=create_app(settings), raise_server_exceptions=False) as other:
+        other.headers["Authorization"] = f"Bearer {key}"
+
+        async def checked() -> bool:
+            return (await replica_status(other))["error"] is not None
+
+        await until(checked)
+        state = await replica_status(other)
+        assert state["healthy"] is False
+        assert "another cluster" in state["error"], state
+        r = await other.get(f"/v1/markets/{TICKER}/trades")
+        assert r.status_code == 404, r.text  # not the standby's five trades
+    [measured] = replicas.measure(other_primary, settings.replica)
+    assert not measured.healthy
+    assert measured.error is not None
+    assert "another cluster" in measured.error
 
 
 @pytest.mark.parametrize("api", ["unavailable"], indirect=True)

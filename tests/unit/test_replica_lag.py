@@ -41,7 +41,8 @@ def test_a_replica_far_behind_at_start_is_lagging() -> None:
     wal = WalSamples(size=8)
     wal.add(time.monotonic(), lsn_int("5/0"))
     state = ReplicaState("r")
-    apply_position(state, (True, "1/0", 3600.0, float(4 << 32)), max_lag=10.0, wal=wal)
+    row = (True, "1/0", 3600.0, float(4 << 32), "7715")
+    apply_position(state, row, max_lag=10.0, primary_system="7715", wal=wal)
     assert state.lag_seconds == 3600.0
     assert not state.healthy
 
@@ -53,3 +54,24 @@ def test_a_long_uncommitted_load_is_not_lag() -> None:
     assert lag_seconds(behind_bytes=8192, replay_age=40.0) == 40.0  # no history: the age
     assert lag_seconds(behind_bytes=0, replay_age=40.0, missing_for=5.0) == 0.0
     assert lag_seconds(behind_bytes=None, replay_age=None) is None
+
+
+def test_a_standby_of_another_cluster_is_not_used() -> None:
+    """In recovery and caught up, but replaying another primary's WAL (its system identifier
+    differs): its data is not ours. Unverified while the primary's identifier is unknown."""
+    row = (True, "0/3000060", 0.1, 0.0, "7715108819057607186")
+    ours = ReplicaState("r")
+    apply_position(ours, row, max_lag=10.0, primary_system="7715108819057607186")
+    assert ours.healthy
+    assert ours.error is None
+    other = ReplicaState("r")
+    apply_position(other, row, max_lag=10.0, primary_system="7715109027731040779")
+    assert not other.healthy
+    assert other.error is not None
+    assert "another cluster" in other.error
+    assert other.lag_seconds is None  # LSNs of two clusters are not comparable
+    unknown = ReplicaState("r")
+    apply_position(unknown, row, max_lag=10.0, primary_system=None)
+    assert not unknown.healthy
+    assert unknown.error is not None
+    assert unknown.error.startswith("not verified")
