@@ -193,7 +193,10 @@ class Replicas:
     without an answer within ``CHECK_TIMEOUT`` is abandoned (psycopg then tries for up to 5 s to
     cancel its query on that server): a replica that stops answering (a hung server, a network
     partition) holds up only its own loop, and :meth:`choose` takes no replica whose last answer
-    is older than :attr:`stale_after`. The owner cancels the monitor at shutdown."""
+    is older than :attr:`stale_after`. A check connection is kept between checks, except after
+    the replica's pool has failed to connect: then the check connects anew, so that a server
+    that answers old sessions but refuses new ones is not taken for healthy. The owner cancels
+    the monitor at shutdown."""
 
     def __init__(self, settings: ReplicaSettings, make_pool: Callable[[str, str], Pool]) -> None:
         self.settings = settings
@@ -204,6 +207,8 @@ class Replicas:
         self.states = [ReplicaState(redact(url)) for url in self.urls]
         self._turn = itertools.count()
         self._checks: list[psycopg.AsyncConnection[Any] | None] = [None] * len(self.urls)
+        self._pool_errors = [0] * len(self.urls)
+        """Each pool's failed connection attempts as of its last check (psycopg_pool's count)."""
         self._primary: psycopg.AsyncConnection[Any] | None = None
         self._primary_lock = asyncio.Lock()
         self._wal = WalSamples(WAL_SAMPLES)
@@ -288,6 +293,14 @@ class Replicas:
     async def _check_one(self, i: int, primary: Pool) -> None:
         state = self.states[i]
         primary_lsn = await self._primary_lsn(primary)
+        errors = self.pools[i].get_stats().get("connections_errors", 0)
+        if errors > self._pool_errors[i]:
+            # the pool failed to connect since the last check: this check connects anew, as the
+            # pool must (a server that keeps old sessions but refuses new ones, e.g. after a
+            # pg_hba.conf or password change, is unusable for the pool: every request would wait
+            # REPLICA_WAIT for it)
+            await self._drop_check_connection(i)
+        self._pool_errors[i] = errors
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 conn = self._checks[i]

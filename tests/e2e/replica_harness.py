@@ -24,11 +24,14 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT_USER = os.geteuid() == 0
 
 
-def _as_owner(*cmd: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _as_owner(
+    *cmd: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full = ["runuser", "-u", "postgres", "--", *cmd] if ROOT_USER else list(cmd)
     return subprocess.run(
-        full, check=True, capture_output=True, text=True, cwd="/", env=env, timeout=120
-    )
+        full, check=True, capture_output=True, text=True, cwd="/", env=env, timeout=120,
+        input=stdin,
+    )  # fmt: skip
 
 
 def _free_port() -> int:
@@ -76,6 +79,13 @@ class Cluster:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def read_text(self, name: str) -> str:
+        """A file of the cluster's data directory (``pg_hba.conf``)."""
+        return _as_owner("cat", str(self.pgdata / name)).stdout
+
+    def write_text(self, name: str, text: str) -> None:
+        _as_owner("sh", "-c", f"cat > {self.pgdata / name}", stdin=text)
 
     def start(self) -> None:
         try:

@@ -303,3 +303,39 @@ async def test_a_busy_replica_pool_is_not_a_down_replica(
     finally:
         for conn in held:
             await pool.putconn(conn)
+
+
+async def test_a_replica_refusing_new_connections_is_skipped(
+    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+) -> None:
+    """The replica keeps its open sessions (the lag check's among them) but refuses new ones (its
+    pg_hba.conf changed, reloaded) and the pool's connections are gone: once the pool has failed
+    to connect, the lag check connects anew, fails the same way, and the replica is skipped (no
+    request waits for its pool any more); it is used again once it accepts connections."""
+    client, _ = api
+    _, replica = clusters
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    async def refused() -> bool:
+        await trade_count(client)  # a request needs the pool: it tries to reconnect
+        state = await replica_status(client)
+        return not state["healthy"] and "pg_hba.conf" in (state["error"] or "")
+
+    await until(healthy)
+    original = replica.read_text("pg_hba.conf")
+    with psycopg.connect(replica.url("kalshibook"), autocommit=True) as admin:
+        replica.write_text("pg_hba.conf", "host all all 127.0.0.1/32 reject\n" + original)
+        admin.execute("SELECT pg_reload_conf()")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'kalshibook-api-replica-0'"
+        )
+        try:
+            await until(refused)
+            assert await trade_count(client) == 5  # the primary serves
+        finally:
+            replica.write_text("pg_hba.conf", original)
+            admin.execute("SELECT pg_reload_conf()")
+    await until(healthy)
