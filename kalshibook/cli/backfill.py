@@ -29,6 +29,7 @@ from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.settings import Settings
 from kalshibook.storage.candle_refresh import refresh_command
+from kalshibook.storage.candles import TRADES_ONLY
 from kalshibook.storage.pool import make_pool
 from kalshibook.storage.urls import unreachable
 from kalshibook.storage.writer import Writer
@@ -167,7 +168,7 @@ def _verdict(s: Summary, sel: Selection) -> int:
         print(
             f"kalshibook backfill: the candle aggregates were NOT refreshed over the loaded "
             f"trades ({s.refresh_problem}); run as the database owner: "
-            f"{refresh_command(*s.refresh_window)}",
+            f"{refresh_command(*s.refresh_window, TRADES_ONLY)}",
             file=sys.stderr,
         )
     if s.markets_failed:

@@ -131,7 +131,7 @@ async def _refresh(
                 file=sys.stderr,
             )
             for w_lo, w_hi in windows:
-                print(f"  {refresh_command(w_lo, w_hi)}", file=sys.stderr)
+                print(f"  {refresh_command(w_lo, w_hi, TRADES_ONLY)}", file=sys.stderr)
             return EXIT_NOT_REFRESHED
     if refreshed:
         print(f"trades candle aggregates refreshed over {len(windows)} windows of changed days")

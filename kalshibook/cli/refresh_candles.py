@@ -1,10 +1,13 @@
-"""`kalshibook refresh-candles --start … [--end …]`: fold late trades into the candle aggregates.
+"""`kalshibook refresh-candles --start … [--end …] [--source …]`: fold late rows into the candles.
 
 Use after a REST backfill that inserted trades (or quotes/stats) older than the refresh policies'
-windows (3 h for 1m, 2 days for 1h, 7 days for 1d). Every candle continuous aggregate is refreshed
-over the window in chain order (1m, then 1h, then 1d), widened to New York midnights and stopped
-at the bucket still in progress (real-time aggregation serves it). A source whose raw rows were
-partly dropped (retention) is refreshed only from where they begin: its older candles are kept.
+windows (3 h for 1m, 2 days for 1h, 7 days for 1d). The candle continuous aggregates of the
+sources given (``--source trades,quotes,stats``, the default: all three; the backfills print the
+command with ``--source trades``, what they wrote) are refreshed over the window in chain order
+(1m, then 1h, then 1d), widened to New York midnights and stopped at the bucket still in progress
+(real-time aggregation serves it); each aggregate is printed as it starts and ends. A source whose
+raw rows were partly dropped (retention) is refreshed only from where they begin: its older
+candles are kept.
 On the Apache edition the candle relations are plain views, always current, and the command only
 says so.
 
@@ -23,6 +26,7 @@ from kalshibook.cli.common import open_checked, parse_instant
 from kalshibook.errors import ConfigError, InvalidInput
 from kalshibook.settings import Settings
 from kalshibook.storage.candle_refresh import RefreshDenied, refresh
+from kalshibook.storage.candles import ALL_SOURCES, CandleSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--end", default=None, help="window end, the same forms (exclusive; default: now)"
     )
+    parser.add_argument(
+        "--source",
+        default=",".join(ALL_SOURCES),
+        help="the candle sources to refresh, comma-separated: trades, quotes, stats "
+        "(default: all three)",
+    )
+
+
+def _sources(text: str) -> tuple[CandleSource, ...]:
+    """``--source``'s list, in chain order; an unknown or empty one is a ConfigError."""
+    given = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in given if part not in ALL_SOURCES]
+    if unknown or not given:
+        raise ConfigError(
+            f"--source: {', '.join(map(repr, unknown)) or 'nothing given'} is not a candle "
+            f"source (expected a comma-separated list of {', '.join(ALL_SOURCES)})"
+        )
+    return tuple(source for source in ALL_SOURCES if source in given)
 
 
 def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
@@ -48,10 +70,19 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str], str]:
+def _progress(name: str, lo: datetime, hi: datetime, seconds: float | None) -> None:
+    if seconds is None:
+        print(f"refreshing {name} over [{lo.isoformat()}, {hi.isoformat()}) ...", flush=True)
+    else:
+        print(f"  {name} refreshed in {seconds:.1f} s", flush=True)
+
+
+async def _refresh(
+    url: str, start: datetime, end: datetime, sources: tuple[CandleSource, ...]
+) -> tuple[list[str], str]:
     async with await open_checked(url) as conn:
         try:
-            done = await refresh(conn, start, end)
+            done = await refresh(conn, start, end, sources, _progress)
         except RefreshDenied as exc:
             raise RefreshDenied(
                 f"{exc}: run this command with the database owner's URL (the login "
@@ -64,7 +95,8 @@ async def _refresh(url: str, start: datetime, end: datetime) -> tuple[list[str],
 def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database()
     start, end = _window(args)
-    done, edition = asyncio.run(_refresh(url, start, end))
+    sources = _sources(str(args.source))
+    done, edition = asyncio.run(_refresh(url, start, end, sources))
     window = f"[{start.isoformat()}, {end.isoformat()})"
     if done:
         print(f"refreshed {len(done)} candle aggregates over {window}: {', '.join(done)}")

@@ -197,12 +197,12 @@ class Backfill:
                 start.isoformat(),
                 end.isoformat(),
                 exc,
-                refresh_command(lo, hi),
+                refresh_command(lo, hi, TRADES_ONLY),
             )
         except (psycopg.Error, KalshibookError, TimeoutError) as exc:
             log.warning(
                 "candle refresh failed: %r; to fold the backfilled trades into the candles, run "
                 "as the database owner: %s",
                 exc,
-                refresh_command(lo, hi),
+                refresh_command(lo, hi, TRADES_ONLY),
             )

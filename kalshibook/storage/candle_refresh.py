@@ -11,6 +11,7 @@ So the backfill and the collector, when they cannot refresh, give the operator t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -48,19 +49,29 @@ def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def refresh_command(start: datetime, end: datetime) -> str:
-    """The ``kalshibook refresh-candles`` command covering ``[start, end)``."""
+def refresh_command(
+    start: datetime, end: datetime, sources: tuple[CandleSource, ...] = ALL_SOURCES
+) -> str:
+    """The ``kalshibook refresh-candles`` command covering ``[start, end)`` for ``sources`` (what
+    was written: a trade backfill's command refreshes the trades aggregates only)."""
     lo, hi = minute_window(start, end)
-    return f"kalshibook refresh-candles --start {_rfc3339(lo)} --end {_rfc3339(hi)}"
+    command = f"kalshibook refresh-candles --start {_rfc3339(lo)} --end {_rfc3339(hi)}"
+    if set(sources) != set(ALL_SOURCES):
+        command += f" --source {','.join(s for s in ALL_SOURCES if s in sources)}"
+    return command
 
 
 async def refresh(
-    conn: AConn, start: datetime, end: datetime, sources: tuple[CandleSource, ...] = ALL_SOURCES
+    conn: AConn,
+    start: datetime,
+    end: datetime,
+    sources: tuple[CandleSource, ...] = ALL_SOURCES,
+    progress: Callable[[str, datetime, datetime, float | None], None] | None = None,
 ) -> list[str]:
     """:func:`~kalshibook.storage.candles.refresh_candles`; a refusal for lack of privilege is a
     :class:`RefreshDenied` naming the login and the aggregates' owner (``conn`` in autocommit)."""
     try:
-        return await refresh_candles(conn, start, end, sources)
+        return await refresh_candles(conn, start, end, sources, progress)
     except psycopg.errors.InsufficientPrivilege as exc:
         reason = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else "denied"
         row = await (await conn.execute(WHO)).fetchone()

@@ -5,6 +5,8 @@ Reads: :mod:`kalshibook.storage.candle_reads`. Assembly is pure: kalshibook.doma
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, LiteralString
 
@@ -120,6 +122,7 @@ async def refresh_candles(
     start: datetime,
     end: datetime,
     sources: tuple[CandleSource, ...] = ALL_SOURCES,
+    progress: Callable[[str, datetime, datetime, float | None], None] | None = None,
 ) -> list[str]:
     """Re-materialise the candle continuous aggregates of ``sources`` over ``[start, end)``, in
     chain order.
@@ -135,7 +138,9 @@ async def refresh_candles(
     that one). On the Apache edition the candle relations are plain views, always current:
     nothing to do. ``conn`` must be in autocommit mode (``refresh_continuous_aggregate`` runs
     several transactions and refuses a transaction block). Returns the relations refreshed (a
-    level whose window lies inside its bucket in progress is skipped).
+    level whose window lies inside its bucket in progress is skipped). ``progress(name, lo, hi,
+    seconds)`` is called as each relation's refresh begins (``seconds`` None) and ends (a year of
+    a busy source takes minutes).
     """
     if end <= start:
         raise ValueError("refresh window is empty: end must be after start")
@@ -163,6 +168,11 @@ async def refresh_candles(
                 window = (lo, window[1]) if lo < window[1] else None
             if window is None:
                 continue
+            if progress is not None:
+                progress(name, *window, None)
+            began = time.monotonic()
             await cur.execute(REFRESH, (name, *window))
             done.append(name)
+            if progress is not None:
+                progress(name, *window, time.monotonic() - began)
     return done

@@ -361,6 +361,7 @@ async def test_backfill_as_the_collector_login_names_unknowns_and_the_refresh_to
             assert "must be owner of view candles_trades_1m" in line
             command = line.split("run as the database owner: ")[1].split()
             assert command[:2] == ["kalshibook", "refresh-candles"]
+            assert command[6:] == ["--source", "trades"]  # what it wrote
         want = {t.trade_id for t in truth.trades() if t.ticker in {m.ticker for m in ev.markets}}
         with psycopg.connect(db_url) as conn:
             rows = conn.execute("SELECT trade_id::text, ts FROM market.trades").fetchall()

@@ -55,9 +55,17 @@ def test_cli_refreshes_a_window_and_reports_bad_input_in_one_line(db_url: str) -
     assert len(lines) == 1, bad.stderr
     assert "--start" in lines[0]
     assert "Traceback" not in bad.stderr
+    for source in ("trade", ",", "trades,candles"):
+        unknown = _cli(db_url, "--start", "2026-03-01", "--source", source)
+        assert unknown.returncode == 2, unknown.stderr
+        [line] = [line for line in unknown.stderr.splitlines() if line.strip()]
+        assert "--source" in line
+        assert "expected a comma-separated list of trades, quotes, stats" in line
     with pytest.raises(ConfigError, match="after"):
         refresh_candles_cli.run(
-            argparse.Namespace(start="2026-03-09T00:00:00Z", end="2026-03-01T00:00:00Z"),
+            argparse.Namespace(
+                start="2026-03-09T00:00:00Z", end="2026-03-01T00:00:00Z", source="trades"
+            ),
             Settings(core=CoreSettings(database_url=db_url)),
         )
 
@@ -148,3 +156,37 @@ async def test_refresh_of_every_source_keeps_candles_whose_raw_rows_were_dropped
         )
         await refresh_candles(conn, day, day + timedelta(days=3))
         assert await (await conn.execute(counts, {"t": ticker})).fetchall() == before
+
+
+async def test_cli_refreshes_only_the_sources_given_and_shows_progress(db_url: str) -> None:
+    """A late trade and a late quote, both older than the policies' windows: ``--source trades``
+    folds in the trade only (the quote's candle stays as it was), printing each aggregate as it
+    starts and ends; ``--source quotes`` then folds in the quote."""
+    day = datetime(2026, 2, 9, tzinfo=UTC)
+    ticker = "KXSRC-1"
+    quote_1m = (
+        "SELECT count(*) FROM market.candles_quotes_1m WHERE market_ticker = %s AND bucket = %s"
+    )
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        if await (await conn.execute("SHOW timescaledb.license")).fetchone() == ("apache",):
+            pytest.skip("the Apache edition's candle relations are views of the raw rows")
+        await _quotes_every_ten_minutes(conn, ticker, day, 1)
+        await refresh_candles(conn, day, day + timedelta(days=1))
+        late = day + timedelta(hours=7, minutes=3)  # a minute without a quote
+        await _late_trade(conn, ticker, late)
+        await conn.execute(INSERT_QUOTE, (late, ticker, Decimal("0.41"), Decimal("0.44")))
+        assert await (await conn.execute(quote_1m, (ticker, late))).fetchone() == (0,)
+    window = ("--start", "2026-02-09T07:00:00Z", "--end", "2026-02-09T08:00:00Z")
+    trades = _cli(db_url, *window, "--source", "trades")
+    assert trades.returncode == 0, trades.stderr
+    started = [ln.split()[1] for ln in trades.stdout.splitlines() if ln.startswith("refreshing ")]
+    assert started == [f"market.candles_trades_{lv}" for lv in ("1m", "1h", "1d")], trades.stdout
+    assert trades.stdout.count(" refreshed in ") == 3
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        assert await _trade_volumes(conn, ticker) == [(Decimal("3"),)]
+        assert await (await conn.execute(quote_1m, (ticker, late))).fetchone() == (0,)
+    quotes = _cli(db_url, *window, "--source", " quotes ")
+    assert quotes.returncode == 0, quotes.stderr
+    assert "market.candles_trades_1m" not in quotes.stdout
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        assert await (await conn.execute(quote_1m, (ticker, late))).fetchone() == (1,)

@@ -235,7 +235,7 @@ def test_refresh_candles_as_another_login_than_the_owner(db_url: str) -> None:
         assert password not in proc.stderr + proc.stdout
         proc = _run(argv, KALSHIBOOK_DATABASE_URL=db_url)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.startswith("refreshed 9 candle aggregates")
+        assert proc.stdout.splitlines()[-1].startswith("refreshed 9 candle aggregates")
     finally:
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

@@ -183,7 +183,7 @@ async def test_the_collectors_refresh_says_what_to_run_as_the_owner(
     assert "must be owner of view candles_trades_1m" in warning
     assert warning.endswith(
         "owner runs: kalshibook refresh-candles --start 2026-01-10T14:29:00Z "
-        "--end 2026-01-10T16:32:00Z"
+        "--end 2026-01-10T16:32:00Z --source trades"
     ), warning
 
 
