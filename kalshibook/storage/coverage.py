@@ -3,8 +3,9 @@ source (live WebSocket, REST: the collector's gap backfill or ``kalshibook backf
 backfill's progress, order books from the first live snapshot (order books cannot be backfilled:
 Kalshi keeps none), Kalshi's candles, and the recorded gaps.
 
-Every look-up is bounded by the market's read extents (migration 0006) or an index on
-``market_ticker``: the cost follows the market, not the history.
+Every look-up is bounded by the market's read extents (migrations 0006 and 0013: per source, the
+first and the last hour of its trades) or an index on ``market_ticker``: the cost follows the
+market, not the history.
 """
 
 from __future__ import annotations
@@ -27,12 +28,24 @@ EXTENTS: Final = (
     "EXISTS (SELECT 1 FROM market.markets WHERE ticker = %(ticker)s)"
 )
 
-SOURCE_SPAN: Final = (
-    "SELECT (SELECT ts FROM market.trades WHERE market_ticker = %(ticker)s "
-    "AND source = %(source)s AND ts >= %(lo)s AND ts < %(hi)s ORDER BY ts LIMIT 1), "
-    "(SELECT ts FROM market.trades WHERE market_ticker = %(ticker)s "
-    "AND source = %(source)s AND ts >= %(lo)s AND ts < %(hi)s ORDER BY ts DESC LIMIT 1)"
+SOURCE_EXTENTS: Final = (
+    "SELECT source, first_hour, end_hour FROM market.trade_source_extents "
+    "WHERE market_ticker = %(ticker)s"
 )
+_SOURCE_SPAN: Final = (
+    "SELECT (SELECT ts FROM market.trades WHERE market_ticker = %(ticker)s "
+    "AND source = %(source)s AND ts >= %(lo)s AND ts < {first_until} ORDER BY ts LIMIT 1), "
+    "(SELECT ts FROM market.trades WHERE market_ticker = %(ticker)s "
+    "AND source = %(source)s AND ts >= {last_since} AND ts < %(hi)s ORDER BY ts DESC LIMIT 1)"
+)
+SOURCE_EDGES: Final = _SOURCE_SPAN.format(
+    first_until="%(lo)s + INTERVAL '1 hour'", last_since="%(hi)s - INTERVAL '1 hour'"
+)
+"""A source's first and last trade, in the first and the last hour of its extent."""
+SOURCE_SPAN: Final = _SOURCE_SPAN.format(first_until="%(hi)s", last_since="%(lo)s")
+"""The same over its whole extent, when an edge hour holds none of its trades any more (an extent
+only grows: a repair may have removed its first or last rows)."""
+_LABELS: Final = {"ws": "live", "rest": "rest"}
 
 FIRST_SNAPSHOT: Final = (
     "SELECT min(ts) FROM market.orderbook_snapshots WHERE market_ticker = %(ticker)s "
@@ -94,11 +107,14 @@ async def read_coverage(conn: AConn, ticker: str) -> Coverage | None:
         return None
     spans: list[SourceSpan] = []
     if extent is not None:
-        for source, label in (("ws", "live"), ("rest", "rest")):
-            q = {**p, "source": source, "lo": extent[0], "hi": extent[1]}
-            first, last = await (await conn.execute(SOURCE_SPAN, q)).fetchone() or (None, None)
+        extents = await (await conn.execute(SOURCE_EXTENTS, p)).fetchall()
+        for source, lo, hi in sorted(extents, key=lambda r: list(_LABELS).index(r[0])):
+            q = {**p, "source": source, "lo": lo, "hi": hi}
+            first, last = await (await conn.execute(SOURCE_EDGES, q)).fetchone() or (None, None)
+            if first is None or last is None:
+                first, last = await (await conn.execute(SOURCE_SPAN, q)).fetchone() or (None, None)
             if first is not None and last is not None:
-                spans.append(SourceSpan(source=label, first=first, last=last))
+                spans.append(SourceSpan(source=_LABELS[source], first=first, last=last))
     books_from = None
     if book_hour is not None:
         got = await (await conn.execute(FIRST_SNAPSHOT, {**p, "lo": book_hour})).fetchone()

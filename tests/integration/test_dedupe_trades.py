@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.db, pytest.mark.both_editions]
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 NOON = DAY + timedelta(hours=12)
-A, B, C, D, E = (str(uuid.uuid4()) for _ in range(5))
+A, B, C, D, E, F = (str(uuid.uuid4()) for _ in range(6))
 # (trade_id, market, created_time, source, received_at): rows as an older version stored them
 ROWS = (
     (A, "M", NOON + timedelta(seconds=5), "ws", NOON + timedelta(seconds=5.2)),
@@ -35,7 +35,16 @@ ROWS = (
     # wholly in the last second of a day: that day's, not counted again by the next
     (E, "N", DAY + timedelta(days=3, seconds=-1), "ws", DAY + timedelta(days=3)),
     (E, "N", DAY + timedelta(days=3, seconds=-0.5), "rest", DAY + timedelta(days=4)),
+    # the kept row (the REST time, the WS copy's source) lies in an hour of no other WS trade
+    (F, "P", DAY + timedelta(days=2, hours=10), "ws", DAY + timedelta(days=2, hours=10)),
+    (F, "P", DAY + timedelta(days=2, hours=10, milliseconds=-200), "rest", DAY + timedelta(days=4)),
 )
+OUTSIDE_SOURCE_EXTENTS = """
+SELECT count(*) FROM market.trades AS t
+WHERE NOT EXISTS (SELECT FROM market.trade_source_extents AS e
+                  WHERE e.market_ticker = t.market_ticker AND e.source = t.source
+                    AND e.first_hour <= t.ts AND e.end_hour > t.ts)
+"""
 INSERT = """
 INSERT INTO market.trades (ts, created_time, trade_id, market_ticker, yes_price, no_price, count,
                            taker_outcome_side, taker_book_side, is_block_trade, source,
@@ -100,7 +109,7 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
 
     dry = _cli(db_url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "4 trades stored more than once" in dry.stdout
+    assert "5 trades stored more than once" in dry.stdout
     with psycopg.connect(db_url) as conn:
         assert len(conn.execute(STORED).fetchall()) == len(ROWS)
 
@@ -110,21 +119,24 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
 
     done = _cli(db_url)
     assert done.returncode == 0, done.stderr
-    assert "merged 3 trades (3 rows removed)" in done.stdout
+    assert "merged 4 trades (4 rows removed)" in done.stdout
     with psycopg.connect(db_url) as conn:
         stored = conn.execute(STORED).fetchall()
         fields = conn.execute(FIELDS).fetchall()
         minute = conn.execute(NOON_MINUTE, (NOON,)).fetchone()
+        outside = conn.execute(OUTSIDE_SOURCE_EXTENTS).fetchone()
     # the REST copy's time, the first copy's source and receive time; B untouched
     assert stored == [
         (A, "M", ROWS[1][2], "ws", ROWS[0][4]),
         (B, "M", ROWS[2][2], "ws", ROWS[2][4]),
         (C, "M", ROWS[4][2], "ws", ROWS[3][4]),
+        (F, "P", ROWS[10][2], "ws", ROWS[9][4]),
         (E, "N", ROWS[8][2], "ws", ROWS[7][4]),
         (D, "N", ROWS[6][2], "ws", ROWS[5][4]),
     ]
+    assert outside == (0,)  # the coverage finds each source's trades inside its extent
     # the kept REST copies had no taker sides: filled from the dropped WS copies; A's flag kept
-    assert fields == [(t, "yes", "bid", t == A) for t in (A, B, C, E, D)]
+    assert fields == [(t, "yes", "bid", t == A) for t in (A, B, C, F, E, D)]
     assert minute is not None
     assert (minute[0], str(minute[1])) == (2, "6.00")
 

@@ -24,6 +24,7 @@ from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.export import sampled
 from kalshibook.storage import book_reads, reads
 from kalshibook.storage.book_reads import book_at
+from kalshibook.storage.coverage import read_coverage
 from kalshibook.storage.market_summary import MarketData, market_data
 
 pytestmark = [pytest.mark.db]
@@ -96,6 +97,14 @@ INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price
 SELECT now() - INTERVAL '1 hour' + k * INTERVAL '2 seconds', 'BUSY', now(), 'no', 0.4, 1, 1, 5, k
 FROM generate_series(1, 1200) k
 """,
+    # two REST trades of the old market (a backfill), days apart inside its 40 days
+    """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+SELECT now() - INTERVAL '31 days' + k * INTERVAL '5 days' + INTERVAL '7 minutes',
+       gen_random_uuid(), 'OLD', 0.5, 0.5, 1, 'rest', now()
+FROM generate_series(0, 1) k
+""",
     "ANALYZE market.orderbook_deltas",
 ]
 SNAPSHOT_SPAN = """
@@ -144,6 +153,30 @@ async def test_market_data_is_the_whole_history_planned_inside_the_extents(
     # market's none (the old market's book spans the whole history, and is counted)
     if bound is not None:
         assert chunks_planned(history, Recorder.log, BOOK_AND_TRADES) <= bound
+
+
+SOURCE_SPANS = """
+SELECT CASE source WHEN 'ws' THEN 'live' ELSE source END, min(ts), max(ts) FROM market.trades
+WHERE market_ticker = %s GROUP BY source ORDER BY source = 'rest'
+"""
+
+
+async def test_coverage_reads_each_source_s_first_and_last_hour_only(history: str) -> None:
+    """Each trade source's first and last trade (migration 0013): as over the whole history, from
+    the first and last hour of the source's extent (40 daily chunks of live trades, and a
+    source with two trades days apart: every chunk between them was planned, and every trade
+    read, for each source and direction)."""
+    with psycopg.connect(history, autocommit=True) as conn:
+        expected = conn.execute(SOURCE_SPANS, ("OLD",)).fetchall()
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        got = await read_coverage(conn, "OLD")
+    assert got is not None
+    assert [(s.source, s.first, s.last) for s in got.trade_sources] == expected
+    assert [source for source, _, _ in expected] == ["live", "rest"]
+    assert chunks_planned(history, Recorder.log, ["trades"]) <= 4  # two edge hours per source
 
 
 async def test_book_at_searches_snapshots_only_inside_the_market_s_book(history: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 from plan_support import Recorder, walk
 
 from kalshibook.api.app import CONNECTION_OPTIONS
-from kalshibook.storage import trade_reads
+from kalshibook.storage import reads, trade_reads
 
 pytestmark = [pytest.mark.db]
 
@@ -126,3 +126,67 @@ async def test_an_empty_answer_never_reads_trades(history: str, kw: dict[str, An
     ) as conn:
         assert await trade_reads.list_trades(conn, **args) == []
     assert not plan_cost(history, Recorder.log)[2]
+
+
+SETTLEMENTS = """
+INSERT INTO market.settlements (market_ticker, event_ticker, series_ticker, result, settled_at,
+                                source)
+SELECT 'SETTLED-' || k, 'EV-' || (k % 20), 'SER-' || (k % 5),
+       (ARRAY['yes', 'no', 'scalar', 'void'])[1 + k % 4],
+       now() - INTERVAL '400 days' + k * INTERVAL '1 hour', 'rest'
+FROM generate_series(1, 20000) k;
+ANALYZE market.settlements;
+"""
+
+
+def settlement_rows_read(url: str, statements: list[tuple[Any, Any]]) -> int:
+    """Rows the settlements scans of these statements read (kept and filtered out)."""
+    rows = 0
+    with psycopg.connect(url, autocommit=True, options=CONNECTION_OPTIONS) as conn:
+        for query, params in statements:
+            [[doc]] = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchall()
+            plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
+            for node in walk(plan):
+                if node.get("Relation Name") == "settlements":
+                    rows += int(node.get("Actual Rows", 0)) + int(
+                        node.get("Rows Removed by Filter", 0)
+                    )
+    return rows
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"result": "no"},
+        {"event": "EV-3"},
+        {"series": "SER-2"},
+        {"series": "SER-2", "result": "void"},
+        {},
+    ],
+    ids=["result", "event", "series", "series and result", "none"],
+)
+async def test_a_settlements_page_reads_about_its_rows(history: str, kw: dict[str, Any]) -> None:
+    """Migration 0013: each filter of ``/v1/settlements`` has an index in page order. Before, a
+    ``result`` filter read all 20,000 settlements and an event or series filter all of its own
+    (1,000 and 4,000), sorted, for a page of 10."""
+    with psycopg.connect(history, autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM market.settlements").fetchone() == (0,):
+            conn.execute(SETTLEMENTS)
+    args: dict[str, Any] = {"event": None, "series": None, "result": None, **kw}
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        page = await reads.list_settlements(
+            conn, **args, start=None, end=None, after=None, limit=10
+        )
+        cursor = (page[-1].settled_at, page[-1].market_ticker)
+        second = await reads.list_settlements(
+            conn, **args, start=None, end=None, after=cursor, limit=10
+        )
+    assert len(page) == len(second) == 10
+    for row in (*page, *second):
+        assert all(getattr(row, f"{k}_ticker" if k != "result" else k) == v for k, v in kw.items())
+    assert page[-1].settled_at < second[0].settled_at
+    # with two filters one index gives the order and the other filter keeps 1 row in 4 or 5
+    assert settlement_rows_read(history, Recorder.log) <= 2 * 10 * 5 * 2
