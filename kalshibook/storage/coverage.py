@@ -29,9 +29,10 @@ EXTENTS: Final = (
 )
 
 SOURCE_EXTENTS: Final = (
-    "SELECT source, first_hour, end_hour FROM market.trade_source_extents "
-    "WHERE market_ticker = %(ticker)s"
+    "SELECT source, min(first_hour), max(end_hour) FROM market.trade_days "
+    "WHERE market_ticker = %(ticker)s GROUP BY source"
 )
+"""Each source's first and end hour, from its days with trades (migration 0013)."""
 _SOURCE_SPAN: Final = (
     "SELECT (SELECT ts FROM market.trades WHERE market_ticker = %(ticker)s "
     "AND source = %(source)s AND ts >= %(lo)s AND ts < {first_until} ORDER BY ts LIMIT 1), "

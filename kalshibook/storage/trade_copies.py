@@ -58,19 +58,19 @@ WHERE t.market_ticker = %(market)s
       IS DISTINCT FROM (k.source, k.received_at, k.outcome, k.book, k.block)
 """
 """The kept row: the first receipt's source and time, the copies' taker sides and block flag."""
-WIDEN_SOURCE_EXTENTS: Final[LiteralString] = """
-INSERT INTO market.trade_source_extents AS e (market_ticker, source, first_hour, end_hour)
-SELECT %(market)s, k.source, min(time_bucket(INTERVAL '1 hour', k.ts)),
+WIDEN_TRADE_DAYS: Final[LiteralString] = """
+INSERT INTO market.trade_days AS e (market_ticker, source, day, first_hour, end_hour)
+SELECT %(market)s, k.source, time_bucket(INTERVAL '1 day', k.ts),
+       min(time_bucket(INTERVAL '1 hour', k.ts)),
        max(time_bucket(INTERVAL '1 hour', k.ts)) + INTERVAL '1 hour'
 FROM unnest(%(ts)s::timestamptz[], %(sources)s::text[]) AS k(ts, source)
-GROUP BY k.source
-ON CONFLICT (market_ticker, source) DO UPDATE
+GROUP BY k.source, time_bucket(INTERVAL '1 day', k.ts)
+ON CONFLICT (market_ticker, source, day) DO UPDATE
 SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
     end_hour = greatest(e.end_hour, EXCLUDED.end_hour)
 """
-"""The kept rows' hours in their (possibly new) source's extent (migration 0013: the insert
-trigger widened the extent of the source each copy had, and the kept row may take the other
-copy's source)."""
+"""The kept rows' hours in their (possibly new) source's trade days (migration 0013: the insert
+trigger recorded the source each copy had, and the kept row may take the other copy's)."""
 
 
 async def find_copies(conn: AConn, day: datetime) -> list[Merge]:
@@ -118,7 +118,7 @@ async def merge_copies(conn: AConn, merges: list[Merge]) -> int:
                 },
             )
             await cur.execute(
-                WIDEN_SOURCE_EXTENTS,
+                WIDEN_TRADE_DAYS,
                 {
                     "market": market,
                     "ts": [m.keep_ts for m in group],

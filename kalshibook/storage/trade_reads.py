@@ -15,6 +15,10 @@ bound) does not depend on the extent: it goes to the server with the extent look
 trip, and the windows after it start where the extent says the trades are. Any partition of the
 range into consecutive windows gives the same page; only the work differs.
 
+A window that finds no trade is followed by the next hour holding trades of the scope's markets
+(``market.trade_days``, migration 0013), not by a wider window: a sparse market's page (two trades
+a year apart) plans the chunks of its rows, not every chunk of the gap between them.
+
 Order: exchange order (``ts``, then ``exchange_seq``; ties across markets by ``trade_id``), the
 keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order).
 :func:`list_trades_desc` reads the same rows in the reverse order (newest first, as Kalshi's
@@ -24,8 +28,8 @@ keyset cursor ``(ts, exchange_seq, trade_id)`` (kalshibook.domain.exchange_order
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, LiteralString
 
 import msgspec
@@ -74,6 +78,40 @@ SELECT min(first_hour), max(end_hour) FROM market.trade_extents
 WHERE market_ticker = ANY(%(tickers)s::text[])
 """
 EXTENT_ALL: Final = "SELECT min(first_hour), max(end_hour) FROM market.trade_extents"
+
+_NEXT_HOUR = """
+WITH first_day AS (
+    SELECT min(day) AS day FROM market.trade_days
+    WHERE {scope} AND day >= %(day)s AND end_hour > %(t)s
+)
+SELECT greatest(min(d.first_hour), %(t)s) FROM market.trade_days AS d, first_day
+WHERE {d_scope} AND d.day = first_day.day AND d.end_hour > %(t)s
+"""
+_PREVIOUS_HOUR = """
+WITH last_day AS (
+    SELECT max(day) AS day FROM market.trade_days
+    WHERE {scope} AND day <= %(day)s AND first_hour < %(t)s
+)
+SELECT least(max(d.end_hour), %(t)s) FROM market.trade_days AS d, last_day
+WHERE {d_scope} AND d.day = last_day.day AND d.first_hour < %(t)s
+"""
+_DAY_SCOPES: Final = {
+    "one": ("market_ticker = %(ticker)s", "d.market_ticker = %(ticker)s"),
+    "some": (
+        "market_ticker = ANY(%(tickers)s::text[])",
+        "d.market_ticker = ANY(%(tickers)s::text[])",
+    ),
+    "all": ("true", "true"),
+}
+NEXT_TRADE_HOUR: Final = {
+    k: _NEXT_HOUR.format(scope=a, d_scope=b) for k, (a, b) in _DAY_SCOPES.items()
+}
+"""Where the scope's next trades may be from ``t`` on: the first hour holding any at or after
+``t`` (``t`` itself when its hour does), from the days with trades (migration 0013). NULL: none."""
+PREVIOUS_TRADE_HOUR: Final = {
+    k: _PREVIOUS_HOUR.format(scope=a, d_scope=b) for k, (a, b) in _DAY_SCOPES.items()
+}
+"""The same walking down: the end of the last hour holding trades before ``t``."""
 
 _COLUMNS = """
 SELECT t.ts, t.created_time, t.exchange_seq, t.trade_id::text AS trade_id, t.market_ticker,
@@ -134,6 +172,25 @@ def _window_query(
     if len(scope) == 1:
         return (TRADES_OF_MARKET_DESC if descending else TRADES_OF_MARKET), {"ticker": scope[0]}
     return (TRADES_OF_MARKETS_DESC if descending else TRADES_OF_MARKETS), {"tickers": scope}
+
+
+def _skipper(
+    conn: Conn, scope: list[str] | None, descending: bool
+) -> Callable[[datetime], Awaitable[datetime | None]]:
+    """:func:`read_windows`' ``skip`` for the trades of ``scope``."""
+    kind = "all" if scope is None else "one" if len(scope) == 1 else "some"
+    query = (PREVIOUS_TRADE_HOUR if descending else NEXT_TRADE_HOUR)[kind]
+    of_scope = {} if scope is None else {"ticker": scope[0], "tickers": scope}
+
+    async def skip(t: datetime) -> datetime | None:
+        utc = t.astimezone(UTC)
+        day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with conn.cursor() as cur:
+            await cur.execute(query, {**of_scope, "t": utc, "day": day})
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    return skip
 
 
 async def trade_scope(
@@ -219,7 +276,9 @@ async def list_trades(
         lo, hi = max(found[0], w_hi), found[1]
     if end is not None:
         hi = min(hi, end)
-    return first + await read_windows(conn, TradeRow, query, params, lo, hi, limit - len(first))
+    skip = _skipper(conn, scope, descending=False)
+    rest = await read_windows(conn, TradeRow, query, params, lo, hi, limit - len(first), skip=skip)
+    return first + rest
 
 
 async def list_trades_desc(
@@ -248,5 +307,13 @@ async def list_trades_desc(
     cursor = dict(zip(("c_ts", "c_seq", "c_id"), before or (None, None, None), strict=True))
     query, of_scope = _window_query(scope, descending=True)
     return await read_windows(
-        conn, TradeRow, query, {**of_scope, **cursor}, lo, hi, limit, descending=True
+        conn,
+        TradeRow,
+        query,
+        {**of_scope, **cursor},
+        lo,
+        hi,
+        limit,
+        descending=True,
+        skip=_skipper(conn, scope, descending=True),
     )

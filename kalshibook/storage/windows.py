@@ -7,7 +7,10 @@ wide as the density seen so far says the rest of the page needs (four times wide
 was found, at most sixteen times the last). Each statement binds ``lo``/``hi`` as constants, so
 plan-time chunk exclusion keeps its plan to the window. The bounds come from the read extents of
 migration 0006 (``market.trade_extents``, ``market.book_extents``). :func:`read_windows` with
-``descending`` walks down from the upper bound instead, for newest-first pages.
+``descending`` walks down from the upper bound instead, for newest-first pages. Given ``skip``, a
+window that found nothing is followed by the next time holding rows (trades: the days with trades,
+migration 0013), not by a wider window: a sparse market's page costs its rows, not the gaps
+between them.
 
 Rows come in PostgreSQL's binary format: the same values (timestamps, integers, exact numerics
 with their scale), without the server formatting each timestamp as text and the client parsing it
@@ -16,7 +19,7 @@ back: ~1 ms of a 1,000-row trades page (bench/bench_api.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString, TypeVar
 
@@ -57,12 +60,17 @@ async def read_windows(
     limit: int,
     *,
     descending: bool = False,
+    skip: Callable[[datetime], Awaitable[datetime | None]] | None = None,
 ) -> list[R]:
     """Up to ``limit`` rows of ``query`` (bound by ``%(lo)s <= ts < %(hi)s`` and
     ``LIMIT %(limit)s``) over ``[lo, hi)``, window by window: from ``lo`` upwards for a query
-    ordered by time, or from ``hi`` downwards (``descending``) for one ordered newest first."""
+    ordered by time, or from ``hi`` downwards (``descending``) for one ordered newest first.
+
+    ``skip(t)``: where the next rows past ``t`` may be (ascending: the earliest time at or after
+    ``t``; descending: the latest end at or before ``t``), None when there are none; asked only
+    after a window found nothing. The windows then start there again from ``FIRST_WINDOW``."""
     out: list[R] = []
-    start, width = (hi if descending else lo), FIRST_WINDOW
+    start, width, before = (hi if descending else lo), FIRST_WINDOW, 0
     while lo < hi and len(out) < limit:
         if descending:
             w_lo, w_hi = max(lo, hi - width), hi
@@ -71,11 +79,22 @@ async def read_windows(
         bound = {**params, "lo": w_lo, "hi": w_hi, "limit": limit - len(out)}
         async with window_cursor(conn, row) as cur:
             await cur.execute(query, bound)
-            out += await cur.fetchall()
+            found = await cur.fetchall()
+        out += found
         if descending:
             hi = w_lo
         else:
             lo = w_hi
+        if not found and skip is not None and lo < hi:
+            nxt = await skip(hi if descending else lo)
+            if nxt is None:
+                break
+            if descending:
+                hi = min(hi, nxt)
+            else:
+                lo = max(lo, nxt)
+            start, width, before = (hi if descending else lo), FIRST_WINDOW, len(out)
+            continue
         scanned = (start - w_lo) if descending else (w_hi - start)
-        width = next_width(width, scanned, len(out), limit - len(out))
+        width = next_width(width, scanned, len(out) - before, limit - len(out))
     return out

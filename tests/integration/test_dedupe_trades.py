@@ -39,9 +39,9 @@ ROWS = (
     (F, "P", DAY + timedelta(days=2, hours=10), "ws", DAY + timedelta(days=2, hours=10)),
     (F, "P", DAY + timedelta(days=2, hours=10, milliseconds=-200), "rest", DAY + timedelta(days=4)),
 )
-OUTSIDE_SOURCE_EXTENTS = """
+OUTSIDE_TRADE_DAYS = """
 SELECT count(*) FROM market.trades AS t
-WHERE NOT EXISTS (SELECT FROM market.trade_source_extents AS e
+WHERE NOT EXISTS (SELECT FROM market.trade_days AS e
                   WHERE e.market_ticker = t.market_ticker AND e.source = t.source
                     AND e.first_hour <= t.ts AND e.end_hour > t.ts)
 """
@@ -124,7 +124,7 @@ async def test_copies_merge_once_as_the_writer_keeps_them_and_candles_count_once
         stored = conn.execute(STORED).fetchall()
         fields = conn.execute(FIELDS).fetchall()
         minute = conn.execute(NOON_MINUTE, (NOON,)).fetchone()
-        outside = conn.execute(OUTSIDE_SOURCE_EXTENTS).fetchone()
+        outside = conn.execute(OUTSIDE_TRADE_DAYS).fetchone()
     # the REST copy's time, the first copy's source and receive time; B untouched
     assert stored == [
         (A, "M", ROWS[1][2], "ws", ROWS[0][4]),

@@ -190,3 +190,50 @@ async def test_a_settlements_page_reads_about_its_rows(history: str, kw: dict[st
     assert page[-1].settled_at < second[0].settled_at
     # with two filters one index gives the order and the other filter keeps 1 row in 4 or 5
     assert settlement_rows_read(history, Recorder.log) <= 2 * 10 * 5 * 2
+
+
+SPARSE = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+SELECT date_trunc('hour', now()) - INTERVAL '110 days' + k * INTERVAL '100 days'
+       + INTERVAL '17 minutes', gen_random_uuid(), 'SPARSE', 0.5, 0.5, 1, 'ws', now()
+FROM generate_series(0, 1) k
+"""
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["oldest first", "newest first"])
+async def test_a_sparse_market_s_page_plans_its_rows_not_the_gap(
+    history: str, descending: bool
+) -> None:
+    """Two trades 100 days apart (migration 0013): after an empty window the page jumps to the
+    next hour holding the market's trades. Walking the gap in widening windows planned every one
+    of its ~100 daily chunks, for two rows."""
+    with psycopg.connect(history, autocommit=True) as conn:
+        if conn.execute(
+            "SELECT count(*) FROM market.trade_extents WHERE market_ticker = 'SPARSE'"
+        ).fetchone() == (0,):
+            conn.execute(SPARSE)
+        expected = [
+            r[0]
+            for r in conn.execute(
+                "SELECT trade_id::text FROM market.trades WHERE market_ticker = 'SPARSE' "
+                "ORDER BY ts" + (" DESC" if descending else "")
+            ).fetchall()
+        ]
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        history, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        if descending:
+            rows = await trade_reads.list_trades_desc(
+                conn, tickers=["SPARSE"], event=None, series=None, start=None, end=None,
+                before=None, limit=10,
+            )  # fmt: skip
+        else:
+            rows = await trade_reads.list_trades(
+                conn, tickers=["SPARSE"], event=None, series=None, start=None, end=None,
+                after=None, limit=10,
+            )  # fmt: skip
+    assert [r.trade_id for r in rows] == expected
+    chunks, _, _ = plan_cost(history, Recorder.log)
+    assert chunks <= 6, chunks  # the two rows' chunks, and the empty windows beside them
