@@ -274,20 +274,24 @@ start), the earliest time from its two oldest (``<table>_early``: the newer one'
 :data:`STATUS_CHUNKS` gives them: over the whole table every reading planned every chunk (~1 s
 after a year: the deltas have four chunks a day). That is the whole table's answer when those
 chunks hold 1,000 rows and a first and last time (chunks partition time); otherwise (future rows,
-chunks emptied by a DELETE, a quiet table) the table is read again over all its chunks
-(:func:`status_inexact`)."""
+chunks emptied by a DELETE, a quiet table) the table is read again over its
+:data:`STATUS_WIDER` newest and oldest chunks, and only if those are not enough either over all
+of them (:func:`status_inexact`): a quiet table's status planned every one of its chunks."""
 STATUS_CHUNKS: Final = """
 SELECT hypertable_name,
-       (array_agg(range_start ORDER BY range_start DESC))[LEAST(2, count(*))],
-       (array_agg(range_end ORDER BY range_end))[LEAST(2, count(*))],
+       (array_agg(range_start ORDER BY range_start DESC))[LEAST(%(k)s, count(*))],
+       (array_agg(range_end ORDER BY range_end))[LEAST(%(k)s, count(*))],
        count(*)
 FROM timescaledb_information.chunks
 WHERE hypertable_schema = 'market' AND hypertable_name = ANY(%(tables)s)
 GROUP BY hypertable_name
 """
-"""Per hypertable with chunks: the start of its second newest chunk, the end of its second oldest
-(its only chunk's, when it has one) and its number of chunks. A table without chunks has no rows:
-its bounds stay NULL and its branch reads nothing."""
+"""Per hypertable with chunks: the start of its ``k``-th newest chunk, the end of its ``k``-th
+oldest (its last's and first's, when it has fewer) and its number of chunks. A table without
+chunks has no rows: its bounds stay NULL and its branch reads nothing."""
+STATUS_FIRST: Final = 2
+STATUS_WIDER: Final = 32
+"""Chunks at each end read first, then for a table they were not enough for."""
 _WHOLE_TABLE: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 STATUS_COVERAGE = """
@@ -410,37 +414,50 @@ STATUS_TABLES: Final = [t for t, _, _ in _CHANNEL_TABLES]
 
 
 def status_channel_params(
-    chunk_rows: Iterable[Sequence[Any]], whole: Iterable[str] = ()
+    chunk_rows: Iterable[Sequence[Any]],
+    whole: Iterable[str] = (),
+    wider: Iterable[Sequence[Any]] = (),
 ) -> dict[str, Any]:
-    """:data:`STATUS_CHANNELS`' parameters from the rows of :data:`STATUS_CHUNKS`, the tables in
-    ``whole`` read over all their chunks (pure)."""
+    """:data:`STATUS_CHANNELS`' parameters from the rows of :data:`STATUS_CHUNKS`, the rows in
+    ``wider`` (of more chunks) replacing their tables', the tables in ``whole`` read over all
+    their chunks (pure)."""
     params: dict[str, Any] = {f"{t}_{k}": None for t in STATUS_TABLES for k in ("recent", "early")}
-    for table, recent, early, _chunks in chunk_rows:
+    for table, recent, early, _chunks in (*chunk_rows, *wider):
         params.update({f"{table}_recent": recent, f"{table}_early": early})
     for table in whole:
         params.update({f"{table}_recent": _WHOLE_TABLE[0], f"{table}_early": _WHOLE_TABLE[1]})
     return params
 
 
-def status_inexact(rows: Iterable[ChannelRow], chunk_rows: Iterable[Sequence[Any]]) -> list[str]:
-    """The tables whose bounded reading may differ from the whole table's (pure): more than two
-    chunks, and fewer than 1,000 newest rows or no first or last time in the end chunks."""
+def status_inexact(
+    rows: Iterable[ChannelRow], chunk_rows: Iterable[Sequence[Any]], k: int = STATUS_FIRST
+) -> list[str]:
+    """The tables whose reading over their ``k`` newest and oldest chunks may differ from the
+    whole table's (pure): more than ``k`` chunks, and fewer than 1,000 newest rows or no first or
+    last time in those chunks."""
     chunks = {str(r[0]): int(r[3]) for r in chunk_rows}
     return [
         r.table
         for r in rows
-        if chunks.get(r.table, 0) > 2
+        if chunks.get(r.table, 0) > k
         and (r.newest_rows < 1000 or r.last_ts is None or r.first_ts is None)
     ]
 
 
 async def status_channels(conn: Conn) -> list[ChannelRow]:
-    cur = await conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES})
-    chunk_rows = await cur.fetchall()
-    rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, status_channel_params(chunk_rows))
-    whole = status_inexact(rows, chunk_rows)
+    cur = await conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES, "k": STATUS_FIRST})
+    first = await cur.fetchall()
+    rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, status_channel_params(first))
+    flagged = status_inexact(rows, first)
+    if not flagged:
+        return rows
+    cur = await conn.execute(STATUS_CHUNKS, {"tables": flagged, "k": STATUS_WIDER})
+    wider = await cur.fetchall()
+    params = status_channel_params(first, wider=wider)
+    rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
+    whole = status_inexact(rows, wider, STATUS_WIDER)
     if whole:
-        params = status_channel_params(chunk_rows, whole)
+        params = status_channel_params(first, whole, wider)
         rows = await fetch_all(conn, ChannelRow, STATUS_CHANNELS, params)
     return rows
 

@@ -34,7 +34,9 @@ from kalshibook.errors import SchemaError
 from kalshibook.storage.reads import (
     STATUS_CHANNELS,
     STATUS_CHUNKS,
+    STATUS_FIRST,
     STATUS_TABLES,
+    STATUS_WIDER,
     ChannelRow,
     status_channel_params,
     status_inexact,
@@ -398,13 +400,18 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
         database.delta_extents = delta_extents_text(extents[0] if extents else None)
 
     # the same freshness rule as the API's /v1/status (one query for both)
-    chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES}).fetchall()
+    chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES, "k": STATUS_FIRST}).fetchall()
     with conn.cursor(row_factory=args_row(ChannelRow)) as cur:
         channel_rows = cur.execute(STATUS_CHANNELS, status_channel_params(chunks)).fetchall()
-        whole = status_inexact(channel_rows, chunks)
-        if whole:
-            params = status_channel_params(chunks, whole)
+        flagged = status_inexact(channel_rows, chunks)
+        if flagged:
+            wider = conn.execute(STATUS_CHUNKS, {"tables": flagged, "k": STATUS_WIDER}).fetchall()
+            params = status_channel_params(chunks, wider=wider)
             channel_rows = cur.execute(STATUS_CHANNELS, params).fetchall()
+            whole = status_inexact(channel_rows, wider, STATUS_WIDER)
+            if whole:
+                params = status_channel_params(chunks, whole, wider)
+                channel_rows = cur.execute(STATUS_CHANNELS, params).fetchall()
     channels = [
         Channel(channel=r.table, last_received_at=r.last_received_at, last_ts=r.last_ts)
         for r in channel_rows

@@ -268,7 +268,7 @@ def whole_table_status(url: str) -> dict[str, reads.ChannelRow]:
     """What the status read over every chunk of each table gives, for comparison."""
     tables = [t for t, _, _ in reads._CHANNEL_TABLES]
     with psycopg.connect(url, autocommit=True) as sync:
-        chunks = sync.execute(reads.STATUS_CHUNKS, {"tables": tables}).fetchall()
+        chunks = sync.execute(reads.STATUS_CHUNKS, {"tables": tables, "k": 2}).fetchall()
         params = reads.status_channel_params(chunks, tables)
         return {
             str(r[0]): reads.ChannelRow(*r)
@@ -369,3 +369,34 @@ async def test_bounded_reads_hold_across_time_zones_retention_and_clock_slack(
     assert ret.snapshot_count == 3
     assert slack_data.delta_count == 2
     assert [d.seq for d in slack_page] == [1, 2]
+
+
+QUIET_QUOTES = """
+INSERT INTO market.quotes (ts, market_ticker, received_at, yes_bid, yes_bid_size, yes_ask,
+                           yes_ask_size)
+SELECT date_trunc('day', now()) - INTERVAL '100 days' + k * INTERVAL '29 minutes', 'Q',
+       now() - INTERVAL '100 days' + k * INTERVAL '29 minutes', 0.4, 10, 0.5, 10
+FROM generate_series(0, 100 * 1440 / 29 - 1) k
+"""
+
+
+async def test_a_quiet_table_s_status_reads_more_end_chunks_before_all_of_them(
+    db_url: str,
+) -> None:
+    """Quotes 29 minutes apart over 100 daily chunks (~50 a chunk): the two newest chunks hold
+    too few rows for the freshness reading, the 32 newest enough. The answer is the whole
+    table's; before, the second reading planned all 100 chunks."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(PAUSE_COMPRESSION)
+        conn.execute(QUIET_QUOTES)
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        rows = await reads.status_channels(conn)
+    got = without_estimates({r.table: r for r in rows})
+    assert got == without_estimates(whole_table_status(db_url))
+    assert got["quotes"].newest_rows == 1000
+    # the first reading's 2 newest and 2 oldest chunks, then the 32 newest and the 32 oldest,
+    # not all 100 (distinct chunks per statement)
+    assert chunks_planned(db_url, Recorder.log, ["quotes"]) <= 2 * 2 + 2 * 32
