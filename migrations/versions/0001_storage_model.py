@@ -279,11 +279,12 @@ REVOKE ALL ON ALL TABLES IN SCHEMA market FROM kalshibook_reader;
 REVOKE ALL ON SCHEMA market FROM kalshibook_reader;
 DROP SCHEMA private CASCADE;
 DROP SCHEMA market CASCADE;
--- The role is cluster-wide: drop it only when no other database still grants it something.
+-- The role is cluster-wide: drop it only when no other database still grants it something, and
+-- no other session is granting it something now (its lock: a migration of another database).
 DO $$
 BEGIN
     DROP ROLE IF EXISTS kalshibook_reader;
-EXCEPTION WHEN dependent_objects_still_exist OR object_in_use THEN
+EXCEPTION WHEN dependent_objects_still_exist OR object_in_use OR lock_not_available THEN
     RAISE NOTICE 'kalshibook_reader kept: still used elsewhere in this cluster';
 END $$;
 """

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from cli_support import run_cli
+from plan_support import PAUSE_COMPRESSION
 
 from kalshibook.domain.exchange_order import exchange_seq
 from kalshibook.errors import ConfigError
@@ -178,6 +179,10 @@ async def candle_1m(url: str, bucket: datetime) -> tuple[Any, ...] | None:
 async def test_compressed_chunks_take_late_writes_and_serve_reads(
     db_url: str, tmp_path: Path
 ) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # the database's compression policy must not compress a chunk between this test's own
+        # compress_chunk calls' check and their work (compress_chunk then fails: already done)
+        conn.execute(PAUSE_COMPRESSION)
     await write(
         db_url,
         tmp_path,

@@ -348,3 +348,21 @@ def test_migrate_turns_jit_off_for_the_database_and_keeps_an_operators_choice(
     migrate.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SHOW jit").fetchone() == ("on",)
+
+
+def test_downgrade_keeps_the_reader_role_another_database_is_granting_to(
+    empty_db_url: str, edition_databases: Any
+) -> None:
+    """``kalshibook_reader`` is cluster-wide: while a migration of another database holds a grant
+    to it (an open transaction), a downgrade to base keeps the role instead of failing on its lock
+    after every retry (CI saw it: two migration tests on two databases at once)."""
+    migrate.upgrade(empty_db_url)
+    with edition_databases.database() as other, psycopg.connect(other) as conn:
+        conn.execute("CREATE TABLE public.granted (x int)")
+        conn.execute("GRANT SELECT ON public.granted TO kalshibook_reader")  # locks the role
+        migrate.downgrade(empty_db_url, "base")
+        conn.rollback()
+    assert migrate.current_revision(empty_db_url) is None
+    with psycopg.connect(empty_db_url) as check:
+        kept = check.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kalshibook_reader'")
+        assert kept.fetchone() == (1,)
