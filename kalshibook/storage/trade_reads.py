@@ -79,38 +79,44 @@ WHERE market_ticker = ANY(%(tickers)s::text[])
 """
 EXTENT_ALL: Final = "SELECT min(first_hour), max(end_hour) FROM market.trade_extents"
 
-_NEXT_HOUR = """
-WITH first_day AS (
-    SELECT min(day) AS day FROM market.trade_days
-    WHERE {scope} AND day >= %(day)s AND end_hour > %(t)s
-)
-SELECT greatest(min(d.first_hour), %(t)s) FROM market.trade_days AS d, first_day
-WHERE {d_scope} AND d.day = first_day.day AND d.end_hour > %(t)s
+_NEXT_OF_MARKETS = """
+SELECT greatest(min(n.first_hour), %(t)s)
+FROM unnest(%(tickers)s::text[]) AS m(ticker)
+CROSS JOIN LATERAL (
+    SELECT d.first_hour FROM market.trade_days AS d
+    WHERE d.market_ticker = m.ticker AND d.day >= %(day)s AND d.end_hour > %(t)s
+    ORDER BY d.day, d.first_hour
+    LIMIT 1
+) AS n
 """
-_PREVIOUS_HOUR = """
-WITH last_day AS (
-    SELECT max(day) AS day FROM market.trade_days
-    WHERE {scope} AND day <= %(day)s AND first_hour < %(t)s
-)
-SELECT least(max(d.end_hour), %(t)s) FROM market.trade_days AS d, last_day
-WHERE {d_scope} AND d.day = last_day.day AND d.first_hour < %(t)s
+_PREVIOUS_OF_MARKETS = """
+SELECT least(max(n.end_hour), %(t)s)
+FROM unnest(%(tickers)s::text[]) AS m(ticker)
+CROSS JOIN LATERAL (
+    SELECT d.end_hour FROM market.trade_days AS d
+    WHERE d.market_ticker = m.ticker AND d.day <= %(day)s AND d.first_hour < %(t)s
+    ORDER BY d.day DESC, d.end_hour DESC
+    LIMIT 1
+) AS n
 """
-_DAY_SCOPES: Final = {
-    "one": ("market_ticker = %(ticker)s", "d.market_ticker = %(ticker)s"),
-    "some": (
-        "market_ticker = ANY(%(tickers)s::text[])",
-        "d.market_ticker = ANY(%(tickers)s::text[])",
-    ),
-    "all": ("true", "true"),
-}
-NEXT_TRADE_HOUR: Final = {
-    k: _NEXT_HOUR.format(scope=a, d_scope=b) for k, (a, b) in _DAY_SCOPES.items()
-}
+_NEXT_OF_ALL = """
+SELECT greatest(min(d.first_hour), %(t)s) FROM market.trade_days AS d
+WHERE d.end_hour > %(t)s
+  AND d.day = (SELECT min(day) FROM market.trade_days
+               WHERE day >= %(day)s AND end_hour > %(t)s)
+"""
+_PREVIOUS_OF_ALL = """
+SELECT least(max(d.end_hour), %(t)s) FROM market.trade_days AS d
+WHERE d.first_hour < %(t)s
+  AND d.day = (SELECT max(day) FROM market.trade_days
+               WHERE day <= %(day)s AND first_hour < %(t)s)
+"""
+NEXT_TRADE_HOUR: Final = {"markets": _NEXT_OF_MARKETS, "all": _NEXT_OF_ALL}
 """Where the scope's next trades may be from ``t`` on: the first hour holding any at or after
-``t`` (``t`` itself when its hour does), from the days with trades (migration 0013). NULL: none."""
-PREVIOUS_TRADE_HOUR: Final = {
-    k: _PREVIOUS_HOUR.format(scope=a, d_scope=b) for k, (a, b) in _DAY_SCOPES.items()
-}
+``t`` (``t`` itself when its hour does), from the days with trades (migration 0013); NULL: none.
+Per market one index probe (its next day), so the cost follows the scope's markets; every market:
+the first such day (the day index)."""
+PREVIOUS_TRADE_HOUR: Final = {"markets": _PREVIOUS_OF_MARKETS, "all": _PREVIOUS_OF_ALL}
 """The same walking down: the end of the last hour holding trades before ``t``."""
 
 _COLUMNS = """
@@ -178,9 +184,10 @@ def _skipper(
     conn: Conn, scope: list[str] | None, descending: bool
 ) -> Callable[[datetime], Awaitable[datetime | None]]:
     """:func:`read_windows`' ``skip`` for the trades of ``scope``."""
-    kind = "all" if scope is None else "one" if len(scope) == 1 else "some"
-    query = (PREVIOUS_TRADE_HOUR if descending else NEXT_TRADE_HOUR)[kind]
-    of_scope = {} if scope is None else {"ticker": scope[0], "tickers": scope}
+    query = (PREVIOUS_TRADE_HOUR if descending else NEXT_TRADE_HOUR)[
+        "all" if scope is None else "markets"
+    ]
+    of_scope = {} if scope is None else {"tickers": scope}
 
     async def skip(t: datetime) -> datetime | None:
         utc = t.astimezone(UTC)
