@@ -68,7 +68,8 @@ async def read_windows(
 
     ``skip(t)``: where the next rows past ``t`` may be (ascending: the earliest time at or after
     ``t``; descending: the latest end at or before ``t``), None when there are none; asked only
-    after a window found nothing. The windows then start there again from ``FIRST_WINDOW``."""
+    after a window found nothing. When it lies beyond ``t`` the windows start there again from
+    ``FIRST_WINDOW``; at ``t`` they keep widening."""
     out: list[R] = []
     start, width, before = (hi if descending else lo), FIRST_WINDOW, 0
     while lo < hi and len(out) < limit:
@@ -89,12 +90,14 @@ async def read_windows(
             nxt = await skip(hi if descending else lo)
             if nxt is None:
                 break
-            if descending:
-                hi = min(hi, nxt)
-            else:
-                lo = max(lo, nxt)
-            start, width, before = (hi if descending else lo), FIRST_WINDOW, len(out)
-            continue
+            if (nxt < hi) if descending else (nxt > lo):  # a jump: start again from there
+                if descending:
+                    hi = nxt
+                else:
+                    lo = nxt
+                start, width, before = (hi if descending else lo), FIRST_WINDOW, len(out)
+                continue
+            # rows may be right here (a day's hours with trades span its quiet ones): widen
         scanned = (start - w_lo) if descending else (w_hi - start)
         width = next_width(width, scanned, len(out) - before, limit - len(out))
     return out

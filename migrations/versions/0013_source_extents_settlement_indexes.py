@@ -20,7 +20,8 @@ look-up per row, as before) and widens both it and the market's extent when the 
 outside it, so the market's extent always contains its days'. The coverage reads each source's
 first and last hour from it; a page whose window came back empty jumps to the next hour holding
 trades of its markets instead of widening across the gap (kalshibook.storage.trade_reads). Filled
-from the existing trades here (one pass over ``market.trades``).
+from the existing trades here (one pass over ``market.trades``), with the trades locked against
+writes until the revision commits: a trade committed in between would have no day.
 
 ``/v1/settlements`` (and the seed's) filter by ``result``, ``event_ticker`` and ``series_ticker``
 and page in ``(settled_at, market_ticker)`` order: ``result`` had no index (every settlement was
@@ -41,6 +42,10 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
+-- trades committed by others between the fill below and this revision's commit would go through
+-- 0006's trigger and miss their day: writes of trades wait for the fill (they queue behind this
+-- lock; the collector's writer retries, the lock timeout and the migration's retries apply)
+LOCK TABLE market.trades IN SHARE MODE;
 CREATE TABLE market.trade_days (
     market_ticker text NOT NULL,
     source        text NOT NULL,

@@ -367,3 +367,44 @@ def test_downgrade_keeps_the_reader_role_another_database_is_granting_to(
     with psycopg.connect(empty_db_url) as check:
         kept = check.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kalshibook_reader'")
         assert kept.fetchone() == (1,)
+
+
+TRADE_AT_HOUR = """
+INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, count, source,
+                           received_at)
+VALUES (%s, gen_random_uuid(), %s, 0.5, 0.5, 1, 'ws', now())
+"""
+WITHOUT_DAY = """
+SELECT count(*) FROM market.trades AS t
+WHERE NOT EXISTS (SELECT FROM market.trade_days AS d
+                  WHERE d.market_ticker = t.market_ticker AND d.source = t.source
+                    AND d.first_hour <= t.ts AND d.end_hour > t.ts)
+"""
+
+
+def test_0013_counts_a_trade_committed_while_it_fills_the_trade_days(empty_db_url: str) -> None:
+    """A writer's transaction open when revision 0013 starts (the collector keeps writing while
+    `kalshibook migrate` runs) commits its trade after the fill would have read the table: the
+    revision locks the trades against writes, waits for it, and the trade has its day."""
+    migrate.upgrade(empty_db_url, "0012")
+    at = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(TRADE_AT_HOUR, (at, "BEFORE"))
+    opened = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(empty_db_url) as conn:
+            conn.execute(TRADE_AT_HOUR, (at + timedelta(hours=5), "DURING"))
+            opened.set()
+            time.sleep(1.5)  # then commits, as the writer's batch does
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert opened.wait(10)
+        migrate.upgrade(empty_db_url)
+    finally:
+        thread.join()
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM market.trades").fetchone() == (2,)
+        assert conn.execute(WITHOUT_DAY).fetchone() == (0,)
