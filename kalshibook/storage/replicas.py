@@ -256,8 +256,9 @@ class Replicas:
 
     async def _primary_lsn(self, primary: Pool) -> str | None:
         """The primary's WAL position on the checks' own connection, shared by the replicas'
-        loops (None: not known now; the lag then falls back to the replay age). Waiting for that
-        connection and the query are each bounded by ``CHECK_TIMEOUT``."""
+        loops (None: not known now; the lag then falls back to the replay age); its system
+        identifier is kept from the same answer. Waiting for that connection and the query are
+        each bounded by ``CHECK_TIMEOUT``."""
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await self._primary_lock.acquire()

@@ -374,6 +374,11 @@ INSERT INTO market.trades (ts, trade_id, market_ticker, yes_price, no_price, cou
                            received_at)
 VALUES (%s, gen_random_uuid(), %s, 0.5, 0.5, 1, 'ws', now())
 """
+WAITING = """
+SELECT count(*) FROM pg_locks
+WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+"""Lock requests waiting in this database (the migration's, behind the writer's transaction)."""
 WITHOUT_DAY = """
 SELECT count(*) FROM market.trades AS t
 WHERE NOT EXISTS (SELECT FROM market.trade_days AS d
@@ -390,13 +395,16 @@ def test_0013_counts_a_trade_committed_while_it_fills_the_trade_days(empty_db_ur
     at = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(TRADE_AT_HOUR, (at, "BEFORE"))
-    opened = threading.Event()
+    opened, migrated = threading.Event(), threading.Event()
 
     def writer() -> None:
-        with psycopg.connect(empty_db_url) as conn:
+        """Commits once the migration waits for its lock, or has finished without one."""
+        with psycopg.connect(empty_db_url) as conn, psycopg.connect(empty_db_url) as watch:
             conn.execute(TRADE_AT_HOUR, (at + timedelta(hours=5), "DURING"))
             opened.set()
-            time.sleep(1.5)  # then commits, as the writer's batch does
+            while not migrated.is_set() and watch.execute(WAITING).fetchone() == (0,):
+                watch.rollback()
+                time.sleep(0.02)
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -404,6 +412,7 @@ def test_0013_counts_a_trade_committed_while_it_fills_the_trade_days(empty_db_ur
         assert opened.wait(10)
         migrate.upgrade(empty_db_url)
     finally:
+        migrated.set()
         thread.join()
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM market.trades").fetchone() == (2,)
