@@ -45,3 +45,27 @@ def test_a_microsecond_copy_of_a_compressed_trade_is_refused(db_url: str, editio
             "SELECT trade_id, ts, created_time FROM market.trades ORDER BY trade_id"
         ).fetchall()
     assert sorted(rows) == sorted([(stored, T, T), (loose, T, finer)])
+
+
+PARENT_INDEX_LOCKS = """
+SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE l.pid = pg_backend_pid() AND c.relkind = 'i' AND c.relnamespace = 'market'::regnamespace
+  AND c.relname LIKE 'trades%%'
+"""
+
+
+def test_a_microsecond_trade_into_an_uncompressed_chunk_does_not_plan_a_read(
+    db_url: str,
+) -> None:
+    """Migration 0014: the stored-copy read is planned only for a row bound to a compressed chunk.
+    Planning it opens the hypertable's own (parent) indexes, which the insert itself never does:
+    0012's trigger, one expression, planned it for every row given with microseconds (~315 µs a
+    row, growing with the chunks)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(PAUSE_COMPRESSION)
+        conn.execute(INSERT, (T, uuid.uuid4(), "ws"))  # the chunk exists before the transaction
+        with conn.transaction():
+            conn.execute(INSERT, (T + timedelta(microseconds=7), uuid.uuid4(), "rest"))
+            row = conn.execute(PARENT_INDEX_LOCKS).fetchone()
+            assert row == (0,)
+        assert conn.execute("SELECT count(*) FROM market.trades").fetchone() == (2,)
