@@ -345,6 +345,38 @@ def endpoint_statements(
     ]
 
 
+
+def book_statements(
+    url: str, key_prefix: str, at: datetime
+) -> list[tuple[LiteralString, dict[str, Any]]]:
+    """The statements one order-book request at ``at`` runs in the bench's history: the charge,
+    the latest snapshot and gap (the day before ``at``), the snapshot epoch's deltas up to ``at``
+    (at most a checkpoint interval), the usage row. The deltas floor is cached by the API (read
+    at most every 5 s) and the snapshot is within a day of ``at``, so nothing else runs."""
+    from kalshibook.storage import api_keys, book_reads
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM private.api_keys WHERE prefix = %s", (key_prefix,)
+        ).fetchone()
+        assert row is not None
+        key_id = int(row[0])
+        base = {"ticker": BOOK, "at": at, "since": at - book_reads.SNAPSHOT_WINDOW}
+        snap = conn.execute(book_reads.BOOK_BASE, base).fetchone()
+    assert snap is not None
+    assert snap[0] is not None, "the bench's book must have a snapshot within a day"
+    snap_ts, epoch, seq = snap[0], snap[1], snap[2]
+    deltas = {"ticker": BOOK, "epoch": epoch, "at": at, "limit": book_reads.REPLAY_BATCH}
+    deltas |= {"from_ts": snap_ts - book_reads.DELTA_SLACK, "after_seq": seq}
+    usage = {"key_id": key_id, "endpoint": "/v1/markets/TICKER/orderbook", "cost": 1}
+    usage |= {"refund": 0, "extra": 0, "status": 200, "request_id": "bench"}
+    return [
+        (api_keys.CHARGE, {"id": key_id, "cost": 1}),
+        (book_reads.BOOK_BASE, base),
+        (book_reads.BOOK_DELTAS, deltas),
+        (api_keys.RECORD_USAGE, usage),
+    ]
+
 class OneClient:
     """One keep-alive HTTP/1.1 connection of the standard library's lean client (httpx costs
     about a millisecond of its own per request): the server's service time, body read in full."""
@@ -561,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
         book_rows: list[str] = []
         headline: Result | None = None
+        book_sql = float("nan")
         loaded = 0
         with psycopg.connect(bench_url, autocommit=True) as conn:
             for n in sizes:
@@ -598,7 +631,14 @@ def main(argv: list[str] | None = None) -> int:
                 assert status == 200, body
                 replayed_cp = body["data"]["deltas_applied"]
                 with_cp = load(book_url, auth, d, c)
-                headline = headline or with_cp
+                if headline is None:
+                    headline = with_cp
+                    at_dt = datetime.fromisoformat(at.replace("Z", "+00:00"))
+                    book_sql = pgbench_rate(
+                        bench_url, book_statements(bench_url, issued.prefix, at_dt), d, c
+                    )
+                    print(f"the book's statements under {c} connections (pgbench): "
+                          f"{book_sql:,.0f}/s", flush=True)
                 plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
@@ -730,6 +770,14 @@ def main(argv: list[str] | None = None) -> int:
         "| replayed (no checkpoints) | latency ms, no checkpoints |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *book_rows,
+        "",
+        f"The book's statements for one request at the first size (the key's charge, the "
+        "latest snapshot and gap, the snapshot epoch's deltas up to the instant, the usage row; "
+        f"the API's connection settings), alone under the same {c} connections (pgbench, no "
+        f"HTTP, no Python, no replay): {book_sql:,.0f} requests/s. {c} connections that each wait "
+        f"for their answer are on average {c} / throughput apart (Little's law): "
+        f"{1000 * c / book_sql:.1f} ms at that rate, with no API at all; a p50 of 5 ms at {c} "
+        f"connections needs {1000 * c / 5:,.0f} requests/s.",
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
