@@ -345,7 +345,6 @@ def endpoint_statements(
     ]
 
 
-
 def book_statements(
     url: str, key_prefix: str, at: datetime
 ) -> list[tuple[LiteralString, dict[str, Any]]]:
@@ -376,6 +375,7 @@ def book_statements(
         (book_reads.BOOK_DELTAS, deltas),
         (api_keys.RECORD_USAGE, usage),
     ]
+
 
 class OneClient:
     """One keep-alive HTTP/1.1 connection of the standard library's lean client (httpx costs
@@ -637,8 +637,10 @@ def main(argv: list[str] | None = None) -> int:
                     book_sql = pgbench_rate(
                         bench_url, book_statements(bench_url, issued.prefix, at_dt), d, c
                     )
-                    print(f"the book's statements under {c} connections (pgbench): "
-                          f"{book_sql:,.0f}/s", flush=True)
+                    print(
+                        f"the book's statements under {c} connections (pgbench): {book_sql:,.0f}/s",
+                        flush=True,
+                    )
                 plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
