@@ -49,17 +49,17 @@ EXIT_NOT_REFRESHED: Final = 5
 
 SCHEMA_CHECK: Final = """
 SELECT 'market.orderbook_deltas' = ANY(t.names),
-       ARRAY['private.writer_progress', 'market.backfill_progress', 'market.delta_extents']
-           <@ t.names,
+       ARRAY['private.writer_progress', 'market.backfill_progress', 'market.delta_extents',
+             'market.delta_days'] <@ t.names,
        current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
 FROM (SELECT coalesce(array_agg(schemaname || '.' || tablename), '{}') AS names
       FROM pg_catalog.pg_tables WHERE schemaname IN ('market', 'private')) t
 """
 """The first table of the schema (0001), and the later ones the commands write (0003's commit
-marks, 0007's backfill progress, 0009's delta extents): on an older schema the collector's every
-batch of deltas would fail and be retried, then spooled, forever. Read from the catalogue, which
-every login may read (``to_regclass`` needs ``USAGE`` on the schema: a SQL user has none on
-``private``)."""
+marks, 0007's backfill progress, 0009's delta extents, 0015's delta days): on an older schema the
+collector's every batch of deltas would fail and be retried, then spooled, forever. Read from the
+catalogue, which every login may read (``to_regclass`` needs ``USAGE`` on the schema: a SQL user
+has none on ``private``)."""
 
 
 class Login(NamedTuple):

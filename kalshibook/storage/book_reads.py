@@ -18,7 +18,7 @@ from psycopg import AsyncConnection, pq
 from kalshibook.domain.book import OrderBook
 from kalshibook.errors import BookError
 from kalshibook.storage.fetch import fetch_all, first_chunk_start, keyset
-from kalshibook.storage.windows import read_windows
+from kalshibook.storage.windows import day_skipper, read_windows
 
 __all__ = (
     "BookAt",
@@ -146,6 +146,15 @@ DELTAS_BOUNDS: Final = _DELTA_EXTENT.format(
     join="\nLEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s",
 )
 """The market's first snapshot hour and its delta extent, in one round trip."""
+NEXT_DELTA_HOUR: Final = """
+SELECT greatest(d.first_hour, %(t)s) FROM market.delta_days AS d
+WHERE d.market_ticker = %(ticker)s AND d.day >= %(day)s AND d.end_hour > %(t)s
+ORDER BY d.day
+LIMIT 1
+"""
+"""Where the market's next deltas may be from ``t`` on: the first hour holding any at or after
+``t`` (``t`` itself when its hour does), from its days with deltas (migration 0015: valid only
+while the extents are complete); no row: none."""
 DELTAS_HORIZON = timedelta(days=1)
 """How far past the present an open-ended deltas page may look (clock skew margin)."""
 
@@ -220,10 +229,12 @@ async def list_deltas(
         lo = max(lo, after[0])
     hi = end if end is not None else datetime.now(UTC) + DELTAS_HORIZON
     span = delta_span_of(bounds[1:])
-    if span is not None:
+    skip = None
+    if span is not None:  # complete extents: the days say where the deltas are
         lo, hi = max(lo, span.lo), min(hi, span.hi)
+        skip = day_skipper(conn, NEXT_DELTA_HOUR, {"ticker": ticker})
     params = {"ticker": ticker, **keyset(("c_ts", "c_epoch", "c_seq"), after)}
-    return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit)
+    return await read_windows(conn, DeltaRow, DELTAS_IN_WINDOW, params, lo, hi, limit, skip=skip)
 
 
 async def list_gaps(

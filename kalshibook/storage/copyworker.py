@@ -51,7 +51,7 @@ from kalshibook.storage.extents import (
     MAINTAIN_DELTA_EXTENTS,
     WIDEN_DELTA_EXTENTS,
     KnownExtents,
-    Span,
+    Widen,
     row_spans,
     widen_params,
 )
@@ -184,12 +184,12 @@ def write_rows(
     late-acknowledged commit, a replayed spool file, a part of a split batch) are skipped, and
     the mark moves to ``done`` in the same transaction as the rest.
 
-    A table that ``keeps_extents`` (deltas) also widens the markets' delta extents to the rows,
-    in the same transaction; ``known`` (the worker's) skips the markets whose rows lie inside
-    extents seen committed before, and learns the ones written, after the commit. ``conn``
+    A table that ``keeps_extents`` (deltas) also widens the markets' delta extents and days to
+    the rows, in the same transaction; ``known`` (the worker's) skips the markets whose rows lie
+    inside hours seen committed before, and learns the ones written, after the commit. ``conn``
     must have run :data:`MAINTAIN_DELTA_EXTENTS` (the worker's connection does, once), else the
     deltas' trigger marks the extents incomplete."""
-    widened: dict[str, Span] = {}
+    widened: dict[str, Widen] = {}
     done = _transaction(conn, spec, rows, mark, known, widened)
     known.committed(widened)
     return done
@@ -201,7 +201,7 @@ def _transaction(
     rows: Sequence[Sequence[Any]],
     mark: dict[str, Any] | None,
     known: KnownExtents,
-    widened: dict[str, Span],
+    widened: dict[str, Widen],
 ) -> tuple[int, int]:
     skipped = 0
     with conn.transaction(), conn.cursor() as cur:

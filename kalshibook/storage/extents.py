@@ -1,35 +1,52 @@
-"""The delta extents the collector's writer keeps (migration 0009): pure logic, no I/O.
+"""The delta extents and days the collector's writer keeps (migrations 0009, 0015): pure logic.
 
 Each COPY of deltas must leave every market's ``[first_hour, end_hour)`` in
-``market.delta_extents`` covering the rows it inserted, in the same transaction. Almost every
-batch stays inside hours already recorded: a COPY worker remembers the extents it has seen
-committed (:class:`KnownExtents`; extents only ever grow, so a remembered one is never wider than
-the stored one) and writes only the markets whose rows fall outside them, about once per market
-and hour.
+``market.delta_extents`` covering the rows it inserted, and, per UTC day of those rows, the day's
+``[first_hour, end_hour)`` in ``market.delta_days``, in the same transaction. Almost every batch
+stays inside hours already recorded: a COPY worker remembers, per market, the extent and the
+last day's hours it has seen committed (:class:`KnownExtents`; both only ever grow, so a
+remembered one is never wider than the stored one) and writes only the markets whose rows fall
+outside that day's hours, about once per market and hour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, LiteralString
+from typing import Any, Final, LiteralString, NamedTuple
 
 __all__ = (
     "MAINTAIN_DELTA_EXTENTS",
     "WIDEN_DELTA_EXTENTS",
     "KnownExtents",
     "Span",
+    "Widen",
     "row_spans",
     "widen_params",
 )
 
 MAINTAIN_DELTA_EXTENTS: Final[LiteralString] = (
-    "SELECT set_config('kalshibook.delta_extents', 'maintained', false)"
+    "SELECT set_config('kalshibook.delta_extents', 'maintained-days', false)"
 )
 """Once per COPY worker connection (a session setting, not one more statement per batch): its
-transactions keep the extents themselves, so the statement trigger of migration 0009 leaves them
-complete."""
+transactions keep the extents and the days themselves, so the statement trigger of migration
+0015 leaves them complete. A writer of before 0015 (``'maintained'``: no days) marks them
+incomplete."""
 WIDEN_DELTA_EXTENTS: Final[LiteralString] = """
+WITH days AS (
+    INSERT INTO market.delta_days AS e (market_ticker, day, first_hour, end_hour)
+    SELECT u.t, d.day, greatest(u.rows_lo, d.day), least(u.rows_hi, d.day + INTERVAL '24 hours')
+    FROM unnest(%(tickers)s::text[], %(rows_lo)s::timestamptz[], %(rows_hi)s::timestamptz[])
+         AS u(t, rows_lo, rows_hi)
+    CROSS JOIN LATERAL generate_series(time_bucket(INTERVAL '1 day', u.rows_lo),
+                                       u.rows_hi - INTERVAL '1 hour',
+                                       INTERVAL '24 hours') AS d(day)
+    ORDER BY u.t, d.day
+    ON CONFLICT (market_ticker, day) DO UPDATE
+    SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
+        end_hour = greatest(e.end_hour, EXCLUDED.end_hour)
+    WHERE e.first_hour > EXCLUDED.first_hour OR e.end_hour < EXCLUDED.end_hour
+)
 INSERT INTO market.delta_extents AS e (market_ticker, first_hour, end_hour)
 SELECT t, lo, hi
 FROM unnest(%(tickers)s::text[], %(lo)s::timestamptz[], %(hi)s::timestamptz[]) AS u(t, lo, hi)
@@ -40,7 +57,9 @@ SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
 WHERE e.first_hour > EXCLUDED.first_hour OR e.end_hour < EXCLUDED.end_hour
 """
 """In the deltas' transaction, after their COPY: widen the given markets' extents to cover the
-given hours. Rows are taken in ticker order, so concurrent batches cannot deadlock."""
+given hours, and each UTC day of the rows' own hours to cover its part of them. Every statement
+takes its rows in ticker (and day) order, all the extents before all the days, so concurrent
+batches cannot deadlock."""
 
 HOUR: Final = timedelta(hours=1)
 MAX_KNOWN: Final = 200_000
@@ -48,6 +67,13 @@ MAX_KNOWN: Final = 200_000
 
 Span = tuple[datetime, datetime]
 """``(first_hour, end_hour)``."""
+
+
+class Widen(NamedTuple):
+    """What one market's batch writes: its extent, and its rows' own hours (split into days)."""
+
+    extent: Span
+    rows: Span
 
 
 def _hour(ts: datetime) -> datetime:
@@ -71,46 +97,57 @@ def row_spans(rows: Sequence[Sequence[Any]]) -> dict[str, Span]:
     return {t: (lo, hi) for t, (lo, hi) in spans.items()}
 
 
-def widen_params(spans: dict[str, Span]) -> dict[str, list[Any]]:
-    """:data:`WIDEN_DELTA_EXTENTS`' parameters for ``spans`` (in ticker order)."""
-    tickers = sorted(spans)
+def widen_params(widened: dict[str, Widen]) -> dict[str, list[Any]]:
+    """:data:`WIDEN_DELTA_EXTENTS`' parameters for ``widened`` (in ticker order)."""
+    tickers = sorted(widened)
     return {
         "tickers": tickers,
-        "lo": [spans[t][0] for t in tickers],
-        "hi": [spans[t][1] for t in tickers],
+        "lo": [widened[t].extent[0] for t in tickers],
+        "hi": [widened[t].extent[1] for t in tickers],
+        "rows_lo": [widened[t].rows[0] for t in tickers],
+        "rows_hi": [widened[t].rows[1] for t in tickers],
     }
 
 
+def _merge(a: Span, b: Span) -> Span:
+    return min(a[0], b[0]), max(a[1], b[1])
+
+
 class KnownExtents:
-    """The extents one COPY worker has seen committed (never wider than the stored ones)."""
+    """Per market, the extent and the last day's hours one COPY worker has seen committed (never
+    wider than the stored ones)."""
 
     def __init__(self, limit: int = MAX_KNOWN) -> None:
-        self._known: dict[str, Span] = {}
+        self._known: dict[str, tuple[Span, Span]] = {}
         self._limit = limit
 
     def __len__(self) -> int:
         return len(self._known)
 
-    def uncovered(self, spans: dict[str, Span]) -> dict[str, Span]:
-        """Of the rows' ``(earliest, latest)`` times per market, the markets not inside a known
-        extent, with the hours to write: the rows' hours merged with the known extent."""
-        out: dict[str, Span] = {}
+    def uncovered(self, spans: dict[str, Span]) -> dict[str, Widen]:
+        """Of the rows' ``(earliest, latest)`` times per market, the markets not inside the
+        known hours of a day, with what to write: the extent (the rows' hours merged with the
+        known extent) and the rows' own hours."""
+        out: dict[str, Widen] = {}
         for ticker, (lo, hi) in spans.items():
             known = self._known.get(ticker)
-            if known is not None and known[0] <= lo and hi < known[1]:
+            if known is not None and known[1][0] <= lo and hi < known[1][1]:
                 continue
             hours = (_hour(lo), _hour(hi) + HOUR)
-            out[ticker] = (
-                hours if known is None else (min(hours[0], known[0]), max(hours[1], known[1]))
-            )
+            out[ticker] = Widen(hours if known is None else _merge(hours, known[0]), hours)
         return out
 
-    def committed(self, spans: dict[str, Span]) -> None:
-        """``spans`` are stored and committed: they cover at least these hours from now on."""
-        if len(self._known) + len(spans) > self._limit:
+    def committed(self, widened: dict[str, Widen]) -> None:
+        """``widened`` is stored and committed: its extents and its rows' last day cover at
+        least these hours from now on."""
+        if len(self._known) + len(widened) > self._limit:
             self._known.clear()
-        for ticker, (lo, hi) in spans.items():
+        for ticker, (extent, (rows_lo, rows_hi)) in widened.items():
+            last_day = (rows_hi - HOUR).replace(hour=0)
+            day = (max(rows_lo, last_day), rows_hi)
             known = self._known.get(ticker)
-            self._known[ticker] = (
-                (lo, hi) if known is None else (min(lo, known[0]), max(hi, known[1]))
-            )
+            if known is not None:
+                extent = _merge(extent, known[0])
+                if known[1][0].replace(hour=0) == last_day:
+                    day = _merge(day, known[1])
+            self._known[ticker] = (extent, day)

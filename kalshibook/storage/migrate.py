@@ -64,9 +64,10 @@ COMPRESSION_REVISION = "0004"
 EXCHANGE_ORDER_REVISION = "0005"
 # Revisions that (re)create candle aggregates WITH NO DATA, going up or down through them.
 AGGREGATE_REVISIONS = (CANDLES_REVISION, EXCHANGE_ORDER_REVISION)
-DELTA_EXTENTS_REVISION = "0009"
+DELTA_EXTENTS_REVISIONS = ("0009", "0015")
 REBUILD_DELTA_EXTENTS = "SELECT markets, complete FROM market.rebuild_delta_extents()"
-"""The first rebuild after 0009 created the extents (incomplete), outside its transaction."""
+"""The first rebuild after 0009 created the extents (incomplete), or 0015 the days (extents
+marked incomplete), outside the revision's transaction."""
 EDITION = "SELECT current_setting('timescaledb.license')"
 FIRST_SOURCE_ROW = """
 SELECT least((SELECT min(ts) FROM market.trades), (SELECT min(ts) FROM market.quotes),
@@ -86,7 +87,7 @@ def upgrade(url: str, revision: str = "head", storage: StorageSettings | None = 
     if _crossed(before, after):
         materialise_candle_history(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        if (before or "") < DELTA_EXTENTS_REVISION <= (after or ""):
+        if any((before or "") < rev <= (after or "") for rev in DELTA_EXTENTS_REVISIONS):
             log.info("computing the delta extents (one scan of market.orderbook_deltas)")
             conn.execute(REBUILD_DELTA_EXTENTS)
         if (after or "") >= COMPRESSION_REVISION:

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString
 
 import msgspec
 from psycopg import AsyncConnection, AsyncCursor
 
-from kalshibook.storage.windows import FIRST_WINDOW, read_windows, window_cursor
+from kalshibook.storage.windows import FIRST_WINDOW, day_skipper, read_windows, window_cursor
 
 __all__ = ("TradeRow", "list_trades", "list_trades_desc", "trade_scope")
 
@@ -187,17 +187,7 @@ def _skipper(
     query = (PREVIOUS_TRADE_HOUR if descending else NEXT_TRADE_HOUR)[
         "all" if scope is None else "markets"
     ]
-    of_scope = {} if scope is None else {"tickers": scope}
-
-    async def skip(t: datetime) -> datetime | None:
-        utc = t.astimezone(UTC)
-        day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
-        async with conn.cursor() as cur:
-            await cur.execute(query, {**of_scope, "t": utc, "day": day})
-            row = await cur.fetchone()
-        return None if row is None else row[0]
-
-    return skip
+    return day_skipper(conn, query, {} if scope is None else {"tickers": scope})
 
 
 async def trade_scope(

@@ -8,9 +8,9 @@ was found, at most sixteen times the last). Each statement binds ``lo``/``hi`` a
 plan-time chunk exclusion keeps its plan to the window. The bounds come from the read extents of
 migration 0006 (``market.trade_extents``, ``market.book_extents``). :func:`read_windows` with
 ``descending`` walks down from the upper bound instead, for newest-first pages. Given ``skip``, a
-window that found nothing is followed by the next time holding rows (trades: the days with trades,
-migration 0013), not by a wider window: a sparse market's page costs its rows, not the gaps
-between them.
+window that found nothing is followed by the next time holding rows (the days with trades,
+migration 0013, or with deltas, 0015), not by a wider window: a sparse market's page costs its
+rows, not the gaps between them.
 
 Rows come in PostgreSQL's binary format: the same values (timestamps, integers, exact numerics
 with their scale), without the server formatting each timestamp as text and the client parsing it
@@ -20,13 +20,13 @@ back: ~1 ms of a 1,000-row trades page (bench/bench_api.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, LiteralString, TypeVar
 
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import args_row
 
-__all__ = ("FIRST_WINDOW", "next_width", "read_windows", "window_cursor")
+__all__ = ("FIRST_WINDOW", "day_skipper", "next_width", "read_windows", "window_cursor")
 
 FIRST_WINDOW: Final = timedelta(hours=1)
 WINDOW_GROWTH: Final = 4
@@ -101,3 +101,21 @@ async def read_windows(
         scanned = (start - w_lo) if descending else (w_hi - start)
         width = next_width(width, scanned, len(out) - before, limit - len(out))
     return out
+
+
+def day_skipper(
+    conn: AsyncConnection[Any], query: LiteralString, params: Mapping[str, Any]
+) -> Callable[[datetime], Awaitable[datetime | None]]:
+    """:func:`read_windows`' ``skip`` from a look-up of days with rows (trades: migration 0013;
+    deltas: 0015): ``query`` takes ``params``, ``t`` (UTC) and ``day`` (``t``'s UTC day) and
+    returns the next (or previous) time holding rows, or no row / NULL for none."""
+
+    async def skip(t: datetime) -> datetime | None:
+        utc = t.astimezone(UTC)
+        day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with conn.cursor() as cur:
+            await cur.execute(query, {**params, "t": utc, "day": day})
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    return skip

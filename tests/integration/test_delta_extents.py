@@ -43,6 +43,29 @@ SELECT market_ticker, time_bucket(INTERVAL '1 hour', min(ts)),
        time_bucket(INTERVAL '1 hour', max(ts)) + INTERVAL '1 hour'
 FROM market.orderbook_deltas GROUP BY market_ticker ORDER BY 1
 """
+DAYS_UNCOVERED = """
+SELECT count(*) FROM market.orderbook_deltas d
+LEFT JOIN market.delta_days y
+       ON y.market_ticker = d.market_ticker AND y.day = time_bucket(INTERVAL '1 day', d.ts)
+WHERE y.market_ticker IS NULL OR d.ts < y.first_hour OR d.ts >= y.end_hour
+"""
+"""Deltas outside their market's entry for their UTC day (0015): a page could skip them."""
+DAYS_OUTSIDE_EXTENTS = """
+SELECT count(*) FROM market.delta_days y
+LEFT JOIN market.delta_extents e USING (market_ticker)
+WHERE e.market_ticker IS NULL OR y.first_hour < e.first_hour OR y.end_hour > e.end_hour
+"""
+TIGHT_DAYS = """
+SELECT market_ticker, time_bucket(INTERVAL '1 day', ts), time_bucket(INTERVAL '1 hour', min(ts)),
+       time_bucket(INTERVAL '1 hour', max(ts)) + INTERVAL '1 hour'
+FROM market.orderbook_deltas GROUP BY 1, 2 ORDER BY 1, 2
+"""
+SNAPSHOT_AT = """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (%s, %s, now(), 'snapshot', 1, 7, NULL, '[]', '[]')
+"""
+DAYS = "SELECT market_ticker, day, first_hour, end_hour FROM market.delta_days ORDER BY 1, 2"
 UNCOVERED = """
 SELECT count(*) FROM market.orderbook_deltas d
 LEFT JOIN market.delta_extents e USING (market_ticker)
@@ -117,6 +140,38 @@ async def test_the_writer_keeps_the_extents_complete_and_tight(db_url: str, tmp_
         assert state(conn)
         assert conn.execute(EXTENTS).fetchall() == conn.execute(TIGHT).fetchall()
         assert conn.execute(UNCOVERED).fetchone() == (0,)
+        # the days (0015): every delta inside its day's hours, every day inside the extent
+        assert conn.execute(DAYS_UNCOVERED).fetchone() == (0,)
+        assert conn.execute(DAYS_OUTSIDE_EXTENTS).fetchone() == (0,)
+        days = conn.execute(DAYS).fetchall()
+        assert len(days) >= len(conn.execute(TIGHT_DAYS).fetchall())
+
+
+async def test_the_writer_s_days_take_late_rows_of_a_quiet_day(db_url: str, tmp_path: Path) -> None:
+    """A market writes one day, then the day after next, then late rows of the quiet day between
+    (inside its extent): that day must get an entry, or a page would skip the late rows."""
+    t0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    settings = Settings(
+        core=CoreSettings(database_url=db_url, data_dir=str(tmp_path / "data")),
+        writer=WriterSettings(batch_age=0.05, retry_max=0.2),
+    )
+    async with (
+        open_pool(settings, min_size=1, max_size=2) as pool,
+        Writer(settings, pool) as writer,
+    ):
+        for seq, ts in enumerate((t0, t0 + timedelta(days=2), t0 + timedelta(days=1, hours=5))):
+            await writer.put("orderbook_deltas", row("KX-QUIET", ts, seq))
+            await writer.drain()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(SNAPSHOT_AT, (t0 - timedelta(minutes=1), "KX-QUIET"))
+        assert state(conn)
+        assert conn.execute(DAYS_UNCOVERED).fetchone() == (0,)
+        assert conn.execute(DAYS).fetchall() == conn.execute(TIGHT_DAYS).fetchall()
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            page = await book_reads.list_deltas(
+                aconn, ticker="KX-QUIET", start=t0, end=None, after=None, limit=10
+            )
+        assert [r.seq for r in page] == [0, 2, 1]
 
 
 def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: str) -> None:
@@ -207,7 +262,12 @@ def test_the_collector_refuses_a_schema_without_delta_extents(empty_db_url: str)
     migrate.upgrade(empty_db_url, "0008")
     with pytest.raises(SchemaError, match="older than this version"):
         asyncio.run(_check_schema(empty_db_url))
-    migrate.upgrade(empty_db_url)  # and the first rebuild comes with the upgrade
+    migrate.upgrade(empty_db_url, "0014")  # extents, no days (0015): refused too
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert state(conn)
+    with pytest.raises(SchemaError, match="older than this version"):
+        asyncio.run(_check_schema(empty_db_url))
+    migrate.upgrade(empty_db_url)  # and the rebuild comes with the upgrade
     asyncio.run(_check_schema(empty_db_url))
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         assert state(conn)
@@ -248,6 +308,20 @@ INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price
                                      sid, seq)
 SELECT now() - INTERVAL '41 days' + k * INTERVAL '1 hour', 'BUSY', now(), 'yes', 0.5, 1, 1, 3, k
 FROM generate_series(1, 41 * 24 - 1) k
+""",
+    # SPARSE: a snapshot 41 days ago, a delta a minute after it and one 40 days later
+    """
+INSERT INTO market.orderbook_snapshots (ts, market_ticker, received_at, source, epoch, sid, seq,
+                                        yes_bids, no_bids)
+VALUES (date_trunc('hour', now()) - INTERVAL '41 days', 'SPARSE', now(), 'snapshot', 1, 4, 0,
+        '[[0.2, 5]]', '[]')
+""",
+    """
+INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, delta, epoch,
+                                     sid, seq)
+SELECT date_trunc('hour', now()) - INTERVAL '41 days' + INTERVAL '1 minute'
+       + k * INTERVAL '40 days', 'SPARSE', now(), 'yes', 0.2, 1, 1, 4, k + 1
+FROM generate_series(0, 1) k
 """,
     "ANALYZE market.orderbook_deltas",
     "SELECT market.rebuild_delta_extents()",
@@ -367,3 +441,48 @@ async def test_a_missing_state_row_means_incomplete(db_url: str) -> None:
         conn.execute("SELECT market.rebuild_delta_extents()")
         assert state(conn)
         assert conn.execute(UNCOVERED).fetchone() == (0,)
+
+
+async def _sparse_page(url: str) -> tuple[list[int], int]:
+    """SPARSE's first deltas page, and the delta chunks its statements plan."""
+    Recorder.log = []
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+    ) as conn:
+        page = await book_reads.list_deltas(
+            conn, ticker="SPARSE", start=None, end=None, after=None, limit=10
+        )
+    return [r.seq for r in page], chunks_planned(url, Recorder.log, ["orderbook_deltas"])
+
+
+def test_a_sparse_market_s_deltas_page_plans_its_rows_not_the_gap(history: str) -> None:
+    """Two deltas 40 days apart (migration 0015): after an empty window the page jumps to the next
+    hour holding the market's deltas, from the days the rebuild computed. Walking the gap in
+    widening windows planned its ~160 six-hour chunks, for two rows (as it still does while the
+    extents are incomplete, with the same answer)."""
+    with psycopg.connect(history, autocommit=True) as conn:
+        assert conn.execute(DAYS_UNCOVERED).fetchone() == (0,)
+        assert conn.execute(DAYS).fetchall() == conn.execute(TIGHT_DAYS).fetchall()
+        conn.execute(INCOMPLETE)
+        try:
+            whole, whole_planned = asyncio.run(_sparse_page(history))
+        finally:
+            conn.execute(COMPLETE)
+        rows, planned = asyncio.run(_sparse_page(history))
+    assert rows == whole == [1, 2]
+    assert whole_planned >= 100, whole_planned
+    assert planned <= 8, planned  # the two rows' chunks, and the empty windows beside them
+
+
+def test_a_writer_of_before_the_days_marks_the_extents_incomplete(db_url: str) -> None:
+    """Migration 0015: a collector still running the version before it keeps the extents but
+    not the days; its writes must not leave the extents complete (a page would skip its rows)."""
+    at = datetime(2026, 4, 2, 12, 30, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT market.rebuild_delta_extents()")
+        conn.execute("SELECT set_config('kalshibook.delta_extents', 'maintained-days', false)")
+        conn.execute(DELTA_AT, (at, "NEW", 1))  # today's writer: left complete
+        assert state(conn)
+        conn.execute("SELECT set_config('kalshibook.delta_extents', 'maintained', false)")
+        conn.execute(DELTA_AT, (at, "OLD", 2))
+        assert not state(conn)

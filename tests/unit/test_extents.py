@@ -1,10 +1,11 @@
-"""The writer's delta-extent logic (kalshibook.storage.extents): spans, hours, what to write."""
+"""The writer's delta-extent and delta-day logic (kalshibook.storage.extents): spans, hours,
+what to write."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from kalshibook.storage.extents import KnownExtents, row_spans, widen_params
+from kalshibook.storage.extents import KnownExtents, Widen, row_spans, widen_params
 
 T = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -25,30 +26,64 @@ def test_unknown_markets_get_the_utc_hours_of_their_rows() -> None:
     ist = timezone(timedelta(hours=5, minutes=30))
     lo = datetime(2026, 3, 1, 15, 45, tzinfo=ist)  # 10:15Z: its UTC hour is 10:00Z, not 15:00
     known = KnownExtents()
-    assert known.uncovered({"A": (lo, T + timedelta(minutes=59, seconds=59))}) == {"A": (T, T + H)}
+    got = known.uncovered({"A": (lo, T + timedelta(minutes=59, seconds=59))})
+    assert got == {"A": Widen((T, T + H), (T, T + H))}
 
 
-def test_known_extents_skip_covered_markets_and_merge_the_others() -> None:
+def test_known_hours_skip_covered_markets_and_merge_the_others() -> None:
     known = KnownExtents()
-    known.committed({"A": (T, T + 2 * H), "B": (T, T + H)})
+    known.committed(
+        {"A": Widen((T, T + 2 * H), (T, T + 2 * H)), "B": Widen((T, T + H), (T, T + H))}
+    )
     spans = {
         "A": (T + timedelta(minutes=1), T + H + timedelta(minutes=59)),  # inside: skipped
         "B": (T + timedelta(minutes=30), T + H),  # reaches the end hour itself: widened
         "C": (T, T),
     }
-    assert known.uncovered(spans) == {"B": (T, T + 2 * H), "C": (T, T + H)}
+    expected = {"B": Widen((T, T + 2 * H), (T, T + 2 * H)), "C": Widen((T, T + H), (T, T + H))}
+    assert known.uncovered(spans) == expected
     assert widen_params(known.uncovered(spans)) == {
         "tickers": ["B", "C"],
         "lo": [T, T],
         "hi": [T + 2 * H, T + H],
+        "rows_lo": [T, T],
+        "rows_hi": [T + 2 * H, T + H],
     }
-    known.committed({"B": (T - H, T + H)})  # merged with what is known: never narrower
+    known.committed({"B": Widen((T - H, T + H), (T - H, T + H))})  # merged: never narrower
     assert known.uncovered({"B": (T - H, T + timedelta(minutes=59))}) == {}
+
+
+def test_rows_inside_the_extent_but_outside_the_known_day_are_written() -> None:
+    """The extent spans a quiet day; late rows from an hour of it that holds no recorded deltas
+    must still reach that day's entry (a page would skip them otherwise)."""
+    known = KnownExtents()
+    day2 = T + 24 * H
+    known.committed({"A": Widen((T, T + H), (T, T + H))})
+    known.committed({"A": Widen((T, day2 + H), (day2, day2 + H))})  # the extent now spans a day
+    late = T + 5 * H + timedelta(minutes=10)
+    assert known.uncovered({"A": (late, late)}) == {
+        "A": Widen((T, day2 + H), (T + 5 * H, T + 6 * H))
+    }
+    # rows inside the last day's known hours are skipped
+    assert known.uncovered({"A": (day2 + timedelta(minutes=5), day2 + timedelta(minutes=6))}) == {}
+
+
+def test_the_known_day_is_the_rows_last_day_and_merges_only_within_it() -> None:
+    known = KnownExtents()
+    evening = T.replace(hour=22)
+    # rows from 22:xx to 01:xx the next day: the known day is the next day's part
+    known.committed({"A": Widen((evening, evening + 4 * H), (evening, evening + 4 * H))})
+    midnight = T.replace(hour=0) + 24 * H
+    assert known.uncovered({"A": (midnight, midnight + timedelta(minutes=1))}) == {}
+    assert "A" in known.uncovered({"A": (evening + timedelta(minutes=1), evening + H)})
+    # the same day again: merged with what is known of it
+    known.committed({"A": Widen((evening, midnight + 6 * H), (midnight + 5 * H, midnight + 6 * H))})
+    assert known.uncovered({"A": (midnight, midnight + 5 * H + timedelta(minutes=1))}) == {}
 
 
 def test_known_extents_are_bounded() -> None:
     known = KnownExtents(limit=3)
-    known.committed({"A": (T, T + H), "B": (T, T + H)})
-    known.committed({"C": (T, T + H), "D": (T, T + H)})  # over the limit: forgets, then learns
-    assert len(known) == 2
-    assert known.uncovered({"A": (T, T)}) == {"A": (T, T + H)}
+    known.committed({"A": Widen((T, T + H), (T, T + H)), "B": Widen((T, T + H), (T, T + H))})
+    known.committed({"C": Widen((T, T + H), (T, T + H)), "D": Widen((T, T + H), (T, T + H))})
+    assert len(known) == 2  # over the limit: forgot, then learnt
+    assert known.uncovered({"A": (T, T)}) == {"A": Widen((T, T + H), (T, T + H))}
