@@ -776,8 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         f"The book's statements for one request at the first size (the key's charge, the "
         "latest snapshot and gap, the snapshot epoch's deltas up to the instant, the usage row; "
         f"the API's connection settings), alone under the same {c} connections (pgbench, no "
-        f"HTTP, no Python, no replay): {book_sql:,.0f} requests/s. {c} connections that each wait "
-        f"for their answer are on average {c} / throughput apart (Little's law): "
+        f"HTTP, no Python, no replay): {book_sql:,.0f} requests/s. With {c} connections each "
+        f"waiting for its answer, the mean latency is {c} / throughput (Little's law): "
         f"{1000 * c / book_sql:.1f} ms at that rate, with no API at all; a p50 of 5 ms at {c} "
         f"connections needs {1000 * c / 5:,.0f} requests/s.",
         "",
