@@ -6,7 +6,9 @@ them and read up to the present (correct, but planned over every delta chunk aft
 last snapshot). ``kalshibook status`` says when. This scans ``market.orderbook_deltas`` once
 (minutes on a large history; the collector may keep running, no lock is held over the scan) and
 marks the extents complete, unless deltas were written outside the collector during the scan:
-then it says so and exits 1, to be run again.
+then it says so and exits 1, to be run again. The rebuild sets every day's delta count back to
+unknown (migration 0015); the command then counts the days that have ended, one day at a time
+(the collector would, a few days every ten minutes), printing its progress.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import argparse
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime
 
 import psycopg
 
 from kalshibook.cli.common import failure_line, open_checked
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
+from kalshibook.storage.delta_counts import count_days
 from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
 
 
@@ -39,6 +43,22 @@ async def _rebuild(url: str) -> tuple[int, bool]:
     return (int(row[0]), bool(row[1])) if row else (0, False)
 
 
+async def _count(url: str) -> int:
+    started = time.monotonic()
+
+    def progress(day: datetime, markets: int) -> None:
+        print(
+            f"  counted {day:%Y-%m-%d}: {markets} markets ({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
+
+    async with await open_checked(url) as conn:  # autocommit: a transaction per day
+        try:
+            return await count_days(conn, datetime.now(UTC), progress=progress)
+        except psycopg.Error as exc:
+            raise StorageError(f"counting the delta days failed: {failure_line(exc)}") from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     del args
     url = settings.require_database()
@@ -55,4 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     print("delta extents complete: reads of deltas end at each market's last delta hour")
+    print("counting the deltas of each day that has ended ...", flush=True)
+    days = asyncio.run(_count(url))
+    print(f"delta days counted: {days}")
     return 0

@@ -62,6 +62,7 @@ from kalshibook.errors import KalshibookError
 from kalshibook.kalshi.rest import KalshiRest
 from kalshibook.kalshi.ws import KalshiWebSocket, WsSession
 from kalshibook.settings import Settings
+from kalshibook.storage.delta_counts import COUNT_EVERY, count_days
 from kalshibook.storage.pool import Pool
 from kalshibook.storage.restart import book_markets, known_markets, last_stored
 from kalshibook.storage.writer import Writer
@@ -69,6 +70,10 @@ from kalshibook.storage.writer import Writer
 __all__ = ("Collector",)
 
 log = logging.getLogger(__name__)
+
+COUNT_DAYS = 24
+"""Days of deltas the collector counts per round (every ``COUNT_EVERY`` seconds): a year's
+backlog is counted in about 2.5 hours, one day's scan at a time."""
 
 
 class Collector:
@@ -190,6 +195,7 @@ class Collector:
             "settlements": self.settlements.run,
             "backfill": self.backfill.run,
             "checkpointer": self._checkpoint_task,
+            "delta-counts": self._count_task,
         }
         if self.metrics_server is not None:
             server = self.metrics_server
@@ -388,6 +394,24 @@ class Collector:
             if router.has_unstamped and time.monotonic() - self._last_frame_wall > 1.0:
                 router.flush_unstamped(now)
             await self._pump_rows()
+
+    async def _count_task(self) -> None:
+        """Count the order-book deltas of the days that have ended (kalshibook.storage
+        .delta_counts), a few days a round: the seed market detail's delta count reads them."""
+        while not self.stop_event.is_set():
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.set_autocommit(True)
+                    try:
+                        days = await count_days(conn, datetime.now(UTC), limit=COUNT_DAYS)
+                    finally:
+                        await conn.set_autocommit(False)
+                if days:
+                    log.info("delta counts: %d days counted", days)
+            except psycopg.Error as exc:
+                log.warning("counting the deltas of ended days failed (%s); retried later", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), COUNT_EVERY)
 
     # -- observability -------------------------------------------------------------------------
 

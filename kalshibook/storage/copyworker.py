@@ -34,7 +34,7 @@ import signal
 import struct
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Final
@@ -52,6 +52,7 @@ from kalshibook.storage.extents import (
     WIDEN_DELTA_EXTENTS,
     KnownExtents,
     Widen,
+    ended_before,
     row_spans,
     widen_params,
 )
@@ -233,9 +234,10 @@ def _transaction(
                 if data:
                     send(data)
         if spec.keeps_extents:  # after the COPY, which has checked every row
-            widened.update(known.uncovered(row_spans(rows)))
+            ended = ended_before(datetime.now(UTC))
+            widened.update(known.uncovered(row_spans(rows), ended))
             if widened:
-                cur.execute(WIDEN_DELTA_EXTENTS, widen_params(widened))
+                cur.execute(WIDEN_DELTA_EXTENTS, widen_params(widened, ended))
         if spec.merge_sql is None:
             return len(rows), skipped
         if spec.copies_at_other_times:

@@ -21,6 +21,7 @@ __all__ = (
     "KnownExtents",
     "Span",
     "Widen",
+    "ended_before",
     "row_spans",
     "widen_params",
 )
@@ -44,8 +45,11 @@ WITH days AS (
     ORDER BY u.t, d.day
     ON CONFLICT (market_ticker, day) DO UPDATE
     SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
-        end_hour = greatest(e.end_hour, EXCLUDED.end_hour)
+        end_hour = greatest(e.end_hour, EXCLUDED.end_hour),
+        deltas = CASE WHEN EXCLUDED.day < %(ended_before)s THEN NULL ELSE e.deltas END,
+        version = e.version + (EXCLUDED.day < %(ended_before)s)::int
     WHERE e.first_hour > EXCLUDED.first_hour OR e.end_hour < EXCLUDED.end_hour
+       OR EXCLUDED.day < %(ended_before)s
 )
 INSERT INTO market.delta_extents AS e (market_ticker, first_hour, end_hour)
 SELECT t, lo, hi
@@ -57,11 +61,15 @@ SET first_hour = least(e.first_hour, EXCLUDED.first_hour),
 WHERE e.first_hour > EXCLUDED.first_hour OR e.end_hour < EXCLUDED.end_hour
 """
 """In the deltas' transaction, after their COPY: widen the given markets' extents to cover the
-given hours, and each UTC day of the rows' own hours to cover its part of them. Every statement
+given hours, and each UTC day of the rows' own hours to cover its part of them. A day that had
+ended when the batch was formed (``ended_before``: a day starting before it ended more than 24
+hours before) loses its count and gets a new version (migration 0015: the count may miss these
+rows; kalshibook.storage.delta_counts counts it again). Every statement
 takes its rows in ticker (and day) order, all the extents before all the days, so concurrent
 batches cannot deadlock."""
 
 HOUR: Final = timedelta(hours=1)
+DAY: Final = timedelta(days=1)
 MAX_KNOWN: Final = 200_000
 """Markets a worker remembers; past that it forgets them all (and relearns by writing)."""
 
@@ -97,16 +105,23 @@ def row_spans(rows: Sequence[Sequence[Any]]) -> dict[str, Span]:
     return {t: (lo, hi) for t, (lo, hi) in spans.items()}
 
 
-def widen_params(widened: dict[str, Widen]) -> dict[str, list[Any]]:
-    """:data:`WIDEN_DELTA_EXTENTS`' parameters for ``widened`` (in ticker order)."""
+def widen_params(widened: dict[str, Widen], ended_before: datetime) -> dict[str, Any]:
+    """:data:`WIDEN_DELTA_EXTENTS`' parameters for ``widened`` (in ticker order); days starting
+    before ``ended_before`` have ended (see :func:`ended_before`)."""
     tickers = sorted(widened)
     return {
+        "ended_before": ended_before,
         "tickers": tickers,
         "lo": [widened[t].extent[0] for t in tickers],
         "hi": [widened[t].extent[1] for t in tickers],
         "rows_lo": [widened[t].rows[0] for t in tickers],
         "rows_hi": [widened[t].rows[1] for t in tickers],
     }
+
+
+def ended_before(now: datetime) -> datetime:
+    """Days starting before this had ended at ``now``: a write into one makes its count stale."""
+    return now.astimezone(UTC) - DAY
 
 
 def _merge(a: Span, b: Span) -> Span:
@@ -124,14 +139,20 @@ class KnownExtents:
     def __len__(self) -> int:
         return len(self._known)
 
-    def uncovered(self, spans: dict[str, Span]) -> dict[str, Widen]:
+    def uncovered(self, spans: dict[str, Span], ended: datetime) -> dict[str, Widen]:
         """Of the rows' ``(earliest, latest)`` times per market, the markets not inside the
-        known hours of a day, with what to write: the extent (the rows' hours merged with the
+        known hours of a day, or with rows in a day that had ended (starting before ``ended``:
+        its count must go), with what to write: the extent (the rows' hours merged with the
         known extent) and the rows' own hours."""
         out: dict[str, Widen] = {}
         for ticker, (lo, hi) in spans.items():
             known = self._known.get(ticker)
-            if known is not None and known[1][0] <= lo and hi < known[1][1]:
+            if (
+                known is not None
+                and known[1][0] <= lo
+                and hi < known[1][1]
+                and _hour(lo).replace(hour=0) >= ended
+            ):
                 continue
             hours = (_hour(lo), _hour(hi) + HOUR)
             out[ticker] = Widen(hours if known is None else _merge(hours, known[0]), hours)

@@ -13,7 +13,8 @@ from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of
+from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of, deltas_floor
+from kalshibook.storage.delta_counts import market_delta_count
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 
@@ -47,24 +48,36 @@ market without an extent has none, and the statements below plan only chunks ins
 Over the whole history they planned every chunk of the hypertables (deltas: four chunks a day)
 for every request."""
 
-MARKET_BOOK = """
+_MARKET_BOOK = """
 SELECT (SELECT count(*) FROM market.orderbook_snapshots
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
-       (SELECT count(*) FROM market.orderbook_deltas
-        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s),
+       {delta_count},
        (SELECT min(ts) FROM market.orderbook_snapshots
         WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
        GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
                  WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
                 (SELECT max(ts) FROM market.orderbook_deltas
-                 WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s
+                 WHERE market_ticker = %(ticker)s AND ts >= {last_delta_since}
                    AND ts < %(deltas_to)s))
 """
+MARKET_BOOK: Final = _MARKET_BOOK.format(
+    delta_count="""(SELECT count(*) FROM market.orderbook_deltas
+        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s)""",
+    last_delta_since="%(deltas_from)s",
+)
 """One market's recorded book: snapshot and delta counts, first snapshot, last snapshot or delta
 (index scans on ``(market_ticker, ts)``), the snapshots inside the book extent. Deltas follow the
 first snapshot, stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the
 last one: they are read up to the end of their extent, or, while the delta extents are
 incomplete, up to ``'infinity'``."""
+MARKET_BOOK_COUNTED: Final = _MARKET_BOOK.format(
+    delta_count="NULL::bigint",
+    last_delta_since="greatest(%(deltas_from)s, %(deltas_to)s - INTERVAL '1 hour')",
+)
+"""The same with complete delta extents: no count of the deltas (it comes from the days' counts,
+kalshibook.storage.delta_counts, not from every delta of the market) and the last delta looked
+for in the last hour of the market's delta extent, where it lies (a DELETE of deltas makes the
+extents incomplete; retention drops the oldest chunks first)."""
 
 _TRADE_SPAN = """
 SELECT (SELECT min(ts) FROM market.trades
@@ -118,9 +131,11 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
     params["deltas_to"] = _INFINITY if span is None else span.hi
     book: tuple[Any, ...] = (0, 0, None, None)
     first_trade = last_trade = None
+    counted = span is not None and book_from is not None
+    floor = await deltas_floor(conn) if counted else None
     async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:
         if book_from is not None:
-            await book_cur.execute(MARKET_BOOK, params)
+            await book_cur.execute(MARKET_BOOK_COUNTED if counted else MARKET_BOOK, params)
         if trades_from is not None:
             await trade_cur.execute(MARKET_TRADE_EDGES, params)
         if book_from is not None:
@@ -131,6 +146,8 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
                 await trade_cur.execute(MARKET_TRADE_SPAN, params)
                 first_trade, last_trade = await trade_cur.fetchone() or (None, None)
     snapshots, deltas, first_book, last_book = book
+    if counted and span is not None:
+        deltas = await market_delta_count(conn, ticker, floor, span.hi)
     return MarketData(
         int(snapshots),
         int(deltas),

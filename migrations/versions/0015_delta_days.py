@@ -1,4 +1,4 @@
-"""Delta days: per market and UTC day with deltas, the hours holding them, kept by the writer.
+"""Delta days: per market and UTC day with deltas, the hours holding them and their count.
 
 Revision ID: 0015
 Revises: 0014
@@ -21,6 +21,19 @@ keeps the extents but not the days) still running after the upgrade marks the ex
 incomplete at its next write, instead of leaving days missing that a page would skip. This
 revision marks them incomplete itself; ``kalshibook migrate`` runs the rebuild right after, in
 its own transaction (as after 0009), and ``kalshibook rebuild-extents`` does whenever needed.
+
+Each day's entry also holds, once counted, the market's number of deltas that day (``deltas``;
+NULL: not counted): the seed API's market detail (``delta_count``) counted every delta of the
+market, so its latency grew with the market's history (~100 ms per 1.8M deltas). The collector
+counts each day a few hours after it ended (kalshibook.storage.delta_counts; ``kalshibook
+rebuild-extents`` counts them all), and a read adds the counted days to a count of the rest: the
+day retention cut into, and the days since the first uncounted one. A write of deltas into a day
+that has ended (the writer's late rows: a replayed spool) sets that day's count back to NULL and
+bumps its ``version``; a count is stored only if the day's ``version`` is still the one it read,
+so a count racing such a write is never kept. ``DELETE`` of deltas now marks the extents
+incomplete too (it makes counts wrong; the rebuild sets every count back to NULL). Retention
+(``drop_chunks``), compression and decompression fire no trigger (checked on 2.19.3): the reads
+take the deltas' first chunk as the floor below which counted days no longer hold.
 
 Downgrade restores 0009's trigger and rebuild functions and drops the table.
 """
@@ -56,6 +69,9 @@ BEGIN
         INSERT INTO market.delta_extents_state (complete) VALUES (false) ON CONFLICT DO NOTHING;
         SELECT s.generation INTO seen FROM market.delta_extents_state AS s;
     END IF;
+    -- counts are recounted from scratch (by the collector, or kalshibook rebuild-extents); the
+    -- version bump makes a count computed before this statement unstorable
+    UPDATE market.delta_days SET deltas = NULL, version = version + 1 WHERE deltas IS NOT NULL;
     WITH scan AS MATERIALIZED (
         SELECT market_ticker, time_bucket(INTERVAL '1 day', ts) AS day,
                time_bucket(INTERVAL '1 hour', min(ts)) AS first_hour,
@@ -124,22 +140,38 @@ CREATE TABLE market.delta_days (
     day           timestamptz NOT NULL,
     first_hour    timestamptz NOT NULL,
     end_hour      timestamptz NOT NULL,
+    deltas        bigint CHECK (deltas >= 0),
+    version       bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (market_ticker, day),
     CHECK (day <= first_hour AND first_hour < end_hour AND end_hour <= day + INTERVAL '24 hours')
 );
+CREATE INDEX delta_days_uncounted_idx ON market.delta_days (day) WHERE deltas IS NULL;
+COMMENT ON COLUMN market.delta_days.deltas IS
+    'the market''s deltas that day, once counted (NULL: not counted; valid while the extents '
+    'are complete and the day lies after the deltas'' first chunk)';
+COMMENT ON COLUMN market.delta_days.version IS
+    'bumped by every write that makes the count stale; a count is stored only if unchanged';
 COMMENT ON TABLE market.delta_days IS
     'per market and UTC day with order-book deltas, the hours [first_hour, end_hour) holding '
     'them (writer-kept; valid only while market.delta_extents_state.complete)';
 GRANT SELECT ON market.delta_days TO kalshibook_reader;
 UPDATE market.delta_extents_state
 SET complete = false, generation = generation + 1, changed_at = now();
+DROP TRIGGER deltas_unmaintained ON market.orderbook_deltas;
+CREATE TRIGGER deltas_unmaintained AFTER INSERT OR UPDATE OR DELETE ON market.orderbook_deltas
+    FOR EACH STATEMENT EXECUTE FUNCTION market.deltas_unmaintained();
 """
     + _TRIGGER.replace("{maintained}", "maintained-days")
     + REBUILD
 )
 
 DOWNGRADE = (
-    _TRIGGER.replace("{maintained}", "maintained")
+    """
+DROP TRIGGER deltas_unmaintained ON market.orderbook_deltas;
+CREATE TRIGGER deltas_unmaintained AFTER INSERT OR UPDATE ON market.orderbook_deltas
+    FOR EACH STATEMENT EXECUTE FUNCTION market.deltas_unmaintained();
+"""
+    + _TRIGGER.replace("{maintained}", "maintained")
     + REBUILD_0009
     + "DROP TABLE IF EXISTS market.delta_days;\n"
 )

@@ -186,6 +186,10 @@ def test_other_writes_mark_them_incomplete_and_rebuild_extents_restores(db_url: 
         assert proc.returncode == 0, proc.stderr
         assert "1 markets with deltas" in proc.stdout
         assert "delta extents complete" in proc.stdout
+        # then the days that have ended are counted (0015), with a line each
+        assert "counted 2026-04-02: 1 markets" in proc.stdout
+        assert "delta days counted: 1" in proc.stdout
+        assert conn.execute("SELECT deltas FROM market.delta_days").fetchall() == [(1,)]
         assert state(conn)
         shown = status_reads.read_database(conn, url="x", gap_window=timedelta(hours=1))
         assert shown.database.delta_extents == "complete"
