@@ -147,14 +147,20 @@ DELTAS_BOUNDS: Final = _DELTA_EXTENT.format(
 )
 """The market's first snapshot hour and its delta extent, in one round trip."""
 NEXT_DELTA_HOUR: Final = """
-SELECT greatest(d.first_hour, %(t)s) FROM market.delta_days AS d
-WHERE d.market_ticker = %(ticker)s AND d.day >= %(day)s AND d.end_hour > %(t)s
-ORDER BY d.day
-LIMIT 1
+SELECT CASE WHEN s.complete THEN n.hour ELSE %(t)s END
+FROM (SELECT 1) AS one
+LEFT JOIN market.delta_extents_state AS s ON true
+LEFT JOIN LATERAL (
+    SELECT greatest(d.first_hour, %(t)s) AS hour FROM market.delta_days AS d
+    WHERE d.market_ticker = %(ticker)s AND d.day >= %(day)s AND d.end_hour > %(t)s
+    ORDER BY d.day
+    LIMIT 1
+) AS n ON true
 """
 """Where the market's next deltas may be from ``t`` on: the first hour holding any at or after
 ``t`` (``t`` itself when its hour does), from its days with deltas (migration 0015: valid only
-while the extents are complete); no row: none."""
+while the extents are complete: read with them, as they are now, so a write from outside the
+collector since the page began turns the jump off); NULL: none."""
 DELTAS_HORIZON = timedelta(days=1)
 """How far past the present an open-ended deltas page may look (clock skew margin)."""
 

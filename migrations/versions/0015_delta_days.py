@@ -69,9 +69,6 @@ BEGIN
         INSERT INTO market.delta_extents_state (complete) VALUES (false) ON CONFLICT DO NOTHING;
         SELECT s.generation INTO seen FROM market.delta_extents_state AS s;
     END IF;
-    -- counts are recounted from scratch (by the collector, or kalshibook rebuild-extents); the
-    -- version bump makes a count computed before this statement unstorable
-    UPDATE market.delta_days SET deltas = NULL, version = version + 1 WHERE deltas IS NOT NULL;
     WITH scan AS MATERIALIZED (
         SELECT market_ticker, time_bucket(INTERVAL '1 day', ts) AS day,
                time_bucket(INTERVAL '1 hour', min(ts)) AS first_hour,
@@ -93,6 +90,10 @@ BEGIN
             end_hour = greatest(e.end_hour, EXCLUDED.end_hour)
     )
     SELECT count(*) INTO markets FROM extents;
+    -- counts are recounted from scratch (by the collector, or kalshibook rebuild-extents); the
+    -- version bump makes a count computed before this statement unstorable. After the extents
+    -- and days above: rows locked in the writer's order (extents, then days), no deadlock
+    UPDATE market.delta_days SET deltas = NULL, version = version + 1 WHERE deltas IS NOT NULL;
     UPDATE market.delta_extents_state AS s SET complete = true, changed_at = now()
     WHERE s.generation = seen;
     complete := FOUND;
@@ -155,6 +156,10 @@ COMMENT ON TABLE market.delta_days IS
     'per market and UTC day with order-book deltas, the hours [first_hour, end_hour) holding '
     'them (writer-kept; valid only while market.delta_extents_state.complete)';
 GRANT SELECT ON market.delta_days TO kalshibook_reader;
+-- a collector of before this revision may be inside a COPY whose statement trigger ran the old
+-- function (no mark): wait for it, or its rows (without days) would commit after the rebuild's
+-- scan while the extents say complete
+LOCK TABLE market.orderbook_deltas IN SHARE ROW EXCLUSIVE MODE;
 UPDATE market.delta_extents_state
 SET complete = false, generation = generation + 1, changed_at = now();
 DROP TRIGGER deltas_unmaintained ON market.orderbook_deltas;
