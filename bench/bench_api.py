@@ -318,6 +318,16 @@ def pgbench_rate(
     return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
+def key_id_of(url: str, key_prefix: str) -> int:
+    """The id of the bench's API key (the charge and usage statements take it)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM private.api_keys WHERE prefix = %s", (key_prefix,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def endpoint_statements(
     url: str, key_prefix: str, bare_params: dict[str, Any]
 ) -> list[tuple[LiteralString, dict[str, Any]]]:
@@ -326,12 +336,7 @@ def endpoint_statements(
     (pgbench reads ``:name`` as a variable, so the route's template is given without one)."""
     from kalshibook.storage import api_keys, trade_reads
 
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT id FROM private.api_keys WHERE prefix = %s", (key_prefix,)
-        ).fetchone()
-    assert row is not None
-    key_id = int(row[0])
+    key_id = key_id_of(url, key_prefix)
     lo = bare_params["start"]
     window = {"ticker": TRADES, "lo": lo, "hi": bare_params["end"], "limit": 1001}
     window |= {"c_ts": None, "c_seq": None, "c_id": None}
@@ -354,12 +359,8 @@ def book_statements(
     at most every 5 s) and the snapshot is within a day of ``at``, so nothing else runs."""
     from kalshibook.storage import api_keys, book_reads
 
+    key_id = key_id_of(url, key_prefix)
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT id FROM private.api_keys WHERE prefix = %s", (key_prefix,)
-        ).fetchone()
-        assert row is not None
-        key_id = int(row[0])
         base = {"ticker": BOOK, "at": at, "since": at - book_reads.SNAPSHOT_WINDOW}
         snap = conn.execute(book_reads.BOOK_BASE, base).fetchone()
     assert snap is not None

@@ -68,7 +68,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refresh-candles": ("kalshibook.cli.refresh_candles", "refresh candle aggregates for a window"),
     "rebuild-extents": (
         "kalshibook.cli.rebuild_extents",
-        "recompute the per-market delta extents after deltas were written outside the collector",
+        "recompute the per-market delta extents and days after deltas were written outside the "
+        "collector, then count the ended days' deltas",
     ),
     "dedupe-trades": (
         "kalshibook.cli.dedupe_trades",

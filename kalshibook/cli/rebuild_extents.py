@@ -1,4 +1,4 @@
-"""`kalshibook rebuild-extents`: recompute the per-market delta extents (migration 0009).
+"""`kalshibook rebuild-extents`: recompute the delta extents and days (migrations 0009, 0015).
 
 The collector's writer keeps ``market.delta_extents`` itself; anything else that writes deltas
 (plain SQL, a loader's COPY, a repair) marks them incomplete, and the reads of deltas then ignore

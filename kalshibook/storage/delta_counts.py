@@ -34,6 +34,7 @@ __all__ = (
     "day_counts_of",
     "live_ranges",
     "market_delta_count",
+    "whole_days_from",
 )
 
 Conn = AsyncConnection[Any]
@@ -87,7 +88,8 @@ async def count_days(
 ) -> int:
     """Count the days that ended :data:`SEAL` before ``now`` and are not counted yet, oldest
     first, each in a transaction of its own (``conn`` in autocommit); at most ``limit`` days.
-    ``progress(day, markets)`` after each. Returns the days counted."""
+    ``progress(day, markets)`` after each. Returns the days counted (a day whose count a
+    racing write kept from being stored, and that is counted again, counts twice)."""
     last = (now.astimezone(UTC) - SEAL - DAY).replace(hour=0, minute=0, second=0, microsecond=0)
     done = 0
     while limit is None or done < limit:
