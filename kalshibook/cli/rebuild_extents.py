@@ -1,4 +1,5 @@
-"""`kalshibook rebuild-extents`: recompute the delta extents and days (migrations 0009, 0015).
+"""`kalshibook rebuild-extents`: recompute the delta extents and days (migrations 0009, 0015), and
+the snapshots' book days when they are incomplete (0016).
 
 The collector's writer keeps ``market.delta_extents`` itself; anything else that writes deltas
 (plain SQL, a loader's COPY, a repair) marks them incomplete, and the reads of deltas then ignore
@@ -9,6 +10,11 @@ marks the extents complete, unless deltas were written outside the collector dur
 then it says so and exits 1, to be run again. The rebuild sets every day's delta count back to
 unknown (migration 0015); the command then counts the days that have ended, one day at a time
 (the collector would, a few days every ten minutes), printing its progress.
+
+The book days (``market.book_days``: each market's snapshots per day, kept by a trigger on every
+insert) are made incomplete by an ``UPDATE``, ``DELETE`` or ``TRUNCATE`` of snapshots; the
+command then recomputes them first, in one scan of ``market.orderbook_snapshots`` during which
+writes of snapshots wait (the collector's writer holds them and retries).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Final
 
 import psycopg
 
@@ -26,6 +33,9 @@ from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
 from kalshibook.storage.delta_counts import count_days
 from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
+
+BOOK_DAYS_STATE: Final = "SELECT complete FROM market.book_days_state"
+REBUILD_BOOK_DAYS: Final = "SELECT markets, days FROM market.rebuild_book_days()"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +51,20 @@ async def _rebuild(url: str) -> tuple[int, bool]:
                 f"rebuilding the delta extents failed: {failure_line(exc)}"
             ) from None
     return (int(row[0]), bool(row[1])) if row else (0, False)
+
+
+async def _rebuild_book_days(url: str) -> tuple[int, int] | None:
+    """Recompute the book days if they are incomplete: (markets, days), or None if complete."""
+    async with await open_checked(url) as conn:
+        try:
+            state = await (await conn.execute(BOOK_DAYS_STATE)).fetchone()
+            if state is not None and state[0]:
+                return None
+            print("scanning market.orderbook_snapshots for every market's book days ...")
+            row = await (await conn.execute(REBUILD_BOOK_DAYS)).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"rebuilding the book days failed: {failure_line(exc)}") from None
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 async def _count(url: str) -> int:
@@ -62,6 +86,13 @@ async def _count(url: str) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     del args
     url = settings.require_database()
+    started = time.monotonic()
+    book_days = asyncio.run(_rebuild_book_days(url))
+    if book_days is None:
+        print("book days complete: not rebuilt")
+    else:
+        took = time.monotonic() - started
+        print(f"book days rebuilt: {book_days[1]} days of {book_days[0]} markets, in {took:.1f} s")
     print("scanning market.orderbook_deltas for every market's delta extent ...", flush=True)
     started = time.monotonic()
     markets, complete = asyncio.run(_rebuild(url))

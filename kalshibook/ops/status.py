@@ -358,6 +358,11 @@ def render_text(report: Report) -> str:
                 f"           delta extents {db.delta_extents}: reads of deltas scan to the "
                 "present until `kalshibook rebuild-extents`"
             )
+        if db.book_days is not None and db.book_days != "complete":
+            lines.append(
+                f"           book days {db.book_days}: market details count snapshots one by "
+                "one until `kalshibook rebuild-extents`"
+            )
     else:
         lines.append(f"database   unreachable ({db.url}): {db.error}")
 

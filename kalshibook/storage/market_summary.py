@@ -13,8 +13,10 @@ from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of, deltas_floor
+from kalshibook.storage.book_days import BookSpan, book_span
+from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of
 from kalshibook.storage.delta_counts import market_delta_count
+from kalshibook.storage.fetch import FIRST_CHUNK_START
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 
@@ -36,48 +38,37 @@ class EventStats(NamedTuple):
 
 
 MARKET_EXTENTS = """
-SELECT b.first_hour, b.end_hour, t.first_hour, t.end_hour, s.complete, d.first_hour, d.end_hour
+SELECT b.first_hour, b.end_hour, t.first_hour, t.end_hour, s.complete, d.first_hour, d.end_hour,
+       bs.complete
 FROM (SELECT 1) AS one
 LEFT JOIN market.book_extents AS b ON b.market_ticker = %(ticker)s
 LEFT JOIN market.trade_extents AS t ON t.market_ticker = %(ticker)s
 LEFT JOIN market.delta_extents_state AS s ON true
 LEFT JOIN market.delta_extents AS d ON d.market_ticker = %(ticker)s
+LEFT JOIN market.book_days_state AS bs ON true
 """
 """Where one market's snapshots, trades and deltas lie (read extents, migrations 0006 and 0009): a
 market without an extent has none, and the statements below plan only chunks inside its extents.
 Over the whole history they planned every chunk of the hypertables (deltas: four chunks a day)
-for every request."""
+for every request. Also whether the delta extents and the book days (0016) are complete."""
 
-_MARKET_BOOK = """
-SELECT (SELECT count(*) FROM market.orderbook_snapshots
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
-       {delta_count},
-       (SELECT min(ts) FROM market.orderbook_snapshots
-        WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
-       GREATEST((SELECT max(ts) FROM market.orderbook_snapshots
-                 WHERE market_ticker = %(ticker)s AND ts >= %(book_from)s AND ts < %(book_to)s),
-                (SELECT max(ts) FROM market.orderbook_deltas
-                 WHERE market_ticker = %(ticker)s AND ts >= {last_delta_since}
-                   AND ts < %(deltas_to)s))
+DELTAS_LIVE: Final = """
+SELECT count(*), max(ts) FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s
 """
-MARKET_BOOK: Final = _MARKET_BOOK.format(
-    delta_count="""(SELECT count(*) FROM market.orderbook_deltas
-        WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s)""",
-    last_delta_since="%(deltas_from)s",
-)
-"""One market's recorded book: snapshot and delta counts, first snapshot, last snapshot or delta
-(index scans on ``(market_ticker, ts)``), the snapshots inside the book extent. Deltas follow the
-first snapshot, stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the
-last one: they are read up to the end of their extent, or, while the delta extents are
-incomplete, up to ``'infinity'``."""
-MARKET_BOOK_COUNTED: Final = _MARKET_BOOK.format(
-    delta_count="NULL::bigint",
-    last_delta_since="greatest(%(deltas_from)s, %(deltas_to)s - INTERVAL '1 hour')",
-)
-"""The same with complete delta extents: no count of the deltas (it comes from the days' counts,
-kalshibook.storage.delta_counts, not from every delta of the market) and the last delta looked
-for in the last hour of the market's delta extent, where it lies (a DELETE of deltas makes the
-extents incomplete; retention drops the oldest chunks first)."""
+"""One market's deltas, counted one by one, and its last. Deltas follow the first snapshot,
+stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the last one: they
+are read up to the end of their extent, or, while the delta extents are incomplete, up to
+``'infinity'``."""
+LAST_DELTA: Final = """
+SELECT NULL::bigint, max(ts) FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s
+  AND ts >= greatest(%(deltas_from)s, %(deltas_to)s - INTERVAL '1 hour') AND ts < %(deltas_to)s
+"""
+"""With complete delta extents: no count (it comes from the days' counts,
+kalshibook.storage.delta_counts) and the last delta looked for in the last hour of the market's
+delta extent, where it lies (a DELETE of deltas makes the extents incomplete; retention drops the
+oldest chunks first)."""
 
 _TRADE_SPAN = """
 SELECT (SELECT min(ts) FROM market.trades
@@ -116,9 +107,14 @@ WHERE m.ticker = ANY(%(tickers)s::text[])
 async def market_data(conn: Conn, ticker: str) -> MarketData:
     """Snapshot and delta counts, first and last book or trade time of one market."""
     params: dict[str, Any] = {"ticker": ticker}
-    cur = await conn.execute(MARKET_EXTENTS, params)
-    extents = await cur.fetchone()
+    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as floor_cur:
+        await cur.execute(MARKET_EXTENTS, params)
+        # where the stored deltas begin, read now: a cached floor could count a dropped day
+        await floor_cur.execute(FIRST_CHUNK_START, {"table": "orderbook_deltas"})
+        extents = await cur.fetchone()
+        floor = await floor_cur.fetchone()
     assert extents is not None  # scalar subqueries: always one row
+    deltas_floor = None if floor is None or floor[0] is None else floor[0].astimezone(UTC)
     # in UTC: arithmetic on a local datetime (a session in another time zone) is wall-clock time
     book_from, book_to, trades_from, trades_to = (
         None if t is None else t.astimezone(UTC) for t in extents[:4]
@@ -127,32 +123,34 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
         book_from=book_from, book_to=book_to, trades_from=trades_from, trades_to=trades_to
     )
     params["deltas_from"] = None if book_from is None else book_from - DELTA_SLACK
-    span = delta_span_of(extents[4:])
+    span = delta_span_of(extents[4:7])
     params["deltas_to"] = _INFINITY if span is None else span.hi
-    book: tuple[Any, ...] = (0, 0, None, None)
-    first_trade = last_trade = None
     counted = span is not None and book_from is not None
-    floor = await deltas_floor(conn) if counted else None
-    async with conn.pipeline(), conn.cursor() as book_cur, conn.cursor() as trade_cur:
+    deltas: tuple[Any, ...] = (0, None)
+    first_trade = last_trade = None
+    async with conn.pipeline(), conn.cursor() as delta_cur, conn.cursor() as trade_cur:
         if book_from is not None:
-            await book_cur.execute(MARKET_BOOK_COUNTED if counted else MARKET_BOOK, params)
+            await delta_cur.execute(LAST_DELTA if counted else DELTAS_LIVE, params)
         if trades_from is not None:
             await trade_cur.execute(MARKET_TRADE_EDGES, params)
         if book_from is not None:
-            book = tuple(await book_cur.fetchone() or book)
+            deltas = tuple(await delta_cur.fetchone() or deltas)
         if trades_from is not None:
             first_trade, last_trade = await trade_cur.fetchone() or (None, None)
             if first_trade is None or last_trade is None:
                 await trade_cur.execute(MARKET_TRADE_SPAN, params)
                 first_trade, last_trade = await trade_cur.fetchone() or (None, None)
-    snapshots, deltas, first_book, last_book = book
+    book = BookSpan(0, None, None)
+    if book_from is not None and book_to is not None:
+        book = await book_span(conn, ticker, book_from, book_to, complete=bool(extents[7]))
+    delta_count, last_delta = deltas
     if counted and span is not None:
-        deltas = await market_delta_count(conn, ticker, floor, span.hi)
+        delta_count = await market_delta_count(conn, ticker, deltas_floor, span.hi)
     return MarketData(
-        int(snapshots),
-        int(deltas),
-        _least(first_book, first_trade),
-        _greatest(last_book, last_trade),
+        book.snapshots,
+        int(delta_count),
+        _least(book.first, first_trade),
+        _greatest(_greatest(book.last, last_delta), last_trade),
     )
 
 

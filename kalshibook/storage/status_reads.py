@@ -93,6 +93,8 @@ exists (``to_reg*`` return NULL instead of raising)."""
 SCHEMA_REVISION: LiteralString = "SELECT version_num FROM public.alembic_version LIMIT 1"
 DELTA_EXTENTS_STATE: LiteralString = "SELECT complete, changed_at FROM market.delta_extents_state"
 """Whether the deltas' read extents can be used (migration 0009)."""
+BOOK_DAYS_STATE: LiteralString = "SELECT complete, changed_at FROM market.book_days_state"
+"""Whether the snapshots' per-day counts can be used (migration 0016)."""
 
 GAPS: LiteralString = """
 SELECT reason, count(*), count(DISTINCT market_ticker)
@@ -199,6 +201,8 @@ class DatabaseState(msgspec.Struct, kw_only=True):
     """Community edition: ``running`` or why policies do not run; None on the Apache edition."""
     delta_extents: str | None = None
     """``complete``, or since when they are incomplete (migration 0009); None before 0009."""
+    book_days: str | None = None
+    """The same for the snapshots' per-day counts (migration 0016); None before 0016."""
     error: str | None = None
 
 
@@ -398,6 +402,9 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
     extents = _optional(conn, DELTA_EXTENTS_STATE)
     if not isinstance(extents, str):  # an error: a schema before 0009
         database.delta_extents = delta_extents_text(extents[0] if extents else None)
+    book_days = _optional(conn, BOOK_DAYS_STATE)
+    if not isinstance(book_days, str):  # an error: a schema before 0016
+        database.book_days = delta_extents_text(book_days[0] if book_days else None)
 
     # the same freshness rule as the API's /v1/status (one query for both)
     chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES, "k": STATUS_FIRST}).fetchall()
