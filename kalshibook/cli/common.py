@@ -50,7 +50,7 @@ EXIT_NOT_REFRESHED: Final = 5
 SCHEMA_CHECK: Final = """
 SELECT 'market.orderbook_deltas' = ANY(t.names),
        ARRAY['private.writer_progress', 'market.backfill_progress', 'market.delta_extents',
-             'market.delta_days'] <@ t.names,
+             'market.delta_days', 'market.book_days'] <@ t.names,
        current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
 FROM (SELECT coalesce(array_agg(schemaname || '.' || tablename), '{}') AS names
       FROM pg_catalog.pg_tables WHERE schemaname IN ('market', 'private')) t

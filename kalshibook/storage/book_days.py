@@ -18,15 +18,16 @@ extent is counted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from psycopg import AsyncConnection
 
+from kalshibook.storage.delta_counts import untrusted_runs
+
 __all__ = ("BookSpan", "book_span", "day_totals")
 
 Conn = AsyncConnection[Any]
-DAY: Final = timedelta(days=1)
 
 
 class BookSpan(NamedTuple):
@@ -71,30 +72,15 @@ but for the min and max)."""
 def day_totals(
     rows: Sequence[tuple[datetime, int, datetime, datetime, bool]],
 ) -> tuple[BookSpan, list[tuple[datetime, datetime]]]:
-    """The trusted days' total, and the ranges of days to count from the snapshots: consecutive
-    untrusted days, and untrusted days with only days without snapshots between them, are one
-    range (pure; ``rows`` in day order)."""
-    n = 0
-    first: datetime | None = None
-    last: datetime | None = None
-    ranges: list[tuple[datetime, datetime]] = []
-    open_lo: datetime | None = None
-    open_hi: datetime | None = None
-    for day, snapshots, first_ts, last_ts, trusted in rows:
-        day = day.astimezone(UTC)
-        if trusted:
-            n += int(snapshots)
-            first = first_ts if first is None else min(first, first_ts)
-            last = last_ts if last is None else max(last, last_ts)
-            if open_lo is not None and open_hi is not None:
-                ranges.append((open_lo, open_hi))
-            open_lo = open_hi = None
-        else:
-            open_lo = day if open_lo is None else open_lo
-            open_hi = day + DAY
-    if open_lo is not None and open_hi is not None:
-        ranges.append((open_lo, open_hi))
-    return BookSpan(n, first, last), ranges
+    """The trusted days' total, and the ranges of days to count from the snapshots (pure;
+    ``rows`` in day order; :func:`~kalshibook.storage.delta_counts.untrusted_runs`)."""
+    kept = [(n, first, last) for _, n, first, last, trusted in rows if trusted]
+    span = BookSpan(
+        sum(int(n) for n, _, _ in kept),
+        min((first for _, first, _ in kept), default=None),
+        max((last for _, _, last in kept), default=None),
+    )
+    return span, untrusted_runs([(day, bool(trusted)) for day, _, _, _, trusted in rows])
 
 
 def merge_span(a: BookSpan, b: BookSpan) -> BookSpan:

@@ -50,17 +50,25 @@ def keyset(names: tuple[str, ...], after: Sequence[Any] | None) -> dict[str, Any
 
 
 FIRST_CHUNK_START: Final = """
-SELECT _timescaledb_functions.to_timestamp(min(ds.range_start))
-FROM _timescaledb_catalog.hypertable h
-JOIN _timescaledb_catalog.chunk c ON c.hypertable_id = h.id AND NOT c.dropped
-JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id
-JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
-WHERE h.schema_name = 'market' AND h.table_name = %(table)s
+SELECT _timescaledb_functions.to_timestamp(ds.range_start)
+FROM _timescaledb_catalog.dimension_slice ds
+WHERE ds.dimension_id = (SELECT dm.id FROM _timescaledb_catalog.dimension dm
+                         JOIN _timescaledb_catalog.hypertable h ON h.id = dm.hypertable_id
+                         WHERE h.schema_name = 'market' AND h.table_name = %(table)s)
+  AND EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk_constraint cc
+              JOIN _timescaledb_catalog.chunk c ON c.id = cc.chunk_id
+              WHERE cc.dimension_slice_id = ds.id AND NOT c.dropped)
+ORDER BY ds.range_start
+LIMIT 1
 """
 """Where the first chunk of the hypertable ``market.<table>`` begins: retention and
 ``drop_chunks`` drop whole chunks from the start, so no row lies before it. TimescaleDB's catalog,
-read directly (~1 ms at hundreds of chunks; its ``timescaledb_information.chunks`` view takes
-several); readable by every role. The hypertables here have one (time) dimension."""
+read directly (its ``timescaledb_information.chunks`` view takes several ms), readable by every
+role: the first slice of the time dimension that a chunk still uses (chunks dropped with
+continuous aggregates keep theirs, marked ``dropped``), found in slice order on the slices'
+index (~0.2 ms; the minimum over every chunk took 2.7 ms at a year of 6-hour chunks, and with the
+dimension joined rather than a scalar subquery, the planner sorted every slice). The hypertables
+here have one (time) dimension."""
 
 
 async def first_chunk_start(conn: Conn, table: str) -> datetime | None:

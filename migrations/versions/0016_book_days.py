@@ -1,4 +1,4 @@
-"""Book days: per market and UTC day with snapshots, their count, first and last time.
+"""Book days (per market and UTC day: snapshot count, first and last time); delta day chunks.
 
 Revision ID: 0016
 Revises: 0015
@@ -26,7 +26,14 @@ that no chunk that held the day's snapshots can have been dropped since; the oth
 whose chunk was dropped, or dropped and made again by later rows; snapshot chunks shorter than a
 day) are counted from the snapshots.
 
-Downgrade restores 0006's trigger function and drops the tables.
+The delta days' counts (0015) had the same blind spot: they were trusted for every day after the
+deltas' first chunk, so ``drop_chunks`` with ``newer_than`` (a hole in the middle of the history)
+left counts of deltas that were gone. A count now also stores how many delta chunks overlapped its
+day and when it was made (``chunks``, ``counted_at``; ``market.delta_day_chunks``); a read trusts
+it only while that many chunks made by then still overlap the day. The counts stored before this
+revision know no chunks: they are set back to NULL (with a ``version`` bump) and counted again.
+
+Downgrade restores 0006's trigger function and drops the tables, the function and the columns.
 """
 
 from __future__ import annotations
@@ -145,9 +152,39 @@ END $$;
 CREATE TRIGGER book_days_unmaintained
     AFTER UPDATE OF ts, market_ticker OR DELETE OR TRUNCATE ON market.orderbook_snapshots
     FOR EACH STATEMENT EXECUTE FUNCTION market.book_days_unmaintained();
+
+CREATE FUNCTION market.delta_day_chunks(day timestamptz, made_by timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+SELECT count(*)
+FROM (SELECT dm.id, _timescaledb_functions.to_unix_microseconds(day) AS lo,
+             _timescaledb_functions.to_unix_microseconds(day + INTERVAL '24 hours') AS hi
+      FROM _timescaledb_catalog.dimension AS dm
+      JOIN _timescaledb_catalog.hypertable AS h ON h.id = dm.hypertable_id
+      WHERE h.schema_name = 'market' AND h.table_name = 'orderbook_deltas') AS d
+JOIN _timescaledb_catalog.dimension_slice AS ds ON ds.dimension_id = d.id
+JOIN _timescaledb_catalog.chunk_constraint AS cc ON cc.dimension_slice_id = ds.id
+JOIN _timescaledb_catalog.chunk AS c ON c.id = cc.chunk_id
+WHERE ds.range_start >= coalesce((SELECT max(p.range_start)
+                                  FROM _timescaledb_catalog.dimension_slice AS p
+                                  WHERE p.dimension_id = d.id AND p.range_start <= d.lo), d.lo)
+  AND ds.range_start < d.hi AND ds.range_end > d.lo
+  AND NOT c.dropped AND c.creation_time <= made_by
+$$;
+COMMENT ON FUNCTION market.delta_day_chunks(timestamptz, timestamptz) IS
+    'the chunks of market.orderbook_deltas overlapping the UTC day that exist and were made by '
+    'made_by (a slice starts at or after the one holding the day''s start: slices of a '
+    'dimension do not overlap)';
+ALTER TABLE market.delta_days ADD COLUMN chunks bigint, ADD COLUMN counted_at timestamptz;
+COMMENT ON COLUMN market.delta_days.chunks IS
+    'the delta chunks overlapping the day when it was counted: the count holds while '
+    'market.delta_day_chunks(day, counted_at) is the same';
+-- counts of before this revision know no chunks: counted again
+UPDATE market.delta_days SET deltas = NULL, version = version + 1 WHERE deltas IS NOT NULL;
 """
 
 DOWNGRADE = """
+ALTER TABLE market.delta_days DROP COLUMN IF EXISTS chunks, DROP COLUMN IF EXISTS counted_at;
+DROP FUNCTION IF EXISTS market.delta_day_chunks(timestamptz, timestamptz);
 DROP TRIGGER IF EXISTS book_days_unmaintained ON market.orderbook_snapshots;
 DROP FUNCTION IF EXISTS market.book_days_unmaintained();
 DROP FUNCTION IF EXISTS market.rebuild_book_days();

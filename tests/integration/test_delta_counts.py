@@ -236,3 +236,34 @@ def test_a_count_racing_a_late_write_is_not_kept(db_url: str) -> None:
     assert counted == [days[0] + 1]  # every day once, and that day again once unlocked
     assert rows is not None
     assert stored == (rows[0], 1)
+
+
+def test_counted_days_whose_chunks_were_dropped_in_the_middle_are_read_again(db_url: str) -> None:
+    """``drop_chunks`` with ``newer_than`` removes deltas of counted days after the deltas' first
+    chunk, and a late delta makes one of those chunks again: no trigger fires, and the detail
+    must not count the deltas that are gone (migration 0016: a count holds while the day's chunks
+    are the ones it counted)."""
+    load(db_url)
+    count(db_url)
+    before = true_counts(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(  # two days in the middle of A's history (A only: B ended by then)
+            "SELECT drop_chunks('market.orderbook_deltas', older_than => %s::timestamptz, "
+            "newer_than => %s::timestamptz)",
+            (START + timedelta(days=7), START + timedelta(days=5) - timedelta(hours=1)),
+        )
+        dropped = true_counts(db_url)
+        assert dropped["A"] < before["A"] - 400  # two days of a delta every 7 minutes
+        assert detail_counts(db_url) == dropped
+        conn.execute(
+            "SELECT set_config('kalshibook.delta_extents', 'maintained-days', false)"
+        )  # as the writer's late row: the extents stay complete
+        conn.execute(
+            "INSERT INTO market.orderbook_deltas (ts, market_ticker, received_at, side, price, "
+            "delta, epoch, sid, seq) VALUES (%s, 'A', now(), 'yes', 0.5, 1, 1, 1, 10000000)",
+            (START + timedelta(days=5, hours=13),),
+        )
+        assert conn.execute("SELECT complete FROM market.delta_extents_state").fetchone() == (True,)
+    expected = true_counts(db_url)
+    assert expected["A"] == dropped["A"] + 1
+    assert detail_counts(db_url) == expected

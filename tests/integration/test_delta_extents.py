@@ -271,6 +271,9 @@ def test_the_collector_refuses_a_schema_without_delta_extents(empty_db_url: str)
         assert state(conn)
     with pytest.raises(SchemaError, match="older than this version"):
         asyncio.run(_check_schema(empty_db_url))
+    migrate.upgrade(empty_db_url, "0015")  # no book days (0016): refused too
+    with pytest.raises(SchemaError, match="older than this version"):
+        asyncio.run(_check_schema(empty_db_url))
     migrate.upgrade(empty_db_url)  # and the rebuild comes with the upgrade
     asyncio.run(_check_schema(empty_db_url))
     with psycopg.connect(empty_db_url, autocommit=True) as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from kalshibook.storage.delta_counts import day_counts_of, live_ranges, whole_days_from
+from kalshibook.storage.delta_counts import live_ranges, untrusted_runs, whole_days_from
 
 D = datetime(2026, 3, 1, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -19,19 +19,28 @@ def test_whole_days_start_at_the_floor_s_midnight_or_the_next() -> None:
     assert whole_days_from(datetime(2026, 3, 1, 5, 30, tzinfo=ist)) == D  # 00:00Z
 
 
-def test_live_ranges_are_the_cut_day_and_the_uncounted_tail() -> None:
+def test_live_ranges_are_the_cut_day_and_the_untrusted_runs() -> None:
     end = D + 10 * DAY + 5 * H
-    assert live_ranges(D, D, None, end) == []  # every day counted
-    assert live_ranges(D, D, D + 8 * DAY, end) == [(D + 8 * DAY, end)]
+    assert live_ranges(D, D, [], end) == []  # every day counted
+    assert live_ranges(D, D, [(D + 8 * DAY, D + 11 * DAY)], end) == [(D + 8 * DAY, end)]
     cut = D + 6 * H
-    assert live_ranges(cut, D + DAY, D + 8 * DAY, end) == [(cut, D + DAY), (D + 8 * DAY, end)]
+    runs = [(D + 2 * DAY, D + 3 * DAY), (D + 8 * DAY, D + 11 * DAY)]
+    assert live_ranges(cut, D + DAY, runs, end) == [(cut, D + DAY), *runs[:1], (D + 8 * DAY, end)]
     # the market's deltas ended before the floor's day did: nothing past its end
-    assert live_ranges(cut, D + DAY, None, D + 3 * H) == []
-    assert live_ranges(cut, D + DAY, None, D + 9 * H) == [(cut, D + 9 * H)]
+    assert live_ranges(cut, D + DAY, [], D + 3 * H) == []
+    assert live_ranges(cut, D + DAY, [], D + 9 * H) == [(cut, D + 9 * H)]
 
 
-def test_day_counts_rows() -> None:
-    assert day_counts_of(None) == (0, None)
-    assert day_counts_of((7, None)) == (7, None)
+def test_untrusted_runs_join_across_days_without_rows_not_across_trusted_days() -> None:
     ist = timezone(timedelta(hours=5, minutes=30))
-    assert day_counts_of((3, datetime(2026, 3, 2, 5, 30, tzinfo=ist))) == (3, D + DAY)
+    days = [
+        (D, False),
+        (D + DAY, False),
+        (D + 4 * DAY, False),  # days 2 and 3 hold no deltas: the same run
+        (D + 5 * DAY, True),
+        (datetime(2026, 3, 7, 5, 30, tzinfo=ist), False),  # 00:00Z on the 7th
+        (D + 9 * DAY, True),
+    ]
+    assert untrusted_runs(days) == [(D, D + 5 * DAY), (D + 6 * DAY, D + 7 * DAY)]
+    assert untrusted_runs([(D, True)]) == []
+    assert untrusted_runs([]) == []
