@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         writes, days_rows = bench_writes(url, args.snapshots, args.repeat)
         detail = bench_detail(url, args.days, args.runs)
         section = report(args.snapshots, writes, days_rows, args.days, detail, args.repeat)
-        write_section(args.out, "snapshots", section, after="writer")
+        write_section(args.out, "snapshots", section, after="api")
         print(section)
 
     return run_in_scratch_database(args.database_url, "kb_bench_snapshots", run)
