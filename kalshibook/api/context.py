@@ -29,6 +29,13 @@ class RequestContext:
     back by the middleware when the response starts: a client slow to read holds none."""
     conn_pool: Any = None
     """The pool ``conn`` came from (the primary's or a read replica's)."""
+    on_replica: bool = False
+    """``conn`` came from a read replica's pool."""
+    replica_error: BaseException | None = None
+    """A read on the replica failed for the replica's sake (its session lost, a conflict with
+    its recovery): the middleware runs the request once more, elsewhere."""
+    avoid: Any = None
+    """A replica's pool a read failed on: the request's next connection comes from another."""
     conn_since: float = 0.0
     db_seconds: float = 0.0
     """Seconds the request held a data connection (charged: ``seconds_per_credit``)."""

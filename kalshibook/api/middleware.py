@@ -100,12 +100,13 @@ class Services:
     def require_control(self) -> AsyncConnectionPool[Any]:
         return self.control if self.control is not None else self.require_pool()
 
-    def read_pool(self) -> AsyncConnectionPool[Any]:
-        """Where a request's data reads go: a healthy replica when there are replicas, else the
-        primary (or a 503 with ``KALSHIBOOK_REPLICA_FALLBACK=unavailable``)."""
+    def read_pool(self, avoid: Any = None) -> AsyncConnectionPool[Any]:
+        """Where a request's data reads go: a healthy replica (not ``avoid``, one a read of the
+        request failed on) when there are replicas, else the primary (or a 503 with
+        ``KALSHIBOOK_REPLICA_FALLBACK=unavailable``)."""
         replicas = self.replicas
         if replicas:
-            chosen = replicas.choose()
+            chosen = replicas.choose(avoid)
             if chosen is not None:
                 return chosen
             if self.settings.replica.fallback == "unavailable":
@@ -123,7 +124,7 @@ class Services:
         to the primary (fallback ``primary``) or is waited for (``unavailable``); it is not marked
         down for it: its own check says whether it is."""
         if ctx.conn is None:
-            pool = self.read_pool()  # its own wait, never past the request's deadline
+            pool = self.read_pool(ctx.avoid)  # its own wait, never past the request's deadline
             if self.replicas and pool is not self.pool:
                 try:
                     ctx.conn = await pool.getconn(timeout=ctx.remaining(REPLICA_WAIT))
@@ -133,6 +134,7 @@ class Services:
             if ctx.conn is None:
                 ctx.conn = await pool.getconn(timeout=ctx.remaining(pool.timeout))
             ctx.conn_pool = pool
+            ctx.on_replica = pool is not self.pool
             ctx.conn_since = time.monotonic()
         return ctx.conn
 
@@ -145,6 +147,7 @@ class Services:
             ctx.conn_pool = None
             if conn.broken and self.replicas and pool is not self.pool:
                 self.replicas.mark_failed(pool, psycopg.OperationalError("connection lost"))
+            ctx.on_replica = False
             await pool.putconn(conn)
 
 
@@ -287,9 +290,25 @@ class ApiMiddleware:
         charging_token: Token[RequestContext | None] | None = None
         admitted: Admission | None = None
 
+        again = False  # the response is a replica's failure: dropped, the request run again
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, again
+            if again:
+                return  # the failed attempt's body
             if message["type"] == "http.response.start":
+                failed_on = ctx.conn_pool if ctx.replica_error is not None else None
+                if failed_on is not None and retry_allowed:
+                    again = True
+                    log.warning(
+                        "request %s: a read on a replica failed (%s); answering from another "
+                        "server",
+                        ctx.request_id,
+                        type(ctx.replica_error).__name__,
+                    )
+                    await services.release(ctx)
+                    ctx.avoid, ctx.replica_error = failed_on, None
+                    return
                 status, started = message["status"], True
                 await services.release(ctx)  # the body goes out without a connection held
                 # the credit headers: credit_headers, the app's before_send hook
@@ -305,13 +324,23 @@ class ApiMiddleware:
                 return
             await send(message)
 
+        # a GET's or HEAD's handler only reads: run again when a replica failed under it
+        retry_allowed = method in ("GET", "HEAD")
+
+        async def run() -> None:
+            nonlocal again, retry_allowed
+            await self.app(scope, receive, send_wrapper)
+            if again:  # once: a replica's failure, answered from another server
+                again = retry_allowed = False
+                await self.app(scope, receive, send_wrapper)
+
         public = bool(handler.opt.get("public")) or scope["path"].startswith(services.openapi_path)
         cost, ctx.items_cost = (0, 0) if public else request_cost(handler.opt, scope)
         try:
             if public:
                 try:
                     async with asyncio.timeout(api.request_timeout):
-                        await self.app(scope, receive, send_wrapper)
+                        await run()
                 except TimeoutError:
                     if not started:
                         raise DeadlineExceeded(
@@ -346,7 +375,7 @@ class ApiMiddleware:
                     await asyncio.shield(ctx.charging)
             try:
                 async with asyncio.timeout(ctx.remaining(timeout)):
-                    await self.app(scope, receive, send_wrapper)
+                    await run()
             except TimeoutError:
                 if started:  # the client did not read the response in time: drop it
                     log.info("request %s: response not read within the deadline", ctx.request_id)

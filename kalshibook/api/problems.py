@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from litestar import Request, Response
@@ -210,10 +210,39 @@ def handler_table(
         ValidationException: validation,
         HTTPException: http,
         PoolTimeout: database,
-        psycopg.OperationalError: database,
+        psycopg.OperationalError: noting_replica_failures(database),
         psycopg.errors.QueryCanceled: database,
-        Exception: internal,
+        Exception: noting_replica_failures(internal),
     }
+
+
+REPLICA_FAILURES: Final = (
+    psycopg.OperationalError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+"""Errors of a read on a replica that another server may not give: its session lost (the server
+stopped, the backend terminated, the network), or the read cancelled by a conflict with the
+replica's recovery (40001, 40P01: WAL replay needed what the query held). A cancelled query
+(57014: the request's time ran out) is not among them."""
+
+
+def noting_replica_failures(handler: Handler) -> Handler:
+    """``handler``, after noting on the request's context an error of :data:`REPLICA_FAILURES`
+    raised while the request's connection came from a replica (the middleware then answers the
+    request again from another server: :class:`~kalshibook.api.middleware.ApiMiddleware`)."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        ctx = request_context(request.scope)
+        if (
+            ctx.on_replica
+            and isinstance(exc, REPLICA_FAILURES)
+            and not isinstance(exc, psycopg.errors.QueryCanceled)
+        ):
+            ctx.replica_error = exc
+        return handler(request, exc)
+
+    return handle
 
 
 def exception_handlers() -> dict[type[Exception] | int, Handler]:

@@ -238,10 +238,12 @@ class Replicas:
         at = state.checked_at
         return at is not None and time.monotonic() - at <= self.stale_after
 
-    def choose(self) -> Pool | None:
-        """A healthy replica's pool, in turn; None when there is none."""
+    def choose(self, avoid: Pool | None = None) -> Pool | None:
+        """A healthy replica's pool other than ``avoid``, in turn; None when there is none."""
         healthy = [
-            p for p, s in zip(self.pools, self.states, strict=True) if s.healthy and self._fresh(s)
+            p
+            for p, s in zip(self.pools, self.states, strict=True)
+            if s.healthy and self._fresh(s) and p is not avoid
         ]
         if not healthy:
             return None

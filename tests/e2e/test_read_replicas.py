@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -320,7 +321,7 @@ async def test_a_replica_refusing_new_connections_is_skipped(
 
     async def refused() -> bool:
         # a request needs the pool: it tries to reconnect (one that took a pooled session just as
-        # the test ended it fails with 503, the read's connection lost: not what is shown here)
+        # the test ended it is run again on the primary: the test below)
         await client.get(f"/v1/markets/{TICKER}/trades")
         state = await replica_status(client)
         return not state["healthy"] and "pg_hba.conf" in (state["error"] or "")
@@ -341,3 +342,85 @@ async def test_a_replica_refusing_new_connections_is_skipped(
             replica.write_text("pg_hba.conf", original)
             admin.execute("SELECT pg_reload_conf()")
     await until(healthy)
+
+
+WAITING = """
+SELECT pid FROM pg_stat_activity
+WHERE application_name = %s AND wait_event_type = 'Lock' AND position('market.trades' IN query) > 0
+"""
+REPLAYED_LOCK = """
+SELECT count(*) FROM pg_locks
+WHERE relation = 'market.trades'::regclass AND mode = 'AccessExclusiveLock' AND granted
+"""
+
+
+def _poll(url: str, query: str, params: Any, what: str, limit: float = 20.0) -> Any:
+    """The first row of ``query`` that is not None or (0,), polled every 20 ms."""
+    deadline = time.monotonic() + limit
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(query, params).fetchone()
+            if row is not None and row != (0,):
+                return row
+            assert time.monotonic() < deadline, what
+            time.sleep(0.02)
+
+
+def _terminate_then_unlock(
+    replica_url: str, primary_url: str, locker: psycopg.Connection[Any], out: list[Any]
+) -> None:
+    """Terminate the API's replica session once it waits for the trades' lock, see the request
+    wait on the primary next, then release the lock (a thread: the test client holds the
+    loop while it serves a request)."""
+    try:
+        (pid,) = _poll(replica_url, WAITING, ("kalshibook-api-replica-0",), "no replica read waits")
+        with psycopg.connect(replica_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        _poll(primary_url, WAITING, ("kalshibook-api",), "the request was not run on the primary")
+        out.append("ran again on the primary")
+    except BaseException as exc:  # reported by the test
+        out.append(exc)
+    finally:
+        locker.rollback()
+
+
+async def test_a_replica_session_lost_mid_request_is_answered_by_another_server(
+    api: tuple[AsyncTestClient[Any], str], clusters: tuple[harness.Cluster, harness.Cluster]
+) -> None:
+    """The replica's session of a request in flight is terminated while the request reads: the
+    request is run again on the primary (a GET only reads) and answered there, charged once. The
+    read is held still by a lock: the primary takes an ACCESS EXCLUSIVE lock on the trades, the
+    replica's recovery takes it too once it replays the lock's WAL, and the request's read waits
+    for it, first on the replica, then, run again, on the primary, until the lock goes."""
+    client, primary_url = api
+    _, replica = clusters
+
+    async def healthy() -> bool:
+        return bool((await replica_status(client))["healthy"])
+
+    await until(healthy)
+    assert await trade_count(client) == 5
+    out: list[Any] = []
+    with psycopg.connect(primary_url) as locker:
+        locker.execute("LOCK TABLE market.trades IN ACCESS EXCLUSIVE MODE")
+        with psycopg.connect(primary_url, autocommit=True) as other:
+            other.execute("SELECT pg_switch_wal()")  # the lock's WAL goes to the replica
+        _poll(replica.url("kalshibook"), REPLAYED_LOCK, None, "the lock was not replayed")
+        helper = threading.Thread(
+            target=_terminate_then_unlock,
+            args=(replica.url("kalshibook"), primary_url, locker, out),
+        )
+        helper.start()
+        try:
+            response = await client.get(f"/v1/markets/{TICKER}/trades", params={"limit": 100})
+        finally:
+            helper.join(timeout=60)
+    assert out == ["ran again on the primary"]
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 5
+    with psycopg.connect(primary_url, autocommit=True) as conn:
+        usage = conn.execute(
+            "SELECT status FROM private.api_usage WHERE request_id = %s",
+            (response.headers["X-Request-Id"],),
+        ).fetchall()
+    assert usage == [(200,)]  # one request, charged once, answered
