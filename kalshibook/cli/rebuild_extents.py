@@ -60,7 +60,9 @@ async def _rebuild_book_days(url: str) -> tuple[int, int] | None:
             state = await (await conn.execute(BOOK_DAYS_STATE)).fetchone()
             if state is not None and state[0]:
                 return None
-            print("scanning market.orderbook_snapshots for every market's book days ...")
+            print(
+                "scanning market.orderbook_snapshots for every market's book days ...", flush=True
+            )
             row = await (await conn.execute(REBUILD_BOOK_DAYS)).fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"rebuilding the book days failed: {failure_line(exc)}") from None

@@ -5,14 +5,13 @@ in proportion to its whole history (one-day chunks: ~365 planned for a market a 
 every checkpoint counted). ``market.book_days`` holds, per market and UTC day, how many snapshots
 it has and its first and last one, kept exactly by the snapshots' insert trigger.
 
-A day's row is trusted only if its first and last snapshot lie in one chunk of
-``market.orderbook_snapshots`` that still exists and was created before the row: retention and
-``drop_chunks`` fire no trigger, so a day whose chunk was dropped (or dropped and made again by
-rows inserted later) may count snapshots that are gone. The days not trusted are counted from the
-snapshots themselves, in as few ranges as the trusted days between them allow. While
-``market.book_days_state`` says incomplete (an ``UPDATE``, ``DELETE`` or ``TRUNCATE`` of
-snapshots since the last ``kalshibook rebuild-extents``), every snapshot of the market's book
-extent is counted.
+A day's row is trusted only while every chunk of ``market.orderbook_snapshots`` its snapshots
+went to still exists: retention and ``drop_chunks`` fire no trigger, so a day whose chunk was
+dropped (or dropped and made again by rows inserted later: a new relation) may count snapshots
+that are gone. The days not trusted are counted from the snapshots themselves, in as few ranges
+as the trusted days between them allow. While ``market.book_days_state`` says incomplete (an
+``UPDATE``, ``DELETE`` or ``TRUNCATE`` of snapshots since the last ``kalshibook rebuild-extents``),
+every snapshot of the market's book extent is counted.
 """
 
 from __future__ import annotations
@@ -37,27 +36,16 @@ class BookSpan(NamedTuple):
 
 
 BOOK_DAYS: Final = """
-SELECT d.day, d.snapshots, d.first_ts, d.last_ts, EXISTS (
-    SELECT 1
-    FROM (SELECT ds.id, ds.range_end FROM _timescaledb_catalog.dimension_slice AS ds
-          WHERE ds.dimension_id = dim.id
-            AND ds.range_start <= _timescaledb_functions.to_unix_microseconds(d.first_ts)
-          ORDER BY ds.range_start DESC LIMIT 1) AS s
-    JOIN _timescaledb_catalog.chunk_constraint AS cc ON cc.dimension_slice_id = s.id
-    JOIN _timescaledb_catalog.chunk AS c ON c.id = cc.chunk_id
-    WHERE s.range_end > _timescaledb_functions.to_unix_microseconds(d.last_ts)
-      AND NOT c.dropped AND c.creation_time <= d.created_at)
+SELECT d.day, d.snapshots, d.first_ts, d.last_ts, NOT EXISTS (
+    SELECT 1 FROM unnest(d.chunks) AS k (relid)
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = k.relid))
 FROM market.book_days AS d
-CROSS JOIN (SELECT dm.id FROM _timescaledb_catalog.dimension AS dm
-            JOIN _timescaledb_catalog.hypertable AS h ON h.id = dm.hypertable_id
-            WHERE h.schema_name = 'market' AND h.table_name = 'orderbook_snapshots') AS dim
 WHERE d.market_ticker = %(ticker)s AND (SELECT complete FROM market.book_days_state)
 ORDER BY d.day
 """
-"""The market's book days, each with whether it is trusted: the chunk slice starting at or before
-its first snapshot (one index probe in TimescaleDB's catalog, readable by every role) ends after
-its last one and belongs to a chunk not dropped and created before the row. No rows while the
-days are incomplete (or for a market without snapshots)."""
+"""The market's book days, each with whether it is trusted: every chunk its snapshots went to
+still exists (a primary-key probe of ``pg_class`` per chunk). No rows while the days are
+incomplete (or for a market without snapshots)."""
 
 DAYS_STATE: Final = "SELECT complete FROM market.book_days_state"
 

@@ -16,10 +16,10 @@ ended and commits later than that is the only write the version cannot see, and 
 within seconds. Any other write (plain SQL, a DELETE) marks the extents incomplete, and the
 counts are then not used until the rebuild, which sets them all back to NULL. Retention and
 ``drop_chunks`` drop whole chunks and fire no trigger: counts are used only for days after the
-deltas' first chunk began (the day it begins in is counted again), and only while as many chunks
-made by the time of the count still overlap the day as when it was counted (migration 0016: a
-chunk dropped in the middle of the history, or dropped and made again by a late row, makes its
-days be counted row by row).
+deltas' first chunk began (the day it begins in is counted again), and only while every chunk
+that overlapped the day when it was counted still exists (migration 0016: a chunk dropped in the
+middle of the history, or dropped and made again by a late row, makes its days be counted row by
+row).
 """
 
 from __future__ import annotations
@@ -50,60 +50,44 @@ COUNT_EVERY: Final = 600.0
 
 UNCOUNTED_DAYS: Final = """
 SELECT DISTINCT day FROM market.delta_days
-WHERE deltas IS NULL AND day <= %(last)s
+WHERE (deltas IS NULL OR chunks IS NULL) AND day <= %(last)s
 ORDER BY day
 LIMIT %(n)s
 """
-"""The first ``n`` days not counted that may be (``last``: the last day that ended ``SEAL`` ago)."""
+"""The first ``n`` days not counted that may be (``last``: the last day that ended ``SEAL`` ago),
+or counted without their chunks (by a collector of before migration 0016)."""
 
 COUNT_DAY: Final = sql.SQL("""
-WITH t AS (SELECT clock_timestamp() AS at)
-UPDATE market.delta_days AS y SET deltas = coalesce(c.n, 0), chunks = k.n, counted_at = t.at
-FROM t
-CROSS JOIN LATERAL (SELECT market.delta_day_chunks({day}, t.at) AS n) AS k
+UPDATE market.delta_days AS y SET deltas = coalesce(c.n, 0), chunks = k.ids
+FROM (SELECT market.delta_day_chunks({day}) AS ids) AS k
 CROSS JOIN market.delta_days AS s
 LEFT JOIN (SELECT market_ticker, count(*) AS n FROM market.orderbook_deltas
            WHERE ts >= {day} AND ts < {next} GROUP BY market_ticker) AS c USING (market_ticker)
-WHERE s.day = {day} AND s.deltas IS NULL
+WHERE s.day = {day} AND (s.deltas IS NULL OR s.chunks IS NULL)
   AND y.market_ticker = s.market_ticker AND y.day = s.day AND y.version = s.version
 """)
 """Count one day's deltas per market and store the counts of the days whose ``version`` has not
 moved since the statement's snapshot: ``s`` is read in that snapshot, and a row of ``y`` that a
 concurrent write changed is re-checked in its new version (PostgreSQL's EvalPlanQual) against
 ``s``'s old one. The day's bounds are literals, so the plan holds only that day's chunks. With
-the count, the number of delta chunks the day overlaps and when it was counted (migration 0016):
-a read trusts the count only while the same chunks are there (none dropped, none made again)."""
+the count, the ids of the delta chunks the day overlaps (migration 0016): a read trusts the count
+only while they all exist (none dropped, none dropped and made again)."""
 
 DAY_ROWS: Final = """
-WITH s AS MATERIALIZED (
-    SELECT g.day, array_agg(c.creation_time) AS made
-    FROM _timescaledb_catalog.dimension_slice AS ds
-    JOIN _timescaledb_catalog.chunk_constraint AS cc ON cc.dimension_slice_id = ds.id
-    JOIN _timescaledb_catalog.chunk AS c ON c.id = cc.chunk_id AND NOT c.dropped
-    CROSS JOIN LATERAL generate_series(
-        time_bucket(INTERVAL '1 day', _timescaledb_functions.to_timestamp(ds.range_start)),
-        _timescaledb_functions.to_timestamp(ds.range_end) - INTERVAL '1 microsecond',
-        INTERVAL '24 hours') AS g (day)
-    WHERE ds.dimension_id = (SELECT dm.id FROM _timescaledb_catalog.dimension AS dm
-                             JOIN _timescaledb_catalog.hypertable AS h ON h.id = dm.hypertable_id
-                             WHERE h.schema_name = 'market' AND h.table_name = 'orderbook_deltas')
-      AND ds.range_end > _timescaledb_functions.to_unix_microseconds(%(whole_from)s)
-      AND ds.range_start < _timescaledb_functions.to_unix_microseconds(%(end)s)
-    GROUP BY g.day
-)
-SELECT d.day, d.deltas, d.deltas IS NOT NULL
-       AND d.chunks = (SELECT count(*) FROM unnest(s.made) AS m WHERE m <= d.counted_at)
+SELECT d.day, d.deltas, d.deltas IS NOT NULL AND d.chunks IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM unnest(d.chunks) AS k (id)
+    WHERE NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk AS c
+                      WHERE c.id = k.id AND NOT c.dropped))
 FROM market.delta_days AS d
-LEFT JOIN s ON s.day = d.day
 WHERE d.market_ticker = %(ticker)s AND d.day >= %(whole_from)s
 ORDER BY d.day
 """
 """The market's days from ``whole_from``, each with its count and whether it is trusted: counted,
-and the delta chunks made by the time it was counted that overlap the day are still as many as it
-counted (``market.delta_day_chunks``, migration 0016, for all the days at once: each chunk's
-slice spread over the UTC days it overlaps, joined on the day; the function per day took 9.6 ms
-for a market a year old). Retention and ``drop_chunks``, from the start or the middle, fire no
-trigger: a day with a chunk dropped, or dropped and made again, is counted row by row."""
+and every delta chunk the day overlapped when it was counted still there (a primary-key probe of
+TimescaleDB's catalog per chunk, readable by every role). Retention and ``drop_chunks``, from the
+start or the middle, fire no trigger: a day with a chunk dropped, or dropped and made again (a new
+id), is counted row by row. A chunk made since the count holds rows that set the count back to
+NULL or mark the extents incomplete."""
 
 
 async def count_days(
@@ -191,8 +175,7 @@ async def market_delta_count(conn: Conn, ticker: str, floor: datetime | None, en
     if floor is None:
         return 0
     whole_from = whole_days_from(floor)
-    params = {"ticker": ticker, "whole_from": whole_from, "end": max(end, whole_from)}
-    cur = await conn.execute(DAY_ROWS, params)
+    cur = await conn.execute(DAY_ROWS, {"ticker": ticker, "whole_from": whole_from})
     rows = await cur.fetchall()
     total = sum(int(n) for _, n, trusted in rows if trusted)
     runs = untrusted_runs([(day, bool(trusted)) for day, _, trusted in rows])

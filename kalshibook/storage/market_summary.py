@@ -61,6 +61,12 @@ WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)
 stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the last one: they
 are read up to the end of their extent, or, while the delta extents are incomplete, up to
 ``'infinity'``."""
+LAST_DELTA_SPAN: Final = """
+SELECT max(ts) FROM market.orderbook_deltas
+WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s
+"""
+"""The market's last delta over its whole span, when the last hour of its extent holds none any
+more (``drop_chunks`` removed it: an extent only grows)."""
 LAST_DELTA: Final = """
 SELECT NULL::bigint, max(ts) FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s AND ts >= %(last_delta_since)s AND ts < %(deltas_to)s
@@ -139,6 +145,10 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
             await trade_cur.execute(MARKET_TRADE_EDGES, params)
         if book_from is not None:
             deltas = tuple(await delta_cur.fetchone() or deltas)
+            if counted and deltas[1] is None:
+                await delta_cur.execute(LAST_DELTA_SPAN, params)
+                row = await delta_cur.fetchone()
+                deltas = (deltas[0], None if row is None else row[0])
         if trades_from is not None:
             first_trade, last_trade = await trade_cur.fetchone() or (None, None)
             if first_trade is None or last_trade is None:

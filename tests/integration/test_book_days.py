@@ -233,3 +233,42 @@ def test_the_revision_fills_the_days_from_the_stored_snapshots(empty_db_url: str
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('market.book_days')").fetchone() == (None,)
         conn.execute(SNAPSHOT_AT, (START, "AFTER"))  # 0006's trigger again
+
+
+def test_days_across_chunk_bounds_off_midnight_are_trusted_until_a_chunk_goes(
+    db_url: str,
+) -> None:
+    """36-hour snapshot chunks: a day's snapshots go to two chunks (every other day); the detail
+    still reads no snapshot chunk, and once one of a day's chunks is dropped, counts what is
+    left."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(PAUSE_COMPRESSION)
+        conn.execute(
+            "SELECT set_chunk_time_interval('market.orderbook_snapshots', INTERVAL '36 hours')"
+        )
+        snapshots(conn, "W", START, "2 hours", 12 * 9)  # 9 days
+        split = conn.execute(
+            "SELECT count(*) FROM market.book_days WHERE cardinality(chunks) = 2"
+        ).fetchone()
+        assert split is not None
+        assert split[0] >= 3
+    Recorder.log = []
+
+    async def read() -> tuple[Any, ...]:
+        async with await psycopg.AsyncConnection.connect(
+            db_url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+        ) as conn:
+            d = await market_data(conn, "W")
+            return (d.snapshot_count, d.first_data_at, d.last_data_at)
+
+    assert asyncio.run(read()) == truths(db_url, ["W"])["W"]
+    assert chunks_planned(db_url, Recorder.log, ["orderbook_snapshots"]) == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(  # the chunks wholly inside days 3-5: parts of days 2 and 5 go with them
+            "SELECT drop_chunks('market.orderbook_snapshots', older_than => %s::timestamptz, "
+            "newer_than => %s::timestamptz)",
+            (START + timedelta(days=5, hours=12), START + timedelta(days=2)),
+        )
+    expected = truths(db_url, ["W"])
+    assert expected["W"][0] < 12 * 9 - 24
+    assert details(db_url, ["W"]) == expected

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -267,3 +268,49 @@ def test_counted_days_whose_chunks_were_dropped_in_the_middle_are_read_again(db_
     expected = true_counts(db_url)
     assert expected["A"] == dropped["A"] + 1
     assert detail_counts(db_url) == expected
+
+
+def test_days_counted_without_their_chunks_are_counted_again(db_url: str) -> None:
+    """A collector of before migration 0016 still running stores counts without the chunks: the
+    reads do not use them, and the next counting round counts those days again."""
+    load(db_url)
+    days = count(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE market.delta_days SET chunks = NULL WHERE deltas IS NOT NULL")
+    assert detail_counts(db_url) == true_counts(db_url)  # read row by row meanwhile
+    assert count(db_url) == days
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM market.delta_days WHERE deltas IS NOT NULL AND chunks IS NULL"
+        ).fetchone() == (0,)
+    assert detail_counts(db_url) == true_counts(db_url)
+
+
+def test_the_last_delta_is_found_when_its_hour_was_dropped(db_url: str) -> None:
+    """The detail looks for a market's last delta in the last hour of its delta extent; once
+    ``drop_chunks`` removed that hour (an extent only grows), over the rest of its span."""
+    load(db_url)
+    count(db_url)
+    end = START + timedelta(days=3)  # B's deltas end in its third day
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT drop_chunks('market.orderbook_deltas', older_than => %s::timestamptz, "
+            "newer_than => %s::timestamptz)",
+            (end, end - timedelta(hours=6)),
+        )
+        row = conn.execute(
+            "SELECT max(ts) FROM market.orderbook_deltas WHERE market_ticker = 'B'"
+        ).fetchone()
+    assert row is not None
+    assert row[0] is not None
+    assert row[0] < end - timedelta(hours=6)
+
+    async def read() -> Any:
+        async with await psycopg.AsyncConnection.connect(
+            db_url, autocommit=True, options=CONNECTION_OPTIONS
+        ) as conn:
+            return await market_data(conn, "B")
+
+    detail = asyncio.run(read())
+    assert detail.last_data_at == row[0]
+    assert detail.delta_count == true_counts(db_url)["B"]
