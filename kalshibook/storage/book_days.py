@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, LiteralString, NamedTuple
 
 from psycopg import AsyncConnection
 
-from kalshibook.storage.delta_counts import untrusted_runs
+from kalshibook.storage.delta_counts import range_rows, untrusted_runs
 
 __all__ = ("BookSpan", "book_span", "day_totals")
 
@@ -49,7 +49,7 @@ incomplete (or for a market without snapshots)."""
 
 DAYS_STATE: Final = "SELECT complete FROM market.book_days_state"
 
-SNAPSHOT_RANGE: Final = """
+SNAPSHOT_RANGE: Final[LiteralString] = """
 SELECT count(*), min(ts), max(ts) FROM market.orderbook_snapshots
 WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
 """
@@ -96,17 +96,6 @@ async def book_span(
                 await cur.execute(DAYS_STATE)
                 state = await cur.fetchone()
                 ranges = [] if state is not None and state[0] else ranges
-    if not ranges:
-        return span
-    async with conn.pipeline():
-        cursors = []
-        for lo, hi in ranges:
-            cur = conn.cursor()
-            await cur.execute(SNAPSHOT_RANGE, {"ticker": ticker, "lo": lo, "hi": hi})
-            cursors.append(cur)
-        for cur in cursors:
-            row = await cur.fetchone()
-            if row is not None:
-                span = merge_span(span, BookSpan(int(row[0]), row[1], row[2]))
-            await cur.close()
+    for n, first, last in await range_rows(conn, SNAPSHOT_RANGE, ticker, ranges):
+        span = merge_span(span, BookSpan(int(n), first, last))
     return span

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, LiteralString
 
 from psycopg import AsyncConnection, sql
 
@@ -36,6 +36,7 @@ __all__ = (
     "count_days",
     "live_ranges",
     "market_delta_count",
+    "range_rows",
     "untrusted_runs",
     "whole_days_from",
 )
@@ -162,7 +163,7 @@ def live_ranges(
     return [(lo, min(hi, end)) for lo, hi in out if lo < min(hi, end)]
 
 
-COUNT_RANGE: Final = """
+COUNT_RANGE: Final[LiteralString] = """
 SELECT count(*) FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
 """
@@ -180,16 +181,28 @@ async def market_delta_count(conn: Conn, ticker: str, floor: datetime | None, en
     total = sum(int(n) for _, n, trusted in rows if trusted)
     runs = untrusted_runs([(day, bool(trusted)) for day, _, trusted in rows])
     ranges = live_ranges(floor.astimezone(UTC), whole_from, runs, end)
+    for row in await range_rows(conn, COUNT_RANGE, ticker, ranges):
+        total += int(row[0])
+    return total
+
+
+async def range_rows(
+    conn: Conn, query: LiteralString, ticker: str, ranges: Sequence[tuple[datetime, datetime]]
+) -> list[tuple[Any, ...]]:
+    """The one row ``query`` (an aggregate over ``[lo, hi)`` of one market) gives for each range,
+    the statements sent at once (one round trip)."""
     if not ranges:
-        return total
+        return []
+    out = []
     async with conn.pipeline():
         cursors = []
         for lo, hi in ranges:
             cur = conn.cursor()
-            await cur.execute(COUNT_RANGE, {"ticker": ticker, "lo": lo, "hi": hi})
+            await cur.execute(query, {"ticker": ticker, "lo": lo, "hi": hi})
             cursors.append(cur)
         for cur in cursors:
             row = await cur.fetchone()
-            total += int(row[0]) if row else 0
+            assert row is not None  # an aggregate: always one row
+            out.append(tuple(row))
             await cur.close()
-    return total
+    return out

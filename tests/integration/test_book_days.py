@@ -79,6 +79,21 @@ def truths(url: str, tickers: list[str]) -> dict[str, tuple[Any, ...]]:
         return {t: tuple(conn.execute(TRUTH, (t,)).fetchone() or ()) for t in tickers}
 
 
+def planned_detail(url: str, ticker: str) -> tuple[tuple[Any, ...], int]:
+    """:func:`details` of one market, and the snapshot chunks its statements planned."""
+    Recorder.log = []
+
+    async def read() -> tuple[Any, ...]:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
+        ) as conn:
+            d = await market_data(conn, ticker)
+            return (d.snapshot_count, d.first_data_at, d.last_data_at)
+
+    got = asyncio.run(read())
+    return got, chunks_planned(url, Recorder.log, ["orderbook_snapshots"])
+
+
 @pytest.mark.both_editions
 def test_the_trigger_counts_every_snapshot_the_writer_or_sql_inserts(
     db_url: str, tmp_path: Path
@@ -125,19 +140,10 @@ def test_a_market_s_detail_plans_no_snapshot_chunk_of_its_history(db_url: str) -
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(PAUSE_COMPRESSION)
         snapshots(conn, "OLD", START, "2 hours", 60 * 12)
-    Recorder.log = []
-
-    async def read() -> tuple[Any, ...]:
-        async with await psycopg.AsyncConnection.connect(
-            db_url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
-        ) as conn:
-            d = await market_data(conn, "OLD")
-            return (d.snapshot_count, d.first_data_at, d.last_data_at)
-
-    got = asyncio.run(read())
+    got, planned = planned_detail(db_url, "OLD")
     assert got == truths(db_url, ["OLD"])["OLD"]
     assert got[0] == 720
-    assert chunks_planned(db_url, Recorder.log, ["orderbook_snapshots"]) == 0
+    assert planned == 0
 
 
 def test_days_whose_chunks_were_dropped_are_counted_from_what_is_left(db_url: str) -> None:
@@ -252,17 +258,7 @@ def test_days_across_chunk_bounds_off_midnight_are_trusted_until_a_chunk_goes(
         ).fetchone()
         assert split is not None
         assert split[0] >= 3
-    Recorder.log = []
-
-    async def read() -> tuple[Any, ...]:
-        async with await psycopg.AsyncConnection.connect(
-            db_url, autocommit=True, options=CONNECTION_OPTIONS, cursor_factory=Recorder
-        ) as conn:
-            d = await market_data(conn, "W")
-            return (d.snapshot_count, d.first_data_at, d.last_data_at)
-
-    assert asyncio.run(read()) == truths(db_url, ["W"])["W"]
-    assert chunks_planned(db_url, Recorder.log, ["orderbook_snapshots"]) == 0
+    assert planned_detail(db_url, "W") == (truths(db_url, ["W"])["W"], 0)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(  # the chunks wholly inside days 3-5: parts of days 2 and 5 go with them
             "SELECT drop_chunks('market.orderbook_snapshots', older_than => %s::timestamptz, "
