@@ -19,7 +19,8 @@ What it does, on this machine, over loopback:
    (``pgbench``, when installed);
 5. measures the order book at the end of the history for each N, with the checkpoints and then
    without them (deleted), which shows that checkpoints bound the replay; one client too, and on
-   the Community edition again with every book chunk compressed;
+   the Community edition again with every book chunk compressed; at the first N also under 1, 2
+   and 4 connections (:data:`SWEEP`), which shows where the machine saturates;
 6. rewrites its section of BENCHMARKS.md between ``<!-- bench:api -->`` and ``<!-- /bench:api -->``.
 """
 
@@ -65,6 +66,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BOOK = "BENCH-BOOK"
 TRADES = "BENCH-TRADES"
 DELTA_STEP = timedelta(milliseconds=100)
+SWEEP = (1, 2, 4)
+"""Connections the book is also loaded with (below ``--connections``), at the first size."""
 LEVELS = 49
 
 # -- data ----------------------------------------------------------------------------------------
@@ -593,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         book_rows: list[str] = []
+        sweep: dict[int, Result] = {}
         headline: Result | None = None
         book_sql = float("nan")
         loaded = 0
@@ -642,6 +646,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"the book's statements under {c} connections (pgbench): {book_sql:,.0f}/s",
                         flush=True,
                     )
+                    for k_conns in SWEEP:  # where the machine saturates: latency vs connections
+                        if k_conns < c:
+                            sweep[k_conns] = load(book_url, auth, d, k_conns)
+                            print(f"book @ {k_conns} connections: {fmt(sweep[k_conns])}")
+                    sweep[c] = with_cp
                 plain_alone = one_client(book_url, auth, ALONE_ROUNDS)
                 print(f"book @ {n:,} with checkpoints: {fmt(with_cp)}", flush=True)
                 conn.execute(DROP_CHECKPOINTS)
@@ -781,6 +790,14 @@ def main(argv: list[str] | None = None) -> int:
         f"waiting for its answer, the mean latency is {c} / throughput (Little's law): "
         f"{1000 * c / book_sql:.1f} ms at that rate, with no API at all; a p50 of 5 ms at {c} "
         f"connections needs {1000 * c / 5:,.0f} requests/s.",
+        "",
+        f"The book at the first size (checkpoints) under 1 to {c} connections, {d} s each: "
+        "the throughput stops growing once the 2 CPUs are busy, and from there each further "
+        "connection only waits (the latency grows as connections / throughput):",
+        "",
+        "| connections | req/s | p50 ms | p99 ms |",
+        "|---:|---:|---:|---:|",
+        *(f"| {k} | {fmt(r)} |" for k, r in sorted(sweep.items())),
         "",
         "*compressed*: the same requests with every chunk of `orderbook_deltas` and "
         "`orderbook_snapshots` compressed (Community edition; segment by market, ordered by "
