@@ -83,7 +83,7 @@ psql: ## open psql on the database
 status: install ## data freshness, gaps, sizes (non-zero exit when stale)
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) status
 
-rebuild-extents: install ## recompute delta extents and days (and count ended days) after deltas were loaded outside the collector
+rebuild-extents: install ## recompute delta extents and days (and count ended days) after deltas were loaded outside the collector, and book days after snapshots were updated or deleted
 	@KALSHIBOOK_DATABASE_URL="$(DB_URL)" $(KB) rebuild-extents
 
 dedupe-trades: install ## merge trades stored twice by versions before the writer merged them

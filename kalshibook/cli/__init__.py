@@ -69,7 +69,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rebuild-extents": (
         "kalshibook.cli.rebuild_extents",
         "recompute the per-market delta extents and days after deltas were written outside the "
-        "collector, then count the ended days' deltas",
+        "collector, then count the ended days' deltas; recompute the book days after snapshots "
+        "were updated or deleted",
     ),
     "dedupe-trades": (
         "kalshibook.cli.dedupe_trades",
