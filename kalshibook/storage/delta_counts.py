@@ -15,11 +15,10 @@ kept. A day is counted :data:`SEAL` after it ended: a batch the writer formed be
 ended and commits later than that is the only write the version cannot see, and a batch commits
 within seconds. Any other write (plain SQL, a DELETE) marks the extents incomplete, and the
 counts are then not used until the rebuild, which sets them all back to NULL. Retention and
-``drop_chunks`` drop whole chunks and fire no trigger: counts are used only for days after the
-deltas' first chunk began (the day it begins in is counted again), and only while every chunk
-that overlapped the day when it was counted still exists (migration 0016: a chunk dropped in the
-middle of the history, or dropped and made again by a late row, makes its days be counted row by
-row).
+``drop_chunks`` drop whole chunks and fire no trigger: a count is used only while every chunk that
+overlapped its day when it was counted still exists (migration 0016: a chunk dropped from the
+start or the middle of the history, or dropped and made again by a late row, makes its days be
+counted row by row).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ __all__ = (
     "market_delta_count",
     "range_rows",
     "untrusted_runs",
-    "whole_days_from",
 )
 
 Conn = AsyncConnection[Any]
@@ -80,15 +78,16 @@ SELECT d.day, d.deltas, d.deltas IS NOT NULL AND d.chunks IS NOT NULL AND NOT EX
     WHERE NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk AS c
                       WHERE c.id = k.id AND NOT c.dropped))
 FROM market.delta_days AS d
-WHERE d.market_ticker = %(ticker)s AND d.day >= %(whole_from)s
+WHERE d.market_ticker = %(ticker)s
 ORDER BY d.day
 """
-"""The market's days from ``whole_from``, each with its count and whether it is trusted: counted,
+"""The market's days, each with its count and whether it is trusted: counted,
 and every delta chunk the day overlapped when it was counted still there (a primary-key probe of
 TimescaleDB's catalog per chunk, readable by every role). Retention and ``drop_chunks``, from the
 start or the middle, fire no trigger: a day with a chunk dropped, or dropped and made again (a new
-id), is counted row by row. A chunk made since the count holds rows that set the count back to
-NULL or mark the extents incomplete."""
+id), is counted row by row: also the days retention dropped (their range holds no chunk left to
+plan) and the day it cut into. A chunk made since the count holds rows that set the count back
+to NULL or mark the extents incomplete."""
 
 
 async def count_days(
@@ -122,13 +121,6 @@ async def count_days(
     return done
 
 
-def whole_days_from(floor: datetime) -> datetime:
-    """The first whole day at or after the deltas' first chunk's start (pure)."""
-    utc = floor.astimezone(UTC)
-    day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day if day == utc else day + DAY
-
-
 def untrusted_runs(days: Sequence[tuple[datetime, bool]]) -> list[tuple[datetime, datetime]]:
     """The days to count row by row (pure; ``(day, trusted)`` in day order): each run of untrusted
     days not separated by a trusted one, as ``[its first day, the day after its last)``. Days
@@ -151,16 +143,11 @@ def untrusted_runs(days: Sequence[tuple[datetime, bool]]) -> list[tuple[datetime
 
 
 def live_ranges(
-    floor: datetime,
-    whole_from: datetime,
-    runs: Sequence[tuple[datetime, datetime]],
-    end: datetime,
+    runs: Sequence[tuple[datetime, datetime]], end: datetime
 ) -> list[tuple[datetime, datetime]]:
-    """The ranges whose deltas must be counted row by row (pure): the part of a day retention
-    cut into (``[floor, whole_from)``), and the runs of days not counted or not trusted, all
-    ending by ``end`` (past the market's last delta)."""
-    out = [(floor, whole_from), *runs]
-    return [(lo, min(hi, end)) for lo, hi in out if lo < min(hi, end)]
+    """The runs of days not counted or not trusted, cut at ``end`` (past the market's last
+    delta): the ranges whose deltas are counted row by row (pure)."""
+    return [(lo, min(hi, end)) for lo, hi in runs if lo < min(hi, end)]
 
 
 COUNT_RANGE: Final[LiteralString] = """
@@ -169,19 +156,14 @@ WHERE market_ticker = %(ticker)s AND ts >= %(lo)s AND ts < %(hi)s
 """
 
 
-async def market_delta_count(conn: Conn, ticker: str, floor: datetime | None, end: datetime) -> int:
-    """The market's deltas, from its trusted counted days and a count of the rest (``floor``:
-    where the stored deltas begin, None: none stored; ``end``: past its last delta). Only while
-    the delta extents are complete."""
-    if floor is None:
-        return 0
-    whole_from = whole_days_from(floor)
-    cur = await conn.execute(DAY_ROWS, {"ticker": ticker, "whole_from": whole_from})
+async def market_delta_count(conn: Conn, ticker: str, end: datetime) -> int:
+    """The market's deltas, from its trusted counted days and a count of the rest (``end``: past
+    its last delta). Only while the delta extents are complete."""
+    cur = await conn.execute(DAY_ROWS, {"ticker": ticker})
     rows = await cur.fetchall()
     total = sum(int(n) for _, n, trusted in rows if trusted)
     runs = untrusted_runs([(day, bool(trusted)) for day, _, trusted in rows])
-    ranges = live_ranges(floor.astimezone(UTC), whole_from, runs, end)
-    for row in await range_rows(conn, COUNT_RANGE, ticker, ranges):
+    for row in await range_rows(conn, COUNT_RANGE, ticker, live_ranges(runs, end)):
         total += int(row[0])
     return total
 

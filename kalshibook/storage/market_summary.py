@@ -16,7 +16,6 @@ from psycopg import AsyncConnection
 from kalshibook.storage.book_days import BookSpan, book_span
 from kalshibook.storage.book_reads import DELTA_SLACK, delta_span_of
 from kalshibook.storage.delta_counts import market_delta_count
-from kalshibook.storage.fetch import FIRST_CHUNK_START
 
 __all__ = ("EventStats", "MarketData", "event_stats", "market_categories", "market_data")
 
@@ -61,20 +60,15 @@ WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)
 stamped at most ``DELTA_SLACK`` before it (``deltas_from``), but may outlast the last one: they
 are read up to the end of their extent, or, while the delta extents are incomplete, up to
 ``'infinity'``."""
-LAST_DELTA_SPAN: Final = """
-SELECT max(ts) FROM market.orderbook_deltas
-WHERE market_ticker = %(ticker)s AND ts >= %(deltas_from)s AND ts < %(deltas_to)s
-"""
-"""The market's last delta over its whole span, when the last hour of its extent holds none any
-more (``drop_chunks`` removed it: an extent only grows)."""
 LAST_DELTA: Final = """
 SELECT NULL::bigint, max(ts) FROM market.orderbook_deltas
 WHERE market_ticker = %(ticker)s AND ts >= %(last_delta_since)s AND ts < %(deltas_to)s
 """
 """With complete delta extents: no count (it comes from the days' counts,
 kalshibook.storage.delta_counts) and the last delta looked for in the last hour of the market's
-delta extent, where it lies (a DELETE of deltas makes the extents incomplete; retention drops the
-oldest chunks first). The hour's start is computed here: given as ``greatest(from, to - 1 hour)``
+delta extent, where it lies (a DELETE of deltas makes the extents incomplete), or, when that hour
+holds none any more (``drop_chunks`` took it: an extent only grows), from ``deltas_from`` on.
+The hour's start is computed here: given as ``greatest(from, to - 1 hour)``
 in SQL, a stable expression, it excluded no chunk when planned, and the statement read every
 delta chunk of the market's life (350 ms at a year of deltas every 15 s)."""
 
@@ -115,14 +109,9 @@ WHERE m.ticker = ANY(%(tickers)s::text[])
 async def market_data(conn: Conn, ticker: str) -> MarketData:
     """Snapshot and delta counts, first and last book or trade time of one market."""
     params: dict[str, Any] = {"ticker": ticker}
-    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as floor_cur:
-        await cur.execute(MARKET_EXTENTS, params)
-        # where the stored deltas begin, read now: a cached floor could count a dropped day
-        await floor_cur.execute(FIRST_CHUNK_START, {"table": "orderbook_deltas"})
-        extents = await cur.fetchone()
-        floor = await floor_cur.fetchone()
+    cur = await conn.execute(MARKET_EXTENTS, params)
+    extents = await cur.fetchone()
     assert extents is not None  # scalar subqueries: always one row
-    deltas_floor = None if floor is None or floor[0] is None else floor[0].astimezone(UTC)
     # in UTC: arithmetic on a local datetime (a session in another time zone) is wall-clock time
     book_from, book_to, trades_from, trades_to = (
         None if t is None else t.astimezone(UTC) for t in extents[:4]
@@ -134,7 +123,7 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
     span = delta_span_of(extents[4:7])
     params["deltas_to"] = _INFINITY if span is None else span.hi
     counted = span is not None and book_from is not None
-    if counted and span is not None and book_from is not None:
+    if span is not None and book_from is not None:
         params["last_delta_since"] = max(params["deltas_from"], span.hi - _HOUR)
     deltas: tuple[Any, ...] = (0, None)
     first_trade = last_trade = None
@@ -145,10 +134,10 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
             await trade_cur.execute(MARKET_TRADE_EDGES, params)
         if book_from is not None:
             deltas = tuple(await delta_cur.fetchone() or deltas)
-            if counted and deltas[1] is None:
-                await delta_cur.execute(LAST_DELTA_SPAN, params)
-                row = await delta_cur.fetchone()
-                deltas = (deltas[0], None if row is None else row[0])
+            if counted and deltas[1] is None:  # its last hour dropped: the whole span
+                params["last_delta_since"] = params["deltas_from"]
+                await delta_cur.execute(LAST_DELTA, params)
+                deltas = tuple(await delta_cur.fetchone() or deltas)
         if trades_from is not None:
             first_trade, last_trade = await trade_cur.fetchone() or (None, None)
             if first_trade is None or last_trade is None:
@@ -159,7 +148,7 @@ async def market_data(conn: Conn, ticker: str) -> MarketData:
         book = await book_span(conn, ticker, book_from, book_to, complete=bool(extents[7]))
     delta_count, last_delta = deltas
     if counted and span is not None:
-        delta_count = await market_delta_count(conn, ticker, deltas_floor, span.hi)
+        delta_count = await market_delta_count(conn, ticker, span.hi)
     return MarketData(
         book.snapshots,
         int(delta_count),

@@ -19,7 +19,7 @@ from plan_support import PAUSE_COMPRESSION, Recorder, chunks_planned
 
 from kalshibook.api.app import CONNECTION_OPTIONS
 from kalshibook.settings import CoreSettings, Settings, WriterSettings
-from kalshibook.storage import book_reads, delta_counts
+from kalshibook.storage import delta_counts
 from kalshibook.storage.market_summary import market_data
 from kalshibook.storage.pool import open_pool
 from kalshibook.storage.tables import DeltaRow
@@ -114,7 +114,6 @@ def test_the_detail_count_equals_every_delta_counted(db_url: str) -> None:
             "SELECT drop_chunks('market.orderbook_deltas', older_than => %s::timestamptz)",
             (START + timedelta(days=2, hours=12),),
         )
-    book_reads._floors.clear()  # the deltas' floor is cached for 5 s per database
     expected = true_counts(db_url)
     assert expected["B"] > 0  # part of B's third day is left
     assert detail_counts(db_url) == expected
