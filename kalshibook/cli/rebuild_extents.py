@@ -24,18 +24,15 @@ import asyncio
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Final
 
 import psycopg
 
 from kalshibook.cli.common import failure_line, open_checked
 from kalshibook.errors import StorageError
 from kalshibook.settings import Settings
+from kalshibook.storage import book_days
 from kalshibook.storage.delta_counts import count_days
 from kalshibook.storage.migrate import REBUILD_DELTA_EXTENTS
-
-BOOK_DAYS_STATE: Final = "SELECT complete FROM market.book_days_state"
-REBUILD_BOOK_DAYS: Final = "SELECT markets, days FROM market.rebuild_book_days()"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,13 +54,13 @@ async def _rebuild_book_days(url: str) -> tuple[int, int] | None:
     """Recompute the book days if they are incomplete: (markets, days), or None if complete."""
     async with await open_checked(url) as conn:
         try:
-            state = await (await conn.execute(BOOK_DAYS_STATE)).fetchone()
+            state = await (await conn.execute(book_days.DAYS_STATE)).fetchone()
             if state is not None and state[0]:
                 return None
             print(
                 "scanning market.orderbook_snapshots for every market's book days ...", flush=True
             )
-            row = await (await conn.execute(REBUILD_BOOK_DAYS)).fetchone()
+            row = await (await conn.execute(book_days.REBUILD)).fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"rebuilding the book days failed: {failure_line(exc)}") from None
     return (int(row[0]), int(row[1])) if row else (0, 0)
@@ -89,12 +86,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     del args
     url = settings.require_database()
     started = time.monotonic()
-    book_days = asyncio.run(_rebuild_book_days(url))
-    if book_days is None:
+    rebuilt = asyncio.run(_rebuild_book_days(url))
+    if rebuilt is None:
         print("book days complete: not rebuilt")
     else:
         took = time.monotonic() - started
-        print(f"book days rebuilt: {book_days[1]} days of {book_days[0]} markets, in {took:.1f} s")
+        print(f"book days rebuilt: {rebuilt[1]} days of {rebuilt[0]} markets, in {took:.1f} s")
     print("scanning market.orderbook_deltas for every market's delta extent ...", flush=True)
     started = time.monotonic()
     markets, complete = asyncio.run(_rebuild(url))

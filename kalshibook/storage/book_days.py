@@ -48,6 +48,8 @@ still exists (a primary-key probe of ``pg_class`` per chunk). No rows while the 
 incomplete (or for a market without snapshots)."""
 
 DAYS_STATE: Final = "SELECT complete FROM market.book_days_state"
+REBUILD: Final = "SELECT markets, days FROM market.rebuild_book_days()"
+"""Recompute the book days from the snapshots (``kalshibook rebuild-extents``)."""
 
 SNAPSHOT_RANGE: Final[LiteralString] = """
 SELECT count(*), min(ts), max(ts) FROM market.orderbook_snapshots

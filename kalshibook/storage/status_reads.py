@@ -288,9 +288,9 @@ class DbSnapshot(msgspec.Struct, kw_only=True):
     policies: list[PolicyJob] = msgspec.field(default_factory=list)
 
 
-def delta_extents_text(state: Any) -> str:
-    """``complete`` or since when they are not, from the state row ``(complete, changed_at)``;
-    no row reads as incomplete, as the reads take it (pure)."""
+def state_text(state: Any) -> str:
+    """``complete`` or since when not, from a state row ``(complete, changed_at)`` (the delta
+    extents', the book days'); no row reads as incomplete, as the reads take it (pure)."""
     if state is None:
         return "incomplete (its state row is missing)"
     complete, changed_at = state
@@ -401,10 +401,10 @@ def read_database(conn: psycopg.Connection[Any], *, url: str, gap_window: timede
 
     extents = _optional(conn, DELTA_EXTENTS_STATE)
     if not isinstance(extents, str):  # an error: a schema before 0009
-        database.delta_extents = delta_extents_text(extents[0] if extents else None)
+        database.delta_extents = state_text(extents[0] if extents else None)
     book_days = _optional(conn, BOOK_DAYS_STATE)
     if not isinstance(book_days, str):  # an error: a schema before 0016
-        database.book_days = delta_extents_text(book_days[0] if book_days else None)
+        database.book_days = state_text(book_days[0] if book_days else None)
 
     # the same freshness rule as the API's /v1/status (one query for both)
     chunks = conn.execute(STATUS_CHUNKS, {"tables": STATUS_TABLES, "k": STATUS_FIRST}).fetchall()
